@@ -1,0 +1,18 @@
+//! `common` — the bottom layer of AiSQL. Everything here is shared by every other crate:
+//!
+//! * [`hlc`] — the hybrid logical clock ([`HybridTime`], [`Hlc`]).
+//! * [`keys`] — order-preserving key encoding and the 16-bit partition hash.
+//! * [`ids`] — server, table and tablet identifiers.
+//! * [`status`] — numbered status codes every crate's error maps onto, so that the
+//!   API front ends can turn them into SQLSTATEs, CQL error codes or RESP errors.
+//! * [`flags`] — parsing helpers for the `--flag value` command line and `--flagfile`.
+
+pub mod flags;
+pub mod hlc;
+pub mod ids;
+pub mod keys;
+pub mod status;
+
+pub use hlc::{Hlc, HybridTime};
+pub use ids::{new_id, ServerId, TableId, TabletId};
+pub use status::StatusCode;

@@ -1,0 +1,224 @@
+//! `storage` — the storage layer. The rest of AiSQL programs against the small
+//! [`KvEngine`] trait: ordered key-value "column families" with atomic multi-family write
+//! batches, forward and reverse range scans, and an explicit `sync` that makes every
+//! earlier write durable. Two engines implement it:
+//!
+//! * [`FjallEngine`] — the real one, over the fjall LSM tree (one fjall database per data
+//!   directory, one keyspace per [`Cf`]);
+//! * [`MemEngine`] — a `BTreeMap` engine for tests.
+//!
+//! Both pass the same conformance suite (`conformance` tests below). On top of the trait:
+//! [`mvcc`] (versions keyed by hybrid time, snapshot reads, TTL, garbage collection) and
+//! [`GroupCommit`] (many writers share one fsync). The on-disk layout is described in
+//! `docs/design/storage.md`.
+
+mod fjall_engine;
+mod group_commit;
+mod mem_engine;
+pub mod mvcc;
+
+use std::ops::Bound;
+
+pub use fjall_engine::FjallEngine;
+pub use group_commit::GroupCommit;
+pub use mem_engine::MemEngine;
+
+/// The column families of a server's store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Cf {
+    /// Tablet rows: MVCC versions, keys prefixed by the 16-byte tablet id.
+    Data,
+    /// Raft log entries of every Raft group on the server.
+    RaftLog,
+    /// Raft votes, committed indexes and state-machine applied state.
+    RaftMeta,
+    /// Server metadata: instance id, tablet descriptors.
+    Meta,
+}
+
+impl Cf {
+    pub const ALL: [Cf; 4] = [Cf::Data, Cf::RaftLog, Cf::RaftMeta, Cf::Meta];
+
+    /// Name of the family on disk (a fjall keyspace name).
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::Data => "data",
+            Cf::RaftLog => "raft_log",
+            Cf::RaftMeta => "raft_meta",
+            Cf::Meta => "meta",
+        }
+    }
+}
+
+/// Storage errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("storage engine I/O: {0}")]
+    Io(String),
+    #[error("corrupt data in {what}: {detail}")]
+    Corrupt { what: &'static str, detail: String },
+    #[error("data directory {path}: {detail}")]
+    DataDir { path: String, detail: String },
+}
+
+impl StorageError {
+    pub fn status(&self) -> common::StatusCode {
+        common::StatusCode::StorageError
+    }
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// One change in a [`WriteBatch`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    Put(Cf, Vec<u8>, Vec<u8>),
+    Delete(Cf, Vec<u8>),
+}
+
+/// Changes applied atomically by [`KvEngine::write`]: after a crash either all or none of
+/// them are visible.
+#[derive(Clone, Debug, Default)]
+pub struct WriteBatch {
+    pub ops: Vec<Op>,
+}
+
+impl WriteBatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn put(&mut self, cf: Cf, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Put(cf, key.into(), value.into()));
+    }
+    pub fn delete(&mut self, cf: Cf, key: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Delete(cf, key.into()));
+    }
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// An owned key-value pair.
+pub type Kv = (Vec<u8>, Vec<u8>);
+/// A range-scan iterator; it sees a consistent snapshot taken when it was created.
+pub type KvIter<'a> = Box<dyn Iterator<Item = Result<Kv>> + Send + 'a>;
+
+/// The storage engine interface.
+pub trait KvEngine: Send + Sync + 'static {
+    /// The value stored under `key`.
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Apply `batch` atomically. Not durable until [`KvEngine::sync`] returns.
+    fn write(&self, batch: WriteBatch) -> Result<()>;
+    /// Keys in `(start, end)` in ascending order, or descending if `reverse`.
+    fn scan(&self, cf: Cf, start: Bound<Vec<u8>>, end: Bound<Vec<u8>>, reverse: bool) -> KvIter<'_>;
+    /// Make every write that returned before this call durable (fdatasync of the journal).
+    fn sync(&self) -> Result<()>;
+    /// Bytes used on disk (0 for in-memory engines).
+    fn disk_space(&self) -> u64;
+}
+
+/// Delete every key of `cf` that starts with `prefix` (in batches of at most 10,000 keys).
+pub fn delete_prefix(engine: &dyn KvEngine, cf: Cf, prefix: &[u8]) -> Result<usize> {
+    let mut n = 0;
+    loop {
+        let mut batch = WriteBatch::new();
+        for kv in engine.scan(cf, Bound::Included(prefix.to_vec()), prefix_end(prefix), false) {
+            let (k, _) = kv?;
+            batch.delete(cf, k);
+            if batch.len() >= 10_000 {
+                break;
+            }
+        }
+        if batch.is_empty() {
+            return Ok(n);
+        }
+        n += batch.len();
+        engine.write(batch)?;
+    }
+}
+
+/// The exclusive upper bound of all keys starting with `prefix`.
+pub fn prefix_end(prefix: &[u8]) -> Bound<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return Bound::Excluded(end);
+        }
+    }
+    Bound::Unbounded
+}
+
+#[cfg(test)]
+mod conformance {
+    //! The suite every [`KvEngine`] must pass.
+    use super::*;
+
+    fn all(e: &dyn KvEngine, cf: Cf, reverse: bool) -> Vec<Kv> {
+        e.scan(cf, Bound::Unbounded, Bound::Unbounded, reverse)
+            .collect::<Result<Vec<_>>>()
+            .unwrap()
+    }
+
+    fn suite(e: &dyn KvEngine) {
+        let mut b = WriteBatch::new();
+        b.put(Cf::Data, b"b".to_vec(), b"2".to_vec());
+        b.put(Cf::Data, b"a".to_vec(), b"1".to_vec());
+        b.put(Cf::Data, b"c".to_vec(), b"3".to_vec());
+        b.put(Cf::Meta, b"a".to_vec(), b"meta".to_vec());
+        e.write(b).unwrap();
+        assert_eq!(e.get(Cf::Data, b"a").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(e.get(Cf::Meta, b"a").unwrap(), Some(b"meta".to_vec()));
+        assert_eq!(e.get(Cf::RaftLog, b"a").unwrap(), None);
+        let keys: Vec<_> = all(e, Cf::Data, false).into_iter().map(|kv| kv.0).collect();
+        assert_eq!(keys, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        let keys: Vec<_> = all(e, Cf::Data, true).into_iter().map(|kv| kv.0).collect();
+        assert_eq!(keys, vec![b"c".to_vec(), b"b".to_vec(), b"a".to_vec()]);
+        let mid: Vec<_> = e
+            .scan(Cf::Data, Bound::Excluded(b"a".to_vec()), Bound::Included(b"c".to_vec()), false)
+            .map(|kv| kv.unwrap().0)
+            .collect();
+        assert_eq!(mid, vec![b"b".to_vec(), b"c".to_vec()]);
+        let mut b = WriteBatch::new();
+        b.delete(Cf::Data, b"b".to_vec());
+        b.put(Cf::Data, b"a".to_vec(), b"1'".to_vec());
+        e.write(b).unwrap();
+        assert_eq!(e.get(Cf::Data, b"b").unwrap(), None);
+        assert_eq!(e.get(Cf::Data, b"a").unwrap(), Some(b"1'".to_vec()));
+        e.sync().unwrap();
+        assert_eq!(delete_prefix(e, Cf::Data, b"").unwrap(), 2);
+        assert!(all(e, Cf::Data, false).is_empty());
+        assert_eq!(all(e, Cf::Meta, false).len(), 1);
+    }
+
+    #[test]
+    fn mem_engine_conforms() {
+        suite(&MemEngine::new());
+    }
+
+    #[test]
+    fn fjall_engine_conforms_and_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let e = FjallEngine::open(dir.path()).unwrap();
+            suite(&e);
+            let mut b = WriteBatch::new();
+            b.put(Cf::RaftLog, b"k".to_vec(), b"v".to_vec());
+            e.write(b).unwrap();
+            e.sync().unwrap();
+        }
+        let e = FjallEngine::open(dir.path()).unwrap();
+        assert_eq!(e.get(Cf::RaftLog, b"k").unwrap(), Some(b"v".to_vec()));
+        assert_eq!(e.get(Cf::Meta, b"a").unwrap(), Some(b"meta".to_vec()));
+    }
+
+    #[test]
+    fn prefix_end_bounds() {
+        assert_eq!(prefix_end(b"ab"), Bound::Excluded(b"ac".to_vec()));
+        assert_eq!(prefix_end(&[1, 0xFF]), Bound::Excluded(vec![2]));
+        assert_eq!(prefix_end(&[0xFF]), Bound::Unbounded);
+    }
+}
