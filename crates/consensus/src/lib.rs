@@ -1,0 +1,135 @@
+//! `consensus` — Raft for AiSQL, on openraft. A Raft node is four parts (openraft's own
+//! split): the [`TypeConfig`], the [`LogStore`], the state machine ([`StateMachine`], which
+//! adapts any [`StateMachineApp`]: a tablet, or the mserver catalog) and the network
+//! ([`Network`] to send, [`RaftRouter`] to receive). Many groups share one server: one
+//! storage engine, one group-commit syncer, one channel pool and one router keyed by group id.
+
+mod log_store;
+mod network;
+mod state_machine;
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+pub use log_store::LogStore;
+pub use network::{Network, RaftRouter};
+pub use state_machine::{StateMachine, StateMachineApp};
+
+use storage::{GroupCommit, KvEngine};
+
+/// Opaque application payload of a log entry, and of an apply result.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Payload(pub Vec<u8>);
+
+impl std::fmt::Display for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "payload({} bytes)", self.0.len())
+    }
+}
+
+openraft::declare_raft_types!(
+    /// openraft types for every AiSQL Raft group.
+    pub TypeConfig:
+        D = Payload,
+        R = Payload,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type NodeId = u64;
+pub use openraft::{BasicNode, ServerState};
+
+/// Timing of every Raft group (milliseconds).
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self { heartbeat_interval_ms: 100, election_timeout_min_ms: 500, election_timeout_max_ms: 1000 }
+    }
+}
+
+impl Timing {
+    /// How long after a quorum confirmed leadership the leader may serve reads without asking
+    /// again. Followers refuse to vote for `election_timeout_max` after hearing from the
+    /// leader, so no other leader can exist during this window; we use 90 % of the minimum.
+    pub fn lease(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.election_timeout_min_ms * 9 / 10)
+    }
+}
+
+/// What every group on a server shares.
+#[derive(Clone)]
+pub struct GroupEnv {
+    pub engine: Arc<dyn KvEngine>,
+    pub group_commit: Arc<GroupCommit>,
+    pub pool: rpc::ChannelPool,
+    pub router: RaftRouter,
+    pub timing: Timing,
+}
+
+/// Errors starting a group.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsensusError {
+    #[error("raft config: {0}")]
+    Config(String),
+    #[error("raft group {group}: {detail}")]
+    Start { group: String, detail: String },
+}
+
+/// Start (or restart, from what is on disk) the Raft group `group_id` with this node as
+/// `node_id`, and register it with the router so peers can reach it.
+pub async fn start_group(
+    env: &GroupEnv,
+    group_id: &str,
+    node_id: NodeId,
+    app: Arc<dyn StateMachineApp>,
+) -> Result<Raft, ConsensusError> {
+    let config = openraft::Config {
+        cluster_name: group_id.to_owned(),
+        heartbeat_interval: env.timing.heartbeat_interval_ms,
+        election_timeout_min: env.timing.election_timeout_min_ms,
+        election_timeout_max: env.timing.election_timeout_max_ms,
+        install_snapshot_timeout: 10_000,
+        max_payload_entries: 2000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(50_000),
+        max_in_snapshot_log_to_keep: 5_000,
+        ..Default::default()
+    };
+    let config = Arc::new(config.validate().map_err(|e| ConsensusError::Config(e.to_string()))?);
+    let prefix = common::ids::id_prefix(group_id);
+    let log = LogStore::new(env.engine.clone(), env.group_commit.clone(), prefix);
+    let sm = StateMachine::open(env.engine.clone(), prefix, app).map_err(|e| ConsensusError::Start {
+        group: group_id.to_owned(),
+        detail: e.to_string(),
+    })?;
+    let network = Network::new(group_id.to_owned(), env.pool.clone());
+    let raft = Raft::new(node_id, config, network, log, sm)
+        .await
+        .map_err(|e| ConsensusError::Start { group: group_id.to_owned(), detail: e.to_string() })?;
+    env.router.register(group_id, raft.clone());
+    Ok(raft)
+}
+
+/// Remove every trace of group `group_id` from storage (log, vote, applied state). The app's
+/// own data is the app's to delete. The group must already be shut down.
+pub fn destroy_group_state(engine: &dyn KvEngine, group_id: &str) -> Result<(), storage::StorageError> {
+    let prefix = common::ids::id_prefix(group_id);
+    storage::delete_prefix(engine, storage::Cf::RaftLog, &prefix)?;
+    storage::delete_prefix(engine, storage::Cf::RaftMeta, &prefix)?;
+    Ok(())
+}
+
+pub(crate) fn storage_err(
+    subject: openraft::ErrorSubject<NodeId>,
+    verb: openraft::ErrorVerb,
+    e: impl std::fmt::Display,
+) -> openraft::StorageError<NodeId> {
+    openraft::StorageIOError::new(subject, verb, openraft::AnyError::error(e.to_string())).into()
+}

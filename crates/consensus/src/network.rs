@@ -1,0 +1,187 @@
+//! Raft messages over tonic. [`Network`] sends a group's messages to its peers (bincode in a
+//! `RaftRequest`, over the server's shared channel pool); [`RaftRouter`] receives them for
+//! every group on a server and hands each to its `Raft` by group id.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse,
+};
+use rpc::raft::raft_service_client::RaftServiceClient;
+use rpc::raft::raft_service_server::RaftService;
+use rpc::raft::{RaftReply, RaftRequest};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::{BasicNode, NodeId, Raft, TypeConfig};
+
+/// Builds per-peer connections for one group.
+#[derive(Clone)]
+pub struct Network {
+    group_id: String,
+    pool: rpc::ChannelPool,
+}
+
+impl Network {
+    pub fn new(group_id: String, pool: rpc::ChannelPool) -> Self {
+        Self { group_id, pool }
+    }
+}
+
+/// One group's connection to one peer.
+pub struct Connection {
+    group_id: String,
+    target: NodeId,
+    addr: String,
+    pool: rpc::ChannelPool,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
+        Connection { group_id: self.group_id.clone(), target, addr: node.addr.clone(), pool: self.pool.clone() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Msg(String);
+
+impl Connection {
+    async fn call<Req, Resp, E>(
+        &self,
+        method: Method,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let unreachable = |m: String| RPCError::Unreachable(Unreachable::new(&Msg(m)));
+        let payload = bincode::serialize(req).map_err(|e| RPCError::Network(NetworkError::new(&Msg(e.to_string()))))?;
+        let channel = self.pool.get(&self.addr).map_err(|e| unreachable(e.to_string()))?;
+        let mut client = RaftServiceClient::new(channel).max_decoding_message_size(256 << 20).max_encoding_message_size(256 << 20);
+        let request = RaftRequest { group_id: self.group_id.clone(), payload };
+        let ttl = option.hard_ttl().max(Duration::from_millis(50));
+        let fut = async {
+            match method {
+                Method::Append => client.append_entries(request).await,
+                Method::Vote => client.vote(request).await,
+                Method::Snapshot => client.install_snapshot(request).await,
+            }
+        };
+        let reply = match tokio::time::timeout(ttl, fut).await {
+            Err(_) => return Err(unreachable(format!("raft rpc to {} timed out", self.addr))),
+            Ok(Err(status)) => return Err(unreachable(format!("raft rpc to {}: {}", self.addr, status.message()))),
+            Ok(Ok(r)) => r.into_inner(),
+        };
+        if !reply.error.is_empty() {
+            return Err(unreachable(reply.error));
+        }
+        let result: Result<Resp, RaftError<NodeId, E>> = bincode::deserialize(&reply.payload)
+            .map_err(|e| RPCError::Network(NetworkError::new(&Msg(format!("bad raft reply: {e}")))))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Method {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl RaftNetwork<TypeConfig> for Connection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call(Method::Append, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>> {
+        self.call(Method::Snapshot, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call(Method::Vote, &rpc, &option).await
+    }
+}
+
+/// The Raft groups of one server, keyed by group id; also the server side of `RaftService`.
+#[derive(Clone, Default)]
+pub struct RaftRouter {
+    groups: Arc<RwLock<HashMap<String, Raft>>>,
+}
+
+impl RaftRouter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn register(&self, group_id: &str, raft: Raft) {
+        self.groups.write().unwrap_or_else(|e| e.into_inner()).insert(group_id.to_owned(), raft);
+    }
+
+    pub fn unregister(&self, group_id: &str) -> Option<Raft> {
+        self.groups.write().unwrap_or_else(|e| e.into_inner()).remove(group_id)
+    }
+
+    pub fn get(&self, group_id: &str) -> Option<Raft> {
+        self.groups.read().unwrap_or_else(|e| e.into_inner()).get(group_id).cloned()
+    }
+
+    fn decode<T: DeserializeOwned>(req: &RaftRequest) -> Result<T, tonic::Status> {
+        bincode::deserialize(&req.payload).map_err(|e| tonic::Status::invalid_argument(format!("malformed raft request: {e}")))
+    }
+
+    fn reply<T: Serialize>(v: &T) -> Result<tonic::Response<RaftReply>, tonic::Status> {
+        let payload = bincode::serialize(v).map_err(|e| tonic::Status::internal(e.to_string()))?;
+        Ok(tonic::Response::new(RaftReply { payload, error: String::new() }))
+    }
+
+    fn unknown(group: &str) -> Result<tonic::Response<RaftReply>, tonic::Status> {
+        Ok(tonic::Response::new(RaftReply { payload: Vec::new(), error: format!("raft group {group} is not on this server") }))
+    }
+}
+
+#[tonic::async_trait]
+impl RaftService for RaftRouter {
+    async fn append_entries(&self, request: tonic::Request<RaftRequest>) -> Result<tonic::Response<RaftReply>, tonic::Status> {
+        let req = request.into_inner();
+        let Some(raft) = self.get(&req.group_id) else { return Self::unknown(&req.group_id) };
+        let rpc: AppendEntriesRequest<TypeConfig> = Self::decode(&req)?;
+        Self::reply(&raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, request: tonic::Request<RaftRequest>) -> Result<tonic::Response<RaftReply>, tonic::Status> {
+        let req = request.into_inner();
+        let Some(raft) = self.get(&req.group_id) else { return Self::unknown(&req.group_id) };
+        let rpc: VoteRequest<NodeId> = Self::decode(&req)?;
+        Self::reply(&raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(&self, request: tonic::Request<RaftRequest>) -> Result<tonic::Response<RaftReply>, tonic::Status> {
+        let req = request.into_inner();
+        let Some(raft) = self.get(&req.group_id) else { return Self::unknown(&req.group_id) };
+        let rpc: InstallSnapshotRequest<TypeConfig> = Self::decode(&req)?;
+        Self::reply(&raft.install_snapshot(rpc).await)
+    }
+}
+

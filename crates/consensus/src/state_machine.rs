@@ -1,0 +1,178 @@
+//! [`StateMachine`]: adapts a [`StateMachineApp`] (a tablet, the catalog) to openraft.
+//!
+//! The adapter owns the *applied state* — the last applied log id and the last membership —
+//! and writes it (`Cf::RaftMeta`, `group prefix ‖ "applied"`) in the same atomic batch as the
+//! app's own changes for those entries. After a crash the app's data and the applied state
+//! therefore agree, and openraft re-applies the log from there.
+//!
+//! Snapshots are the app's full state ([`StateMachineApp::snapshot`]) plus the applied state;
+//! they are built on demand and kept in memory (the data they copy is on disk already).
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError,
+    StoredMembership,
+};
+use storage::{Cf, KvEngine, StorageError as KvError, WriteBatch};
+
+use crate::{storage_err, BasicNode, NodeId, Payload, TypeConfig};
+
+/// What a replicated state machine must provide.
+pub trait StateMachineApp: Send + Sync + 'static {
+    /// Apply one committed entry's payload: add the resulting changes to `batch` (written
+    /// atomically with the applied state after the entries of this round) and return the
+    /// reply for the proposer. Must be deterministic.
+    fn apply(&self, index: u64, payload: &[u8], batch: &mut WriteBatch) -> Vec<u8>;
+    /// Called after a batch from [`StateMachineApp::apply`] has been written.
+    fn applied(&self) {}
+    /// The app's full state, for a snapshot.
+    fn snapshot(&self) -> Result<Vec<u8>, KvError>;
+    /// Replace the app's full state with a snapshot's (changes go into `batch`).
+    fn install(&self, data: &[u8], batch: &mut WriteBatch) -> Result<(), KvError>;
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+struct AppliedState {
+    last_applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, BasicNode>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SnapshotBlob {
+    applied: AppliedState,
+    app: Vec<u8>,
+}
+
+/// The openraft state machine of one group.
+#[derive(Clone)]
+pub struct StateMachine {
+    engine: Arc<dyn KvEngine>,
+    prefix: [u8; 16],
+    app: Arc<dyn StateMachineApp>,
+    applied: AppliedState,
+    current: Option<(SnapshotMeta<NodeId, BasicNode>, Vec<u8>)>,
+}
+
+fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError<NodeId> {
+    storage_err(ErrorSubject::StateMachine, verb, e)
+}
+
+impl StateMachine {
+    /// Load the applied state of group `prefix` from `engine`.
+    pub fn open(engine: Arc<dyn KvEngine>, prefix: [u8; 16], app: Arc<dyn StateMachineApp>) -> Result<Self, KvError> {
+        let key = Self::applied_key(&prefix);
+        let applied = match engine.get(Cf::RaftMeta, &key)? {
+            Some(raw) => bincode::deserialize(&raw).map_err(|e| KvError::Corrupt {
+                what: "raft applied state",
+                detail: e.to_string(),
+            })?,
+            None => AppliedState::default(),
+        };
+        Ok(Self { engine, prefix, app, applied, current: None })
+    }
+
+    fn applied_key(prefix: &[u8; 16]) -> Vec<u8> {
+        let mut k = prefix.to_vec();
+        k.extend_from_slice(b"applied");
+        k
+    }
+
+    fn write_with_applied(&self, mut batch: WriteBatch) -> Result<(), StorageError<NodeId>> {
+        let raw = bincode::serialize(&self.applied).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        batch.put(Cf::RaftMeta, Self::applied_key(&self.prefix), raw);
+        self.engine.write(batch).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        self.app.applied();
+        Ok(())
+    }
+
+    fn build(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let blob = SnapshotBlob { applied: self.applied.clone(), app: self.app.snapshot().map_err(|e| sm_err(ErrorVerb::Read, e))? };
+        let data = bincode::serialize(&blob).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        let last = self.applied.last_applied;
+        let meta = SnapshotMeta {
+            last_log_id: last,
+            last_membership: self.applied.membership.clone(),
+            snapshot_id: format!("{}-{}", last.map(|l| l.leader_id.term).unwrap_or(0), last.map(|l| l.index).unwrap_or(0)),
+        };
+        self.current = Some((meta.clone(), data.clone()));
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        self.build()
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError<NodeId>> {
+        Ok((self.applied.last_applied, self.applied.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Payload>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = WriteBatch::new();
+        let mut replies = Vec::new();
+        for entry in entries {
+            self.applied.last_applied = Some(entry.log_id);
+            match entry.payload {
+                EntryPayload::Blank => replies.push(Payload::default()),
+                EntryPayload::Normal(p) => {
+                    replies.push(Payload(self.app.apply(entry.log_id.index, &p.0, &mut batch)));
+                }
+                EntryPayload::Membership(m) => {
+                    self.applied.membership = StoredMembership::new(Some(entry.log_id), m);
+                    replies.push(Payload::default());
+                }
+            }
+        }
+        self.write_with_applied(batch)?;
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let data = snapshot.into_inner();
+        let blob: SnapshotBlob = bincode::deserialize(&data)
+            .map_err(|e| storage_err(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Read, e))?;
+        let mut batch = WriteBatch::new();
+        self.app.install(&blob.app, &mut batch).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        self.applied = AppliedState { last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
+        self.write_with_applied(batch)?;
+        self.current = Some((meta.clone(), data));
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        if let Some((meta, data)) = &self.current {
+            return Ok(Some(Snapshot { meta: meta.clone(), snapshot: Box::new(Cursor::new(data.clone())) }));
+        }
+        if self.applied.last_applied.is_none() {
+            return Ok(None);
+        }
+        // Nothing in memory (e.g. after a restart): the persisted state is a valid snapshot.
+        self.build().map(Some)
+    }
+}

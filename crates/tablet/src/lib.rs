@@ -1,0 +1,275 @@
+//! `tablet` — a tablet is one Raft group plus the MVCC rows it owns in the server's storage
+//! engine. Key types: [`Tablet`] (write, read, scan on the leader), [`TabletMeta`] (the
+//! persisted descriptor), [`WriteOp`], [`TabletError`].
+//!
+//! **Hybrid times.** The leader stamps each write with `hlc.now()` when proposing it. When a
+//! replica applies the entry it uses `max(stamp, previous applied time + 1)` — a pure
+//! function of the log, so every replica stores the same versions, and versions grow with the
+//! log order even across leader changes. TTLs are turned into absolute expiry times at that
+//! point too.
+//!
+//! **Reads.** Only the leader serves reads, and only under a lease: a quorum confirmed its
+//! leadership (openraft `ensure_linearizable`, which also waits until everything committed
+//! before is applied) less than [`consensus::Timing::lease`] ago, in the current term.
+//! Followers refuse to vote for a new leader for longer than that, so no read can miss a
+//! write acknowledged by a newer leader.
+
+mod app;
+mod meta;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use common::{Hlc, HybridTime};
+use consensus::{BasicNode, GroupEnv, NodeId, Payload, Raft, ServerState};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::RaftMetrics;
+use storage::mvcc::{self, ScanRange};
+use storage::KvEngine;
+use tokio::sync::watch;
+
+pub use app::{WriteCmd, WriteOp};
+pub use meta::{PeerMeta, TabletMeta};
+
+use app::TabletApp;
+
+/// Errors of tablet operations.
+#[derive(Debug, thiserror::Error)]
+pub enum TabletError {
+    #[error("not the leader of tablet {tablet}")]
+    NotLeader { tablet: String, leader_addr: Option<String> },
+    #[error("tablet {tablet}: {detail}")]
+    Unavailable { tablet: String, detail: String },
+    #[error("tablet {tablet}: storage: {source}")]
+    Storage { tablet: String, source: storage::StorageError },
+    #[error("tablet {tablet}: {detail}")]
+    Internal { tablet: String, detail: String },
+}
+
+impl TabletError {
+    pub fn status(&self) -> common::StatusCode {
+        use common::StatusCode;
+        match self {
+            TabletError::NotLeader { .. } => StatusCode::NotLeader,
+            TabletError::Unavailable { .. } => StatusCode::ServiceUnavailable,
+            TabletError::Storage { .. } => StatusCode::StorageError,
+            TabletError::Internal { .. } => StatusCode::Internal,
+        }
+    }
+}
+
+/// Role and progress of a replica, for heartbeats and status pages.
+#[derive(Clone, Debug)]
+pub struct ReplicaStatus {
+    pub is_leader: bool,
+    pub role: &'static str,
+    pub term: u64,
+    pub last_applied: u64,
+    pub last_log_index: u64,
+    pub leader: Option<NodeId>,
+}
+
+/// A tablet replica hosted on this server.
+pub struct Tablet {
+    meta: TabletMeta,
+    node_id: NodeId,
+    raft: Raft,
+    metrics: watch::Receiver<RaftMetrics<NodeId, BasicNode>>,
+    engine: Arc<dyn KvEngine>,
+    prefix: [u8; 16],
+    clock: Arc<Hlc>,
+    lease: consensus::Timing,
+    /// (valid until, term) of the current read lease.
+    lease_until: Mutex<Option<(Instant, u64)>>,
+    /// Serializes lease renewals so concurrent readers share one quorum round.
+    lease_refresh: tokio::sync::Mutex<()>,
+    /// Serializes proposals so stamps follow log order on the leader.
+    propose: tokio::sync::Mutex<()>,
+}
+
+impl Tablet {
+    /// Open (or create) the replica described by `meta`. If `initialize` and the group has
+    /// never been initialized, this replica initializes it with every peer as a voter (and so
+    /// becomes its first leader).
+    pub async fn open(env: &GroupEnv, meta: TabletMeta, node_id: NodeId, clock: Arc<Hlc>, initialize: bool) -> Result<Arc<Tablet>, TabletError> {
+        let tablet = meta.tablet_id.clone();
+        let prefix = common::ids::id_prefix(&tablet);
+        let app = Arc::new(TabletApp::open(env.engine.clone(), prefix, clock.clone()).map_err(|source| TabletError::Storage { tablet: tablet.clone(), source })?);
+        let raft = consensus::start_group(env, &tablet, node_id, app)
+            .await
+            .map_err(|e| TabletError::Internal { tablet: tablet.clone(), detail: e.to_string() })?;
+        if initialize {
+            let done = raft.is_initialized().await.map_err(|e| TabletError::Internal { tablet: tablet.clone(), detail: e.to_string() })?;
+            if !done {
+                let members: BTreeMap<NodeId, BasicNode> =
+                    meta.peers.iter().map(|p| (p.node_id, BasicNode { addr: p.rpc_addr.clone() })).collect();
+                if let Err(e) = raft.initialize(members).await {
+                    tracing::warn!(tablet = %tablet, error = %e, "initializing raft group");
+                }
+            }
+        }
+        let metrics = raft.metrics();
+        Ok(Arc::new(Tablet {
+            meta,
+            node_id,
+            raft,
+            metrics,
+            engine: env.engine.clone(),
+            prefix,
+            clock,
+            lease: env.timing,
+            lease_until: Mutex::new(None),
+            lease_refresh: tokio::sync::Mutex::new(()),
+            propose: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    pub fn meta(&self) -> &TabletMeta {
+        &self.meta
+    }
+
+    pub fn id(&self) -> &str {
+        &self.meta.tablet_id
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// Current role and progress.
+    pub fn status(&self) -> ReplicaStatus {
+        let m = self.metrics.borrow();
+        let role = match m.state {
+            ServerState::Leader => "LEADER",
+            ServerState::Follower => "FOLLOWER",
+            ServerState::Candidate => "CANDIDATE",
+            ServerState::Learner => "LEARNER",
+            ServerState::Shutdown => "SHUTDOWN",
+        };
+        ReplicaStatus {
+            is_leader: m.state == ServerState::Leader,
+            role,
+            term: m.current_term,
+            last_applied: m.last_applied.map(|l| l.index).unwrap_or(0),
+            last_log_index: m.last_log_index.unwrap_or(0),
+            leader: m.current_leader,
+        }
+    }
+
+    fn leader_addr(&self, leader: Option<NodeId>) -> Option<String> {
+        let leader = leader?;
+        if leader == self.node_id {
+            return None;
+        }
+        let m = self.metrics.borrow();
+        m.membership_config.membership().get_node(&leader).map(|n| n.addr.clone())
+    }
+
+    fn not_leader(&self, leader: Option<NodeId>) -> TabletError {
+        TabletError::NotLeader { tablet: self.meta.tablet_id.clone(), leader_addr: self.leader_addr(leader) }
+    }
+
+    /// Replicate `ops` as one atomic write; returns the hybrid time it committed at. Returns
+    /// only once the entry is durable on a majority and applied here.
+    pub async fn write(&self, ops: Vec<WriteOp>) -> Result<HybridTime, TabletError> {
+        let (leader, term) = {
+            let m = self.metrics.borrow();
+            (m.current_leader, m.current_term)
+        };
+        if leader != Some(self.node_id) {
+            return Err(self.not_leader(leader));
+        }
+        let _ = term;
+        let rx = {
+            let _order = self.propose.lock().await;
+            let cmd = WriteCmd { ht: self.clock.now().0, ops };
+            let payload = bincode::serialize(&cmd).map_err(|e| self.internal(e))?;
+            self.raft.client_write_ff(Payload(payload)).await.map_err(|e| self.unavailable(e))?
+        };
+        match rx.await {
+            Ok(Ok(resp)) => app::decode_ht(&resp.data.0).ok_or_else(|| self.internal("bad apply reply")),
+            Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(self.not_leader(f.leader_id)),
+            Ok(Err(e)) => Err(self.unavailable(e)),
+            Err(_) => Err(self.unavailable("raft stopped before answering")),
+        }
+    }
+
+    /// Make sure this replica may serve a read now (see the crate docs).
+    async fn ensure_read_lease(&self) -> Result<(), TabletError> {
+        let (leader, term) = {
+            let m = self.metrics.borrow();
+            (m.current_leader, m.current_term)
+        };
+        if leader != Some(self.node_id) {
+            return Err(self.not_leader(leader));
+        }
+        let valid = |slot: &Option<(Instant, u64)>| matches!(slot, Some((until, t)) if *t == term && Instant::now() < *until);
+        if valid(&self.lease_until.lock().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(());
+        }
+        let _one = self.lease_refresh.lock().await;
+        if valid(&self.lease_until.lock().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(());
+        }
+        let start = Instant::now();
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => {
+                *self.lease_until.lock().unwrap_or_else(|e| e.into_inner()) = Some((start + self.lease.lease(), term));
+                Ok(())
+            }
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(self.not_leader(f.leader_id)),
+            Err(e) => Err(self.unavailable(e)),
+        }
+    }
+
+    /// The values of `keys` at `read_ht` (default: now), with the time used.
+    pub async fn read(&self, keys: &[Vec<u8>], read_ht: Option<HybridTime>) -> Result<(Vec<Option<Vec<u8>>>, HybridTime), TabletError> {
+        self.ensure_read_lease().await?;
+        let ht = read_ht.unwrap_or_else(|| self.clock.now());
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            out.push(mvcc::get(self.engine.as_ref(), &self.prefix, k, ht).map_err(|e| self.storage(e))?);
+        }
+        Ok((out, ht))
+    }
+
+    /// Live rows in `range` at `read_ht` (default: now), at most `limit`.
+    pub async fn scan(&self, range: &ScanRange, limit: usize, read_ht: Option<HybridTime>) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, HybridTime), TabletError> {
+        self.ensure_read_lease().await?;
+        let ht = read_ht.unwrap_or_else(|| self.clock.now());
+        let rows = mvcc::scan(self.engine.as_ref(), &self.prefix, range, ht, limit).map_err(|e| self.storage(e))?;
+        Ok((rows, ht))
+    }
+
+    /// Drop versions no read newer than `retention_micros` ago can see.
+    pub fn gc(&self, retention_micros: u64) -> Result<usize, TabletError> {
+        let cutoff = self.clock.now().sub_micros(retention_micros);
+        mvcc::gc(self.engine.as_ref(), &self.prefix, cutoff).map_err(|e| self.storage(e))
+    }
+
+    /// Stop the Raft group (data stays on disk).
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(tablet = %self.meta.tablet_id, error = %e, "raft shutdown");
+        }
+    }
+
+    /// Delete every row, the Raft state and the descriptor of this (shut down) tablet.
+    pub fn destroy(&self) -> Result<(), TabletError> {
+        let e = self.engine.as_ref();
+        storage::delete_prefix(e, storage::Cf::Data, &self.prefix).map_err(|s| self.storage(s))?;
+        consensus::destroy_group_state(e, &self.meta.tablet_id).map_err(|s| self.storage(s))?;
+        TabletMeta::remove(e, &self.meta.tablet_id).map_err(|s| self.storage(s))
+    }
+
+    fn storage(&self, source: storage::StorageError) -> TabletError {
+        TabletError::Storage { tablet: self.meta.tablet_id.clone(), source }
+    }
+    fn internal(&self, e: impl std::fmt::Display) -> TabletError {
+        TabletError::Internal { tablet: self.meta.tablet_id.clone(), detail: e.to_string() }
+    }
+    fn unavailable(&self, e: impl std::fmt::Display) -> TabletError {
+        TabletError::Unavailable { tablet: self.meta.tablet_id.clone(), detail: e.to_string() }
+    }
+}
