@@ -1,0 +1,445 @@
+//! `client` — how every query layer (and every tool) reaches data. Key types: [`Client`]
+//! and [`Table`].
+//!
+//! * Metadata: table → tablets (hash ranges) → replicas come from the mserver leader and are
+//!   cached; the cache is refreshed when calls keep failing.
+//! * Routing: a key's tablet is the one whose hash range holds `partition_hash(key)` (or the
+//!   only tablet of a range-partitioned table). Calls go to the cached leader, follow
+//!   `NOT_LEADER` hints, fall through the replicas on errors, and retry with backoff until
+//!   the deadline — so elections and restarts are invisible to callers except as latency.
+//! * Local short-cut: a client created inside a dbserver ([`Client::with_local`]) calls that
+//!   server's tablet service directly, without the network or protobuf encoding.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use common::{Hlc, HybridTime, StatusCode};
+use rpc::mserver::mserver_service_client::MserverServiceClient;
+use rpc::mserver::*;
+use rpc::tablet::tablet_service_client::TabletServiceClient;
+use rpc::tablet::tablet_service_server::TabletService;
+use rpc::tablet::*;
+use tonic::transport::Channel;
+
+pub use rpc::mserver::{ServerInfo, TableInfo, TabletLocation};
+pub use rpc::tablet::KvOp;
+
+/// Errors returned to callers.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{message}")]
+    Server { code: StatusCode, message: String },
+    #[error("timed out after {elapsed:?}: {last}")]
+    TimedOut { elapsed: Duration, last: String },
+    #[error("no mserver reachable at {addrs}: {last}")]
+    NoMserver { addrs: String, last: String },
+}
+
+impl ClientError {
+    pub fn code(&self) -> StatusCode {
+        match self {
+            ClientError::Server { code, .. } => *code,
+            ClientError::TimedOut { .. } => StatusCode::TimedOut,
+            ClientError::NoMserver { .. } => StatusCode::ServiceUnavailable,
+        }
+    }
+}
+
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// A dbserver's own tablet service, for calls that need no network.
+#[derive(Clone)]
+pub struct LocalTablets {
+    /// The RPC address other servers know this dbserver by.
+    pub rpc_addr: String,
+    pub service: Arc<dyn TabletService>,
+}
+
+/// A table handle: its info and tablet locations (sorted by hash range).
+#[derive(Clone, Debug)]
+pub struct Table {
+    pub info: TableInfo,
+    pub tablets: Vec<TabletLocation>,
+}
+
+impl Table {
+    /// Index of the tablet that holds `key`.
+    pub fn tablet_for(&self, key: &[u8]) -> usize {
+        if self.info.range_partitioned || self.tablets.len() <= 1 {
+            return 0;
+        }
+        let h = common::keys::partition_hash(key) as u32;
+        self.tablets.iter().position(|t| t.hash_start <= h && h < t.hash_end).unwrap_or(0)
+    }
+}
+
+struct Inner {
+    mservers: Vec<String>,
+    pool: rpc::ChannelPool,
+    mserver_leader: Mutex<Option<String>>,
+    leaders: RwLock<HashMap<String, String>>,
+    local: Option<LocalTablets>,
+    clock: Hlc,
+    timeout: Duration,
+}
+
+/// A connection to an AiSQL cluster. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis((10u64 << attempt.min(6)).min(500))
+}
+
+fn server_error(s: &rpc::common::Status) -> ClientError {
+    ClientError::Server { code: StatusCode::from_i32(s.code), message: s.message.clone() }
+}
+
+impl Client {
+    /// A client of the cluster whose mservers are `mservers` (`host:port`).
+    pub fn new(mservers: Vec<String>) -> Self {
+        Self::build(mservers, rpc::ChannelPool::new(), None)
+    }
+
+    /// A client inside a dbserver: shares its channel pool and short-cuts calls to it.
+    pub fn with_local(mservers: Vec<String>, pool: rpc::ChannelPool, local: LocalTablets) -> Self {
+        Self::build(mservers, pool, Some(local))
+    }
+
+    fn build(mservers: Vec<String>, pool: rpc::ChannelPool, local: Option<LocalTablets>) -> Self {
+        Client {
+            inner: Arc::new(Inner {
+                mservers,
+                pool,
+                mserver_leader: Mutex::new(None),
+                leaders: RwLock::new(HashMap::new()),
+                local,
+                clock: Hlc::new(),
+                timeout: Duration::from_secs(30),
+            }),
+        }
+    }
+
+    /// The same client with another per-call deadline (default 30 s).
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        let i = &self.inner;
+        Client {
+            inner: Arc::new(Inner {
+                mservers: i.mservers.clone(),
+                pool: i.pool.clone(),
+                mserver_leader: Mutex::new(None),
+                leaders: RwLock::new(HashMap::new()),
+                local: i.local.clone(),
+                clock: Hlc::new(),
+                timeout,
+            }),
+        }
+    }
+
+    // ---- mserver calls ------------------------------------------------------------------
+
+    /// Call the mserver leader, finding it as needed.
+    async fn mserver<R, F, Fut>(&self, f: F) -> Result<R>
+    where
+        F: Fn(MserverServiceClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<(Option<rpc::common::Status>, R), tonic::Status>>,
+    {
+        let started = Instant::now();
+        let mut last = String::from("no attempt");
+        let mut attempt = 0u32;
+        loop {
+            let cached = self.inner.mserver_leader.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let mut order: Vec<String> = cached.into_iter().collect();
+            order.extend(self.inner.mservers.iter().cloned());
+            for addr in order {
+                let Ok(ch) = self.inner.pool.get(&addr) else { continue };
+                match f(MserverServiceClient::new(ch)).await {
+                    Ok((None, r)) => {
+                        *self.inner.mserver_leader.lock().unwrap_or_else(|e| e.into_inner()) = Some(addr);
+                        return Ok(r);
+                    }
+                    Ok((Some(s), _)) if StatusCode::from_i32(s.code) == StatusCode::NotLeader => {
+                        last = format!("{addr}: not the leader");
+                        if !s.leader_hint.is_empty() {
+                            *self.inner.mserver_leader.lock().unwrap_or_else(|e| e.into_inner()) = Some(s.leader_hint.clone());
+                        }
+                    }
+                    Ok((Some(s), _)) if StatusCode::from_i32(s.code).is_retryable() => last = format!("{addr}: {}", s.message),
+                    Ok((Some(s), _)) => return Err(server_error(&s)),
+                    Err(e) => last = format!("{addr}: {}", e.message()),
+                }
+            }
+            if started.elapsed() > self.inner.timeout {
+                return Err(ClientError::NoMserver { addrs: self.inner.mservers.join(","), last });
+            }
+            tokio::time::sleep(backoff(attempt)).await;
+            attempt += 1;
+        }
+    }
+
+    pub async fn create_namespace(&self, name: &str, if_not_exists: bool) -> Result<()> {
+        self.mserver(|mut c| {
+            let req = CreateNamespaceRequest { name: name.to_owned(), if_not_exists };
+            async move { c.create_namespace(req).await.map(|r| (r.into_inner().status, ())) }
+        })
+        .await
+    }
+
+    /// Create a table; returns once the catalog has it (see [`Client::wait_for_leaders`]).
+    pub async fn create_table(&self, req: CreateTableRequest) -> Result<TableInfo> {
+        self.mserver(|mut c| {
+            let req = req.clone();
+            async move {
+                c.create_table(req).await.map(|r| {
+                    let r = r.into_inner();
+                    (r.status, r.table.unwrap_or_default())
+                })
+            }
+        })
+        .await
+    }
+
+    pub async fn delete_table(&self, namespace: &str, name: &str) -> Result<()> {
+        self.mserver(|mut c| {
+            let req = DeleteTableRequest { namespace_name: namespace.to_owned(), name: name.to_owned() };
+            async move { c.delete_table(req).await.map(|r| (r.into_inner().status, ())) }
+        })
+        .await
+    }
+
+    pub async fn list_tables(&self) -> Result<ListTablesResponse> {
+        self.mserver(|mut c| async move { c.list_tables(ListTablesRequest {}).await.map(|r| (r.get_ref().status.clone(), r.into_inner())) })
+            .await
+    }
+
+    pub async fn list_servers(&self) -> Result<ListServersResponse> {
+        self.mserver(|mut c| async move { c.list_servers(ListServersRequest {}).await.map(|r| (r.get_ref().status.clone(), r.into_inner())) })
+            .await
+    }
+
+    pub async fn list_tablets(&self) -> Result<ListTabletsResponse> {
+        self.mserver(|mut c| async move { c.list_tablets(ListTabletsRequest {}).await.map(|r| (r.get_ref().status.clone(), r.into_inner())) })
+            .await
+    }
+
+    /// Look a table up (always asks the mserver).
+    pub async fn open_table(&self, namespace: &str, name: &str) -> Result<Table> {
+        let resp = self
+            .mserver(|mut c| {
+                let req = GetTableLocationsRequest { namespace_name: namespace.to_owned(), name: name.to_owned(), table_id: String::new() };
+                async move { c.get_table_locations(req).await.map(|r| (r.get_ref().status.clone(), r.into_inner())) }
+            })
+            .await?;
+        let mut tablets = resp.tablets;
+        tablets.sort_by_key(|t| t.hash_start);
+        Ok(Table { info: resp.table.unwrap_or_default(), tablets })
+    }
+
+    /// Wait until every tablet of the table has a leader that accepts reads.
+    pub async fn wait_for_leaders(&self, table: &Table) -> Result<()> {
+        for i in 0..table.tablets.len() {
+            let tablet = table.tablets[i].tablet_id.clone();
+            let req = ReadRequest { tablet_id: tablet, keys: vec![], read_ht: 0, propagated_ht: 0 };
+            self.with_leader(table, i, |addr| self.send_read(addr, req.clone())).await?;
+        }
+        Ok(())
+    }
+
+    // ---- tablet calls -------------------------------------------------------------------
+
+    async fn send_write(&self, addr: String, req: WriteRequest) -> Result<(Option<rpc::common::Status>, u64), tonic::Status> {
+        let r = match &self.inner.local {
+            Some(l) if l.rpc_addr == addr => l.service.write(tonic::Request::new(req)).await?,
+            _ => TabletServiceClient::new(self.inner.pool.get(&addr)?).write(req).await?,
+        }
+        .into_inner();
+        Ok((r.status, r.ht))
+    }
+
+    async fn send_read(&self, addr: String, req: ReadRequest) -> Result<(Option<rpc::common::Status>, ReadResponse), tonic::Status> {
+        let r = match &self.inner.local {
+            Some(l) if l.rpc_addr == addr => l.service.read(tonic::Request::new(req)).await?,
+            _ => TabletServiceClient::new(self.inner.pool.get(&addr)?).read(req).await?,
+        }
+        .into_inner();
+        Ok((r.status.clone(), r))
+    }
+
+    async fn send_scan(&self, addr: String, req: ScanRequest) -> Result<(Option<rpc::common::Status>, ScanResponse), tonic::Status> {
+        let r = match &self.inner.local {
+            Some(l) if l.rpc_addr == addr => l.service.scan(tonic::Request::new(req)).await?,
+            _ => TabletServiceClient::new(self.inner.pool.get(&addr)?).scan(req).await?,
+        }
+        .into_inner();
+        Ok((r.status.clone(), r))
+    }
+
+    /// Run `f` against the leader of tablet `idx` of `table`, following leader changes.
+    async fn with_leader<R, F, Fut>(&self, table: &Table, idx: usize, f: F) -> Result<R>
+    where
+        F: Fn(String) -> Fut,
+        Fut: Future<Output = Result<(Option<rpc::common::Status>, R), tonic::Status>>,
+    {
+        let started = Instant::now();
+        let mut tablet = table.tablets.get(idx).cloned().ok_or_else(|| ClientError::Server {
+            code: StatusCode::NotFound,
+            message: format!("table {} has no tablets", table.info.name),
+        })?;
+        let id = tablet.tablet_id.clone();
+        let mut next = tablet.replicas.iter().position(|r| r.is_leader).unwrap_or(0);
+        let mut last;
+        let mut attempt = 0u32;
+        loop {
+            let cached = self.inner.leaders.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned();
+            let addr = match cached {
+                Some(a) => a,
+                None if tablet.replicas.is_empty() => String::new(),
+                None => tablet.replicas[next % tablet.replicas.len()].rpc_addr.clone(),
+            };
+            let mut hinted = false;
+            match f(addr.clone()).await {
+                Ok((None, r)) => {
+                    if self.inner.leaders.read().unwrap_or_else(|e| e.into_inner()).get(&id) != Some(&addr) {
+                        self.inner.leaders.write().unwrap_or_else(|e| e.into_inner()).insert(id, addr);
+                    }
+                    return Ok(r);
+                }
+                Ok((Some(s), _)) => {
+                    let code = StatusCode::from_i32(s.code);
+                    last = format!("{addr}: {}", s.message);
+                    match code {
+                        StatusCode::NotLeader if !s.leader_hint.is_empty() && s.leader_hint != addr => {
+                            self.inner.leaders.write().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), s.leader_hint.clone());
+                            hinted = true;
+                        }
+                        StatusCode::NotLeader | StatusCode::ServiceUnavailable | StatusCode::NotFound | StatusCode::TimedOut | StatusCode::ShuttingDown => {
+                            self.inner.leaders.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                            next += 1;
+                        }
+                        _ => return Err(server_error(&s)),
+                    }
+                }
+                Err(e) => {
+                    last = format!("{addr}: {}", e.message());
+                    self.inner.leaders.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                    next += 1;
+                }
+            }
+            if started.elapsed() > self.inner.timeout {
+                return Err(ClientError::TimedOut { elapsed: started.elapsed(), last });
+            }
+            attempt += 1;
+            if !hinted || attempt > 3 {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            if attempt % 8 == 0 {
+                // Placement may have changed: refresh this tablet's replicas.
+                if let Ok(fresh) = self.open_table(&table.info.namespace_name, &table.info.name).await {
+                    if let Some(t) = fresh.tablets.into_iter().find(|t| t.tablet_id == id) {
+                        tablet = t;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Apply `ops` atomically to the tablet that owns `partition_key` (every op's key must
+    /// belong to that tablet). Returns the commit hybrid time.
+    pub async fn write(&self, table: &Table, partition_key: &[u8], ops: Vec<KvOp>) -> Result<HybridTime> {
+        let idx = table.tablet_for(partition_key);
+        let req = WriteRequest { tablet_id: table.tablets.get(idx).map(|t| t.tablet_id.clone()).unwrap_or_default(), ops, propagated_ht: 0 };
+        let ht = self
+            .with_leader(table, idx, |addr| {
+                let mut req = req.clone();
+                req.propagated_ht = self.inner.clock.now().0;
+                self.send_write(addr, req)
+            })
+            .await?;
+        let ht = HybridTime(ht);
+        self.inner.clock.update(ht);
+        Ok(ht)
+    }
+
+    /// Put one key.
+    pub async fn put(&self, table: &Table, key: &[u8], value: &[u8]) -> Result<HybridTime> {
+        self.write(table, key, vec![KvOp { key: key.to_vec(), value: value.to_vec(), delete: false, ttl_ms: 0 }]).await
+    }
+
+    /// Delete one key.
+    pub async fn delete(&self, table: &Table, key: &[u8]) -> Result<HybridTime> {
+        self.write(table, key, vec![KvOp { key: key.to_vec(), value: vec![], delete: true, ttl_ms: 0 }]).await
+    }
+
+    /// Read keys that live in the same tablet as `keys[0]`, linearizably (or at `read_ht`).
+    pub async fn read(&self, table: &Table, keys: &[Vec<u8>], read_ht: Option<HybridTime>) -> Result<Vec<Option<Vec<u8>>>> {
+        let Some(first) = keys.first() else { return Ok(Vec::new()) };
+        let idx = table.tablet_for(first);
+        let req = ReadRequest {
+            tablet_id: table.tablets.get(idx).map(|t| t.tablet_id.clone()).unwrap_or_default(),
+            keys: keys.to_vec(),
+            read_ht: read_ht.map(|h| h.0).unwrap_or(0),
+            propagated_ht: 0,
+        };
+        let resp = self
+            .with_leader(table, idx, |addr| {
+                let mut req = req.clone();
+                req.propagated_ht = self.inner.clock.now().0;
+                self.send_read(addr, req)
+            })
+            .await?;
+        self.inner.clock.update(HybridTime(resp.read_ht));
+        Ok(resp.values.into_iter().map(|v| v.found.then_some(v.value)).collect())
+    }
+
+    /// Read one key.
+    pub async fn get(&self, table: &Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.read(table, &[key.to_vec()], None).await?.into_iter().next().flatten())
+    }
+
+    /// Rows of tablet `idx` with keys in `[start, end)`, at most `limit` (0 = server default).
+    pub async fn scan_tablet(&self, table: &Table, idx: usize, start: Option<Vec<u8>>, end: Option<Vec<u8>>, limit: u32) -> Result<ScanResponse> {
+        let req = ScanRequest {
+            tablet_id: table.tablets.get(idx).map(|t| t.tablet_id.clone()).unwrap_or_default(),
+            start,
+            end,
+            limit,
+            read_ht: 0,
+            propagated_ht: 0,
+        };
+        self.with_leader(table, idx, |addr| {
+            let mut req = req.clone();
+            req.propagated_ht = self.inner.clock.now().0;
+            self.send_scan(addr, req)
+        })
+        .await
+    }
+
+    /// Every live row of the table (tablet by tablet; keys sorted within a tablet).
+    pub async fn scan_all(&self, table: &Table) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for idx in 0..table.tablets.len() {
+            let mut start = None;
+            loop {
+                let resp = self.scan_tablet(table, idx, start.clone(), None, 10_000).await?;
+                let more = resp.more;
+                let mut last = None;
+                for kv in resp.kvs {
+                    last = Some(kv.key.clone());
+                    out.push((kv.key, kv.value));
+                }
+                match (more, last) {
+                    (true, Some(mut k)) => {
+                        k.push(0);
+                        start = Some(k);
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(out)
+    }
+}

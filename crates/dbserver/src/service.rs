@@ -1,0 +1,151 @@
+//! The `TabletService` RPC of a dbserver: reads and writes on tablet leaders, tablet
+//! lifecycle, replica status. Application errors travel in the reply's `status`.
+
+use std::sync::Arc;
+
+use common::{HybridTime, StatusCode};
+use rpc::mserver::CreateTabletRequest;
+use rpc::tablet::tablet_service_server::TabletService;
+use rpc::tablet::*;
+use storage::mvcc::ScanRange;
+use tablet::{Tablet, TabletError, WriteOp};
+use tonic::{Request, Response, Status};
+
+use crate::DbServer;
+
+/// Largest number of rows one scan reply carries.
+const MAX_SCAN_ROWS: usize = 10_000;
+
+pub(crate) struct Service(pub Arc<DbServer>);
+
+fn tablet_status(e: &TabletError) -> Option<rpc::common::Status> {
+    match e {
+        TabletError::NotLeader { leader_addr, .. } => rpc::not_leader(leader_addr.clone()),
+        other => rpc::status(other.status(), other.to_string()),
+    }
+}
+
+impl Service {
+    fn tablet(&self, id: &str, propagated: u64) -> Result<Arc<Tablet>, Option<rpc::common::Status>> {
+        if propagated != 0 {
+            self.0.clock.update(HybridTime(propagated));
+        }
+        self.0.tablet(id).ok_or_else(|| rpc::status(StatusCode::NotFound, format!("tablet {id} is not on this server")))
+    }
+}
+
+fn ht_opt(v: u64) -> Option<HybridTime> {
+    (v != 0).then_some(HybridTime(v))
+}
+
+#[tonic::async_trait]
+impl TabletService for Service {
+    async fn write(&self, request: Request<WriteRequest>) -> Result<Response<WriteResponse>, Status> {
+        let req = request.into_inner();
+        let t = match self.tablet(&req.tablet_id, req.propagated_ht) {
+            Ok(t) => t,
+            Err(status) => return Ok(Response::new(WriteResponse { status, ht: 0 })),
+        };
+        let ops = req
+            .ops
+            .into_iter()
+            .map(|o| WriteOp { key: o.key, value: (!o.delete).then_some(o.value), ttl_ms: o.ttl_ms })
+            .collect();
+        Ok(Response::new(match t.write(ops).await {
+            Ok(ht) => WriteResponse { status: None, ht: ht.0 },
+            Err(e) => WriteResponse { status: tablet_status(&e), ht: 0 },
+        }))
+    }
+
+    async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadResponse>, Status> {
+        let req = request.into_inner();
+        let t = match self.tablet(&req.tablet_id, req.propagated_ht) {
+            Ok(t) => t,
+            Err(status) => return Ok(Response::new(ReadResponse { status, ..Default::default() })),
+        };
+        Ok(Response::new(match t.read(&req.keys, ht_opt(req.read_ht)).await {
+            Ok((vals, ht)) => ReadResponse {
+                status: None,
+                values: vals
+                    .into_iter()
+                    .map(|v| match v {
+                        Some(value) => MaybeValue { found: true, value },
+                        None => MaybeValue { found: false, value: vec![] },
+                    })
+                    .collect(),
+                read_ht: ht.0,
+            },
+            Err(e) => ReadResponse { status: tablet_status(&e), ..Default::default() },
+        }))
+    }
+
+    async fn scan(&self, request: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
+        let req = request.into_inner();
+        let t = match self.tablet(&req.tablet_id, req.propagated_ht) {
+            Ok(t) => t,
+            Err(status) => return Ok(Response::new(ScanResponse { status, ..Default::default() })),
+        };
+        let limit = if req.limit == 0 { MAX_SCAN_ROWS } else { (req.limit as usize).min(MAX_SCAN_ROWS) };
+        let range = ScanRange { start: req.start, end: req.end };
+        Ok(Response::new(match t.scan(&range, limit, ht_opt(req.read_ht)).await {
+            Ok((rows, ht)) => ScanResponse {
+                status: None,
+                more: rows.len() >= limit,
+                kvs: rows.into_iter().map(|(key, value)| KeyValue { key, value }).collect(),
+                read_ht: ht.0,
+            },
+            Err(e) => ScanResponse { status: tablet_status(&e), ..Default::default() },
+        }))
+    }
+
+    async fn create_tablet(&self, request: Request<CreateTabletRequest>) -> Result<Response<CreateTabletResponse>, Status> {
+        let status = match self.0.create_tablet(request.into_inner()).await {
+            Ok(()) => None,
+            Err(e) => rpc::status(StatusCode::Internal, e.to_string()),
+        };
+        Ok(Response::new(CreateTabletResponse { status }))
+    }
+
+    async fn delete_tablet(&self, request: Request<DeleteTabletRequest>) -> Result<Response<DeleteTabletResponse>, Status> {
+        let status = match self.0.delete_tablet(&request.into_inner().tablet_id).await {
+            Ok(()) => None,
+            Err(e) => rpc::status(StatusCode::Internal, e.to_string()),
+        };
+        Ok(Response::new(DeleteTabletResponse { status }))
+    }
+
+    async fn list_tablet_replicas(&self, _request: Request<ListTabletReplicasRequest>) -> Result<Response<ListTabletReplicasResponse>, Status> {
+        let tablets = self
+            .0
+            .tablet_list()
+            .iter()
+            .map(|t| {
+                let s = t.status();
+                let m = t.meta();
+                let leader_uuid = s
+                    .leader
+                    .and_then(|l| m.peers.iter().find(|p| p.node_id == l))
+                    .map(|p| p.server_uuid.clone())
+                    .unwrap_or_default();
+                TabletStatus {
+                    tablet_id: m.tablet_id.clone(),
+                    table_id: m.table_id.clone(),
+                    table_name: m.table_name.clone(),
+                    role: s.role.into(),
+                    term: s.term,
+                    last_applied: s.last_applied,
+                    last_log_index: s.last_log_index,
+                    hash_start: m.hash_start,
+                    hash_end: m.hash_end,
+                    peers: m
+                        .peers
+                        .iter()
+                        .map(|p| rpc::common::Peer { server_uuid: p.server_uuid.clone(), node_id: p.node_id, rpc_addr: p.rpc_addr.clone() })
+                        .collect(),
+                    leader_uuid,
+                }
+            })
+            .collect();
+        Ok(Response::new(ListTabletReplicasResponse { status: None, tablets }))
+    }
+}

@@ -1,0 +1,250 @@
+//! `mserver` — bm-mserver, the metadata master. Key types: [`Mserver`] (the node: catalog
+//! Raft group, liveness, placement, the `MserverService` RPC) and [`MserverConfig`].
+//!
+//! * The catalog ([`catalog::Catalog`]: namespaces, tables, tablets and their replicas,
+//!   registered dbservers) is the state machine of the Raft group `sys.catalog`, so 1 or 3
+//!   mservers work and any leader has all of it.
+//! * Liveness is soft state on the leader: the time of each dbserver's last heartbeat and
+//!   the tablet roles it reported. A new leader gives every server a fresh grace period.
+//! * Node ids of mservers are their 1-based position in `--mserver_addrs`, which must list
+//!   the same addresses in the same order on every mserver.
+
+pub mod catalog;
+mod service;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use consensus::{BasicNode, GroupEnv, NodeId, Payload, Raft, RaftRouter, Timing};
+use openraft::error::{ClientWriteError, RaftError};
+use rpc::mserver::TabletReport;
+use storage::{FjallEngine, GroupCommit, KvEngine};
+
+use catalog::{Catalog, CatalogApp, CatalogCmd};
+
+/// The Raft group id of the catalog.
+pub const CATALOG_GROUP: &str = "sys.catalog";
+
+/// Settings of an mserver.
+#[derive(Clone, Debug)]
+pub struct MserverConfig {
+    /// Address peers and dbservers use to reach this mserver (`host:port`).
+    pub rpc_addr: String,
+    /// Every mserver's RPC address, the same list in the same order on every mserver.
+    pub mserver_addrs: Vec<String>,
+    pub data_dir: PathBuf,
+    pub replication_factor: u32,
+    pub dbserver_unresponsive_timeout_ms: u64,
+    pub timing: Timing,
+}
+
+/// Errors of mserver operations, mapped onto status codes for the wire.
+#[derive(Debug, thiserror::Error)]
+pub enum MserverError {
+    #[error("this mserver is not the leader")]
+    NotLeader { leader_addr: Option<String> },
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("not enough live dbservers: need {need}, have {have}")]
+    NotEnoughServers { need: u32, have: u32 },
+    #[error("catalog unavailable: {0}")]
+    Unavailable(String),
+    #[error("storage: {0}")]
+    Storage(#[from] storage::StorageError),
+    #[error("{0}")]
+    Start(String),
+}
+
+impl MserverError {
+    pub fn status(&self) -> Option<rpc::common::Status> {
+        use common::StatusCode as C;
+        match self {
+            MserverError::NotLeader { leader_addr } => rpc::not_leader(leader_addr.clone()),
+            MserverError::InvalidArgument(m) => rpc::status(C::InvalidArgument, m.clone()),
+            MserverError::AlreadyExists(_) => rpc::status(C::AlreadyExists, self.to_string()),
+            MserverError::NotFound(_) => rpc::status(C::NotFound, self.to_string()),
+            MserverError::NotEnoughServers { .. } => rpc::status(C::NotEnoughServers, self.to_string()),
+            MserverError::Unavailable(_) => rpc::status(C::ServiceUnavailable, self.to_string()),
+            MserverError::Storage(_) => rpc::status(C::StorageError, self.to_string()),
+            MserverError::Start(_) => rpc::status(C::Internal, self.to_string()),
+        }
+    }
+}
+
+/// What the leader last heard from a dbserver.
+#[derive(Clone, Debug)]
+pub(crate) struct Liveness {
+    pub last_heartbeat: Instant,
+    pub tablets: Vec<TabletReport>,
+    pub disk_bytes: u64,
+}
+
+/// A running mserver.
+pub struct Mserver {
+    pub(crate) config: MserverConfig,
+    pub(crate) node_id: NodeId,
+    pub(crate) raft: Raft,
+    pub(crate) catalog: Arc<RwLock<Catalog>>,
+    pub(crate) live: Mutex<HashMap<String, Liveness>>,
+    /// (term, since) of this node's current leadership, for the liveness grace period.
+    pub(crate) leader_since: Mutex<Option<(u64, Instant)>>,
+    pub(crate) pool: rpc::ChannelPool,
+    pub(crate) env: GroupEnv,
+    pub(crate) started: Instant,
+}
+
+impl Mserver {
+    /// Open the data directory and start the catalog Raft group.
+    pub async fn start(config: MserverConfig) -> Result<Arc<Mserver>, MserverError> {
+        let mut peers = config.mserver_addrs.clone();
+        if peers.is_empty() {
+            peers.push(config.rpc_addr.clone());
+        }
+        let pos = peers.iter().position(|a| a == &config.rpc_addr).ok_or_else(|| {
+            MserverError::Start(format!(
+                "this mserver's address {} is not in --mserver_addrs {}",
+                config.rpc_addr,
+                peers.join(",")
+            ))
+        })?;
+        let node_id = pos as NodeId + 1;
+        let engine: Arc<dyn KvEngine> = Arc::new(FjallEngine::open(&config.data_dir)?);
+        let pool = rpc::ChannelPool::new();
+        let env = GroupEnv {
+            group_commit: Arc::new(GroupCommit::start(engine.clone())),
+            engine: engine.clone(),
+            pool: pool.clone(),
+            router: RaftRouter::new(),
+            timing: config.timing,
+        };
+        let app = Arc::new(CatalogApp::open(engine.clone())?);
+        let catalog = app.state();
+        let raft = consensus::start_group(&env, CATALOG_GROUP, node_id, app)
+            .await
+            .map_err(|e| MserverError::Start(e.to_string()))?;
+        if !raft.is_initialized().await.map_err(|e| MserverError::Start(e.to_string()))? {
+            let members: BTreeMap<NodeId, BasicNode> =
+                peers.iter().enumerate().map(|(i, a)| (i as NodeId + 1, BasicNode { addr: a.clone() })).collect();
+            if let Err(e) = raft.initialize(members).await {
+                tracing::info!(error = %e, "catalog group initialize (another mserver may have done it)");
+            }
+        }
+        Ok(Arc::new(Mserver {
+            config: MserverConfig { mserver_addrs: peers, ..config },
+            node_id,
+            raft,
+            catalog,
+            live: Mutex::new(HashMap::new()),
+            leader_since: Mutex::new(None),
+            pool,
+            env,
+            started: Instant::now(),
+        }))
+    }
+
+    /// Serve RPC on `listener` until `shutdown` resolves, then stop Raft.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl std::future::Future<Output = ()> + Send) -> Result<(), MserverError> {
+        listener.set_nonblocking(true).map_err(|e| MserverError::Start(e.to_string()))?;
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| MserverError::Start(e.to_string()))?;
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let svc = rpc::mserver::mserver_service_server::MserverServiceServer::new(service::Service(self.clone()))
+            .max_decoding_message_size(64 << 20);
+        let raft_svc = rpc::raft::raft_service_server::RaftServiceServer::new(self.env.router.clone())
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(256 << 20);
+        let res = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(svc)
+            .add_service(raft_svc)
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await;
+        self.shutdown().await;
+        res.map_err(|e| MserverError::Start(format!("rpc server: {e}")))
+    }
+
+    /// Stop the catalog group and flush storage.
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+        self.env.group_commit.shutdown();
+        let _ = self.env.engine.sync();
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// Whether this mserver leads the catalog group now.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.node_id)
+    }
+
+    /// The current leader's RPC address, if known.
+    pub fn leader_addr(&self) -> Option<String> {
+        let m = self.raft.metrics().borrow().clone();
+        let leader = m.current_leader?;
+        m.membership_config.membership().get_node(&leader).map(|n| n.addr.clone())
+    }
+
+    /// A snapshot of the catalog as this node has applied it.
+    pub fn catalog(&self) -> Catalog {
+        self.catalog.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Fail with NotLeader unless this node leads; also starts the liveness grace period
+    /// when leadership is new.
+    pub(crate) fn require_leader(&self) -> Result<(), MserverError> {
+        let m = self.raft.metrics().borrow().clone();
+        if m.current_leader != Some(self.node_id) {
+            return Err(MserverError::NotLeader { leader_addr: self.leader_addr() });
+        }
+        let mut since = self.leader_since.lock().unwrap_or_else(|e| e.into_inner());
+        if since.map(|(t, _)| t) != Some(m.current_term) {
+            *since = Some((m.current_term, Instant::now()));
+        }
+        Ok(())
+    }
+
+    /// Replicate a catalog change.
+    pub(crate) async fn propose(&self, cmd: CatalogCmd) -> Result<(), MserverError> {
+        let payload = bincode::serialize(&cmd).map_err(|e| MserverError::Unavailable(e.to_string()))?;
+        match self.raft.client_write(Payload(payload)).await {
+            Ok(resp) => match bincode::deserialize::<Result<(), String>>(&resp.data.0) {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(MserverError::InvalidArgument(e)),
+                Err(e) => Err(MserverError::Unavailable(format!("bad catalog reply: {e}"))),
+            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(MserverError::NotLeader { leader_addr: f.leader_node.map(|n| n.addr) })
+            }
+            Err(e) => Err(MserverError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Whether `uuid` heartbeated recently (a new leader counts from its own start).
+    pub(crate) fn is_alive(&self, uuid: &str) -> (bool, u64) {
+        let timeout = Duration::from_millis(self.config.dbserver_unresponsive_timeout_ms);
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        match live.get(uuid) {
+            Some(l) => {
+                let age = l.last_heartbeat.elapsed();
+                (age < timeout, age.as_millis() as u64)
+            }
+            None => {
+                let since = self.leader_since.lock().unwrap_or_else(|e| e.into_inner()).map(|(_, s)| s);
+                let age = since.map(|s| s.elapsed()).unwrap_or(Duration::MAX);
+                (age < timeout, u64::MAX)
+            }
+        }
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
