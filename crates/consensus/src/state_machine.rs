@@ -30,7 +30,8 @@ pub trait StateMachineApp: Send + Sync + 'static {
     fn applied(&self) {}
     /// The app's full state, for a snapshot.
     fn snapshot(&self) -> Result<Vec<u8>, KvError>;
-    /// Replace the app's full state with a snapshot's (changes go into `batch`).
+    /// Replace the app's full state with a snapshot's. Every change, deletions of the old
+    /// state included, goes into `batch`, which is written atomically with the applied state.
     fn install(&self, data: &[u8], batch: &mut WriteBatch) -> Result<(), KvError>;
 }
 
@@ -54,6 +55,10 @@ pub struct StateMachine {
     app: Arc<dyn StateMachineApp>,
     applied: AppliedState,
     current: Option<(SnapshotMeta<NodeId, BasicNode>, Vec<u8>)>,
+    /// Held while applying and while exporting a snapshot: openraft builds snapshots on a
+    /// clone of this state machine while entries keep being applied, and a snapshot's rows
+    /// must be exactly those of the applied index it names.
+    apply_lock: Arc<std::sync::Mutex<()>>,
 }
 
 fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError<NodeId> {
@@ -71,7 +76,7 @@ impl StateMachine {
             })?,
             None => AppliedState::default(),
         };
-        Ok(Self { engine, prefix, app, applied, current: None })
+        Ok(Self { engine, prefix, app, applied, current: None, apply_lock: Arc::default() })
     }
 
     fn applied_key(prefix: &[u8; 16]) -> Vec<u8> {
@@ -89,7 +94,15 @@ impl StateMachine {
     }
 
     fn build(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let blob = SnapshotBlob { applied: self.applied.clone(), app: self.app.snapshot().map_err(|e| sm_err(ErrorVerb::Read, e))? };
+        let blob = {
+            let _consistent = self.apply_lock.lock().unwrap_or_else(|e| e.into_inner());
+            // This may be a clone made before later entries were applied: the persisted
+            // applied state is the one that matches the rows.
+            if let Some(raw) = self.engine.get(Cf::RaftMeta, &Self::applied_key(&self.prefix)).map_err(|e| sm_err(ErrorVerb::Read, e))? {
+                self.applied = bincode::deserialize(&raw).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+            }
+            SnapshotBlob { applied: self.applied.clone(), app: self.app.snapshot().map_err(|e| sm_err(ErrorVerb::Read, e))? }
+        };
         let data = bincode::serialize(&blob).map_err(|e| sm_err(ErrorVerb::Read, e))?;
         let last = self.applied.last_applied;
         let meta = SnapshotMeta {
@@ -122,6 +135,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let lock = self.apply_lock.clone();
+        let _consistent = lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut batch = WriteBatch::new();
         let mut replies = Vec::new();
         for entry in entries {
@@ -157,6 +172,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let data = snapshot.into_inner();
         let blob: SnapshotBlob = bincode::deserialize(&data)
             .map_err(|e| storage_err(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Read, e))?;
+        let lock = self.apply_lock.clone();
+        let _consistent = lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut batch = WriteBatch::new();
         self.app.install(&blob.app, &mut batch).map_err(|e| sm_err(ErrorVerb::Write, e))?;
         self.applied = AppliedState { last_applied: meta.last_log_id, membership: meta.last_membership.clone() };

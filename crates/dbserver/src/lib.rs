@@ -106,7 +106,7 @@ impl DbServer {
         });
         for meta in TabletMeta::load_all(engine.as_ref())? {
             let init = meta.initial_leader_uuid == server.uuid;
-            let t = Tablet::open(&server.env, meta, server.node_id, server.clock.clone(), init).await?;
+            let t = Tablet::open(&server.env, meta, server.node_id, server.clock.clone(), init, server.config.history_retention_secs * 1_000_000).await?;
             server.tablets.write().unwrap_or_else(|e| e.into_inner()).insert(t.id().to_owned(), t);
         }
         tracing::info!(uuid = %server.uuid, tablets = server.tablets.read().map(|t| t.len()).unwrap_or(0), "dbserver started");
@@ -164,7 +164,7 @@ impl DbServer {
         };
         meta.save(self.env.engine.as_ref())?;
         let init = meta.initial_leader_uuid == self.uuid;
-        let t = Tablet::open(&self.env, meta, self.node_id, self.clock.clone(), init).await?;
+        let t = Tablet::open(&self.env, meta, self.node_id, self.clock.clone(), init, self.config.history_retention_secs * 1_000_000).await?;
         tracing::info!(tablet = %t.id(), table = %t.meta().table_name, "tablet replica created");
         self.tablets.write().unwrap_or_else(|e| e.into_inner()).insert(t.id().to_owned(), t);
         Ok(())
@@ -263,12 +263,11 @@ impl DbServer {
 
     /// Drop old MVCC versions every minute.
     async fn gc_loop(self: Arc<Self>) {
-        let retention = self.config.history_retention_secs * 1_000_000;
         loop {
             tokio::time::sleep(Duration::from_secs(60)).await;
             for t in self.tablet_list() {
                 let t2 = t.clone();
-                match tokio::task::spawn_blocking(move || t2.gc(retention)).await {
+                match tokio::task::spawn_blocking(move || t2.gc()).await {
                     Ok(Ok(n)) if n > 0 => tracing::debug!(tablet = %t.id(), removed = n, "mvcc gc"),
                     Ok(Err(e)) => tracing::warn!(tablet = %t.id(), error = %e, "mvcc gc"),
                     _ => {}

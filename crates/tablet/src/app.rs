@@ -93,7 +93,10 @@ impl StateMachineApp for TabletApp {
 
     fn install(&self, data: &[u8], batch: &mut WriteBatch) -> Result<(), StorageError> {
         let snap: Snapshot = bincode::deserialize(data).map_err(|e| StorageError::Corrupt { what: "tablet snapshot", detail: e.to_string() })?;
-        storage::delete_prefix(self.engine.as_ref(), Cf::Data, &self.prefix)?;
+        // Delete the old rows in the same atomic batch as the new ones.
+        for kv in self.engine.scan(Cf::Data, std::ops::Bound::Included(self.prefix.to_vec()), storage::prefix_end(&self.prefix), false) {
+            batch.delete(Cf::Data, kv?.0);
+        }
         for (k, v) in snap.rows {
             batch.put(Cf::Data, k, v);
         }

@@ -45,6 +45,8 @@ pub enum TabletError {
     Storage { tablet: String, source: storage::StorageError },
     #[error("tablet {tablet}: {detail}")]
     Internal { tablet: String, detail: String },
+    #[error("tablet {tablet}: read time {read_ht} is older than the kept history")]
+    SnapshotTooOld { tablet: String, read_ht: HybridTime },
 }
 
 impl TabletError {
@@ -55,6 +57,7 @@ impl TabletError {
             TabletError::Unavailable { .. } => StatusCode::ServiceUnavailable,
             TabletError::Storage { .. } => StatusCode::StorageError,
             TabletError::Internal { .. } => StatusCode::Internal,
+            TabletError::SnapshotTooOld { .. } => StatusCode::InvalidArgument,
         }
     }
 }
@@ -86,13 +89,15 @@ pub struct Tablet {
     lease_refresh: tokio::sync::Mutex<()>,
     /// Serializes proposals so stamps follow log order on the leader.
     propose: tokio::sync::Mutex<()>,
+    /// Reads older than this (µs before now) are refused: GC may have removed their versions.
+    history_retention_micros: u64,
 }
 
 impl Tablet {
     /// Open (or create) the replica described by `meta`. If `initialize` and the group has
     /// never been initialized, this replica initializes it with every peer as a voter (and so
     /// becomes its first leader).
-    pub async fn open(env: &GroupEnv, meta: TabletMeta, node_id: NodeId, clock: Arc<Hlc>, initialize: bool) -> Result<Arc<Tablet>, TabletError> {
+    pub async fn open(env: &GroupEnv, meta: TabletMeta, node_id: NodeId, clock: Arc<Hlc>, initialize: bool, history_retention_micros: u64) -> Result<Arc<Tablet>, TabletError> {
         let tablet = meta.tablet_id.clone();
         let prefix = common::ids::id_prefix(&tablet);
         let app = Arc::new(TabletApp::open(env.engine.clone(), prefix, clock.clone()).map_err(|source| TabletError::Storage { tablet: tablet.clone(), source })?);
@@ -122,6 +127,7 @@ impl Tablet {
             lease_until: Mutex::new(None),
             lease_refresh: tokio::sync::Mutex::new(()),
             propose: tokio::sync::Mutex::new(()),
+            history_retention_micros,
         }))
     }
 
@@ -223,10 +229,27 @@ impl Tablet {
         }
     }
 
+    /// The read time to use: `read_ht` if history is still kept for it, else now.
+    fn read_time(&self, read_ht: Option<HybridTime>) -> Result<HybridTime, TabletError> {
+        let now = self.clock.now();
+        match read_ht {
+            None => Ok(now),
+            Some(ht) if ht < now.sub_micros(self.history_retention_micros) => Err(TabletError::SnapshotTooOld {
+                tablet: self.meta.tablet_id.clone(),
+                read_ht: ht,
+            }),
+            Some(ht) => {
+                // A read in the future first brings the clock there, so later writes land above it.
+                self.clock.update(ht);
+                Ok(ht)
+            }
+        }
+    }
+
     /// The values of `keys` at `read_ht` (default: now), with the time used.
     pub async fn read(&self, keys: &[Vec<u8>], read_ht: Option<HybridTime>) -> Result<(Vec<Option<Vec<u8>>>, HybridTime), TabletError> {
         self.ensure_read_lease().await?;
-        let ht = read_ht.unwrap_or_else(|| self.clock.now());
+        let ht = self.read_time(read_ht)?;
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
             out.push(mvcc::get(self.engine.as_ref(), &self.prefix, k, ht).map_err(|e| self.storage(e))?);
@@ -237,14 +260,14 @@ impl Tablet {
     /// Live rows in `range` at `read_ht` (default: now), at most `limit`.
     pub async fn scan(&self, range: &ScanRange, limit: usize, read_ht: Option<HybridTime>) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, HybridTime), TabletError> {
         self.ensure_read_lease().await?;
-        let ht = read_ht.unwrap_or_else(|| self.clock.now());
+        let ht = self.read_time(read_ht)?;
         let rows = mvcc::scan(self.engine.as_ref(), &self.prefix, range, ht, limit).map_err(|e| self.storage(e))?;
         Ok((rows, ht))
     }
 
-    /// Drop versions no read newer than `retention_micros` ago can see.
-    pub fn gc(&self, retention_micros: u64) -> Result<usize, TabletError> {
-        let cutoff = self.clock.now().sub_micros(retention_micros);
+    /// Drop versions no allowed read (see `history_retention_micros`) can see.
+    pub fn gc(&self) -> Result<usize, TabletError> {
+        let cutoff = self.clock.now().sub_micros(self.history_retention_micros);
         mvcc::gc(self.engine.as_ref(), &self.prefix, cutoff).map_err(|e| self.storage(e))
     }
 

@@ -32,7 +32,7 @@ fn key(id: &str) -> Vec<u8> {
 }
 
 impl TabletMeta {
-    /// Persist (durability comes with the next group commit).
+    /// Persist durably (synced before returning).
     pub fn save(&self, engine: &dyn KvEngine) -> Result<(), StorageError> {
         let raw = bincode::serialize(self).map_err(|e| StorageError::Io(e.to_string()))?;
         let mut b = WriteBatch::new();

@@ -50,7 +50,7 @@ async fn write_read_restart() {
     let dir = tempfile::tempdir().unwrap();
     {
         let env = env(dir.path());
-        let t = Tablet::open(&env, meta(), 1, Arc::new(Hlc::new()), true).await.unwrap();
+        let t = Tablet::open(&env, meta(), 1, Arc::new(Hlc::new()), true, 900_000_000).await.unwrap();
         wait_leader(&t).await;
         let h1 = t.write(vec![put("a", "1")]).await.unwrap();
         let h2 = t.write(vec![put("a", "2"), put("b", "x")]).await.unwrap();
@@ -64,7 +64,7 @@ async fn write_read_restart() {
         env.group_commit.shutdown();
     }
     let env = env(dir.path());
-    let t = Tablet::open(&env, meta(), 1, Arc::new(Hlc::new()), true).await.unwrap();
+    let t = Tablet::open(&env, meta(), 1, Arc::new(Hlc::new()), true, 900_000_000).await.unwrap();
     wait_leader(&t).await;
     let (vals, _) = t.read(&[b"a".to_vec(), b"b".to_vec()], None).await.unwrap();
     assert_eq!(vals, vec![Some(b"2".to_vec()), None]);

@@ -1,0 +1,7 @@
+//! Cross-process tests: every module starts real AiSQL processes through the harness in
+//! `aisql_tests` (one cluster per module) and stops them by PID.
+//! Numbered from simple to complex.
+
+mod t01_flags;
+mod t02_single_node;
+mod t03_three_nodes;
