@@ -1,6 +1,11 @@
 //! Compiles `proto/*.proto` with protox (pure Rust: no `protoc` binary needed).
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/common.proto", "proto/raft.proto", "proto/mserver.proto", "proto/tablet.proto"];
+    let files = [
+        "proto/common.proto",
+        "proto/raft.proto",
+        "proto/mserver.proto",
+        "proto/tablet.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -19,12 +19,19 @@ pub fn bin_dir() -> PathBuf {
     }
     // target/<profile>/deps/<test-binary>
     let exe = std::env::current_exe().expect("current_exe");
-    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
 }
 
 pub fn bin(name: &str) -> PathBuf {
     let p = bin_dir().join(name);
-    assert!(p.exists(), "{} not found: run `cargo build --bins` first", p.display());
+    assert!(
+        p.exists(),
+        "{} not found: run `cargo build --bins` first",
+        p.display()
+    );
     p
 }
 
@@ -40,7 +47,10 @@ pub fn fresh_ip() -> String {
 /// A port that was free on `ip` a moment ago.
 pub fn free_port(ip: &str) -> u16 {
     let ip: Ipv4Addr = ip.parse().expect("ip");
-    TcpListener::bind((ip, 0)).and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// A server process. Killed with SIGKILL when dropped.
@@ -54,7 +64,13 @@ pub struct Proc {
 
 impl Proc {
     fn spawn(name: &str, bin: PathBuf, args: Vec<String>, log: PathBuf) -> Proc {
-        let mut p = Proc { name: name.into(), bin, args, log, child: None };
+        let mut p = Proc {
+            name: name.into(),
+            bin,
+            args,
+            log,
+            child: None,
+        };
         p.start();
         p
     }
@@ -62,7 +78,11 @@ impl Proc {
     /// (Re)start the process with its original arguments.
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "{} is already running", self.name);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
         let child = Command::new(&self.bin)
             .args(&self.args)
             .env("RUST_LOG", "info,openraft=error")
@@ -93,7 +113,10 @@ impl Proc {
     /// SIGTERM, then wait up to `timeout` for a clean exit; returns the exit code.
     pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
         let mut c = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         let t0 = Instant::now();
         while t0.elapsed() < timeout {
             if let Ok(Some(st)) = c.try_wait() {
@@ -142,7 +165,12 @@ pub struct ClusterOpts {
 
 impl Default for ClusterOpts {
     fn default() -> Self {
-        Self { mservers: 1, dbservers: 1, replication_factor: 1, unresponsive_timeout_ms: 3000 }
+        Self {
+            mservers: 1,
+            dbservers: 1,
+            replication_factor: 1,
+            unresponsive_timeout_ms: 3000,
+        }
     }
 }
 
@@ -157,9 +185,15 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(opts: ClusterOpts) -> Cluster {
-        let dir = tempfile::Builder::new().prefix("aisql-test-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("aisql-test-")
+            .tempdir()
+            .expect("tempdir");
         let m_ips: Vec<String> = (0..opts.mservers).map(|_| fresh_ip()).collect();
-        let mserver_addrs: Vec<String> = m_ips.iter().map(|ip| format!("{ip}:{}", free_port(ip))).collect();
+        let mserver_addrs: Vec<String> = m_ips
+            .iter()
+            .map(|ip| format!("{ip}:{}", free_port(ip)))
+            .collect();
         let list = mserver_addrs.join(",");
         let mut mservers = Vec::new();
         for (i, addr) in mserver_addrs.iter().enumerate() {
@@ -169,11 +203,22 @@ impl Cluster {
                 format!("--mserver_addrs={list}"),
                 format!("--webserver_interface={ip}"),
                 format!("--webserver_port={}", free_port(ip)),
-                format!("--fs_data_dirs={}", dir.path().join(format!("m{i}")).display()),
+                format!(
+                    "--fs_data_dirs={}",
+                    dir.path().join(format!("m{i}")).display()
+                ),
                 format!("--replication_factor={}", opts.replication_factor),
-                format!("--dbserver_unresponsive_timeout_ms={}", opts.unresponsive_timeout_ms),
+                format!(
+                    "--dbserver_unresponsive_timeout_ms={}",
+                    opts.unresponsive_timeout_ms
+                ),
             ];
-            mservers.push(Proc::spawn(&format!("mserver{i}"), bin("bm-mserver"), args, dir.path().join(format!("m{i}.log"))));
+            mservers.push(Proc::spawn(
+                &format!("mserver{i}"),
+                bin("bm-mserver"),
+                args,
+                dir.path().join(format!("m{i}.log")),
+            ));
         }
         let mut dbservers = Vec::new();
         let mut db_addrs = Vec::new();
@@ -199,12 +244,26 @@ impl Cluster {
                 format!("--pgsql_proxy_webserver_port={}", free_port(&ip)),
                 format!("--cql_proxy_webserver_port={}", free_port(&ip)),
                 format!("--redis_proxy_webserver_port={}", free_port(&ip)),
-                format!("--fs_data_dirs={}", dir.path().join(format!("d{i}")).display()),
+                format!(
+                    "--fs_data_dirs={}",
+                    dir.path().join(format!("d{i}")).display()
+                ),
             ];
-            dbservers.push(Proc::spawn(&format!("dbserver{i}"), bin("bm-dbserver"), args, dir.path().join(format!("d{i}.log"))));
+            dbservers.push(Proc::spawn(
+                &format!("dbserver{i}"),
+                bin("bm-dbserver"),
+                args,
+                dir.path().join(format!("d{i}.log")),
+            ));
             db_addrs.push(a);
         }
-        Cluster { dir, mservers, dbservers, mserver_addrs, db_addrs }
+        Cluster {
+            dir,
+            mservers,
+            dbservers,
+            mserver_addrs,
+            db_addrs,
+        }
     }
 
     pub fn client(&self) -> client::Client {
@@ -221,7 +280,11 @@ impl Cluster {
                     return;
                 }
             }
-            assert!(t0.elapsed() < Duration::from_secs(60), "dbservers did not register:\n{}", self.logs());
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "dbservers did not register:\n{}",
+                self.logs()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -229,7 +292,9 @@ impl Cluster {
     /// Create namespace `ns` (if needed) and table `ns.name`, and wait for its leaders.
     pub async fn create_table(&self, ns: &str, name: &str, num_tablets: u32) -> client::Table {
         let c = self.client();
-        c.create_namespace(ns, true).await.expect("create namespace");
+        c.create_namespace(ns, true)
+            .await
+            .expect("create namespace");
         c.create_table(rpc::mserver::CreateTableRequest {
             namespace_name: ns.into(),
             name: name.into(),

@@ -34,22 +34,39 @@ pub fn parse<T: Parser>() -> T {
 }
 
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,h2=warn,tower=warn,fjall=warn,lsm_tree=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "info,openraft=warn,h2=warn,tower=warn,fjall=warn,lsm_tree=warn",
+        )
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }
 
 /// Bind `addr` for `flag`, with an error that names both.
 pub fn bind(flag: &str, addr: &str) -> Result<TcpListener> {
-    let sock = common::flags::resolve(addr).with_context(|| format!("{flag}: cannot resolve {addr}"))?;
-    TcpListener::bind(sock).map_err(|e| anyhow!("cannot listen on {addr} (port {}, {flag}): {e}", sock.port()))
+    let sock =
+        common::flags::resolve(addr).with_context(|| format!("{flag}: cannot resolve {addr}"))?;
+    TcpListener::bind(sock).map_err(|e| {
+        anyhow!(
+            "cannot listen on {addr} (port {}, {flag}): {e}",
+            sock.port()
+        )
+    })
 }
 
 /// `host:port` with `0.0.0.0` replaced by `127.0.0.1` (an address others can dial here).
 pub fn dialable(addr: &str, listener: &TcpListener) -> String {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1");
-    let host = if host == "0.0.0.0" || host == "[::]" || host == "::" { "127.0.0.1" } else { host };
+    let host = if host == "0.0.0.0" || host == "[::]" || host == "::" {
+        "127.0.0.1"
+    } else {
+        host
+    };
     format!("{host}:{port}")
 }
 
@@ -60,14 +77,15 @@ pub fn shutdown_signal() -> watch::Receiver<bool> {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    let _ = tx.send(true);
-                    return;
-                }
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        let _ = tx.send(true);
+                        return;
+                    }
+                };
             tokio::select! {
                 _ = ctrl_c => {}
                 _ = term.recv() => {}
@@ -82,19 +100,23 @@ pub fn shutdown_signal() -> watch::Receiver<bool> {
 }
 
 /// A future that resolves when `rx` turns true.
-pub fn until(mut rx: watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
-    async move {
-        let _ = rx.wait_for(|v| *v).await;
-    }
+pub async fn until(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
 }
 
 pub fn raft_timing(heartbeat_ms: u64, missed: u64) -> consensus::Timing {
     let min = heartbeat_ms.max(10) * missed.max(2);
-    consensus::Timing { heartbeat_interval_ms: heartbeat_ms.max(10), election_timeout_min_ms: min, election_timeout_max_ms: min * 2 }
+    consensus::Timing {
+        heartbeat_interval_ms: heartbeat_ms.max(10),
+        election_timeout_min_ms: min,
+        election_timeout_max_ms: min * 2,
+    }
 }
 
 pub fn default_data_dir(sub: &str) -> PathBuf {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join("var").join("aisql").join(sub)
 }
 
@@ -105,11 +127,19 @@ pub struct MserverListeners {
 }
 
 /// Run an mserver until `shutdown`.
-pub async fn run_mserver(l: MserverListeners, config: mserver::MserverConfig, shutdown: watch::Receiver<bool>) -> Result<()> {
-    let m = mserver::Mserver::start(config).await.context("starting bm-mserver")?;
+pub async fn run_mserver(
+    l: MserverListeners,
+    config: mserver::MserverConfig,
+    shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let m = mserver::Mserver::start(config)
+        .await
+        .context("starting bm-mserver")?;
     let web_src: Arc<dyn web::WebSource> = Arc::new(MserverPage(m.clone()));
     let web = tokio::spawn(web::serve(l.web, web_src, until(shutdown.clone())));
-    m.serve(l.rpc, until(shutdown)).await.context("bm-mserver")?;
+    m.serve(l.rpc, until(shutdown))
+        .await
+        .context("bm-mserver")?;
     let _ = web.await;
     Ok(())
 }
@@ -122,7 +152,11 @@ impl web::WebSource for MserverPage {
     }
     fn home_html(&self) -> String {
         let c = self.0.catalog();
-        let leader = if self.0.is_leader() { "this mserver".to_string() } else { self.0.leader_addr().unwrap_or_else(|| "unknown".into()) };
+        let leader = if self.0.is_leader() {
+            "this mserver".to_string()
+        } else {
+            self.0.leader_addr().unwrap_or_else(|| "unknown".into())
+        };
         let mut s = format!(
             "<p>Catalog leader: {}</p><p>{} dbservers, {} tables, {} tablets</p><h2>Tables</h2><table><tr><th>namespace</th><th>table</th><th>tablets</th><th>RF</th></tr>",
             web::escape(&leader),
@@ -139,7 +173,9 @@ impl web::WebSource for MserverPage {
                 t.replication_factor
             ));
         }
-        s.push_str("</table><h2>Dbservers</h2><table><tr><th>uuid</th><th>rpc</th><th>http</th></tr>");
+        s.push_str(
+            "</table><h2>Dbservers</h2><table><tr><th>uuid</th><th>rpc</th><th>http</th></tr>",
+        );
         for sv in c.servers.values() {
             s.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -153,10 +189,34 @@ impl web::WebSource for MserverPage {
     fn metrics(&self) -> String {
         let c = self.0.catalog();
         let mut out = String::new();
-        web::metric(&mut out, "aisql_mserver_is_leader", "gauge", "1 if this mserver leads the catalog.", u8::from(self.0.is_leader()));
-        web::metric(&mut out, "aisql_mserver_tables", "gauge", "Tables in the catalog.", c.tables.len());
-        web::metric(&mut out, "aisql_mserver_tablets", "gauge", "Tablets in the catalog.", c.tablets.len());
-        web::metric(&mut out, "aisql_mserver_dbservers", "gauge", "Registered dbservers.", c.servers.len());
+        web::metric(
+            &mut out,
+            "aisql_mserver_is_leader",
+            "gauge",
+            "1 if this mserver leads the catalog.",
+            u8::from(self.0.is_leader()),
+        );
+        web::metric(
+            &mut out,
+            "aisql_mserver_tables",
+            "gauge",
+            "Tables in the catalog.",
+            c.tables.len(),
+        );
+        web::metric(
+            &mut out,
+            "aisql_mserver_tablets",
+            "gauge",
+            "Tablets in the catalog.",
+            c.tablets.len(),
+        );
+        web::metric(
+            &mut out,
+            "aisql_mserver_dbservers",
+            "gauge",
+            "Registered dbservers.",
+            c.servers.len(),
+        );
         out
     }
 }
@@ -213,24 +273,59 @@ impl web::WebSource for ApiPage {
     }
     fn metrics(&self) -> String {
         let mut out = String::new();
-        web::metric(&mut out, "aisql_api_available", "gauge", "1 when this API's query layer is built in.", 0);
+        web::metric(
+            &mut out,
+            "aisql_api_available",
+            "gauge",
+            "1 when this API's query layer is built in.",
+            0,
+        );
         out
     }
 }
 
 /// Run a dbserver with all its listeners until `shutdown`.
-pub async fn run_dbserver(l: DbListeners, config: dbserver::DbServerConfig, shutdown: watch::Receiver<bool>) -> Result<()> {
-    let server = dbserver::DbServer::start(config).await.context("starting bm-dbserver")?;
+pub async fn run_dbserver(
+    l: DbListeners,
+    config: dbserver::DbServerConfig,
+    shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let server = dbserver::DbServer::start(config)
+        .await
+        .context("starting bm-dbserver")?;
     let mut tasks = Vec::new();
     let page: Arc<dyn web::WebSource> = Arc::new(dbserver::WebPage(server.clone()));
-    tasks.push(tokio::spawn(web::serve(l.web, page, until(shutdown.clone()))));
-    for (listener, name) in [(l.pgsql_web, "BSQL"), (l.cql_web, "BCQL"), (l.redis_web, "BEDIS")] {
-        tasks.push(tokio::spawn(web::serve(listener, Arc::new(ApiPage(name)), until(shutdown.clone()))));
+    tasks.push(tokio::spawn(web::serve(
+        l.web,
+        page,
+        until(shutdown.clone()),
+    )));
+    for (listener, name) in [
+        (l.pgsql_web, "BSQL"),
+        (l.cql_web, "BCQL"),
+        (l.redis_web, "BEDIS"),
+    ] {
+        tasks.push(tokio::spawn(web::serve(
+            listener,
+            Arc::new(ApiPage(name)),
+            until(shutdown.clone()),
+        )));
     }
-    for (listener, proto) in [(l.pgsql, dbserver::Protocol::Postgres), (l.cql, dbserver::Protocol::Cql), (l.redis, dbserver::Protocol::Redis)] {
-        tasks.push(tokio::spawn(dbserver::serve_placeholder(listener, proto, until(shutdown.clone()))));
+    for (listener, proto) in [
+        (l.pgsql, dbserver::Protocol::Postgres),
+        (l.cql, dbserver::Protocol::Cql),
+        (l.redis, dbserver::Protocol::Redis),
+    ] {
+        tasks.push(tokio::spawn(dbserver::serve_placeholder(
+            listener,
+            proto,
+            until(shutdown.clone()),
+        )));
     }
-    server.serve(l.rpc, until(shutdown)).await.context("bm-dbserver")?;
+    server
+        .serve(l.rpc, until(shutdown))
+        .await
+        .context("bm-dbserver")?;
     for t in tasks {
         let _ = t.await;
     }

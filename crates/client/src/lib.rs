@@ -71,7 +71,10 @@ impl Table {
             return 0;
         }
         let h = common::keys::partition_hash(key) as u32;
-        self.tablets.iter().position(|t| t.hash_start <= h && h < t.hash_end).unwrap_or(0)
+        self.tablets
+            .iter()
+            .position(|t| t.hash_start <= h && h < t.hash_end)
+            .unwrap_or(0)
     }
 }
 
@@ -96,7 +99,10 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 fn server_error(s: &rpc::common::Status) -> ClientError {
-    ClientError::Server { code: StatusCode::from_i32(s.code), message: s.message.clone() }
+    ClientError::Server {
+        code: StatusCode::from_i32(s.code),
+        message: s.message.clone(),
+    }
 }
 
 impl Client {
@@ -152,29 +158,49 @@ impl Client {
         let mut last = String::from("no attempt");
         let mut attempt = 0u32;
         loop {
-            let cached = self.inner.mserver_leader.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let cached = self
+                .inner
+                .mserver_leader
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
             let mut order: Vec<String> = cached.into_iter().collect();
             order.extend(self.inner.mservers.iter().cloned());
             for addr in order {
-                let Ok(ch) = self.inner.pool.get(&addr) else { continue };
+                let Ok(ch) = self.inner.pool.get(&addr) else {
+                    continue;
+                };
                 match f(MserverServiceClient::new(ch)).await {
                     Ok((None, r)) => {
-                        *self.inner.mserver_leader.lock().unwrap_or_else(|e| e.into_inner()) = Some(addr);
+                        *self
+                            .inner
+                            .mserver_leader
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner()) = Some(addr);
                         return Ok(r);
                     }
                     Ok((Some(s), _)) if StatusCode::from_i32(s.code) == StatusCode::NotLeader => {
                         last = format!("{addr}: not the leader");
                         if !s.leader_hint.is_empty() {
-                            *self.inner.mserver_leader.lock().unwrap_or_else(|e| e.into_inner()) = Some(s.leader_hint.clone());
+                            *self
+                                .inner
+                                .mserver_leader
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner()) = Some(s.leader_hint.clone());
                         }
                     }
-                    Ok((Some(s), _)) if StatusCode::from_i32(s.code).is_retryable() => last = format!("{addr}: {}", s.message),
+                    Ok((Some(s), _)) if StatusCode::from_i32(s.code).is_retryable() => {
+                        last = format!("{addr}: {}", s.message)
+                    }
                     Ok((Some(s), _)) => return Err(server_error(&s)),
                     Err(e) => last = format!("{addr}: {}", e.message()),
                 }
             }
             if started.elapsed() > self.inner.timeout {
-                return Err(ClientError::NoMserver { addrs: self.inner.mservers.join(","), last });
+                return Err(ClientError::NoMserver {
+                    addrs: self.inner.mservers.join(","),
+                    last,
+                });
             }
             tokio::time::sleep(backoff(attempt)).await;
             attempt += 1;
@@ -183,8 +209,15 @@ impl Client {
 
     pub async fn create_namespace(&self, name: &str, if_not_exists: bool) -> Result<()> {
         self.mserver(|mut c| {
-            let req = CreateNamespaceRequest { name: name.to_owned(), if_not_exists };
-            async move { c.create_namespace(req).await.map(|r| (r.into_inner().status, ())) }
+            let req = CreateNamespaceRequest {
+                name: name.to_owned(),
+                if_not_exists,
+            };
+            async move {
+                c.create_namespace(req)
+                    .await
+                    .map(|r| (r.into_inner().status, ()))
+            }
         })
         .await
     }
@@ -205,74 +238,134 @@ impl Client {
 
     pub async fn delete_table(&self, namespace: &str, name: &str) -> Result<()> {
         self.mserver(|mut c| {
-            let req = DeleteTableRequest { namespace_name: namespace.to_owned(), name: name.to_owned() };
-            async move { c.delete_table(req).await.map(|r| (r.into_inner().status, ())) }
+            let req = DeleteTableRequest {
+                namespace_name: namespace.to_owned(),
+                name: name.to_owned(),
+            };
+            async move {
+                c.delete_table(req)
+                    .await
+                    .map(|r| (r.into_inner().status, ()))
+            }
         })
         .await
     }
 
     pub async fn list_tables(&self) -> Result<ListTablesResponse> {
-        self.mserver(|mut c| async move { c.list_tables(ListTablesRequest {}).await.map(|r| (r.get_ref().status.clone(), r.into_inner())) })
-            .await
+        self.mserver(|mut c| async move {
+            c.list_tables(ListTablesRequest {})
+                .await
+                .map(|r| (r.get_ref().status.clone(), r.into_inner()))
+        })
+        .await
     }
 
     pub async fn list_servers(&self) -> Result<ListServersResponse> {
-        self.mserver(|mut c| async move { c.list_servers(ListServersRequest {}).await.map(|r| (r.get_ref().status.clone(), r.into_inner())) })
-            .await
+        self.mserver(|mut c| async move {
+            c.list_servers(ListServersRequest {})
+                .await
+                .map(|r| (r.get_ref().status.clone(), r.into_inner()))
+        })
+        .await
     }
 
     pub async fn list_tablets(&self) -> Result<ListTabletsResponse> {
-        self.mserver(|mut c| async move { c.list_tablets(ListTabletsRequest {}).await.map(|r| (r.get_ref().status.clone(), r.into_inner())) })
-            .await
+        self.mserver(|mut c| async move {
+            c.list_tablets(ListTabletsRequest {})
+                .await
+                .map(|r| (r.get_ref().status.clone(), r.into_inner()))
+        })
+        .await
     }
 
     /// Look a table up (always asks the mserver).
     pub async fn open_table(&self, namespace: &str, name: &str) -> Result<Table> {
         let resp = self
             .mserver(|mut c| {
-                let req = GetTableLocationsRequest { namespace_name: namespace.to_owned(), name: name.to_owned(), table_id: String::new() };
-                async move { c.get_table_locations(req).await.map(|r| (r.get_ref().status.clone(), r.into_inner())) }
+                let req = GetTableLocationsRequest {
+                    namespace_name: namespace.to_owned(),
+                    name: name.to_owned(),
+                    table_id: String::new(),
+                };
+                async move {
+                    c.get_table_locations(req)
+                        .await
+                        .map(|r| (r.get_ref().status.clone(), r.into_inner()))
+                }
             })
             .await?;
         let mut tablets = resp.tablets;
         tablets.sort_by_key(|t| t.hash_start);
-        Ok(Table { info: resp.table.unwrap_or_default(), tablets })
+        Ok(Table {
+            info: resp.table.unwrap_or_default(),
+            tablets,
+        })
     }
 
     /// Wait until every tablet of the table has a leader that accepts reads.
     pub async fn wait_for_leaders(&self, table: &Table) -> Result<()> {
         for i in 0..table.tablets.len() {
             let tablet = table.tablets[i].tablet_id.clone();
-            let req = ReadRequest { tablet_id: tablet, keys: vec![], read_ht: 0, propagated_ht: 0 };
-            self.with_leader(table, i, |addr| self.send_read(addr, req.clone())).await?;
+            let req = ReadRequest {
+                tablet_id: tablet,
+                keys: vec![],
+                read_ht: 0,
+                propagated_ht: 0,
+            };
+            self.with_leader(table, i, |addr| self.send_read(addr, req.clone()))
+                .await?;
         }
         Ok(())
     }
 
     // ---- tablet calls -------------------------------------------------------------------
 
-    async fn send_write(&self, addr: String, req: WriteRequest) -> Result<(Option<rpc::common::Status>, u64), tonic::Status> {
+    async fn send_write(
+        &self,
+        addr: String,
+        req: WriteRequest,
+    ) -> Result<(Option<rpc::common::Status>, u64), tonic::Status> {
         let r = match &self.inner.local {
             Some(l) if l.rpc_addr == addr => l.service.write(tonic::Request::new(req)).await?,
-            _ => TabletServiceClient::new(self.inner.pool.get(&addr)?).write(req).await?,
+            _ => {
+                TabletServiceClient::new(self.inner.pool.get(&addr)?)
+                    .write(req)
+                    .await?
+            }
         }
         .into_inner();
         Ok((r.status, r.ht))
     }
 
-    async fn send_read(&self, addr: String, req: ReadRequest) -> Result<(Option<rpc::common::Status>, ReadResponse), tonic::Status> {
+    async fn send_read(
+        &self,
+        addr: String,
+        req: ReadRequest,
+    ) -> Result<(Option<rpc::common::Status>, ReadResponse), tonic::Status> {
         let r = match &self.inner.local {
             Some(l) if l.rpc_addr == addr => l.service.read(tonic::Request::new(req)).await?,
-            _ => TabletServiceClient::new(self.inner.pool.get(&addr)?).read(req).await?,
+            _ => {
+                TabletServiceClient::new(self.inner.pool.get(&addr)?)
+                    .read(req)
+                    .await?
+            }
         }
         .into_inner();
         Ok((r.status.clone(), r))
     }
 
-    async fn send_scan(&self, addr: String, req: ScanRequest) -> Result<(Option<rpc::common::Status>, ScanResponse), tonic::Status> {
+    async fn send_scan(
+        &self,
+        addr: String,
+        req: ScanRequest,
+    ) -> Result<(Option<rpc::common::Status>, ScanResponse), tonic::Status> {
         let r = match &self.inner.local {
             Some(l) if l.rpc_addr == addr => l.service.scan(tonic::Request::new(req)).await?,
-            _ => TabletServiceClient::new(self.inner.pool.get(&addr)?).scan(req).await?,
+            _ => {
+                TabletServiceClient::new(self.inner.pool.get(&addr)?)
+                    .scan(req)
+                    .await?
+            }
         }
         .into_inner();
         Ok((r.status.clone(), r))
@@ -285,26 +378,53 @@ impl Client {
         Fut: Future<Output = Result<(Option<rpc::common::Status>, R), tonic::Status>>,
     {
         let started = Instant::now();
-        let mut tablet = table.tablets.get(idx).cloned().ok_or_else(|| ClientError::Server {
-            code: StatusCode::NotFound,
-            message: format!("table {} has no tablets", table.info.name),
-        })?;
+        let mut tablet = table
+            .tablets
+            .get(idx)
+            .cloned()
+            .ok_or_else(|| ClientError::Server {
+                code: StatusCode::NotFound,
+                message: format!("table {} has no tablets", table.info.name),
+            })?;
         let id = tablet.tablet_id.clone();
-        let mut next = tablet.replicas.iter().position(|r| r.is_leader).unwrap_or(0);
+        let mut next = tablet
+            .replicas
+            .iter()
+            .position(|r| r.is_leader)
+            .unwrap_or(0);
         let mut last;
         let mut attempt = 0u32;
         loop {
-            let cached = self.inner.leaders.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned();
+            let cached = self
+                .inner
+                .leaders
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&id)
+                .cloned();
             let addr = match cached {
                 Some(a) => a,
                 None if tablet.replicas.is_empty() => String::new(),
-                None => tablet.replicas[next % tablet.replicas.len()].rpc_addr.clone(),
+                None => tablet.replicas[next % tablet.replicas.len()]
+                    .rpc_addr
+                    .clone(),
             };
             let mut hinted = false;
             match f(addr.clone()).await {
                 Ok((None, r)) => {
-                    if self.inner.leaders.read().unwrap_or_else(|e| e.into_inner()).get(&id) != Some(&addr) {
-                        self.inner.leaders.write().unwrap_or_else(|e| e.into_inner()).insert(id, addr);
+                    if self
+                        .inner
+                        .leaders
+                        .read()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(&id)
+                        != Some(&addr)
+                    {
+                        self.inner
+                            .leaders
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(id, addr);
                     }
                     return Ok(r);
                 }
@@ -312,12 +432,26 @@ impl Client {
                     let code = StatusCode::from_i32(s.code);
                     last = format!("{addr}: {}", s.message);
                     match code {
-                        StatusCode::NotLeader if !s.leader_hint.is_empty() && s.leader_hint != addr => {
-                            self.inner.leaders.write().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), s.leader_hint.clone());
+                        StatusCode::NotLeader
+                            if !s.leader_hint.is_empty() && s.leader_hint != addr =>
+                        {
+                            self.inner
+                                .leaders
+                                .write()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(id.clone(), s.leader_hint.clone());
                             hinted = true;
                         }
-                        StatusCode::NotLeader | StatusCode::ServiceUnavailable | StatusCode::NotFound | StatusCode::TimedOut | StatusCode::ShuttingDown => {
-                            self.inner.leaders.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                        StatusCode::NotLeader
+                        | StatusCode::ServiceUnavailable
+                        | StatusCode::NotFound
+                        | StatusCode::TimedOut
+                        | StatusCode::ShuttingDown => {
+                            self.inner
+                                .leaders
+                                .write()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .remove(&id);
                             next += 1;
                         }
                         _ => return Err(server_error(&s)),
@@ -325,20 +459,30 @@ impl Client {
                 }
                 Err(e) => {
                     last = format!("{addr}: {}", e.message());
-                    self.inner.leaders.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                    self.inner
+                        .leaders
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&id);
                     next += 1;
                 }
             }
             if started.elapsed() > self.inner.timeout {
-                return Err(ClientError::TimedOut { elapsed: started.elapsed(), last });
+                return Err(ClientError::TimedOut {
+                    elapsed: started.elapsed(),
+                    last,
+                });
             }
             attempt += 1;
             if !hinted || attempt > 3 {
                 tokio::time::sleep(backoff(attempt)).await;
             }
-            if attempt % 8 == 0 {
+            if attempt.is_multiple_of(8) {
                 // Placement may have changed: refresh this tablet's replicas.
-                if let Ok(fresh) = self.open_table(&table.info.namespace_name, &table.info.name).await {
+                if let Ok(fresh) = self
+                    .open_table(&table.info.namespace_name, &table.info.name)
+                    .await
+                {
                     if let Some(t) = fresh.tablets.into_iter().find(|t| t.tablet_id == id) {
                         tablet = t;
                     }
@@ -349,9 +493,22 @@ impl Client {
 
     /// Apply `ops` atomically to the tablet that owns `partition_key` (every op's key must
     /// belong to that tablet). Returns the commit hybrid time.
-    pub async fn write(&self, table: &Table, partition_key: &[u8], ops: Vec<KvOp>) -> Result<HybridTime> {
+    pub async fn write(
+        &self,
+        table: &Table,
+        partition_key: &[u8],
+        ops: Vec<KvOp>,
+    ) -> Result<HybridTime> {
         let idx = table.tablet_for(partition_key);
-        let req = WriteRequest { tablet_id: table.tablets.get(idx).map(|t| t.tablet_id.clone()).unwrap_or_default(), ops, propagated_ht: 0 };
+        let req = WriteRequest {
+            tablet_id: table
+                .tablets
+                .get(idx)
+                .map(|t| t.tablet_id.clone())
+                .unwrap_or_default(),
+            ops,
+            propagated_ht: 0,
+        };
         let ht = self
             .with_leader(table, idx, |addr| {
                 let mut req = req.clone();
@@ -366,20 +523,51 @@ impl Client {
 
     /// Put one key.
     pub async fn put(&self, table: &Table, key: &[u8], value: &[u8]) -> Result<HybridTime> {
-        self.write(table, key, vec![KvOp { key: key.to_vec(), value: value.to_vec(), delete: false, ttl_ms: 0 }]).await
+        self.write(
+            table,
+            key,
+            vec![KvOp {
+                key: key.to_vec(),
+                value: value.to_vec(),
+                delete: false,
+                ttl_ms: 0,
+            }],
+        )
+        .await
     }
 
     /// Delete one key.
     pub async fn delete(&self, table: &Table, key: &[u8]) -> Result<HybridTime> {
-        self.write(table, key, vec![KvOp { key: key.to_vec(), value: vec![], delete: true, ttl_ms: 0 }]).await
+        self.write(
+            table,
+            key,
+            vec![KvOp {
+                key: key.to_vec(),
+                value: vec![],
+                delete: true,
+                ttl_ms: 0,
+            }],
+        )
+        .await
     }
 
     /// Read keys that live in the same tablet as `keys[0]`, linearizably (or at `read_ht`).
-    pub async fn read(&self, table: &Table, keys: &[Vec<u8>], read_ht: Option<HybridTime>) -> Result<Vec<Option<Vec<u8>>>> {
-        let Some(first) = keys.first() else { return Ok(Vec::new()) };
+    pub async fn read(
+        &self,
+        table: &Table,
+        keys: &[Vec<u8>],
+        read_ht: Option<HybridTime>,
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        let Some(first) = keys.first() else {
+            return Ok(Vec::new());
+        };
         let idx = table.tablet_for(first);
         let req = ReadRequest {
-            tablet_id: table.tablets.get(idx).map(|t| t.tablet_id.clone()).unwrap_or_default(),
+            tablet_id: table
+                .tablets
+                .get(idx)
+                .map(|t| t.tablet_id.clone())
+                .unwrap_or_default(),
             keys: keys.to_vec(),
             read_ht: read_ht.map(|h| h.0).unwrap_or(0),
             propagated_ht: 0,
@@ -392,18 +580,38 @@ impl Client {
             })
             .await?;
         self.inner.clock.update(HybridTime(resp.read_ht));
-        Ok(resp.values.into_iter().map(|v| v.found.then_some(v.value)).collect())
+        Ok(resp
+            .values
+            .into_iter()
+            .map(|v| v.found.then_some(v.value))
+            .collect())
     }
 
     /// Read one key.
     pub async fn get(&self, table: &Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.read(table, &[key.to_vec()], None).await?.into_iter().next().flatten())
+        Ok(self
+            .read(table, &[key.to_vec()], None)
+            .await?
+            .into_iter()
+            .next()
+            .flatten())
     }
 
     /// Rows of tablet `idx` with keys in `[start, end)`, at most `limit` (0 = server default).
-    pub async fn scan_tablet(&self, table: &Table, idx: usize, start: Option<Vec<u8>>, end: Option<Vec<u8>>, limit: u32) -> Result<ScanResponse> {
+    pub async fn scan_tablet(
+        &self,
+        table: &Table,
+        idx: usize,
+        start: Option<Vec<u8>>,
+        end: Option<Vec<u8>>,
+        limit: u32,
+    ) -> Result<ScanResponse> {
         let req = ScanRequest {
-            tablet_id: table.tablets.get(idx).map(|t| t.tablet_id.clone()).unwrap_or_default(),
+            tablet_id: table
+                .tablets
+                .get(idx)
+                .map(|t| t.tablet_id.clone())
+                .unwrap_or_default(),
             start,
             end,
             limit,
@@ -424,7 +632,9 @@ impl Client {
         for idx in 0..table.tablets.len() {
             let mut start = None;
             loop {
-                let resp = self.scan_tablet(table, idx, start.clone(), None, 10_000).await?;
+                let resp = self
+                    .scan_tablet(table, idx, start.clone(), None, 10_000)
+                    .await?;
                 let more = resp.more;
                 let mut last = None;
                 for kv in resp.kvs {

@@ -34,8 +34,11 @@ pub fn expand_flagfile(args: Vec<String>) -> Result<Vec<String>, FlagError> {
         };
         match path {
             Some(path) => {
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|source| FlagError::Flagfile { path: path.clone(), source })?;
+                let text =
+                    std::fs::read_to_string(&path).map_err(|source| FlagError::Flagfile {
+                        path: path.clone(),
+                        source,
+                    })?;
                 for line in text.lines() {
                     let line = line.trim();
                     if line.is_empty() || line.starts_with('#') {
@@ -80,7 +83,10 @@ pub fn parse_host_port(s: &str) -> Result<String, String> {
 pub fn resolve(s: &str) -> std::io::Result<SocketAddr> {
     use std::net::ToSocketAddrs;
     s.to_socket_addrs()?.next().ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("cannot resolve {s}"))
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("cannot resolve {s}"),
+        )
     })
 }
 
@@ -96,14 +102,26 @@ mod tests {
     #[test]
     fn flagfile_is_inlined() {
         let dir = std::env::temp_dir().join(format!("aisql-flagfile-{}", std::process::id()));
-        std::fs::write(&dir, "# comment\n--webserver_port=1234\n\n--fs_data_dirs=/x\n").unwrap();
+        std::fs::write(
+            &dir,
+            "# comment\n--webserver_port=1234\n\n--fs_data_dirs=/x\n",
+        )
+        .unwrap();
         let args = vec![
             "prog".to_string(),
             format!("--flagfile={}", dir.display()),
             "--replication_factor=3".into(),
         ];
         let out = expand_flagfile(args).unwrap();
-        assert_eq!(out, vec!["prog", "--webserver_port=1234", "--fs_data_dirs=/x", "--replication_factor=3"]);
+        assert_eq!(
+            out,
+            vec![
+                "prog",
+                "--webserver_port=1234",
+                "--fs_data_dirs=/x",
+                "--replication_factor=3"
+            ]
+        );
         std::fs::remove_file(dir).ok();
     }
 

@@ -14,7 +14,19 @@ pub const LOGICAL_BITS: u32 = 12;
 
 /// A point in hybrid time. `HybridTime(0)` is "the beginning"; `HybridTime::MAX` sorts after
 /// every real time.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct HybridTime(pub u64);
 
 impl HybridTime {
@@ -54,7 +66,12 @@ impl HybridTime {
 
 impl std::fmt::Display for HybridTime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{{ physical: {} logical: {} }}", self.micros(), self.logical())
+        write!(
+            f,
+            "{{ physical: {} logical: {} }}",
+            self.micros(),
+            self.logical()
+        )
     }
 }
 

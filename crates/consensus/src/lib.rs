@@ -4,6 +4,9 @@
 //! ([`Network`] to send, [`RaftRouter`] to receive). Many groups share one server: one
 //! storage engine, one group-commit syncer, one channel pool and one router keyed by group id.
 
+// openraft's trait methods return its (large) StorageError; our helpers return the same type.
+#![allow(clippy::result_large_err)]
+
 mod log_store;
 mod network;
 mod state_machine;
@@ -51,7 +54,11 @@ pub struct Timing {
 
 impl Default for Timing {
     fn default() -> Self {
-        Self { heartbeat_interval_ms: 100, election_timeout_min_ms: 500, election_timeout_max_ms: 1000 }
+        Self {
+            heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 500,
+            election_timeout_max_ms: 1000,
+        }
     }
 }
 
@@ -102,24 +109,35 @@ pub async fn start_group(
         max_in_snapshot_log_to_keep: 5_000,
         ..Default::default()
     };
-    let config = Arc::new(config.validate().map_err(|e| ConsensusError::Config(e.to_string()))?);
+    let config = Arc::new(
+        config
+            .validate()
+            .map_err(|e| ConsensusError::Config(e.to_string()))?,
+    );
     let prefix = common::ids::id_prefix(group_id);
     let log = LogStore::new(env.engine.clone(), env.group_commit.clone(), prefix);
-    let sm = StateMachine::open(env.engine.clone(), prefix, app).map_err(|e| ConsensusError::Start {
-        group: group_id.to_owned(),
-        detail: e.to_string(),
-    })?;
+    let sm =
+        StateMachine::open(env.engine.clone(), prefix, app).map_err(|e| ConsensusError::Start {
+            group: group_id.to_owned(),
+            detail: e.to_string(),
+        })?;
     let network = Network::new(group_id.to_owned(), env.pool.clone());
     let raft = Raft::new(node_id, config, network, log, sm)
         .await
-        .map_err(|e| ConsensusError::Start { group: group_id.to_owned(), detail: e.to_string() })?;
+        .map_err(|e| ConsensusError::Start {
+            group: group_id.to_owned(),
+            detail: e.to_string(),
+        })?;
     env.router.register(group_id, raft.clone());
     Ok(raft)
 }
 
 /// Remove every trace of group `group_id` from storage (log, vote, applied state). The app's
 /// own data is the app's to delete. The group must already be shut down.
-pub fn destroy_group_state(engine: &dyn KvEngine, group_id: &str) -> Result<(), storage::StorageError> {
+pub fn destroy_group_state(
+    engine: &dyn KvEngine,
+    group_id: &str,
+) -> Result<(), storage::StorageError> {
     let prefix = common::ids::id_prefix(group_id);
     storage::delete_prefix(engine, storage::Cf::RaftLog, &prefix)?;
     storage::delete_prefix(engine, storage::Cf::RaftMeta, &prefix)?;

@@ -14,7 +14,9 @@ use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
-use openraft::{Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogId, StorageError, Vote};
+use openraft::{
+    Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogId, StorageError, Vote,
+};
 use storage::{Cf, GroupCommit, KvEngine, WriteBatch};
 
 use crate::{storage_err, NodeId, TypeConfig};
@@ -28,8 +30,16 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    pub fn new(engine: Arc<dyn KvEngine>, group_commit: Arc<GroupCommit>, prefix: [u8; 16]) -> Self {
-        Self { engine, group_commit, prefix }
+    pub fn new(
+        engine: Arc<dyn KvEngine>,
+        group_commit: Arc<GroupCommit>,
+        prefix: [u8; 16],
+    ) -> Self {
+        Self {
+            engine,
+            group_commit,
+            prefix,
+        }
     }
 
     fn entry_key(&self, index: u64) -> Vec<u8> {
@@ -45,24 +55,47 @@ impl LogStore {
         k
     }
 
-    fn read_meta<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StorageError<NodeId>> {
+    fn read_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> Result<Option<T>, StorageError<NodeId>> {
         let subject = || ErrorSubject::Store;
-        match self.engine.get(Cf::RaftMeta, &self.meta_key(name)).map_err(|e| storage_err(subject(), ErrorVerb::Read, e))? {
-            Some(raw) => bincode::deserialize(&raw)
-                .map(Some)
-                .map_err(|e| storage_err(subject(), ErrorVerb::Read, format!("corrupt raft {name}: {e}"))),
+        match self
+            .engine
+            .get(Cf::RaftMeta, &self.meta_key(name))
+            .map_err(|e| storage_err(subject(), ErrorVerb::Read, e))?
+        {
+            Some(raw) => bincode::deserialize(&raw).map(Some).map_err(|e| {
+                storage_err(
+                    subject(),
+                    ErrorVerb::Read,
+                    format!("corrupt raft {name}: {e}"),
+                )
+            }),
             None => Ok(None),
         }
     }
 
-    fn put_meta<T: serde::Serialize>(&self, batch: &mut WriteBatch, name: &str, v: &T) -> Result<(), StorageError<NodeId>> {
-        let raw = bincode::serialize(v).map_err(|e| storage_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
+    fn put_meta<T: serde::Serialize>(
+        &self,
+        batch: &mut WriteBatch,
+        name: &str,
+        v: &T,
+    ) -> Result<(), StorageError<NodeId>> {
+        let raw = bincode::serialize(v)
+            .map_err(|e| storage_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
         batch.put(Cf::RaftMeta, self.meta_key(name), raw);
         Ok(())
     }
 
-    fn write(&self, batch: WriteBatch, subject: ErrorSubject<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.engine.write(batch).map_err(|e| storage_err(subject, ErrorVerb::Write, e))
+    fn write(
+        &self,
+        batch: WriteBatch,
+        subject: ErrorSubject<NodeId>,
+    ) -> Result<(), StorageError<NodeId>> {
+        self.engine
+            .write(batch)
+            .map_err(|e| storage_err(subject, ErrorVerb::Write, e))
     }
 
     /// Wait until everything written so far is durable.
@@ -77,8 +110,13 @@ impl LogStore {
     }
 
     fn decode_entry(raw: &[u8]) -> Result<Entry<TypeConfig>, StorageError<NodeId>> {
-        bincode::deserialize(raw)
-            .map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Read, format!("corrupt log entry: {e}")))
+        bincode::deserialize(raw).map_err(|e| {
+            storage_err(
+                ErrorSubject::Logs,
+                ErrorVerb::Read,
+                format!("corrupt log entry: {e}"),
+            )
+        })
     }
 
     fn last_entry_id(&self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
@@ -86,7 +124,8 @@ impl LogStore {
         let end = Bound::Included(self.entry_key(u64::MAX));
         match self.engine.scan(Cf::RaftLog, start, end, true).next() {
             Some(kv) => {
-                let (_, raw) = kv.map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+                let (_, raw) =
+                    kv.map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
                 Ok(Some(*Self::decode_entry(&raw)?.get_log_id()))
             }
             None => Ok(None),
@@ -96,7 +135,12 @@ impl LogStore {
     fn delete_range(&self, from: u64, to_inclusive: u64) -> Result<(), StorageError<NodeId>> {
         let keys: Vec<Vec<u8>> = self
             .engine
-            .scan(Cf::RaftLog, Bound::Included(self.entry_key(from)), Bound::Included(self.entry_key(to_inclusive)), false)
+            .scan(
+                Cf::RaftLog,
+                Bound::Included(self.entry_key(from)),
+                Bound::Included(self.entry_key(to_inclusive)),
+                false,
+            )
             .map(|kv| kv.map(|(k, _)| k))
             .collect::<Result<_, _>>()
             .map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
@@ -139,9 +183,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
-        let last_purged_log_id: Option<LogId<NodeId>> = self.read_meta::<Option<LogId<NodeId>>>("purged")?.flatten();
+        let last_purged_log_id: Option<LogId<NodeId>> =
+            self.read_meta::<Option<LogId<NodeId>>>("purged")?.flatten();
         let last_log_id = self.last_entry_id()?.or(last_purged_log_id);
-        Ok(LogState { last_purged_log_id, last_log_id })
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -159,7 +207,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.read_meta("vote")
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<NodeId>>,
+    ) -> Result<(), StorageError<NodeId>> {
         // Not synced: after a crash a smaller committed index is only slower, never wrong.
         let mut b = WriteBatch::new();
         self.put_meta(&mut b, "committed", &committed)?;
@@ -167,17 +218,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
-        Ok(self.read_meta::<Option<LogId<NodeId>>>("committed")?.flatten())
+        Ok(self
+            .read_meta::<Option<LogId<NodeId>>>("committed")?
+            .flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<NodeId>>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError<NodeId>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         let mut b = WriteBatch::new();
         for entry in entries {
-            let raw = bincode::serialize(&entry).map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+            let raw = bincode::serialize(&entry)
+                .map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
             b.put(Cf::RaftLog, self.entry_key(entry.get_log_id().index), raw);
         }
         self.write(b, ErrorSubject::Logs)?;

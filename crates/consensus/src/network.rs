@@ -6,10 +6,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use rpc::raft::raft_service_client::RaftServiceClient;
 use rpc::raft::raft_service_server::RaftService;
@@ -44,7 +47,12 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
-        Connection { group_id: self.group_id.clone(), target, addr: node.addr.clone(), pool: self.pool.clone() }
+        Connection {
+            group_id: self.group_id.clone(),
+            target,
+            addr: node.addr.clone(),
+            pool: self.pool.clone(),
+        }
     }
 }
 
@@ -65,10 +73,19 @@ impl Connection {
         E: std::error::Error + DeserializeOwned,
     {
         let unreachable = |m: String| RPCError::Unreachable(Unreachable::new(&Msg(m)));
-        let payload = bincode::serialize(req).map_err(|e| RPCError::Network(NetworkError::new(&Msg(e.to_string()))))?;
-        let channel = self.pool.get(&self.addr).map_err(|e| unreachable(e.to_string()))?;
-        let mut client = RaftServiceClient::new(channel).max_decoding_message_size(256 << 20).max_encoding_message_size(256 << 20);
-        let request = RaftRequest { group_id: self.group_id.clone(), payload };
+        let payload = bincode::serialize(req)
+            .map_err(|e| RPCError::Network(NetworkError::new(&Msg(e.to_string()))))?;
+        let channel = self
+            .pool
+            .get(&self.addr)
+            .map_err(|e| unreachable(e.to_string()))?;
+        let mut client = RaftServiceClient::new(channel)
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(256 << 20);
+        let request = RaftRequest {
+            group_id: self.group_id.clone(),
+            payload,
+        };
         let ttl = option.hard_ttl().max(Duration::from_millis(50));
         let fut = async {
             match method {
@@ -79,14 +96,22 @@ impl Connection {
         };
         let reply = match tokio::time::timeout(ttl, fut).await {
             Err(_) => return Err(unreachable(format!("raft rpc to {} timed out", self.addr))),
-            Ok(Err(status)) => return Err(unreachable(format!("raft rpc to {}: {}", self.addr, status.message()))),
+            Ok(Err(status)) => {
+                return Err(unreachable(format!(
+                    "raft rpc to {}: {}",
+                    self.addr,
+                    status.message()
+                )))
+            }
             Ok(Ok(r)) => r.into_inner(),
         };
         if !reply.error.is_empty() {
             return Err(unreachable(reply.error));
         }
         let result: Result<Resp, RaftError<NodeId, E>> = bincode::deserialize(&reply.payload)
-            .map_err(|e| RPCError::Network(NetworkError::new(&Msg(format!("bad raft reply: {e}")))))?;
+            .map_err(|e| {
+                RPCError::Network(NetworkError::new(&Msg(format!("bad raft reply: {e}"))))
+            })?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -111,7 +136,10 @@ impl RaftNetwork<TypeConfig> for Connection {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>> {
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
         self.call(Method::Snapshot, &rpc, &option).await
     }
 
@@ -136,52 +164,83 @@ impl RaftRouter {
     }
 
     pub fn register(&self, group_id: &str, raft: Raft) {
-        self.groups.write().unwrap_or_else(|e| e.into_inner()).insert(group_id.to_owned(), raft);
+        self.groups
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(group_id.to_owned(), raft);
     }
 
     pub fn unregister(&self, group_id: &str) -> Option<Raft> {
-        self.groups.write().unwrap_or_else(|e| e.into_inner()).remove(group_id)
+        self.groups
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(group_id)
     }
 
     pub fn get(&self, group_id: &str) -> Option<Raft> {
-        self.groups.read().unwrap_or_else(|e| e.into_inner()).get(group_id).cloned()
+        self.groups
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(group_id)
+            .cloned()
     }
 
     fn decode<T: DeserializeOwned>(req: &RaftRequest) -> Result<T, tonic::Status> {
-        bincode::deserialize(&req.payload).map_err(|e| tonic::Status::invalid_argument(format!("malformed raft request: {e}")))
+        bincode::deserialize(&req.payload)
+            .map_err(|e| tonic::Status::invalid_argument(format!("malformed raft request: {e}")))
     }
 
     fn reply<T: Serialize>(v: &T) -> Result<tonic::Response<RaftReply>, tonic::Status> {
         let payload = bincode::serialize(v).map_err(|e| tonic::Status::internal(e.to_string()))?;
-        Ok(tonic::Response::new(RaftReply { payload, error: String::new() }))
+        Ok(tonic::Response::new(RaftReply {
+            payload,
+            error: String::new(),
+        }))
     }
 
     fn unknown(group: &str) -> Result<tonic::Response<RaftReply>, tonic::Status> {
-        Ok(tonic::Response::new(RaftReply { payload: Vec::new(), error: format!("raft group {group} is not on this server") }))
+        Ok(tonic::Response::new(RaftReply {
+            payload: Vec::new(),
+            error: format!("raft group {group} is not on this server"),
+        }))
     }
 }
 
 #[tonic::async_trait]
 impl RaftService for RaftRouter {
-    async fn append_entries(&self, request: tonic::Request<RaftRequest>) -> Result<tonic::Response<RaftReply>, tonic::Status> {
+    async fn append_entries(
+        &self,
+        request: tonic::Request<RaftRequest>,
+    ) -> Result<tonic::Response<RaftReply>, tonic::Status> {
         let req = request.into_inner();
-        let Some(raft) = self.get(&req.group_id) else { return Self::unknown(&req.group_id) };
+        let Some(raft) = self.get(&req.group_id) else {
+            return Self::unknown(&req.group_id);
+        };
         let rpc: AppendEntriesRequest<TypeConfig> = Self::decode(&req)?;
         Self::reply(&raft.append_entries(rpc).await)
     }
 
-    async fn vote(&self, request: tonic::Request<RaftRequest>) -> Result<tonic::Response<RaftReply>, tonic::Status> {
+    async fn vote(
+        &self,
+        request: tonic::Request<RaftRequest>,
+    ) -> Result<tonic::Response<RaftReply>, tonic::Status> {
         let req = request.into_inner();
-        let Some(raft) = self.get(&req.group_id) else { return Self::unknown(&req.group_id) };
+        let Some(raft) = self.get(&req.group_id) else {
+            return Self::unknown(&req.group_id);
+        };
         let rpc: VoteRequest<NodeId> = Self::decode(&req)?;
         Self::reply(&raft.vote(rpc).await)
     }
 
-    async fn install_snapshot(&self, request: tonic::Request<RaftRequest>) -> Result<tonic::Response<RaftReply>, tonic::Status> {
+    async fn install_snapshot(
+        &self,
+        request: tonic::Request<RaftRequest>,
+    ) -> Result<tonic::Response<RaftReply>, tonic::Status> {
         let req = request.into_inner();
-        let Some(raft) = self.get(&req.group_id) else { return Self::unknown(&req.group_id) };
+        let Some(raft) = self.get(&req.group_id) else {
+            return Self::unknown(&req.group_id);
+        };
         let rpc: InstallSnapshotRequest<TypeConfig> = Self::decode(&req)?;
         Self::reply(&raft.install_snapshot(rpc).await)
     }
 }
-

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError,
-    StoredMembership,
+    Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder,
+    SnapshotMeta, StorageError, StoredMembership,
 };
 use storage::{Cf, KvEngine, StorageError as KvError, WriteBatch};
 
@@ -67,7 +67,11 @@ fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError<NodeId> {
 
 impl StateMachine {
     /// Load the applied state of group `prefix` from `engine`.
-    pub fn open(engine: Arc<dyn KvEngine>, prefix: [u8; 16], app: Arc<dyn StateMachineApp>) -> Result<Self, KvError> {
+    pub fn open(
+        engine: Arc<dyn KvEngine>,
+        prefix: [u8; 16],
+        app: Arc<dyn StateMachineApp>,
+    ) -> Result<Self, KvError> {
         let key = Self::applied_key(&prefix);
         let applied = match engine.get(Cf::RaftMeta, &key)? {
             Some(raw) => bincode::deserialize(&raw).map_err(|e| KvError::Corrupt {
@@ -76,7 +80,14 @@ impl StateMachine {
             })?,
             None => AppliedState::default(),
         };
-        Ok(Self { engine, prefix, app, applied, current: None, apply_lock: Arc::default() })
+        Ok(Self {
+            engine,
+            prefix,
+            app,
+            applied,
+            current: None,
+            apply_lock: Arc::default(),
+        })
     }
 
     fn applied_key(prefix: &[u8; 16]) -> Vec<u8> {
@@ -88,7 +99,9 @@ impl StateMachine {
     fn write_with_applied(&self, mut batch: WriteBatch) -> Result<(), StorageError<NodeId>> {
         let raw = bincode::serialize(&self.applied).map_err(|e| sm_err(ErrorVerb::Write, e))?;
         batch.put(Cf::RaftMeta, Self::applied_key(&self.prefix), raw);
-        self.engine.write(batch).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        self.engine
+            .write(batch)
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
         self.app.applied();
         Ok(())
     }
@@ -98,20 +111,38 @@ impl StateMachine {
             let _consistent = self.apply_lock.lock().unwrap_or_else(|e| e.into_inner());
             // This may be a clone made before later entries were applied: the persisted
             // applied state is the one that matches the rows.
-            if let Some(raw) = self.engine.get(Cf::RaftMeta, &Self::applied_key(&self.prefix)).map_err(|e| sm_err(ErrorVerb::Read, e))? {
-                self.applied = bincode::deserialize(&raw).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+            if let Some(raw) = self
+                .engine
+                .get(Cf::RaftMeta, &Self::applied_key(&self.prefix))
+                .map_err(|e| sm_err(ErrorVerb::Read, e))?
+            {
+                self.applied =
+                    bincode::deserialize(&raw).map_err(|e| sm_err(ErrorVerb::Read, e))?;
             }
-            SnapshotBlob { applied: self.applied.clone(), app: self.app.snapshot().map_err(|e| sm_err(ErrorVerb::Read, e))? }
+            SnapshotBlob {
+                applied: self.applied.clone(),
+                app: self
+                    .app
+                    .snapshot()
+                    .map_err(|e| sm_err(ErrorVerb::Read, e))?,
+            }
         };
         let data = bincode::serialize(&blob).map_err(|e| sm_err(ErrorVerb::Read, e))?;
         let last = self.applied.last_applied;
         let meta = SnapshotMeta {
             last_log_id: last,
             last_membership: self.applied.membership.clone(),
-            snapshot_id: format!("{}-{}", last.map(|l| l.leader_id.term).unwrap_or(0), last.map(|l| l.index).unwrap_or(0)),
+            snapshot_id: format!(
+                "{}-{}",
+                last.map(|l| l.leader_id.term).unwrap_or(0),
+                last.map(|l| l.index).unwrap_or(0)
+            ),
         };
         self.current = Some((meta.clone(), data.clone()));
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
     }
 }
 
@@ -126,7 +157,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn applied_state(
         &mut self,
-    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError<NodeId>> {
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError<NodeId>>
+    {
         Ok((self.applied.last_applied, self.applied.membership.clone()))
     }
 
@@ -144,7 +176,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             match entry.payload {
                 EntryPayload::Blank => replies.push(Payload::default()),
                 EntryPayload::Normal(p) => {
-                    replies.push(Payload(self.app.apply(entry.log_id.index, &p.0, &mut batch)));
+                    replies.push(Payload(self.app.apply(
+                        entry.log_id.index,
+                        &p.0,
+                        &mut batch,
+                    )));
                 }
                 EntryPayload::Membership(m) => {
                     self.applied.membership = StoredMembership::new(Some(entry.log_id), m);
@@ -160,7 +196,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
@@ -170,21 +208,36 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
-        let blob: SnapshotBlob = bincode::deserialize(&data)
-            .map_err(|e| storage_err(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Read, e))?;
+        let blob: SnapshotBlob = bincode::deserialize(&data).map_err(|e| {
+            storage_err(
+                ErrorSubject::Snapshot(Some(meta.signature())),
+                ErrorVerb::Read,
+                e,
+            )
+        })?;
         let lock = self.apply_lock.clone();
         let _consistent = lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut batch = WriteBatch::new();
-        self.app.install(&blob.app, &mut batch).map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        self.applied = AppliedState { last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
+        self.app
+            .install(&blob.app, &mut batch)
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        self.applied = AppliedState {
+            last_applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+        };
         self.write_with_applied(batch)?;
         self.current = Some((meta.clone(), data));
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
         if let Some((meta, data)) = &self.current {
-            return Ok(Some(Snapshot { meta: meta.clone(), snapshot: Box::new(Cursor::new(data.clone())) }));
+            return Ok(Some(Snapshot {
+                meta: meta.clone(),
+                snapshot: Box::new(Cursor::new(data.clone())),
+            }));
         }
         if self.applied.last_applied.is_none() {
             return Ok(None);

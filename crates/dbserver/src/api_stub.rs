@@ -16,7 +16,12 @@ pub enum Protocol {
 
 fn pg_error(msg: &str) -> Vec<u8> {
     let mut body = Vec::new();
-    for (tag, val) in [(b'S', "FATAL"), (b'V', "FATAL"), (b'C', "0A000"), (b'M', msg)] {
+    for (tag, val) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', "0A000"),
+        (b'M', msg),
+    ] {
         body.push(tag);
         body.extend_from_slice(val.as_bytes());
         body.push(0);
@@ -34,14 +39,20 @@ async fn handle(mut sock: tokio::net::TcpStream, proto: Protocol) {
         Protocol::Postgres => {
             // Answer an SSLRequest with 'N', then refuse the startup message.
             for _ in 0..2 {
-                let Ok(n) = sock.read(&mut buf).await else { return };
+                let Ok(n) = sock.read(&mut buf).await else {
+                    return;
+                };
                 if n == 8 && buf[4..8] == [0x04, 0xd2, 0x16, 0x2f] {
                     if sock.write_all(b"N").await.is_err() {
                         return;
                     }
                     continue;
                 }
-                let _ = sock.write_all(&pg_error("BSQL is not available yet in this build of AiSQL")).await;
+                let _ = sock
+                    .write_all(&pg_error(
+                        "BSQL is not available yet in this build of AiSQL",
+                    ))
+                    .await;
                 return;
             }
         }
@@ -49,7 +60,11 @@ async fn handle(mut sock: tokio::net::TcpStream, proto: Protocol) {
             match sock.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {
-                    if sock.write_all(b"-ERR BEDIS is not available yet in this build of AiSQL\r\n").await.is_err() {
+                    if sock
+                        .write_all(b"-ERR BEDIS is not available yet in this build of AiSQL\r\n")
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -58,7 +73,9 @@ async fn handle(mut sock: tokio::net::TcpStream, proto: Protocol) {
         Protocol::Cql => {
             // Read the client's first frame header and answer with an ERROR frame
             // (code 0x000A protocol error is what drivers expect for unsupported versions).
-            let Ok(n) = sock.read(&mut buf).await else { return };
+            let Ok(n) = sock.read(&mut buf).await else {
+                return;
+            };
             if n < 9 {
                 return;
             }
@@ -77,7 +94,11 @@ async fn handle(mut sock: tokio::net::TcpStream, proto: Protocol) {
 }
 
 /// Accept connections on `listener` and answer each with `proto`'s error until `shutdown`.
-pub async fn serve_placeholder(listener: TcpListener, proto: Protocol, shutdown: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
+pub async fn serve_placeholder(
+    listener: TcpListener,
+    proto: Protocol,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     tokio::pin!(shutdown);

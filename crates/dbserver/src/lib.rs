@@ -75,14 +75,26 @@ impl DbServer {
     pub async fn start(config: DbServerConfig) -> Result<Arc<DbServer>, DbServerError> {
         let engine: Arc<dyn KvEngine> = Arc::new(FjallEngine::open(&config.data_dir)?);
         let instance = match engine.get(Cf::Meta, b"instance")? {
-            Some(raw) => bincode::deserialize::<Instance>(&raw)
-                .map_err(|e| DbServerError::Other(format!("corrupt instance record in {}: {e}", config.data_dir.display())))?,
+            Some(raw) => bincode::deserialize::<Instance>(&raw).map_err(|e| {
+                DbServerError::Other(format!(
+                    "corrupt instance record in {}: {e}",
+                    config.data_dir.display()
+                ))
+            })?,
             None => {
                 let u = uuid::Uuid::new_v4();
-                let node_id = u64::from_be_bytes(u.as_bytes()[..8].try_into().unwrap_or([1; 8])) >> 1 | 1;
-                let inst = Instance { server_uuid: u.simple().to_string(), node_id };
+                let node_id =
+                    u64::from_be_bytes(u.as_bytes()[..8].try_into().unwrap_or([1; 8])) >> 1 | 1;
+                let inst = Instance {
+                    server_uuid: u.simple().to_string(),
+                    node_id,
+                };
                 let mut b = WriteBatch::new();
-                b.put(Cf::Meta, b"instance".to_vec(), bincode::serialize(&inst).map_err(|e| DbServerError::Other(e.to_string()))?);
+                b.put(
+                    Cf::Meta,
+                    b"instance".to_vec(),
+                    bincode::serialize(&inst).map_err(|e| DbServerError::Other(e.to_string()))?,
+                );
                 engine.write(b)?;
                 engine.sync()?;
                 inst
@@ -106,8 +118,20 @@ impl DbServer {
         });
         for meta in TabletMeta::load_all(engine.as_ref())? {
             let init = meta.initial_leader_uuid == server.uuid;
-            let t = Tablet::open(&server.env, meta, server.node_id, server.clock.clone(), init, server.config.history_retention_secs * 1_000_000).await?;
-            server.tablets.write().unwrap_or_else(|e| e.into_inner()).insert(t.id().to_owned(), t);
+            let t = Tablet::open(
+                &server.env,
+                meta,
+                server.node_id,
+                server.clock.clone(),
+                init,
+                server.config.history_retention_secs * 1_000_000,
+            )
+            .await?;
+            server
+                .tablets
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(t.id().to_owned(), t);
         }
         tracing::info!(uuid = %server.uuid, tablets = server.tablets.read().map(|t| t.len()).unwrap_or(0), "dbserver started");
         Ok(server)
@@ -130,28 +154,47 @@ impl DbServer {
         client::Client::with_local(
             self.config.mserver_addrs.clone(),
             self.env.pool.clone(),
-            client::LocalTablets { rpc_addr: self.config.rpc_addr.clone(), service: Arc::new(service::Service(self.clone())) },
+            client::LocalTablets {
+                rpc_addr: self.config.rpc_addr.clone(),
+                service: Arc::new(service::Service(self.clone())),
+            },
         )
     }
 
     pub fn tablet(&self, id: &str) -> Option<Arc<Tablet>> {
-        self.tablets.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+        self.tablets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
     }
 
     pub fn tablet_list(&self) -> Vec<Arc<Tablet>> {
-        let mut v: Vec<_> = self.tablets.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        let mut v: Vec<_> = self
+            .tablets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
         v.sort_by(|a, b| a.id().cmp(b.id()));
         v
     }
 
     /// Create a replica (idempotent).
-    pub(crate) async fn create_tablet(&self, req: CreateTabletRequest) -> Result<(), DbServerError> {
+    pub(crate) async fn create_tablet(
+        &self,
+        req: CreateTabletRequest,
+    ) -> Result<(), DbServerError> {
         let _guard = self.lifecycle.lock().await;
         if self.tablet(&req.tablet_id).is_some() {
             return Ok(());
         }
         if !req.peers.iter().any(|p| p.server_uuid == self.uuid) {
-            return Err(DbServerError::Other(format!("tablet {} has no replica on this server", req.tablet_id)));
+            return Err(DbServerError::Other(format!(
+                "tablet {} has no replica on this server",
+                req.tablet_id
+            )));
         }
         let meta = TabletMeta {
             tablet_id: req.tablet_id.clone(),
@@ -159,21 +202,47 @@ impl DbServer {
             table_name: req.table_name,
             hash_start: req.hash_start,
             hash_end: req.hash_end,
-            peers: req.peers.into_iter().map(|p| PeerMeta { server_uuid: p.server_uuid, node_id: p.node_id, rpc_addr: p.rpc_addr }).collect(),
+            peers: req
+                .peers
+                .into_iter()
+                .map(|p| PeerMeta {
+                    server_uuid: p.server_uuid,
+                    node_id: p.node_id,
+                    rpc_addr: p.rpc_addr,
+                })
+                .collect(),
             initial_leader_uuid: req.initial_leader_uuid,
         };
         meta.save(self.env.engine.as_ref())?;
         let init = meta.initial_leader_uuid == self.uuid;
-        let t = Tablet::open(&self.env, meta, self.node_id, self.clock.clone(), init, self.config.history_retention_secs * 1_000_000).await?;
+        let t = Tablet::open(
+            &self.env,
+            meta,
+            self.node_id,
+            self.clock.clone(),
+            init,
+            self.config.history_retention_secs * 1_000_000,
+        )
+        .await?;
         tracing::info!(tablet = %t.id(), table = %t.meta().table_name, "tablet replica created");
-        self.tablets.write().unwrap_or_else(|e| e.into_inner()).insert(t.id().to_owned(), t);
+        self.tablets
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(t.id().to_owned(), t);
         Ok(())
     }
 
     /// Delete a replica and its data (idempotent).
     pub(crate) async fn delete_tablet(&self, id: &str) -> Result<(), DbServerError> {
         let _guard = self.lifecycle.lock().await;
-        let Some(t) = self.tablets.write().unwrap_or_else(|e| e.into_inner()).remove(id) else { return Ok(()) };
+        let Some(t) = self
+            .tablets
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id)
+        else {
+            return Ok(());
+        };
         self.env.router.unregister(id);
         t.shutdown().await;
         t.destroy()?;
@@ -186,7 +255,13 @@ impl DbServer {
             .iter()
             .map(|t| {
                 let s = t.status();
-                TabletReport { tablet_id: t.id().to_owned(), is_leader: s.is_leader, term: s.term, last_applied: s.last_applied, size_bytes: 0 }
+                TabletReport {
+                    tablet_id: t.id().to_owned(),
+                    is_leader: s.is_leader,
+                    term: s.term,
+                    last_applied: s.last_applied,
+                    size_bytes: 0,
+                }
             })
             .collect()
     }
@@ -197,7 +272,9 @@ impl DbServer {
         let mut next = 0usize;
         let interval = Duration::from_millis(self.config.heartbeat_interval_ms);
         loop {
-            let addr = leader.clone().unwrap_or_else(|| self.config.mserver_addrs[next % self.config.mserver_addrs.len()].clone());
+            let addr = leader.clone().unwrap_or_else(|| {
+                self.config.mserver_addrs[next % self.config.mserver_addrs.len()].clone()
+            });
             let req = HeartbeatRequest {
                 server_uuid: self.uuid.clone(),
                 node_id: self.node_id,
@@ -277,18 +354,28 @@ impl DbServer {
     }
 
     /// Serve RPC on `listener` and run background loops until `shutdown` resolves.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl std::future::Future<Output = ()> + Send) -> Result<(), DbServerError> {
-        listener.set_nonblocking(true).map_err(|e| DbServerError::Other(e.to_string()))?;
-        let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| DbServerError::Other(e.to_string()))?;
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), DbServerError> {
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| DbServerError::Other(e.to_string()))?;
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .map_err(|e| DbServerError::Other(e.to_string()))?;
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let hb = tokio::spawn(self.clone().heartbeat_loop());
         let gc = tokio::spawn(self.clone().gc_loop());
-        let svc = rpc::tablet::tablet_service_server::TabletServiceServer::new(service::Service(self.clone()))
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20);
-        let raft_svc = rpc::raft::raft_service_server::RaftServiceServer::new(self.env.router.clone())
-            .max_decoding_message_size(256 << 20)
-            .max_encoding_message_size(256 << 20);
+        let svc = rpc::tablet::tablet_service_server::TabletServiceServer::new(service::Service(
+            self.clone(),
+        ))
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
+        let raft_svc =
+            rpc::raft::raft_service_server::RaftServiceServer::new(self.env.router.clone())
+                .max_decoding_message_size(256 << 20)
+                .max_encoding_message_size(256 << 20);
         let res = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(svc)
@@ -315,9 +402,27 @@ impl DbServer {
         let tablets = self.tablet_list();
         let leaders = tablets.iter().filter(|t| t.status().is_leader).count();
         let mut out = String::new();
-        web::metric(&mut out, "aisql_dbserver_tablets", "gauge", "Tablet replicas hosted.", tablets.len());
-        web::metric(&mut out, "aisql_dbserver_tablet_leaders", "gauge", "Tablet replicas that lead their Raft group.", leaders);
-        web::metric(&mut out, "aisql_storage_disk_bytes", "gauge", "Bytes used by the store on disk.", self.env.engine.disk_space());
+        web::metric(
+            &mut out,
+            "aisql_dbserver_tablets",
+            "gauge",
+            "Tablet replicas hosted.",
+            tablets.len(),
+        );
+        web::metric(
+            &mut out,
+            "aisql_dbserver_tablet_leaders",
+            "gauge",
+            "Tablet replicas that lead their Raft group.",
+            leaders,
+        );
+        web::metric(
+            &mut out,
+            "aisql_storage_disk_bytes",
+            "gauge",
+            "Bytes used by the store on disk.",
+            self.env.engine.disk_space(),
+        );
         out
     }
 }

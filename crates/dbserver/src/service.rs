@@ -26,11 +26,20 @@ fn tablet_status(e: &TabletError) -> Option<rpc::common::Status> {
 }
 
 impl Service {
-    fn tablet(&self, id: &str, propagated: u64) -> Result<Arc<Tablet>, Option<rpc::common::Status>> {
+    fn tablet(
+        &self,
+        id: &str,
+        propagated: u64,
+    ) -> Result<Arc<Tablet>, Option<rpc::common::Status>> {
         if propagated != 0 {
             self.0.clock.update(HybridTime(propagated));
         }
-        self.0.tablet(id).ok_or_else(|| rpc::status(StatusCode::NotFound, format!("tablet {id} is not on this server")))
+        self.0.tablet(id).ok_or_else(|| {
+            rpc::status(
+                StatusCode::NotFound,
+                format!("tablet {id} is not on this server"),
+            )
+        })
     }
 }
 
@@ -40,7 +49,10 @@ fn ht_opt(v: u64) -> Option<HybridTime> {
 
 #[tonic::async_trait]
 impl TabletService for Service {
-    async fn write(&self, request: Request<WriteRequest>) -> Result<Response<WriteResponse>, Status> {
+    async fn write(
+        &self,
+        request: Request<WriteRequest>,
+    ) -> Result<Response<WriteResponse>, Status> {
         let req = request.into_inner();
         let t = match self.tablet(&req.tablet_id, req.propagated_ht) {
             Ok(t) => t,
@@ -49,11 +61,21 @@ impl TabletService for Service {
         let ops = req
             .ops
             .into_iter()
-            .map(|o| WriteOp { key: o.key, value: (!o.delete).then_some(o.value), ttl_ms: o.ttl_ms })
+            .map(|o| WriteOp {
+                key: o.key,
+                value: (!o.delete).then_some(o.value),
+                ttl_ms: o.ttl_ms,
+            })
             .collect();
         Ok(Response::new(match t.write(ops).await {
-            Ok(ht) => WriteResponse { status: None, ht: ht.0 },
-            Err(e) => WriteResponse { status: tablet_status(&e), ht: 0 },
+            Ok(ht) => WriteResponse {
+                status: None,
+                ht: ht.0,
+            },
+            Err(e) => WriteResponse {
+                status: tablet_status(&e),
+                ht: 0,
+            },
         }))
     }
 
@@ -61,44 +83,80 @@ impl TabletService for Service {
         let req = request.into_inner();
         let t = match self.tablet(&req.tablet_id, req.propagated_ht) {
             Ok(t) => t,
-            Err(status) => return Ok(Response::new(ReadResponse { status, ..Default::default() })),
+            Err(status) => {
+                return Ok(Response::new(ReadResponse {
+                    status,
+                    ..Default::default()
+                }))
+            }
         };
-        Ok(Response::new(match t.read(&req.keys, ht_opt(req.read_ht)).await {
-            Ok((vals, ht)) => ReadResponse {
-                status: None,
-                values: vals
-                    .into_iter()
-                    .map(|v| match v {
-                        Some(value) => MaybeValue { found: true, value },
-                        None => MaybeValue { found: false, value: vec![] },
-                    })
-                    .collect(),
-                read_ht: ht.0,
+        Ok(Response::new(
+            match t.read(&req.keys, ht_opt(req.read_ht)).await {
+                Ok((vals, ht)) => ReadResponse {
+                    status: None,
+                    values: vals
+                        .into_iter()
+                        .map(|v| match v {
+                            Some(value) => MaybeValue { found: true, value },
+                            None => MaybeValue {
+                                found: false,
+                                value: vec![],
+                            },
+                        })
+                        .collect(),
+                    read_ht: ht.0,
+                },
+                Err(e) => ReadResponse {
+                    status: tablet_status(&e),
+                    ..Default::default()
+                },
             },
-            Err(e) => ReadResponse { status: tablet_status(&e), ..Default::default() },
-        }))
+        ))
     }
 
     async fn scan(&self, request: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
         let req = request.into_inner();
         let t = match self.tablet(&req.tablet_id, req.propagated_ht) {
             Ok(t) => t,
-            Err(status) => return Ok(Response::new(ScanResponse { status, ..Default::default() })),
+            Err(status) => {
+                return Ok(Response::new(ScanResponse {
+                    status,
+                    ..Default::default()
+                }))
+            }
         };
-        let limit = if req.limit == 0 { MAX_SCAN_ROWS } else { (req.limit as usize).min(MAX_SCAN_ROWS) };
-        let range = ScanRange { start: req.start, end: req.end };
-        Ok(Response::new(match t.scan(&range, limit, ht_opt(req.read_ht)).await {
-            Ok((rows, ht)) => ScanResponse {
-                status: None,
-                more: rows.len() >= limit,
-                kvs: rows.into_iter().map(|(key, value)| KeyValue { key, value }).collect(),
-                read_ht: ht.0,
+        let limit = if req.limit == 0 {
+            MAX_SCAN_ROWS
+        } else {
+            (req.limit as usize).min(MAX_SCAN_ROWS)
+        };
+        let range = ScanRange {
+            start: req.start,
+            end: req.end,
+        };
+        Ok(Response::new(
+            match t.scan(&range, limit, ht_opt(req.read_ht)).await {
+                Ok((rows, ht)) => ScanResponse {
+                    status: None,
+                    more: rows.len() >= limit,
+                    kvs: rows
+                        .into_iter()
+                        .map(|(key, value)| KeyValue { key, value })
+                        .collect(),
+                    read_ht: ht.0,
+                },
+                Err(e) => ScanResponse {
+                    status: tablet_status(&e),
+                    ..Default::default()
+                },
             },
-            Err(e) => ScanResponse { status: tablet_status(&e), ..Default::default() },
-        }))
+        ))
     }
 
-    async fn create_tablet(&self, request: Request<CreateTabletRequest>) -> Result<Response<CreateTabletResponse>, Status> {
+    async fn create_tablet(
+        &self,
+        request: Request<CreateTabletRequest>,
+    ) -> Result<Response<CreateTabletResponse>, Status> {
         let status = match self.0.create_tablet(request.into_inner()).await {
             Ok(()) => None,
             Err(e) => rpc::status(StatusCode::Internal, e.to_string()),
@@ -106,7 +164,10 @@ impl TabletService for Service {
         Ok(Response::new(CreateTabletResponse { status }))
     }
 
-    async fn delete_tablet(&self, request: Request<DeleteTabletRequest>) -> Result<Response<DeleteTabletResponse>, Status> {
+    async fn delete_tablet(
+        &self,
+        request: Request<DeleteTabletRequest>,
+    ) -> Result<Response<DeleteTabletResponse>, Status> {
         let status = match self.0.delete_tablet(&request.into_inner().tablet_id).await {
             Ok(()) => None,
             Err(e) => rpc::status(StatusCode::Internal, e.to_string()),
@@ -114,7 +175,10 @@ impl TabletService for Service {
         Ok(Response::new(DeleteTabletResponse { status }))
     }
 
-    async fn list_tablet_replicas(&self, _request: Request<ListTabletReplicasRequest>) -> Result<Response<ListTabletReplicasResponse>, Status> {
+    async fn list_tablet_replicas(
+        &self,
+        _request: Request<ListTabletReplicasRequest>,
+    ) -> Result<Response<ListTabletReplicasResponse>, Status> {
         let tablets = self
             .0
             .tablet_list()
@@ -140,12 +204,19 @@ impl TabletService for Service {
                     peers: m
                         .peers
                         .iter()
-                        .map(|p| rpc::common::Peer { server_uuid: p.server_uuid.clone(), node_id: p.node_id, rpc_addr: p.rpc_addr.clone() })
+                        .map(|p| rpc::common::Peer {
+                            server_uuid: p.server_uuid.clone(),
+                            node_id: p.node_id,
+                            rpc_addr: p.rpc_addr.clone(),
+                        })
                         .collect(),
                     leader_uuid,
                 }
             })
             .collect();
-        Ok(Response::new(ListTabletReplicasResponse { status: None, tablets }))
+        Ok(Response::new(ListTabletReplicasResponse {
+            status: None,
+            tablets,
+        }))
     }
 }

@@ -64,16 +64,25 @@ pub struct Catalog {
 
 impl Catalog {
     pub fn find_table(&self, namespace: &str, name: &str) -> Option<&TableEntry> {
-        self.tables.values().find(|t| t.namespace == namespace && t.name == name)
+        self.tables
+            .values()
+            .find(|t| t.namespace == namespace && t.name == name)
     }
 }
 
 /// A change to the catalog (a log entry of `sys.catalog`).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum CatalogCmd {
-    CreateNamespace { name: String },
-    CreateTable { table: TableEntry, tablets: Vec<TabletEntry> },
-    DeleteTable { table_id: String },
+    CreateNamespace {
+        name: String,
+    },
+    CreateTable {
+        table: TableEntry,
+        tablets: Vec<TabletEntry>,
+    },
+    DeleteTable {
+        table_id: String,
+    },
     RegisterServer(ServerEntry),
 }
 
@@ -89,7 +98,10 @@ impl Catalog {
                     return Err(format!("namespace {} does not exist", table.namespace));
                 }
                 if self.find_table(&table.namespace, &table.name).is_some() {
-                    return Err(format!("table {}.{} already exists", table.namespace, table.name));
+                    return Err(format!(
+                        "table {}.{} already exists",
+                        table.namespace, table.name
+                    ));
                 }
                 for t in tablets {
                     self.tablets.insert(t.tablet_id.clone(), t);
@@ -120,10 +132,15 @@ impl CatalogApp {
     /// Load the catalog persisted in `engine` (empty if none).
     pub fn open(engine: Arc<dyn KvEngine>) -> Result<Self, StorageError> {
         let state = match engine.get(Cf::Meta, CATALOG_KEY)? {
-            Some(raw) => bincode::deserialize(&raw).map_err(|e| StorageError::Corrupt { what: "catalog", detail: e.to_string() })?,
+            Some(raw) => bincode::deserialize(&raw).map_err(|e| StorageError::Corrupt {
+                what: "catalog",
+                detail: e.to_string(),
+            })?,
             None => Catalog::default(),
         };
-        Ok(Self { state: Arc::new(RwLock::new(state)) })
+        Ok(Self {
+            state: Arc::new(RwLock::new(state)),
+        })
     }
 
     pub fn state(&self) -> Arc<RwLock<Catalog>> {
@@ -158,7 +175,10 @@ impl StateMachineApp for CatalogApp {
     }
 
     fn install(&self, data: &[u8], batch: &mut WriteBatch) -> Result<(), StorageError> {
-        let c: Catalog = bincode::deserialize(data).map_err(|e| StorageError::Corrupt { what: "catalog snapshot", detail: e.to_string() })?;
+        let c: Catalog = bincode::deserialize(data).map_err(|e| StorageError::Corrupt {
+            what: "catalog snapshot",
+            detail: e.to_string(),
+        })?;
         self.persist(&c, batch);
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = c;
         Ok(())
@@ -181,13 +201,38 @@ mod tests {
             replication_factor: 1,
             tablet_ids: vec!["x".into()],
         };
-        let tablet = TabletEntry { tablet_id: "x".into(), table_id: "t1".into(), hash_start: 0, hash_end: 65536, replicas: vec![], initial_leader_uuid: String::new() };
-        assert!(c.apply(CatalogCmd::CreateTable { table: t.clone(), tablets: vec![tablet.clone()] }).is_err());
-        c.apply(CatalogCmd::CreateNamespace { name: "ns".into() }).unwrap();
-        c.apply(CatalogCmd::CreateTable { table: t.clone(), tablets: vec![tablet.clone()] }).unwrap();
-        assert!(c.apply(CatalogCmd::CreateTable { table: t, tablets: vec![tablet] }).is_err());
+        let tablet = TabletEntry {
+            tablet_id: "x".into(),
+            table_id: "t1".into(),
+            hash_start: 0,
+            hash_end: 65536,
+            replicas: vec![],
+            initial_leader_uuid: String::new(),
+        };
+        assert!(c
+            .apply(CatalogCmd::CreateTable {
+                table: t.clone(),
+                tablets: vec![tablet.clone()]
+            })
+            .is_err());
+        c.apply(CatalogCmd::CreateNamespace { name: "ns".into() })
+            .unwrap();
+        c.apply(CatalogCmd::CreateTable {
+            table: t.clone(),
+            tablets: vec![tablet.clone()],
+        })
+        .unwrap();
+        assert!(c
+            .apply(CatalogCmd::CreateTable {
+                table: t,
+                tablets: vec![tablet]
+            })
+            .is_err());
         assert_eq!(c.tablets.len(), 1);
-        c.apply(CatalogCmd::DeleteTable { table_id: "t1".into() }).unwrap();
+        c.apply(CatalogCmd::DeleteTable {
+            table_id: "t1".into(),
+        })
+        .unwrap();
         assert!(c.tablets.is_empty() && c.tables.is_empty());
     }
 }

@@ -70,7 +70,9 @@ impl MserverError {
             MserverError::InvalidArgument(m) => rpc::status(C::InvalidArgument, m.clone()),
             MserverError::AlreadyExists(_) => rpc::status(C::AlreadyExists, self.to_string()),
             MserverError::NotFound(_) => rpc::status(C::NotFound, self.to_string()),
-            MserverError::NotEnoughServers { .. } => rpc::status(C::NotEnoughServers, self.to_string()),
+            MserverError::NotEnoughServers { .. } => {
+                rpc::status(C::NotEnoughServers, self.to_string())
+            }
             MserverError::Unavailable(_) => rpc::status(C::ServiceUnavailable, self.to_string()),
             MserverError::Storage(_) => rpc::status(C::StorageError, self.to_string()),
             MserverError::Start(_) => rpc::status(C::Internal, self.to_string()),
@@ -107,13 +109,16 @@ impl Mserver {
         if peers.is_empty() {
             peers.push(config.rpc_addr.clone());
         }
-        let pos = peers.iter().position(|a| a == &config.rpc_addr).ok_or_else(|| {
-            MserverError::Start(format!(
-                "this mserver's address {} is not in --mserver_addrs {}",
-                config.rpc_addr,
-                peers.join(",")
-            ))
-        })?;
+        let pos = peers
+            .iter()
+            .position(|a| a == &config.rpc_addr)
+            .ok_or_else(|| {
+                MserverError::Start(format!(
+                    "this mserver's address {} is not in --mserver_addrs {}",
+                    config.rpc_addr,
+                    peers.join(",")
+                ))
+            })?;
         let node_id = pos as NodeId + 1;
         let engine: Arc<dyn KvEngine> = Arc::new(FjallEngine::open(&config.data_dir)?);
         let pool = rpc::ChannelPool::new();
@@ -129,15 +134,25 @@ impl Mserver {
         let raft = consensus::start_group(&env, CATALOG_GROUP, node_id, app)
             .await
             .map_err(|e| MserverError::Start(e.to_string()))?;
-        if !raft.is_initialized().await.map_err(|e| MserverError::Start(e.to_string()))? {
-            let members: BTreeMap<NodeId, BasicNode> =
-                peers.iter().enumerate().map(|(i, a)| (i as NodeId + 1, BasicNode { addr: a.clone() })).collect();
+        if !raft
+            .is_initialized()
+            .await
+            .map_err(|e| MserverError::Start(e.to_string()))?
+        {
+            let members: BTreeMap<NodeId, BasicNode> = peers
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (i as NodeId + 1, BasicNode { addr: a.clone() }))
+                .collect();
             if let Err(e) = raft.initialize(members).await {
                 tracing::info!(error = %e, "catalog group initialize (another mserver may have done it)");
             }
         }
         Ok(Arc::new(Mserver {
-            config: MserverConfig { mserver_addrs: peers, ..config },
+            config: MserverConfig {
+                mserver_addrs: peers,
+                ..config
+            },
             node_id,
             raft,
             catalog,
@@ -150,15 +165,25 @@ impl Mserver {
     }
 
     /// Serve RPC on `listener` until `shutdown` resolves, then stop Raft.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl std::future::Future<Output = ()> + Send) -> Result<(), MserverError> {
-        listener.set_nonblocking(true).map_err(|e| MserverError::Start(e.to_string()))?;
-        let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| MserverError::Start(e.to_string()))?;
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), MserverError> {
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| MserverError::Start(e.to_string()))?;
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .map_err(|e| MserverError::Start(e.to_string()))?;
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        let svc = rpc::mserver::mserver_service_server::MserverServiceServer::new(service::Service(self.clone()))
-            .max_decoding_message_size(64 << 20);
-        let raft_svc = rpc::raft::raft_service_server::RaftServiceServer::new(self.env.router.clone())
-            .max_decoding_message_size(256 << 20)
-            .max_encoding_message_size(256 << 20);
+        let svc = rpc::mserver::mserver_service_server::MserverServiceServer::new(
+            service::Service(self.clone()),
+        )
+        .max_decoding_message_size(64 << 20);
+        let raft_svc =
+            rpc::raft::raft_service_server::RaftServiceServer::new(self.env.router.clone())
+                .max_decoding_message_size(256 << 20)
+                .max_encoding_message_size(256 << 20);
         let res = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(svc)
@@ -189,12 +214,18 @@ impl Mserver {
     pub fn leader_addr(&self) -> Option<String> {
         let m = self.raft.metrics().borrow().clone();
         let leader = m.current_leader?;
-        m.membership_config.membership().get_node(&leader).map(|n| n.addr.clone())
+        m.membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())
     }
 
     /// A snapshot of the catalog as this node has applied it.
     pub fn catalog(&self) -> Catalog {
-        self.catalog.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.catalog
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Fail with NotLeader unless this node leads; also starts the liveness grace period
@@ -202,7 +233,9 @@ impl Mserver {
     pub(crate) fn require_leader(&self) -> Result<(), MserverError> {
         let m = self.raft.metrics().borrow().clone();
         if m.current_leader != Some(self.node_id) {
-            return Err(MserverError::NotLeader { leader_addr: self.leader_addr() });
+            return Err(MserverError::NotLeader {
+                leader_addr: self.leader_addr(),
+            });
         }
         let mut since = self.leader_since.lock().unwrap_or_else(|e| e.into_inner());
         if since.map(|(t, _)| t) != Some(m.current_term) {
@@ -213,7 +246,8 @@ impl Mserver {
 
     /// Replicate a catalog change.
     pub(crate) async fn propose(&self, cmd: CatalogCmd) -> Result<(), MserverError> {
-        let payload = bincode::serialize(&cmd).map_err(|e| MserverError::Unavailable(e.to_string()))?;
+        let payload =
+            bincode::serialize(&cmd).map_err(|e| MserverError::Unavailable(e.to_string()))?;
         match self.raft.client_write(Payload(payload)).await {
             Ok(resp) => match bincode::deserialize::<Result<(), String>>(&resp.data.0) {
                 Ok(Ok(())) => Ok(()),
@@ -221,7 +255,9 @@ impl Mserver {
                 Err(e) => Err(MserverError::Unavailable(format!("bad catalog reply: {e}"))),
             },
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(MserverError::NotLeader { leader_addr: f.leader_node.map(|n| n.addr) })
+                Err(MserverError::NotLeader {
+                    leader_addr: f.leader_node.map(|n| n.addr),
+                })
             }
             Err(e) => Err(MserverError::Unavailable(e.to_string())),
         }
@@ -237,7 +273,11 @@ impl Mserver {
                 (age < timeout, age.as_millis() as u64)
             }
             None => {
-                let since = self.leader_since.lock().unwrap_or_else(|e| e.into_inner()).map(|(_, s)| s);
+                let since = self
+                    .leader_since
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .map(|(_, s)| s);
                 let age = since.map(|s| s.elapsed()).unwrap_or(Duration::MAX);
                 (age < timeout, u64::MAX)
             }

@@ -29,7 +29,11 @@ pub fn ok() -> Option<common::Status> {
 
 /// An error status.
 pub fn status(code: StatusCode, message: impl Into<String>) -> Option<common::Status> {
-    Some(common::Status { code: code as i32, message: message.into(), leader_hint: String::new() })
+    Some(common::Status {
+        code: code as i32,
+        message: message.into(),
+        leader_hint: String::new(),
+    })
 }
 
 /// A NOT_LEADER status carrying the leader's address if known.
@@ -43,5 +47,7 @@ pub fn not_leader(leader_hint: Option<String>) -> Option<common::Status> {
 
 /// The code of an optional status (absent = OK).
 pub fn code_of(s: &Option<common::Status>) -> StatusCode {
-    s.as_ref().map(|s| StatusCode::from_i32(s.code)).unwrap_or(StatusCode::Ok)
+    s.as_ref()
+        .map(|s| StatusCode::from_i32(s.code))
+        .unwrap_or(StatusCode::Ok)
 }

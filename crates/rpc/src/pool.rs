@@ -21,7 +21,12 @@ impl ChannelPool {
     /// The channel to `addr` (`host:port`), created on first use. Connection happens lazily
     /// on the first call; failures surface as `tonic::Status` UNAVAILABLE.
     pub fn get(&self, addr: &str) -> Result<Channel, tonic::Status> {
-        if let Some(c) = self.inner.read().unwrap_or_else(|e| e.into_inner()).get(addr) {
+        if let Some(c) = self
+            .inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(addr)
+        {
             return Ok(c.clone());
         }
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))

@@ -34,8 +34,16 @@ impl FjallEngine {
                 path: path.display().to_string(),
                 detail: format!("cannot open the store: {e}"),
             })?;
-        let open = |cf: Cf| db.keyspace(cf.name(), KeyspaceCreateOptions::default).map_err(io);
-        let families = [open(Cf::Data)?, open(Cf::RaftLog)?, open(Cf::RaftMeta)?, open(Cf::Meta)?];
+        let open = |cf: Cf| {
+            db.keyspace(cf.name(), KeyspaceCreateOptions::default)
+                .map_err(io)
+        };
+        let families = [
+            open(Cf::Data)?,
+            open(Cf::RaftLog)?,
+            open(Cf::RaftMeta)?,
+            open(Cf::Meta)?,
+        ];
         Ok(Self { db, families })
     }
 
@@ -65,7 +73,13 @@ impl KvEngine for FjallEngine {
         b.commit().map_err(io)
     }
 
-    fn scan(&self, cf: Cf, start: Bound<Vec<u8>>, end: Bound<Vec<u8>>, reverse: bool) -> KvIter<'_> {
+    fn scan(
+        &self,
+        cf: Cf,
+        start: Bound<Vec<u8>>,
+        end: Bound<Vec<u8>>,
+        reverse: bool,
+    ) -> KvIter<'_> {
         let it = self.ks(cf).range::<Vec<u8>, _>((start, end));
         let map = |g: fjall::Guard| {
             g.into_inner()

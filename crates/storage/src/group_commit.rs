@@ -52,7 +52,10 @@ impl GroupCommit {
                 }
             })
             .expect("spawning the group-commit thread");
-        Self { shared, thread: Mutex::new(Some(thread)) }
+        Self {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        }
     }
 
     /// Run `cb` once every write issued before this call is durable.

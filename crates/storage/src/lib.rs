@@ -113,7 +113,8 @@ pub trait KvEngine: Send + Sync + 'static {
     /// Apply `batch` atomically. Not durable until [`KvEngine::sync`] returns.
     fn write(&self, batch: WriteBatch) -> Result<()>;
     /// Keys in `(start, end)` in ascending order, or descending if `reverse`.
-    fn scan(&self, cf: Cf, start: Bound<Vec<u8>>, end: Bound<Vec<u8>>, reverse: bool) -> KvIter<'_>;
+    fn scan(&self, cf: Cf, start: Bound<Vec<u8>>, end: Bound<Vec<u8>>, reverse: bool)
+        -> KvIter<'_>;
     /// Make every write that returned before this call durable (fdatasync of the journal).
     fn sync(&self) -> Result<()>;
     /// Bytes used on disk (0 for in-memory engines).
@@ -125,7 +126,12 @@ pub fn delete_prefix(engine: &dyn KvEngine, cf: Cf, prefix: &[u8]) -> Result<usi
     let mut n = 0;
     loop {
         let mut batch = WriteBatch::new();
-        for kv in engine.scan(cf, Bound::Included(prefix.to_vec()), prefix_end(prefix), false) {
+        for kv in engine.scan(
+            cf,
+            Bound::Included(prefix.to_vec()),
+            prefix_end(prefix),
+            false,
+        ) {
             let (k, _) = kv?;
             batch.delete(cf, k);
             if batch.len() >= 10_000 {
@@ -178,7 +184,12 @@ mod conformance {
         let keys: Vec<_> = all(e, Cf::Data, true).into_iter().map(|kv| kv.0).collect();
         assert_eq!(keys, vec![b"c".to_vec(), b"b".to_vec(), b"a".to_vec()]);
         let mid: Vec<_> = e
-            .scan(Cf::Data, Bound::Excluded(b"a".to_vec()), Bound::Included(b"c".to_vec()), false)
+            .scan(
+                Cf::Data,
+                Bound::Excluded(b"a".to_vec()),
+                Bound::Included(b"c".to_vec()),
+                false,
+            )
             .map(|kv| kv.unwrap().0)
             .collect();
         assert_eq!(mid, vec![b"b".to_vec(), b"c".to_vec()]);

@@ -41,7 +41,13 @@ impl KvEngine for MemEngine {
         Ok(())
     }
 
-    fn scan(&self, cf: Cf, start: Bound<Vec<u8>>, end: Bound<Vec<u8>>, reverse: bool) -> KvIter<'_> {
+    fn scan(
+        &self,
+        cf: Cf,
+        start: Bound<Vec<u8>>,
+        end: Bound<Vec<u8>>,
+        reverse: bool,
+    ) -> KvIter<'_> {
         let maps = self.maps.read().unwrap_or_else(|e| e.into_inner());
         let mut items: Vec<_> = match maps.get(&cf) {
             Some(m) => m

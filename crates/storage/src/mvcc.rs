@@ -31,14 +31,20 @@ const HEADER: usize = 9;
 /// One version's payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Version {
-    Put { data: Vec<u8>, expire_at_micros: Option<u64> },
+    Put {
+        data: Vec<u8>,
+        expire_at_micros: Option<u64>,
+    },
     Tombstone,
 }
 
 impl Version {
     fn encode(&self) -> Vec<u8> {
         match self {
-            Version::Put { data, expire_at_micros } => {
+            Version::Put {
+                data,
+                expire_at_micros,
+            } => {
                 let mut v = Vec::with_capacity(HEADER + data.len());
                 v.push(KIND_PUT);
                 v.extend_from_slice(&expire_at_micros.unwrap_or(0).to_be_bytes());
@@ -71,7 +77,10 @@ impl Version {
     /// The data if this version is live at `at`.
     fn visible_at(self, at: HybridTime) -> Option<Vec<u8>> {
         match self {
-            Version::Put { data, expire_at_micros } => match expire_at_micros {
+            Version::Put {
+                data,
+                expire_at_micros,
+            } => match expire_at_micros {
                 Some(e) if e <= at.micros() => None,
                 _ => Some(data),
             },
@@ -81,7 +90,10 @@ impl Version {
 }
 
 fn corrupt(detail: &str) -> StorageError {
-    StorageError::Corrupt { what: "mvcc data", detail: detail.to_owned() }
+    StorageError::Corrupt {
+        what: "mvcc data",
+        detail: detail.to_owned(),
+    }
 }
 
 /// `p ‖ enc(k)`: the prefix shared by every version of `k`.
@@ -109,22 +121,44 @@ fn split_key(raw: &[u8]) -> Result<(Vec<u8>, HybridTime)> {
 }
 
 /// Add a put of `key` at `ht` to `batch`.
-pub fn put(batch: &mut WriteBatch, prefix: &[u8; 16], key: &[u8], ht: HybridTime, data: &[u8], expire_at_micros: Option<u64>) {
-    let v = Version::Put { data: data.to_vec(), expire_at_micros };
+pub fn put(
+    batch: &mut WriteBatch,
+    prefix: &[u8; 16],
+    key: &[u8],
+    ht: HybridTime,
+    data: &[u8],
+    expire_at_micros: Option<u64>,
+) {
+    let v = Version::Put {
+        data: data.to_vec(),
+        expire_at_micros,
+    };
     batch.put(Cf::Data, versioned_key(prefix, key, ht), v.encode());
 }
 
 /// Add a delete (tombstone) of `key` at `ht` to `batch`.
 pub fn delete(batch: &mut WriteBatch, prefix: &[u8; 16], key: &[u8], ht: HybridTime) {
-    batch.put(Cf::Data, versioned_key(prefix, key, ht), Version::Tombstone.encode());
+    batch.put(
+        Cf::Data,
+        versioned_key(prefix, key, ht),
+        Version::Tombstone.encode(),
+    );
 }
 
 /// The value of `key` as of `read_ht`, or `None` if absent, deleted or expired.
-pub fn get(engine: &dyn KvEngine, prefix: &[u8; 16], key: &[u8], read_ht: HybridTime) -> Result<Option<Vec<u8>>> {
+pub fn get(
+    engine: &dyn KvEngine,
+    prefix: &[u8; 16],
+    key: &[u8],
+    read_ht: HybridTime,
+) -> Result<Option<Vec<u8>>> {
     let kp = key_prefix(prefix, key);
     let start = versioned_key(prefix, key, read_ht);
     let end = prefix_end(&kp);
-    match engine.scan(Cf::Data, Bound::Included(start), end, false).next() {
+    match engine
+        .scan(Cf::Data, Bound::Included(start), end, false)
+        .next()
+    {
         Some(kv) => {
             let (_, raw) = kv?;
             Ok(Version::decode(&raw)?.visible_at(read_ht))
@@ -143,7 +177,13 @@ pub struct ScanRange {
 }
 
 /// Live rows in `range` as of `read_ht`, ascending by key, at most `limit` of them.
-pub fn scan(engine: &dyn KvEngine, prefix: &[u8; 16], range: &ScanRange, read_ht: HybridTime, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+pub fn scan(
+    engine: &dyn KvEngine,
+    prefix: &[u8; 16],
+    range: &ScanRange,
+    read_ht: HybridTime,
+    limit: usize,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let start = match &range.start {
         Some(s) => Bound::Included(key_prefix(prefix, s)),
         None => Bound::Included(prefix.to_vec()),
@@ -174,7 +214,12 @@ pub fn scan(engine: &dyn KvEngine, prefix: &[u8; 16], range: &ScanRange, read_ht
 /// Every stored version under `prefix` (for snapshots), raw.
 pub fn export(engine: &dyn KvEngine, prefix: &[u8; 16]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     engine
-        .scan(Cf::Data, Bound::Included(prefix.to_vec()), prefix_end(prefix), false)
+        .scan(
+            Cf::Data,
+            Bound::Included(prefix.to_vec()),
+            prefix_end(prefix),
+            false,
+        )
         .collect()
 }
 
@@ -185,7 +230,12 @@ pub fn gc(engine: &dyn KvEngine, prefix: &[u8; 16], cutoff: HybridTime) -> Resul
     let mut removed = 0;
     let mut current: Option<Vec<u8>> = None;
     let mut kept_old_for_current = false;
-    for kv in engine.scan(Cf::Data, Bound::Included(prefix.to_vec()), prefix_end(prefix), false) {
+    for kv in engine.scan(
+        Cf::Data,
+        Bound::Included(prefix.to_vec()),
+        prefix_end(prefix),
+        false,
+    ) {
         let (raw_key, raw_val) = kv?;
         let (user, ht) = split_key(&raw_key)?;
         if current.as_deref() != Some(&user[..]) {
@@ -270,7 +320,10 @@ mod tests {
         let old = scan(&e, &P, &ScanRange::default(), ht(20), 100).unwrap();
         assert_eq!(old.len(), 4);
         assert!(old.iter().all(|(_, v)| v == b"old"));
-        let r = ScanRange { start: Some(b"b".to_vec()), end: Some(b"d".to_vec()) };
+        let r = ScanRange {
+            start: Some(b"b".to_vec()),
+            end: Some(b"d".to_vec()),
+        };
         let mid = scan(&e, &P, &r, ht(20), 1).unwrap();
         assert_eq!(mid, vec![(b"b".to_vec(), b"old".to_vec())]);
     }

@@ -42,13 +42,25 @@ pub(crate) fn decode_ht(raw: &[u8]) -> Option<HybridTime> {
 }
 
 impl TabletApp {
-    pub(crate) fn open(engine: Arc<dyn KvEngine>, prefix: [u8; 16], clock: Arc<Hlc>) -> Result<Self, StorageError> {
+    pub(crate) fn open(
+        engine: Arc<dyn KvEngine>,
+        prefix: [u8; 16],
+        clock: Arc<Hlc>,
+    ) -> Result<Self, StorageError> {
         let last = match engine.get(Cf::RaftMeta, &Self::last_ht_key(&prefix))? {
-            Some(raw) => decode_ht(&raw).ok_or(StorageError::Corrupt { what: "tablet last_ht", detail: format!("{} bytes", raw.len()) })?,
+            Some(raw) => decode_ht(&raw).ok_or(StorageError::Corrupt {
+                what: "tablet last_ht",
+                detail: format!("{} bytes", raw.len()),
+            })?,
             None => HybridTime::MIN,
         };
         clock.update(last);
-        Ok(Self { engine, prefix, clock, last_ht: Mutex::new(last) })
+        Ok(Self {
+            engine,
+            prefix,
+            clock,
+            last_ht: Mutex::new(last),
+        })
     }
 
     fn last_ht_key(prefix: &[u8; 16]) -> Vec<u8> {
@@ -75,13 +87,18 @@ impl StateMachineApp for TabletApp {
         for op in &cmd.ops {
             match &op.value {
                 Some(v) => {
-                    let expire = (op.ttl_ms > 0).then(|| ht.micros().saturating_add(op.ttl_ms.saturating_mul(1000)));
+                    let expire = (op.ttl_ms > 0)
+                        .then(|| ht.micros().saturating_add(op.ttl_ms.saturating_mul(1000)));
                     mvcc::put(batch, &self.prefix, &op.key, ht, v, expire);
                 }
                 None => mvcc::delete(batch, &self.prefix, &op.key, ht),
             }
         }
-        batch.put(Cf::RaftMeta, Self::last_ht_key(&self.prefix), ht.0.to_be_bytes().to_vec());
+        batch.put(
+            Cf::RaftMeta,
+            Self::last_ht_key(&self.prefix),
+            ht.0.to_be_bytes().to_vec(),
+        );
         ht.0.to_be_bytes().to_vec()
     }
 
@@ -92,9 +109,17 @@ impl StateMachineApp for TabletApp {
     }
 
     fn install(&self, data: &[u8], batch: &mut WriteBatch) -> Result<(), StorageError> {
-        let snap: Snapshot = bincode::deserialize(data).map_err(|e| StorageError::Corrupt { what: "tablet snapshot", detail: e.to_string() })?;
+        let snap: Snapshot = bincode::deserialize(data).map_err(|e| StorageError::Corrupt {
+            what: "tablet snapshot",
+            detail: e.to_string(),
+        })?;
         // Delete the old rows in the same atomic batch as the new ones.
-        for kv in self.engine.scan(Cf::Data, std::ops::Bound::Included(self.prefix.to_vec()), storage::prefix_end(&self.prefix), false) {
+        for kv in self.engine.scan(
+            Cf::Data,
+            std::ops::Bound::Included(self.prefix.to_vec()),
+            storage::prefix_end(&self.prefix),
+            false,
+        ) {
             batch.delete(Cf::Data, kv?.0);
         }
         for (k, v) in snap.rows {
@@ -103,7 +128,11 @@ impl StateMachineApp for TabletApp {
         let ht = HybridTime(snap.last_ht);
         *self.last_ht.lock().unwrap_or_else(|e| e.into_inner()) = ht;
         self.clock.update(ht);
-        batch.put(Cf::RaftMeta, Self::last_ht_key(&self.prefix), ht.0.to_be_bytes().to_vec());
+        batch.put(
+            Cf::RaftMeta,
+            Self::last_ht_key(&self.prefix),
+            ht.0.to_be_bytes().to_vec(),
+        );
         Ok(())
     }
 }

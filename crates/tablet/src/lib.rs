@@ -38,11 +38,17 @@ use app::TabletApp;
 #[derive(Debug, thiserror::Error)]
 pub enum TabletError {
     #[error("not the leader of tablet {tablet}")]
-    NotLeader { tablet: String, leader_addr: Option<String> },
+    NotLeader {
+        tablet: String,
+        leader_addr: Option<String>,
+    },
     #[error("tablet {tablet}: {detail}")]
     Unavailable { tablet: String, detail: String },
     #[error("tablet {tablet}: storage: {source}")]
-    Storage { tablet: String, source: storage::StorageError },
+    Storage {
+        tablet: String,
+        source: storage::StorageError,
+    },
     #[error("tablet {tablet}: {detail}")]
     Internal { tablet: String, detail: String },
     #[error("tablet {tablet}: read time {read_ht} is older than the kept history")]
@@ -97,18 +103,51 @@ impl Tablet {
     /// Open (or create) the replica described by `meta`. If `initialize` and the group has
     /// never been initialized, this replica initializes it with every peer as a voter (and so
     /// becomes its first leader).
-    pub async fn open(env: &GroupEnv, meta: TabletMeta, node_id: NodeId, clock: Arc<Hlc>, initialize: bool, history_retention_micros: u64) -> Result<Arc<Tablet>, TabletError> {
+    pub async fn open(
+        env: &GroupEnv,
+        meta: TabletMeta,
+        node_id: NodeId,
+        clock: Arc<Hlc>,
+        initialize: bool,
+        history_retention_micros: u64,
+    ) -> Result<Arc<Tablet>, TabletError> {
         let tablet = meta.tablet_id.clone();
         let prefix = common::ids::id_prefix(&tablet);
-        let app = Arc::new(TabletApp::open(env.engine.clone(), prefix, clock.clone()).map_err(|source| TabletError::Storage { tablet: tablet.clone(), source })?);
+        let app = Arc::new(
+            TabletApp::open(env.engine.clone(), prefix, clock.clone()).map_err(|source| {
+                TabletError::Storage {
+                    tablet: tablet.clone(),
+                    source,
+                }
+            })?,
+        );
         let raft = consensus::start_group(env, &tablet, node_id, app)
             .await
-            .map_err(|e| TabletError::Internal { tablet: tablet.clone(), detail: e.to_string() })?;
+            .map_err(|e| TabletError::Internal {
+                tablet: tablet.clone(),
+                detail: e.to_string(),
+            })?;
         if initialize {
-            let done = raft.is_initialized().await.map_err(|e| TabletError::Internal { tablet: tablet.clone(), detail: e.to_string() })?;
+            let done = raft
+                .is_initialized()
+                .await
+                .map_err(|e| TabletError::Internal {
+                    tablet: tablet.clone(),
+                    detail: e.to_string(),
+                })?;
             if !done {
-                let members: BTreeMap<NodeId, BasicNode> =
-                    meta.peers.iter().map(|p| (p.node_id, BasicNode { addr: p.rpc_addr.clone() })).collect();
+                let members: BTreeMap<NodeId, BasicNode> = meta
+                    .peers
+                    .iter()
+                    .map(|p| {
+                        (
+                            p.node_id,
+                            BasicNode {
+                                addr: p.rpc_addr.clone(),
+                            },
+                        )
+                    })
+                    .collect();
                 if let Err(e) = raft.initialize(members).await {
                     tracing::warn!(tablet = %tablet, error = %e, "initializing raft group");
                 }
@@ -169,11 +208,17 @@ impl Tablet {
             return None;
         }
         let m = self.metrics.borrow();
-        m.membership_config.membership().get_node(&leader).map(|n| n.addr.clone())
+        m.membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())
     }
 
     fn not_leader(&self, leader: Option<NodeId>) -> TabletError {
-        TabletError::NotLeader { tablet: self.meta.tablet_id.clone(), leader_addr: self.leader_addr(leader) }
+        TabletError::NotLeader {
+            tablet: self.meta.tablet_id.clone(),
+            leader_addr: self.leader_addr(leader),
+        }
     }
 
     /// Replicate `ops` as one atomic write; returns the hybrid time it committed at. Returns
@@ -189,12 +234,20 @@ impl Tablet {
         let _ = term;
         let rx = {
             let _order = self.propose.lock().await;
-            let cmd = WriteCmd { ht: self.clock.now().0, ops };
+            let cmd = WriteCmd {
+                ht: self.clock.now().0,
+                ops,
+            };
             let payload = bincode::serialize(&cmd).map_err(|e| self.internal(e))?;
-            self.raft.client_write_ff(Payload(payload)).await.map_err(|e| self.unavailable(e))?
+            self.raft
+                .client_write_ff(Payload(payload))
+                .await
+                .map_err(|e| self.unavailable(e))?
         };
         match rx.await {
-            Ok(Ok(resp)) => app::decode_ht(&resp.data.0).ok_or_else(|| self.internal("bad apply reply")),
+            Ok(Ok(resp)) => {
+                app::decode_ht(&resp.data.0).ok_or_else(|| self.internal("bad apply reply"))
+            }
             Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(self.not_leader(f.leader_id)),
             Ok(Err(e)) => Err(self.unavailable(e)),
             Err(_) => Err(self.unavailable("raft stopped before answering")),
@@ -221,10 +274,13 @@ impl Tablet {
         let start = Instant::now();
         match self.raft.ensure_linearizable().await {
             Ok(_) => {
-                *self.lease_until.lock().unwrap_or_else(|e| e.into_inner()) = Some((start + self.lease.lease(), term));
+                *self.lease_until.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((start + self.lease.lease(), term));
                 Ok(())
             }
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(self.not_leader(f.leader_id)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(self.not_leader(f.leader_id))
+            }
             Err(e) => Err(self.unavailable(e)),
         }
     }
@@ -234,10 +290,12 @@ impl Tablet {
         let now = self.clock.now();
         match read_ht {
             None => Ok(now),
-            Some(ht) if ht < now.sub_micros(self.history_retention_micros) => Err(TabletError::SnapshotTooOld {
-                tablet: self.meta.tablet_id.clone(),
-                read_ht: ht,
-            }),
+            Some(ht) if ht < now.sub_micros(self.history_retention_micros) => {
+                Err(TabletError::SnapshotTooOld {
+                    tablet: self.meta.tablet_id.clone(),
+                    read_ht: ht,
+                })
+            }
             Some(ht) => {
                 // A read in the future first brings the clock there, so later writes land above it.
                 self.clock.update(ht);
@@ -247,21 +305,34 @@ impl Tablet {
     }
 
     /// The values of `keys` at `read_ht` (default: now), with the time used.
-    pub async fn read(&self, keys: &[Vec<u8>], read_ht: Option<HybridTime>) -> Result<(Vec<Option<Vec<u8>>>, HybridTime), TabletError> {
+    pub async fn read(
+        &self,
+        keys: &[Vec<u8>],
+        read_ht: Option<HybridTime>,
+    ) -> Result<(Vec<Option<Vec<u8>>>, HybridTime), TabletError> {
         self.ensure_read_lease().await?;
         let ht = self.read_time(read_ht)?;
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
-            out.push(mvcc::get(self.engine.as_ref(), &self.prefix, k, ht).map_err(|e| self.storage(e))?);
+            out.push(
+                mvcc::get(self.engine.as_ref(), &self.prefix, k, ht)
+                    .map_err(|e| self.storage(e))?,
+            );
         }
         Ok((out, ht))
     }
 
     /// Live rows in `range` at `read_ht` (default: now), at most `limit`.
-    pub async fn scan(&self, range: &ScanRange, limit: usize, read_ht: Option<HybridTime>) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, HybridTime), TabletError> {
+    pub async fn scan(
+        &self,
+        range: &ScanRange,
+        limit: usize,
+        read_ht: Option<HybridTime>,
+    ) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, HybridTime), TabletError> {
         self.ensure_read_lease().await?;
         let ht = self.read_time(read_ht)?;
-        let rows = mvcc::scan(self.engine.as_ref(), &self.prefix, range, ht, limit).map_err(|e| self.storage(e))?;
+        let rows = mvcc::scan(self.engine.as_ref(), &self.prefix, range, ht, limit)
+            .map_err(|e| self.storage(e))?;
         Ok((rows, ht))
     }
 
@@ -287,12 +358,21 @@ impl Tablet {
     }
 
     fn storage(&self, source: storage::StorageError) -> TabletError {
-        TabletError::Storage { tablet: self.meta.tablet_id.clone(), source }
+        TabletError::Storage {
+            tablet: self.meta.tablet_id.clone(),
+            source,
+        }
     }
     fn internal(&self, e: impl std::fmt::Display) -> TabletError {
-        TabletError::Internal { tablet: self.meta.tablet_id.clone(), detail: e.to_string() }
+        TabletError::Internal {
+            tablet: self.meta.tablet_id.clone(),
+            detail: e.to_string(),
+        }
     }
     fn unavailable(&self, e: impl std::fmt::Display) -> TabletError {
-        TabletError::Unavailable { tablet: self.meta.tablet_id.clone(), detail: e.to_string() }
+        TabletError::Unavailable {
+            tablet: self.meta.tablet_id.clone(),
+            detail: e.to_string(),
+        }
     }
 }

@@ -51,7 +51,12 @@ impl TabletMeta {
     /// Every tablet descriptor on this server.
     pub fn load_all(engine: &dyn KvEngine) -> Result<Vec<TabletMeta>, StorageError> {
         let mut out = Vec::new();
-        for kv in engine.scan(Cf::Meta, Bound::Included(PREFIX.to_vec()), storage::prefix_end(PREFIX), false) {
+        for kv in engine.scan(
+            Cf::Meta,
+            Bound::Included(PREFIX.to_vec()),
+            storage::prefix_end(PREFIX),
+            false,
+        ) {
             let (k, v) = kv?;
             let meta: TabletMeta = bincode::deserialize(&v).map_err(|e| StorageError::Corrupt {
                 what: "tablet descriptor",

@@ -26,7 +26,11 @@ fn meta() -> TabletMeta {
         table_name: "t".into(),
         hash_start: 0,
         hash_end: 65536,
-        peers: vec![PeerMeta { server_uuid: "s".into(), node_id: 1, rpc_addr: "127.0.0.1:1".into() }],
+        peers: vec![PeerMeta {
+            server_uuid: "s".into(),
+            node_id: 1,
+            rpc_addr: "127.0.0.1:1".into(),
+        }],
         initial_leader_uuid: "s".into(),
     }
 }
@@ -42,7 +46,11 @@ async fn wait_leader(t: &Tablet) {
 }
 
 fn put(k: &str, v: &str) -> WriteOp {
-    WriteOp { key: k.into(), value: Some(v.into()), ttl_ms: 0 }
+    WriteOp {
+        key: k.into(),
+        value: Some(v.into()),
+        ttl_ms: 0,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,21 +58,34 @@ async fn write_read_restart() {
     let dir = tempfile::tempdir().unwrap();
     {
         let env = env(dir.path());
-        let t = Tablet::open(&env, meta(), 1, Arc::new(Hlc::new()), true, 900_000_000).await.unwrap();
+        let t = Tablet::open(&env, meta(), 1, Arc::new(Hlc::new()), true, 900_000_000)
+            .await
+            .unwrap();
         wait_leader(&t).await;
         let h1 = t.write(vec![put("a", "1")]).await.unwrap();
         let h2 = t.write(vec![put("a", "2"), put("b", "x")]).await.unwrap();
         assert!(h2 > h1);
-        let (vals, _) = t.read(&[b"a".to_vec(), b"b".to_vec(), b"c".to_vec()], None).await.unwrap();
+        let (vals, _) = t
+            .read(&[b"a".to_vec(), b"b".to_vec(), b"c".to_vec()], None)
+            .await
+            .unwrap();
         assert_eq!(vals, vec![Some(b"2".to_vec()), Some(b"x".to_vec()), None]);
         let (old, _) = t.read(&[b"a".to_vec()], Some(h1)).await.unwrap();
         assert_eq!(old, vec![Some(b"1".to_vec())]);
-        t.write(vec![WriteOp { key: "b".into(), value: None, ttl_ms: 0 }]).await.unwrap();
+        t.write(vec![WriteOp {
+            key: "b".into(),
+            value: None,
+            ttl_ms: 0,
+        }])
+        .await
+        .unwrap();
         t.shutdown().await;
         env.group_commit.shutdown();
     }
     let env = env(dir.path());
-    let t = Tablet::open(&env, meta(), 1, Arc::new(Hlc::new()), true, 900_000_000).await.unwrap();
+    let t = Tablet::open(&env, meta(), 1, Arc::new(Hlc::new()), true, 900_000_000)
+        .await
+        .unwrap();
     wait_leader(&t).await;
     let (vals, _) = t.read(&[b"a".to_vec(), b"b".to_vec()], None).await.unwrap();
     assert_eq!(vals, vec![Some(b"2".to_vec()), None]);

@@ -24,7 +24,10 @@ pub trait WebSource: Send + Sync + 'static {
 
 /// Escape text for HTML.
 pub fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 async fn home(State(src): State<Arc<dyn WebSource>>) -> Html<String> {
@@ -39,7 +42,13 @@ async fn home(State(src): State<Arc<dyn WebSource>>) -> Html<String> {
 }
 
 async fn metrics(State(src): State<Arc<dyn WebSource>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], src.metrics())
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        src.metrics(),
+    )
 }
 
 async fn health() -> impl IntoResponse {
@@ -66,14 +75,23 @@ pub fn router(src: Arc<dyn WebSource>) -> Router {
 }
 
 /// Serve `src` on an already bound listener until `shutdown` resolves.
-pub async fn serve(listener: TcpListener, src: Arc<dyn WebSource>, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    src: Arc<dyn WebSource>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    axum::serve(listener, router(src)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(src))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Append one gauge or counter sample (with HELP and TYPE lines) to `out`.
 pub fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
     use std::fmt::Write;
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
 }

@@ -3,11 +3,14 @@
 
 use std::process::Command;
 
-use aisql_tests::{bin, fresh_ip, free_port};
+use aisql_tests::{bin, free_port, fresh_ip};
 
 #[test]
 fn help_lists_every_flag() {
-    let out = Command::new(bin("bm-dbserver")).arg("--help").output().unwrap();
+    let out = Command::new(bin("bm-dbserver"))
+        .arg("--help")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     for flag in [
@@ -27,23 +30,45 @@ fn help_lists_every_flag() {
     ] {
         assert!(text.contains(flag), "bm-dbserver --help lacks {flag}");
     }
-    let out = Command::new(bin("bm-mserver")).arg("--help").output().unwrap();
+    let out = Command::new(bin("bm-mserver"))
+        .arg("--help")
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--rpc_bind_addresses", "--mserver_addrs", "--replication_factor", "--dbserver_unresponsive_timeout_ms", "--webserver_port", "--flagfile"] {
+    for flag in [
+        "--rpc_bind_addresses",
+        "--mserver_addrs",
+        "--replication_factor",
+        "--dbserver_unresponsive_timeout_ms",
+        "--webserver_port",
+        "--flagfile",
+    ] {
         assert!(text.contains(flag), "bm-mserver --help lacks {flag}");
     }
-    assert!(text.contains("0.0.0.0:11000") && text.contains("10000"), "defaults shown");
+    assert!(
+        text.contains("0.0.0.0:11000") && text.contains("10000"),
+        "defaults shown"
+    );
 }
 
 #[test]
 fn unknown_flag_and_bad_value_exit_2_naming_the_flag() {
-    let out = Command::new(bin("bm-mserver")).arg("--no_such_flag=1").output().unwrap();
+    let out = Command::new(bin("bm-mserver"))
+        .arg("--no_such_flag=1")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--no_such_flag"));
-    let out = Command::new(bin("bm-dbserver")).arg("--webserver_port=http").output().unwrap();
+    let out = Command::new(bin("bm-dbserver"))
+        .arg("--webserver_port=http")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--webserver_port"));
-    let out = Command::new(bin("bm-dbserver")).arg("--rpc_bind_addresses=nohost").output().unwrap();
+    let out = Command::new(bin("bm-dbserver"))
+        .arg("--rpc_bind_addresses=nohost")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--rpc_bind_addresses"));
 }
@@ -67,6 +92,12 @@ fn taken_port_is_named_and_nothing_is_written() {
         .unwrap();
     assert_ne!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&port.to_string()) && err.contains("--webserver_port"), "{err}");
-    assert!(!data.exists(), "nothing may be written when a port is taken");
+    assert!(
+        err.contains(&port.to_string()) && err.contains("--webserver_port"),
+        "{err}"
+    );
+    assert!(
+        !data.exists(),
+        "nothing may be written when a port is taken"
+    );
 }

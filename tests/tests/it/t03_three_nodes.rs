@@ -23,7 +23,9 @@ async fn write_range(c: &client::Client, table: &client::Table, range: std::ops:
         tasks.push(tokio::spawn(async move {
             for i in start..end {
                 let k = format!("k{i:06}");
-                c.put(&table, k.as_bytes(), k.as_bytes()).await.unwrap_or_else(|e| panic!("put {k}: {e}"));
+                c.put(&table, k.as_bytes(), k.as_bytes())
+                    .await
+                    .unwrap_or_else(|e| panic!("put {k}: {e}"));
             }
         }));
         start = end;
@@ -36,22 +38,41 @@ async fn write_range(c: &client::Client, table: &client::Table, range: std::ops:
 async fn check_range(c: &client::Client, table: &client::Table, range: std::ops::Range<u32>) {
     for i in range {
         let k = format!("k{i:06}");
-        assert_eq!(c.get(table, k.as_bytes()).await.expect("get").as_deref(), Some(k.as_bytes()), "{k} missing");
+        assert_eq!(
+            c.get(table, k.as_bytes()).await.expect("get").as_deref(),
+            Some(k.as_bytes()),
+            "{k} missing"
+        );
     }
 }
 
 /// last_applied of every replica on the dbserver at `addr`.
 async fn applied(addr: &str) -> HashMap<String, u64> {
-    let Ok(mut c) = TabletServiceClient::connect(format!("http://{addr}")).await else { return HashMap::new() };
-    match c.list_tablet_replicas(rpc::tablet::ListTabletReplicasRequest {}).await {
-        Ok(r) => r.into_inner().tablets.into_iter().map(|t| (t.tablet_id, t.last_applied)).collect(),
+    let Ok(mut c) = TabletServiceClient::connect(format!("http://{addr}")).await else {
+        return HashMap::new();
+    };
+    match c
+        .list_tablet_replicas(rpc::tablet::ListTabletReplicasRequest {})
+        .await
+    {
+        Ok(r) => r
+            .into_inner()
+            .tablets
+            .into_iter()
+            .map(|t| (t.tablet_id, t.last_applied))
+            .collect(),
         Err(_) => HashMap::new(),
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rf3_survives_dbserver_and_mserver_loss() {
-    let mut cluster = Cluster::start(ClusterOpts { mservers: 3, dbservers: 3, replication_factor: 3, unresponsive_timeout_ms: 3000 });
+    let mut cluster = Cluster::start(ClusterOpts {
+        mservers: 3,
+        dbservers: 3,
+        replication_factor: 3,
+        unresponsive_timeout_ms: 3000,
+    });
     cluster.wait_for_dbservers(3).await;
     let table = cluster.create_table("test", "kv3", 6).await;
     let c = cluster.client();
@@ -60,7 +81,11 @@ async fn rf3_survives_dbserver_and_mserver_loss() {
     let t_wait = Instant::now();
     let tablets = loop {
         let tablets = c.list_tablets().await.unwrap().tablets;
-        if tablets.iter().all(|t| t.replicas.iter().any(|r| r.is_leader)) || t_wait.elapsed() > Duration::from_secs(20) {
+        if tablets
+            .iter()
+            .all(|t| t.replicas.iter().any(|r| r.is_leader))
+            || t_wait.elapsed() > Duration::from_secs(20)
+        {
             break tablets;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -72,7 +97,11 @@ async fn rf3_survives_dbserver_and_mserver_loss() {
             *leaders_per_server.entry(r.rpc_addr.clone()).or_default() += 1;
         }
     }
-    assert_eq!(leaders_per_server.len(), 3, "leaders on every dbserver: {leaders_per_server:?}");
+    assert_eq!(
+        leaders_per_server.len(),
+        3,
+        "leaders on every dbserver: {leaders_per_server:?}"
+    );
 
     let t0 = Instant::now();
     write_range(&c, &table, 0..10_000).await;
@@ -80,8 +109,19 @@ async fn rf3_survives_dbserver_and_mserver_loss() {
 
     // Pick the victim: a dbserver leading at least one tablet; and a key in such a tablet.
     let victim_addr = leaders_per_server.keys().next().unwrap().clone();
-    let victim = cluster.db_addrs.iter().position(|a| a.rpc == victim_addr).unwrap();
-    let led = tablets.iter().find(|t| t.replicas.iter().any(|r| r.is_leader && r.rpc_addr == victim_addr)).unwrap();
+    let victim = cluster
+        .db_addrs
+        .iter()
+        .position(|a| a.rpc == victim_addr)
+        .unwrap();
+    let led = tablets
+        .iter()
+        .find(|t| {
+            t.replicas
+                .iter()
+                .any(|r| r.is_leader && r.rpc_addr == victim_addr)
+        })
+        .unwrap();
     let probe = (0..100_000u32)
         .map(|i| format!("probe{i}"))
         .find(|k| table.tablets[table.tablet_for(k.as_bytes())].tablet_id == led.tablet_id)
@@ -91,7 +131,9 @@ async fn rf3_survives_dbserver_and_mserver_loss() {
     // 8d: kill the leader, time until the first successful write to that tablet.
     let killed = Instant::now();
     cluster.dbservers[victim].kill9();
-    c.put(&table, probe.as_bytes(), b"after").await.expect("write after leader loss");
+    c.put(&table, probe.as_bytes(), b"after")
+        .await
+        .expect("write after leader loss");
     let window = killed.elapsed();
     println!("8d: unavailability window after killing a tablet leader: {window:?} (target <= 3s)");
     assert!(window < Duration::from_secs(15), "{window:?}");
@@ -99,7 +141,10 @@ async fn rf3_survives_dbserver_and_mserver_loss() {
     // 8b: writes and reads continue; nothing acknowledged is missing.
     write_range(&c, &table, 10_000..11_000).await;
     check_range(&c, &table, 0..11_000).await;
-    assert_eq!(c.get(&table, probe.as_bytes()).await.unwrap().as_deref(), Some(&b"after"[..]));
+    assert_eq!(
+        c.get(&table, probe.as_bytes()).await.unwrap().as_deref(),
+        Some(&b"after"[..])
+    );
 
     // Restarted, it catches up with the leaders.
     cluster.dbservers[victim].start();
@@ -124,31 +169,60 @@ async fn rf3_survives_dbserver_and_mserver_loss() {
         if behind == 0 && !mine.is_empty() {
             break;
         }
-        assert!(t1.elapsed() < Duration::from_secs(60), "restarted dbserver did not catch up ({behind} tablets behind)\n{}", cluster.logs());
+        assert!(
+            t1.elapsed() < Duration::from_secs(60),
+            "restarted dbserver did not catch up ({behind} tablets behind)\n{}",
+            cluster.logs()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     println!("8b: restarted dbserver caught up in {:?}", t1.elapsed());
 
     // 8c: kill the mserver leader; another leads; heartbeats and DDL keep working.
     let servers = c.list_servers().await.unwrap();
-    let leader_addr = servers.mservers.iter().find(|m| m.role == "LEADER").expect("an mserver leader").rpc_addr.clone();
-    let leader = cluster.mserver_addrs.iter().position(|a| *a == leader_addr).unwrap();
+    let leader_addr = servers
+        .mservers
+        .iter()
+        .find(|m| m.role == "LEADER")
+        .expect("an mserver leader")
+        .rpc_addr
+        .clone();
+    let leader = cluster
+        .mserver_addrs
+        .iter()
+        .position(|a| *a == leader_addr)
+        .unwrap();
     cluster.mservers[leader].kill9();
     let t2 = Instant::now();
     let t = cluster.create_table("test", "after_failover", 3).await;
-    println!("8c: table created {:?} after killing the mserver leader", t2.elapsed());
+    println!(
+        "8c: table created {:?} after killing the mserver leader",
+        t2.elapsed()
+    );
     c.put(&t, b"x", b"y").await.unwrap();
     let servers = c.list_servers().await.unwrap();
-    let new_leader = servers.mservers.iter().find(|m| m.role == "LEADER").expect("new mserver leader");
+    let new_leader = servers
+        .mservers
+        .iter()
+        .find(|m| m.role == "LEADER")
+        .expect("new mserver leader");
     assert_ne!(new_leader.rpc_addr, leader_addr);
     // Heartbeats reach the new leader: every dbserver shows a fresh heartbeat.
     let t3 = Instant::now();
     loop {
         let s = c.list_servers().await.unwrap();
-        if s.servers.len() == 3 && s.servers.iter().all(|x| x.alive && x.heartbeat_age_ms < 3000) {
+        if s.servers.len() == 3
+            && s.servers
+                .iter()
+                .all(|x| x.alive && x.heartbeat_age_ms < 3000)
+        {
             break;
         }
-        assert!(t3.elapsed() < Duration::from_secs(30), "heartbeats to the new leader: {:?}", s.servers);
+        assert!(
+            t3.elapsed() < Duration::from_secs(30),
+            "heartbeats to the new leader: {:?}",
+            s.servers
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     check_range(&c, &table, 0..200).await;

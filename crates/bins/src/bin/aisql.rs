@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
 #[derive(Parser, Debug)]
-#[command(name = "aisql", version, about = "AiSQL: start a local cluster, or administer a running one")]
+#[command(
+    name = "aisql",
+    version,
+    about = "AiSQL: start a local cluster, or administer a running one"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -122,11 +126,23 @@ async fn main() {
             start(f).await
         }
         Cmd::List { what, admin } => list(what, admin).await,
-        Cmd::CreateNamespace { name, admin } => client(&admin).create_namespace(&name, true).await.map_err(Into::into),
-        Cmd::CreateTable { name, num_tablets, range, replication_factor, admin } => {
-            create_table(&name, num_tablets, range, replication_factor, &admin).await
-        }
-        Cmd::Put { table, key, value, admin } => put(&table, &key, &value, &admin).await,
+        Cmd::CreateNamespace { name, admin } => client(&admin)
+            .create_namespace(&name, true)
+            .await
+            .map_err(Into::into),
+        Cmd::CreateTable {
+            name,
+            num_tablets,
+            range,
+            replication_factor,
+            admin,
+        } => create_table(&name, num_tablets, range, replication_factor, &admin).await,
+        Cmd::Put {
+            table,
+            key,
+            value,
+            admin,
+        } => put(&table, &key, &value, &admin).await,
         Cmd::Get { table, key, admin } => get(&table, &key, &admin).await,
     };
     if let Err(e) = result {
@@ -136,12 +152,21 @@ async fn main() {
 }
 
 async fn start(f: StartFlags) -> Result<()> {
-    let base = f.base_dir.clone().unwrap_or_else(|| bins::default_data_dir(""));
+    let base = f
+        .base_dir
+        .clone()
+        .unwrap_or_else(|| bins::default_data_dir(""));
     let ip = &f.bind_ip;
     // Bind everything first: a taken port stops us before any data is written.
     let m = MserverListeners {
-        rpc: bins::bind("--mserver_rpc_port", &format!("{ip}:{}", f.mserver_rpc_port))?,
-        web: bins::bind("--mserver_webserver_port", &format!("{ip}:{}", f.mserver_webserver_port))?,
+        rpc: bins::bind(
+            "--mserver_rpc_port",
+            &format!("{ip}:{}", f.mserver_rpc_port),
+        )?,
+        web: bins::bind(
+            "--mserver_webserver_port",
+            &format!("{ip}:{}", f.mserver_webserver_port),
+        )?,
     };
     let d = DbAddrs {
         rpc: &format!("{ip}:{}", f.dbserver_rpc_port),
@@ -161,15 +186,30 @@ async fn start(f: StartFlags) -> Result<()> {
     let dbserver_addr = format!("{adv}:{}", port(&d.rpc));
     let endpoints = [
         ("bm-mserver RPC", mserver_addr.clone()),
-        ("bm-mserver web UI", format!("http://{adv}:{}/", port(&m.web))),
+        (
+            "bm-mserver web UI",
+            format!("http://{adv}:{}/", port(&m.web)),
+        ),
         ("bm-dbserver RPC", dbserver_addr.clone()),
-        ("bm-dbserver web UI", format!("http://{adv}:{}/", port(&d.web))),
+        (
+            "bm-dbserver web UI",
+            format!("http://{adv}:{}/", port(&d.web)),
+        ),
         ("BSQL (PostgreSQL)", format!("{adv}:{}", port(&d.pgsql))),
         ("BCQL (Cassandra)", format!("{adv}:{}", port(&d.cql))),
         ("BEDIS (Redis)", format!("{adv}:{}", port(&d.redis))),
-        ("BSQL metrics", format!("http://{adv}:{}/prometheus-metrics", port(&d.pgsql_web))),
-        ("BCQL metrics", format!("http://{adv}:{}/prometheus-metrics", port(&d.cql_web))),
-        ("BEDIS metrics", format!("http://{adv}:{}/prometheus-metrics", port(&d.redis_web))),
+        (
+            "BSQL metrics",
+            format!("http://{adv}:{}/prometheus-metrics", port(&d.pgsql_web)),
+        ),
+        (
+            "BCQL metrics",
+            format!("http://{adv}:{}/prometheus-metrics", port(&d.cql_web)),
+        ),
+        (
+            "BEDIS metrics",
+            format!("http://{adv}:{}/prometheus-metrics", port(&d.redis_web)),
+        ),
     ];
     let http_addr = format!("{adv}:{}", port(&d.web));
     let timing = consensus::Timing::default();
@@ -210,7 +250,8 @@ fn client(a: &AdminFlags) -> client::Client {
 }
 
 fn split_name(name: &str) -> Result<(&str, &str)> {
-    name.split_once('.').ok_or_else(|| anyhow!("table name must be NAMESPACE.NAME, got '{name}'"))
+    name.split_once('.')
+        .ok_or_else(|| anyhow!("table name must be NAMESPACE.NAME, got '{name}'"))
 }
 
 /// Print rows as an aligned table.
@@ -221,8 +262,18 @@ fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
             widths[i] = widths[i].max(c.len());
         }
     }
-    let line = |cells: Vec<String>| cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect::<Vec<_>>().join("  ");
-    println!("{}", line(header.iter().map(|s| s.to_string()).collect()).trim_end());
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    println!(
+        "{}",
+        line(header.iter().map(|s| s.to_string()).collect()).trim_end()
+    );
     for r in rows {
         println!("{}", line(r).trim_end());
     }
@@ -245,20 +296,50 @@ async fn list(what: ListWhat, a: AdminFlags) -> Result<()> {
                 });
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                let mut rows: Vec<Vec<String>> =
-                    r.mservers.iter().map(|m| vec!["mserver".into(), m.rpc_addr.clone(), m.role.clone(), "-".into(), "-".into(), "-".into()]).collect();
+                let mut rows: Vec<Vec<String>> = r
+                    .mservers
+                    .iter()
+                    .map(|m| {
+                        vec![
+                            "mserver".into(),
+                            m.rpc_addr.clone(),
+                            m.role.clone(),
+                            "-".into(),
+                            "-".into(),
+                            "-".into(),
+                        ]
+                    })
+                    .collect();
                 for s in &r.servers {
-                    let age = if s.heartbeat_age_ms == u64::MAX { "-".into() } else { format!("{}ms", s.heartbeat_age_ms) };
+                    let age = if s.heartbeat_age_ms == u64::MAX {
+                        "-".into()
+                    } else {
+                        format!("{}ms", s.heartbeat_age_ms)
+                    };
                     rows.push(vec![
                         "dbserver".into(),
                         s.rpc_addr.clone(),
-                        if s.alive { "ALIVE".into() } else { "DEAD".into() },
+                        if s.alive {
+                            "ALIVE".into()
+                        } else {
+                            "DEAD".into()
+                        },
                         age,
                         s.num_tablets.to_string(),
                         s.num_leaders.to_string(),
                     ]);
                 }
-                print_table(&["KIND", "ADDRESS", "STATE", "HEARTBEAT", "TABLETS", "LEADERS"], rows);
+                print_table(
+                    &[
+                        "KIND",
+                        "ADDRESS",
+                        "STATE",
+                        "HEARTBEAT",
+                        "TABLETS",
+                        "LEADERS",
+                    ],
+                    rows,
+                );
             }
         }
         ListWhat::Tables => {
@@ -282,18 +363,33 @@ async fn list(what: ListWhat, a: AdminFlags) -> Result<()> {
                             t.name.clone(),
                             t.table_id.clone(),
                             t.num_tablets.to_string(),
-                            if t.range_partitioned { "range".into() } else { "hash".into() },
+                            if t.range_partitioned {
+                                "range".into()
+                            } else {
+                                "hash".into()
+                            },
                             t.replication_factor.to_string(),
                         ]
                     })
                     .collect();
-                print_table(&["NAMESPACE", "TABLE", "ID", "TABLETS", "PARTITIONING", "RF"], rows);
+                print_table(
+                    &["NAMESPACE", "TABLE", "ID", "TABLETS", "PARTITIONING", "RF"],
+                    rows,
+                );
             }
         }
         ListWhat::Tablets => {
             let r = c.list_tablets().await?;
-            let names: std::collections::HashMap<_, _> =
-                r.tables.iter().map(|t| (t.table_id.clone(), format!("{}.{}", t.namespace_name, t.name))).collect();
+            let names: std::collections::HashMap<_, _> = r
+                .tables
+                .iter()
+                .map(|t| {
+                    (
+                        t.table_id.clone(),
+                        format!("{}.{}", t.namespace_name, t.name),
+                    )
+                })
+                .collect();
             if a.json {
                 let v: Vec<_> = r
                     .tablets
@@ -316,19 +412,36 @@ async fn list(what: ListWhat, a: AdminFlags) -> Result<()> {
                             names.get(&t.table_id).cloned().unwrap_or_default(),
                             t.tablet_id.clone(),
                             format!("[{}, {})", t.hash_start, t.hash_end),
-                            t.replicas.iter().find(|x| x.is_leader).map(|x| x.rpc_addr.clone()).unwrap_or_else(|| "-".into()),
-                            t.replicas.iter().map(|x| x.rpc_addr.clone()).collect::<Vec<_>>().join(","),
+                            t.replicas
+                                .iter()
+                                .find(|x| x.is_leader)
+                                .map(|x| x.rpc_addr.clone())
+                                .unwrap_or_else(|| "-".into()),
+                            t.replicas
+                                .iter()
+                                .map(|x| x.rpc_addr.clone())
+                                .collect::<Vec<_>>()
+                                .join(","),
                         ]
                     })
                     .collect();
-                print_table(&["TABLE", "TABLET", "HASH RANGE", "LEADER", "REPLICAS"], rows);
+                print_table(
+                    &["TABLE", "TABLET", "HASH RANGE", "LEADER", "REPLICAS"],
+                    rows,
+                );
             }
         }
     }
     Ok(())
 }
 
-async fn create_table(name: &str, num_tablets: u32, range: bool, rf: u32, a: &AdminFlags) -> Result<()> {
+async fn create_table(
+    name: &str,
+    num_tablets: u32,
+    range: bool,
+    rf: u32,
+    a: &AdminFlags,
+) -> Result<()> {
     let (ns, table) = split_name(name)?;
     let c = client(a);
     c.create_namespace(ns, true).await?;
@@ -346,9 +459,15 @@ async fn create_table(name: &str, num_tablets: u32, range: bool, rf: u32, a: &Ad
     let t = c.open_table(ns, table).await?;
     c.wait_for_leaders(&t).await?;
     if a.json {
-        println!("{}", json!({"id": info.table_id, "tablets": info.num_tablets}));
+        println!(
+            "{}",
+            json!({"id": info.table_id, "tablets": info.num_tablets})
+        );
     } else {
-        println!("created {name} ({} tablets, id {})", info.num_tablets, info.table_id);
+        println!(
+            "created {name} ({} tablets, id {})",
+            info.num_tablets, info.table_id
+        );
     }
     Ok(())
 }

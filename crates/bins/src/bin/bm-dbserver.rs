@@ -54,10 +54,16 @@ struct Flags {
     #[arg(long = "raft_heartbeat_interval_ms", default_value_t = 100)]
     raft_heartbeat_interval_ms: u64,
     /// Missed heartbeats before a follower calls an election.
-    #[arg(long = "leader_failure_max_missed_heartbeat_periods", default_value_t = 5)]
+    #[arg(
+        long = "leader_failure_max_missed_heartbeat_periods",
+        default_value_t = 5
+    )]
     leader_failure_max_missed_heartbeat_periods: u64,
     /// How long old row versions are kept for reads in the past.
-    #[arg(long = "timestamp_history_retention_interval_sec", default_value_t = 900)]
+    #[arg(
+        long = "timestamp_history_retention_interval_sec",
+        default_value_t = 900
+    )]
     timestamp_history_retention_interval_sec: u64,
     /// Read more flags from this file (one --flag=value per line).
     #[arg(long = "flagfile")]
@@ -92,7 +98,10 @@ async fn run(f: Flags) -> Result<()> {
         Some(b) => b.0[0].clone(),
         None => bins::dialable(&bind_addr, &listeners.rpc),
     };
-    let http_addr = bins::dialable(&format!("{}:{}", f.webserver_interface, f.webserver_port), &listeners.web);
+    let http_addr = bins::dialable(
+        &format!("{}:{}", f.webserver_interface, f.webserver_port),
+        &listeners.web,
+    );
     let data_dir = f
         .fs_data_dirs
         .as_deref()
@@ -104,7 +113,10 @@ async fn run(f: Flags) -> Result<()> {
         http_addr,
         mserver_addrs: f.dbserver_mserver_addrs.0,
         data_dir,
-        timing: bins::raft_timing(f.raft_heartbeat_interval_ms, f.leader_failure_max_missed_heartbeat_periods),
+        timing: bins::raft_timing(
+            f.raft_heartbeat_interval_ms,
+            f.leader_failure_max_missed_heartbeat_periods,
+        ),
         heartbeat_interval_ms: f.heartbeat_interval_ms,
         history_retention_secs: f.timestamp_history_retention_interval_sec,
     };

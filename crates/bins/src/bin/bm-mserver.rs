@@ -40,7 +40,10 @@ struct Flags {
     #[arg(long = "raft_heartbeat_interval_ms", default_value_t = 100)]
     raft_heartbeat_interval_ms: u64,
     /// Missed heartbeats before a follower calls an election.
-    #[arg(long = "leader_failure_max_missed_heartbeat_periods", default_value_t = 5)]
+    #[arg(
+        long = "leader_failure_max_missed_heartbeat_periods",
+        default_value_t = 5
+    )]
     leader_failure_max_missed_heartbeat_periods: u64,
     /// Read more flags from this file (one --flag=value per line).
     #[arg(long = "flagfile")]
@@ -61,7 +64,10 @@ async fn run(f: Flags) -> Result<()> {
     let bind_addr = f.rpc_bind_addresses.0[0].clone();
     let listeners = MserverListeners {
         rpc: bins::bind("--rpc_bind_addresses", &bind_addr)?,
-        web: bins::bind("--webserver_port", &format!("{}:{}", f.webserver_interface, f.webserver_port))?,
+        web: bins::bind(
+            "--webserver_port",
+            &format!("{}:{}", f.webserver_interface, f.webserver_port),
+        )?,
     };
     let rpc_addr = match &f.server_broadcast_addresses {
         Some(b) => b.0[0].clone(),
@@ -79,7 +85,10 @@ async fn run(f: Flags) -> Result<()> {
         data_dir,
         replication_factor: f.replication_factor,
         dbserver_unresponsive_timeout_ms: f.dbserver_unresponsive_timeout_ms,
-        timing: bins::raft_timing(f.raft_heartbeat_interval_ms, f.leader_failure_max_missed_heartbeat_periods),
+        timing: bins::raft_timing(
+            f.raft_heartbeat_interval_ms,
+            f.leader_failure_max_missed_heartbeat_periods,
+        ),
     };
     tracing::info!(%rpc_addr, "bm-mserver starting");
     let shutdown = bins::shutdown_signal();
