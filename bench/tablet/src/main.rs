@@ -116,7 +116,23 @@ async fn main() -> Result<()> {
     run_phase("preload", &args, &client, &table, Some(preload), true).await?;
     let w = run_phase("write", &args, &client, &table, None, true).await?;
     let r = run_phase("read", &args, &client, &table, None, false).await?;
-    println!("RESULT rf={} writes_per_sec={:.0} reads_per_sec={:.0}", args.rf, w, r);
+    for (i, s) in servers.iter().enumerate() {
+        let st = s.sync_stats();
+        let (n, w, us) = (
+            st.syncs.load(Ordering::Relaxed),
+            st.waiters.load(Ordering::Relaxed),
+            st.sync_micros.load(Ordering::Relaxed),
+        );
+        println!(
+            "dbserver{i}: {n} fsyncs, {:.1} waiters/fsync, {:.0}us/fsync",
+            w as f64 / n.max(1) as f64,
+            us as f64 / n.max(1) as f64
+        );
+    }
+    println!(
+        "RESULT rf={} writes_per_sec={:.0} reads_per_sec={:.0}",
+        args.rf, w, r
+    );
 
     let _ = stop_tx.send(true);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -124,7 +140,14 @@ async fn main() -> Result<()> {
 }
 
 /// Run one phase; returns operations per second.
-async fn run_phase(name: &str, args: &Args, client: &client::Client, table: &Arc<client::Table>, total: Option<u64>, write: bool) -> Result<f64> {
+async fn run_phase(
+    name: &str,
+    args: &Args,
+    client: &client::Client,
+    table: &Arc<client::Table>,
+    total: Option<u64>,
+    write: bool,
+) -> Result<f64> {
     let done = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -132,7 +155,13 @@ async fn run_phase(name: &str, args: &Args, client: &client::Client, table: &Arc
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..args.concurrency {
-        let (client, table, done, errors, stop) = (client.clone(), table.clone(), done.clone(), errors.clone(), stop.clone());
+        let (client, table, done, errors, stop) = (
+            client.clone(),
+            table.clone(),
+            done.clone(),
+            errors.clone(),
+            stop.clone(),
+        );
         let (keys, size, conc) = (args.keys, args.value_size, args.concurrency as u64);
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
@@ -172,7 +201,12 @@ async fn run_phase(name: &str, args: &Args, client: &client::Client, table: &Arc
     let secs = started.elapsed().as_secs_f64();
     let n = done.load(Ordering::Relaxed);
     lat_all.sort_unstable();
-    let pct = |p: f64| lat_all.get(((lat_all.len() as f64 * p) as usize).min(lat_all.len().saturating_sub(1))).copied().unwrap_or(0);
+    let pct = |p: f64| {
+        lat_all
+            .get(((lat_all.len() as f64 * p) as usize).min(lat_all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
     let rate = n as f64 / secs;
     println!(
         "{name:>8}: {n:>9} ops in {secs:>5.1}s = {rate:>9.0} ops/s   p50 {}us p99 {}us   errors {}",

@@ -145,6 +145,11 @@ impl DbServer {
         &self.config.rpc_addr
     }
 
+    /// Group-commit counters of this server's store.
+    pub fn sync_stats(&self) -> &storage::SyncStats {
+        self.env.group_commit.stats()
+    }
+
     pub fn pool(&self) -> rpc::ChannelPool {
         self.env.pool.clone()
     }
@@ -415,6 +420,29 @@ impl DbServer {
             "gauge",
             "Tablet replicas that lead their Raft group.",
             leaders,
+        );
+        let st = self.sync_stats();
+        let ld = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        web::metric(
+            &mut out,
+            "aisql_storage_syncs_total",
+            "counter",
+            "fdatasyncs by group commit.",
+            ld(&st.syncs),
+        );
+        web::metric(
+            &mut out,
+            "aisql_storage_sync_waiters_total",
+            "counter",
+            "Writers released by group-commit fdatasyncs.",
+            ld(&st.waiters),
+        );
+        web::metric(
+            &mut out,
+            "aisql_storage_sync_seconds_total",
+            "counter",
+            "Time spent in group-commit fdatasync.",
+            ld(&st.sync_micros) as f64 / 1e6,
         );
         web::metric(
             &mut out,

@@ -1,9 +1,19 @@
 //! [`FjallEngine`]: the [`KvEngine`] over fjall. One fjall database per data directory
 //! (a single journal shared by every keyspace, so one `fdatasync` makes every earlier write
 //! of every column family durable), one keyspace per [`Cf`].
+//!
+//! **Syncing without stalling writers.** fjall's own `persist(SyncData)` holds the journal
+//! lock for the whole `fdatasync`, so every writer waits for the disk. [`FjallEngine::sync`]
+//! instead flushes fjall's buffer to the OS under the lock (`PersistMode::Buffer`, fast) and
+//! then `fdatasync`s the active journal file through a handle of its own, outside the lock.
+//! This is complete because fjall seals a journal only after syncing it (`SyncAll` in
+//! `Writer::rotate`): whatever was flushed before a rotation is durable with the sealed file,
+//! and whatever was flushed after is in the newest `<n>.jnl`, which we sync.
 
+use std::fs::File;
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
@@ -13,6 +23,9 @@ use crate::{Cf, KvEngine, KvIter, Op, Result, StorageError, WriteBatch};
 pub struct FjallEngine {
     db: Database,
     families: [Keyspace; 4],
+    dir: PathBuf,
+    /// (journal number, open handle) of the journal last synced.
+    journal: Mutex<Option<(u64, File)>>,
 }
 
 fn io(e: fjall::Error) -> StorageError {
@@ -44,7 +57,54 @@ impl FjallEngine {
             open(Cf::RaftMeta)?,
             open(Cf::Meta)?,
         ];
-        Ok(Self { db, families })
+        Ok(Self {
+            db,
+            families,
+            dir: path.to_path_buf(),
+            journal: Mutex::new(None),
+        })
+    }
+
+    /// The number of the newest journal file (`<n>.jnl`) in the store directory.
+    fn newest_journal(&self) -> Result<u64> {
+        let mut newest = None;
+        let entries = std::fs::read_dir(&self.dir)
+            .map_err(|e| StorageError::Io(format!("listing {}: {e}", self.dir.display())))?;
+        for e in entries.flatten() {
+            let name = e.file_name();
+            if let Some(n) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".jnl"))
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                newest = newest.max(Some(n));
+            }
+        }
+        newest.ok_or_else(|| StorageError::Io(format!("no journal in {}", self.dir.display())))
+    }
+
+    /// fdatasync the active journal outside fjall's journal lock.
+    fn sync_journal(&self) -> Result<()> {
+        let mut slot = self.journal.lock().unwrap_or_else(|e| e.into_inner());
+        // Still the newest journal? A rotation creates <n+1>.jnl.
+        let current = slot.as_ref().map(|(n, _)| *n);
+        let stale = match current {
+            Some(n) => self.dir.join(format!("{}.jnl", n + 1)).exists(),
+            None => true,
+        };
+        if stale {
+            let n = self.newest_journal()?;
+            let path = self.dir.join(format!("{n}.jnl"));
+            let f = File::open(&path)
+                .map_err(|e| StorageError::Io(format!("opening {}: {e}", path.display())))?;
+            *slot = Some((n, f));
+        }
+        match slot.as_ref() {
+            Some((_, f)) => f
+                .sync_data()
+                .map_err(|e| StorageError::Io(format!("fdatasync of the journal: {e}"))),
+            None => Ok(()),
+        }
     }
 
     fn ks(&self, cf: Cf) -> &Keyspace {
@@ -94,7 +154,8 @@ impl KvEngine for FjallEngine {
     }
 
     fn sync(&self) -> Result<()> {
-        self.db.persist(PersistMode::SyncData).map_err(io)
+        self.db.persist(PersistMode::Buffer).map_err(io)?;
+        self.sync_journal()
     }
 
     fn disk_space(&self) -> u64 {

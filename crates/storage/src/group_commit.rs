@@ -6,7 +6,9 @@
 //! hundreds of Raft log appends from every tablet on the server; idle, a lone append pays
 //! one fsync and no added wait.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
 
 use crate::KvEngine;
 
@@ -18,9 +20,21 @@ struct Queue {
     closed: bool,
 }
 
+/// Counters of a [`GroupCommit`] (for metrics and benchmarks).
+#[derive(Debug, Default)]
+pub struct SyncStats {
+    /// fsyncs done.
+    pub syncs: AtomicU64,
+    /// Waiters released (≥ syncs; the ratio is the average group size).
+    pub waiters: AtomicU64,
+    /// Total time spent in fsync, in microseconds.
+    pub sync_micros: AtomicU64,
+}
+
 /// The group-commit syncer of one engine.
 pub struct GroupCommit {
     shared: Arc<(Mutex<Queue>, Condvar)>,
+    stats: Arc<SyncStats>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -28,6 +42,8 @@ impl GroupCommit {
     /// Start the syncer thread for `engine`.
     pub fn start(engine: Arc<dyn KvEngine>) -> Self {
         let shared: Arc<(Mutex<Queue>, Condvar)> = Arc::default();
+        let stats: Arc<SyncStats> = Arc::default();
+        let st = stats.clone();
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("group-commit".into())
@@ -43,7 +59,12 @@ impl GroupCommit {
                     }
                     std::mem::take(&mut q.waiting)
                 };
+                let t0 = Instant::now();
                 let res = engine.sync().map_err(|e| e.to_string());
+                st.syncs.fetch_add(1, Ordering::Relaxed);
+                st.waiters.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                st.sync_micros
+                    .fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
                 if let Err(e) = &res {
                     tracing::error!(error = %e, "group commit fsync failed");
                 }
@@ -54,8 +75,14 @@ impl GroupCommit {
             .expect("spawning the group-commit thread");
         Self {
             shared,
+            stats,
             thread: Mutex::new(Some(thread)),
         }
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> &SyncStats {
+        &self.stats
     }
 
     /// Run `cb` once every write issued before this call is durable.

@@ -20,7 +20,7 @@ pub mod mvcc;
 use std::ops::Bound;
 
 pub use fjall_engine::FjallEngine;
-pub use group_commit::GroupCommit;
+pub use group_commit::{GroupCommit, SyncStats};
 pub use mem_engine::MemEngine;
 
 /// The column families of a server's store.
