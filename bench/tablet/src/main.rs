@@ -15,7 +15,7 @@ use clap::Parser;
 use rand::Rng;
 
 #[derive(Parser, Debug, Clone)]
-#[command(name = "bench-tablet", about = "AiSQL tablet-layer benchmark")]
+#[command(name = "bench-tablet", about = "AiSQL tablet-layer benchmark", rename_all = "snake_case")]
 struct Args {
     /// Replication factor (1 or 3): that many dbservers are started.
     #[arg(long, default_value_t = 1)]
@@ -35,6 +35,9 @@ struct Args {
     /// Value size in bytes.
     #[arg(long, default_value_t = 100)]
     value_size: usize,
+    /// Only run the write phase (for profiling).
+    #[arg(long)]
+    skip_reads: bool,
     /// Data directory (default: a temporary one, removed afterwards).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
@@ -115,7 +118,7 @@ async fn main() -> Result<()> {
     let preload = args.keys.min(20_000);
     run_phase("preload", &args, &client, &table, Some(preload), true).await?;
     let w = run_phase("write", &args, &client, &table, None, true).await?;
-    let r = run_phase("read", &args, &client, &table, None, false).await?;
+    let r = if args.skip_reads { 0.0 } else { run_phase("read", &args, &client, &table, None, false).await? };
     for (i, s) in servers.iter().enumerate() {
         let st = s.sync_stats();
         let (n, w, us) = (

@@ -8,10 +8,16 @@
 //! Appends are written without syncing and acknowledged to openraft by the group-commit
 //! thread once an `fdatasync` covering them returns: an entry is never reported durable
 //! before it is.
+//!
+//! openraft reads entries back to apply them and to replicate them; the most recent
+//! [`CACHE_ENTRIES`] of each group are kept in memory so those reads rarely touch the LSM.
+//! The committed index is not persisted (openraft's default): after a restart the leader
+//! re-establishes it, which costs one round trip instead of a write per commit.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{
@@ -21,25 +27,26 @@ use storage::{Cf, GroupCommit, KvEngine, WriteBatch};
 
 use crate::{storage_err, NodeId, TypeConfig};
 
+/// Recent entries kept in memory per group.
+pub const CACHE_ENTRIES: usize = 4096;
+
 /// The log store of one Raft group.
 #[derive(Clone)]
 pub struct LogStore {
     engine: Arc<dyn KvEngine>,
     group_commit: Arc<GroupCommit>,
     prefix: [u8; 16],
+    /// The newest entries by index; always a contiguous suffix of the stored log.
+    cache: Arc<Mutex<BTreeMap<u64, Entry<TypeConfig>>>>,
 }
 
 impl LogStore {
-    pub fn new(
-        engine: Arc<dyn KvEngine>,
-        group_commit: Arc<GroupCommit>,
-        prefix: [u8; 16],
-    ) -> Self {
-        Self {
-            engine,
-            group_commit,
-            prefix,
-        }
+    pub fn new(engine: Arc<dyn KvEngine>, group_commit: Arc<GroupCommit>, prefix: [u8; 16]) -> Self {
+        Self { engine, group_commit, prefix, cache: Arc::default() }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry<TypeConfig>>> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn entry_key(&self, index: u64) -> Vec<u8> {
@@ -160,6 +167,17 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+        let first = match range.start_bound() {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        {
+            let cache = self.cache();
+            if cache.keys().next().is_some_and(|&lowest| lowest <= first) {
+                return Ok(cache.range(range.clone()).map(|(_, e)| e.clone()).collect());
+            }
+        }
         let start = match range.start_bound() {
             Bound::Included(i) => Bound::Included(self.entry_key(*i)),
             Bound::Excluded(i) => Bound::Excluded(self.entry_key(*i)),
@@ -207,22 +225,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.read_meta("vote")
     }
 
-    async fn save_committed(
-        &mut self,
-        committed: Option<LogId<NodeId>>,
-    ) -> Result<(), StorageError<NodeId>> {
-        // Not synced: after a crash a smaller committed index is only slower, never wrong.
-        let mut b = WriteBatch::new();
-        self.put_meta(&mut b, "committed", &committed)?;
-        self.write(b, ErrorSubject::Store)
-    }
-
-    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
-        Ok(self
-            .read_meta::<Option<LogId<NodeId>>>("committed")?
-            .flatten())
-    }
-
     async fn append<I>(
         &mut self,
         entries: I,
@@ -233,18 +235,38 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut b = WriteBatch::new();
+        let mut new = Vec::new();
         for entry in entries {
             let raw = bincode::serialize(&entry)
                 .map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
             b.put(Cf::RaftLog, self.entry_key(entry.get_log_id().index), raw);
+            new.push(entry);
         }
         self.write(b, ErrorSubject::Logs)?;
+        {
+            let mut cache = self.cache();
+            for e in new {
+                let index = e.get_log_id().index;
+                // Keep the cache a contiguous suffix: an entry after a gap starts it afresh.
+                if cache.keys().next_back().is_some_and(|&last| last + 1 != index) {
+                    let _ = cache.split_off(&index);
+                    if cache.keys().next_back().is_some_and(|&last| last + 1 != index) {
+                        cache.clear();
+                    }
+                }
+                cache.insert(index, e);
+            }
+            while cache.len() > CACHE_ENTRIES {
+                cache.pop_first();
+            }
+        }
         self.group_commit
             .sync_then(move |r| callback.log_io_completed(r.map_err(std::io::Error::other)));
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let _ = self.cache().split_off(&log_id.index);
         self.delete_range(log_id.index, u64::MAX)?;
         self.durable().await
     }
@@ -253,6 +275,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut b = WriteBatch::new();
         self.put_meta(&mut b, "purged", &Some(log_id))?;
         self.write(b, ErrorSubject::Logs)?;
+        {
+            let mut cache = self.cache();
+            *cache = cache.split_off(&(log_id.index + 1));
+        }
         self.delete_range(0, log_id.index)
     }
 }
