@@ -15,7 +15,11 @@ use clap::Parser;
 use rand::Rng;
 
 #[derive(Parser, Debug, Clone)]
-#[command(name = "bench-tablet", about = "AiSQL tablet-layer benchmark", rename_all = "snake_case")]
+#[command(
+    name = "bench-tablet",
+    about = "AiSQL tablet-layer benchmark",
+    rename_all = "snake_case"
+)]
 struct Args {
     /// Replication factor (1 or 3): that many dbservers are started.
     #[arg(long, default_value_t = 1)]
@@ -118,7 +122,11 @@ async fn main() -> Result<()> {
     let preload = args.keys.min(20_000);
     run_phase("preload", &args, &client, &table, Some(preload), true).await?;
     let w = run_phase("write", &args, &client, &table, None, true).await?;
-    let r = if args.skip_reads { 0.0 } else { run_phase("read", &args, &client, &table, None, false).await? };
+    let r = if args.skip_reads {
+        0.0
+    } else {
+        run_phase("read", &args, &client, &table, None, false).await?
+    };
     for (i, s) in servers.iter().enumerate() {
         let st = s.sync_stats();
         let (n, w, us) = (

@@ -41,8 +41,17 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    pub fn new(engine: Arc<dyn KvEngine>, group_commit: Arc<GroupCommit>, prefix: [u8; 16]) -> Self {
-        Self { engine, group_commit, prefix, cache: Arc::default() }
+    pub fn new(
+        engine: Arc<dyn KvEngine>,
+        group_commit: Arc<GroupCommit>,
+        prefix: [u8; 16],
+    ) -> Self {
+        Self {
+            engine,
+            group_commit,
+            prefix,
+            cache: Arc::default(),
+        }
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry<TypeConfig>>> {
@@ -248,9 +257,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             for e in new {
                 let index = e.get_log_id().index;
                 // Keep the cache a contiguous suffix: an entry after a gap starts it afresh.
-                if cache.keys().next_back().is_some_and(|&last| last + 1 != index) {
+                if cache
+                    .keys()
+                    .next_back()
+                    .is_some_and(|&last| last + 1 != index)
+                {
                     let _ = cache.split_off(&index);
-                    if cache.keys().next_back().is_some_and(|&last| last + 1 != index) {
+                    if cache
+                        .keys()
+                        .next_back()
+                        .is_some_and(|&last| last + 1 != index)
+                    {
                         cache.clear();
                     }
                 }

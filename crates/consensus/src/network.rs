@@ -153,14 +153,30 @@ impl RaftNetwork<TypeConfig> for Connection {
 }
 
 /// The Raft groups of one server, keyed by group id; also the server side of `RaftService`.
+///
+/// A freshly started server answers no Raft request for a quiet period (see
+/// [`RaftRouter::quiet_for`]): before it crashed it may have promised a leader not to vote
+/// for anyone else for `election_timeout_max`, and that promise lived only in memory. Staying
+/// silent that long keeps the promise, so a leader's read lease stays valid across restarts.
 #[derive(Clone, Default)]
 pub struct RaftRouter {
     groups: Arc<RwLock<HashMap<String, Raft>>>,
+    quiet_until: Arc<RwLock<Option<std::time::Instant>>>,
 }
 
 impl RaftRouter {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Refuse every Raft request for `d` from now.
+    pub fn quiet_for(&self, d: Duration) {
+        *self.quiet_until.write().unwrap_or_else(|e| e.into_inner()) =
+            Some(std::time::Instant::now() + d);
+    }
+
+    fn quiet(&self) -> bool {
+        matches!(*self.quiet_until.read().unwrap_or_else(|e| e.into_inner()), Some(t) if std::time::Instant::now() < t)
     }
 
     pub fn register(&self, group_id: &str, raft: Raft) {
@@ -213,6 +229,12 @@ impl RaftService for RaftRouter {
         request: tonic::Request<RaftRequest>,
     ) -> Result<tonic::Response<RaftReply>, tonic::Status> {
         let req = request.into_inner();
+        if self.quiet() {
+            return Ok(tonic::Response::new(RaftReply {
+                payload: Vec::new(),
+                error: "server is starting (raft quiet period)".into(),
+            }));
+        }
         let Some(raft) = self.get(&req.group_id) else {
             return Self::unknown(&req.group_id);
         };
@@ -225,6 +247,12 @@ impl RaftService for RaftRouter {
         request: tonic::Request<RaftRequest>,
     ) -> Result<tonic::Response<RaftReply>, tonic::Status> {
         let req = request.into_inner();
+        if self.quiet() {
+            return Ok(tonic::Response::new(RaftReply {
+                payload: Vec::new(),
+                error: "server is starting (raft quiet period)".into(),
+            }));
+        }
         let Some(raft) = self.get(&req.group_id) else {
             return Self::unknown(&req.group_id);
         };
@@ -237,6 +265,12 @@ impl RaftService for RaftRouter {
         request: tonic::Request<RaftRequest>,
     ) -> Result<tonic::Response<RaftReply>, tonic::Status> {
         let req = request.into_inner();
+        if self.quiet() {
+            return Ok(tonic::Response::new(RaftReply {
+                payload: Vec::new(),
+                error: "server is starting (raft quiet period)".into(),
+            }));
+        }
         let Some(raft) = self.get(&req.group_id) else {
             return Self::unknown(&req.group_id);
         };

@@ -107,6 +107,8 @@ impl DbServer {
             router: RaftRouter::new(),
             timing: config.timing,
         };
+        env.router
+            .quiet_for(Duration::from_millis(config.timing.election_timeout_max_ms));
         let server = Arc::new(DbServer {
             config,
             uuid: instance.server_uuid,

@@ -129,6 +129,8 @@ impl Mserver {
             router: RaftRouter::new(),
             timing: config.timing,
         };
+        env.router
+            .quiet_for(Duration::from_millis(config.timing.election_timeout_max_ms));
         let app = Arc::new(CatalogApp::open(engine.clone())?);
         let catalog = app.state();
         let raft = consensus::start_group(&env, CATALOG_GROUP, node_id, app)
