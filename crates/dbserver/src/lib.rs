@@ -44,9 +44,9 @@ pub struct DbServerConfig {
 /// Errors starting or running a dbserver.
 #[derive(Debug, thiserror::Error)]
 pub enum DbServerError {
-    #[error("storage: {0}")]
+    #[error(transparent)]
     Storage(#[from] storage::StorageError),
-    #[error("tablet: {0}")]
+    #[error(transparent)]
     Tablet(#[from] tablet::TabletError),
     #[error("{0}")]
     Other(String),

@@ -56,7 +56,7 @@ pub enum MserverError {
     NotEnoughServers { need: u32, have: u32 },
     #[error("catalog unavailable: {0}")]
     Unavailable(String),
-    #[error("storage: {0}")]
+    #[error(transparent)]
     Storage(#[from] storage::StorageError),
     #[error("{0}")]
     Start(String),

@@ -40,6 +40,17 @@ impl FjallEngine {
             path: path.display().to_string(),
             detail: e.to_string(),
         })?;
+        // Never initialize a store over files we do not recognise: a missing `version` file in
+        // a non-empty directory means damage or a wrong path, not a new store.
+        let has_files = std::fs::read_dir(path)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false);
+        if has_files && !path.join("version").exists() {
+            return Err(StorageError::DataDir {
+                path: path.display().to_string(),
+                detail: "the directory holds files but no store `version` file; refusing to create a store over them".into(),
+            });
+        }
         let db = Database::builder(path)
             .manual_journal_persist(true)
             .open()

@@ -1,5 +1,6 @@
 //! Command lines: `--help`, unknown flags and bad values (exit 2), `--flagfile`, a port
-//! already taken (a message naming it, non-zero exit, nothing written).
+//! already taken (a message naming it, non-zero exit, nothing written), a data directory
+//! that is not a store (refused, nothing wiped).
 
 use std::process::Command;
 
@@ -99,5 +100,32 @@ fn taken_port_is_named_and_nothing_is_written() {
     assert!(
         !data.exists(),
         "nothing may be written when a port is taken"
+    );
+}
+
+#[test]
+fn unrecognised_data_directory_is_refused_not_wiped() {
+    let ip = fresh_ip();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("0.jnl"), b"not a journal").unwrap();
+    let out = Command::new(bin("bm-mserver"))
+        .arg(format!("--rpc_bind_addresses={ip}:{}", free_port(&ip)))
+        .arg(format!("--webserver_interface={ip}"))
+        .arg(format!("--webserver_port={}", free_port(&ip)))
+        .arg(format!("--fs_data_dirs={}", data.display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&data.display().to_string()) && err.contains("refusing"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(data.join("0.jnl")).unwrap(),
+        b"not a journal",
+        "nothing is wiped"
     );
 }
