@@ -24,7 +24,16 @@ use rpc::tablet::*;
 use tonic::transport::Channel;
 
 pub use rpc::mserver::{ServerInfo, TableInfo, TabletLocation};
-pub use rpc::tablet::KvOp;
+pub use rpc::tablet::{Condition, KvOp};
+
+/// Outcome of [`Client::write`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteResult {
+    /// The hybrid time the write committed at.
+    pub ht: HybridTime,
+    /// False when an op's condition failed and nothing was written.
+    pub applied: bool,
+}
 
 /// Errors returned to callers.
 #[derive(Debug, thiserror::Error)]
@@ -324,7 +333,7 @@ impl Client {
         &self,
         addr: String,
         req: WriteRequest,
-    ) -> Result<(Option<rpc::common::Status>, u64), tonic::Status> {
+    ) -> Result<(Option<rpc::common::Status>, (u64, bool)), tonic::Status> {
         let r = match &self.inner.local {
             Some(l) if l.rpc_addr == addr => l.service.write(tonic::Request::new(req)).await?,
             _ => {
@@ -334,7 +343,7 @@ impl Client {
             }
         }
         .into_inner();
-        Ok((r.status, r.ht))
+        Ok((r.status, (r.ht, r.applied)))
     }
 
     async fn send_read(
@@ -492,13 +501,14 @@ impl Client {
     }
 
     /// Apply `ops` atomically to the tablet that owns `partition_key` (every op's key must
-    /// belong to that tablet). Returns the commit hybrid time.
+    /// belong to that tablet). With conditions on the ops, `applied` tells whether they held
+    /// (if not, nothing was written).
     pub async fn write(
         &self,
         table: &Table,
         partition_key: &[u8],
         ops: Vec<KvOp>,
-    ) -> Result<HybridTime> {
+    ) -> Result<WriteResult> {
         let idx = table.tablet_for(partition_key);
         let req = WriteRequest {
             tablet_id: table
@@ -509,7 +519,7 @@ impl Client {
             ops,
             propagated_ht: 0,
         };
-        let ht = self
+        let (ht, applied) = self
             .with_leader(table, idx, |addr| {
                 let mut req = req.clone();
                 req.propagated_ht = self.inner.clock.now().0;
@@ -518,7 +528,7 @@ impl Client {
             .await?;
         let ht = HybridTime(ht);
         self.inner.clock.update(ht);
-        Ok(ht)
+        Ok(WriteResult { ht, applied })
     }
 
     /// Put one key.
@@ -529,11 +539,11 @@ impl Client {
             vec![KvOp {
                 key: key.to_vec(),
                 value: value.to_vec(),
-                delete: false,
-                ttl_ms: 0,
+                ..Default::default()
             }],
         )
         .await
+        .map(|r| r.ht)
     }
 
     /// Delete one key.
@@ -543,12 +553,12 @@ impl Client {
             key,
             vec![KvOp {
                 key: key.to_vec(),
-                value: vec![],
                 delete: true,
-                ttl_ms: 0,
+                ..Default::default()
             }],
         )
         .await
+        .map(|r| r.ht)
     }
 
     /// Read keys that live in the same tablet as `keys[0]`, linearizably (or at `read_ht`).

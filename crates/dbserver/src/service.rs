@@ -43,6 +43,22 @@ impl Service {
     }
 }
 
+fn write_op(o: KvOp) -> WriteOp {
+    let condition = match Condition::try_from(o.condition).unwrap_or(Condition::None) {
+        Condition::None => tablet::Condition::None,
+        Condition::IfAbsent => tablet::Condition::IfAbsent,
+        Condition::IfPresent => tablet::Condition::IfPresent,
+        Condition::IfEquals => tablet::Condition::IfEquals(o.expected),
+    };
+    WriteOp {
+        key: o.key,
+        value: (!o.delete).then_some(o.value),
+        ttl_ms: o.ttl_ms,
+        expire_at_us: o.expire_at_us,
+        condition,
+    }
+}
+
 fn ht_opt(v: u64) -> Option<HybridTime> {
     (v != 0).then_some(HybridTime(v))
 }
@@ -56,25 +72,25 @@ impl TabletService for Service {
         let req = request.into_inner();
         let t = match self.tablet(&req.tablet_id, req.propagated_ht) {
             Ok(t) => t,
-            Err(status) => return Ok(Response::new(WriteResponse { status, ht: 0 })),
+            Err(status) => {
+                return Ok(Response::new(WriteResponse {
+                    status,
+                    ht: 0,
+                    applied: false,
+                }))
+            }
         };
-        let ops = req
-            .ops
-            .into_iter()
-            .map(|o| WriteOp {
-                key: o.key,
-                value: (!o.delete).then_some(o.value),
-                ttl_ms: o.ttl_ms,
-            })
-            .collect();
+        let ops = req.ops.into_iter().map(write_op).collect();
         Ok(Response::new(match t.write(ops).await {
-            Ok(ht) => WriteResponse {
+            Ok(o) => WriteResponse {
                 status: None,
-                ht: ht.0,
+                ht: o.ht.0,
+                applied: o.applied,
             },
             Err(e) => WriteResponse {
                 status: tablet_status(&e),
                 ht: 0,
+                applied: false,
             },
         }))
     }

@@ -1,19 +1,42 @@
 //! The tablet's replicated state machine: applies [`WriteCmd`]s to MVCC storage.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use common::{Hlc, HybridTime};
 use consensus::StateMachineApp;
 use storage::{mvcc, Cf, KvEngine, StorageError, WriteBatch};
 
+/// A condition on the current value of a key, checked at apply time.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Condition {
+    #[default]
+    None,
+    IfAbsent,
+    IfPresent,
+    IfEquals(Vec<u8>),
+}
+
 /// One change of a write.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WriteOp {
     pub key: Vec<u8>,
     /// `None` deletes the key.
     pub value: Option<Vec<u8>>,
-    /// Milliseconds to live, `0` = forever.
+    /// Milliseconds to live from the commit time, `0` = forever.
     pub ttl_ms: u64,
+    /// Absolute expiry in µs since the epoch; overrides `ttl_ms` when non-zero.
+    pub expire_at_us: u64,
+    /// Apply the whole write only if every op's condition holds.
+    pub condition: Condition,
+}
+
+/// What a write did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteOutcome {
+    pub ht: HybridTime,
+    /// False when a condition failed and nothing was written.
+    pub applied: bool,
 }
 
 /// A log entry of a tablet: the proposer's stamp and the ops.
@@ -35,10 +58,24 @@ pub(crate) struct TabletApp {
     clock: Arc<Hlc>,
     /// Hybrid time of the last applied write; persisted with the applied state.
     last_ht: Mutex<HybridTime>,
+    /// Values written by entries of the current apply round that are still in the batch
+    /// (not yet in the engine): `key → (value or None if deleted, expiry µs)`. Conditions of
+    /// later entries in the round must see them. Cleared when the batch is written.
+    pending: Mutex<HashMap<Vec<u8>, (Option<Vec<u8>>, Option<u64>)>>,
 }
 
 pub(crate) fn decode_ht(raw: &[u8]) -> Option<HybridTime> {
-    Some(HybridTime(u64::from_be_bytes(raw.try_into().ok()?)))
+    Some(HybridTime(u64::from_be_bytes(
+        raw.get(..8)?.try_into().ok()?,
+    )))
+}
+
+/// Decode an apply reply: the commit time and whether the write was applied.
+pub(crate) fn decode_outcome(raw: &[u8]) -> Option<WriteOutcome> {
+    Some(WriteOutcome {
+        ht: decode_ht(raw)?,
+        applied: raw.get(8).is_none_or(|b| *b == 1),
+    })
 }
 
 impl TabletApp {
@@ -60,6 +97,7 @@ impl TabletApp {
             prefix,
             clock,
             last_ht: Mutex::new(last),
+            pending: Mutex::default(),
         })
     }
 
@@ -84,14 +122,52 @@ impl StateMachineApp for TabletApp {
         let ht = HybridTime(cmd.ht).max(last.next());
         *last = ht;
         self.clock.update(ht);
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut reply = ht.0.to_be_bytes().to_vec();
+        // Conditions first: all hold, or nothing is written.
+        for op in &cmd.ops {
+            if op.condition == Condition::None {
+                continue;
+            }
+            let current = match pending.get(&op.key) {
+                Some((v, exp)) => v.clone().filter(|_| exp.is_none_or(|e| e > ht.micros())),
+                None => match mvcc::get(self.engine.as_ref(), &self.prefix, &op.key, ht) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        // A storage failure is not deterministic; stop rather than diverge.
+                        tracing::error!(error = %e, "reading a condition's key failed");
+                        reply.push(0);
+                        return reply;
+                    }
+                },
+            };
+            let holds = match &op.condition {
+                Condition::None => true,
+                Condition::IfAbsent => current.is_none(),
+                Condition::IfPresent => current.is_some(),
+                Condition::IfEquals(expected) => current.as_deref() == Some(&expected[..]),
+            };
+            if !holds {
+                reply.push(0);
+                return reply;
+            }
+        }
         for op in &cmd.ops {
             match &op.value {
                 Some(v) => {
-                    let expire = (op.ttl_ms > 0)
-                        .then(|| ht.micros().saturating_add(op.ttl_ms.saturating_mul(1000)));
+                    let expire = if op.expire_at_us > 0 {
+                        Some(op.expire_at_us)
+                    } else {
+                        (op.ttl_ms > 0)
+                            .then(|| ht.micros().saturating_add(op.ttl_ms.saturating_mul(1000)))
+                    };
                     mvcc::put(batch, &self.prefix, &op.key, ht, v, expire);
+                    pending.insert(op.key.clone(), (Some(v.clone()), expire));
                 }
-                None => mvcc::delete(batch, &self.prefix, &op.key, ht),
+                None => {
+                    mvcc::delete(batch, &self.prefix, &op.key, ht);
+                    pending.insert(op.key.clone(), (None, None));
+                }
             }
         }
         batch.put(
@@ -99,7 +175,15 @@ impl StateMachineApp for TabletApp {
             Self::last_ht_key(&self.prefix),
             ht.0.to_be_bytes().to_vec(),
         );
-        ht.0.to_be_bytes().to_vec()
+        reply.push(1);
+        reply
+    }
+
+    fn applied(&self) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, StorageError> {

@@ -29,7 +29,7 @@ use storage::mvcc::{self, ScanRange};
 use storage::KvEngine;
 use tokio::sync::watch;
 
-pub use app::{WriteCmd, WriteOp};
+pub use app::{Condition, WriteCmd, WriteOp, WriteOutcome};
 pub use meta::{PeerMeta, TabletMeta};
 
 use app::TabletApp;
@@ -223,7 +223,7 @@ impl Tablet {
 
     /// Replicate `ops` as one atomic write; returns the hybrid time it committed at. Returns
     /// only once the entry is durable on a majority and applied here.
-    pub async fn write(&self, ops: Vec<WriteOp>) -> Result<HybridTime, TabletError> {
+    pub async fn write(&self, ops: Vec<WriteOp>) -> Result<WriteOutcome, TabletError> {
         let (leader, term) = {
             let m = self.metrics.borrow();
             (m.current_leader, m.current_term)
@@ -246,7 +246,7 @@ impl Tablet {
         };
         match rx.await {
             Ok(Ok(resp)) => {
-                app::decode_ht(&resp.data.0).ok_or_else(|| self.internal("bad apply reply"))
+                app::decode_outcome(&resp.data.0).ok_or_else(|| self.internal("bad apply reply"))
             }
             Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(self.not_leader(f.leader_id)),
             Ok(Err(e)) => Err(self.unavailable(e)),

@@ -49,7 +49,7 @@ fn put(k: &str, v: &str) -> WriteOp {
     WriteOp {
         key: k.into(),
         value: Some(v.into()),
-        ttl_ms: 0,
+        ..Default::default()
     }
 }
 
@@ -62,8 +62,12 @@ async fn write_read_restart() {
             .await
             .unwrap();
         wait_leader(&t).await;
-        let h1 = t.write(vec![put("a", "1")]).await.unwrap();
-        let h2 = t.write(vec![put("a", "2"), put("b", "x")]).await.unwrap();
+        let h1 = t.write(vec![put("a", "1")]).await.unwrap().ht;
+        let h2 = t
+            .write(vec![put("a", "2"), put("b", "x")])
+            .await
+            .unwrap()
+            .ht;
         assert!(h2 > h1);
         let (vals, _) = t
             .read(&[b"a".to_vec(), b"b".to_vec(), b"c".to_vec()], None)
@@ -75,10 +79,11 @@ async fn write_read_restart() {
         t.write(vec![WriteOp {
             key: "b".into(),
             value: None,
-            ttl_ms: 0,
+            ..Default::default()
         }])
         .await
         .unwrap();
+        conditional_writes(&t).await;
         t.shutdown().await;
         env.group_commit.shutdown();
     }
@@ -90,6 +95,58 @@ async fn write_read_restart() {
     let (vals, _) = t.read(&[b"a".to_vec(), b"b".to_vec()], None).await.unwrap();
     assert_eq!(vals, vec![Some(b"2".to_vec()), None]);
     let (rows, _) = t.scan(&Default::default(), 10, None).await.unwrap();
-    assert_eq!(rows, vec![(b"a".to_vec(), b"2".to_vec())]);
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0], (b"a".to_vec(), b"2".to_vec()));
     t.shutdown().await;
+}
+
+/// All conditions hold or nothing is written; compare-and-set increments lose nothing.
+async fn conditional_writes(t: &Arc<Tablet>) {
+    let absent = |k: &str, v: &str| WriteOp {
+        condition: tablet::Condition::IfAbsent,
+        ..put(k, v)
+    };
+    assert!(t.write(vec![absent("c", "1")]).await.unwrap().applied);
+    let o = t
+        .write(vec![absent("d", "1"), absent("c", "2")])
+        .await
+        .unwrap();
+    assert!(!o.applied, "c exists, so the batch fails");
+    let (vals, _) = t.read(&[b"c".to_vec(), b"d".to_vec()], None).await.unwrap();
+    assert_eq!(vals, vec![Some(b"1".to_vec()), None]);
+    let cas = WriteOp {
+        condition: tablet::Condition::IfEquals(b"1".to_vec()),
+        ..put("c", "3")
+    };
+    assert!(t.write(vec![cas.clone()]).await.unwrap().applied);
+    assert!(
+        !t.write(vec![cas]).await.unwrap().applied,
+        "the value is 3 now"
+    );
+    let incr = |t: Arc<Tablet>| async move {
+        for _ in 0..20 {
+            loop {
+                let (v, _) = t.read(&[b"n".to_vec()], None).await.unwrap();
+                let cur = v[0].clone();
+                let n: u64 = cur
+                    .as_deref()
+                    .map(|b| std::str::from_utf8(b).unwrap().parse().unwrap())
+                    .unwrap_or(0);
+                let condition = match cur {
+                    Some(c) => tablet::Condition::IfEquals(c),
+                    None => tablet::Condition::IfAbsent,
+                };
+                let op = WriteOp {
+                    condition,
+                    ..put("n", &(n + 1).to_string())
+                };
+                if t.write(vec![op]).await.unwrap().applied {
+                    break;
+                }
+            }
+        }
+    };
+    tokio::join!(incr(t.clone()), incr(t.clone()), incr(t.clone()));
+    let (v, _) = t.read(&[b"n".to_vec()], None).await.unwrap();
+    assert_eq!(v[0].as_deref(), Some(&b"60"[..]));
 }
