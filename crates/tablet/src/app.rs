@@ -52,6 +52,9 @@ struct Snapshot {
     rows: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+/// A value written earlier in the current apply round: (value or `None` if deleted, expiry µs).
+type PendingValue = (Option<Vec<u8>>, Option<u64>);
+
 pub(crate) struct TabletApp {
     engine: Arc<dyn KvEngine>,
     prefix: [u8; 16],
@@ -61,7 +64,7 @@ pub(crate) struct TabletApp {
     /// Values written by entries of the current apply round that are still in the batch
     /// (not yet in the engine): `key → (value or None if deleted, expiry µs)`. Conditions of
     /// later entries in the round must see them. Cleared when the batch is written.
-    pending: Mutex<HashMap<Vec<u8>, (Option<Vec<u8>>, Option<u64>)>>,
+    pending: Mutex<HashMap<Vec<u8>, PendingValue>>,
 }
 
 pub(crate) fn decode_ht(raw: &[u8]) -> Option<HybridTime> {
