@@ -311,10 +311,15 @@ pub async fn run_dbserver(
             until(shutdown.clone()),
         )));
     }
+    tasks.push(tokio::spawn(bedis::serve(
+        l.redis,
+        server.local_client(),
+        8,
+        until(shutdown.clone()),
+    )));
     for (listener, proto) in [
         (l.pgsql, dbserver::Protocol::Postgres),
         (l.cql, dbserver::Protocol::Cql),
-        (l.redis, dbserver::Protocol::Redis),
     ] {
         tasks.push(tokio::spawn(dbserver::serve_placeholder(
             listener,

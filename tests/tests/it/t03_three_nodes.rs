@@ -107,6 +107,24 @@ async fn rf3_survives_dbserver_and_mserver_loss() {
     write_range(&c, &table, 0..10_000).await;
     println!("8b: wrote 10,000 keys with RF=3 in {:?}", t0.elapsed());
 
+    // BEDIS on an RF=3 cluster: writes through one node, read back through another after it dies.
+    let redis0 = cluster.db_addrs[0].redis.clone();
+    let mut bedis_ok = false;
+    for _ in 0..100 {
+        if crate::t04_bedis::redis_cli(&redis0, "SET ready 1\n") == ["OK"] {
+            bedis_ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(bedis_ok, "BEDIS on dbserver0\n{}", cluster.logs());
+    let script: String = (0..200)
+        .map(|i| format!("SET bedis{i} value{i}\n"))
+        .collect();
+    assert!(crate::t04_bedis::redis_cli(&redis0, &script)
+        .iter()
+        .all(|l| l == "OK"));
+
     // Pick the victim: a dbserver leading at least one tablet; and a key in such a tablet.
     let victim_addr = leaders_per_server.keys().next().unwrap().clone();
     let victim = cluster
@@ -145,6 +163,19 @@ async fn rf3_survives_dbserver_and_mserver_loss() {
         c.get(&table, probe.as_bytes()).await.unwrap().as_deref(),
         Some(&b"after"[..])
     );
+
+    // Everything written through the dead node's BEDIS is readable through the others'.
+    let other = cluster
+        .db_addrs
+        .iter()
+        .enumerate()
+        .find(|(i, _)| *i != victim && *i != 0)
+        .map(|(_, a)| a.redis.clone())
+        .unwrap_or_else(|| cluster.db_addrs[(victim + 1) % 3].redis.clone());
+    let script: String = (0..200).map(|i| format!("GET bedis{i}\n")).collect();
+    let got = crate::t04_bedis::redis_cli(&other, &script);
+    let want: Vec<String> = (0..200).map(|i| format!("\"value{i}\"")).collect();
+    assert_eq!(got, want, "BEDIS data after losing a node");
 
     // Restarted, it catches up with the leaders.
     cluster.dbservers[victim].start();

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# BEDIS vs Redis, side by side in one run: Debian's redis-server (persistence off) and a
+# one-node AiSQL (`aisql start`, RF=1, every write fsynced) on the same machine.
+# For each of SET GET INCR (and LPUSH HSET ZADD once BEDIS has them) it runs
+#   redis-benchmark -c 50 -n $N -r 100000 -t <cmd>      and the same with -P 16
+# against both and prints ops/s and the ratio BEDIS/Redis.
+# Usage: bench/bedis.sh [N=200000]   (needs redis-server and redis-benchmark: apt-get install redis)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-200000}
+TESTS=${TESTS:-set,get,incr,lpush,hset,zadd}
+cargo build --release --bin aisql >/dev/null
+BIN=${CARGO_TARGET_DIR:-target}/release/aisql
+work=$(mktemp -d)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+RP=$(free_port); BP=$(free_port)
+redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no --daemonize no --logfile "$work/redis.log" &
+RPID=$!
+"$BIN" start --base_dir "$work/aisql" --bind_ip 127.0.0.1 \
+  --mserver_rpc_port "$(free_port)" --mserver_webserver_port "$(free_port)" \
+  --dbserver_rpc_port "$(free_port)" --dbserver_webserver_port "$(free_port)" \
+  --pgsql_proxy_bind_address "127.0.0.1:$(free_port)" --cql_proxy_bind_address "127.0.0.1:$(free_port)" \
+  --redis_proxy_bind_address "127.0.0.1:$BP" --pgsql_proxy_webserver_port "$(free_port)" \
+  --cql_proxy_webserver_port "$(free_port)" --redis_proxy_webserver_port "$(free_port)" >"$work/aisql.log" 2>&1 &
+APID=$!
+trap 'kill $RPID $APID 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+for i in $(seq 100); do redis-cli -p "$BP" set warmup 1 >/dev/null 2>&1 && break; sleep 0.2; done
+rate() { # port test pipeline -> ops/s
+  redis-benchmark -p "$1" -c 50 -n "$N" -r 100000 -t "$2" -P "$3" -q 2>/dev/null | tr '\r' '\n' | grep -i "requests per second" | tail -1 | sed -E 's/.*: ([0-9.]+) requests per second.*/\1/'
+}
+printf "%-8s %-4s %14s %14s %8s\n" test P redis_ops/s bedis_ops/s ratio
+for t in ${TESTS//,/ }; do
+  for p in 1 16; do
+    r=$(rate "$RP" "$t" "$p"); b=$(rate "$BP" "$t" "$p")
+    if [ -n "$r" ] && [ -n "$b" ]; then
+      printf "%-8s %-4s %14s %14s %8.2f\n" "$t" "$p" "$r" "$b" "$(echo "$b / $r" | bc -l)"
+    else
+      printf "%-8s %-4s %14s %14s %8s\n" "$t" "$p" "${r:--}" "${b:-unsupported}" "-"
+    fi
+  done
+done

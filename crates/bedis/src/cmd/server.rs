@@ -1,0 +1,232 @@
+//! Connection and server commands: PING ECHO QUIT SELECT HELLO AUTH RESET CLIENT (ID SETNAME
+//! GETNAME SETINFO LIST INFO) COMMAND (COUNT DOCS INFO) CONFIG (GET SET RESETSTAT) INFO TIME.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock};
+
+use super::{err, parse_i64, Reply, Session, COMMANDS};
+use crate::db::DATABASES;
+use crate::frame::Frame;
+
+/// The Redis version BEDIS reports (the command set it follows).
+pub const REDIS_VERSION: &str = "7.0.15";
+
+/// CONFIG values: accepted and reported, most change nothing in BEDIS.
+fn config() -> &'static Mutex<BTreeMap<String, String>> {
+    static CONFIG: OnceLock<Mutex<BTreeMap<String, String>>> = OnceLock::new();
+    CONFIG.get_or_init(|| {
+        let pairs = [
+            ("appendonly", "yes"),
+            ("save", ""),
+            ("databases", "16"),
+            ("maxmemory", "0"),
+            ("maxmemory-policy", "noeviction"),
+            ("timeout", "0"),
+            ("tcp-keepalive", "300"),
+            ("proto-max-bulk-len", "536870912"),
+            ("maxclients", "10000"),
+            ("hash-max-listpack-entries", "128"),
+            ("hash-max-listpack-value", "64"),
+            ("hash-max-ziplist-entries", "128"),
+            ("hash-max-ziplist-value", "64"),
+            ("list-max-listpack-size", "-2"),
+            ("list-max-ziplist-size", "-2"),
+            ("list-compress-depth", "0"),
+            ("set-max-intset-entries", "512"),
+            ("set-max-listpack-entries", "128"),
+            ("zset-max-listpack-entries", "128"),
+            ("zset-max-listpack-value", "64"),
+            ("zset-max-ziplist-entries", "128"),
+            ("zset-max-ziplist-value", "64"),
+            ("lazyfree-lazy-user-del", "no"),
+            ("lazyfree-lazy-user-flush", "no"),
+            ("notify-keyspace-events", ""),
+            ("slowlog-log-slower-than", "10000"),
+            ("latency-tracking", "no"),
+            ("appendfsync", "always"),
+            ("requirepass", ""),
+            ("port", "6879"),
+        ];
+        Mutex::new(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    })
+}
+
+pub(super) async fn run(s: &mut Session, name: &str, a: &[Vec<u8>]) -> Reply {
+    let up = |i: usize| {
+        a.get(i)
+            .map(|x| String::from_utf8_lossy(x).to_ascii_uppercase())
+            .unwrap_or_default()
+    };
+    match name {
+        "ping" => match a.len() {
+            0 => Frame::Simple("PONG".into()),
+            1 => Frame::bulk(a[0].clone()),
+            _ => err::arity("ping"),
+        },
+        "echo" => Frame::bulk(a[0].clone()),
+        "quit" => {
+            s.quit = true;
+            Frame::ok()
+        }
+        "reset" => {
+            s.db = 0;
+            s.proto = 2;
+            s.name = None;
+            Frame::Simple("RESET".into())
+        }
+        "select" => match parse_i64(&a[0]) {
+            Some(n) if (0..DATABASES as i64).contains(&n) => {
+                s.db = n as usize;
+                Frame::ok()
+            }
+            Some(_) => Frame::err("ERR DB index is out of range"),
+            None => err::not_int(),
+        },
+        "auth" => Frame::err(
+            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+        ),
+        "hello" => hello(s, a),
+        "time" => {
+            let us = super::now_us();
+            Frame::Array(vec![Frame::bulk((us / 1_000_000).to_string()), Frame::bulk((us % 1_000_000).to_string())])
+        }
+        "client" => match up(0).as_str() {
+            "ID" => Frame::Integer(s.id as i64),
+            "SETNAME" if a.len() == 2 => {
+                if a[1].iter().any(|&b| b <= b' ' || b > b'~') {
+                    return Frame::err("ERR Client names cannot contain spaces, newlines or special characters.");
+                }
+                s.name = (!a[1].is_empty()).then(|| a[1].clone());
+                Frame::ok()
+            }
+            "GETNAME" => s.name.clone().map(Frame::bulk).unwrap_or(Frame::Null),
+            "SETINFO" if a.len() == 3 => {
+                match up(1).as_str() {
+                    "LIB-NAME" => s.lib_name = Some(a[2].clone()),
+                    "LIB-VER" => s.lib_ver = Some(a[2].clone()),
+                    _ => return Frame::err(format!("ERR Unrecognized option '{}'", String::from_utf8_lossy(&a[1]))),
+                }
+                Frame::ok()
+            }
+            "LIST" | "INFO" => Frame::bulk(format!(
+                "id={} addr={} laddr= fd=0 name={} age=0 idle=0 flags=N db={} sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=client|list user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
+                s.id,
+                s.addr,
+                String::from_utf8_lossy(s.name.as_deref().unwrap_or_default()),
+                s.db,
+                s.proto,
+                String::from_utf8_lossy(s.lib_name.as_deref().unwrap_or_default()),
+                String::from_utf8_lossy(s.lib_ver.as_deref().unwrap_or_default()),
+            )),
+            "SETNAME" | "SETINFO" => err::arity("client"),
+            other => Frame::err(format!("ERR unknown subcommand '{}'. Try CLIENT HELP.", other.to_ascii_lowercase())),
+        },
+        "command" => match up(0).as_str() {
+            "" => Frame::Array(COMMANDS.iter().map(|(n, ar)| command_info(n, *ar)).collect()),
+            "COUNT" => Frame::Integer(COMMANDS.len() as i64),
+            "DOCS" => Frame::Map(Vec::new()),
+            "INFO" => Frame::Array(
+                a[1..]
+                    .iter()
+                    .map(|n| {
+                        let n = String::from_utf8_lossy(n).to_ascii_lowercase();
+                        COMMANDS.iter().find(|(c, _)| *c == n).map(|(c, ar)| command_info(c, *ar)).unwrap_or(Frame::NullArray)
+                    })
+                    .collect(),
+            ),
+            other => Frame::err(format!("ERR unknown subcommand '{}'. Try COMMAND HELP.", other.to_ascii_lowercase())),
+        },
+        "config" => match up(0).as_str() {
+            "GET" if a.len() >= 2 => {
+                let cfg = config().lock().unwrap_or_else(|e| e.into_inner());
+                let mut out = Vec::new();
+                for pat in &a[1..] {
+                    for (k, v) in cfg.iter() {
+                        if super::keys::glob_match(&pat.to_ascii_lowercase(), k.as_bytes()) && !out.iter().any(|(kk, _): &(Frame, Frame)| *kk == Frame::bulk(k.clone())) {
+                            out.push((Frame::bulk(k.clone()), Frame::bulk(v.clone())));
+                        }
+                    }
+                }
+                Frame::Map(out)
+            }
+            "SET" if a.len() >= 3 && a.len() % 2 == 1 => {
+                let mut cfg = config().lock().unwrap_or_else(|e| e.into_inner());
+                for kv in a[1..].chunks(2) {
+                    cfg.insert(String::from_utf8_lossy(&kv[0]).to_ascii_lowercase(), String::from_utf8_lossy(&kv[1]).into_owned());
+                }
+                Frame::ok()
+            }
+            "RESETSTAT" | "REWRITE" => Frame::ok(),
+            "GET" | "SET" => err::arity("config"),
+            other => Frame::err(format!("ERR unknown subcommand '{}'. Try CONFIG HELP.", other.to_ascii_lowercase())),
+        },
+        "info" => Frame::bulk(info(s)),
+        _ => Frame::err(format!("ERR unknown command '{name}'")),
+    }
+}
+
+fn command_info(name: &str, arity: i32) -> Frame {
+    Frame::Array(vec![
+        Frame::bulk(name),
+        Frame::Integer(arity as i64),
+        Frame::Array(vec![]),
+        Frame::Integer(if arity.abs() >= 2 { 1 } else { 0 }),
+        Frame::Integer(if arity.abs() >= 2 { 1 } else { 0 }),
+        Frame::Integer(if arity.abs() >= 2 { 1 } else { 0 }),
+    ])
+}
+
+/// HELLO [protover [AUTH username password] [SETNAME clientname]]
+fn hello(s: &mut Session, a: &[Vec<u8>]) -> Reply {
+    let mut proto = s.proto;
+    let mut i = 0;
+    if let Some(v) = a.first() {
+        match parse_i64(v) {
+            Some(p @ 2..=3) => proto = p as u8,
+            Some(_) => return Frame::err("NOPROTO unsupported protocol version"),
+            None => return Frame::err("ERR Protocol version is not an integer or out of range"),
+        }
+        i = 1;
+    }
+    while i < a.len() {
+        let opt = String::from_utf8_lossy(&a[i]).to_ascii_uppercase();
+        match opt.as_str() {
+            "AUTH" if i + 2 < a.len() => i += 3,
+            "SETNAME" if i + 1 < a.len() => {
+                s.name = Some(a[i + 1].clone());
+                i += 2;
+            }
+            _ => {
+                return Frame::err(format!(
+                    "ERR Syntax error in HELLO option '{}'",
+                    String::from_utf8_lossy(&a[i])
+                ))
+            }
+        }
+    }
+    s.proto = proto;
+    Frame::Map(vec![
+        (Frame::bulk("server"), Frame::bulk("redis")),
+        (Frame::bulk("version"), Frame::bulk(REDIS_VERSION)),
+        (Frame::bulk("proto"), Frame::Integer(proto as i64)),
+        (Frame::bulk("id"), Frame::Integer(s.id as i64)),
+        (Frame::bulk("mode"), Frame::bulk("standalone")),
+        (Frame::bulk("role"), Frame::bulk("master")),
+        (Frame::bulk("modules"), Frame::Array(vec![])),
+    ])
+}
+
+fn info(s: &Session) -> String {
+    format!(
+        "# Server\r\nredis_version:{REDIS_VERSION}\r\nredis_mode:standalone\r\naisql_version:{}\r\nos:{}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:6879\r\n\r\n# Clients\r\nconnected_clients:1\r\n\r\n# Persistence\r\nloading:0\r\naof_enabled:1\r\n\r\n# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n# Keyspace\r\n# current db: db{}\r\n",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS,
+        std::process::id(),
+        s.db
+    )
+}

@@ -1,0 +1,46 @@
+//! `bedis` — BEDIS, AiSQL's Redis-compatible API (RESP2 and RESP3, port 6879). A protocol
+//! layer only: [`frame`] parses and encodes RESP, [`connection`] runs a client connection,
+//! `cmd` implements the commands, and [`db`] maps Redis data onto AiSQL tables through the
+//! client library, so every write is Raft-replicated and durable before it is answered.
+
+pub mod cmd;
+pub mod connection;
+pub mod db;
+pub mod frame;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+/// Most connections served at once; more wait for a slot.
+pub const MAX_CONNECTIONS: usize = 10_000;
+
+/// Serve BEDIS on `listener` until `shutdown` resolves. `num_tablets` is the tablet count of
+/// the per-database tables created on first use.
+pub async fn serve(
+    listener: TcpListener,
+    client: client::Client,
+    num_tablets: u32,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let dbs = Arc::new(db::Dbs::new(client, num_tablets));
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => {
+                let Ok((sock, _)) = accepted else { continue };
+                let Ok(permit) = slots.clone().acquire_owned().await else { return Ok(()) };
+                let dbs = dbs.clone();
+                tokio::spawn(async move {
+                    connection::handle(sock, dbs).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+}
