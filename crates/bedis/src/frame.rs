@@ -309,7 +309,7 @@ mod tests {
                 b"c d".to_vec()
             ]
         );
-        assert_eq!(n, 22);
+        assert_eq!(n, 21);
     }
 
     #[test]
