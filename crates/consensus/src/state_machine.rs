@@ -1,9 +1,13 @@
 //! [`StateMachine`]: adapts a [`StateMachineApp`] (a tablet, the catalog) to openraft.
 //!
-//! The adapter owns the *applied state* — the last applied log id and the last membership —
-//! and writes it (`Cf::RaftMeta`, `group prefix ‖ "applied"`) in the same atomic batch as the
-//! app's own changes for those entries. After a crash the app's data and the applied state
-//! therefore agree, and openraft re-applies the log from there.
+//! The adapter owns the *applied state* — the last applied log id and the last membership.
+//! It is checkpointed (`Cf::RaftMeta`, `group prefix ‖ "applied"`, together with the app's own
+//! [`StateMachineApp::checkpoint`]) every [`CHECKPOINT_ENTRIES`] entries, on membership
+//! changes and on snapshot installs — not on every apply, which would cost two extra writes per
+//! request. After a crash openraft re-applies the log from the checkpoint, so apps must make
+//! re-applying an entry idempotent: given the checkpointed state, the same entries must produce
+//! the same writes (the tablet derives hybrid times from the log and checkpoint only, and
+//! evaluates conditions as of just before the entry's own time).
 //!
 //! Snapshots are the app's full state ([`StateMachineApp::snapshot`]) plus the applied state;
 //! they are built on demand and kept in memory (the data they copy is on disk already).
@@ -28,6 +32,9 @@ pub trait StateMachineApp: Send + Sync + 'static {
     fn apply(&self, index: u64, payload: &[u8], batch: &mut WriteBatch) -> Vec<u8>;
     /// Called after a batch from [`StateMachineApp::apply`] has been written.
     fn applied(&self) {}
+    /// Add the app's own checkpoint (state that must match the applied index) to `batch`,
+    /// which also carries the adapter's applied state.
+    fn checkpoint(&self, _batch: &mut WriteBatch) {}
     /// The app's full state, for a snapshot.
     fn snapshot(&self) -> Result<Vec<u8>, KvError>;
     /// Replace the app's full state with a snapshot's. Every change, deletions of the old
@@ -59,7 +66,12 @@ pub struct StateMachine {
     /// clone of this state machine while entries keep being applied, and a snapshot's rows
     /// must be exactly those of the applied index it names.
     apply_lock: Arc<std::sync::Mutex<()>>,
+    /// Entries applied since the applied state was last checkpointed.
+    since_checkpoint: u64,
 }
+
+/// Checkpoint the applied state at least this often (in entries).
+pub const CHECKPOINT_ENTRIES: u64 = 512;
 
 fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError<NodeId> {
     storage_err(ErrorSubject::StateMachine, verb, e)
@@ -87,6 +99,7 @@ impl StateMachine {
             applied,
             current: None,
             apply_lock: Arc::default(),
+            since_checkpoint: 0,
         })
     }
 
@@ -96,9 +109,18 @@ impl StateMachine {
         k
     }
 
-    fn write_with_applied(&self, mut batch: WriteBatch) -> Result<(), StorageError<NodeId>> {
-        let raw = bincode::serialize(&self.applied).map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        batch.put(Cf::RaftMeta, Self::applied_key(&self.prefix), raw);
+    /// Write `batch`, with a checkpoint of the applied state if one is due (or `force`).
+    fn write_with_applied(
+        &mut self,
+        mut batch: WriteBatch,
+        force: bool,
+    ) -> Result<(), StorageError<NodeId>> {
+        if force || self.since_checkpoint >= CHECKPOINT_ENTRIES {
+            let raw = bincode::serialize(&self.applied).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            batch.put(Cf::RaftMeta, Self::applied_key(&self.prefix), raw);
+            self.app.checkpoint(&mut batch);
+            self.since_checkpoint = 0;
+        }
         self.engine
             .write(batch)
             .map_err(|e| sm_err(ErrorVerb::Write, e))?;
@@ -171,8 +193,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let _consistent = lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut batch = WriteBatch::new();
         let mut replies = Vec::new();
+        let mut membership_changed = false;
         for entry in entries {
             self.applied.last_applied = Some(entry.log_id);
+            self.since_checkpoint += 1;
             match entry.payload {
                 EntryPayload::Blank => replies.push(Payload::default()),
                 EntryPayload::Normal(p) => {
@@ -184,11 +208,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
                 EntryPayload::Membership(m) => {
                     self.applied.membership = StoredMembership::new(Some(entry.log_id), m);
+                    membership_changed = true;
                     replies.push(Payload::default());
                 }
             }
         }
-        self.write_with_applied(batch)?;
+        self.write_with_applied(batch, membership_changed)?;
         Ok(replies)
     }
 
@@ -225,7 +250,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
         };
-        self.write_with_applied(batch)?;
+        self.write_with_applied(batch, true)?;
         self.current = Some((meta.clone(), data));
         Ok(())
     }

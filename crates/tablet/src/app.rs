@@ -132,9 +132,16 @@ impl StateMachineApp for TabletApp {
             if op.condition == Condition::None {
                 continue;
             }
+            // As of just before this entry: on a replay after a crash, versions this entry
+            // (or later ones) already wrote must not change the verdict.
             let current = match pending.get(&op.key) {
                 Some((v, exp)) => v.clone().filter(|_| exp.is_none_or(|e| e > ht.micros())),
-                None => match mvcc::get(self.engine.as_ref(), &self.prefix, &op.key, ht) {
+                None => match mvcc::get(
+                    self.engine.as_ref(),
+                    &self.prefix,
+                    &op.key,
+                    HybridTime(ht.0 - 1),
+                ) {
                     Ok(v) => v,
                     Err(e) => {
                         // A storage failure is not deterministic; stop rather than diverge.
@@ -173,11 +180,6 @@ impl StateMachineApp for TabletApp {
                 }
             }
         }
-        batch.put(
-            Cf::RaftMeta,
-            Self::last_ht_key(&self.prefix),
-            ht.0.to_be_bytes().to_vec(),
-        );
         reply.push(1);
         reply
     }
@@ -190,7 +192,15 @@ impl StateMachineApp for TabletApp {
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, StorageError> {
-        let last_ht = self.last_ht.lock().unwrap_or_else(|e| e.into_inner()).0;
+        // The checkpointed time, which matches the checkpointed applied index the snapshot
+        // claims; rows written after it are re-applied identically by the receiver.
+        let last_ht = match self
+            .engine
+            .get(Cf::RaftMeta, &Self::last_ht_key(&self.prefix))?
+        {
+            Some(raw) => decode_ht(&raw).map(|h| h.0).unwrap_or(0),
+            None => 0,
+        };
         let rows = mvcc::export(self.engine.as_ref(), &self.prefix)?;
         bincode::serialize(&Snapshot { last_ht, rows }).map_err(|e| StorageError::Io(e.to_string()))
     }

@@ -94,6 +94,12 @@ async fn write_read_restart() {
     wait_leader(&t).await;
     let (vals, _) = t.read(&[b"a".to_vec(), b"b".to_vec()], None).await.unwrap();
     assert_eq!(vals, vec![Some(b"2".to_vec()), None]);
+    // Conditional writes replayed from the log (no checkpoint was due) decide as they did.
+    let (vals, _) = t
+        .read(&[b"c".to_vec(), b"n".to_vec(), b"d".to_vec()], None)
+        .await
+        .unwrap();
+    assert_eq!(vals, vec![Some(b"3".to_vec()), Some(b"60".to_vec()), None]);
     let (rows, _) = t.scan(&Default::default(), 10, None).await.unwrap();
     assert_eq!(rows.len(), 3);
     assert_eq!(rows[0], (b"a".to_vec(), b"2".to_vec()));

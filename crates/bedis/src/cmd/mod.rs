@@ -155,6 +155,49 @@ pub const COMMANDS: &[(&str, i32)] = &[
     ("unlink", -2),
 ];
 
+/// Commands that read or write only the key in their first argument and leave the session
+/// alone: consecutive ones on distinct keys may run concurrently (see `connection`).
+const SINGLE_KEY: &[&str] = &[
+    "append",
+    "decr",
+    "decrby",
+    "expire",
+    "expireat",
+    "expiretime",
+    "get",
+    "getdel",
+    "getex",
+    "getrange",
+    "getset",
+    "incr",
+    "incrby",
+    "incrbyfloat",
+    "persist",
+    "pexpire",
+    "pexpireat",
+    "pexpiretime",
+    "psetex",
+    "pttl",
+    "set",
+    "setex",
+    "setnx",
+    "setrange",
+    "strlen",
+    "substr",
+    "ttl",
+    "type",
+];
+
+/// The key of `args` if it is a single-key command (see [`SINGLE_KEY`]).
+pub fn single_key(args: &[Vec<u8>]) -> Option<&[u8]> {
+    let name = args.first()?;
+    let key = args.get(1)?;
+    SINGLE_KEY
+        .iter()
+        .any(|c| name.eq_ignore_ascii_case(c.as_bytes()))
+        .then_some(key.as_slice())
+}
+
 /// Run one command.
 pub async fn dispatch(s: &mut Session, dbs: &Dbs, args: Vec<Vec<u8>>) -> Reply {
     let Some(first) = args.first() else {

@@ -355,6 +355,13 @@ async fn set(dbs: &Dbs, db: usize, a: &[Vec<u8>]) -> Result<Reply, Reply> {
         i += 1;
     }
     let value = a[1].clone();
+    if !(nx || xx || get || keepttl) {
+        // A plain SET overwrites whatever is there: no need to read it first.
+        dbs.put(db, &a[0], Kind::String, &value, expire)
+            .await
+            .map_err(err::backend)?;
+        return Ok(Frame::ok());
+    }
     let (done, old) = dbs
         .update(db, &a[0], |cur| {
             if get {
