@@ -177,7 +177,16 @@ impl Mserver {
             .map_err(|e| MserverError::Start(e.to_string()))?;
         let listener = tokio::net::TcpListener::from_std(listener)
             .map_err(|e| MserverError::Start(e.to_string()))?;
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // tonic's own tcp_nodelay applies only to listeners it binds; without it replies wait
+        // for delayed ACKs (40 ms).
+        let incoming = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            |s| {
+                s.inspect(|s| {
+                    let _ = s.set_nodelay(true);
+                })
+            },
+        );
         let svc = rpc::mserver::mserver_service_server::MserverServiceServer::new(
             service::Service(self.clone()),
         )

@@ -39,11 +39,13 @@ pub struct WriteOutcome {
     pub applied: bool,
 }
 
-/// A log entry of a tablet: the proposer's stamp and the ops.
+/// A log entry of a tablet: the proposer's stamp and one or more independent writes, as
+/// queued by concurrent callers. Each write is applied atomically on its own (its own
+/// conditions, its own hybrid time: `max(stamp, previous + 1)`), in order.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct WriteCmd {
     pub ht: u64,
-    pub ops: Vec<WriteOp>,
+    pub writes: Vec<Vec<WriteOp>>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -73,12 +75,16 @@ pub(crate) fn decode_ht(raw: &[u8]) -> Option<HybridTime> {
     )))
 }
 
-/// Decode an apply reply: the commit time and whether the write was applied.
-pub(crate) fn decode_outcome(raw: &[u8]) -> Option<WriteOutcome> {
-    Some(WriteOutcome {
-        ht: decode_ht(raw)?,
-        applied: raw.get(8).is_none_or(|b| *b == 1),
-    })
+/// Decode an apply reply: per write, the commit time and whether it was applied.
+pub(crate) fn decode_outcomes(raw: &[u8]) -> Vec<WriteOutcome> {
+    raw.chunks_exact(9)
+        .filter_map(|c| {
+            Some(WriteOutcome {
+                ht: decode_ht(c)?,
+                applied: c[8] == 1,
+            })
+        })
+        .collect()
 }
 
 impl TabletApp {
@@ -109,31 +115,21 @@ impl TabletApp {
         k.extend_from_slice(b"last_ht");
         k
     }
-}
 
-impl StateMachineApp for TabletApp {
-    fn apply(&self, _index: u64, payload: &[u8], batch: &mut WriteBatch) -> Vec<u8> {
-        let cmd: WriteCmd = match bincode::deserialize(payload) {
-            Ok(c) => c,
-            Err(e) => {
-                // Deterministic on every replica: the entry is skipped everywhere.
-                tracing::error!(error = %e, "undecodable tablet log entry skipped");
-                return Vec::new();
-            }
-        };
-        let mut last = self.last_ht.lock().unwrap_or_else(|e| e.into_inner());
-        let ht = HybridTime(cmd.ht).max(last.next());
-        *last = ht;
-        self.clock.update(ht);
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let mut reply = ht.0.to_be_bytes().to_vec();
-        // Conditions first: all hold, or nothing is written.
-        for op in &cmd.ops {
+    /// Apply one write at `ht`: all its conditions hold and every op is written, or nothing.
+    fn apply_one(
+        &self,
+        ht: HybridTime,
+        ops: &[WriteOp],
+        batch: &mut WriteBatch,
+        pending: &mut HashMap<Vec<u8>, PendingValue>,
+    ) -> bool {
+        for op in ops {
             if op.condition == Condition::None {
                 continue;
             }
-            // As of just before this entry: on a replay after a crash, versions this entry
-            // (or later ones) already wrote must not change the verdict.
+            // As of just before this write: on a replay after a crash, versions this write
+            // (or later ones) already stored must not change the verdict.
             let current = match pending.get(&op.key) {
                 Some((v, exp)) => v.clone().filter(|_| exp.is_none_or(|e| e > ht.micros())),
                 None => match mvcc::get(
@@ -144,10 +140,8 @@ impl StateMachineApp for TabletApp {
                 ) {
                     Ok(v) => v,
                     Err(e) => {
-                        // A storage failure is not deterministic; stop rather than diverge.
                         tracing::error!(error = %e, "reading a condition's key failed");
-                        reply.push(0);
-                        return reply;
+                        return false;
                     }
                 },
             };
@@ -158,11 +152,10 @@ impl StateMachineApp for TabletApp {
                 Condition::IfEquals(expected) => current.as_deref() == Some(&expected[..]),
             };
             if !holds {
-                reply.push(0);
-                return reply;
+                return false;
             }
         }
-        for op in &cmd.ops {
+        for op in ops {
             match &op.value {
                 Some(v) => {
                     let expire = if op.expire_at_us > 0 {
@@ -180,7 +173,30 @@ impl StateMachineApp for TabletApp {
                 }
             }
         }
-        reply.push(1);
+        true
+    }
+}
+
+impl StateMachineApp for TabletApp {
+    fn apply(&self, _index: u64, payload: &[u8], batch: &mut WriteBatch) -> Vec<u8> {
+        let cmd: WriteCmd = match bincode::deserialize(payload) {
+            Ok(c) => c,
+            Err(e) => {
+                // Deterministic on every replica: the entry is skipped everywhere.
+                tracing::error!(error = %e, "undecodable tablet log entry skipped");
+                return Vec::new();
+            }
+        };
+        let mut last = self.last_ht.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut reply = Vec::with_capacity(9 * cmd.writes.len());
+        for ops in &cmd.writes {
+            let ht = HybridTime(cmd.ht).max(last.next());
+            *last = ht;
+            self.clock.update(ht);
+            reply.extend_from_slice(&ht.0.to_be_bytes());
+            reply.push(self.apply_one(ht, ops, batch, &mut pending) as u8);
+        }
         reply
     }
 

@@ -68,6 +68,144 @@ impl TabletError {
     }
 }
 
+/// A write waiting to be proposed.
+struct Queued {
+    ops: Vec<WriteOp>,
+    tx: tokio::sync::oneshot::Sender<Result<WriteOutcome, TabletError>>,
+}
+
+/// Raft entries of one tablet in flight at once. One measured best (RF=1: 93k writes/s vs 76k
+/// with four; RF=3 likewise): the queue behind it is what makes batches big.
+const MAX_ENTRIES_IN_FLIGHT: usize = 1;
+
+/// Most writes folded into one Raft entry.
+const MAX_WRITES_PER_ENTRY: usize = 512;
+
+/// The proposer of one tablet: folds every write queued since the last proposal into one Raft
+/// entry (one log append, one replication message, one apply), so per-write cost falls as load
+/// rises, and keeps several entries in flight. Proposing from one task also makes stamps follow
+/// log order. Ends when the tablet is dropped.
+async fn proposer(
+    tablet: String,
+    raft: Raft,
+    clock: Arc<Hlc>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Queued>,
+) {
+    let fail = |e: String| TabletError::Unavailable {
+        tablet: tablet.clone(),
+        detail: e,
+    };
+    // At most this many entries in flight: while they are, new writes queue up and go out
+    // together in the next entry.
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_ENTRIES_IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let mut waiting = vec![first];
+        while waiting.len() < MAX_WRITES_PER_ENTRY {
+            match rx.try_recv() {
+                Ok(q) => waiting.push(q),
+                Err(_) => break,
+            }
+        }
+        let (writes, senders): (Vec<_>, Vec<_>) =
+            waiting.into_iter().map(|q| (q.ops, q.tx)).unzip();
+        let cmd = WriteCmd {
+            ht: clock.now().0,
+            writes,
+        };
+        let answer = match bincode::serialize(&cmd) {
+            Ok(payload) => raft
+                .client_write_ff(Payload(payload))
+                .await
+                .map_err(|e| fail(e.to_string())),
+            Err(e) => Err(fail(e.to_string())),
+        };
+        let answer = match answer {
+            Ok(a) => a,
+            Err(e) => {
+                for s in senders {
+                    let _ = s.send(Err(fail(e.to_string())));
+                }
+                continue;
+            }
+        };
+        let tablet = tablet.clone();
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let answer = answer.await;
+            drop(permit);
+            let result = match answer {
+                Ok(Ok(resp)) => Ok(app::decode_outcomes(&resp.data.0)),
+                Ok(Err(ClientWriteError::ForwardToLeader(f))) => {
+                    let leader_addr = f.leader_node.map(|n| n.addr).or_else(|| {
+                        let m = raft.metrics().borrow().clone();
+                        f.leader_id.and_then(|l| {
+                            m.membership_config
+                                .membership()
+                                .get_node(&l)
+                                .map(|n| n.addr.clone())
+                        })
+                    });
+                    Err(TabletError::NotLeader {
+                        tablet: tablet.clone(),
+                        leader_addr,
+                    })
+                }
+                Ok(Err(e)) => Err(TabletError::Unavailable {
+                    tablet: tablet.clone(),
+                    detail: e.to_string(),
+                }),
+                Err(_) => Err(TabletError::Unavailable {
+                    tablet: tablet.clone(),
+                    detail: "raft stopped before answering".into(),
+                }),
+            };
+            match result {
+                Ok(outcomes) if outcomes.len() == senders.len() => {
+                    for (s, o) in senders.into_iter().zip(outcomes) {
+                        let _ = s.send(Ok(o));
+                    }
+                }
+                Ok(_) => {
+                    for s in senders {
+                        let _ = s.send(Err(TabletError::Internal {
+                            tablet: tablet.clone(),
+                            detail: "bad apply reply".into(),
+                        }));
+                    }
+                }
+                Err(e) => {
+                    for s in senders {
+                        let _ = s.send(Err(clone_err(&e)));
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn clone_err(e: &TabletError) -> TabletError {
+    match e {
+        TabletError::NotLeader {
+            tablet,
+            leader_addr,
+        } => TabletError::NotLeader {
+            tablet: tablet.clone(),
+            leader_addr: leader_addr.clone(),
+        },
+        TabletError::Unavailable { tablet, detail } => TabletError::Unavailable {
+            tablet: tablet.clone(),
+            detail: detail.clone(),
+        },
+        other => TabletError::Internal {
+            tablet: String::new(),
+            detail: other.to_string(),
+        },
+    }
+}
+
 /// Role and progress of a replica, for heartbeats and status pages.
 #[derive(Clone, Debug)]
 pub struct ReplicaStatus {
@@ -93,8 +231,8 @@ pub struct Tablet {
     lease_until: Mutex<Option<(Instant, u64)>>,
     /// Serializes lease renewals so concurrent readers share one quorum round.
     lease_refresh: tokio::sync::Mutex<()>,
-    /// Serializes proposals so stamps follow log order on the leader.
-    propose: tokio::sync::Mutex<()>,
+    /// Writes waiting for the proposer (see [`proposer`]).
+    queue: tokio::sync::mpsc::UnboundedSender<Queued>,
     /// Reads older than this (µs before now) are refused: GC may have removed their versions.
     history_retention_micros: u64,
 }
@@ -154,6 +292,8 @@ impl Tablet {
             }
         }
         let metrics = raft.metrics();
+        let (queue, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(proposer(tablet.clone(), raft.clone(), clock.clone(), rx));
         Ok(Arc::new(Tablet {
             meta,
             node_id,
@@ -165,7 +305,7 @@ impl Tablet {
             lease: env.timing,
             lease_until: Mutex::new(None),
             lease_refresh: tokio::sync::Mutex::new(()),
-            propose: tokio::sync::Mutex::new(()),
+            queue,
             history_retention_micros,
         }))
     }
@@ -232,26 +372,12 @@ impl Tablet {
             return Err(self.not_leader(leader));
         }
         let _ = term;
-        let rx = {
-            let _order = self.propose.lock().await;
-            let cmd = WriteCmd {
-                ht: self.clock.now().0,
-                ops,
-            };
-            let payload = bincode::serialize(&cmd).map_err(|e| self.internal(e))?;
-            self.raft
-                .client_write_ff(Payload(payload))
-                .await
-                .map_err(|e| self.unavailable(e))?
-        };
-        match rx.await {
-            Ok(Ok(resp)) => {
-                app::decode_outcome(&resp.data.0).ok_or_else(|| self.internal("bad apply reply"))
-            }
-            Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(self.not_leader(f.leader_id)),
-            Ok(Err(e)) => Err(self.unavailable(e)),
-            Err(_) => Err(self.unavailable("raft stopped before answering")),
-        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.queue
+            .send(Queued { ops, tx })
+            .map_err(|_| self.unavailable("tablet is shutting down"))?;
+        rx.await
+            .unwrap_or_else(|_| Err(self.unavailable("raft stopped before answering")))
     }
 
     /// Make sure this replica may serve a read now (see the crate docs).
@@ -361,12 +487,6 @@ impl Tablet {
         TabletError::Storage {
             tablet: self.meta.tablet_id.clone(),
             source,
-        }
-    }
-    fn internal(&self, e: impl std::fmt::Display) -> TabletError {
-        TabletError::Internal {
-            tablet: self.meta.tablet_id.clone(),
-            detail: e.to_string(),
         }
     }
     fn unavailable(&self, e: impl std::fmt::Display) -> TabletError {
