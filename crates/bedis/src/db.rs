@@ -208,7 +208,13 @@ impl Dbs {
     ) -> DbResult<R> {
         let t = self.table(db).await?;
         loop {
-            let current = self.client.get(&t, key).await?.and_then(Stored::decode);
+            let current = match self.client.get(&t, key).await? {
+                Some(raw) => Some(Stored::decode(raw).ok_or_else(|| ClientError::Server {
+                    code: common::StatusCode::InvalidArgument,
+                    message: "stored value of this key is not a BEDIS value".into(),
+                })?),
+                None => None,
+            };
             let (change, result) = f(current.as_ref());
             let (condition, expected) = match &current {
                 Some(c) => (Condition::IfEquals, c.raw.clone()),

@@ -262,7 +262,8 @@ impl DbAddrs<'_> {
     }
 }
 
-struct ApiPage(&'static str);
+/// The metrics page of an API port: its name and whether its query layer is built in.
+struct ApiPage(&'static str, bool);
 
 impl web::WebSource for ApiPage {
     fn title(&self) -> String {
@@ -278,7 +279,7 @@ impl web::WebSource for ApiPage {
             "aisql_api_available",
             "gauge",
             "1 when this API's query layer is built in.",
-            0,
+            u8::from(self.1),
         );
         out
     }
@@ -300,14 +301,14 @@ pub async fn run_dbserver(
         page,
         until(shutdown.clone()),
     )));
-    for (listener, name) in [
-        (l.pgsql_web, "BSQL"),
-        (l.cql_web, "BCQL"),
-        (l.redis_web, "BEDIS"),
+    for (listener, name, available) in [
+        (l.pgsql_web, "BSQL", false),
+        (l.cql_web, "BCQL", false),
+        (l.redis_web, "BEDIS", true),
     ] {
         tasks.push(tokio::spawn(web::serve(
             listener,
-            Arc::new(ApiPage(name)),
+            Arc::new(ApiPage(name, available)),
             until(shutdown.clone()),
         )));
     }

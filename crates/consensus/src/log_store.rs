@@ -3,7 +3,7 @@
 //! Layout (see `docs/design/storage.md`):
 //! * `Cf::RaftLog`:  `group prefix (16) ‖ index (u64 BE)` → bincode `Entry`
 //! * `Cf::RaftMeta`: `group prefix ‖ "vote"` → bincode `Vote`,
-//!   `‖ "committed"` → bincode `Option<LogId>`, `‖ "purged"` → bincode `Option<LogId>`
+//!   `‖ "purged"` → bincode `Option<LogId>`
 //!
 //! Appends are written without syncing and acknowledged to openraft by the group-commit
 //! thread once an `fdatasync` covering them returns: an entry is never reported durable

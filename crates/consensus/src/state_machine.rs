@@ -29,12 +29,19 @@ pub trait StateMachineApp: Send + Sync + 'static {
     /// Apply one committed entry's payload: add the resulting changes to `batch` (written
     /// atomically with the applied state after the entries of this round) and return the
     /// reply for the proposer. Must be deterministic.
-    fn apply(&self, index: u64, payload: &[u8], batch: &mut WriteBatch) -> Vec<u8>;
+    /// An error stops the node (it must not diverge from the other replicas).
+    fn apply(&self, index: u64, payload: &[u8], batch: &mut WriteBatch)
+        -> Result<Vec<u8>, KvError>;
     /// Called after a batch from [`StateMachineApp::apply`] has been written.
     fn applied(&self) {}
     /// Add the app's own checkpoint (state that must match the applied index) to `batch`,
     /// which also carries the adapter's applied state.
     fn checkpoint(&self, _batch: &mut WriteBatch) {}
+    /// Checkpoint the applied state at least every this many entries. Apps whose replay is
+    /// not idempotent (the catalog) return 1.
+    fn checkpoint_every(&self) -> u64 {
+        CHECKPOINT_ENTRIES
+    }
     /// The app's full state, for a snapshot.
     fn snapshot(&self) -> Result<Vec<u8>, KvError>;
     /// Replace the app's full state with a snapshot's. Every change, deletions of the old
@@ -115,7 +122,7 @@ impl StateMachine {
         mut batch: WriteBatch,
         force: bool,
     ) -> Result<(), StorageError<NodeId>> {
-        if force || self.since_checkpoint >= CHECKPOINT_ENTRIES {
+        if force || self.since_checkpoint >= self.app.checkpoint_every() {
             let raw = bincode::serialize(&self.applied).map_err(|e| sm_err(ErrorVerb::Write, e))?;
             batch.put(Cf::RaftMeta, Self::applied_key(&self.prefix), raw);
             self.app.checkpoint(&mut batch);
@@ -200,11 +207,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             match entry.payload {
                 EntryPayload::Blank => replies.push(Payload::default()),
                 EntryPayload::Normal(p) => {
-                    replies.push(Payload(self.app.apply(
-                        entry.log_id.index,
-                        &p.0,
-                        &mut batch,
-                    )));
+                    let reply = self
+                        .app
+                        .apply(entry.log_id.index, &p.0, &mut batch)
+                        .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+                    replies.push(Payload(reply));
                 }
                 EntryPayload::Membership(m) => {
                     self.applied.membership = StoredMembership::new(Some(entry.log_id), m);

@@ -1,6 +1,6 @@
-//! Placeholder listeners for the client API ports (BSQL 2521, BCQL 9542, BEDIS 6879) until
-//! their query layers land: the port is held (so a taken port fails at start, as it will
-//! later) and a client gets its protocol's own "not available" error instead of a hang.
+//! Placeholder listeners for the client API ports whose query layers have not landed yet
+//! (BSQL 2521, BCQL 9542): the port is held (so a taken port fails at start, as it will later)
+//! and a client gets its protocol's own "not available" error instead of a hang.
 
 use std::net::TcpListener;
 
@@ -11,7 +11,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub enum Protocol {
     Postgres,
     Cql,
-    Redis,
 }
 
 fn pg_error(msg: &str) -> Vec<u8> {
@@ -56,20 +55,6 @@ async fn handle(mut sock: tokio::net::TcpStream, proto: Protocol) {
                 return;
             }
         }
-        Protocol::Redis => loop {
-            match sock.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {
-                    if sock
-                        .write_all(b"-ERR BEDIS is not available yet in this build of AiSQL\r\n")
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            }
-        },
         Protocol::Cql => {
             // Read the client's first frame header and answer with an ERROR frame
             // (code 0x000A protocol error is what drivers expect for unsupported versions).

@@ -2,8 +2,8 @@
 //!
 //! [`Catalog`] is plain data; [`CatalogApp`] makes it the replicated state machine of the
 //! `sys.catalog` Raft group. Every applied [`CatalogCmd`] rewrites the whole catalog under
-//! `Cf::Meta` / `"sys.catalog"` in the same atomic batch as the applied log id (the catalog is
-//! small; per-object keys can come when it is not).
+//! `Cf::Meta` / `"sys.catalog"` in the same atomic batch as the applied log id (the catalog
+//! checkpoints on every entry; it is small; per-object keys can come when it is not).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
@@ -156,7 +156,12 @@ impl CatalogApp {
 }
 
 impl StateMachineApp for CatalogApp {
-    fn apply(&self, _index: u64, payload: &[u8], batch: &mut WriteBatch) -> Vec<u8> {
+    fn apply(
+        &self,
+        _index: u64,
+        payload: &[u8],
+        batch: &mut WriteBatch,
+    ) -> Result<Vec<u8>, StorageError> {
         let result: Result<(), String> = match bincode::deserialize::<CatalogCmd>(payload) {
             Ok(cmd) => {
                 let mut c = self.state.write().unwrap_or_else(|e| e.into_inner());
@@ -166,7 +171,13 @@ impl StateMachineApp for CatalogApp {
             }
             Err(e) => Err(format!("undecodable catalog command: {e}")),
         };
-        bincode::serialize(&result).unwrap_or_default()
+        Ok(bincode::serialize(&result).unwrap_or_default())
+    }
+
+    /// Replaying catalog commands on a newer catalog is not idempotent (a CreateTable that
+    /// failed could succeed): checkpoint every entry; catalog changes are rare.
+    fn checkpoint_every(&self) -> u64 {
+        1
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, StorageError> {

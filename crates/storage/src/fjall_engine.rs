@@ -26,6 +26,9 @@ pub struct FjallEngine {
     dir: PathBuf,
     /// (journal number, open handle) of the journal last synced.
     journal: Mutex<Option<(u64, File)>>,
+    /// Set when an fdatasync failed. The kernel may have dropped the dirty pages, so a later
+    /// "successful" sync would prove nothing: every sync fails from then on.
+    poisoned: std::sync::atomic::AtomicBool,
 }
 
 fn io(e: fjall::Error) -> StorageError {
@@ -73,6 +76,7 @@ impl FjallEngine {
             families,
             dir: path.to_path_buf(),
             journal: Mutex::new(None),
+            poisoned: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -97,10 +101,14 @@ impl FjallEngine {
     /// fdatasync the active journal outside fjall's journal lock.
     fn sync_journal(&self) -> Result<()> {
         let mut slot = self.journal.lock().unwrap_or_else(|e| e.into_inner());
-        // Still the newest journal? A rotation creates <n+1>.jnl.
+        // Still the newest journal? A rotation creates <n+1>.jnl; journals are deleted oldest
+        // first, so if <n> is gone, newer ones exist too.
         let current = slot.as_ref().map(|(n, _)| *n);
         let stale = match current {
-            Some(n) => self.dir.join(format!("{}.jnl", n + 1)).exists(),
+            Some(n) => {
+                self.dir.join(format!("{}.jnl", n + 1)).exists()
+                    || !self.dir.join(format!("{n}.jnl")).exists()
+            }
             None => true,
         };
         if stale {
@@ -111,9 +119,11 @@ impl FjallEngine {
             *slot = Some((n, f));
         }
         match slot.as_ref() {
-            Some((_, f)) => f
-                .sync_data()
-                .map_err(|e| StorageError::Io(format!("fdatasync of the journal: {e}"))),
+            Some((_, f)) => f.sync_data().map_err(|e| {
+                self.poisoned.store(true, std::sync::atomic::Ordering::SeqCst);
+                tracing::error!(error = %e, "fdatasync of the journal failed; the store refuses further syncs");
+                StorageError::Io(format!("fdatasync of the journal: {e}"))
+            }),
             None => Ok(()),
         }
     }
@@ -165,6 +175,12 @@ impl KvEngine for FjallEngine {
     }
 
     fn sync(&self) -> Result<()> {
+        if self.poisoned.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StorageError::Io(
+                "an earlier fdatasync failed; restart the server to recover from the journal"
+                    .into(),
+            ));
+        }
         self.db.persist(PersistMode::Buffer).map_err(io)?;
         self.sync_journal()
     }

@@ -30,7 +30,7 @@ pub enum Cf {
     Data,
     /// Raft log entries of every Raft group on the server.
     RaftLog,
-    /// Raft votes, committed indexes and state-machine applied state.
+    /// Raft votes, purge marks and state-machine checkpoints (applied state, last hybrid time).
     RaftMeta,
     /// Server metadata: instance id, tablet descriptors.
     Meta,

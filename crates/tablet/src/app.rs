@@ -110,6 +110,20 @@ impl TabletApp {
         })
     }
 
+    /// The hybrid time of the last checkpoint: no replay after a crash reads below it, so GC
+    /// must keep what reads at or after it need.
+    pub(crate) fn checkpointed_ht(&self) -> Result<HybridTime, StorageError> {
+        Ok(
+            match self
+                .engine
+                .get(Cf::RaftMeta, &Self::last_ht_key(&self.prefix))?
+            {
+                Some(raw) => decode_ht(&raw).unwrap_or(HybridTime::MIN),
+                None => HybridTime::MIN,
+            },
+        )
+    }
+
     fn last_ht_key(prefix: &[u8; 16]) -> Vec<u8> {
         let mut k = prefix.to_vec();
         k.extend_from_slice(b"last_ht");
@@ -123,27 +137,20 @@ impl TabletApp {
         ops: &[WriteOp],
         batch: &mut WriteBatch,
         pending: &mut HashMap<Vec<u8>, PendingValue>,
-    ) -> bool {
+    ) -> Result<bool, StorageError> {
         for op in ops {
             if op.condition == Condition::None {
                 continue;
             }
             // As of just before this write: on a replay after a crash, versions this write
             // (or later ones) already stored must not change the verdict.
+            let just_before = HybridTime(ht.0 - 1);
             let current = match pending.get(&op.key) {
-                Some((v, exp)) => v.clone().filter(|_| exp.is_none_or(|e| e > ht.micros())),
-                None => match mvcc::get(
-                    self.engine.as_ref(),
-                    &self.prefix,
-                    &op.key,
-                    HybridTime(ht.0 - 1),
-                ) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        tracing::error!(error = %e, "reading a condition's key failed");
-                        return false;
-                    }
-                },
+                // Same visibility rule as the engine read below (`visible_at(just_before)`).
+                Some((v, exp)) => v
+                    .clone()
+                    .filter(|_| exp.is_none_or(|e| e > just_before.micros())),
+                None => mvcc::get(self.engine.as_ref(), &self.prefix, &op.key, just_before)?,
             };
             let holds = match &op.condition {
                 Condition::None => true,
@@ -152,7 +159,7 @@ impl TabletApp {
                 Condition::IfEquals(expected) => current.as_deref() == Some(&expected[..]),
             };
             if !holds {
-                return false;
+                return Ok(false);
             }
         }
         for op in ops {
@@ -173,18 +180,23 @@ impl TabletApp {
                 }
             }
         }
-        true
+        Ok(true)
     }
 }
 
 impl StateMachineApp for TabletApp {
-    fn apply(&self, _index: u64, payload: &[u8], batch: &mut WriteBatch) -> Vec<u8> {
+    fn apply(
+        &self,
+        _index: u64,
+        payload: &[u8],
+        batch: &mut WriteBatch,
+    ) -> Result<Vec<u8>, StorageError> {
         let cmd: WriteCmd = match bincode::deserialize(payload) {
             Ok(c) => c,
             Err(e) => {
                 // Deterministic on every replica: the entry is skipped everywhere.
                 tracing::error!(error = %e, "undecodable tablet log entry skipped");
-                return Vec::new();
+                return Ok(Vec::new());
             }
         };
         let mut last = self.last_ht.lock().unwrap_or_else(|e| e.into_inner());
@@ -195,9 +207,18 @@ impl StateMachineApp for TabletApp {
             *last = ht;
             self.clock.update(ht);
             reply.extend_from_slice(&ht.0.to_be_bytes());
-            reply.push(self.apply_one(ht, ops, batch, &mut pending) as u8);
+            reply.push(self.apply_one(ht, ops, batch, &mut pending)? as u8);
         }
-        reply
+        Ok(reply)
+    }
+
+    fn checkpoint(&self, batch: &mut WriteBatch) {
+        let ht = *self.last_ht.lock().unwrap_or_else(|e| e.into_inner());
+        batch.put(
+            Cf::RaftMeta,
+            Self::last_ht_key(&self.prefix),
+            ht.0.to_be_bytes().to_vec(),
+        );
     }
 
     fn applied(&self) {

@@ -83,8 +83,8 @@ const MAX_WRITES_PER_ENTRY: usize = 512;
 
 /// The proposer of one tablet: folds every write queued since the last proposal into one Raft
 /// entry (one log append, one replication message, one apply), so per-write cost falls as load
-/// rises, and keeps several entries in flight. Proposing from one task also makes stamps follow
-/// log order. Ends when the tablet is dropped.
+/// rises; at most [`MAX_ENTRIES_IN_FLIGHT`] entries are in flight. Proposing from one task also
+/// makes stamps follow log order. Ends when the tablet is dropped.
 async fn proposer(
     tablet: String,
     raft: Raft,
@@ -231,6 +231,8 @@ pub struct Tablet {
     lease_until: Mutex<Option<(Instant, u64)>>,
     /// Serializes lease renewals so concurrent readers share one quorum round.
     lease_refresh: tokio::sync::Mutex<()>,
+    /// The replicated state machine (for GC's checkpoint bound).
+    app: Arc<TabletApp>,
     /// Writes waiting for the proposer (see [`proposer`]).
     queue: tokio::sync::mpsc::UnboundedSender<Queued>,
     /// Reads older than this (µs before now) are refused: GC may have removed their versions.
@@ -259,7 +261,7 @@ impl Tablet {
                 }
             })?,
         );
-        let raft = consensus::start_group(env, &tablet, node_id, app)
+        let raft = consensus::start_group(env, &tablet, node_id, app.clone())
             .await
             .map_err(|e| TabletError::Internal {
                 tablet: tablet.clone(),
@@ -306,6 +308,7 @@ impl Tablet {
             lease_until: Mutex::new(None),
             lease_refresh: tokio::sync::Mutex::new(()),
             queue,
+            app,
             history_retention_micros,
         }))
     }
@@ -464,7 +467,11 @@ impl Tablet {
 
     /// Drop versions no allowed read (see `history_retention_micros`) can see.
     pub fn gc(&self) -> Result<usize, TabletError> {
-        let cutoff = self.clock.now().sub_micros(self.history_retention_micros);
+        let cutoff = self
+            .clock
+            .now()
+            .sub_micros(self.history_retention_micros)
+            .min(self.app.checkpointed_ht().map_err(|e| self.storage(e))?);
         mvcc::gc(self.engine.as_ref(), &self.prefix, cutoff).map_err(|e| self.storage(e))
     }
 

@@ -6,3 +6,4 @@ mod t01_flags;
 mod t02_single_node;
 mod t03_three_nodes;
 mod t04_bedis;
+mod t05_aisql_start;

@@ -156,6 +156,25 @@ async fn rf3_survives_dbserver_and_mserver_loss() {
     println!("8d: unavailability window after killing a tablet leader: {window:?} (target <= 3s)");
     assert!(window < Duration::from_secs(15), "{window:?}");
 
+    // The mserver shows it dead once it misses heartbeats for --dbserver_unresponsive_timeout_ms.
+    let t_dead = Instant::now();
+    loop {
+        let s = c.list_servers().await.unwrap();
+        if s.servers
+            .iter()
+            .any(|x| x.rpc_addr == victim_addr && !x.alive)
+        {
+            break;
+        }
+        assert!(
+            t_dead.elapsed() < Duration::from_secs(20),
+            "killed dbserver still shown alive: {:?}",
+            s.servers
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("dbserver shown dead {:?} after kill -9", killed.elapsed());
+
     // 8b: writes and reads continue; nothing acknowledged is missing.
     write_range(&c, &table, 10_000..11_000).await;
     check_range(&c, &table, 0..11_000).await;

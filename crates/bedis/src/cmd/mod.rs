@@ -98,7 +98,8 @@ fn arity_ok(n: i32, got: usize) -> bool {
     }
 }
 
-/// Every command: name, arity (Redis's convention), and whether it writes.
+/// Every command: name and arity (Redis's convention: n = exactly n arguments with the name,
+/// -n = at least n).
 pub const COMMANDS: &[(&str, i32)] = &[
     ("append", 3),
     ("auth", -2),

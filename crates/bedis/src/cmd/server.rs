@@ -1,5 +1,6 @@
 //! Connection and server commands: PING ECHO QUIT SELECT HELLO AUTH RESET CLIENT (ID SETNAME
-//! GETNAME SETINFO LIST INFO) COMMAND (COUNT DOCS INFO) CONFIG (GET SET RESETSTAT) INFO TIME.
+//! GETNAME SETINFO LIST INFO) COMMAND (COUNT DOCS INFO) CONFIG (GET SET RESETSTAT REWRITE) INFO
+//! TIME.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
@@ -87,9 +88,13 @@ pub(super) async fn run(s: &mut Session, name: &str, a: &[Vec<u8>]) -> Reply {
             Some(_) => Frame::err("ERR DB index is out of range"),
             None => err::not_int(),
         },
-        "auth" => Frame::err(
+        // No users or passwords yet: the default user needs none (Redis's `nopass`).
+        "auth" if a.len() == 2 && a[0] == b"default" => Frame::ok(),
+        "auth" if a.len() == 2 => Frame::err("WRONGPASS invalid username-password pair or user is disabled."),
+        "auth" if a.len() == 1 => Frame::err(
             "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
         ),
+        "auth" => err::syntax(),
         "hello" => hello(s, a),
         "time" => {
             let us = super::now_us();
