@@ -39,6 +39,9 @@ struct Args {
     /// Value size in bytes.
     #[arg(long, default_value_t = 100)]
     value_size: usize,
+    /// Call the tablets over gRPC even when they are local (measures the RPC path).
+    #[arg(long)]
+    remote_client: bool,
     /// Only run the write phase (for profiling).
     #[arg(long)]
     skip_reads: bool,
@@ -92,7 +95,11 @@ async fn main() -> Result<()> {
         tokio::spawn(s.clone().serve(rpc, bins::until(stop.clone())));
         servers.push(s);
     }
-    let client = servers[0].local_client();
+    let client = if args.remote_client {
+        client::Client::new(vec![m_addr.clone()])
+    } else {
+        servers[0].local_client()
+    };
     // Wait for registration, then create the table.
     loop {
         let r = client.list_servers().await?;

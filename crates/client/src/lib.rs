@@ -95,6 +95,84 @@ struct Inner {
     local: Option<LocalTablets>,
     clock: Hlc,
     timeout: Duration,
+    /// Write batchers of tablets whose leader is on another server (see [`batcher`]).
+    batchers: Mutex<HashMap<String, tokio::sync::mpsc::UnboundedSender<Batched>>>,
+}
+
+/// A write waiting in a batcher. The answer is the outcome, or the ops back for the
+/// single-write path (with its retries) when the batched call failed.
+struct Batched {
+    ops: Vec<KvOp>,
+    tx: tokio::sync::oneshot::Sender<Result<(u64, bool), Vec<KvOp>>>,
+}
+
+/// What became of a write handed to a batcher.
+enum Batch {
+    Done(WriteResult),
+    /// Not batched (or the batched call failed): take the single-write path with these ops.
+    Fallback(Vec<KvOp>),
+    Lost,
+}
+
+/// Most writes per `WriteMany` call.
+const MAX_BATCH: usize = 512;
+
+/// The batcher of one remote tablet: folds every write queued while its previous call was in
+/// flight into one `WriteMany` to the cached leader, as YugabyteDB's client batches
+/// operations per tablet. One call in flight; ends when the client is gone.
+async fn batcher(
+    inner: std::sync::Weak<Inner>,
+    tablet_id: String,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Batched>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut waiting = vec![first];
+        while waiting.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(b) => waiting.push(b),
+                Err(_) => break,
+            }
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        let addr = inner
+            .leaders
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&tablet_id)
+            .cloned();
+        let (ops, senders): (Vec<_>, Vec<_>) = waiting.into_iter().map(|b| (b.ops, b.tx)).unzip();
+        let answer = match (addr, inner.pool.clone()) {
+            (Some(addr), pool) => match pool.get(&addr) {
+                Ok(ch) => {
+                    let req = WriteManyRequest {
+                        tablet_id: tablet_id.clone(),
+                        writes: ops.iter().map(|o| WriteBatch { ops: o.clone() }).collect(),
+                        propagated_ht: inner.clock.now().0,
+                    };
+                    TabletServiceClient::new(ch)
+                        .write_many(req)
+                        .await
+                        .ok()
+                        .map(|r| r.into_inner())
+                }
+                Err(_) => None,
+            },
+            (None, _) => None,
+        };
+        match answer {
+            Some(r) if r.status.is_none() && r.outcomes.len() == senders.len() => {
+                for (tx, o) in senders.into_iter().zip(r.outcomes) {
+                    inner.clock.update(HybridTime(o.ht));
+                    let _ = tx.send(Ok((o.ht, o.applied)));
+                }
+            }
+            _ => {
+                for (tx, o) in senders.into_iter().zip(ops) {
+                    let _ = tx.send(Err(o));
+                }
+            }
+        }
+    }
 }
 
 /// A connection to an AiSQL cluster. Cheap to clone.
@@ -135,6 +213,7 @@ impl Client {
                 local,
                 clock: Hlc::new(),
                 timeout: Duration::from_secs(30),
+                batchers: Mutex::default(),
             }),
         }
     }
@@ -151,6 +230,7 @@ impl Client {
                 local: i.local.clone(),
                 clock: Hlc::new(),
                 timeout,
+                batchers: Mutex::default(),
             }),
         }
     }
@@ -510,12 +590,24 @@ impl Client {
         ops: Vec<KvOp>,
     ) -> Result<WriteResult> {
         let idx = table.tablet_for(partition_key);
+        let tablet_id = table
+            .tablets
+            .get(idx)
+            .map(|t| t.tablet_id.clone())
+            .unwrap_or_default();
+        // A remote leader we know: go through the tablet's batcher.
+        let ops = match self.batched_write(&tablet_id, ops).await {
+            Batch::Done(result) => return Ok(result),
+            Batch::Fallback(ops) => ops,
+            Batch::Lost => {
+                return Err(ClientError::Server {
+                    code: StatusCode::Internal,
+                    message: "write batcher stopped".into(),
+                })
+            }
+        };
         let req = WriteRequest {
-            tablet_id: table
-                .tablets
-                .get(idx)
-                .map(|t| t.tablet_id.clone())
-                .unwrap_or_default(),
+            tablet_id,
             ops,
             propagated_ht: 0,
         };
@@ -529,6 +621,60 @@ impl Client {
         let ht = HybridTime(ht);
         self.inner.clock.update(ht);
         Ok(WriteResult { ht, applied })
+    }
+
+    /// Send `ops` through the batcher of `tablet_id` if its cached leader is another server;
+    /// gives the ops back if not, or if the batched call failed.
+    async fn batched_write(&self, tablet_id: &str, ops: Vec<KvOp>) -> Batch {
+        let remote = match self
+            .inner
+            .leaders
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tablet_id)
+        {
+            Some(addr) => self
+                .inner
+                .local
+                .as_ref()
+                .is_none_or(|l| &l.rpc_addr != addr),
+            None => false,
+        };
+        if !remote {
+            return Batch::Fallback(ops);
+        }
+        let queue = {
+            let mut batchers = self
+                .inner
+                .batchers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            batchers
+                .entry(tablet_id.to_owned())
+                .or_insert_with(|| {
+                    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                    tokio::spawn(batcher(
+                        Arc::downgrade(&self.inner),
+                        tablet_id.to_owned(),
+                        rx,
+                    ));
+                    tx
+                })
+                .clone()
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if let Err(e) = queue.send(Batched { ops, tx }) {
+            return Batch::Fallback(e.0.ops);
+        }
+        match rx.await {
+            Ok(Ok((ht, applied))) => Batch::Done(WriteResult {
+                ht: HybridTime(ht),
+                applied,
+            }),
+            Ok(Err(ops)) => Batch::Fallback(ops),
+            // Unanswered: the ops are gone with the batcher, and may or may not have applied.
+            Err(_) => Batch::Lost,
+        }
     }
 
     /// Put one key.

@@ -95,6 +95,46 @@ impl TabletService for Service {
         }))
     }
 
+    async fn write_many(
+        &self,
+        request: Request<WriteManyRequest>,
+    ) -> Result<Response<WriteManyResponse>, Status> {
+        let req = request.into_inner();
+        let t = match self.tablet(&req.tablet_id, req.propagated_ht) {
+            Ok(t) => t,
+            Err(status) => {
+                return Ok(Response::new(WriteManyResponse {
+                    status,
+                    outcomes: vec![],
+                }))
+            }
+        };
+        // Queued together, so the tablet's proposer folds them into one Raft entry.
+        let writes = req.writes.into_iter().map(|b| {
+            let t = t.clone();
+            async move { t.write(b.ops.into_iter().map(write_op).collect()).await }
+        });
+        let mut outcomes = Vec::new();
+        for r in futures::future::join_all(writes).await {
+            match r {
+                Ok(o) => outcomes.push(WriteOutcome {
+                    ht: o.ht.0,
+                    applied: o.applied,
+                }),
+                Err(e) => {
+                    return Ok(Response::new(WriteManyResponse {
+                        status: tablet_status(&e),
+                        outcomes: vec![],
+                    }))
+                }
+            }
+        }
+        Ok(Response::new(WriteManyResponse {
+            status: None,
+            outcomes,
+        }))
+    }
+
     async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadResponse>, Status> {
         let req = request.into_inner();
         let t = match self.tablet(&req.tablet_id, req.propagated_ht) {
