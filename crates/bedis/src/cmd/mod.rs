@@ -117,6 +117,7 @@ pub const COMMANDS: &[(&str, i32)] = &[
     ("expiretime", 2),
     ("flushall", -1),
     ("flushdb", -1),
+    ("function", -2),
     ("get", 2),
     ("getdel", 2),
     ("getex", -2),
@@ -222,7 +223,7 @@ pub async fn dispatch(s: &mut Session, dbs: &Dbs, args: Vec<Vec<u8>>) -> Reply {
     let a = &args[1..];
     match name.as_str() {
         "ping" | "echo" | "quit" | "select" | "hello" | "auth" | "client" | "command"
-        | "config" | "info" | "time" | "reset" => server::run(s, &name, a).await,
+        | "config" | "info" | "time" | "reset" | "function" => server::run(s, &name, a).await,
         "dbsize" | "flushdb" | "flushall" | "del" | "unlink" | "exists" | "touch" | "type"
         | "keys" | "scan" | "randomkey" | "expire" | "pexpire" | "expireat" | "pexpireat"
         | "ttl" | "pttl" | "expiretime" | "pexpiretime" | "persist" => {

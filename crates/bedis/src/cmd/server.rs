@@ -171,6 +171,12 @@ pub(super) async fn run(s: &mut Session, name: &str, a: &[Vec<u8>]) -> Reply {
             other => Frame::err(format!("ERR unknown subcommand '{}'. Try CONFIG HELP.", other.to_ascii_lowercase())),
         },
         "info" => Frame::bulk(info(s)),
+        // No Lua functions: an empty library set that can be flushed and listed.
+        "function" => match up(0).as_str() {
+            "FLUSH" => Frame::ok(),
+            "LIST" => Frame::Array(vec![]),
+            other => Frame::err(format!("ERR unknown subcommand '{}'. Try FUNCTION HELP.", other.to_ascii_lowercase())),
+        },
         _ => Frame::err(format!("ERR unknown command '{name}'")),
     }
 }
