@@ -1,4 +1,5 @@
 //! Keyspace commands: DEL UNLINK EXISTS TOUCH TYPE KEYS SCAN RANDOMKEY DBSIZE FLUSHDB FLUSHALL
+//! RENAME RENAMENX COPY
 //! EXPIRE PEXPIRE EXPIREAT PEXPIREAT (NX XX GT LT) TTL PTTL EXPIRETIME PEXPIRETIME PERSIST.
 
 use super::{err, now_us, parse_i64, Reply, Session};
@@ -142,6 +143,64 @@ async fn run_inner(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>]) -> Res
                 .await
                 .map_err(be)?;
             Ok(Frame::Integer(done as i64))
+        }
+        "rename" | "renamenx" => {
+            // Not atomic across the two keys until multi-key transactions land (issue 3).
+            let Some(v) = dbs.get(db, &a[0]).await.map_err(be)? else {
+                return Err(Frame::err("ERR no such key"));
+            };
+            if a[0] == a[1] {
+                return Ok(if name == "rename" {
+                    Frame::ok()
+                } else {
+                    Frame::Integer(0)
+                });
+            }
+            if name == "renamenx" && dbs.get(db, &a[1]).await.map_err(be)?.is_some() {
+                return Ok(Frame::Integer(0));
+            }
+            dbs.put(db, &a[1], v.kind, &v.payload, v.expire_at_us)
+                .await
+                .map_err(be)?;
+            dbs.delete(db, &a[0]).await.map_err(be)?;
+            Ok(if name == "rename" {
+                Frame::ok()
+            } else {
+                Frame::Integer(1)
+            })
+        }
+        "copy" => {
+            let (mut dest_db, mut replace) = (db, false);
+            let mut i = 2;
+            while i < a.len() {
+                match String::from_utf8_lossy(&a[i]).to_ascii_uppercase().as_str() {
+                    "REPLACE" => replace = true,
+                    "DB" if i + 1 < a.len() => {
+                        dest_db = parse_i64(&a[i + 1])
+                            .filter(|n| (0..DATABASES as i64).contains(n))
+                            .ok_or_else(|| Frame::err("ERR DB index is out of range"))?
+                            as usize;
+                        i += 1;
+                    }
+                    _ => return Err(err::syntax()),
+                }
+                i += 1;
+            }
+            if dest_db == db && a[0] == a[1] {
+                return Err(Frame::err(
+                    "ERR source and destination objects are the same",
+                ));
+            }
+            let Some(v) = dbs.get(db, &a[0]).await.map_err(be)? else {
+                return Ok(Frame::Integer(0));
+            };
+            if !replace && dbs.get(dest_db, &a[1]).await.map_err(be)?.is_some() {
+                return Ok(Frame::Integer(0));
+            }
+            dbs.put(dest_db, &a[1], v.kind, &v.payload, v.expire_at_us)
+                .await
+                .map_err(be)?;
+            Ok(Frame::Integer(1))
         }
         _ => expire(dbs, db, name, a).await,
     }

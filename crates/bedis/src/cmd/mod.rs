@@ -106,6 +106,7 @@ pub const COMMANDS: &[(&str, i32)] = &[
     ("client", -2),
     ("command", -1),
     ("config", -2),
+    ("copy", -3),
     ("dbsize", 1),
     ("decr", 2),
     ("decrby", 3),
@@ -141,6 +142,8 @@ pub const COMMANDS: &[(&str, i32)] = &[
     ("pttl", 2),
     ("quit", -1),
     ("randomkey", 1),
+    ("rename", 3),
+    ("renamenx", 3),
     ("reset", 1),
     ("scan", -2),
     ("select", 2),
@@ -226,9 +229,8 @@ pub async fn dispatch(s: &mut Session, dbs: &Dbs, args: Vec<Vec<u8>>) -> Reply {
         | "config" | "info" | "time" | "reset" | "function" => server::run(s, &name, a).await,
         "dbsize" | "flushdb" | "flushall" | "del" | "unlink" | "exists" | "touch" | "type"
         | "keys" | "scan" | "randomkey" | "expire" | "pexpire" | "expireat" | "pexpireat"
-        | "ttl" | "pttl" | "expiretime" | "pexpiretime" | "persist" => {
-            keys::run(s, dbs, &name, a).await
-        }
+        | "ttl" | "pttl" | "expiretime" | "pexpiretime" | "persist" | "rename" | "renamenx"
+        | "copy" => keys::run(s, dbs, &name, a).await,
         _ => strings::run(s, dbs, &name, a).await,
     }
 }
