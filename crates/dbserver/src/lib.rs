@@ -366,21 +366,7 @@ impl DbServer {
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> Result<(), DbServerError> {
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| DbServerError::Other(e.to_string()))?;
-        let listener = tokio::net::TcpListener::from_std(listener)
-            .map_err(|e| DbServerError::Other(e.to_string()))?;
-        // tonic's own tcp_nodelay applies only to listeners it binds; without it replies wait
-        // for delayed ACKs (40 ms).
-        let incoming = tokio_stream::StreamExt::map(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            |s| {
-                s.inspect(|s| {
-                    let _ = s.set_nodelay(true);
-                })
-            },
-        );
+        let incoming = rpc::incoming(listener).map_err(|e| DbServerError::Other(e.to_string()))?;
         let hb = tokio::spawn(self.clone().heartbeat_loop());
         let gc = tokio::spawn(self.clone().gc_loop());
         let svc = rpc::tablet::tablet_service_server::TabletServiceServer::new(service::Service(

@@ -172,21 +172,7 @@ impl Mserver {
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> Result<(), MserverError> {
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| MserverError::Start(e.to_string()))?;
-        let listener = tokio::net::TcpListener::from_std(listener)
-            .map_err(|e| MserverError::Start(e.to_string()))?;
-        // tonic's own tcp_nodelay applies only to listeners it binds; without it replies wait
-        // for delayed ACKs (40 ms).
-        let incoming = tokio_stream::StreamExt::map(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            |s| {
-                s.inspect(|s| {
-                    let _ = s.set_nodelay(true);
-                })
-            },
-        );
+        let incoming = rpc::incoming(listener).map_err(|e| MserverError::Start(e.to_string()))?;
         let svc = rpc::mserver::mserver_service_server::MserverServiceServer::new(
             service::Service(self.clone()),
         )
