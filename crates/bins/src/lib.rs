@@ -113,6 +113,23 @@ pub fn raft_timing(heartbeat_ms: u64, missed: u64) -> consensus::Timing {
     }
 }
 
+/// The address peers use to reach a server: `--server_broadcast_addresses` if given, else
+/// the bound RPC address made dialable.
+pub fn advertised(broadcast: Option<&AddrList>, bind_addr: &str, rpc: &TcpListener) -> String {
+    match broadcast {
+        Some(b) => b.0[0].clone(),
+        None => dialable(bind_addr, rpc),
+    }
+}
+
+/// The first of `--fs_data_dirs`, or `~/var/aisql/<sub>`.
+pub fn data_dir(fs_data_dirs: Option<&str>, sub: &str) -> PathBuf {
+    fs_data_dirs
+        .and_then(|d| d.split(',').next())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| default_data_dir(sub))
+}
+
 pub fn default_data_dir(sub: &str) -> PathBuf {
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)

@@ -214,11 +214,17 @@ impl RaftRouter {
         }))
     }
 
-    fn unknown(group: &str) -> Result<tonic::Response<RaftReply>, tonic::Status> {
-        Ok(tonic::Response::new(RaftReply {
+    /// The group a request is for, or the reply refusing it (quiet period, unknown group).
+    fn route(&self, group: &str) -> Result<Raft, RaftReply> {
+        let refuse = |error: String| RaftReply {
             payload: Vec::new(),
-            error: format!("raft group {group} is not on this server"),
-        }))
+            error,
+        };
+        if self.quiet() {
+            return Err(refuse("server is starting (raft quiet period)".into()));
+        }
+        self.get(group)
+            .ok_or_else(|| refuse(format!("raft group {group} is not on this server")))
     }
 }
 
@@ -229,14 +235,9 @@ impl RaftService for RaftRouter {
         request: tonic::Request<RaftRequest>,
     ) -> Result<tonic::Response<RaftReply>, tonic::Status> {
         let req = request.into_inner();
-        if self.quiet() {
-            return Ok(tonic::Response::new(RaftReply {
-                payload: Vec::new(),
-                error: "server is starting (raft quiet period)".into(),
-            }));
-        }
-        let Some(raft) = self.get(&req.group_id) else {
-            return Self::unknown(&req.group_id);
+        let raft = match self.route(&req.group_id) {
+            Ok(raft) => raft,
+            Err(refusal) => return Ok(tonic::Response::new(refusal)),
         };
         let rpc: AppendEntriesRequest<TypeConfig> = Self::decode(&req)?;
         Self::reply(&raft.append_entries(rpc).await)
@@ -247,14 +248,9 @@ impl RaftService for RaftRouter {
         request: tonic::Request<RaftRequest>,
     ) -> Result<tonic::Response<RaftReply>, tonic::Status> {
         let req = request.into_inner();
-        if self.quiet() {
-            return Ok(tonic::Response::new(RaftReply {
-                payload: Vec::new(),
-                error: "server is starting (raft quiet period)".into(),
-            }));
-        }
-        let Some(raft) = self.get(&req.group_id) else {
-            return Self::unknown(&req.group_id);
+        let raft = match self.route(&req.group_id) {
+            Ok(raft) => raft,
+            Err(refusal) => return Ok(tonic::Response::new(refusal)),
         };
         let rpc: VoteRequest<NodeId> = Self::decode(&req)?;
         Self::reply(&raft.vote(rpc).await)
@@ -265,14 +261,9 @@ impl RaftService for RaftRouter {
         request: tonic::Request<RaftRequest>,
     ) -> Result<tonic::Response<RaftReply>, tonic::Status> {
         let req = request.into_inner();
-        if self.quiet() {
-            return Ok(tonic::Response::new(RaftReply {
-                payload: Vec::new(),
-                error: "server is starting (raft quiet period)".into(),
-            }));
-        }
-        let Some(raft) = self.get(&req.group_id) else {
-            return Self::unknown(&req.group_id);
+        let raft = match self.route(&req.group_id) {
+            Ok(raft) => raft,
+            Err(refusal) => return Ok(tonic::Response::new(refusal)),
         };
         let rpc: InstallSnapshotRequest<TypeConfig> = Self::decode(&req)?;
         Self::reply(&raft.install_snapshot(rpc).await)

@@ -94,20 +94,16 @@ async fn run(f: Flags) -> Result<()> {
         redis_web_port: f.redis_proxy_webserver_port,
     }
     .bind()?;
-    let rpc_addr = match &f.server_broadcast_addresses {
-        Some(b) => b.0[0].clone(),
-        None => bins::dialable(&bind_addr, &listeners.rpc),
-    };
+    let rpc_addr = bins::advertised(
+        f.server_broadcast_addresses.as_ref(),
+        &bind_addr,
+        &listeners.rpc,
+    );
     let http_addr = bins::dialable(
         &format!("{}:{}", f.webserver_interface, f.webserver_port),
         &listeners.web,
     );
-    let data_dir = f
-        .fs_data_dirs
-        .as_deref()
-        .and_then(|d| d.split(',').next())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| bins::default_data_dir("dbserver"));
+    let data_dir = bins::data_dir(f.fs_data_dirs.as_deref(), "dbserver");
     let config = dbserver::DbServerConfig {
         rpc_addr: rpc_addr.clone(),
         http_addr,

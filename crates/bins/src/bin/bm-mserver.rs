@@ -69,16 +69,12 @@ async fn run(f: Flags) -> Result<()> {
             &format!("{}:{}", f.webserver_interface, f.webserver_port),
         )?,
     };
-    let rpc_addr = match &f.server_broadcast_addresses {
-        Some(b) => b.0[0].clone(),
-        None => bins::dialable(&bind_addr, &listeners.rpc),
-    };
-    let data_dir = f
-        .fs_data_dirs
-        .as_deref()
-        .and_then(|d| d.split(',').next())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| bins::default_data_dir("mserver"));
+    let rpc_addr = bins::advertised(
+        f.server_broadcast_addresses.as_ref(),
+        &bind_addr,
+        &listeners.rpc,
+    );
+    let data_dir = bins::data_dir(f.fs_data_dirs.as_deref(), "mserver");
     let config = mserver::MserverConfig {
         rpc_addr: rpc_addr.clone(),
         mserver_addrs: f.mserver_addrs.map(|a| a.0).unwrap_or_default(),
