@@ -319,7 +319,7 @@ pub async fn run_dbserver(
         until(shutdown.clone()),
     )));
     for (listener, name, available) in [
-        (l.pgsql_web, "BSQL", false),
+        (l.pgsql_web, "BSQL", true),
         (l.cql_web, "BCQL", false),
         (l.redis_web, "BEDIS", true),
     ] {
@@ -335,16 +335,17 @@ pub async fn run_dbserver(
         8,
         until(shutdown.clone()),
     )));
-    for (listener, proto) in [
-        (l.pgsql, dbserver::Protocol::Postgres),
-        (l.cql, dbserver::Protocol::Cql),
-    ] {
-        tasks.push(tokio::spawn(dbserver::serve_placeholder(
-            listener,
-            proto,
-            until(shutdown.clone()),
-        )));
-    }
+    tasks.push(tokio::spawn(bsql::serve(
+        l.pgsql,
+        server.local_client(),
+        4,
+        until(shutdown.clone()),
+    )));
+    tasks.push(tokio::spawn(dbserver::serve_placeholder(
+        l.cql,
+        dbserver::Protocol::Cql,
+        until(shutdown.clone()),
+    )));
     server
         .serve(l.rpc, until(shutdown))
         .await

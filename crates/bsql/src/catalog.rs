@@ -1,0 +1,352 @@
+//! The SQL catalog: table definitions (columns, types, primary key, defaults) stored as the
+//! `schema` of the mserver's table entry, a per-server cache of them, and sequences.
+//!
+//! A database is an mserver namespace; table `s.t` of database `d` is the mserver table
+//! `s.t` in namespace `d`. Cached definitions are re-read from the mserver once they are
+//! older than [`CACHE_TTL`], so DDL on another server is seen within that time.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use client::{Client, Condition, KvOp, Table};
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{SqlError, SqlResult};
+use crate::types::SqlType;
+
+/// How long a cached table definition is trusted.
+pub const CACHE_TTL: Duration = Duration::from_secs(2);
+/// Namespace of BSQL's own system tables.
+const SYSTEM_NAMESPACE: &str = "system_bsql";
+/// Sequence values a server reserves at a time (as YugabyteDB's sequence cache).
+const SEQUENCE_CACHE: i64 = 100;
+
+/// One column.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ColumnDef {
+    /// Stable id (values are stored by id, so columns can be renamed and dropped).
+    pub id: u32,
+    pub name: String,
+    pub ty: SqlType,
+    /// Length limit of varchar(n) / char(n).
+    #[serde(default)]
+    pub len: Option<u32>,
+    pub nullable: bool,
+    /// Default expression, as SQL text.
+    #[serde(default)]
+    pub default: Option<String>,
+}
+
+/// One table.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TableDef {
+    pub schema: String,
+    pub name: String,
+    pub columns: Vec<ColumnDef>,
+    /// Primary key columns (indexes into `columns`); empty: rows are keyed by a hidden id.
+    pub pk: Vec<usize>,
+    pub next_column_id: u32,
+    /// CHECK constraints, as SQL text.
+    #[serde(default)]
+    pub checks: Vec<String>,
+}
+
+impl TableDef {
+    pub fn column(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+
+    /// The Arrow schema DataFusion sees.
+    pub fn arrow_schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(
+            self.columns
+                .iter()
+                .map(|c| Field::new(&c.name, c.ty.arrow(), c.nullable))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    /// The mserver table name of this definition.
+    pub fn storage_name(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+}
+
+/// A table ready to use: its definition and where its tablets are.
+#[derive(Debug)]
+pub struct Resolved {
+    pub def: Arc<TableDef>,
+    pub table: Arc<Table>,
+    pub schema: SchemaRef,
+    loaded: Instant,
+}
+
+type TableKey = (String, String, String);
+
+/// The per-server catalog cache.
+pub struct Catalog {
+    pub client: Client,
+    num_tablets: u32,
+    tables: RwLock<HashMap<TableKey, Arc<Resolved>>>,
+    /// Table names per database, with when they were listed.
+    names: RwLock<HashMap<String, (Instant, Vec<(String, String)>)>>,
+    sequences: Mutex<HashMap<String, (i64, i64)>>,
+    seq_table: tokio::sync::OnceCell<Arc<Table>>,
+}
+
+impl Catalog {
+    pub fn new(client: Client, num_tablets: u32) -> Self {
+        Catalog {
+            client,
+            num_tablets,
+            tables: RwLock::default(),
+            names: RwLock::default(),
+            sequences: Mutex::default(),
+            seq_table: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// Look a table up; `None` if it does not exist.
+    pub async fn table(
+        &self,
+        db: &str,
+        schema: &str,
+        name: &str,
+    ) -> SqlResult<Option<Arc<Resolved>>> {
+        let key = (db.to_owned(), schema.to_owned(), name.to_owned());
+        if let Some(r) = self
+            .tables
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            if r.loaded.elapsed() < CACHE_TTL {
+                return Ok(Some(r.clone()));
+            }
+        }
+        let table = match self
+            .client
+            .open_table(db, &format!("{schema}.{name}"))
+            .await
+        {
+            Ok(t) => t,
+            Err(e) if e.code() == common::StatusCode::NotFound => {
+                self.tables
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&key);
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let def: TableDef = serde_json::from_slice(&table.info.schema).map_err(|e| {
+            SqlError::internal(format!("table {schema}.{name} has no SQL definition: {e}"))
+        })?;
+        let def = Arc::new(def);
+        let resolved = Arc::new(Resolved {
+            schema: def.arrow_schema(),
+            def,
+            table: Arc::new(table),
+            loaded: Instant::now(),
+        });
+        self.tables
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, resolved.clone());
+        Ok(Some(resolved))
+    }
+
+    /// Like [`Catalog::table`], but a missing table is error 42P01.
+    pub async fn require(&self, db: &str, schema: &str, name: &str) -> SqlResult<Arc<Resolved>> {
+        self.table(db, schema, name)
+            .await?
+            .ok_or_else(|| SqlError::no_table(name))
+    }
+
+    /// `(schema, table)` names of database `db` (cached briefly).
+    pub async fn table_names(&self, db: &str) -> SqlResult<Vec<(String, String)>> {
+        if let Some((at, names)) = self.names.read().unwrap_or_else(|e| e.into_inner()).get(db) {
+            if at.elapsed() < CACHE_TTL {
+                return Ok(names.clone());
+            }
+        }
+        let resp = self.client.list_tables().await?;
+        let names: Vec<(String, String)> = resp
+            .tables
+            .iter()
+            .filter(|t| t.namespace_name == db)
+            .filter_map(|t| {
+                t.name
+                    .split_once('.')
+                    .map(|(s, n)| (s.to_owned(), n.to_owned()))
+            })
+            .collect();
+        self.names
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(db.to_owned(), (Instant::now(), names.clone()));
+        Ok(names)
+    }
+
+    /// Cached `(schema, table)` names, without asking the mserver.
+    pub fn cached_names(&self, db: &str) -> Vec<(String, String)> {
+        self.names
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(db)
+            .map(|(_, n)| n.clone())
+            .unwrap_or_default()
+    }
+
+    /// Forget what is cached about database `db`.
+    pub fn invalidate(&self, db: &str) {
+        self.names
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(db);
+        self.tables
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| k.0 != db);
+    }
+
+    /// Create database `db` (an mserver namespace).
+    pub async fn create_database(&self, db: &str, if_not_exists: bool) -> SqlResult<()> {
+        self.client
+            .create_namespace(db, if_not_exists)
+            .await
+            .map_err(|e| match e.code() {
+                common::StatusCode::AlreadyExists => {
+                    SqlError::new("42P04", format!("database \"{db}\" already exists"))
+                }
+                _ => e.into(),
+            })
+    }
+
+    /// Create a table; false if it existed and `if_not_exists` was given.
+    pub async fn create_table(
+        &self,
+        db: &str,
+        def: &TableDef,
+        range: bool,
+        if_not_exists: bool,
+    ) -> SqlResult<bool> {
+        let schema = serde_json::to_vec(def)
+            .map_err(|e| SqlError::internal(format!("encoding table: {e}")))?;
+        let req = rpc::mserver::CreateTableRequest {
+            namespace_name: db.to_owned(),
+            name: def.storage_name(),
+            schema,
+            num_tablets: if range { 1 } else { self.num_tablets },
+            range_partitioned: range,
+            replication_factor: 0,
+            if_not_exists: false,
+        };
+        let created = match self.client.create_table(req).await {
+            Ok(_) => true,
+            Err(e) if e.code() == common::StatusCode::AlreadyExists => {
+                if if_not_exists {
+                    false
+                } else {
+                    return Err(SqlError::new(
+                        "42P07",
+                        format!("relation \"{}\" already exists", def.name),
+                    ));
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.invalidate(db);
+        if created {
+            let t = self.client.open_table(db, &def.storage_name()).await?;
+            self.client.wait_for_leaders(&t).await?;
+        }
+        Ok(created)
+    }
+
+    /// Drop a table; false if it did not exist.
+    pub async fn drop_table(&self, db: &str, schema: &str, name: &str) -> SqlResult<bool> {
+        let r = self
+            .client
+            .delete_table(db, &format!("{schema}.{name}"))
+            .await;
+        self.invalidate(db);
+        match r {
+            Ok(()) => Ok(true),
+            Err(e) if e.code() == common::StatusCode::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn sequence_table(&self) -> SqlResult<Arc<Table>> {
+        self.seq_table
+            .get_or_try_init(|| async {
+                self.client.create_namespace(SYSTEM_NAMESPACE, true).await?;
+                let req = rpc::mserver::CreateTableRequest {
+                    namespace_name: SYSTEM_NAMESPACE.to_owned(),
+                    name: "sequences".to_owned(),
+                    num_tablets: 1,
+                    if_not_exists: true,
+                    ..Default::default()
+                };
+                self.client.create_table(req).await?;
+                let t = self
+                    .client
+                    .open_table(SYSTEM_NAMESPACE, "sequences")
+                    .await?;
+                self.client.wait_for_leaders(&t).await?;
+                Ok::<_, SqlError>(Arc::new(t))
+            })
+            .await
+            .cloned()
+    }
+
+    /// The next value of sequence `name` of database `db` (values are reserved
+    /// [`SEQUENCE_CACHE`] at a time per server, so they are unique but may have gaps).
+    pub async fn nextval(&self, db: &str, name: &str) -> SqlResult<i64> {
+        let key = format!("{db}\0{name}");
+        {
+            let mut seqs = self.sequences.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((next, end)) = seqs.get_mut(&key) {
+                if *next < *end {
+                    *next += 1;
+                    return Ok(*next - 1);
+                }
+            }
+        }
+        let t = self.sequence_table().await?;
+        loop {
+            let current = self.client.get(&t, key.as_bytes()).await?;
+            let last = match &current {
+                Some(v) if v.len() == 8 => {
+                    i64::from_be_bytes(v[..8].try_into().unwrap_or_default())
+                }
+                _ => 0,
+            };
+            let end = last + SEQUENCE_CACHE;
+            let (condition, expected) = match current {
+                Some(v) => (Condition::IfEquals, v),
+                None => (Condition::IfAbsent, Vec::new()),
+            };
+            let op = KvOp {
+                key: key.as_bytes().to_vec(),
+                value: end.to_be_bytes().to_vec(),
+                condition: condition as i32,
+                expected,
+                ..Default::default()
+            };
+            if self
+                .client
+                .write(&t, key.as_bytes(), vec![op])
+                .await?
+                .applied
+            {
+                let mut seqs = self.sequences.lock().unwrap_or_else(|e| e.into_inner());
+                seqs.insert(key, (last + 2, end + 1));
+                return Ok(last + 1);
+            }
+        }
+    }
+}

@@ -1,0 +1,742 @@
+//! INSERT, UPDATE, DELETE and TRUNCATE.
+//!
+//! INSERT evaluates its rows (literals directly, other expressions and INSERT ... SELECT
+//! through DataFusion), fills defaults, checks NOT NULL and lengths, and writes each row
+//! with an if-absent condition (a taken primary key is 23505). UPDATE and DELETE select the
+//! affected rows through DataFusion from `__dml__<table>` (which adds each row's key and
+//! stored bytes), then write them back with compare-and-set, so a concurrent change to the
+//! same row is detected (40001) rather than overwritten.
+
+use std::sync::Arc;
+
+use client::{Condition, KvOp};
+use datafusion::arrow::array::{Array, ArrayRef, BinaryArray, RecordBatch};
+use datafusion::common::ScalarValue;
+use datafusion::datasource::MemTable;
+use datafusion::sql::sqlparser::ast::{self, Expr, SetExpr, Statement};
+use futures::{StreamExt, TryStreamExt};
+
+use crate::catalog::{Resolved, TableDef};
+use crate::ddl::{self, ident};
+use crate::error::{SqlError, SqlResult};
+use crate::provider::{DML_PREFIX, KEY_COLUMN, VALUE_COLUMN};
+use crate::row::{self, Datum, Row};
+use crate::session::{parse, Output, Session, TMP_CATALOG, TMP_SCHEMA};
+use crate::types::SqlType;
+
+/// Writes in flight at once for one statement.
+const WRITE_CONCURRENCY: usize = 64;
+/// Ops per write request when a statement writes many rows to one tablet.
+const OPS_PER_WRITE: usize = 1000;
+
+/// Quote an identifier for SQL text we generate.
+pub fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A literal's value without planning, or `None` if the expression needs evaluation.
+pub fn literal(e: &Expr) -> Option<ScalarValue> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            ast::Value::Number(n, _) => Some(ScalarValue::Utf8(Some(n.clone()))),
+            ast::Value::SingleQuotedString(s) => Some(ScalarValue::Utf8(Some(s.clone()))),
+            ast::Value::Boolean(b) => Some(ScalarValue::Boolean(Some(*b))),
+            ast::Value::Null => Some(ScalarValue::Null),
+            _ => None,
+        },
+        Expr::UnaryOp {
+            op: ast::UnaryOperator::Minus,
+            expr,
+        } => match expr.as_ref() {
+            Expr::Value(v) => match &v.value {
+                ast::Value::Number(n, _) => Some(ScalarValue::Utf8(Some(format!("-{n}")))),
+                _ => None,
+            },
+            _ => None,
+        },
+        Expr::Nested(inner) => literal(inner),
+        _ => None,
+    }
+}
+
+fn is_default(e: &Expr) -> bool {
+    matches!(e, Expr::Identifier(i) if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default"))
+}
+
+/// Store a scalar into column `col` of `def`, checking its length limit.
+fn to_datum(def: &TableDef, col: usize, v: &ScalarValue) -> SqlResult<Datum> {
+    let c = &def.columns[col];
+    if v.is_null() {
+        return Ok(Datum::Null);
+    }
+    let d = if c.ty == SqlType::Bytea {
+        match v {
+            ScalarValue::Utf8(Some(s)) => Datum::Bytes(parse_bytea(s)?),
+            other => row::datum_from_any_scalar(other, c.ty)?,
+        }
+    } else if c.ty == SqlType::Bool {
+        match v {
+            ScalarValue::Utf8(Some(s)) => Datum::Bool(parse_bool(s)?),
+            other => row::datum_from_any_scalar(other, c.ty)?,
+        }
+    } else {
+        row::datum_from_any_scalar(v, c.ty)?
+    };
+    check_len(def, col, &d)?;
+    Ok(d)
+}
+
+fn check_len(def: &TableDef, col: usize, d: &Datum) -> SqlResult<()> {
+    let c = &def.columns[col];
+    if let (Some(max), Datum::Text(s)) = (c.len, d) {
+        let n = s.chars().count();
+        if n > max as usize && s.chars().skip(max as usize).any(|ch| ch != ' ') {
+            let ty = if c.ty == SqlType::Bpchar {
+                "character"
+            } else {
+                "character varying"
+            };
+            return Err(SqlError::new(
+                "22001",
+                format!("value too long for type {ty}({max})"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// PostgreSQL boolean input.
+pub fn parse_bool(s: &str) -> SqlResult<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "t" | "true" | "y" | "yes" | "on" | "1" => Ok(true),
+        "f" | "false" | "n" | "no" | "off" | "0" => Ok(false),
+        _ => Err(SqlError::invalid_input(format!(
+            "invalid input syntax for type boolean: \"{s}\""
+        ))),
+    }
+}
+
+/// PostgreSQL bytea input (`\x` hex, or the escape format's plain bytes).
+pub fn parse_bytea(s: &str) -> SqlResult<Vec<u8>> {
+    if let Some(hex) = s.strip_prefix("\\x") {
+        let hex: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        if hex.len() % 2 != 0 {
+            return Err(SqlError::invalid_input(
+                "invalid hexadecimal data: odd number of digits",
+            ));
+        }
+        hex.chunks(2)
+            .map(|p| {
+                std::str::from_utf8(p)
+                    .ok()
+                    .and_then(|p| u8::from_str_radix(p, 16).ok())
+                    .ok_or_else(|| SqlError::invalid_input("invalid hexadecimal digit"))
+            })
+            .collect()
+    } else {
+        Ok(s.as_bytes().to_vec())
+    }
+}
+
+/// Resolve the table an INSERT/UPDATE/DELETE names.
+async fn target(s: &Session, name: &ast::ObjectName) -> SqlResult<Arc<Resolved>> {
+    let (schema, table) = ddl::table_name(name)?;
+    s.catalog.require(&s.db, &schema, &table).await
+}
+
+/// Evaluate expressions (no FROM) through DataFusion; one array per expression.
+async fn eval_exprs(s: &Session, exprs: &[&Expr]) -> SqlResult<Vec<ArrayRef>> {
+    let sql = format!(
+        "SELECT {}",
+        exprs
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let stmt = parse(&sql)?
+        .pop()
+        .ok_or_else(|| SqlError::internal("empty expression list"))?;
+    let (_, batches) = s.run_datafusion(stmt).await?;
+    let batch = batches
+        .into_iter()
+        .find(|b| b.num_rows() > 0)
+        .ok_or_else(|| SqlError::internal("expression produced no row"))?;
+    Ok(batch.columns().to_vec())
+}
+
+/// Fill defaults of the columns `row` leaves unset (`given[i]` false).
+async fn fill_defaults(
+    s: &Session,
+    def: &TableDef,
+    row: &mut Row,
+    given: &[bool],
+) -> SqlResult<()> {
+    for (i, c) in def.columns.iter().enumerate() {
+        if given[i] {
+            continue;
+        }
+        let Some(default) = &c.default else { continue };
+        row[i] = if let Some(seq) = default
+            .strip_prefix("nextval('")
+            .and_then(|r| r.strip_suffix("')"))
+        {
+            Datum::Int(s.catalog.nextval(&s.db, seq).await?)
+        } else {
+            let e = parse(&format!("SELECT {default}"))?;
+            let expr = match e.first() {
+                Some(Statement::Query(q)) => match q.body.as_ref() {
+                    SetExpr::Select(sel) => match sel.projection.first() {
+                        Some(ast::SelectItem::UnnamedExpr(e)) => e.clone(),
+                        _ => return Err(SqlError::internal("bad default")),
+                    },
+                    _ => return Err(SqlError::internal("bad default")),
+                },
+                _ => return Err(SqlError::internal("bad default")),
+            };
+            match literal(&expr) {
+                Some(v) => to_datum(def, i, &v)?,
+                None => {
+                    let arrays = eval_exprs(s, &[&expr]).await?;
+                    row::datum_from_array(&arrays[0], 0, c.ty)?
+                }
+            }
+        };
+    }
+    Ok(())
+}
+
+/// Check NOT NULL constraints.
+fn check_not_null(def: &TableDef, row: &Row) -> SqlResult<()> {
+    for (c, d) in def.columns.iter().zip(row) {
+        if !c.nullable && d.is_null() {
+            return Err(SqlError::new(
+                "23502",
+                format!(
+                    "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
+                    c.name, def.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The storage key of a new row (a random hidden id for tables without a primary key).
+fn new_key(def: &TableDef, row: &Row) -> Vec<u8> {
+    if def.pk.is_empty() {
+        uuid::Uuid::new_v4().as_bytes().to_vec()
+    } else {
+        row::encode_key(def, row)
+    }
+}
+
+fn duplicate(def: &TableDef) -> SqlError {
+    let cols: Vec<&str> = def
+        .pk
+        .iter()
+        .map(|&i| def.columns[i].name.as_str())
+        .collect();
+    SqlError::new(
+        "23505",
+        format!(
+            "duplicate key value violates unique constraint \"{}_pkey\" (key columns: {})",
+            def.name,
+            cols.join(", ")
+        ),
+    )
+}
+
+fn serialization_failure() -> SqlError {
+    SqlError::new(
+        "40001",
+        "could not serialize access due to concurrent update",
+    )
+}
+
+/// INSERT.
+pub async fn insert(s: &Session, ins: &ast::Insert) -> SqlResult<Output> {
+    let ast::TableObject::TableName(name) = &ins.table else {
+        return Err(SqlError::unsupported("INSERT into a table function"));
+    };
+    let r = target(s, name).await?;
+    let def = r.def.clone();
+    let targets: Vec<usize> = if ins.columns.is_empty() {
+        (0..def.columns.len()).collect()
+    } else {
+        ins.columns
+            .iter()
+            .map(|c| {
+                let n =
+                    c.0.last()
+                        .and_then(|p| p.as_ident())
+                        .map(ident)
+                        .unwrap_or_default();
+                def.column(&n).ok_or_else(|| {
+                    SqlError::new(
+                        "42703",
+                        format!("column \"{n}\" of relation \"{}\" does not exist", def.name),
+                    )
+                })
+            })
+            .collect::<SqlResult<_>>()?
+    };
+    let do_nothing = match &ins.on {
+        None => false,
+        Some(ast::OnInsert::OnConflict(oc)) => match &oc.action {
+            ast::OnConflictAction::DoNothing => true,
+            ast::OnConflictAction::DoUpdate(_) => {
+                return Err(SqlError::unsupported("INSERT ... ON CONFLICT DO UPDATE"))
+            }
+        },
+        Some(_) => return Err(SqlError::unsupported("this INSERT clause")),
+    };
+
+    // The rows, as (values, which columns were given).
+    let mut rows: Vec<(Row, Vec<bool>)> = Vec::new();
+    let ncols = def.columns.len();
+    match ins.source.as_deref() {
+        None => rows.push((vec![Datum::Null; ncols], vec![false; ncols])),
+        Some(q) => match q.body.as_ref() {
+            SetExpr::Values(values) if q.order_by.is_none() && q.limit_clause.is_none() => {
+                for exprs in &values.rows {
+                    if exprs.len() > targets.len() {
+                        return Err(SqlError::syntax(
+                            "INSERT has more expressions than target columns",
+                        ));
+                    }
+                    let mut row = vec![Datum::Null; ncols];
+                    let mut given = vec![false; ncols];
+                    let mut pending = Vec::new();
+                    for (e, &col) in exprs.iter().zip(&targets) {
+                        if is_default(e) {
+                            continue;
+                        }
+                        given[col] = true;
+                        match literal(e) {
+                            Some(v) => row[col] = to_datum(&def, col, &v)?,
+                            None => pending.push((col, e)),
+                        }
+                    }
+                    if !pending.is_empty() {
+                        let exprs: Vec<&Expr> = pending.iter().map(|(_, e)| *e).collect();
+                        let arrays = eval_exprs(s, &exprs).await?;
+                        for ((col, _), a) in pending.iter().zip(arrays) {
+                            row[*col] = cell(&def, *col, &a, 0)?;
+                        }
+                    }
+                    rows.push((row, given));
+                }
+            }
+            _ => {
+                let (_, batches) = s
+                    .run_datafusion(Statement::Query(Box::new(q.clone())))
+                    .await?;
+                for b in &batches {
+                    if b.num_columns() > targets.len() {
+                        return Err(SqlError::syntax(
+                            "INSERT has more expressions than target columns",
+                        ));
+                    }
+                    for i in 0..b.num_rows() {
+                        let mut row = vec![Datum::Null; ncols];
+                        let mut given = vec![false; ncols];
+                        for (j, &col) in targets.iter().enumerate().take(b.num_columns()) {
+                            given[col] = true;
+                            row[col] = cell(&def, col, b.column(j), i)?;
+                        }
+                        rows.push((row, given));
+                    }
+                }
+            }
+        },
+    }
+
+    let mut written = Vec::with_capacity(rows.len());
+    let mut ops = Vec::with_capacity(rows.len());
+    for (mut row, given) in rows {
+        fill_defaults(s, &def, &mut row, &given).await?;
+        check_not_null(&def, &row)?;
+        let key = new_key(&def, &row);
+        ops.push(KvOp {
+            value: row::encode_value(&def, &row),
+            key,
+            condition: Condition::IfAbsent as i32,
+            ..Default::default()
+        });
+        written.push(row);
+    }
+    let applied = if do_nothing {
+        // Row by row, so one taken key skips only that row.
+        futures::stream::iter(ops.into_iter().map(|op| {
+            let r = r.clone();
+            async move {
+                let key = op.key.clone();
+                s.catalog
+                    .client
+                    .write(&r.table, &key, vec![op])
+                    .await
+                    .map(|w| w.applied)
+            }
+        }))
+        .buffered(WRITE_CONCURRENCY)
+        .try_collect::<Vec<bool>>()
+        .await?
+    } else {
+        if !write_grouped(s, &r, ops).await? {
+            return Err(duplicate(&def));
+        }
+        vec![true; written.len()]
+    };
+    let rows: Vec<Row> = written
+        .into_iter()
+        .zip(&applied)
+        .filter(|(_, a)| **a)
+        .map(|(r, _)| r)
+        .collect();
+    match &ins.returning {
+        Some(items) => returning(s, &def, &rows, items).await,
+        None => Ok(Output::Command(format!("INSERT 0 {}", rows.len()))),
+    }
+}
+
+/// Store element `i` of `a` into column `col`.
+fn cell(def: &TableDef, col: usize, a: &ArrayRef, i: usize) -> SqlResult<Datum> {
+    let ty = def.columns[col].ty;
+    let d = if a.is_null(i) {
+        Datum::Null
+    } else if matches!(ty, SqlType::Bytea | SqlType::Bool)
+        && matches!(a.data_type(), datafusion::arrow::datatypes::DataType::Utf8)
+    {
+        let v = ScalarValue::try_from_array(a, i)?;
+        return to_datum(def, col, &v);
+    } else {
+        row::datum_from_array(a, i, ty)?
+    };
+    check_len(def, col, &d)?;
+    Ok(d)
+}
+
+/// Write ops grouped by tablet (each group atomically, groups concurrently); false if an
+/// op's condition failed (then its group wrote nothing).
+async fn write_grouped(s: &Session, r: &Resolved, ops: Vec<KvOp>) -> SqlResult<bool> {
+    let mut groups: std::collections::BTreeMap<usize, Vec<KvOp>> = Default::default();
+    for op in ops {
+        groups
+            .entry(r.table.tablet_for(&op.key))
+            .or_default()
+            .push(op);
+    }
+    let mut batches = Vec::new();
+    for (_, ops) in groups {
+        let mut ops = ops;
+        while !ops.is_empty() {
+            let rest = ops.split_off(ops.len().min(OPS_PER_WRITE));
+            batches.push(std::mem::replace(&mut ops, rest));
+        }
+    }
+    let results: Vec<bool> = futures::stream::iter(batches.into_iter().map(|ops| async move {
+        let key = ops[0].key.clone();
+        s.catalog
+            .client
+            .write(&r.table, &key, ops)
+            .await
+            .map(|w| w.applied)
+    }))
+    .buffer_unordered(WRITE_CONCURRENCY)
+    .try_collect()
+    .await?;
+    Ok(results.into_iter().all(|a| a))
+}
+
+/// Answer RETURNING items over `rows` (full rows of `def`).
+async fn returning(
+    s: &Session,
+    def: &TableDef,
+    rows: &[Row],
+    items: &[ast::SelectItem],
+) -> SqlResult<Output> {
+    let schema = def.arrow_schema();
+    let columns: Vec<ArrayRef> = def
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| row::build_array(c.ty, rows.iter().map(|r| &r[i])))
+        .collect();
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    let tmp = format!("__returning_{}", uuid::Uuid::new_v4().simple());
+    let mem = MemTable::try_new(schema, vec![vec![batch]])?;
+    let tmp_ref = datafusion::common::TableReference::full(TMP_CATALOG, TMP_SCHEMA, tmp.as_str());
+    s.ctx.register_table(tmp_ref.clone(), Arc::new(mem))?;
+    let sql = format!(
+        "SELECT {} FROM {}.{}.{} AS {}",
+        items
+            .iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        quote(TMP_CATALOG),
+        quote(TMP_SCHEMA),
+        quote(&tmp),
+        quote(&def.name)
+    );
+    let result = async {
+        let stmt = parse(&sql)?
+            .pop()
+            .ok_or_else(|| SqlError::internal("empty RETURNING"))?;
+        s.query(stmt).await
+    }
+    .await;
+    let _ = s.ctx.deregister_table(tmp_ref);
+    result
+}
+
+/// SQL text selecting the affected rows of an UPDATE/DELETE from `__dml__<table>`.
+fn dml_select(
+    def: &TableDef,
+    alias: Option<&ast::TableAlias>,
+    extra: &[String],
+    from: &[ast::TableWithJoins],
+    selection: Option<&Expr>,
+) -> String {
+    let alias = alias
+        .map(|a| ident(&a.name))
+        .unwrap_or_else(|| def.name.clone());
+    let mut sql = format!("SELECT {}.*", quote(&alias));
+    for e in extra {
+        sql.push_str(", ");
+        sql.push_str(e);
+    }
+    sql.push_str(&format!(
+        " FROM {}.{} AS {}",
+        quote(&def.schema),
+        quote(&format!("{DML_PREFIX}{}", def.name)),
+        quote(&alias)
+    ));
+    for f in from {
+        sql.push_str(&format!(", {f}"));
+    }
+    if let Some(w) = selection {
+        sql.push_str(&format!(" WHERE {w}"));
+    }
+    sql
+}
+
+/// Rows selected by [`dml_select`]: (old row, key, stored value, extra columns' arrays & index).
+struct Selected {
+    rows: Vec<(Row, Vec<u8>, Vec<u8>)>,
+    extras: Vec<(Vec<ArrayRef>, usize)>,
+}
+
+async fn select_affected(
+    s: &Session,
+    def: &TableDef,
+    sql: &str,
+    n_extra: usize,
+) -> SqlResult<Selected> {
+    let stmt = parse(sql)?
+        .pop()
+        .ok_or_else(|| SqlError::internal("empty DML select"))?;
+    let (_, batches) = s.run_datafusion(stmt).await?;
+    let ncols = def.columns.len();
+    let mut out = Selected {
+        rows: Vec::new(),
+        extras: Vec::new(),
+    };
+    for b in &batches {
+        let keys = b
+            .column(ncols)
+            .as_any()
+            .downcast_ref::<BinaryArray>()
+            .ok_or_else(|| SqlError::internal(format!("{KEY_COLUMN} is not binary")))?;
+        let values = b
+            .column(ncols + 1)
+            .as_any()
+            .downcast_ref::<BinaryArray>()
+            .ok_or_else(|| SqlError::internal(format!("{VALUE_COLUMN} is not binary")))?;
+        let extra: Vec<ArrayRef> = (0..n_extra)
+            .map(|j| b.column(ncols + 2 + j).clone())
+            .collect();
+        for i in 0..b.num_rows() {
+            let mut row = Vec::with_capacity(ncols);
+            for (c, col) in def.columns.iter().enumerate() {
+                row.push(row::datum_from_array(b.column(c), i, col.ty)?);
+            }
+            out.rows
+                .push((row, keys.value(i).to_vec(), values.value(i).to_vec()));
+            out.extras.push((extra.clone(), i));
+        }
+    }
+    Ok(out)
+}
+
+fn single_table(
+    t: &ast::TableWithJoins,
+) -> SqlResult<(&ast::ObjectName, Option<&ast::TableAlias>)> {
+    if !t.joins.is_empty() {
+        return Err(SqlError::unsupported("JOIN in UPDATE/DELETE target"));
+    }
+    match &t.relation {
+        ast::TableFactor::Table { name, alias, .. } => Ok((name, alias.as_ref())),
+        _ => Err(SqlError::unsupported("this UPDATE/DELETE target")),
+    }
+}
+
+/// UPDATE.
+pub async fn update(s: &Session, upd: &ast::Update) -> SqlResult<Output> {
+    let (name, alias) = single_table(&upd.table)?;
+    let r = target(s, name).await?;
+    let def = r.def.clone();
+    let mut assigned: Vec<usize> = Vec::new();
+    let mut exprs: Vec<String> = Vec::new();
+    for a in &upd.assignments {
+        let ast::AssignmentTarget::ColumnName(col) = &a.target else {
+            return Err(SqlError::unsupported("tuple assignment in UPDATE"));
+        };
+        let n = col
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(ident)
+            .unwrap_or_default();
+        let i = def.column(&n).ok_or_else(|| {
+            SqlError::new(
+                "42703",
+                format!("column \"{n}\" of relation \"{}\" does not exist", def.name),
+            )
+        })?;
+        assigned.push(i);
+        exprs.push(if is_default(&a.value) {
+            "NULL".into()
+        } else {
+            format!("({})", a.value)
+        });
+    }
+    let from: Vec<ast::TableWithJoins> = match &upd.from {
+        Some(ast::UpdateTableFromKind::BeforeSet(f) | ast::UpdateTableFromKind::AfterSet(f)) => {
+            f.clone()
+        }
+        None => Vec::new(),
+    };
+    let sql = dml_select(&def, alias, &exprs, &from, upd.selection.as_ref());
+    let selected = select_affected(s, &def, &sql, exprs.len()).await?;
+    let mut changes = Vec::with_capacity(selected.rows.len());
+    for ((old, key, raw), (arrays, i)) in selected.rows.into_iter().zip(selected.extras) {
+        let mut new = old.clone();
+        for (j, &col) in assigned.iter().enumerate() {
+            new[col] = cell(&def, col, &arrays[j], i)?;
+        }
+        check_not_null(&def, &new)?;
+        changes.push((new, key, raw));
+    }
+    let n = changes.len();
+    let new_rows: Vec<Row> = changes.iter().map(|(n, _, _)| n.clone()).collect();
+    futures::stream::iter(changes.into_iter().map(|(new, key, raw)| {
+        let r = r.clone();
+        let def = def.clone();
+        async move {
+            let new_key = if def.pk.is_empty() {
+                key.clone()
+            } else {
+                row::encode_key(&def, &new)
+            };
+            let value = row::encode_value(&def, &new);
+            let client = &s.catalog.client;
+            if new_key == key {
+                let op = KvOp {
+                    key: key.clone(),
+                    value,
+                    condition: Condition::IfEquals as i32,
+                    expected: raw,
+                    ..Default::default()
+                };
+                if !client.write(&r.table, &key, vec![op]).await?.applied {
+                    return Err(serialization_failure());
+                }
+            } else {
+                // The key changed: insert the new row, then remove the old one.
+                let put = KvOp {
+                    key: new_key.clone(),
+                    value,
+                    condition: Condition::IfAbsent as i32,
+                    ..Default::default()
+                };
+                if !client.write(&r.table, &new_key, vec![put]).await?.applied {
+                    return Err(duplicate(&def));
+                }
+                let del = KvOp {
+                    key: key.clone(),
+                    delete: true,
+                    condition: Condition::IfEquals as i32,
+                    expected: raw,
+                    ..Default::default()
+                };
+                if !client.write(&r.table, &key, vec![del]).await?.applied {
+                    return Err(serialization_failure());
+                }
+            }
+            Ok::<_, SqlError>(())
+        }
+    }))
+    .buffer_unordered(WRITE_CONCURRENCY)
+    .try_collect::<Vec<()>>()
+    .await?;
+    match &upd.returning {
+        Some(items) => returning(s, &def, &new_rows, items).await,
+        None => Ok(Output::Command(format!("UPDATE {n}"))),
+    }
+}
+
+/// DELETE.
+pub async fn delete(s: &Session, del: &ast::Delete) -> SqlResult<Output> {
+    let tables = match &del.from {
+        ast::FromTable::WithFromKeyword(t) | ast::FromTable::WithoutKeyword(t) => t,
+    };
+    let [t] = tables.as_slice() else {
+        return Err(SqlError::unsupported("DELETE from several tables"));
+    };
+    let (name, alias) = single_table(t)?;
+    let r = target(s, name).await?;
+    let def = r.def.clone();
+    let using = del.using.clone().unwrap_or_default();
+    let sql = dml_select(&def, alias, &[], &using, del.selection.as_ref());
+    let selected = select_affected(s, &def, &sql, 0).await?;
+    let n = selected.rows.len();
+    let mut ops = Vec::with_capacity(n);
+    let mut rows = Vec::with_capacity(n);
+    for (row, key, raw) in selected.rows {
+        ops.push(KvOp {
+            key,
+            delete: true,
+            condition: Condition::IfEquals as i32,
+            expected: raw,
+            ..Default::default()
+        });
+        rows.push(row);
+    }
+    if !write_grouped(s, &r, ops).await? {
+        return Err(serialization_failure());
+    }
+    match &del.returning {
+        Some(items) => returning(s, &def, &rows, items).await,
+        None => Ok(Output::Command(format!("DELETE {n}"))),
+    }
+}
+
+/// TRUNCATE a, b.
+pub async fn truncate(s: &Session, t: &ast::Truncate) -> SqlResult<Output> {
+    for target_name in &t.table_names {
+        let r = target(s, &target_name.name).await?;
+        let kvs = s.catalog.client.scan_all(&r.table).await?;
+        let ops = kvs
+            .into_iter()
+            .map(|(key, _)| KvOp {
+                key,
+                delete: true,
+                ..Default::default()
+            })
+            .collect();
+        write_grouped(s, &r, ops).await?;
+    }
+    Ok(Output::tag("TRUNCATE TABLE"))
+}

@@ -1,0 +1,144 @@
+//! Errors of the SQL layer, each with the SQLSTATE a PostgreSQL client expects, and the
+//! mapping from DataFusion's and the client library's errors onto SQLSTATEs.
+
+use datafusion::error::DataFusionError;
+use pgwire::error::{ErrorInfo, PgWireError};
+
+/// An error to send to the client as an ErrorResponse.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct SqlError {
+    /// Five-character SQLSTATE.
+    pub code: &'static str,
+    pub message: String,
+}
+
+pub type SqlResult<T> = Result<T, SqlError>;
+
+impl SqlError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        SqlError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 0A000 feature_not_supported.
+    pub fn unsupported(what: impl std::fmt::Display) -> Self {
+        SqlError::new("0A000", format!("{what} is not supported yet"))
+    }
+
+    /// 42601 syntax_error.
+    pub fn syntax(message: impl Into<String>) -> Self {
+        SqlError::new("42601", message)
+    }
+
+    /// 42P01 undefined_table.
+    pub fn no_table(name: &str) -> Self {
+        SqlError::new("42P01", format!("relation \"{name}\" does not exist"))
+    }
+
+    /// 42703 undefined_column.
+    pub fn no_column(name: &str) -> Self {
+        SqlError::new("42703", format!("column \"{name}\" does not exist"))
+    }
+
+    /// XX000 internal_error.
+    pub fn internal(message: impl std::fmt::Display) -> Self {
+        SqlError::new("XX000", message.to_string())
+    }
+
+    /// 22P02 invalid_text_representation.
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        SqlError::new("22P02", message)
+    }
+}
+
+impl From<SqlError> for PgWireError {
+    fn from(e: SqlError) -> Self {
+        PgWireError::UserError(Box::new(ErrorInfo::new(
+            "ERROR".to_owned(),
+            e.code.to_owned(),
+            e.message,
+        )))
+    }
+}
+
+impl From<client::ClientError> for SqlError {
+    fn from(e: client::ClientError) -> Self {
+        use common::StatusCode;
+        let code = match e.code() {
+            StatusCode::NotFound => "42P01",
+            StatusCode::AlreadyExists => "42P07",
+            StatusCode::TimedOut | StatusCode::ServiceUnavailable => "57P01",
+            _ => "XX000",
+        };
+        SqlError::new(code, e.to_string())
+    }
+}
+
+impl From<DataFusionError> for SqlError {
+    fn from(e: DataFusionError) -> Self {
+        let e = e.find_root();
+        let msg = e.to_string();
+        // Strip DataFusion's "Error during planning: " style prefixes for the client.
+        let clean = msg
+            .split_once(": ")
+            .filter(|(head, _)| {
+                head.starts_with("Error during planning")
+                    || head.starts_with("Schema error")
+                    || head.starts_with("Arrow error")
+                    || head.starts_with("Execution error")
+                    || head.starts_with("This feature is not implemented")
+                    || head.starts_with("SQL error")
+                    || head.starts_with("Invalid argument error")
+                    || head.starts_with("Cast error")
+                    || head.starts_with("Compute error")
+                    || head.starts_with("Parser error")
+                    || head.starts_with("Optimizer rule")
+            })
+            .map(|(_, rest)| rest.to_owned())
+            .unwrap_or_else(|| msg.clone());
+        let lower = msg.to_ascii_lowercase();
+        let code = match e {
+            DataFusionError::SQL(..) => "42601",
+            DataFusionError::NotImplemented(_) => "0A000",
+            _ if lower.contains("divide by zero") || lower.contains("division by zero") => "22012",
+            _ if lower.contains("table") && lower.contains("not found") => "42P01",
+            _ if lower.contains("no field named") || lower.contains("field not found") => "42703",
+            _ if lower.contains("cannot cast") || lower.contains("cast error") => "22P02",
+            _ if lower.contains("overflow") => "22003",
+            _ if lower.contains("sql error") || lower.contains("parsererror") => "42601",
+            DataFusionError::Plan(_) | DataFusionError::SchemaError(..) => "42804",
+            _ => "XX000",
+        };
+        let message = if code == "42703" {
+            let name = clean
+                .trim_start_matches("No field named ")
+                .split(['.', ' '])
+                .next()
+                .unwrap_or_default()
+                .trim_matches('"');
+            format!("column \"{name}\" does not exist")
+        } else if code == "22012" {
+            "division by zero".to_owned()
+        } else if code == "42P01" {
+            match clean.split('\'').nth(1) {
+                Some(name) => {
+                    let name = name.rsplit('.').next().unwrap_or(name);
+                    format!("relation \"{name}\" does not exist")
+                }
+                None => clean,
+            }
+        } else {
+            clean
+        };
+        SqlError::new(code, message)
+    }
+}
+
+impl From<datafusion::arrow::error::ArrowError> for SqlError {
+    fn from(e: datafusion::arrow::error::ArrowError) -> Self {
+        SqlError::from(DataFusionError::ArrowError(Box::new(e), None))
+    }
+}

@@ -1,0 +1,57 @@
+//! BSQL: the PostgreSQL-compatible API.
+//!
+//! * [`server`]: the wire protocol (pgwire) and per-connection handlers;
+//! * [`session`]: a connection's session and the statement dispatcher;
+//! * [`ddl`], [`dml`]: CREATE/DROP, INSERT/UPDATE/DELETE/TRUNCATE;
+//! * [`provider`]: tables as DataFusion sees them (queries are planned and run by DataFusion);
+//! * [`catalog`]: table definitions kept in the mserver's catalog, cached per server;
+//! * [`row`], [`types`]: how rows and values are stored and typed.
+
+pub mod catalog;
+pub mod ddl;
+pub mod dml;
+pub mod error;
+pub mod provider;
+pub mod row;
+pub mod server;
+pub mod session;
+pub mod types;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+/// Connections served at once; more wait for a slot.
+const MAX_CONNECTIONS: usize = 1024;
+
+/// Serve the PostgreSQL protocol on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    client: client::Client,
+    num_tablets: u32,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let catalog = Arc::new(catalog::Catalog::new(client, num_tablets));
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => {
+                let Ok((sock, _)) = accepted else { continue };
+                let _ = sock.set_nodelay(true);
+                let Ok(permit) = slots.clone().acquire_owned().await else { continue };
+                let handlers = server::Handlers(server::Conn::new(catalog.clone()));
+                tokio::spawn(async move {
+                    if let Err(e) = pgwire::tokio::process_socket(sock, None, handlers).await {
+                        tracing::debug!("BSQL connection ended: {e}");
+                    }
+                    drop(permit);
+                });
+            }
+        }
+    }
+}

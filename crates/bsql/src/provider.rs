@@ -1,0 +1,244 @@
+//! DataFusion's view of BSQL tables: a `CatalogProvider` per database whose schemas resolve
+//! tables from the [`Catalog`], and a `TableProvider` that reads a table's rows from its
+//! tablets (a point read when the filters pin the whole primary key, else a full scan).
+//!
+//! The name `__dml__<table>` resolves to the same table with two more columns, `__key`
+//! (the row's storage key) and `__value` (its stored bytes): UPDATE and DELETE select them to
+//! know which rows to write, and to write them only if they did not change meanwhile.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, BinaryArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvider};
+use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::TableType;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::catalog::{Catalog, Resolved};
+use crate::row::{self, Row};
+
+/// Prefix of the table name that adds the `__key` column.
+pub const DML_PREFIX: &str = "__dml__";
+/// Name of the storage-key column of a `__dml__` table.
+pub const KEY_COLUMN: &str = "__key";
+/// Name of the stored-value column of a `__dml__` table (for compare-and-set writes).
+pub const VALUE_COLUMN: &str = "__value";
+
+/// Schemas every database has.
+pub const SCHEMAS: [&str; 1] = ["public"];
+
+/// Database `db` as a DataFusion catalog.
+#[derive(Debug)]
+pub struct DbCatalog {
+    pub db: String,
+    pub catalog: Arc<CatalogRef>,
+}
+
+/// The shared catalog, wrapped for `Debug`.
+pub struct CatalogRef(pub Arc<Catalog>);
+
+impl std::fmt::Debug for CatalogRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Catalog")
+    }
+}
+
+impl CatalogProvider for DbCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        SCHEMAS.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        Some(Arc::new(DbSchema {
+            db: self.db.clone(),
+            schema: name.to_owned(),
+            catalog: self.catalog.clone(),
+        }))
+    }
+}
+
+/// One schema of a database.
+#[derive(Debug)]
+pub struct DbSchema {
+    db: String,
+    schema: String,
+    catalog: Arc<CatalogRef>,
+}
+
+#[async_trait]
+impl SchemaProvider for DbSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.catalog
+            .0
+            .cached_names(&self.db)
+            .into_iter()
+            .filter(|(s, _)| *s == self.schema)
+            .map(|(_, n)| n)
+            .collect()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let (with_key, name) = match name.strip_prefix(DML_PREFIX) {
+            Some(n) => (true, n),
+            None => (false, name),
+        };
+        let resolved = self
+            .catalog
+            .0
+            .table(&self.db, &self.schema, name)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(resolved.map(|r| {
+            Arc::new(BsqlTable::new(self.catalog.0.clone(), r, with_key)) as Arc<dyn TableProvider>
+        }))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.table_names().iter().any(|n| n == name)
+    }
+}
+
+/// A table as DataFusion scans it.
+#[derive(Debug)]
+pub struct BsqlTable {
+    catalog: Arc<CatalogRef>,
+    resolved: Arc<Resolved>,
+    schema: SchemaRef,
+    with_key: bool,
+}
+
+impl BsqlTable {
+    pub fn new(catalog: Arc<Catalog>, resolved: Arc<Resolved>, with_key: bool) -> Self {
+        let schema = if with_key {
+            let mut fields: Vec<Field> = resolved
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
+            fields.push(Field::new(KEY_COLUMN, DataType::Binary, false));
+            fields.push(Field::new(VALUE_COLUMN, DataType::Binary, false));
+            Arc::new(Schema::new(fields))
+        } else {
+            resolved.schema.clone()
+        };
+        BsqlTable {
+            catalog: Arc::new(CatalogRef(catalog)),
+            resolved,
+            schema,
+            with_key,
+        }
+    }
+
+    /// The primary key, if `filters` pin every key column to a literal.
+    fn point_key(&self, filters: &[Expr]) -> Option<Vec<u8>> {
+        let def = &self.resolved.def;
+        if def.pk.is_empty() {
+            return None;
+        }
+        let mut row: Row = vec![row::Datum::Null; def.columns.len()];
+        let mut found = 0;
+        for f in filters {
+            let Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::Eq,
+                right,
+            }) = f
+            else {
+                continue;
+            };
+            let (col, lit) = match (left.as_ref(), right.as_ref()) {
+                (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c)) => {
+                    (c, v)
+                }
+                _ => continue,
+            };
+            let Some(i) = def.column(&col.name) else {
+                continue;
+            };
+            if !def.pk.contains(&i) || !row[i].is_null() {
+                continue;
+            }
+            let d = row::datum_from_any_scalar(lit, def.columns[i].ty).ok()?;
+            if d.is_null() {
+                return None;
+            }
+            row[i] = d;
+            found += 1;
+        }
+        (found == def.pk.len()).then(|| row::encode_key(def, &row))
+    }
+
+    async fn rows(&self, filters: &[Expr]) -> crate::error::SqlResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        let client = &self.catalog.0.client;
+        let table = &self.resolved.table;
+        if let Some(key) = self.point_key(filters) {
+            return Ok(client
+                .get(table, &key)
+                .await?
+                .map(|v| vec![(key, v)])
+                .unwrap_or_default());
+        }
+        Ok(client.scan_all(table).await?)
+    }
+}
+
+#[async_trait]
+impl TableProvider for BsqlTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        // Filters are used to find a point read; DataFusion still applies them all.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let external = |e: crate::error::SqlError| DataFusionError::External(Box::new(e));
+        let kvs = self.rows(filters).await.map_err(external)?;
+        let def = &self.resolved.def;
+        let mut rows = Vec::with_capacity(kvs.len());
+        for (_, v) in &kvs {
+            rows.push(row::decode_value(def, v).map_err(external)?);
+        }
+        let mut columns: Vec<ArrayRef> = def
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| row::build_array(c.ty, rows.iter().map(|r| &r[i])))
+            .collect();
+        if self.with_key {
+            columns.push(Arc::new(BinaryArray::from_iter_values(
+                kvs.iter().map(|(k, _)| k.as_slice()),
+            )));
+            columns.push(Arc::new(BinaryArray::from_iter_values(
+                kvs.iter().map(|(_, v)| v.as_slice()),
+            )));
+        }
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
+        let exec = MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            self.schema.clone(),
+            projection.cloned(),
+        )?;
+        Ok(exec)
+    }
+}

@@ -1,0 +1,325 @@
+//! Rows on disk: a [`Datum`] per column, the order-preserving key of a row (its primary key
+//! columns, or a hidden row id), the value (non-key columns by column id), and conversion
+//! between rows and Arrow arrays.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder,
+    Float32Builder, Float64Builder, Int16Builder, Int32Builder, Int64Builder,
+    IntervalMonthDayNanoBuilder, StringBuilder, Time64MicrosecondBuilder,
+    TimestampMicrosecondBuilder,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::IntervalMonthDayNano;
+use datafusion::common::ScalarValue;
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::TableDef;
+use crate::error::{SqlError, SqlResult};
+use crate::types::{SqlType, UTC};
+
+/// One stored value. The column's [`SqlType`] says how to read it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Datum {
+    Null,
+    Bool(bool),
+    /// int2/int4/int8; date (days since 1970-01-01); time, timestamp, timestamptz (µs).
+    Int(i64),
+    Float(f64),
+    /// numeric, scaled by the column's scale.
+    Decimal(i128),
+    Text(String),
+    Bytes(Vec<u8>),
+    Interval {
+        months: i32,
+        days: i32,
+        nanos: i64,
+    },
+}
+
+impl Datum {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Datum::Null)
+    }
+
+    /// Append the order-preserving encoding of this (non-null) key column to `out`.
+    pub fn encode_key(&self, out: &mut Vec<u8>) {
+        match self {
+            Datum::Null => out.push(0),
+            Datum::Bool(b) => out.push(*b as u8 + 1),
+            Datum::Int(i) => out.extend_from_slice(&((*i as u64) ^ (1 << 63)).to_be_bytes()),
+            Datum::Float(f) => {
+                let bits = f.to_bits();
+                let ordered = if bits >> 63 == 1 {
+                    !bits
+                } else {
+                    bits | (1 << 63)
+                };
+                out.extend_from_slice(&ordered.to_be_bytes());
+            }
+            Datum::Decimal(d) => out.extend_from_slice(&((*d as u128) ^ (1 << 127)).to_be_bytes()),
+            Datum::Text(s) => common::keys::encode_bytes(s.as_bytes(), out),
+            Datum::Bytes(b) => common::keys::encode_bytes(b, out),
+            Datum::Interval {
+                months,
+                days,
+                nanos,
+            } => {
+                out.extend_from_slice(&((*months as u32) ^ (1 << 31)).to_be_bytes());
+                out.extend_from_slice(&((*days as u32) ^ (1 << 31)).to_be_bytes());
+                out.extend_from_slice(&((*nanos as u64) ^ (1 << 63)).to_be_bytes());
+            }
+        }
+    }
+
+    /// This value as a DataFusion scalar of column type `ty`.
+    pub fn to_scalar(&self, ty: SqlType) -> ScalarValue {
+        let null = self.is_null();
+        match ty {
+            SqlType::Bool => ScalarValue::Boolean(self.as_bool()),
+            SqlType::Int2 => ScalarValue::Int16(self.as_int().map(|v| v as i16)),
+            SqlType::Int4 => ScalarValue::Int32(self.as_int().map(|v| v as i32)),
+            SqlType::Int8 => ScalarValue::Int64(self.as_int()),
+            SqlType::Float4 => ScalarValue::Float32(self.as_float().map(|v| v as f32)),
+            SqlType::Float8 => ScalarValue::Float64(self.as_float()),
+            SqlType::Numeric { precision, scale } => ScalarValue::Decimal128(
+                match self {
+                    Datum::Decimal(d) => Some(*d),
+                    _ => None,
+                },
+                precision,
+                scale,
+            ),
+            SqlType::Bytea => ScalarValue::Binary(match self {
+                Datum::Bytes(b) => Some(b.clone()),
+                _ => None,
+            }),
+            SqlType::Date => ScalarValue::Date32(self.as_int().map(|v| v as i32)),
+            SqlType::Time => ScalarValue::Time64Microsecond(self.as_int()),
+            SqlType::Timestamp => ScalarValue::TimestampMicrosecond(self.as_int(), None),
+            SqlType::TimestampTz => {
+                ScalarValue::TimestampMicrosecond(self.as_int(), Some(Arc::from(UTC)))
+            }
+            SqlType::Interval => ScalarValue::IntervalMonthDayNano(match self {
+                Datum::Interval {
+                    months,
+                    days,
+                    nanos,
+                } => Some(IntervalMonthDayNano::new(*months, *days, *nanos)),
+                _ => None,
+            }),
+            _ if null => ScalarValue::Utf8(None),
+            _ => ScalarValue::Utf8(match self {
+                Datum::Text(s) => Some(s.clone()),
+                _ => None,
+            }),
+        }
+    }
+
+    fn as_int(&self) -> Option<i64> {
+        match self {
+            Datum::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    fn as_float(&self) -> Option<f64> {
+        match self {
+            Datum::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+
+    fn as_bool(&self) -> Option<bool> {
+        match self {
+            Datum::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+}
+
+/// Convert element `idx` of `array` (any Arrow type) into a datum of column type `ty`,
+/// casting as PostgreSQL's assignment cast would.
+pub fn datum_from_array(array: &ArrayRef, idx: usize, ty: SqlType) -> SqlResult<Datum> {
+    let target = ty.arrow();
+    let array = if array.data_type() == &target {
+        array.slice(idx, 1)
+    } else {
+        let one = array.slice(idx, 1);
+        let opts = datafusion::arrow::compute::CastOptions {
+            safe: false,
+            ..Default::default()
+        };
+        datafusion::arrow::compute::cast_with_options(&one, &target, &opts).map_err(|e| {
+            SqlError::invalid_input(format!(
+                "invalid input syntax for type {}: {}",
+                ty.name(),
+                e.to_string().trim_start_matches("Cast error: ")
+            ))
+        })?
+    };
+    if array.is_null(0) {
+        return Ok(Datum::Null);
+    }
+    let scalar = ScalarValue::try_from_array(&array, 0)?;
+    Ok(datum_from_scalar(&scalar))
+}
+
+/// Convert a scalar that already has a column's Arrow type into a datum.
+pub fn datum_from_scalar(s: &ScalarValue) -> Datum {
+    match s {
+        ScalarValue::Boolean(Some(b)) => Datum::Bool(*b),
+        ScalarValue::Int8(Some(v)) => Datum::Int(*v as i64),
+        ScalarValue::Int16(Some(v)) => Datum::Int(*v as i64),
+        ScalarValue::Int32(Some(v)) => Datum::Int(*v as i64),
+        ScalarValue::Int64(Some(v)) => Datum::Int(*v),
+        ScalarValue::Float32(Some(v)) => Datum::Float(*v as f64),
+        ScalarValue::Float64(Some(v)) => Datum::Float(*v),
+        ScalarValue::Decimal128(Some(v), _, _) => Datum::Decimal(*v),
+        ScalarValue::Utf8(Some(v))
+        | ScalarValue::LargeUtf8(Some(v))
+        | ScalarValue::Utf8View(Some(v)) => Datum::Text(v.clone()),
+        ScalarValue::Binary(Some(v))
+        | ScalarValue::LargeBinary(Some(v))
+        | ScalarValue::BinaryView(Some(v)) => Datum::Bytes(v.clone()),
+        ScalarValue::Date32(Some(v)) => Datum::Int(*v as i64),
+        ScalarValue::Time64Microsecond(Some(v)) => Datum::Int(*v),
+        ScalarValue::TimestampMicrosecond(Some(v), _) => Datum::Int(*v),
+        ScalarValue::IntervalMonthDayNano(Some(v)) => Datum::Interval {
+            months: v.months,
+            days: v.days,
+            nanos: v.nanoseconds,
+        },
+        _ => Datum::Null,
+    }
+}
+
+/// Cast a scalar to column type `ty` and store it.
+pub fn datum_from_any_scalar(s: &ScalarValue, ty: SqlType) -> SqlResult<Datum> {
+    let array = s.to_array()?;
+    datum_from_array(&array, 0, ty)
+}
+
+/// A row's values, in the table's column order.
+pub type Row = Vec<Datum>;
+
+/// The storage key of `row` (primary key columns, in order).
+pub fn encode_key(def: &TableDef, row: &Row) -> Vec<u8> {
+    let mut key = Vec::with_capacity(16);
+    for &i in &def.pk {
+        row[i].encode_key(&mut key);
+    }
+    key
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredRow<'a> {
+    cols: Vec<(u32, std::borrow::Cow<'a, Datum>)>,
+}
+
+/// The storage value of `row`: every non-null column (key columns included, so a row can be
+/// read back without decoding its key) tagged with its column id.
+pub fn encode_value(def: &TableDef, row: &Row) -> Vec<u8> {
+    let cols = def
+        .columns
+        .iter()
+        .zip(row)
+        .filter(|(_, d)| !d.is_null())
+        .map(|(c, d)| (c.id, std::borrow::Cow::Borrowed(d)))
+        .collect();
+    let mut out = vec![1u8]; // format version
+                             // Serializing plain data into a Vec cannot fail.
+    let _ = bincode::serialize_into(&mut out, &StoredRow { cols });
+    out
+}
+
+/// Decode a stored value into a row in the table's current column order (columns added
+/// since the row was written read as NULL; dropped ones are skipped).
+pub fn decode_value(def: &TableDef, value: &[u8]) -> SqlResult<Row> {
+    let Some((1, body)) = value.split_first().map(|(v, b)| (*v, b)) else {
+        return Err(SqlError::new("XX001", "stored row has an unknown format"));
+    };
+    let stored: StoredRow = bincode::deserialize(body)
+        .map_err(|e| SqlError::new("XX001", format!("stored row is corrupt: {e}")))?;
+    let mut row = vec![Datum::Null; def.columns.len()];
+    for (id, d) in stored.cols {
+        if let Some(i) = def.columns.iter().position(|c| c.id == id) {
+            row[i] = d.into_owned();
+        }
+    }
+    Ok(row)
+}
+
+/// Build the Arrow array of column type `ty` from `values`.
+pub fn build_array<'a>(ty: SqlType, values: impl Iterator<Item = &'a Datum>) -> ArrayRef {
+    macro_rules! build {
+        ($builder:expr, $pat:pat => $v:expr) => {{
+            let mut b = $builder;
+            for d in values {
+                match d {
+                    $pat => b.append_value($v),
+                    _ => b.append_null(),
+                }
+            }
+            Arc::new(b.finish()) as ArrayRef
+        }};
+    }
+    match ty {
+        SqlType::Bool => build!(BooleanBuilder::new(), Datum::Bool(v) => *v),
+        SqlType::Int2 => build!(Int16Builder::new(), Datum::Int(v) => *v as i16),
+        SqlType::Int4 => build!(Int32Builder::new(), Datum::Int(v) => *v as i32),
+        SqlType::Int8 => build!(Int64Builder::new(), Datum::Int(v) => *v),
+        SqlType::Float4 => build!(Float32Builder::new(), Datum::Float(v) => *v as f32),
+        SqlType::Float8 => build!(Float64Builder::new(), Datum::Float(v) => *v),
+        SqlType::Numeric { precision, scale } => {
+            let mut b = Decimal128Builder::new();
+            for d in values {
+                match d {
+                    Datum::Decimal(v) => b.append_value(*v),
+                    _ => b.append_null(),
+                }
+            }
+            match b.finish().with_precision_and_scale(precision, scale) {
+                Ok(a) => Arc::new(a),
+                Err(_) => datafusion::arrow::array::new_null_array(&ty.arrow(), 0),
+            }
+        }
+        SqlType::Bytea => build!(BinaryBuilder::new(), Datum::Bytes(v) => v),
+        SqlType::Date => build!(Date32Builder::new(), Datum::Int(v) => *v as i32),
+        SqlType::Time => build!(Time64MicrosecondBuilder::new(), Datum::Int(v) => *v),
+        SqlType::Timestamp => build!(TimestampMicrosecondBuilder::new(), Datum::Int(v) => *v),
+        SqlType::TimestampTz => {
+            let mut b = TimestampMicrosecondBuilder::new().with_timezone(UTC);
+            for d in values {
+                match d {
+                    Datum::Int(v) => b.append_value(*v),
+                    _ => b.append_null(),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        SqlType::Interval => build!(IntervalMonthDayNanoBuilder::new(),
+            Datum::Interval { months, days, nanos } => IntervalMonthDayNano::new(*months, *days, *nanos)),
+        SqlType::Text
+        | SqlType::Varchar
+        | SqlType::Bpchar
+        | SqlType::Uuid
+        | SqlType::Json
+        | SqlType::Jsonb => build!(StringBuilder::new(), Datum::Text(v) => v),
+    }
+}
+
+/// Cast `array` to column type `ty` (assignment cast), with a PostgreSQL-style error.
+pub fn cast_column(array: &ArrayRef, ty: SqlType) -> SqlResult<ArrayRef> {
+    if array.data_type() == &ty.arrow() {
+        return Ok(array.clone());
+    }
+    cast(array, &ty.arrow()).map_err(|e| {
+        SqlError::invalid_input(format!(
+            "invalid input syntax for type {}: {}",
+            ty.name(),
+            e.to_string().trim_start_matches("Cast error: ")
+        ))
+    })
+}

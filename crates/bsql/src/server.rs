@@ -1,0 +1,539 @@
+//! The PostgreSQL wire protocol (via pgwire): startup, simple query, extended query (parse /
+//! bind / describe / execute with text and binary parameters and results), each connection
+//! owning one [`Session`].
+
+use std::fmt::Debug;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{self, Expr, Statement};
+use futures::{stream, Sink};
+use pgwire::api::auth::{
+    finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
+    DefaultServerParameterProvider, StartupHandler,
+};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers,
+    PidSecretKeyGenerator, RandomPidSecretKeyGenerator, Type, METADATA_DATABASE, METADATA_USER,
+};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use tokio::sync::Mutex;
+
+use crate::catalog::Catalog;
+use crate::error::{SqlError, SqlResult};
+use crate::session::{parse, Output, Session, SERVER_VERSION};
+use crate::types::SqlType;
+
+/// Databases that exist on every cluster (created on first connection).
+pub const BUILTIN_DATABASES: [&str; 3] = ["yugabyte", "postgres", "template1"];
+
+/// Per-connection handlers.
+pub struct Conn {
+    catalog: Arc<Catalog>,
+    session: Mutex<Option<Session>>,
+    parser: Arc<Parser>,
+}
+
+impl Conn {
+    pub fn new(catalog: Arc<Catalog>) -> Arc<Conn> {
+        let conn = Arc::new_cyclic(|weak| Conn {
+            catalog: catalog.clone(),
+            session: Mutex::new(None),
+            parser: Arc::new(Parser { conn: weak.clone() }),
+        });
+        conn
+    }
+
+    async fn with_session<C: ClientInfo, T>(
+        &self,
+        client: &C,
+        f: impl AsyncFnOnce(&mut Session) -> T,
+    ) -> T {
+        let mut guard = self.session.lock().await;
+        let session = guard.get_or_insert_with(|| {
+            let md = client.metadata();
+            let user = md
+                .get(METADATA_USER)
+                .cloned()
+                .unwrap_or_else(|| "yugabyte".into());
+            let db = md
+                .get(METADATA_DATABASE)
+                .cloned()
+                .unwrap_or_else(|| user.clone());
+            Session::new(self.catalog.clone(), &db, &user)
+        });
+        f(session).await
+    }
+}
+
+/// The handler set pgwire asks for, one per connection.
+pub struct Handlers(pub Arc<Conn>);
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.0.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.0.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.0.clone()
+    }
+}
+
+fn fatal(code: &str, message: String) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "FATAL".to_owned(),
+        code.to_owned(),
+        message,
+    )))
+}
+
+#[async_trait]
+impl StartupHandler for Conn {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let PgWireFrontendMessage::Startup(ref startup) = message else {
+            return Ok(());
+        };
+        protocol_negotiation(client, startup).await?;
+        save_startup_parameters_to_metadata(client, startup);
+        let user = client
+            .metadata()
+            .get(METADATA_USER)
+            .cloned()
+            .unwrap_or_default();
+        let db = client
+            .metadata()
+            .get(METADATA_DATABASE)
+            .cloned()
+            .unwrap_or_else(|| user.clone());
+        if user.is_empty() {
+            return Err(fatal(
+                "28000",
+                "no PostgreSQL user name specified in startup packet".into(),
+            ));
+        }
+        if !database_exists(&self.catalog, &db).await? {
+            return Err(fatal("3D000", format!("database \"{db}\" does not exist")));
+        }
+        let (pid, secret) = RandomPidSecretKeyGenerator::default().generate(client);
+        client.set_pid_and_secret_key(pid, secret);
+        let mut params = DefaultServerParameterProvider::default();
+        params.server_version = SERVER_VERSION.to_owned();
+        params.time_zone = "UTC".to_owned();
+        params.date_style = "ISO, MDY".to_owned();
+        finish_authentication(client, &params).await?;
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        Ok(())
+    }
+}
+
+/// Whether database `db` exists (the built-in ones are created when first asked for).
+async fn database_exists(catalog: &Catalog, db: &str) -> PgWireResult<bool> {
+    if BUILTIN_DATABASES.contains(&db) {
+        catalog
+            .client
+            .create_namespace(db, true)
+            .await
+            .map_err(|e| fatal("57P03", format!("the cluster is not ready: {e}")))?;
+        return Ok(true);
+    }
+    let resp = catalog
+        .client
+        .list_tables()
+        .await
+        .map_err(|e| fatal("57P03", format!("the cluster is not ready: {e}")))?;
+    Ok(resp.namespaces.iter().any(|n| n == db))
+}
+
+/// Turn an [`Output`] into a pgwire response (`format`: the result column formats).
+fn respond(out: Output, format: &Format) -> PgWireResult<Response> {
+    Ok(match out {
+        Output::Rows { schema, batches } => {
+            let fields = Arc::new(fields_of(&schema, format)?);
+            let mut rows = Vec::new();
+            for b in batches {
+                rows.extend(encode_recordbatch(fields.clone(), b));
+            }
+            Response::Query(QueryResponse::new(fields, stream::iter(rows)))
+        }
+        Output::Command(tag) => Response::Execution(command_tag(&tag)),
+        Output::Begin(tag) => Response::TransactionStart(command_tag(&tag)),
+        Output::End(tag) => Response::TransactionEnd(command_tag(&tag)),
+    })
+}
+
+/// pgwire's Tag from a full command tag text (`INSERT 0 3`, `UPDATE 2`, `CREATE TABLE`).
+fn command_tag(text: &str) -> Tag {
+    let mut parts = text.rsplitn(2, ' ');
+    let last = parts.next().unwrap_or_default();
+    match (last.parse::<usize>(), parts.next()) {
+        (Ok(n), Some(head)) => match head.strip_suffix(" 0") {
+            Some(cmd) if cmd == "INSERT" => Tag::new(cmd).with_oid(0).with_rows(n),
+            _ => Tag::new(head).with_rows(n),
+        },
+        _ => Tag::new(text),
+    }
+}
+
+/// Result columns, described with the PostgreSQL types of their Arrow types.
+fn fields_of(schema: &SchemaRef, format: &Format) -> PgWireResult<Vec<FieldInfo>> {
+    arrow_schema_to_pg_fields(schema, format, None)
+}
+
+fn to_pg(e: SqlError) -> PgWireError {
+    e.into()
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Conn {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let stmts = parse(query).map_err(to_pg)?;
+        if stmts.is_empty() {
+            return Ok(vec![Response::EmptyQuery]);
+        }
+        let mut out = Vec::with_capacity(stmts.len());
+        self.with_session(client, async |session| {
+            for stmt in stmts {
+                match session.execute(stmt).await {
+                    Ok(o) => out.push(respond(o, &Format::UnifiedText)?),
+                    Err(e) => {
+                        // Like PostgreSQL: the error ends this query string.
+                        out.push(Response::Error(Box::new(ErrorInfo::new(
+                            "ERROR".to_owned(),
+                            e.code.to_owned(),
+                            e.message,
+                        ))));
+                        break;
+                    }
+                }
+            }
+            Ok::<_, PgWireError>(())
+        })
+        .await?;
+        Ok(out)
+    }
+}
+
+/// A prepared statement.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub stmt: Statement,
+    /// Parameter types, as described to the client.
+    pub params: Vec<Type>,
+    /// Result columns (empty for commands).
+    pub schema: Option<SchemaRef>,
+}
+
+/// Parses statements for the extended protocol, inferring parameter and result types.
+pub struct Parser {
+    conn: std::sync::Weak<Conn>,
+}
+
+#[async_trait]
+impl QueryParser for Parser {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let mut stmts = parse(sql).map_err(to_pg)?;
+        if stmts.len() > 1 {
+            return Err(SqlError::syntax(
+                "cannot insert multiple commands into a prepared statement",
+            )
+            .into());
+        }
+        let Some(stmt) = stmts.pop() else {
+            return Ok(None);
+        };
+        let Some(conn) = self.conn.upgrade() else {
+            return Err(SqlError::internal("connection closed").into());
+        };
+        let nparams = count_params(&stmt);
+        let (params, schema) = conn
+            .with_session(client, async |s| describe(s, &stmt, nparams).await)
+            .await;
+        let params = (0..nparams)
+            .map(|i| {
+                types
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .filter(|t| *t != Type::UNKNOWN)
+                    .or_else(|| params.get(i).cloned())
+                    .unwrap_or(Type::TEXT)
+            })
+            .collect();
+        Ok(Some(Prepared {
+            stmt,
+            params,
+            schema,
+        }))
+    }
+
+    fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
+        Ok(stmt.params.clone())
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Prepared,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        match &stmt.schema {
+            Some(s) => fields_of(s, format.unwrap_or(&Format::UnifiedText)),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+/// Number of `$n` parameters (the highest n).
+fn count_params(stmt: &Statement) -> usize {
+    let mut stmt = stmt.clone();
+    let mut max = 0;
+    let _ = ast::visit_expressions_mut(&mut stmt, |e| {
+        if let Expr::Value(v) = e {
+            if let ast::Value::Placeholder(p) = &v.value {
+                if let Some(n) = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
+                    max = max.max(n);
+                }
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    max
+}
+
+/// Parameter types and result schema of a statement, as far as DataFusion can infer them.
+async fn describe(s: &Session, stmt: &Statement, nparams: usize) -> (Vec<Type>, Option<SchemaRef>) {
+    let mut types = vec![Type::UNKNOWN; nparams];
+    let plannable = matches!(
+        stmt,
+        Statement::Query(_) | Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_)
+    );
+    if !plannable {
+        return (types, None);
+    }
+    let _ = s.catalog.table_names(&s.db).await;
+    let plan = s
+        .ctx
+        .state()
+        .statement_to_plan(DfStatement::Statement(Box::new(stmt.clone())))
+        .await;
+    let Ok(plan) = plan else {
+        return (types, None);
+    };
+    if let Ok(found) = plan.get_parameter_types() {
+        for (name, dt) in found {
+            let Some(i) = name
+                .strip_prefix('$')
+                .and_then(|n| n.parse::<usize>().ok())
+                .and_then(|n| n.checked_sub(1))
+            else {
+                continue;
+            };
+            if let (Some(slot), Some(dt)) = (types.get_mut(i), dt) {
+                *slot = SqlType::pg_of_arrow(&dt);
+            }
+        }
+    }
+    let schema =
+        matches!(stmt, Statement::Query(_)).then(|| Arc::new(plan.schema().as_arrow().clone()));
+    (types, schema)
+}
+
+/// The value of parameter `i` as a SQL expression (a typed literal).
+fn param_expr<S: Clone>(portal: &Portal<S>, i: usize, ty: &Type) -> PgWireResult<Expr> {
+    let raw = portal.parameters.get(i).cloned().flatten();
+    let Some(raw) = raw else {
+        return Ok(Expr::value(ast::Value::Null));
+    };
+    let binary = matches!(portal.parameter_format.format_for(i), FieldFormat::Binary);
+    let text: String = if !binary {
+        String::from_utf8(raw.to_vec())
+            .map_err(|_| SqlError::new("22021", "invalid byte sequence for encoding \"UTF8\""))
+            .map_err(to_pg)?
+    } else {
+        match *ty {
+            Type::BOOL => portal
+                .parameter::<bool>(i, ty)?
+                .unwrap_or_default()
+                .to_string(),
+            Type::INT2 => portal
+                .parameter::<i16>(i, ty)?
+                .unwrap_or_default()
+                .to_string(),
+            Type::INT4 => portal
+                .parameter::<i32>(i, ty)?
+                .unwrap_or_default()
+                .to_string(),
+            Type::INT8 => portal
+                .parameter::<i64>(i, ty)?
+                .unwrap_or_default()
+                .to_string(),
+            Type::FLOAT4 => portal
+                .parameter::<f32>(i, ty)?
+                .unwrap_or_default()
+                .to_string(),
+            Type::FLOAT8 => portal
+                .parameter::<f64>(i, ty)?
+                .unwrap_or_default()
+                .to_string(),
+            Type::NUMERIC => portal
+                .parameter::<rust_decimal::Decimal>(i, ty)?
+                .unwrap_or_default()
+                .to_string(),
+            Type::DATE => portal
+                .parameter::<chrono::NaiveDate>(i, ty)?
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+            Type::TIME => portal
+                .parameter::<chrono::NaiveTime>(i, ty)?
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+            Type::TIMESTAMP => portal
+                .parameter::<chrono::NaiveDateTime>(i, ty)?
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+            Type::TIMESTAMPTZ => portal
+                .parameter::<chrono::DateTime<chrono::FixedOffset>>(i, ty)?
+                .map(|d| d.to_rfc3339())
+                .unwrap_or_default(),
+            Type::BYTEA => {
+                let b = portal.parameter::<Vec<u8>>(i, ty)?.unwrap_or_default();
+                let mut s = String::from("\\x");
+                for byte in b {
+                    s.push_str(&format!("{byte:02x}"));
+                }
+                s
+            }
+            _ => portal.parameter::<String>(i, ty)?.unwrap_or_default(),
+        }
+    };
+    let lit = Expr::value(ast::Value::SingleQuotedString(text));
+    let data_type = match *ty {
+        Type::BOOL => ast::DataType::Boolean,
+        Type::INT2 => ast::DataType::SmallInt(None),
+        Type::INT4 => ast::DataType::Integer(None),
+        Type::INT8 => ast::DataType::BigInt(None),
+        Type::FLOAT4 => ast::DataType::Real,
+        Type::FLOAT8 => ast::DataType::DoublePrecision,
+        Type::NUMERIC => ast::DataType::Numeric(ast::ExactNumberInfo::None),
+        Type::DATE => ast::DataType::Date,
+        Type::TIME => ast::DataType::Time(None, ast::TimezoneInfo::None),
+        Type::TIMESTAMP => ast::DataType::Timestamp(None, ast::TimezoneInfo::None),
+        Type::TIMESTAMPTZ => ast::DataType::Timestamp(None, ast::TimezoneInfo::WithTimeZone),
+        // Text-like and unknown: a plain string literal, cast where it is used.
+        _ => return Ok(lit),
+    };
+    Ok(Expr::Cast {
+        kind: ast::CastKind::DoubleColon,
+        expr: Box::new(lit),
+        data_type,
+        array: false,
+        format: None,
+    })
+}
+
+/// Replace `$n` placeholders with the portal's parameter values.
+fn bind<S: Clone>(stmt: &mut Statement, portal: &Portal<S>, types: &[Type]) -> PgWireResult<()> {
+    let mut err = None;
+    let _ = ast::visit_expressions_mut(stmt, |e| {
+        if let Expr::Value(v) = e {
+            if let ast::Value::Placeholder(p) = &v.value {
+                let Some(i) = p
+                    .strip_prefix('$')
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .and_then(|n| n.checked_sub(1))
+                else {
+                    return ControlFlow::Continue(());
+                };
+                if i >= portal.parameter_len() {
+                    err = Some(SqlError::new(
+                        "08P01",
+                        format!("there is no parameter ${}", i + 1),
+                    ));
+                    return ControlFlow::Break(());
+                }
+                let ty = types.get(i).cloned().unwrap_or(Type::TEXT);
+                match param_expr(portal, i, &ty) {
+                    Ok(x) => *e = x,
+                    Err(e2) => {
+                        err = Some(SqlError::new("22P02", e2.to_string()));
+                        return ControlFlow::Break(());
+                    }
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    match err {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Conn {
+    type Statement = Prepared;
+    type QueryParser = Parser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Prepared>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let prepared: &Prepared = &portal.statement.statement;
+        let mut stmt = prepared.stmt.clone();
+        bind(&mut stmt, portal, &prepared.params)?;
+        let out: SqlResult<Output> = self
+            .with_session(client, async |s| s.execute(stmt).await)
+            .await;
+        respond(out.map_err(to_pg)?, &portal.result_column_format)
+    }
+}

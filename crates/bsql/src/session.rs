@@ -1,0 +1,474 @@
+//! One client connection's SQL session: its database, settings and transaction state, and
+//! the dispatcher that runs a parsed statement (DDL and DML here and in [`crate::ddl`] /
+//! [`crate::dml`], queries through DataFusion).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility};
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{self, Statement};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+
+use crate::catalog::Catalog;
+use crate::error::{SqlError, SqlResult};
+use crate::provider::{CatalogRef, DbCatalog};
+use crate::{ddl, dml};
+
+/// The server version clients see (`server_version`, `version()`).
+pub const SERVER_VERSION: &str = "15.2";
+
+/// Catalog and schema of per-statement scratch tables (RETURNING input).
+pub const TMP_CATALOG: &str = "__bsql_tmp";
+pub const TMP_SCHEMA: &str = "t";
+
+/// What a statement produced.
+#[derive(Debug)]
+pub enum Output {
+    /// A result set.
+    Rows {
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    },
+    /// A command tag, e.g. `CREATE TABLE` or `INSERT 0 3`.
+    Command(String),
+    /// The statement opened a transaction block.
+    Begin(String),
+    /// The statement closed a transaction block.
+    End(String),
+}
+
+impl Output {
+    pub fn tag(s: &str) -> Output {
+        Output::Command(s.to_owned())
+    }
+}
+
+/// State of the open transaction block.
+#[derive(Debug, Default)]
+pub struct TxnBlock {
+    /// Statements in this block wrote data (already committed: see `docs/design/bsql.md`).
+    pub wrote: bool,
+}
+
+/// Parse SQL text into statements (PostgreSQL dialect).
+pub fn parse(sql: &str) -> SqlResult<Vec<Statement>> {
+    Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| {
+        let msg = e.to_string();
+        let msg = msg
+            .trim_start_matches("sql parser error: ")
+            .trim_start_matches("ParserError(\"")
+            .to_owned();
+        SqlError::syntax(format!("syntax error: {msg}"))
+    })
+}
+
+/// A connection's session.
+pub struct Session {
+    pub db: String,
+    pub user: String,
+    pub catalog: Arc<Catalog>,
+    pub ctx: SessionContext,
+    settings: BTreeMap<String, String>,
+    pub txn: Option<TxnBlock>,
+}
+
+impl Session {
+    pub fn new(catalog: Arc<Catalog>, db: &str, user: &str) -> Session {
+        let mut config = SessionConfig::new()
+            .with_default_catalog_and_schema(db, "public")
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(true);
+        config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+        let ctx = SessionContext::new_with_config(config);
+        ctx.register_catalog(
+            db,
+            Arc::new(DbCatalog {
+                db: db.to_owned(),
+                catalog: Arc::new(CatalogRef(catalog.clone())),
+            }),
+        );
+        let tmp = datafusion::catalog::MemoryCatalogProvider::new();
+        // Registering a schema in a fresh memory catalog cannot fail.
+        let _ = datafusion::catalog::CatalogProvider::register_schema(
+            &tmp,
+            TMP_SCHEMA,
+            Arc::new(datafusion::catalog::MemorySchemaProvider::new()),
+        );
+        ctx.register_catalog(TMP_CATALOG, Arc::new(tmp));
+        register_functions(&ctx, db, user);
+        let settings = default_settings();
+        Session {
+            db: db.to_owned(),
+            user: user.to_owned(),
+            catalog,
+            ctx,
+            settings,
+            txn: None,
+        }
+    }
+
+    /// Run one statement.
+    pub async fn execute(&mut self, stmt: Statement) -> SqlResult<Output> {
+        match stmt {
+            Statement::Query(_) => self.query(stmt).await,
+            Statement::Explain { .. } => self.query(stmt).await,
+            Statement::Insert(ins) => {
+                self.note_write();
+                dml::insert(self, &ins).await
+            }
+            Statement::Update(upd) => {
+                self.note_write();
+                dml::update(self, &upd).await
+            }
+            Statement::Delete(del) => {
+                self.note_write();
+                dml::delete(self, &del).await
+            }
+            Statement::Truncate(t) => {
+                self.note_write();
+                dml::truncate(self, &t).await
+            }
+            Statement::CreateTable(ct) => {
+                ddl::create_table(&self.catalog, &self.db, &ct).await?;
+                Ok(Output::tag("CREATE TABLE"))
+            }
+            Statement::Drop {
+                object_type,
+                if_exists,
+                names,
+                ..
+            } => match object_type {
+                ast::ObjectType::Table => {
+                    ddl::drop_tables(&self.catalog, &self.db, &names, if_exists).await?;
+                    Ok(Output::tag("DROP TABLE"))
+                }
+                ast::ObjectType::Schema if if_exists => Ok(Output::tag("DROP SCHEMA")),
+                other => Err(SqlError::unsupported(format!("DROP {other}"))),
+            },
+            Statement::CreateDatabase {
+                db_name,
+                if_not_exists,
+                ..
+            } => {
+                let (_, name) = ddl::table_name(&db_name)?;
+                self.catalog.create_database(&name, if_not_exists).await?;
+                Ok(Output::tag("CREATE DATABASE"))
+            }
+            Statement::CreateSchema { .. } => Ok(Output::tag("CREATE SCHEMA")),
+            Statement::StartTransaction { .. } => {
+                if self.txn.is_some() {
+                    // PostgreSQL warns and stays in the block.
+                    return Ok(Output::Begin("BEGIN".into()));
+                }
+                self.txn = Some(TxnBlock::default());
+                Ok(Output::Begin("BEGIN".into()))
+            }
+            Statement::Commit { .. } => {
+                self.txn = None;
+                Ok(Output::End("COMMIT".into()))
+            }
+            Statement::Rollback { savepoint, .. } => {
+                if savepoint.is_some() {
+                    return Ok(Output::tag("ROLLBACK"));
+                }
+                let wrote = self.txn.take().is_some_and(|t| t.wrote);
+                if wrote {
+                    return Err(SqlError::new(
+                        "0A000",
+                        "ROLLBACK cannot undo writes yet: each statement of this block was \
+                         committed when it ran (distributed transactions are not available \
+                         in this build)",
+                    ));
+                }
+                Ok(Output::End("ROLLBACK".into()))
+            }
+            Statement::Savepoint { .. } => Ok(Output::tag("SAVEPOINT")),
+            Statement::ReleaseSavepoint { .. } => Ok(Output::tag("RELEASE")),
+            Statement::Set(set) => self.set(set),
+            Statement::ShowVariable { variable } => self.show(&variable),
+            Statement::Vacuum(_) => Ok(Output::tag("VACUUM")),
+            Statement::Analyze(_) => Ok(Output::tag("ANALYZE")),
+            Statement::Discard { .. } => Ok(Output::tag("DISCARD ALL")),
+            Statement::Reset(_) => Ok(Output::tag("RESET")),
+            other => {
+                let text = other.to_string();
+                let head: String = text
+                    .split_whitespace()
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                Err(SqlError::unsupported(head))
+            }
+        }
+    }
+
+    fn note_write(&mut self) {
+        if let Some(t) = &mut self.txn {
+            t.wrote = true;
+        }
+    }
+
+    /// Plan and run a query with DataFusion; result columns get PostgreSQL's names.
+    pub async fn query(&self, stmt: Statement) -> SqlResult<Output> {
+        let names = match &stmt {
+            Statement::Query(q) => output_names(q),
+            _ => None,
+        };
+        let (schema, batches) = self.run_datafusion(stmt).await?;
+        let schema = rename(&schema, names);
+        let batches = batches
+            .into_iter()
+            .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Output::Rows { schema, batches })
+    }
+
+    /// Run a read-only statement through DataFusion and collect its result.
+    pub async fn run_datafusion(
+        &self,
+        stmt: Statement,
+    ) -> SqlResult<(SchemaRef, Vec<RecordBatch>)> {
+        // information_schema lists from the cached names: refresh them.
+        self.catalog.table_names(&self.db).await?;
+        let state = self.ctx.state();
+        let plan = state
+            .statement_to_plan(DfStatement::Statement(Box::new(stmt)))
+            .await?;
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)?;
+        let df = self.ctx.execute_logical_plan(plan).await?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await?;
+        Ok((schema, batches))
+    }
+
+    fn set(&mut self, set: ast::Set) -> SqlResult<Output> {
+        match set {
+            ast::Set::SingleAssignment {
+                variable, values, ..
+            } => {
+                let name = variable.to_string().to_ascii_lowercase();
+                let value = values
+                    .iter()
+                    .map(|v| match v {
+                        ast::Expr::Value(v) => match &v.value {
+                            ast::Value::SingleQuotedString(s) => s.clone(),
+                            other => other.to_string(),
+                        },
+                        other => other.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                self.settings.insert(name, value);
+            }
+            ast::Set::SetTimeZone { value, .. } => {
+                let v = match &value {
+                    ast::Expr::Value(v) => match &v.value {
+                        ast::Value::SingleQuotedString(s) => s.clone(),
+                        other => other.to_string(),
+                    },
+                    other => other.to_string(),
+                };
+                self.settings.insert("timezone".into(), v);
+            }
+            _ => {}
+        }
+        Ok(Output::tag("SET"))
+    }
+
+    /// Current value of a setting, as `SHOW` prints it.
+    pub fn setting(&self, name: &str) -> Option<String> {
+        self.settings.get(&name.to_ascii_lowercase()).cloned()
+    }
+
+    fn show(&self, variable: &[ast::Ident]) -> SqlResult<Output> {
+        let name = variable
+            .iter()
+            .map(|i| i.value.clone())
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_ascii_lowercase();
+        let (col, value) = match name.as_str() {
+            "all" => {
+                let names: Vec<&str> = self.settings.keys().map(|s| s.as_str()).collect();
+                let values: Vec<&str> = self.settings.values().map(|s| s.as_str()).collect();
+                let schema = Arc::new(Schema::new(vec![
+                    Field::new("name", DataType::Utf8, false),
+                    Field::new("setting", DataType::Utf8, false),
+                ]));
+                let batch = RecordBatch::try_new(
+                    schema.clone(),
+                    vec![
+                        Arc::new(StringArray::from(names)) as ArrayRef,
+                        Arc::new(StringArray::from(values)),
+                    ],
+                )?;
+                return Ok(Output::Rows {
+                    schema,
+                    batches: vec![batch],
+                });
+            }
+            "transaction isolation level" => (
+                "transaction_isolation".to_owned(),
+                self.setting("transaction_isolation"),
+            ),
+            n => (n.to_owned(), self.setting(n)),
+        };
+        let value = value.ok_or_else(|| {
+            SqlError::new(
+                "42704",
+                format!("unrecognized configuration parameter \"{name}\""),
+            )
+        })?;
+        let schema = Arc::new(Schema::new(vec![Field::new(col, DataType::Utf8, false)]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(StringArray::from(vec![value])) as ArrayRef],
+        )?;
+        Ok(Output::Rows {
+            schema,
+            batches: vec![batch],
+        })
+    }
+}
+
+/// The column names PostgreSQL gives a query's results, when every item can be named
+/// (no wildcards): an alias, a column's name, a function's name, else `?column?`.
+fn output_names(q: &ast::Query) -> Option<Vec<String>> {
+    let mut body = q.body.as_ref();
+    while let ast::SetExpr::SetOperation { left, .. } = body {
+        body = left.as_ref();
+    }
+    let ast::SetExpr::Select(sel) = body else {
+        return None;
+    };
+    sel.projection
+        .iter()
+        .map(|item| match item {
+            ast::SelectItem::ExprWithAlias { alias, .. } => Some(ddl::ident(alias)),
+            ast::SelectItem::UnnamedExpr(e) => Some(expr_name(e)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn expr_name(e: &ast::Expr) -> String {
+    use ast::Expr as E;
+    match e {
+        E::Identifier(i) => ddl::ident(i),
+        E::CompoundIdentifier(parts) => parts.last().map(ddl::ident).unwrap_or_default(),
+        E::Function(f) => f
+            .name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(ddl::ident)
+            .unwrap_or_else(|| "?column?".into()),
+        E::Cast {
+            expr, data_type, ..
+        } => match expr.as_ref() {
+            E::Value(_) => crate::types::SqlType::from_ast(data_type)
+                .map(|(t, _)| t.pg().name().to_owned())
+                .unwrap_or_else(|_| "?column?".into()),
+            inner => expr_name(inner),
+        },
+        E::Nested(inner) => expr_name(inner),
+        E::Case { .. } => "case".into(),
+        E::Exists { .. } => "exists".into(),
+        E::Subquery(q) => output_names(q)
+            .and_then(|n| n.into_iter().next())
+            .unwrap_or_else(|| "?column?".into()),
+        E::Extract { field, .. } => field.to_string().to_lowercase(),
+        E::Substring { .. } => "substring".into(),
+        E::Trim { .. } => "btrim".into(),
+        E::Position { .. } => "position".into(),
+        E::Ceil { .. } => "ceil".into(),
+        E::Floor { .. } => "floor".into(),
+        E::Array(_) => "array".into(),
+        _ => "?column?".into(),
+    }
+}
+
+/// `schema` with its columns renamed to `names` (when the counts match), and DataFusion's
+/// qualifiers (`t.col`) dropped either way.
+fn rename(schema: &SchemaRef, names: Option<Vec<String>>) -> SchemaRef {
+    let names = names.filter(|n| n.len() == schema.fields().len());
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let name = match &names {
+                Some(n) => n[i].clone(),
+                None => f.name().rsplit('.').next().unwrap_or(f.name()).to_owned(),
+            };
+            Field::new(name, f.data_type().clone(), true).with_metadata(f.metadata().clone())
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// Settings a new session starts with (those `SHOW` knows).
+fn default_settings() -> BTreeMap<String, String> {
+    [
+        ("server_version", SERVER_VERSION),
+        ("server_version_num", "150002"),
+        ("server_encoding", "UTF8"),
+        ("client_encoding", "UTF8"),
+        ("datestyle", "ISO, MDY"),
+        ("timezone", "UTC"),
+        ("intervalstyle", "postgres"),
+        ("integer_datetimes", "on"),
+        ("standard_conforming_strings", "on"),
+        ("search_path", "\"$user\", public"),
+        ("transaction_isolation", "read committed"),
+        ("default_transaction_isolation", "read committed"),
+        ("transaction_read_only", "off"),
+        ("max_identifier_length", "63"),
+        ("application_name", ""),
+        ("extra_float_digits", "1"),
+        ("statement_timeout", "0"),
+        ("lc_messages", "C"),
+        ("lc_collate", "C"),
+        ("lc_ctype", "C"),
+        ("is_superuser", "on"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// PostgreSQL functions DataFusion lacks or names differently.
+fn register_functions(ctx: &SessionContext, db: &str, user: &str) {
+    let constant = |name: &str, value: String| {
+        let f = move |_args: &[ColumnarValue]| {
+            Ok(ColumnarValue::Scalar(
+                datafusion::common::ScalarValue::Utf8(Some(value.clone())),
+            ))
+        };
+        ScalarUDF::from(datafusion::logical_expr::create_udf(
+            name,
+            vec![],
+            DataType::Utf8,
+            Volatility::Stable,
+            Arc::new(f),
+        ))
+    };
+    let version = format!(
+        "PostgreSQL {SERVER_VERSION} (AiSQL {}) on x86_64-pc-linux-gnu, compiled by rustc, 64-bit",
+        env!("CARGO_PKG_VERSION")
+    );
+    ctx.register_udf(constant("version", version));
+    ctx.register_udf(constant("current_database", db.to_owned()));
+    ctx.register_udf(constant("current_schema", "public".to_owned()));
+    ctx.register_udf(constant("current_user", user.to_owned()));
+    ctx.register_udf(constant("session_user", user.to_owned()));
+}

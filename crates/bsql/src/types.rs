@@ -1,0 +1,258 @@
+//! SQL column types: how a PostgreSQL type name maps to what BSQL stores, to the Arrow type
+//! DataFusion computes with, and to the PostgreSQL type reported on the wire.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, IntervalUnit, TimeUnit};
+use datafusion::sql::sqlparser::ast;
+use pgwire::api::Type;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{SqlError, SqlResult};
+
+/// A column type as the catalog stores it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SqlType {
+    Bool,
+    Int2,
+    Int4,
+    Int8,
+    Float4,
+    Float8,
+    /// `numeric(p, s)`; plain `numeric` is stored as numeric(38, 10).
+    Numeric {
+        precision: u8,
+        scale: i8,
+    },
+    Text,
+    Varchar,
+    Bpchar,
+    Bytea,
+    Date,
+    Time,
+    Timestamp,
+    TimestampTz,
+    Interval,
+    Uuid,
+    Json,
+    Jsonb,
+}
+
+/// Time zone DataFusion attaches to `timestamptz` values.
+pub const UTC: &str = "+00:00";
+
+impl SqlType {
+    /// Resolve a type named in DDL or a cast; the second value is a length limit
+    /// (`varchar(n)`, `char(n)`) if one was given.
+    pub fn from_ast(dt: &ast::DataType) -> SqlResult<(SqlType, Option<u32>)> {
+        use ast::DataType as D;
+        let len = |l: &Option<ast::CharacterLength>| match l {
+            Some(ast::CharacterLength::IntegerLength { length, .. }) => Some(*length as u32),
+            _ => None,
+        };
+        Ok(match dt {
+            D::Bool | D::Boolean => (SqlType::Bool, None),
+            D::SmallInt(_) | D::Int2(_) => (SqlType::Int2, None),
+            D::Int(_) | D::Integer(_) | D::Int4(_) => (SqlType::Int4, None),
+            D::BigInt(_) | D::Int8(_) => (SqlType::Int8, None),
+            D::Real | D::Float4 => (SqlType::Float4, None),
+            D::DoublePrecision | D::Float8 | D::Double(_) => (SqlType::Float8, None),
+            D::Float(p) => match p {
+                ast::ExactNumberInfo::Precision(p)
+                | ast::ExactNumberInfo::PrecisionAndScale(p, _)
+                    if *p <= 24 =>
+                {
+                    (SqlType::Float4, None)
+                }
+                _ => (SqlType::Float8, None),
+            },
+            D::Numeric(info) | D::Decimal(info) | D::Dec(info) => {
+                let (precision, scale) = match info {
+                    ast::ExactNumberInfo::None => (38, 10),
+                    ast::ExactNumberInfo::Precision(p) => (*p as u8, 0),
+                    ast::ExactNumberInfo::PrecisionAndScale(p, s) => (*p as u8, *s as i8),
+                };
+                if precision == 0 || precision > 38 {
+                    return Err(SqlError::new(
+                        "22023",
+                        format!("NUMERIC precision {precision} must be between 1 and 38"),
+                    ));
+                }
+                (SqlType::Numeric { precision, scale }, None)
+            }
+            D::Text | D::String(_) => (SqlType::Text, None),
+            D::Varchar(l) | D::CharacterVarying(l) | D::CharVarying(l) => {
+                (SqlType::Varchar, len(l))
+            }
+            D::Char(l) | D::Character(l) => (SqlType::Bpchar, len(l).or(Some(1))),
+            D::Bytea => (SqlType::Bytea, None),
+            D::Date => (SqlType::Date, None),
+            D::Time(_, tz) => {
+                if matches!(tz, ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz) {
+                    return Err(SqlError::unsupported("type time with time zone"));
+                }
+                (SqlType::Time, None)
+            }
+            D::Timestamp(_, tz) => match tz {
+                ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz => {
+                    (SqlType::TimestampTz, None)
+                }
+                _ => (SqlType::Timestamp, None),
+            },
+            D::Interval { .. } => (SqlType::Interval, None),
+            D::Uuid => (SqlType::Uuid, None),
+            D::JSON => (SqlType::Json, None),
+            D::JSONB => (SqlType::Jsonb, None),
+            D::Custom(name, _) => {
+                let n = name.to_string().to_ascii_lowercase();
+                match n.trim_matches('"') {
+                    "serial" | "serial4" => (SqlType::Int4, None),
+                    "bigserial" | "serial8" => (SqlType::Int8, None),
+                    "smallserial" | "serial2" => (SqlType::Int2, None),
+                    "timestamptz" => (SqlType::TimestampTz, None),
+                    "bpchar" => (SqlType::Bpchar, None),
+                    "float4" => (SqlType::Float4, None),
+                    "float8" => (SqlType::Float8, None),
+                    "int2" => (SqlType::Int2, None),
+                    "int4" => (SqlType::Int4, None),
+                    "int8" => (SqlType::Int8, None),
+                    "bool" => (SqlType::Bool, None),
+                    "jsonb" => (SqlType::Jsonb, None),
+                    other => {
+                        return Err(SqlError::new(
+                            "42704",
+                            format!("type \"{other}\" does not exist"),
+                        ))
+                    }
+                }
+            }
+            other => return Err(SqlError::unsupported(format!("type {other}"))),
+        })
+    }
+
+    /// The Arrow type DataFusion computes a column of this type with.
+    pub fn arrow(self) -> DataType {
+        match self {
+            SqlType::Bool => DataType::Boolean,
+            SqlType::Int2 => DataType::Int16,
+            SqlType::Int4 => DataType::Int32,
+            SqlType::Int8 => DataType::Int64,
+            SqlType::Float4 => DataType::Float32,
+            SqlType::Float8 => DataType::Float64,
+            SqlType::Numeric { precision, scale } => DataType::Decimal128(precision, scale),
+            SqlType::Text
+            | SqlType::Varchar
+            | SqlType::Bpchar
+            | SqlType::Uuid
+            | SqlType::Json
+            | SqlType::Jsonb => DataType::Utf8,
+            SqlType::Bytea => DataType::Binary,
+            SqlType::Date => DataType::Date32,
+            SqlType::Time => DataType::Time64(TimeUnit::Microsecond),
+            SqlType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+            SqlType::TimestampTz => {
+                DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from(UTC)))
+            }
+            SqlType::Interval => DataType::Interval(IntervalUnit::MonthDayNano),
+        }
+    }
+
+    /// The PostgreSQL type a column of this type is described as.
+    pub fn pg(self) -> Type {
+        match self {
+            SqlType::Bool => Type::BOOL,
+            SqlType::Int2 => Type::INT2,
+            SqlType::Int4 => Type::INT4,
+            SqlType::Int8 => Type::INT8,
+            SqlType::Float4 => Type::FLOAT4,
+            SqlType::Float8 => Type::FLOAT8,
+            SqlType::Numeric { .. } => Type::NUMERIC,
+            SqlType::Text => Type::TEXT,
+            SqlType::Varchar => Type::VARCHAR,
+            SqlType::Bpchar => Type::BPCHAR,
+            SqlType::Bytea => Type::BYTEA,
+            SqlType::Date => Type::DATE,
+            SqlType::Time => Type::TIME,
+            SqlType::Timestamp => Type::TIMESTAMP,
+            SqlType::TimestampTz => Type::TIMESTAMPTZ,
+            SqlType::Interval => Type::INTERVAL,
+            SqlType::Uuid => Type::UUID,
+            SqlType::Json => Type::JSON,
+            SqlType::Jsonb => Type::JSONB,
+        }
+    }
+
+    /// The SQL name `\d` and `information_schema` show.
+    pub fn name(self) -> String {
+        match self {
+            SqlType::Bool => "boolean".into(),
+            SqlType::Int2 => "smallint".into(),
+            SqlType::Int4 => "integer".into(),
+            SqlType::Int8 => "bigint".into(),
+            SqlType::Float4 => "real".into(),
+            SqlType::Float8 => "double precision".into(),
+            SqlType::Numeric { precision, scale } => format!("numeric({precision},{scale})"),
+            SqlType::Text => "text".into(),
+            SqlType::Varchar => "character varying".into(),
+            SqlType::Bpchar => "character".into(),
+            SqlType::Bytea => "bytea".into(),
+            SqlType::Date => "date".into(),
+            SqlType::Time => "time without time zone".into(),
+            SqlType::Timestamp => "timestamp without time zone".into(),
+            SqlType::TimestampTz => "timestamp with time zone".into(),
+            SqlType::Interval => "interval".into(),
+            SqlType::Uuid => "uuid".into(),
+            SqlType::Json => "json".into(),
+            SqlType::Jsonb => "jsonb".into(),
+        }
+    }
+
+    /// The type a value of PostgreSQL type `t` (a parameter) is stored as, if BSQL has one.
+    pub fn from_pg(t: &Type) -> Option<SqlType> {
+        Some(match *t {
+            Type::BOOL => SqlType::Bool,
+            Type::INT2 => SqlType::Int2,
+            Type::INT4 => SqlType::Int4,
+            Type::INT8 => SqlType::Int8,
+            Type::FLOAT4 => SqlType::Float4,
+            Type::FLOAT8 => SqlType::Float8,
+            Type::NUMERIC => SqlType::Numeric {
+                precision: 38,
+                scale: 10,
+            },
+            Type::TEXT | Type::NAME => SqlType::Text,
+            Type::VARCHAR => SqlType::Varchar,
+            Type::BPCHAR => SqlType::Bpchar,
+            Type::BYTEA => SqlType::Bytea,
+            Type::DATE => SqlType::Date,
+            Type::TIME => SqlType::Time,
+            Type::TIMESTAMP => SqlType::Timestamp,
+            Type::TIMESTAMPTZ => SqlType::TimestampTz,
+            Type::INTERVAL => SqlType::Interval,
+            Type::UUID => SqlType::Uuid,
+            Type::JSON => SqlType::Json,
+            Type::JSONB => SqlType::Jsonb,
+            _ => return None,
+        })
+    }
+
+    /// The PostgreSQL type an Arrow result column is described as.
+    pub fn pg_of_arrow(dt: &DataType) -> Type {
+        match dt {
+            DataType::Boolean => Type::BOOL,
+            DataType::Int8 | DataType::Int16 | DataType::UInt8 => Type::INT2,
+            DataType::Int32 | DataType::UInt16 => Type::INT4,
+            DataType::Int64 | DataType::UInt32 | DataType::UInt64 => Type::INT8,
+            DataType::Float16 | DataType::Float32 => Type::FLOAT4,
+            DataType::Float64 => Type::FLOAT8,
+            DataType::Decimal128(..) | DataType::Decimal256(..) => Type::NUMERIC,
+            DataType::Binary | DataType::LargeBinary | DataType::BinaryView => Type::BYTEA,
+            DataType::Date32 | DataType::Date64 => Type::DATE,
+            DataType::Time32(_) | DataType::Time64(_) => Type::TIME,
+            DataType::Timestamp(_, None) => Type::TIMESTAMP,
+            DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
+            DataType::Interval(_) | DataType::Duration(_) => Type::INTERVAL,
+            _ => Type::TEXT,
+        }
+    }
+}
