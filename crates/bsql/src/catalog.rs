@@ -233,11 +233,24 @@ impl Catalog {
         range: bool,
         if_not_exists: bool,
     ) -> SqlResult<bool> {
+        self.create_table_as(db, def, &def.storage_name(), range, if_not_exists)
+            .await
+    }
+
+    /// Create a table stored under `storage_name` (a rewrite's scratch name).
+    pub async fn create_table_as(
+        &self,
+        db: &str,
+        def: &TableDef,
+        storage_name: &str,
+        range: bool,
+        if_not_exists: bool,
+    ) -> SqlResult<bool> {
         let schema = serde_json::to_vec(def)
             .map_err(|e| SqlError::internal(format!("encoding table: {e}")))?;
         let req = rpc::mserver::CreateTableRequest {
             namespace_name: db.to_owned(),
-            name: def.storage_name(),
+            name: storage_name.to_owned(),
             schema,
             num_tablets: if range { 1 } else { self.num_tablets },
             range_partitioned: range,
@@ -260,7 +273,7 @@ impl Catalog {
         };
         self.invalidate(db);
         if created {
-            let t = self.client.open_table(db, &def.storage_name()).await?;
+            let t = self.client.open_table(db, storage_name).await?;
             self.client.wait_for_leaders(&t).await?;
         }
         Ok(created)
@@ -278,6 +291,38 @@ impl Catalog {
             Err(e) if e.code() == common::StatusCode::NotFound => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Rename table `schema.name` of `db` and/or replace its definition; `expected` is the
+    /// stored definition the change was computed from (a concurrent ALTER fails it).
+    pub async fn alter(
+        &self,
+        db: &str,
+        storage_name: &str,
+        new_storage_name: Option<String>,
+        def: Option<&TableDef>,
+        expected: Option<Vec<u8>>,
+    ) -> SqlResult<()> {
+        let schema = match def {
+            Some(d) => serde_json::to_vec(d)
+                .map_err(|e| SqlError::internal(format!("encoding table: {e}")))?,
+            None => Vec::new(),
+        };
+        let req = rpc::mserver::AlterTableRequest {
+            namespace_name: db.to_owned(),
+            name: storage_name.to_owned(),
+            new_name: new_storage_name.unwrap_or_default(),
+            set_schema: def.is_some(),
+            schema,
+            expected_schema: expected.unwrap_or_default(),
+        };
+        let r = self.client.alter_table(req).await;
+        self.invalidate(db);
+        r.map_err(|e| match e.code() {
+            common::StatusCode::AlreadyExists => SqlError::new("42P07", e.to_string()),
+            common::StatusCode::InvalidArgument => SqlError::new("40001", e.to_string()),
+            _ => e.into(),
+        })
     }
 
     async fn sequence_table(&self) -> SqlResult<Arc<Table>> {

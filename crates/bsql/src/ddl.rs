@@ -43,6 +43,48 @@ fn index_column(c: &ast::IndexColumn) -> SqlResult<(String, Option<bool>)> {
     }
 }
 
+/// A column of `def` from its AST; true if it is declared PRIMARY KEY. Takes the next
+/// column id (CHECKs go to `def.checks`).
+fn column_def(def: &mut TableDef, table: &str, c: &ast::ColumnDef) -> SqlResult<(ColumnDef, bool)> {
+    let cname = ident(&c.name);
+    let (ty, len) = SqlType::from_ast(&c.data_type)?;
+    let type_text = c.data_type.to_string().to_ascii_lowercase();
+    let serial = matches!(
+        type_text.as_str(),
+        "serial" | "serial4" | "bigserial" | "serial8" | "smallserial" | "serial2"
+    );
+    let mut col = ColumnDef {
+        id: def.next_column_id,
+        name: cname.clone(),
+        ty,
+        len,
+        nullable: !serial,
+        default: serial.then(|| format!("nextval('{table}_{cname}_seq')")),
+    };
+    def.next_column_id += 1;
+    let mut is_pk = false;
+    for opt in &c.options {
+        match &opt.option {
+            ColumnOption::Null => col.nullable = true,
+            ColumnOption::NotNull => col.nullable = false,
+            ColumnOption::Default(e) => col.default = Some(e.to_string()),
+            ColumnOption::PrimaryKey(_) => {
+                col.nullable = false;
+                is_pk = true;
+            }
+            ColumnOption::Unique(_) => {}
+            ColumnOption::Check(chk) => def.checks.push(chk.expr.to_string()),
+            ColumnOption::Identity(_) | ColumnOption::Generated { .. } => {
+                col.nullable = false;
+                col.default = Some(format!("nextval('{table}_{cname}_seq')"));
+            }
+            ColumnOption::ForeignKey(_) | ColumnOption::Comment(_) => {}
+            other => return Err(SqlError::unsupported(format!("column option {other}"))),
+        }
+    }
+    Ok((col, is_pk))
+}
+
 /// CREATE TABLE.
 pub async fn create_table(catalog: &Catalog, db: &str, ct: &ast::CreateTable) -> SqlResult<()> {
     let (schema, name) = table_name(&ct.name)?;
@@ -66,39 +108,9 @@ pub async fn create_table(catalog: &Catalog, db: &str, ct: &ast::CreateTable) ->
                 format!("column \"{cname}\" specified more than once"),
             ));
         }
-        let (ty, len) = SqlType::from_ast(&c.data_type)?;
-        let type_text = c.data_type.to_string().to_ascii_lowercase();
-        let serial = matches!(
-            type_text.as_str(),
-            "serial" | "serial4" | "bigserial" | "serial8" | "smallserial" | "serial2"
-        );
-        let mut col = ColumnDef {
-            id: def.next_column_id,
-            name: cname.clone(),
-            ty,
-            len,
-            nullable: !serial,
-            default: serial.then(|| format!("nextval('{name}_{cname}_seq')")),
-        };
-        def.next_column_id += 1;
-        for opt in &c.options {
-            match &opt.option {
-                ColumnOption::Null => col.nullable = true,
-                ColumnOption::NotNull => col.nullable = false,
-                ColumnOption::Default(e) => col.default = Some(e.to_string()),
-                ColumnOption::PrimaryKey(_) => {
-                    col.nullable = false;
-                    pk_names.push((cname.clone(), None));
-                }
-                ColumnOption::Unique(_) => {}
-                ColumnOption::Check(chk) => def.checks.push(chk.expr.to_string()),
-                ColumnOption::Identity(_) | ColumnOption::Generated { .. } => {
-                    col.nullable = false;
-                    col.default = Some(format!("nextval('{name}_{cname}_seq')"));
-                }
-                ColumnOption::ForeignKey(_) | ColumnOption::Comment(_) => {}
-                other => return Err(SqlError::unsupported(format!("column option {other}"))),
-            }
+        let (col, is_pk) = column_def(&mut def, &name, c)?;
+        if is_pk {
+            pk_names.push((cname.clone(), None));
         }
         def.columns.push(col);
     }
@@ -138,6 +150,233 @@ pub async fn create_table(catalog: &Catalog, db: &str, ct: &ast::CreateTable) ->
         .create_table(db, &def, range, ct.if_not_exists)
         .await
         .map(|_| ())
+}
+
+/// ALTER TABLE: add / drop / rename columns, rename the table, SET/DROP NOT NULL and
+/// DEFAULT, and ADD PRIMARY KEY (which rewrites the table under the new key).
+pub async fn alter_table(catalog: &Catalog, db: &str, at: &ast::AlterTable) -> SqlResult<()> {
+    let (schema, name) = table_name(&at.name)?;
+    let r = match catalog.table(db, &schema, &name).await? {
+        Some(r) => r,
+        None if at.if_exists => return Ok(()),
+        None => return Err(SqlError::no_table(&name)),
+    };
+    let mut def = (*r.def).clone();
+    let mut rename_to = None;
+    let mut new_pk: Option<Vec<String>> = None;
+    for op in &at.operations {
+        use ast::AlterTableOperation as Op;
+        match op {
+            Op::AddColumn {
+                column_def: c,
+                if_not_exists,
+                ..
+            } => {
+                let cname = ident(&c.name);
+                if def.column(&cname).is_some() {
+                    if *if_not_exists {
+                        continue;
+                    }
+                    return Err(SqlError::new(
+                        "42701",
+                        format!("column \"{cname}\" of relation \"{name}\" already exists"),
+                    ));
+                }
+                let (col, is_pk) = column_def(&mut def, &name, c)?;
+                def.columns.push(col);
+                if is_pk {
+                    new_pk = Some(vec![cname]);
+                }
+            }
+            Op::DropColumn {
+                column_names,
+                if_exists,
+                ..
+            } => {
+                for c in column_names {
+                    let cname = ident(c);
+                    let Some(idx) = def.column(&cname) else {
+                        if *if_exists {
+                            continue;
+                        }
+                        return Err(SqlError::new(
+                            "42703",
+                            format!("column \"{cname}\" of relation \"{name}\" does not exist"),
+                        ));
+                    };
+                    if def.pk.contains(&idx) {
+                        return Err(SqlError::unsupported("dropping a primary key column"));
+                    }
+                    def.columns.remove(idx);
+                    for p in def.pk.iter_mut() {
+                        if *p > idx {
+                            *p -= 1;
+                        }
+                    }
+                }
+            }
+            Op::RenameColumn {
+                old_column_name,
+                new_column_name,
+            } => {
+                let (old, new) = (ident(old_column_name), ident(new_column_name));
+                if def.column(&new).is_some() {
+                    return Err(SqlError::new(
+                        "42701",
+                        format!("column \"{new}\" of relation \"{name}\" already exists"),
+                    ));
+                }
+                let idx = def.column(&old).ok_or_else(|| SqlError::no_column(&old))?;
+                def.columns[idx].name = new;
+            }
+            Op::RenameTable { table_name: t } => {
+                let (ast::RenameTableNameKind::As(n) | ast::RenameTableNameKind::To(n)) = t;
+                rename_to = Some(table_name(n)?.1);
+            }
+            Op::AddConstraint { constraint, .. } => match constraint {
+                TableConstraint::PrimaryKey(pk) => {
+                    if !def.pk.is_empty() || new_pk.is_some() {
+                        return Err(SqlError::new(
+                            "42P16",
+                            format!("multiple primary keys for table \"{name}\" are not allowed"),
+                        ));
+                    }
+                    new_pk = Some(
+                        pk.columns
+                            .iter()
+                            .map(|c| index_column(c).map(|(n, _)| n))
+                            .collect::<SqlResult<_>>()?,
+                    );
+                }
+                TableConstraint::Check(chk) => def.checks.push(chk.expr.to_string()),
+                TableConstraint::Unique(_) | TableConstraint::ForeignKey(_) => {}
+                other => return Err(SqlError::unsupported(format!("constraint {other}"))),
+            },
+            Op::AlterColumn { column_name, op } => {
+                let cname = ident(column_name);
+                let idx = def.column(&cname).ok_or_else(|| SqlError::no_column(&cname))?;
+                match op {
+                    ast::AlterColumnOperation::SetNotNull => def.columns[idx].nullable = false,
+                    ast::AlterColumnOperation::DropNotNull => {
+                        if def.pk.contains(&idx) {
+                            return Err(SqlError::new(
+                                "42P16",
+                                format!("column \"{cname}\" is in a primary key"),
+                            ));
+                        }
+                        def.columns[idx].nullable = true
+                    }
+                    ast::AlterColumnOperation::SetDefault { value } => {
+                        def.columns[idx].default = Some(value.to_string())
+                    }
+                    ast::AlterColumnOperation::DropDefault => def.columns[idx].default = None,
+                    other => return Err(SqlError::unsupported(format!("ALTER COLUMN {other}"))),
+                }
+            }
+            other => return Err(SqlError::unsupported(format!("ALTER TABLE {other}"))),
+        }
+    }
+    if let Some(pk) = new_pk {
+        let mut idxs = Vec::new();
+        for n in &pk {
+            let idx = def.column(n).ok_or_else(|| {
+                SqlError::new("42703", format!("column \"{n}\" named in key does not exist"))
+            })?;
+            def.columns[idx].nullable = false;
+            idxs.push(idx);
+        }
+        def.pk = idxs;
+        rewrite(catalog, db, &r, def.clone()).await?;
+    } else if def.columns.len() != r.def.columns.len()
+        || serde_json::to_vec(&def).ok() != serde_json::to_vec(r.def.as_ref()).ok()
+    {
+        catalog
+            .alter(
+                db,
+                &r.def.storage_name(),
+                None,
+                Some(&def),
+                Some(r.table.info.schema.clone()),
+            )
+            .await?;
+    }
+    if let Some(new_name) = rename_to {
+        def.name = new_name;
+        catalog
+            .alter(
+                db,
+                &format!("{schema}.{name}"),
+                Some(def.storage_name()),
+                Some(&def),
+                None,
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Rewrite table `r` under definition `def` (a new key): copy its rows into a scratch
+/// table, then swap names. A crash midway leaves the old table in place (or, after the
+/// first rename, under `<name>__old_<id>`); rows are never lost.
+async fn rewrite(catalog: &Catalog, db: &str, r: &crate::catalog::Resolved, def: TableDef) -> SqlResult<()> {
+    use client::{Condition, KvOp};
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let scratch = format!("{}.{}__rewrite_{}", def.schema, def.name, &tag[..8]);
+    catalog.create_table_as(db, &def, &scratch, false, false).await?;
+    let new_table = catalog.client.open_table(db, &scratch).await?;
+    let kvs = catalog.client.scan_all(&r.table).await?;
+    let mut groups: std::collections::BTreeMap<usize, Vec<KvOp>> = Default::default();
+    let mut failure = None;
+    for (_, v) in kvs {
+        let row = crate::row::decode_value(&r.def, &v)?;
+        if let Some(&i) = def.pk.iter().find(|&&i| row[i].is_null()) {
+            failure = Some(SqlError::new(
+                "23502",
+                format!(
+                    "column \"{}\" of relation \"{}\" contains null values",
+                    def.columns[i].name, def.name
+                ),
+            ));
+            break;
+        }
+        let key = crate::row::encode_key(&def, &row);
+        groups.entry(new_table.tablet_for(&key)).or_default().push(KvOp {
+            value: crate::row::encode_value(&def, &row),
+            key,
+            condition: Condition::IfAbsent as i32,
+            ..Default::default()
+        });
+    }
+    if failure.is_none() {
+        'groups: for (_, ops) in groups {
+            for chunk in ops.chunks(1000) {
+                let key = chunk[0].key.clone();
+                if !catalog.client.write(&new_table, &key, chunk.to_vec()).await?.applied {
+                    failure = Some(SqlError::new(
+                        "23505",
+                        format!(
+                            "could not create unique index \"{}_pkey\": key is duplicated",
+                            def.name
+                        ),
+                    ));
+                    break 'groups;
+                }
+            }
+        }
+    }
+    if let Some(e) = failure {
+        let _ = catalog.client.delete_table(db, &scratch).await;
+        return Err(e);
+    }
+    let old = r.def.storage_name();
+    let retired = format!("{old}__old_{}", &tag[..8]);
+    catalog.alter(db, &old, Some(retired.clone()), None, None).await?;
+    catalog
+        .alter(db, &scratch, Some(def.storage_name()), Some(&def), None)
+        .await?;
+    catalog.client.delete_table(db, &retired).await?;
+    catalog.invalidate(db);
+    Ok(())
 }
 
 /// DROP TABLE a, b [IF EXISTS].

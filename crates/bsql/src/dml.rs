@@ -64,7 +64,7 @@ fn is_default(e: &Expr) -> bool {
 }
 
 /// Store a scalar into column `col` of `def`, checking its length limit.
-fn to_datum(def: &TableDef, col: usize, v: &ScalarValue) -> SqlResult<Datum> {
+pub fn to_datum(def: &TableDef, col: usize, v: &ScalarValue) -> SqlResult<Datum> {
     let c = &def.columns[col];
     if v.is_null() {
         return Ok(Datum::Null);
@@ -139,7 +139,7 @@ pub fn parse_bytea(s: &str) -> SqlResult<Vec<u8>> {
 }
 
 /// Resolve the table an INSERT/UPDATE/DELETE names.
-async fn target(s: &Session, name: &ast::ObjectName) -> SqlResult<Arc<Resolved>> {
+pub async fn target(s: &Session, name: &ast::ObjectName) -> SqlResult<Arc<Resolved>> {
     let (schema, table) = ddl::table_name(name)?;
     s.catalog.require(&s.db, &schema, &table).await
 }
@@ -352,14 +352,30 @@ pub async fn insert(s: &Session, ins: &ast::Insert) -> SqlResult<Output> {
         },
     }
 
+    let rows = write_new_rows(s, &r, rows, do_nothing).await?;
+    match &ins.returning {
+        Some(items) => returning(s, &def, &rows, items).await,
+        None => Ok(Output::Command(format!("INSERT 0 {}", rows.len()))),
+    }
+}
+
+/// Fill defaults, check constraints and write new rows (if-absent); returns the rows
+/// written. With `do_nothing`, rows whose key is taken are skipped; else that is 23505.
+pub async fn write_new_rows(
+    s: &Session,
+    r: &Arc<Resolved>,
+    rows: Vec<(Row, Vec<bool>)>,
+    do_nothing: bool,
+) -> SqlResult<Vec<Row>> {
+    let def = &r.def;
     let mut written = Vec::with_capacity(rows.len());
     let mut ops = Vec::with_capacity(rows.len());
     for (mut row, given) in rows {
-        fill_defaults(s, &def, &mut row, &given).await?;
-        check_not_null(&def, &row)?;
-        let key = new_key(&def, &row);
+        fill_defaults(s, def, &mut row, &given).await?;
+        check_not_null(def, &row)?;
+        let key = new_key(def, &row);
         ops.push(KvOp {
-            value: row::encode_value(&def, &row),
+            value: row::encode_value(def, &row),
             key,
             condition: Condition::IfAbsent as i32,
             ..Default::default()
@@ -383,21 +399,17 @@ pub async fn insert(s: &Session, ins: &ast::Insert) -> SqlResult<Output> {
         .try_collect::<Vec<bool>>()
         .await?
     } else {
-        if !write_grouped(s, &r, ops).await? {
-            return Err(duplicate(&def));
+        if !write_grouped(s, r, ops).await? {
+            return Err(duplicate(def));
         }
         vec![true; written.len()]
     };
-    let rows: Vec<Row> = written
+    Ok(written
         .into_iter()
         .zip(&applied)
         .filter(|(_, a)| **a)
         .map(|(r, _)| r)
-        .collect();
-    match &ins.returning {
-        Some(items) => returning(s, &def, &rows, items).await,
-        None => Ok(Output::Command(format!("INSERT 0 {}", rows.len()))),
-    }
+        .collect())
 }
 
 /// Store element `i` of `a` into column `col`.

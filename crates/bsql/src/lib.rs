@@ -8,6 +8,7 @@
 //! * [`row`], [`types`]: how rows and values are stored and typed.
 
 pub mod catalog;
+pub mod copy;
 pub mod ddl;
 pub mod dml;
 pub mod error;

@@ -11,14 +11,16 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, Expr, Statement};
-use futures::{stream, Sink};
+use futures::{stream, Sink, SinkExt};
+use pgwire::api::copy::CopyHandler;
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::api::auth::{
     finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
     DefaultServerParameterProvider, StartupHandler,
 };
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::results::{CopyResponse, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
@@ -30,6 +32,7 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::sync::Mutex;
 
 use crate::catalog::Catalog;
+use crate::copy::{self, CopyIn};
 use crate::error::{SqlError, SqlResult};
 use crate::session::{parse, Output, Session, SERVER_VERSION};
 use crate::types::SqlType;
@@ -42,6 +45,7 @@ pub struct Conn {
     catalog: Arc<Catalog>,
     session: Mutex<Option<Session>>,
     parser: Arc<Parser>,
+    copy_in: Mutex<Option<CopyIn>>,
 }
 
 impl Conn {
@@ -50,6 +54,7 @@ impl Conn {
             catalog: catalog.clone(),
             session: Mutex::new(None),
             parser: Arc::new(Parser { conn: weak.clone() }),
+            copy_in: Mutex::new(None),
         });
         conn
     }
@@ -89,6 +94,10 @@ impl PgWireServerHandlers for Handlers {
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.0.clone()
+    }
+
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
         self.0.clone()
     }
 }
@@ -215,6 +224,12 @@ impl SimpleQueryHandler for Conn {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        if copy::is_copy(query) {
+            return self.copy(client, query).await.map(|r| vec![r]);
+        }
+        if let Some(tag) = crate::session::maintenance(query) {
+            return Ok(vec![Response::Execution(Tag::new(tag))]);
+        }
         let stmts = parse(query).map_err(to_pg)?;
         if stmts.is_empty() {
             return Ok(vec![Response::EmptyQuery]);
@@ -239,6 +254,90 @@ impl SimpleQueryHandler for Conn {
         })
         .await?;
         Ok(out)
+    }
+}
+
+impl Conn {
+    /// Start a COPY.
+    async fn copy<C: ClientInfo>(&self, client: &C, sql: &str) -> PgWireResult<Response> {
+        let cmd = copy::parse(sql).map_err(to_pg)?;
+        if cmd.from {
+            let started = self
+                .with_session(client, async |s| CopyIn::start(s, cmd).await)
+                .await
+                .map_err(to_pg)?;
+            let columns = started.columns();
+            *self.copy_in.lock().await = Some(started);
+            Ok(Response::CopyIn(CopyResponse::new(0, columns, stream::empty())))
+        } else {
+            let (_, lines) = self
+                .with_session(client, async |s| copy::copy_out(s, &cmd).await)
+                .await
+                .map_err(to_pg)?;
+            let columns = cmd.columns.len();
+            let data = lines
+                .into_iter()
+                .map(|l| Ok(CopyData::new(l.into())))
+                .collect::<Vec<_>>();
+            Ok(Response::CopyOut(CopyResponse::new(0, columns, stream::iter(data))))
+        }
+    }
+}
+
+#[async_trait]
+impl CopyHandler for Conn {
+    async fn on_copy_data<C>(&self, client: &mut C, data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let mut guard = self.copy_in.lock().await;
+        let Some(copy_in) = guard.as_mut() else {
+            return Err(SqlError::new("08P01", "COPY data without COPY").into());
+        };
+        let r = self
+            .with_session(client, async |s| copy_in.data(s, &data.data).await)
+            .await;
+        if r.is_err() {
+            *guard = None;
+        }
+        r.map_err(to_pg)
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let Some(mut copy_in) = self.copy_in.lock().await.take() else {
+            return Err(SqlError::new("08P01", "COPY done without COPY").into());
+        };
+        let n = self
+            .with_session(client, async |s| copy_in.done(s).await)
+            .await
+            .map_err(to_pg)?;
+        client
+            .send(PgWireBackendMessage::CommandComplete(
+                Tag::new("COPY").with_rows(n).into(),
+            ))
+            .await?;
+        Ok(())
+    }
+
+    async fn on_copy_fail<C>(&self, _client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        *self.copy_in.lock().await = None;
+        SqlError::new(
+            "57014",
+            format!("COPY from stdin failed: {}", fail.message),
+        )
+        .into()
     }
 }
 

@@ -55,6 +55,15 @@ pub struct TxnBlock {
     pub wrote: bool,
 }
 
+/// Maintenance commands that have nothing to do here (storage compacts itself), answered
+/// with their command tag without parsing: `VACUUM`, `ANALYZE`, `CHECKPOINT`.
+pub fn maintenance(sql: &str) -> Option<&'static str> {
+    let first = sql.split_whitespace().next()?.trim_end_matches(';');
+    ["VACUUM", "ANALYZE", "CHECKPOINT"]
+        .into_iter()
+        .find(|t| first.eq_ignore_ascii_case(t))
+}
+
 /// Parse SQL text into statements (PostgreSQL dialect).
 pub fn parse(sql: &str) -> SqlResult<Vec<Statement>> {
     Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| {
@@ -136,6 +145,10 @@ impl Session {
             Statement::CreateTable(ct) => {
                 ddl::create_table(&self.catalog, &self.db, &ct).await?;
                 Ok(Output::tag("CREATE TABLE"))
+            }
+            Statement::AlterTable(at) => {
+                ddl::alter_table(&self.catalog, &self.db, &at).await?;
+                Ok(Output::tag("ALTER TABLE"))
             }
             Statement::Drop {
                 object_type,

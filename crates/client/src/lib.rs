@@ -340,6 +340,15 @@ impl Client {
         .await
     }
 
+    /// Rename a table and/or replace its schema (see `AlterTableRequest`).
+    pub async fn alter_table(&self, req: rpc::mserver::AlterTableRequest) -> Result<()> {
+        self.mserver(|mut c| {
+            let req = req.clone();
+            async move { c.alter_table(req).await.map(|r| (r.into_inner().status, ())) }
+        })
+        .await
+    }
+
     pub async fn list_tables(&self) -> Result<ListTablesResponse> {
         self.mserver(|mut c| async move {
             c.list_tables(ListTablesRequest {})

@@ -84,6 +84,12 @@ pub enum CatalogCmd {
         table_id: String,
     },
     RegisterServer(ServerEntry),
+    /// Rename a table and/or replace its schema.
+    AlterTable {
+        table_id: String,
+        new_name: Option<String>,
+        schema: Option<Vec<u8>>,
+    },
 }
 
 impl Catalog {
@@ -117,6 +123,28 @@ impl Catalog {
             }
             CatalogCmd::RegisterServer(s) => {
                 self.servers.insert(s.server_uuid.clone(), s);
+            }
+            CatalogCmd::AlterTable {
+                table_id,
+                new_name,
+                schema,
+            } => {
+                let Some(t) = self.tables.get(&table_id) else {
+                    return Err(format!("table {table_id} does not exist"));
+                };
+                if let Some(n) = &new_name {
+                    if self.find_table(&t.namespace, n).is_some() {
+                        return Err(format!("table {}.{n} already exists", t.namespace));
+                    }
+                }
+                if let Some(t) = self.tables.get_mut(&table_id) {
+                    if let Some(n) = new_name {
+                        t.name = n;
+                    }
+                    if let Some(s) = schema {
+                        t.schema = s;
+                    }
+                }
             }
         }
         Ok(())

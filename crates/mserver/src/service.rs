@@ -365,6 +365,50 @@ impl MserverService for Service {
         })
     }
 
+    async fn alter_table(&self, request: Request<AlterTableRequest>) -> Rpc<AlterTableResponse> {
+        let req = request.into_inner();
+        let r = async {
+            self.0.require_leader()?;
+            let (id, schema) = self
+                .0
+                .catalog()
+                .find_table(&req.namespace_name, &req.name)
+                .map(|t| (t.table_id.clone(), t.schema.clone()))
+                .ok_or_else(|| {
+                    MserverError::NotFound(format!("table {}.{}", req.namespace_name, req.name))
+                })?;
+            if req.set_schema && !req.expected_schema.is_empty() && req.expected_schema != schema {
+                return Err(MserverError::InvalidArgument(format!(
+                    "table {}.{} was altered concurrently",
+                    req.namespace_name, req.name
+                )));
+            }
+            if !req.new_name.is_empty()
+                && self
+                    .0
+                    .catalog()
+                    .find_table(&req.namespace_name, &req.new_name)
+                    .is_some()
+            {
+                return Err(MserverError::AlreadyExists(format!(
+                    "table {}.{}",
+                    req.namespace_name, req.new_name
+                )));
+            }
+            self.0
+                .propose(CatalogCmd::AlterTable {
+                    table_id: id,
+                    new_name: (!req.new_name.is_empty()).then_some(req.new_name),
+                    schema: req.set_schema.then_some(req.schema),
+                })
+                .await
+        }
+        .await;
+        respond(r.map(|_| AlterTableResponse { status: None }), |status| {
+            AlterTableResponse { status }
+        })
+    }
+
     async fn list_tables(&self, _request: Request<ListTablesRequest>) -> Rpc<ListTablesResponse> {
         let r = self.0.require_leader().map(|_| {
             let c = self.0.catalog();
