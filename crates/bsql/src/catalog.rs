@@ -84,6 +84,8 @@ pub struct Resolved {
 }
 
 type TableKey = (String, String, String);
+/// When a database's `(schema, table)` names were listed, and the names.
+type Listed = (Instant, Vec<(String, String)>);
 
 /// The per-server catalog cache.
 pub struct Catalog {
@@ -91,7 +93,7 @@ pub struct Catalog {
     num_tablets: u32,
     tables: RwLock<HashMap<TableKey, Arc<Resolved>>>,
     /// Table names per database, with when they were listed.
-    names: RwLock<HashMap<String, (Instant, Vec<(String, String)>)>>,
+    names: RwLock<HashMap<String, Listed>>,
     sequences: Mutex<HashMap<String, (i64, i64)>>,
     seq_table: tokio::sync::OnceCell<Arc<Table>>,
 }

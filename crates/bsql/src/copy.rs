@@ -129,7 +129,11 @@ pub fn parse(sql: &str) -> SqlResult<CopyCmd> {
     match t.to_lowercase().as_str() {
         "from" => cmd.from = true,
         "to" => cmd.from = false,
-        other => return Err(SqlError::syntax(format!("syntax error at or near \"{other}\""))),
+        other => {
+            return Err(SqlError::syntax(format!(
+                "syntax error at or near \"{other}\""
+            )))
+        }
     }
     let target = next(&mut i)?.to_lowercase();
     if target != "stdin" && target != "stdout" {
@@ -154,7 +158,10 @@ pub fn parse(sql: &str) -> SqlResult<CopyCmd> {
             },
             "header" => {
                 cmd.header = match toks.get(i).map(|s| s.to_lowercase()) {
-                    Some(v) if ["true", "on", "1", "false", "off", "0", "match"].contains(&v.as_str()) => {
+                    Some(v)
+                        if ["true", "on", "1", "false", "off", "0", "match"]
+                            .contains(&v.as_str()) =>
+                    {
                         i += 1;
                         !matches!(v.as_str(), "false" | "off" | "0")
                     }
@@ -173,12 +180,19 @@ pub fn parse(sql: &str) -> SqlResult<CopyCmd> {
             "freeze" | "escape" | "encoding" | "force_not_null" | "force_null" | "force_quote" => {
                 // Their values (if any) are skipped with the next loop turn when they are words.
                 if let Some(v) = toks.get(i) {
-                    if v != ")" && !v.eq_ignore_ascii_case("header") && !v.eq_ignore_ascii_case("csv") {
+                    if v != ")"
+                        && !v.eq_ignore_ascii_case("header")
+                        && !v.eq_ignore_ascii_case("csv")
+                    {
                         i += 1;
                     }
                 }
             }
-            other => return Err(SqlError::syntax(format!("option \"{other}\" not recognized"))),
+            other => {
+                return Err(SqlError::syntax(format!(
+                    "option \"{other}\" not recognized"
+                )))
+            }
         }
     }
     if cmd.csv {
@@ -266,7 +280,9 @@ impl CopyIn {
 
     async fn flush(&mut self, s: &Session) -> SqlResult<()> {
         let rows = std::mem::take(&mut self.rows);
-        self.count += dml::write_new_rows(s, &self.table, rows, false).await?.len();
+        self.count += dml::write_new_rows(s, &self.table, rows, false)
+            .await?
+            .len();
         Ok(())
     }
 
@@ -377,14 +393,22 @@ fn split_csv(line: &str, delim: char, quote: char, null: &str) -> Vec<Option<Str
             in_quotes = true;
             quoted = true;
         } else if c == delim {
-            out.push(if !quoted && cur == null { None } else { Some(std::mem::take(&mut cur)) });
+            out.push(if !quoted && cur == null {
+                None
+            } else {
+                Some(std::mem::take(&mut cur))
+            });
             cur.clear();
             quoted = false;
         } else {
             cur.push(c);
         }
     }
-    out.push(if !quoted && cur == null { None } else { Some(cur) });
+    out.push(if !quoted && cur == null {
+        None
+    } else {
+        Some(cur)
+    });
     out
 }
 
@@ -393,7 +417,11 @@ pub async fn copy_out(s: &Session, cmd: &CopyCmd) -> SqlResult<(usize, Vec<Vec<u
     let cols = if cmd.columns.is_empty() {
         "*".to_owned()
     } else {
-        cmd.columns.iter().map(|c| dml::quote(c)).collect::<Vec<_>>().join(", ")
+        cmd.columns
+            .iter()
+            .map(|c| dml::quote(c))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let sql = format!("SELECT {cols} FROM {}", cmd.table);
     let stmt = crate::session::parse(&sql)?
@@ -425,7 +453,11 @@ pub async fn copy_out(s: &Session, cmd: &CopyCmd) -> SqlResult<(usize, Vec<Vec<u
                 let v = f.value(i).to_string();
                 let v = pg_text(b, j, v);
                 if cmd.csv {
-                    if v.contains(cmd.delimiter) || v.contains(cmd.quote) || v.contains('\n') || v.is_empty() {
+                    if v.contains(cmd.delimiter)
+                        || v.contains(cmd.quote)
+                        || v.contains('\n')
+                        || v.is_empty()
+                    {
                         let q = cmd.quote.to_string();
                         line.push(cmd.quote);
                         line.push_str(&v.replace(&q, &format!("{q}{q}")));
@@ -461,7 +493,13 @@ pub async fn copy_out(s: &Session, cmd: &CopyCmd) -> SqlResult<(usize, Vec<Vec<u
 fn pg_text(b: &RecordBatch, col: usize, v: String) -> String {
     use datafusion::arrow::datatypes::DataType;
     match b.column(col).data_type() {
-        DataType::Boolean => if v == "true" { "t".into() } else { "f".into() },
+        DataType::Boolean => {
+            if v == "true" {
+                "t".into()
+            } else {
+                "f".into()
+            }
+        }
         DataType::Timestamp(..) => v.replacen('T', " ", 1),
         _ => v,
     }

@@ -254,7 +254,9 @@ pub async fn alter_table(catalog: &Catalog, db: &str, at: &ast::AlterTable) -> S
             },
             Op::AlterColumn { column_name, op } => {
                 let cname = ident(column_name);
-                let idx = def.column(&cname).ok_or_else(|| SqlError::no_column(&cname))?;
+                let idx = def
+                    .column(&cname)
+                    .ok_or_else(|| SqlError::no_column(&cname))?;
                 match op {
                     ast::AlterColumnOperation::SetNotNull => def.columns[idx].nullable = false,
                     ast::AlterColumnOperation::DropNotNull => {
@@ -280,7 +282,10 @@ pub async fn alter_table(catalog: &Catalog, db: &str, at: &ast::AlterTable) -> S
         let mut idxs = Vec::new();
         for n in &pk {
             let idx = def.column(n).ok_or_else(|| {
-                SqlError::new("42703", format!("column \"{n}\" named in key does not exist"))
+                SqlError::new(
+                    "42703",
+                    format!("column \"{n}\" named in key does not exist"),
+                )
             })?;
             def.columns[idx].nullable = false;
             idxs.push(idx);
@@ -318,11 +323,18 @@ pub async fn alter_table(catalog: &Catalog, db: &str, at: &ast::AlterTable) -> S
 /// Rewrite table `r` under definition `def` (a new key): copy its rows into a scratch
 /// table, then swap names. A crash midway leaves the old table in place (or, after the
 /// first rename, under `<name>__old_<id>`); rows are never lost.
-async fn rewrite(catalog: &Catalog, db: &str, r: &crate::catalog::Resolved, def: TableDef) -> SqlResult<()> {
+async fn rewrite(
+    catalog: &Catalog,
+    db: &str,
+    r: &crate::catalog::Resolved,
+    def: TableDef,
+) -> SqlResult<()> {
     use client::{Condition, KvOp};
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let scratch = format!("{}.{}__rewrite_{}", def.schema, def.name, &tag[..8]);
-    catalog.create_table_as(db, &def, &scratch, false, false).await?;
+    catalog
+        .create_table_as(db, &def, &scratch, false, false)
+        .await?;
     let new_table = catalog.client.open_table(db, &scratch).await?;
     let kvs = catalog.client.scan_all(&r.table).await?;
     let mut groups: std::collections::BTreeMap<usize, Vec<KvOp>> = Default::default();
@@ -340,18 +352,26 @@ async fn rewrite(catalog: &Catalog, db: &str, r: &crate::catalog::Resolved, def:
             break;
         }
         let key = crate::row::encode_key(&def, &row);
-        groups.entry(new_table.tablet_for(&key)).or_default().push(KvOp {
-            value: crate::row::encode_value(&def, &row),
-            key,
-            condition: Condition::IfAbsent as i32,
-            ..Default::default()
-        });
+        groups
+            .entry(new_table.tablet_for(&key))
+            .or_default()
+            .push(KvOp {
+                value: crate::row::encode_value(&def, &row),
+                key,
+                condition: Condition::IfAbsent as i32,
+                ..Default::default()
+            });
     }
     if failure.is_none() {
         'groups: for (_, ops) in groups {
             for chunk in ops.chunks(1000) {
                 let key = chunk[0].key.clone();
-                if !catalog.client.write(&new_table, &key, chunk.to_vec()).await?.applied {
+                if !catalog
+                    .client
+                    .write(&new_table, &key, chunk.to_vec())
+                    .await?
+                    .applied
+                {
                     failure = Some(SqlError::new(
                         "23505",
                         format!(
@@ -370,7 +390,9 @@ async fn rewrite(catalog: &Catalog, db: &str, r: &crate::catalog::Resolved, def:
     }
     let old = r.def.storage_name();
     let retired = format!("{old}__old_{}", &tag[..8]);
-    catalog.alter(db, &old, Some(retired.clone()), None, None).await?;
+    catalog
+        .alter(db, &old, Some(retired.clone()), None, None)
+        .await?;
     catalog
         .alter(db, &scratch, Some(def.storage_name()), Some(&def), None)
         .await?;

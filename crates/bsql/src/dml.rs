@@ -55,6 +55,11 @@ pub fn literal(e: &Expr) -> Option<ScalarValue> {
             _ => None,
         },
         Expr::Nested(inner) => literal(inner),
+        // A bound parameter ('text'::type): the column's type decides the value.
+        Expr::Cast { expr, .. } => match literal(expr)? {
+            v @ (ScalarValue::Utf8(_) | ScalarValue::Null) => Some(v),
+            _ => None,
+        },
         _ => None,
     }
 }
@@ -120,7 +125,7 @@ pub fn parse_bool(s: &str) -> SqlResult<bool> {
 pub fn parse_bytea(s: &str) -> SqlResult<Vec<u8>> {
     if let Some(hex) = s.strip_prefix("\\x") {
         let hex: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-        if hex.len() % 2 != 0 {
+        if !hex.len().is_multiple_of(2) {
             return Err(SqlError::invalid_input(
                 "invalid hexadecimal data: odd number of digits",
             ));
@@ -150,7 +155,8 @@ async fn eval_exprs(s: &Session, exprs: &[&Expr]) -> SqlResult<Vec<ArrayRef>> {
         "SELECT {}",
         exprs
             .iter()
-            .map(|e| e.to_string())
+            .enumerate()
+            .map(|(i, e)| format!("{e} AS \"__e{i}\""))
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -594,8 +600,42 @@ fn single_table(
     }
 }
 
-/// UPDATE.
+/// Attempts of an UPDATE that found its one row changed under it.
+const UPDATE_RETRIES: usize = 20;
+
+/// UPDATE. A statement that changes one row and lost a race for it (someone changed the
+/// row between read and write) runs again, as PostgreSQL re-evaluates the row in READ
+/// COMMITTED; one that changes several rows fails with 40001 instead, since some of its
+/// rows are already written.
 pub async fn update(s: &Session, upd: &ast::Update) -> SqlResult<Output> {
+    let mut attempt = 0;
+    loop {
+        match update_once(s, upd).await {
+            Err(Retry::Again) if attempt < UPDATE_RETRIES => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_micros(200 << attempt.min(6))).await;
+            }
+            Err(Retry::Again) => return Err(serialization_failure()),
+            Err(Retry::Fail(e)) => return Err(e),
+            Ok(out) => return Ok(out),
+        }
+    }
+}
+
+/// Why an UPDATE attempt did not finish.
+enum Retry {
+    /// Its single row changed meanwhile: nothing was written, run it again.
+    Again,
+    Fail(SqlError),
+}
+
+impl From<SqlError> for Retry {
+    fn from(e: SqlError) -> Self {
+        Retry::Fail(e)
+    }
+}
+
+async fn update_once(s: &Session, upd: &ast::Update) -> Result<Output, Retry> {
     let (name, alias) = single_table(&upd.table)?;
     let r = target(s, name).await?;
     let def = r.def.clone();
@@ -603,7 +643,7 @@ pub async fn update(s: &Session, upd: &ast::Update) -> SqlResult<Output> {
     let mut exprs: Vec<String> = Vec::new();
     for a in &upd.assignments {
         let ast::AssignmentTarget::ColumnName(col) = &a.target else {
-            return Err(SqlError::unsupported("tuple assignment in UPDATE"));
+            return Err(SqlError::unsupported("tuple assignment in UPDATE").into());
         };
         let n = col
             .0
@@ -642,6 +682,7 @@ pub async fn update(s: &Session, upd: &ast::Update) -> SqlResult<Output> {
         changes.push((new, key, raw));
     }
     let n = changes.len();
+    let single = n == 1;
     let new_rows: Vec<Row> = changes.iter().map(|(n, _, _)| n.clone()).collect();
     futures::stream::iter(changes.into_iter().map(|(new, key, raw)| {
         let r = r.clone();
@@ -692,11 +733,18 @@ pub async fn update(s: &Session, upd: &ast::Update) -> SqlResult<Output> {
     }))
     .buffer_unordered(WRITE_CONCURRENCY)
     .try_collect::<Vec<()>>()
-    .await?;
-    match &upd.returning {
-        Some(items) => returning(s, &def, &new_rows, items).await,
-        None => Ok(Output::Command(format!("UPDATE {n}"))),
-    }
+    .await
+    .map_err(|e| {
+        if single && e.code == "40001" {
+            Retry::Again
+        } else {
+            Retry::Fail(e)
+        }
+    })?;
+    Ok(match &upd.returning {
+        Some(items) => returning(s, &def, &new_rows, items).await?,
+        None => Output::Command(format!("UPDATE {n}")),
+    })
 }
 
 /// DELETE.

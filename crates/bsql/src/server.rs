@@ -12,12 +12,11 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, Expr, Statement};
 use futures::{stream, Sink, SinkExt};
-use pgwire::api::copy::CopyHandler;
-use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::api::auth::{
     finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
     DefaultServerParameterProvider, StartupHandler,
 };
+use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{CopyResponse, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
@@ -28,6 +27,7 @@ use pgwire::api::{
     PidSecretKeyGenerator, RandomPidSecretKeyGenerator, Type, METADATA_DATABASE, METADATA_USER,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::sync::Mutex;
 
@@ -50,13 +50,12 @@ pub struct Conn {
 
 impl Conn {
     pub fn new(catalog: Arc<Catalog>) -> Arc<Conn> {
-        let conn = Arc::new_cyclic(|weak| Conn {
+        Arc::new_cyclic(|weak| Conn {
             catalog: catalog.clone(),
             session: Mutex::new(None),
             parser: Arc::new(Parser { conn: weak.clone() }),
             copy_in: Mutex::new(None),
-        });
-        conn
+        })
     }
 
     async fn with_session<C: ClientInfo, T>(
@@ -268,7 +267,11 @@ impl Conn {
                 .map_err(to_pg)?;
             let columns = started.columns();
             *self.copy_in.lock().await = Some(started);
-            Ok(Response::CopyIn(CopyResponse::new(0, columns, stream::empty())))
+            Ok(Response::CopyIn(CopyResponse::new(
+                0,
+                columns,
+                stream::empty(),
+            )))
         } else {
             let (_, lines) = self
                 .with_session(client, async |s| copy::copy_out(s, &cmd).await)
@@ -279,7 +282,11 @@ impl Conn {
                 .into_iter()
                 .map(|l| Ok(CopyData::new(l.into())))
                 .collect::<Vec<_>>();
-            Ok(Response::CopyOut(CopyResponse::new(0, columns, stream::iter(data))))
+            Ok(Response::CopyOut(CopyResponse::new(
+                0,
+                columns,
+                stream::iter(data),
+            )))
         }
     }
 }
@@ -333,11 +340,7 @@ impl CopyHandler for Conn {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         *self.copy_in.lock().await = None;
-        SqlError::new(
-            "57014",
-            format!("COPY from stdin failed: {}", fail.message),
-        )
-        .into()
+        SqlError::new("57014", format!("COPY from stdin failed: {}", fail.message)).into()
     }
 }
 

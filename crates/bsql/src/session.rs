@@ -8,7 +8,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
-use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility};
+use datafusion::logical_expr::{ColumnarValue, Volatility};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, Statement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -467,13 +467,13 @@ fn register_functions(ctx: &SessionContext, db: &str, user: &str) {
                 datafusion::common::ScalarValue::Utf8(Some(value.clone())),
             ))
         };
-        ScalarUDF::from(datafusion::logical_expr::create_udf(
+        datafusion::logical_expr::create_udf(
             name,
             vec![],
             DataType::Utf8,
             Volatility::Stable,
             Arc::new(f),
-        ))
+        )
     };
     let version = format!(
         "PostgreSQL {SERVER_VERSION} (AiSQL {}) on x86_64-pc-linux-gnu, compiled by rustc, 64-bit",

@@ -344,7 +344,11 @@ impl Client {
     pub async fn alter_table(&self, req: rpc::mserver::AlterTableRequest) -> Result<()> {
         self.mserver(|mut c| {
             let req = req.clone();
-            async move { c.alter_table(req).await.map(|r| (r.into_inner().status, ())) }
+            async move {
+                c.alter_table(req)
+                    .await
+                    .map(|r| (r.into_inner().status, ()))
+            }
         })
         .await
     }

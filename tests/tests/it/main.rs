@@ -7,3 +7,4 @@ mod t02_single_node;
 mod t03_three_nodes;
 mod t04_bedis;
 mod t05_aisql_start;
+mod t06_bsql;

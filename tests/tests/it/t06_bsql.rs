@@ -1,0 +1,218 @@
+//! BSQL with real PostgreSQL clients: a psql golden script (`tests/cases/bsql/*.sql`, the
+//! expected output produced by PostgreSQL 15 itself), tokio-postgres (extended protocol,
+//! binary parameters and results), pgbench (`-i`, then select-only and tpcb-like runs with
+//! no failed transaction), garbage bytes on the port, and durability across `kill -9`.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use aisql_tests::{Cluster, ClusterOpts};
+
+/// Run psql on a file (or `-c` command); returns stdout+stderr with file paths normalized.
+fn psql(addr: &str, args: &[&str]) -> String {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    // Through sh, so errors (stderr) interleave with results (stdout) as a terminal shows them.
+    let out = Command::new("sh")
+        .args(["-c", "exec psql \"$@\" 2>&1", "sh"])
+        .args([
+            "-h", host, "-p", port, "-U", "yugabyte", "-d", "yugabyte", "-X", "-q",
+        ])
+        .args(args)
+        .output()
+        .expect("psql (apt-get install postgresql-client)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.lines()
+        .map(|l| match l.strip_prefix("psql:") {
+            Some(rest) => match rest.split_once(".sql:") {
+                Some((path, tail)) => {
+                    let name = Path::new(path).file_name().unwrap().to_string_lossy();
+                    format!("psql:{name}.sql:{tail}")
+                }
+                None => l.to_owned(),
+            },
+            None => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn pgbench(addr: &str, args: &[&str]) -> String {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let out = Command::new("pgbench")
+        .args(["-h", host, "-p", port, "-U", "yugabyte"])
+        .args(args)
+        .arg("yugabyte")
+        .output()
+        .expect("pgbench (apt-get install postgresql-15)");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "pgbench {args:?} failed:\n{text}");
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn psql_tokio_postgres_pgbench_and_kill_9() {
+    let mut cluster = Cluster::start(ClusterOpts::default());
+    cluster.wait_for_dbservers(1).await;
+    let addr = cluster.db_addrs[0].pgsql.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = psql(&addr, &["-A", "-t", "-c", "select 1"]);
+        if out.trim() == "1" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "BSQL never answered: {out}\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // Golden scripts.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("cases/bsql");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+        .collect();
+    files.sort();
+    for f in &files {
+        let expected = std::fs::read_to_string(f.with_extension("out")).unwrap();
+        let got = psql(&addr, &["-f", f.to_str().unwrap()]);
+        let (e, g): (Vec<&str>, Vec<&str>) = (
+            expected.trim_end().lines().collect(),
+            got.trim_end().lines().collect(),
+        );
+        if e != g {
+            let mut diff = String::new();
+            for i in 0..e.len().max(g.len()) {
+                let (a, b) = (
+                    e.get(i).copied().unwrap_or("<none>"),
+                    g.get(i).copied().unwrap_or("<none>"),
+                );
+                if a != b {
+                    diff.push_str(&format!("line {}: expected {a:?}, got {b:?}\n", i + 1));
+                }
+            }
+            panic!("{}: output differs\n{diff}", f.display());
+        }
+    }
+
+    // tokio-postgres: extended protocol with binary parameters and results.
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let (pg, conn) = tokio_postgres::connect(
+        &format!("host={host} port={port} user=yugabyte dbname=yugabyte"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    pg.batch_execute(
+        "create table tp (id bigint primary key, name text, score double precision, ok boolean)",
+    )
+    .await
+    .unwrap();
+    let ins = pg
+        .prepare("insert into tp (id, name, score, ok) values ($1, $2, $3, $4)")
+        .await
+        .unwrap();
+    for i in 0..20i64 {
+        let n = pg
+            .execute(
+                &ins,
+                &[&i, &format!("n{i}"), &(i as f64 / 2.0), &(i % 2 == 0)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    let sel = pg
+        .prepare("select name, score, ok from tp where id = $1")
+        .await
+        .unwrap();
+    let row = pg.query_one(&sel, &[&7i64]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "n7");
+    assert_eq!(row.get::<_, f64>(1), 3.5);
+    assert!(!row.get::<_, bool>(2));
+    let rows = pg
+        .query("select count(*) from tp where score >= $1", &[&5.0f64])
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<_, i64>(0), 10);
+    let err = pg
+        .execute(&ins, &[&7i64, &"dup", &0.0f64, &true])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+    );
+    let err = pg.query("select * from nope", &[]).await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE)
+    );
+
+    // pgbench: initialize, then runs with no failed transaction.
+    pgbench(&addr, &["-i", "-s", "1", "-q"]);
+    for args in [
+        &["-n", "-S", "-M", "prepared", "-c", "2", "-T", "3"][..],
+        &["-n", "-M", "prepared", "-c", "2", "-T", "3"][..],
+    ] {
+        let out = pgbench(&addr, args);
+        assert!(out.contains("number of failed transactions: 0"), "{out}");
+    }
+    let sum = psql(
+        &addr,
+        &["-A", "-t", "-c", "select count(*) from pgbench_accounts"],
+    );
+    assert_eq!(sum.trim(), "100000");
+
+    // Garbage on the port gets an error (or a close), and the server lives on.
+    for junk in [
+        &b"\x00\x00\x00\x08\x12\x34\x56\x78"[..],
+        b"GET / HTTP/1.1\r\n\r\n",
+        &[0xff; 64],
+    ] {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(junk);
+        let mut buf = [0u8; 256];
+        let _ = s.read(&mut buf);
+    }
+    assert_eq!(
+        psql(&addr, &["-A", "-t", "-c", "select count(*) from tp"]).trim(),
+        "20"
+    );
+
+    // Durability: what was acknowledged survives kill -9 of the dbserver.
+    psql(
+        &addr,
+        &["-c", "insert into tp values (100, 'last', 1, true)"],
+    );
+    cluster.dbservers[0].kill9();
+    cluster.dbservers[0].start();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = psql(
+            &addr,
+            &["-A", "-t", "-c", "select name from tp where id = 100"],
+        );
+        if out.trim() == "last" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "row lost after kill -9: {out}\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(
+        psql(&addr, &["-A", "-t", "-c", "select count(*) from tp"]).trim(),
+        "21"
+    );
+}
