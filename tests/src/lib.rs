@@ -9,7 +9,7 @@
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 /// Where the binaries are.
@@ -44,13 +44,27 @@ pub fn fresh_ip() -> String {
     format!("127.0.{}.{}", 1 + pid_part, 2 + n)
 }
 
-/// A port that was free on `ip` a moment ago.
+static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+
+/// A port that was free on `ip` a moment ago. Ports come from 10000–29999 (never AiSQL's
+/// defaults), below the
+/// kernel's ephemeral range (32768+), so a client socket's local port cannot take one
+/// between this check and the server's bind.
 pub fn free_port(ip: &str) -> u16 {
     let ip: Ipv4Addr = ip.parse().expect("ip");
-    TcpListener::bind((ip, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    let start = 10_000 + (std::process::id() % 400) as u16 * 50;
+    for _ in 0..20_000 {
+        let n = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
+        let port = 10_000 + (start - 10_000 + n) % 20_000;
+        // Never AiSQL's default ports, so tests can run beside a real server.
+        if [10000, 11000, 20000, 21000].contains(&port) {
+            continue;
+        }
+        if TcpListener::bind((ip, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on {ip}")
 }
 
 /// A server process. Killed with SIGKILL when dropped.

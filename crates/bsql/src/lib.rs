@@ -2,7 +2,8 @@
 //!
 //! * [`server`]: the wire protocol (pgwire) and per-connection handlers;
 //! * [`session`]: a connection's session and the statement dispatcher;
-//! * [`ddl`], [`dml`]: CREATE/DROP, INSERT/UPDATE/DELETE/TRUNCATE;
+//! * [`ddl`], [`dml`], [`copy`]: CREATE/ALTER/DROP, INSERT/UPDATE/DELETE/TRUNCATE, COPY;
+//! * [`fast`]: point reads and writes by primary key, without query planning;
 //! * [`provider`]: tables as DataFusion sees them (queries are planned and run by DataFusion);
 //! * [`catalog`]: table definitions kept in the mserver's catalog, cached per server;
 //! * [`row`], [`types`]: how rows and values are stored and typed.
@@ -12,6 +13,7 @@ pub mod copy;
 pub mod ddl;
 pub mod dml;
 pub mod error;
+pub mod fast;
 pub mod provider;
 pub mod row;
 pub mod server;

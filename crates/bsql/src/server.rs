@@ -34,6 +34,7 @@ use tokio::sync::Mutex;
 use crate::catalog::Catalog;
 use crate::copy::{self, CopyIn};
 use crate::error::{SqlError, SqlResult};
+use crate::fast::{self, FastPlan};
 use crate::session::{parse, Output, Session, SERVER_VERSION};
 use crate::types::SqlType;
 
@@ -348,6 +349,8 @@ impl CopyHandler for Conn {
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub stmt: Statement,
+    /// The point fast path, if the statement fits it.
+    pub fast: Option<FastPlan>,
     /// Parameter types, as described to the client.
     pub params: Vec<Type>,
     /// Result columns (empty for commands).
@@ -401,6 +404,7 @@ impl QueryParser for Parser {
             })
             .collect();
         Ok(Some(Prepared {
+            fast: fast::plan(&stmt),
             stmt,
             params,
             schema,
@@ -478,11 +482,11 @@ async fn describe(s: &Session, stmt: &Statement, nparams: usize) -> (Vec<Type>, 
     (types, schema)
 }
 
-/// The value of parameter `i` as a SQL expression (a typed literal).
-fn param_expr<S: Clone>(portal: &Portal<S>, i: usize, ty: &Type) -> PgWireResult<Expr> {
+/// The value of parameter `i` as PostgreSQL text (`None`: NULL), whatever its format.
+fn param_text<S: Clone>(portal: &Portal<S>, i: usize, ty: &Type) -> PgWireResult<Option<String>> {
     let raw = portal.parameters.get(i).cloned().flatten();
     let Some(raw) = raw else {
-        return Ok(Expr::value(ast::Value::Null));
+        return Ok(None);
     };
     let binary = matches!(portal.parameter_format.format_for(i), FieldFormat::Binary);
     let text: String = if !binary {
@@ -545,6 +549,14 @@ fn param_expr<S: Clone>(portal: &Portal<S>, i: usize, ty: &Type) -> PgWireResult
             }
             _ => portal.parameter::<String>(i, ty)?.unwrap_or_default(),
         }
+    };
+    Ok(Some(text))
+}
+
+/// The value of parameter `i` as a SQL expression (a typed literal).
+fn param_expr<S: Clone>(portal: &Portal<S>, i: usize, ty: &Type) -> PgWireResult<Expr> {
+    let Some(text) = param_text(portal, i, ty)? else {
+        return Ok(Expr::value(ast::Value::Null));
     };
     let lit = Expr::value(ast::Value::SingleQuotedString(text));
     let data_type = match *ty {
@@ -631,6 +643,18 @@ impl ExtendedQueryHandler for Conn {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let prepared: &Prepared = &portal.statement.statement;
+        if let Some(plan) = &prepared.fast {
+            let params = (0..portal.parameter_len())
+                .map(|i| param_text(portal, i, prepared.params.get(i).unwrap_or(&Type::TEXT)))
+                .collect::<PgWireResult<Vec<_>>>()?;
+            let out = self
+                .with_session(client, async |s| s.execute_fast(plan, &params).await)
+                .await
+                .map_err(to_pg)?;
+            if let Some(out) = out {
+                return respond(out, &portal.result_column_format);
+            }
+        }
         let mut stmt = prepared.stmt.clone();
         bind(&mut stmt, portal, &prepared.params)?;
         let out: SqlResult<Output> = self

@@ -16,6 +16,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 
 use crate::catalog::Catalog;
 use crate::error::{SqlError, SqlResult};
+use crate::fast::{self, FastPlan};
 use crate::provider::{CatalogRef, DbCatalog};
 use crate::{ddl, dml};
 
@@ -121,8 +122,25 @@ impl Session {
         }
     }
 
+    /// Run a point statement on the fast path; `None` if it does not fit after all.
+    pub async fn execute_fast(
+        &mut self,
+        plan: &FastPlan,
+        params: &[Option<String>],
+    ) -> SqlResult<Option<Output>> {
+        if !matches!(plan, FastPlan::Get { .. }) {
+            self.note_write();
+        }
+        fast::run(self, plan, params).await
+    }
+
     /// Run one statement.
     pub async fn execute(&mut self, stmt: Statement) -> SqlResult<Output> {
+        if let Some(plan) = fast::plan(&stmt) {
+            if let Some(out) = self.execute_fast(&plan, &[]).await? {
+                return Ok(out);
+            }
+        }
         match stmt {
             Statement::Query(_) => self.query(stmt).await,
             Statement::Explain { .. } => self.query(stmt).await,
