@@ -34,8 +34,8 @@ pub struct CopyCmd {
 
 /// Whether `sql` is a COPY statement (so it is parsed by [`parse`]).
 pub fn is_copy(sql: &str) -> bool {
-    let t = sql.trim_start();
-    t.len() >= 5 && t[..4].eq_ignore_ascii_case("copy") && t.as_bytes()[4].is_ascii_whitespace()
+    let t = sql.trim_start().as_bytes();
+    t.len() >= 5 && t[..4].eq_ignore_ascii_case(b"copy") && t[4].is_ascii_whitespace()
 }
 
 /// Split COPY text into words, keeping quoted identifiers/strings and parentheses apart.
