@@ -11,8 +11,6 @@ pub mod frame;
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
-
 /// Most connections served at once; more wait for a slot.
 pub const MAX_CONNECTIONS: usize = 10_000;
 
@@ -24,23 +22,9 @@ pub async fn serve(
     num_tablets: u32,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
-    listener.set_nonblocking(true)?;
-    let listener = tokio::net::TcpListener::from_std(listener)?;
     let dbs = Arc::new(db::Dbs::new(client, num_tablets));
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => {
-                let Ok((sock, _)) = accepted else { continue };
-                let Ok(permit) = slots.clone().acquire_owned().await else { return Ok(()) };
-                let dbs = dbs.clone();
-                tokio::spawn(async move {
-                    connection::handle(sock, dbs).await;
-                    drop(permit);
-                });
-            }
-        }
-    }
+    rpc::serve_connections(listener, MAX_CONNECTIONS, shutdown, move |sock| {
+        connection::handle(sock, dbs.clone())
+    })
+    .await
 }

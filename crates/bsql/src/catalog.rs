@@ -98,6 +98,12 @@ pub struct Catalog {
     seq_table: tokio::sync::OnceCell<Arc<Table>>,
 }
 
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Catalog")
+    }
+}
+
 impl Catalog {
     pub fn new(client: Client, num_tablets: u32) -> Self {
         Catalog {

@@ -213,7 +213,7 @@ async fn fill_defaults(
 }
 
 /// Check NOT NULL constraints.
-fn check_not_null(def: &TableDef, row: &Row) -> SqlResult<()> {
+pub fn check_not_null(def: &TableDef, row: &Row) -> SqlResult<()> {
     for (c, d) in def.columns.iter().zip(row) {
         if !c.nullable && d.is_null() {
             return Err(SqlError::new(
@@ -253,7 +253,7 @@ fn duplicate(def: &TableDef) -> SqlError {
     )
 }
 
-fn serialization_failure() -> SqlError {
+pub fn serialization_failure() -> SqlError {
     SqlError::new(
         "40001",
         "could not serialize access due to concurrent update",
@@ -420,19 +420,7 @@ pub async fn write_new_rows(
 
 /// Store element `i` of `a` into column `col`.
 fn cell(def: &TableDef, col: usize, a: &ArrayRef, i: usize) -> SqlResult<Datum> {
-    let ty = def.columns[col].ty;
-    let d = if a.is_null(i) {
-        Datum::Null
-    } else if matches!(ty, SqlType::Bytea | SqlType::Bool)
-        && matches!(a.data_type(), datafusion::arrow::datatypes::DataType::Utf8)
-    {
-        let v = ScalarValue::try_from_array(a, i)?;
-        return to_datum(def, col, &v);
-    } else {
-        row::datum_from_array(a, i, ty)?
-    };
-    check_len(def, col, &d)?;
-    Ok(d)
+    to_datum(def, col, &ScalarValue::try_from_array(a, i)?)
 }
 
 /// Write ops grouped by tablet (each group atomically, groups concurrently); false if an

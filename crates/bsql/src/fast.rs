@@ -15,8 +15,8 @@ use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::common::ScalarValue;
 use datafusion::sql::sqlparser::ast::{self, BinaryOperator, Expr, SelectItem, SetExpr, Statement};
 
-use crate::catalog::{Resolved, TableDef};
-use crate::ddl::{self, ident};
+use crate::catalog::TableDef;
+use crate::ddl::ident;
 use crate::dml;
 use crate::error::{SqlError, SqlResult};
 use crate::row::{self, Datum, Row};
@@ -253,11 +253,6 @@ fn key_of(
     Ok(Some(Some(row::encode_key(def, &row))))
 }
 
-async fn resolve(s: &Session, table: &ast::ObjectName) -> SqlResult<Arc<Resolved>> {
-    let (schema, name) = ddl::table_name(table)?;
-    s.catalog.require(&s.db, &schema, &name).await
-}
-
 /// Run a recognized statement; `None` if it does not fit the fast path after all.
 pub async fn run(
     s: &Session,
@@ -270,7 +265,7 @@ pub async fn run(
             key,
             columns,
         } => {
-            let r = resolve(s, table).await?;
+            let r = dml::target(s, table).await?;
             let def = &r.def;
             let cols: Vec<usize> = match columns {
                 None => (0..def.columns.len()).collect(),
@@ -312,7 +307,7 @@ pub async fn run(
             }))
         }
         FastPlan::Update { table, key, sets } => {
-            let r = resolve(s, table).await?;
+            let r = dml::target(s, table).await?;
             let def = &r.def;
             let mut targets = Vec::with_capacity(sets.len());
             for (c, a) in sets {
@@ -335,17 +330,7 @@ pub async fn run(
                 for (i, a) in &targets {
                     row[*i] = assign(def, *i, &row[*i], a, params)?;
                 }
-                for (c, d) in def.columns.iter().zip(&row) {
-                    if !c.nullable && d.is_null() {
-                        return Err(SqlError::new(
-                            "23502",
-                            format!(
-                                "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
-                                c.name, def.name
-                            ),
-                        ));
-                    }
-                }
+                dml::check_not_null(def, &row)?;
                 let op = KvOp {
                     key: key.clone(),
                     value: row::encode_value(def, &row),
@@ -363,13 +348,10 @@ pub async fn run(
                 }
                 tokio::time::sleep(std::time::Duration::from_micros(100 << attempt.min(6))).await;
             }
-            Err(SqlError::new(
-                "40001",
-                "could not serialize access due to concurrent update",
-            ))
+            Err(dml::serialization_failure())
         }
         FastPlan::Delete { table, key } => {
-            let r = resolve(s, table).await?;
+            let r = dml::target(s, table).await?;
             let Some(key) = key_of(&r.def, key, params)? else {
                 return Ok(None);
             };

@@ -23,8 +23,6 @@ pub mod types;
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
-
 /// Connections served at once; more wait for a slot.
 const MAX_CONNECTIONS: usize = 1024;
 
@@ -35,26 +33,14 @@ pub async fn serve(
     num_tablets: u32,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
-    listener.set_nonblocking(true)?;
-    let listener = tokio::net::TcpListener::from_std(listener)?;
     let catalog = Arc::new(catalog::Catalog::new(client, num_tablets));
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => {
-                let Ok((sock, _)) = accepted else { continue };
-                let _ = sock.set_nodelay(true);
-                let Ok(permit) = slots.clone().acquire_owned().await else { continue };
-                let handlers = server::Handlers(server::Conn::new(catalog.clone()));
-                tokio::spawn(async move {
-                    if let Err(e) = pgwire::tokio::process_socket(sock, None, handlers).await {
-                        tracing::debug!("BSQL connection ended: {e}");
-                    }
-                    drop(permit);
-                });
+    rpc::serve_connections(listener, MAX_CONNECTIONS, shutdown, move |sock| {
+        let handlers = server::Handlers(server::Conn::new(catalog.clone()));
+        async move {
+            if let Err(e) = pgwire::tokio::process_socket(sock, None, handlers).await {
+                tracing::debug!("BSQL connection ended: {e}");
             }
         }
-    }
+    })
+    .await
 }

@@ -35,16 +35,7 @@ pub const SCHEMAS: [&str; 1] = ["public"];
 #[derive(Debug)]
 pub struct DbCatalog {
     pub db: String,
-    pub catalog: Arc<CatalogRef>,
-}
-
-/// The shared catalog, wrapped for `Debug`.
-pub struct CatalogRef(pub Arc<Catalog>);
-
-impl std::fmt::Debug for CatalogRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Catalog")
-    }
+    pub catalog: Arc<Catalog>,
 }
 
 impl CatalogProvider for DbCatalog {
@@ -66,14 +57,13 @@ impl CatalogProvider for DbCatalog {
 pub struct DbSchema {
     db: String,
     schema: String,
-    catalog: Arc<CatalogRef>,
+    catalog: Arc<Catalog>,
 }
 
 #[async_trait]
 impl SchemaProvider for DbSchema {
     fn table_names(&self) -> Vec<String> {
         self.catalog
-            .0
             .cached_names(&self.db)
             .into_iter()
             .filter(|(s, _)| *s == self.schema)
@@ -88,12 +78,11 @@ impl SchemaProvider for DbSchema {
         };
         let resolved = self
             .catalog
-            .0
             .table(&self.db, &self.schema, name)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         Ok(resolved.map(|r| {
-            Arc::new(BsqlTable::new(self.catalog.0.clone(), r, with_key)) as Arc<dyn TableProvider>
+            Arc::new(BsqlTable::new(self.catalog.clone(), r, with_key)) as Arc<dyn TableProvider>
         }))
     }
 
@@ -105,7 +94,7 @@ impl SchemaProvider for DbSchema {
 /// A table as DataFusion scans it.
 #[derive(Debug)]
 pub struct BsqlTable {
-    catalog: Arc<CatalogRef>,
+    catalog: Arc<Catalog>,
     resolved: Arc<Resolved>,
     schema: SchemaRef,
     with_key: bool,
@@ -127,7 +116,7 @@ impl BsqlTable {
             resolved.schema.clone()
         };
         BsqlTable {
-            catalog: Arc::new(CatalogRef(catalog)),
+            catalog,
             resolved,
             schema,
             with_key,
@@ -174,7 +163,7 @@ impl BsqlTable {
     }
 
     async fn rows(&self, filters: &[Expr]) -> crate::error::SqlResult<Vec<(Vec<u8>, Vec<u8>)>> {
-        let client = &self.catalog.0.client;
+        let client = &self.catalog.client;
         let table = &self.resolved.table;
         if let Some(key) = self.point_key(filters) {
             return Ok(client

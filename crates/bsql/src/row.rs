@@ -10,7 +10,6 @@ use datafusion::arrow::array::{
     IntervalMonthDayNanoBuilder, StringBuilder, Time64MicrosecondBuilder,
     TimestampMicrosecondBuilder,
 };
-use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::IntervalMonthDayNano;
 use datafusion::common::ScalarValue;
 use serde::{Deserialize, Serialize};
@@ -70,71 +69,6 @@ impl Datum {
                 out.extend_from_slice(&((*days as u32) ^ (1 << 31)).to_be_bytes());
                 out.extend_from_slice(&((*nanos as u64) ^ (1 << 63)).to_be_bytes());
             }
-        }
-    }
-
-    /// This value as a DataFusion scalar of column type `ty`.
-    pub fn to_scalar(&self, ty: SqlType) -> ScalarValue {
-        let null = self.is_null();
-        match ty {
-            SqlType::Bool => ScalarValue::Boolean(self.as_bool()),
-            SqlType::Int2 => ScalarValue::Int16(self.as_int().map(|v| v as i16)),
-            SqlType::Int4 => ScalarValue::Int32(self.as_int().map(|v| v as i32)),
-            SqlType::Int8 => ScalarValue::Int64(self.as_int()),
-            SqlType::Float4 => ScalarValue::Float32(self.as_float().map(|v| v as f32)),
-            SqlType::Float8 => ScalarValue::Float64(self.as_float()),
-            SqlType::Numeric { precision, scale } => ScalarValue::Decimal128(
-                match self {
-                    Datum::Decimal(d) => Some(*d),
-                    _ => None,
-                },
-                precision,
-                scale,
-            ),
-            SqlType::Bytea => ScalarValue::Binary(match self {
-                Datum::Bytes(b) => Some(b.clone()),
-                _ => None,
-            }),
-            SqlType::Date => ScalarValue::Date32(self.as_int().map(|v| v as i32)),
-            SqlType::Time => ScalarValue::Time64Microsecond(self.as_int()),
-            SqlType::Timestamp => ScalarValue::TimestampMicrosecond(self.as_int(), None),
-            SqlType::TimestampTz => {
-                ScalarValue::TimestampMicrosecond(self.as_int(), Some(Arc::from(UTC)))
-            }
-            SqlType::Interval => ScalarValue::IntervalMonthDayNano(match self {
-                Datum::Interval {
-                    months,
-                    days,
-                    nanos,
-                } => Some(IntervalMonthDayNano::new(*months, *days, *nanos)),
-                _ => None,
-            }),
-            _ if null => ScalarValue::Utf8(None),
-            _ => ScalarValue::Utf8(match self {
-                Datum::Text(s) => Some(s.clone()),
-                _ => None,
-            }),
-        }
-    }
-
-    fn as_int(&self) -> Option<i64> {
-        match self {
-            Datum::Int(i) => Some(*i),
-            _ => None,
-        }
-    }
-
-    fn as_float(&self) -> Option<f64> {
-        match self {
-            Datum::Float(f) => Some(*f),
-            _ => None,
-        }
-    }
-
-    fn as_bool(&self) -> Option<bool> {
-        match self {
-            Datum::Bool(b) => Some(*b),
-            _ => None,
         }
     }
 }
@@ -308,18 +242,4 @@ pub fn build_array<'a>(ty: SqlType, values: impl Iterator<Item = &'a Datum>) -> 
         | SqlType::Json
         | SqlType::Jsonb => build!(StringBuilder::new(), Datum::Text(v) => v),
     }
-}
-
-/// Cast `array` to column type `ty` (assignment cast), with a PostgreSQL-style error.
-pub fn cast_column(array: &ArrayRef, ty: SqlType) -> SqlResult<ArrayRef> {
-    if array.data_type() == &ty.arrow() {
-        return Ok(array.clone());
-    }
-    cast(array, &ty.arrow()).map_err(|e| {
-        SqlError::invalid_input(format!(
-            "invalid input syntax for type {}: {}",
-            ty.name(),
-            e.to_string().trim_start_matches("Cast error: ")
-        ))
-    })
 }

@@ -17,7 +17,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use crate::catalog::Catalog;
 use crate::error::{SqlError, SqlResult};
 use crate::fast::{self, FastPlan};
-use crate::provider::{CatalogRef, DbCatalog};
+use crate::provider::DbCatalog;
 use crate::{ddl, dml};
 
 /// The server version clients see (`server_version`, `version()`).
@@ -99,7 +99,7 @@ impl Session {
             db,
             Arc::new(DbCatalog {
                 db: db.to_owned(),
-                catalog: Arc::new(CatalogRef(catalog.clone())),
+                catalog: catalog.clone(),
             }),
         );
         let tmp = datafusion::catalog::MemoryCatalogProvider::new();

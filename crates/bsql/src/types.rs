@@ -207,35 +207,6 @@ impl SqlType {
         }
     }
 
-    /// The type a value of PostgreSQL type `t` (a parameter) is stored as, if BSQL has one.
-    pub fn from_pg(t: &Type) -> Option<SqlType> {
-        Some(match *t {
-            Type::BOOL => SqlType::Bool,
-            Type::INT2 => SqlType::Int2,
-            Type::INT4 => SqlType::Int4,
-            Type::INT8 => SqlType::Int8,
-            Type::FLOAT4 => SqlType::Float4,
-            Type::FLOAT8 => SqlType::Float8,
-            Type::NUMERIC => SqlType::Numeric {
-                precision: 38,
-                scale: 10,
-            },
-            Type::TEXT | Type::NAME => SqlType::Text,
-            Type::VARCHAR => SqlType::Varchar,
-            Type::BPCHAR => SqlType::Bpchar,
-            Type::BYTEA => SqlType::Bytea,
-            Type::DATE => SqlType::Date,
-            Type::TIME => SqlType::Time,
-            Type::TIMESTAMP => SqlType::Timestamp,
-            Type::TIMESTAMPTZ => SqlType::TimestampTz,
-            Type::INTERVAL => SqlType::Interval,
-            Type::UUID => SqlType::Uuid,
-            Type::JSON => SqlType::Json,
-            Type::JSONB => SqlType::Jsonb,
-            _ => return None,
-        })
-    }
-
     /// The PostgreSQL type an Arrow result column is described as.
     pub fn pg_of_arrow(dt: &DataType) -> Type {
         match dt {

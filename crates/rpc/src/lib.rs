@@ -38,6 +38,40 @@ pub fn incoming(
     ))
 }
 
+/// Accept connections on `listener` until `shutdown` resolves, running `handle` on each
+/// (with `TCP_NODELAY`) as its own task; at most `max` at once, more wait for a slot. The
+/// API servers (BEDIS, BSQL) share this loop.
+pub async fn serve_connections<F, Fut>(
+    listener: std::net::TcpListener,
+    max: usize,
+    shutdown: impl std::future::Future<Output = ()>,
+    handle: F,
+) -> std::io::Result<()>
+where
+    F: Fn(tokio::net::TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => {
+                let Ok((sock, _)) = accepted else { continue };
+                let _ = sock.set_nodelay(true);
+                let Ok(permit) = slots.clone().acquire_owned().await else { return Ok(()) };
+                let work = handle(sock);
+                tokio::spawn(async move {
+                    work.await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+}
+
 use ::common::StatusCode;
 
 /// An OK status.
