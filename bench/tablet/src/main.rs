@@ -71,6 +71,7 @@ async fn main() -> Result<()> {
     let mcfg = mserver::MserverConfig {
         rpc_addr: m_addr.clone(),
         mserver_addrs: vec![m_addr.clone()],
+        http_addr: String::new(),
         data_dir: base.join("mserver"),
         replication_factor: args.rf,
         dbserver_unresponsive_timeout_ms: 60_000,

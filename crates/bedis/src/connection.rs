@@ -7,9 +7,15 @@
 //! about one round trip, not 16). Any other command, or a second command on a key already in
 //! the wave, ends the wave and runs after it — so every key, and the session, sees the
 //! commands of one connection in the order they were sent.
+//!
+//! Every command is timed from dispatch to reply and reported to the server's
+//! [`ApiMetrics`] under its name (unknown commands as `unknown`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
+
+use common::metrics::ApiMetrics;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -21,7 +27,8 @@ use crate::frame::{parse_request, Frame};
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Serve one connection until the client leaves, sends QUIT, or breaks the protocol.
-pub async fn handle(mut sock: TcpStream, dbs: Arc<Dbs>) {
+pub async fn handle(mut sock: TcpStream, dbs: Arc<Dbs>, metrics: ApiMetrics) {
+    let _conn = metrics.connection();
     let _ = sock.set_nodelay(true);
     let addr = sock.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let mut s = Session {
@@ -66,12 +73,12 @@ pub async fn handle(mut sock: TcpStream, dbs: Arc<Dbs>) {
             let joins = cmd::single_key(&args)
                 .is_some_and(|k| !wave.iter().any(|w| cmd::single_key(w) == Some(k)));
             if !joins {
-                run_wave(&mut s, &dbs, std::mem::take(&mut wave), &mut out).await;
+                run_wave(&mut s, &dbs, &metrics, std::mem::take(&mut wave), &mut out).await;
             }
             if cmd::single_key(&args).is_some() {
                 wave.push(args);
             } else {
-                let reply = dispatch(&mut s, &dbs, args).await;
+                let reply = timed(&mut s, &dbs, &metrics, args).await;
                 reply.encode(s.proto, &mut out);
                 if s.quit {
                     let _ = sock.write_all(&out).await;
@@ -79,7 +86,7 @@ pub async fn handle(mut sock: TcpStream, dbs: Arc<Dbs>) {
                 }
             }
         }
-        run_wave(&mut s, &dbs, wave, &mut out).await;
+        run_wave(&mut s, &dbs, &metrics, wave, &mut out).await;
         if let Some(e) = broken {
             Frame::err(format!("ERR {e}")).encode(s.proto, &mut out);
             let _ = sock.write_all(&out).await;
@@ -95,11 +102,26 @@ pub async fn handle(mut sock: TcpStream, dbs: Arc<Dbs>) {
     }
 }
 
+/// Run one command, reporting it to `metrics`.
+async fn timed(s: &mut Session, dbs: &Dbs, metrics: &ApiMetrics, args: Vec<Vec<u8>>) -> Frame {
+    let name = cmd::command_name(&args);
+    let t0 = Instant::now();
+    let reply = dispatch(s, dbs, args).await;
+    metrics.observe(name, t0.elapsed(), !matches!(reply, Frame::Error(_)));
+    reply
+}
+
 /// Run single-key commands on distinct keys concurrently; append their replies in order.
-async fn run_wave(s: &mut Session, dbs: &Dbs, wave: Vec<Vec<Vec<u8>>>, out: &mut Vec<u8>) {
+async fn run_wave(
+    s: &mut Session,
+    dbs: &Dbs,
+    metrics: &ApiMetrics,
+    wave: Vec<Vec<Vec<u8>>>,
+    out: &mut Vec<u8>,
+) {
     if wave.len() <= 1 {
         for args in wave {
-            dispatch(s, dbs, args).await.encode(s.proto, out);
+            timed(s, dbs, metrics, args).await.encode(s.proto, out);
         }
         return;
     }
@@ -116,7 +138,7 @@ async fn run_wave(s: &mut Session, dbs: &Dbs, wave: Vec<Vec<Vec<u8>>>, out: &mut
             addr: String::new(),
             quit: false,
         };
-        dispatch(&mut local, dbs, args).await
+        timed(&mut local, dbs, metrics, args).await
     });
     for reply in futures::future::join_all(runs).await {
         reply.encode(proto, out);

@@ -2,6 +2,8 @@
 //! layer only: [`frame`] parses and encodes RESP, [`connection`] runs a client connection,
 //! `cmd` implements the commands, and [`db`] maps Redis data onto AiSQL tables through the
 //! client library, so every write is Raft-replicated and durable before it is answered.
+//! Every command is counted and timed per command name in a
+//! [`common::metrics::ApiMetrics`] (served on the BEDIS metrics port, 8300).
 
 pub mod cmd;
 pub mod connection;
@@ -15,16 +17,18 @@ use std::sync::Arc;
 pub const MAX_CONNECTIONS: usize = 10_000;
 
 /// Serve BEDIS on `listener` until `shutdown` resolves. `num_tablets` is the tablet count of
-/// the per-database tables created on first use.
+/// the per-database tables created on first use; commands and connections are reported to
+/// `metrics`.
 pub async fn serve(
     listener: TcpListener,
     client: client::Client,
     num_tablets: u32,
+    metrics: common::metrics::ApiMetrics,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     let dbs = Arc::new(db::Dbs::new(client, num_tablets));
     rpc::serve_connections(listener, MAX_CONNECTIONS, shutdown, move |sock| {
-        connection::handle(sock, dbs.clone())
+        connection::handle(sock, dbs.clone(), metrics.clone())
     })
     .await
 }

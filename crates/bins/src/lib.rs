@@ -1,13 +1,15 @@
-//! Shared plumbing of the AiSQL binaries: flag parsing (with `--flagfile`), logging, binding
-//! every listener before anything touches the data directory, signal handling, and the
-//! start-up of an mserver or a dbserver with all of its listeners.
+//! Shared plumbing of the AiSQL binaries: flag parsing (with `--flagfile`), logging (to
+//! stderr and to the ring buffer behind `/logs`), binding every listener before anything
+//! touches the data directory, signal handling, and the start-up of an mserver or a dbserver
+//! with all of its listeners, web UIs and metrics ports.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
-use clap::Parser;
+use clap::{ArgMatches, Parser};
+use common::metrics::ApiMetrics;
 use tokio::sync::watch;
 
 /// A comma-separated `host:port` list flag.
@@ -24,25 +26,56 @@ pub fn host_port(s: &str) -> Result<String, String> {
 
 /// Parse the command line of `T`, inlining `--flagfile`s. Bad flags exit with code 2.
 pub fn parse<T: Parser>() -> T {
-    match common::flags::expand_flagfile(std::env::args().collect()) {
-        Ok(args) => T::parse_from(args),
+    parse_with_matches::<T>().0
+}
+
+/// [`parse`], also returning clap's matches (for [`flag_values`]).
+pub fn parse_with_matches<T: Parser>() -> (T, ArgMatches) {
+    let args = match common::flags::expand_flagfile(std::env::args().collect()) {
+        Ok(args) => args,
         Err(e) => {
             eprintln!("error: {e}");
             std::process::exit(2);
         }
+    };
+    let matches = T::command().get_matches_from(args);
+    match T::from_arg_matches(&matches) {
+        Ok(t) => (t, matches),
+        Err(e) => e.exit(),
     }
 }
 
+/// Every flag's effective value (given or default), sorted by name, for `/varz`.
+pub fn flag_values(m: &ArgMatches) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = m
+        .ids()
+        .filter_map(|id| {
+            let raw = m.try_get_raw(id.as_str()).ok()??;
+            let vals: Vec<String> = raw.map(|r| r.to_string_lossy().into_owned()).collect();
+            Some((id.as_str().to_owned(), vals.join(",")))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Log to stderr and keep the recent lines for `/logs` (`RUST_LOG` overrides the filter).
 pub fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(
             "info,openraft=warn,h2=warn,tower=warn,fjall=warn,lsm_tree=warn",
         )
     });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false),
+        )
+        .with(web::logs::layer())
         .try_init();
 }
 
@@ -143,99 +176,23 @@ pub struct MserverListeners {
     pub web: TcpListener,
 }
 
-/// Run an mserver until `shutdown`.
+/// Run an mserver until `shutdown`; `flags` are shown on its `/varz`.
 pub async fn run_mserver(
     l: MserverListeners,
     config: mserver::MserverConfig,
+    flags: Vec<(String, String)>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     let m = mserver::Mserver::start(config)
         .await
         .context("starting bm-mserver")?;
-    let web_src: Arc<dyn web::WebSource> = Arc::new(MserverPage(m.clone()));
-    let web = tokio::spawn(web::serve(l.web, web_src, until(shutdown.clone())));
+    let app = mserver::web_ui::router(m.clone(), flags);
+    let web = tokio::spawn(web::serve(l.web, app, until(shutdown.clone())));
     m.serve(l.rpc, until(shutdown))
         .await
         .context("bm-mserver")?;
     let _ = web.await;
     Ok(())
-}
-
-struct MserverPage(Arc<mserver::Mserver>);
-
-impl web::WebSource for MserverPage {
-    fn title(&self) -> String {
-        format!("bm-mserver node {}", self.0.node_id())
-    }
-    fn home_html(&self) -> String {
-        let c = self.0.catalog();
-        let leader = if self.0.is_leader() {
-            "this mserver".to_string()
-        } else {
-            self.0.leader_addr().unwrap_or_else(|| "unknown".into())
-        };
-        let mut s = format!(
-            "<p>Catalog leader: {}</p><p>{} dbservers, {} tables, {} tablets</p><h2>Tables</h2><table><tr><th>namespace</th><th>table</th><th>tablets</th><th>RF</th></tr>",
-            web::escape(&leader),
-            c.servers.len(),
-            c.tables.len(),
-            c.tablets.len()
-        );
-        for t in c.tables.values() {
-            s.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                web::escape(&t.namespace),
-                web::escape(&t.name),
-                t.tablet_ids.len(),
-                t.replication_factor
-            ));
-        }
-        s.push_str(
-            "</table><h2>Dbservers</h2><table><tr><th>uuid</th><th>rpc</th><th>http</th></tr>",
-        );
-        for sv in c.servers.values() {
-            s.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                web::escape(&sv.server_uuid),
-                web::escape(&sv.rpc_addr),
-                web::escape(&sv.http_addr)
-            ));
-        }
-        s + "</table>"
-    }
-    fn metrics(&self) -> String {
-        let c = self.0.catalog();
-        let mut out = String::new();
-        web::metric(
-            &mut out,
-            "aisql_mserver_is_leader",
-            "gauge",
-            "1 if this mserver leads the catalog.",
-            u8::from(self.0.is_leader()),
-        );
-        web::metric(
-            &mut out,
-            "aisql_mserver_tables",
-            "gauge",
-            "Tables in the catalog.",
-            c.tables.len(),
-        );
-        web::metric(
-            &mut out,
-            "aisql_mserver_tablets",
-            "gauge",
-            "Tablets in the catalog.",
-            c.tablets.len(),
-        );
-        web::metric(
-            &mut out,
-            "aisql_mserver_dbservers",
-            "gauge",
-            "Registered dbservers.",
-            c.servers.len(),
-        );
-        out
-    }
 }
 
 /// Listeners of a dbserver, bound up front.
@@ -279,53 +236,65 @@ impl DbAddrs<'_> {
     }
 }
 
-/// The metrics page of an API port: its name and whether its query layer is built in.
-struct ApiPage(&'static str, bool);
+/// The metrics of the three client APIs, each served on its own metrics port. A query layer
+/// reports to its own (`bsql`, `bcql`, `bedis`): pass the clone to its `serve`.
+#[derive(Clone, Debug)]
+pub struct ApiPorts {
+    pub bsql: ApiMetrics,
+    pub bcql: ApiMetrics,
+    pub bedis: ApiMetrics,
+}
 
-impl web::WebSource for ApiPage {
-    fn title(&self) -> String {
-        format!("AiSQL {} metrics", self.0)
-    }
-    fn home_html(&self) -> String {
-        "<p>Metrics at <a href=\"/prometheus-metrics\">/prometheus-metrics</a>.</p>".into()
-    }
-    fn metrics(&self) -> String {
-        let mut out = String::new();
-        web::metric(
-            &mut out,
-            "aisql_api_available",
-            "gauge",
-            "1 when this API's query layer is built in.",
-            u8::from(self.1),
-        );
-        out
+impl ApiPorts {
+    fn new() -> Self {
+        Self {
+            bsql: ApiMetrics::new("bsql"),
+            bcql: ApiMetrics::new("bcql"),
+            bedis: ApiMetrics::new("bedis"),
+        }
     }
 }
 
-/// Run a dbserver with all its listeners until `shutdown`.
+/// The web app of an API metrics port: `/prometheus-metrics` with that API's metrics and the
+/// process's.
+fn api_metrics_app(name: &str, metrics: &ApiMetrics) -> axum::Router {
+    let registry = common::metrics::Registry::new();
+    metrics.register(&registry);
+    web::metrics_only(Arc::new(web::Site {
+        server: format!("AiSQL {name} metrics"),
+        nav: Vec::new(),
+        flags: Vec::new(),
+        metrics: registry,
+        started: std::time::Instant::now(),
+    }))
+}
+
+/// Run a dbserver with all its listeners until `shutdown`; `flags` are shown on its `/varz`.
 pub async fn run_dbserver(
     l: DbListeners,
     config: dbserver::DbServerConfig,
+    flags: Vec<(String, String)>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     let server = dbserver::DbServer::start(config)
         .await
         .context("starting bm-dbserver")?;
     let mut tasks = Vec::new();
-    let page: Arc<dyn web::WebSource> = Arc::new(dbserver::WebPage(server.clone()));
+    let app = dbserver::web_ui::router(server.clone(), flags);
     tasks.push(tokio::spawn(web::serve(
         l.web,
-        page,
+        app,
         until(shutdown.clone()),
     )));
-    for (listener, name, available) in [
-        (l.pgsql_web, "BSQL", true),
-        (l.cql_web, "BCQL", false),
-        (l.redis_web, "BEDIS", true),
+    let api = ApiPorts::new();
+    for (listener, name, metrics) in [
+        (l.pgsql_web, "BSQL", &api.bsql),
+        (l.cql_web, "BCQL", &api.bcql),
+        (l.redis_web, "BEDIS", &api.bedis),
     ] {
         tasks.push(tokio::spawn(web::serve(
             listener,
-            Arc::new(ApiPage(name, available)),
+            api_metrics_app(name, metrics),
             until(shutdown.clone()),
         )));
     }
@@ -333,12 +302,14 @@ pub async fn run_dbserver(
         l.redis,
         server.local_client(),
         8,
+        api.bedis.clone(),
         until(shutdown.clone()),
     )));
     tasks.push(tokio::spawn(bsql::serve(
         l.pgsql,
         server.local_client(),
         4,
+        api.bsql.clone(),
         until(shutdown.clone()),
     )));
     tasks.push(tokio::spawn(dbserver::serve_placeholder(

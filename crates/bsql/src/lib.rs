@@ -26,17 +26,21 @@ use std::sync::Arc;
 /// Connections served at once; more wait for a slot.
 const MAX_CONNECTIONS: usize = 1024;
 
-/// Serve the PostgreSQL protocol on `listener` until `shutdown` resolves.
+/// Serve the PostgreSQL protocol on `listener` until `shutdown` resolves; statements and
+/// connections are reported to `metrics`.
 pub async fn serve(
     listener: TcpListener,
     client: client::Client,
     num_tablets: u32,
+    metrics: common::metrics::ApiMetrics,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     let catalog = Arc::new(catalog::Catalog::new(client, num_tablets));
     rpc::serve_connections(listener, MAX_CONNECTIONS, shutdown, move |sock| {
-        let handlers = server::Handlers(server::Conn::new(catalog.clone()));
+        let handlers = server::Handlers(server::Conn::new(catalog.clone(), metrics.clone()));
+        let conn = metrics.connection();
         async move {
+            let _conn = conn;
             if let Err(e) = pgwire::tokio::process_socket(sock, None, handlers).await {
                 tracing::debug!("BSQL connection ended: {e}");
             }

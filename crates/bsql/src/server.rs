@@ -1,13 +1,16 @@
 //! The PostgreSQL wire protocol (via pgwire): startup, simple query, extended query (parse /
 //! bind / describe / execute with text and binary parameters and results), each connection
-//! owning one [`Session`].
+//! owning one [`Session`]. Every statement is counted and timed by type
+//! ([`crate::session::statement_kind`]) in the server's [`ApiMetrics`].
 
 use std::fmt::Debug;
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::time::Instant;
 
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
 use async_trait::async_trait;
+use common::metrics::ApiMetrics;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, Expr, Statement};
@@ -35,7 +38,7 @@ use crate::catalog::Catalog;
 use crate::copy::{self, CopyIn};
 use crate::error::{SqlError, SqlResult};
 use crate::fast::{self, FastPlan};
-use crate::session::{parse, Output, Session, SERVER_VERSION};
+use crate::session::{parse, statement_kind, Output, Session, SERVER_VERSION};
 use crate::types::SqlType;
 
 /// Databases that exist on every cluster (created on first connection).
@@ -47,11 +50,13 @@ pub struct Conn {
     session: Mutex<Option<Session>>,
     parser: Arc<Parser>,
     copy_in: Mutex<Option<CopyIn>>,
+    metrics: ApiMetrics,
 }
 
 impl Conn {
-    pub fn new(catalog: Arc<Catalog>) -> Arc<Conn> {
+    pub fn new(catalog: Arc<Catalog>, metrics: ApiMetrics) -> Arc<Conn> {
         Arc::new_cyclic(|weak| Conn {
+            metrics,
             catalog: catalog.clone(),
             session: Mutex::new(None),
             parser: Arc::new(Parser { conn: weak.clone() }),
@@ -225,9 +230,14 @@ impl SimpleQueryHandler for Conn {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         if copy::is_copy(query) {
-            return self.copy(client, query).await.map(|r| vec![r]);
+            let t0 = Instant::now();
+            let r = self.copy(client, query).await.map(|r| vec![r]);
+            self.metrics.observe("copy", t0.elapsed(), r.is_ok());
+            return r;
         }
         if let Some(tag) = crate::session::maintenance(query) {
+            self.metrics
+                .observe("maintenance", std::time::Duration::ZERO, true);
             return Ok(vec![Response::Execution(Tag::new(tag))]);
         }
         let stmts = parse(query).map_err(to_pg)?;
@@ -237,7 +247,10 @@ impl SimpleQueryHandler for Conn {
         let mut out = Vec::with_capacity(stmts.len());
         self.with_session(client, async |session| {
             for stmt in stmts {
-                match session.execute(stmt).await {
+                let (kind, t0) = (statement_kind(&stmt), Instant::now());
+                let r = session.execute(stmt).await;
+                self.metrics.observe(kind, t0.elapsed(), r.is_ok());
+                match r {
                     Ok(o) => out.push(respond(o, &Format::UnifiedText)?),
                     Err(e) => {
                         // Like PostgreSQL: the error ends this query string.
@@ -642,6 +655,21 @@ impl ExtendedQueryHandler for Conn {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let prepared: &Prepared = &portal.statement.statement;
+        let (kind, t0) = (statement_kind(&prepared.stmt), Instant::now());
+        let r = self.execute_portal(client, portal).await;
+        self.metrics.observe(kind, t0.elapsed(), r.is_ok());
+        r
+    }
+}
+
+impl Conn {
+    /// Run a bound portal (the extended protocol's Execute).
+    async fn execute_portal<C: ClientInfo>(
+        &self,
+        client: &C,
+        portal: &Portal<Prepared>,
+    ) -> PgWireResult<Response> {
         let prepared: &Prepared = &portal.statement.statement;
         if let Some(plan) = &prepared.fast {
             let params = (0..portal.parameter_len())

@@ -503,3 +503,29 @@ fn register_functions(ctx: &SessionContext, db: &str, user: &str) {
     ctx.register_udf(constant("current_user", user.to_owned()));
     ctx.register_udf(constant("session_user", user.to_owned()));
 }
+
+/// The statement type metrics label `stmt` with (a closed set, lower case).
+pub fn statement_kind(stmt: &Statement) -> &'static str {
+    match stmt {
+        Statement::Query(_) => "select",
+        Statement::Explain { .. } => "explain",
+        Statement::Insert(_) => "insert",
+        Statement::Update(_) => "update",
+        Statement::Delete(_) => "delete",
+        Statement::Truncate(_) => "truncate",
+        Statement::CreateTable(_) => "create_table",
+        Statement::AlterTable(_) => "alter_table",
+        Statement::Drop { .. } => "drop",
+        Statement::CreateDatabase { .. } => "create_database",
+        Statement::CreateSchema { .. } => "create_schema",
+        Statement::StartTransaction { .. } => "begin",
+        Statement::Commit { .. } => "commit",
+        Statement::Rollback { .. } => "rollback",
+        Statement::Savepoint { .. } | Statement::ReleaseSavepoint { .. } => "savepoint",
+        Statement::Set(_) => "set",
+        Statement::ShowVariable { .. } => "show",
+        Statement::Vacuum(_) | Statement::Analyze(_) => "maintenance",
+        Statement::Discard { .. } | Statement::Reset(_) => "reset",
+        _ => "other",
+    }
+}

@@ -6,11 +6,13 @@
 //! * [`status`] — numbered status codes every crate's error maps onto, so that the
 //!   API front ends can turn them into SQLSTATEs, CQL error codes or RESP errors.
 //! * [`flags`] — parsing helpers for the `--flag value` command line and `--flagfile`.
+//! * [`metrics`] — Prometheus registries, API and RPC metrics, process metrics.
 
 pub mod flags;
 pub mod hlc;
 pub mod ids;
 pub mod keys;
+pub mod metrics;
 pub mod status;
 
 pub use hlc::{Hlc, HybridTime};

@@ -3,11 +3,14 @@
 //! adapts any [`StateMachineApp`]: a tablet, or the mserver catalog) and the network
 //! ([`Network`] to send, [`RaftRouter`] to receive). Many groups share one server: one
 //! storage engine, one group-commit syncer, one channel pool and one router keyed by group id.
+//! [`ConsensusMetrics`] reports them all to Prometheus (term, role, applied index and
+//! replication lag per group, leader changes, log append latency).
 
 // openraft's trait methods return its (large) StorageError; our helpers return the same type.
 #![allow(clippy::result_large_err)]
 
 mod log_store;
+mod metrics;
 mod network;
 mod state_machine;
 
@@ -15,6 +18,7 @@ use std::io::Cursor;
 use std::sync::Arc;
 
 pub use log_store::LogStore;
+pub use metrics::ConsensusMetrics;
 pub use network::{Network, RaftRouter};
 pub use state_machine::{StateMachine, StateMachineApp};
 
@@ -79,6 +83,7 @@ pub struct GroupEnv {
     pub pool: rpc::ChannelPool,
     pub router: RaftRouter,
     pub timing: Timing,
+    pub metrics: ConsensusMetrics,
 }
 
 /// Errors starting a group.
@@ -115,7 +120,8 @@ pub async fn start_group(
             .map_err(|e| ConsensusError::Config(e.to_string()))?,
     );
     let prefix = common::ids::id_prefix(group_id);
-    let log = LogStore::new(env.engine.clone(), env.group_commit.clone(), prefix);
+    let log = LogStore::new(env.engine.clone(), env.group_commit.clone(), prefix)
+        .with_append_latency(env.metrics.append_latency.clone());
     let sm =
         StateMachine::open(env.engine.clone(), prefix, app).map_err(|e| ConsensusError::Start {
             group: group_id.to_owned(),
@@ -129,6 +135,7 @@ pub async fn start_group(
             detail: e.to_string(),
         })?;
     env.router.register(group_id, raft.clone());
+    env.metrics.watch_leader_changes(&raft);
     Ok(raft)
 }
 

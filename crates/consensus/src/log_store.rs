@@ -38,6 +38,8 @@ pub struct LogStore {
     prefix: [u8; 16],
     /// The newest entries by index; always a contiguous suffix of the stored log.
     cache: Arc<Mutex<BTreeMap<u64, Entry<TypeConfig>>>>,
+    /// Time from `append` to its entries being durable.
+    append_latency: Option<common::metrics::Histogram>,
 }
 
 impl LogStore {
@@ -51,7 +53,14 @@ impl LogStore {
             group_commit,
             prefix,
             cache: Arc::default(),
+            append_latency: None,
         }
+    }
+
+    /// Observe the time from each append to its fsync in `h`.
+    pub fn with_append_latency(mut self, h: common::metrics::Histogram) -> Self {
+        self.append_latency = Some(h);
+        self
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry<TypeConfig>>> {
@@ -243,6 +252,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let t0 = std::time::Instant::now();
         let mut b = WriteBatch::new();
         let mut new = Vec::new();
         for entry in entries {
@@ -277,8 +287,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 cache.pop_first();
             }
         }
-        self.group_commit
-            .sync_then(move |r| callback.log_io_completed(r.map_err(std::io::Error::other)));
+        let latency = self.append_latency.clone();
+        self.group_commit.sync_then(move |r| {
+            if let Some(h) = latency {
+                h.observe(t0.elapsed().as_secs_f64());
+            }
+            callback.log_io_completed(r.map_err(std::io::Error::other))
+        });
         Ok(())
     }
 

@@ -193,6 +193,19 @@ impl RaftRouter {
             .remove(group_id)
     }
 
+    /// Every registered group, sorted by id.
+    pub fn groups(&self) -> Vec<(String, Raft)> {
+        let mut v: Vec<_> = self
+            .groups
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, r)| (k.clone(), r.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
     pub fn get(&self, group_id: &str) -> Option<Raft> {
         self.groups
             .read()

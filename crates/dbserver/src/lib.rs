@@ -7,16 +7,22 @@
 //!   persisted descriptors at start.
 //! * The server's identity (uuid and Raft node id) is created on first start and kept in its
 //!   store; a store that cannot be read stops the server rather than being re-created.
+//! * Observability: [`web_ui`] (admin pages and JSON API on port 20000), the metrics
+//!   registry ([`DbServer::metrics`]: RPCs, tablet operations, Raft, storage, process) and
+//!   [`OpMetrics`] for every read and write, whether it came over RPC or in-process.
 
 mod api_stub;
 mod service;
+pub mod web_ui;
 
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
+use common::metrics::{histogram_family, Counter, Family, HistogramFamily, Labels, Registry};
 use common::Hlc;
 use consensus::{GroupEnv, NodeId, RaftRouter, Timing};
 use rpc::mserver::mserver_service_client::MserverServiceClient;
@@ -58,6 +64,76 @@ struct Instance {
     node_id: NodeId,
 }
 
+/// Tablet reads, scans and writes served by this server (in-process or over RPC).
+#[derive(Debug)]
+pub struct OpMetrics {
+    requests: Family<Labels, Counter>,
+    errors: Family<Labels, Counter>,
+    latency: HistogramFamily,
+    /// Keys read and scans done, since start.
+    reads: AtomicU64,
+    /// Write batches applied, since start.
+    writes: AtomicU64,
+}
+
+impl OpMetrics {
+    fn new() -> Self {
+        Self {
+            requests: Family::default(),
+            errors: Family::default(),
+            latency: histogram_family(),
+            reads: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+        }
+    }
+
+    fn register(&self, r: &Registry) {
+        r.register(
+            "aisql_tablet_requests",
+            "Tablet requests served (in-process or over RPC), by operation",
+            self.requests.clone(),
+        );
+        r.register(
+            "aisql_tablet_request_errors",
+            "Tablet requests answered with an error status, by operation",
+            self.errors.clone(),
+        );
+        r.register(
+            "aisql_tablet_request_duration_seconds",
+            "Time to serve a tablet request, by operation",
+            self.latency.clone(),
+        );
+    }
+
+    /// Count one request of `op` covering `n` keys (reads) or write batches (writes).
+    pub(crate) fn observe(&self, op: &'static str, elapsed: Duration, n: u64, ok: bool) {
+        let labels: Labels = vec![("op", op.to_owned())];
+        self.requests.get_or_create(&labels).inc();
+        if !ok {
+            self.errors.get_or_create(&labels).inc();
+        }
+        self.latency
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+        if op == "read" || op == "scan" {
+            self.reads.fetch_add(n, Ordering::Relaxed);
+        } else {
+            self.writes.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// (reads, writes) since start.
+    pub fn totals(&self) -> (u64, u64) {
+        (
+            self.reads.load(Ordering::Relaxed),
+            self.writes.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// How often tablet sizes are recomputed (each is a scan of the tablet's rows).
+const SIZE_INTERVAL: Duration = Duration::from_secs(30);
+
 /// A running dbserver.
 pub struct DbServer {
     pub(crate) config: DbServerConfig,
@@ -68,6 +144,12 @@ pub struct DbServer {
     pub(crate) tablets: RwLock<HashMap<String, Arc<Tablet>>>,
     /// Serializes tablet creation and deletion.
     pub(crate) lifecycle: tokio::sync::Mutex<()>,
+    pub(crate) started: Instant,
+    pub(crate) metrics: Arc<Registry>,
+    pub(crate) rpc_metrics: common::metrics::RpcMetrics,
+    pub(crate) ops: OpMetrics,
+    /// Bytes of rows per tablet, refreshed every [`SIZE_INTERVAL`].
+    pub(crate) sizes: Mutex<HashMap<String, u64>>,
 }
 
 impl DbServer {
@@ -106,6 +188,7 @@ impl DbServer {
             pool: rpc::ChannelPool::new(),
             router: RaftRouter::new(),
             timing: config.timing,
+            metrics: Default::default(),
         };
         env.router
             .quiet_for(Duration::from_millis(config.timing.election_timeout_max_ms));
@@ -117,7 +200,24 @@ impl DbServer {
             clock: Arc::new(Hlc::new()),
             tablets: RwLock::new(HashMap::new()),
             lifecycle: tokio::sync::Mutex::new(()),
+            started: Instant::now(),
+            metrics: Registry::new(),
+            rpc_metrics: common::metrics::RpcMetrics::new(),
+            ops: OpMetrics::new(),
+            sizes: Mutex::new(HashMap::new()),
         });
+        server.rpc_metrics.register(&server.metrics);
+        server.ops.register(&server.metrics);
+        server
+            .env
+            .metrics
+            .register(&server.metrics, server.env.router.clone());
+        storage::register_metrics(
+            &server.metrics,
+            server.env.engine.clone(),
+            server.env.group_commit.clone(),
+        );
+        web_ui::register_metrics(&server);
         for meta in TabletMeta::load_all(engine.as_ref())? {
             let init = meta.initial_leader_uuid == server.uuid;
             let t = Tablet::open(
@@ -145,6 +245,39 @@ impl DbServer {
 
     pub fn rpc_addr(&self) -> &str {
         &self.config.rpc_addr
+    }
+
+    pub fn config(&self) -> &DbServerConfig {
+        &self.config
+    }
+
+    /// The registry behind this server's `/prometheus-metrics`.
+    pub fn metrics(&self) -> Arc<Registry> {
+        self.metrics.clone()
+    }
+
+    /// Bytes of rows (all versions, before compression) of `tablet`, as last measured.
+    pub fn tablet_bytes(&self, tablet: &str) -> Option<u64> {
+        self.sizes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tablet)
+            .copied()
+    }
+
+    /// Measure every tablet's size now and then every [`SIZE_INTERVAL`].
+    async fn size_loop(self: Arc<Self>) {
+        loop {
+            let mut sizes = HashMap::new();
+            for t in self.tablet_list() {
+                let t2 = t.clone();
+                if let Ok(Ok(n)) = tokio::task::spawn_blocking(move || t2.data_bytes()).await {
+                    sizes.insert(t.id().to_owned(), n);
+                }
+            }
+            *self.sizes.lock().unwrap_or_else(|e| e.into_inner()) = sizes;
+            tokio::time::sleep(SIZE_INTERVAL).await;
+        }
     }
 
     /// Group-commit counters of this server's store.
@@ -267,7 +400,7 @@ impl DbServer {
                     is_leader: s.is_leader,
                     term: s.term,
                     last_applied: s.last_applied,
-                    size_bytes: 0,
+                    size_bytes: self.tablet_bytes(t.id()).unwrap_or(0),
                 }
             })
             .collect()
@@ -289,6 +422,8 @@ impl DbServer {
                 http_addr: self.config.http_addr.clone(),
                 tablets: self.reports(),
                 disk_bytes: self.env.engine.disk_space(),
+                reads_total: self.ops.totals().0,
+                writes_total: self.ops.totals().1,
             };
             let resp = match self.env.pool.get(&addr) {
                 Ok(ch) => {
@@ -369,6 +504,7 @@ impl DbServer {
         let incoming = rpc::incoming(listener).map_err(|e| DbServerError::Other(e.to_string()))?;
         let hb = tokio::spawn(self.clone().heartbeat_loop());
         let gc = tokio::spawn(self.clone().gc_loop());
+        let sizes = tokio::spawn(self.clone().size_loop());
         let svc = rpc::tablet::tablet_service_server::TabletServiceServer::new(service::Service(
             self.clone(),
         ))
@@ -380,12 +516,14 @@ impl DbServer {
                 .max_encoding_message_size(256 << 20);
         let res = tonic::transport::Server::builder()
             .tcp_nodelay(true)
+            .layer(rpc::MetricsLayer(self.rpc_metrics.clone()))
             .add_service(svc)
             .add_service(raft_svc)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
         hb.abort();
         gc.abort();
+        sizes.abort();
         self.shutdown().await;
         res.map_err(|e| DbServerError::Other(format!("rpc server: {e}")))
     }
@@ -398,90 +536,8 @@ impl DbServer {
         self.env.group_commit.shutdown();
         let _ = self.env.engine.sync();
     }
-
-    /// Metrics text for `/prometheus-metrics`.
-    pub fn metrics_text(&self) -> String {
-        let tablets = self.tablet_list();
-        let leaders = tablets.iter().filter(|t| t.status().is_leader).count();
-        let mut out = String::new();
-        web::metric(
-            &mut out,
-            "aisql_dbserver_tablets",
-            "gauge",
-            "Tablet replicas hosted.",
-            tablets.len(),
-        );
-        web::metric(
-            &mut out,
-            "aisql_dbserver_tablet_leaders",
-            "gauge",
-            "Tablet replicas that lead their Raft group.",
-            leaders,
-        );
-        let st = self.sync_stats();
-        let ld = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-        web::metric(
-            &mut out,
-            "aisql_storage_syncs_total",
-            "counter",
-            "fdatasyncs by group commit.",
-            ld(&st.syncs),
-        );
-        web::metric(
-            &mut out,
-            "aisql_storage_sync_waiters_total",
-            "counter",
-            "Writers released by group-commit fdatasyncs.",
-            ld(&st.waiters),
-        );
-        web::metric(
-            &mut out,
-            "aisql_storage_sync_seconds_total",
-            "counter",
-            "Time spent in group-commit fdatasync.",
-            ld(&st.sync_micros) as f64 / 1e6,
-        );
-        web::metric(
-            &mut out,
-            "aisql_storage_disk_bytes",
-            "gauge",
-            "Bytes used by the store on disk.",
-            self.env.engine.disk_space(),
-        );
-        out
-    }
 }
 
 async fn continue_soon() {
     tokio::time::sleep(Duration::from_millis(20)).await;
-}
-
-/// The web page of a dbserver.
-pub struct WebPage(pub Arc<DbServer>);
-
-impl web::WebSource for WebPage {
-    fn title(&self) -> String {
-        format!("bm-dbserver {}", self.0.config.rpc_addr)
-    }
-    fn home_html(&self) -> String {
-        let mut rows = String::new();
-        for t in self.0.tablet_list() {
-            let s = t.status();
-            rows.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                web::escape(t.id()),
-                web::escape(&t.meta().table_name),
-                s.role,
-                s.term,
-                s.last_applied
-            ));
-        }
-        format!(
-            "<p>uuid {}</p><h2>Tablets</h2><table><tr><th>tablet</th><th>table</th><th>role</th><th>term</th><th>applied</th></tr>{rows}</table>",
-            web::escape(&self.0.uuid)
-        )
-    }
-    fn metrics(&self) -> String {
-        self.0.metrics_text()
-    }
 }

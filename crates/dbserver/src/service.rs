@@ -1,7 +1,9 @@
 //! The `TabletService` RPC of a dbserver: reads and writes on tablet leaders, tablet
-//! lifecycle, replica status. Application errors travel in the reply's `status`.
+//! lifecycle, replica status. Application errors travel in the reply's `status`. Every read,
+//! scan and write is counted and timed in [`crate::OpMetrics`] (in-process calls too).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use common::{HybridTime, StatusCode};
 use rpc::mserver::CreateTabletRequest;
@@ -63,9 +65,9 @@ fn ht_opt(v: u64) -> Option<HybridTime> {
     (v != 0).then_some(HybridTime(v))
 }
 
-#[tonic::async_trait]
-impl TabletService for Service {
-    async fn write(
+/// The data operations, timed by the `TabletService` methods that call them.
+impl Service {
+    async fn do_write(
         &self,
         request: Request<WriteRequest>,
     ) -> Result<Response<WriteResponse>, Status> {
@@ -95,7 +97,7 @@ impl TabletService for Service {
         }))
     }
 
-    async fn write_many(
+    async fn do_write_many(
         &self,
         request: Request<WriteManyRequest>,
     ) -> Result<Response<WriteManyResponse>, Status> {
@@ -135,7 +137,10 @@ impl TabletService for Service {
         }))
     }
 
-    async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadResponse>, Status> {
+    async fn do_read(
+        &self,
+        request: Request<ReadRequest>,
+    ) -> Result<Response<ReadResponse>, Status> {
         let req = request.into_inner();
         let t = match self.tablet(&req.tablet_id, req.propagated_ht) {
             Ok(t) => t,
@@ -170,7 +175,10 @@ impl TabletService for Service {
         ))
     }
 
-    async fn scan(&self, request: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
+    async fn do_scan(
+        &self,
+        request: Request<ScanRequest>,
+    ) -> Result<Response<ScanResponse>, Status> {
         let req = request.into_inner();
         let t = match self.tablet(&req.tablet_id, req.propagated_ht) {
             Ok(t) => t,
@@ -207,6 +215,47 @@ impl TabletService for Service {
                 },
             },
         ))
+    }
+}
+
+#[tonic::async_trait]
+impl TabletService for Service {
+    async fn write(
+        &self,
+        request: Request<WriteRequest>,
+    ) -> Result<Response<WriteResponse>, Status> {
+        let (t0, n) = (Instant::now(), 1);
+        let r = self.do_write(request).await;
+        let ok = matches!(&r, Ok(resp) if resp.get_ref().status.is_none());
+        self.0.ops.observe("write", t0.elapsed(), n, ok);
+        r
+    }
+
+    async fn write_many(
+        &self,
+        request: Request<WriteManyRequest>,
+    ) -> Result<Response<WriteManyResponse>, Status> {
+        let (t0, n) = (Instant::now(), request.get_ref().writes.len() as u64);
+        let r = self.do_write_many(request).await;
+        let ok = matches!(&r, Ok(resp) if resp.get_ref().status.is_none());
+        self.0.ops.observe("write_many", t0.elapsed(), n, ok);
+        r
+    }
+
+    async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadResponse>, Status> {
+        let (t0, n) = (Instant::now(), request.get_ref().keys.len() as u64);
+        let r = self.do_read(request).await;
+        let ok = matches!(&r, Ok(resp) if resp.get_ref().status.is_none());
+        self.0.ops.observe("read", t0.elapsed(), n, ok);
+        r
+    }
+
+    async fn scan(&self, request: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
+        let (t0, n) = (Instant::now(), 1);
+        let r = self.do_scan(request).await;
+        let ok = matches!(&r, Ok(resp) if resp.get_ref().status.is_none());
+        self.0.ops.observe("scan", t0.elapsed(), n, ok);
+        r
     }
 
     async fn create_tablet(

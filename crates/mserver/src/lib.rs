@@ -8,9 +8,14 @@
 //!   the tablet roles it reported. A new leader gives every server a fresh grace period.
 //! * Node ids of mservers are their 1-based position in `--mserver_addrs`, which must list
 //!   the same addresses in the same order on every mserver.
+//! * Observability: [`web_ui`] (the admin pages and JSON API on port 10000), the
+//!   `StatusService` RPC peers use to find each other's web UI, and the metrics registry
+//!   ([`Mserver::metrics`]) behind `/prometheus-metrics`.
 
 pub mod catalog;
 mod service;
+mod status;
+pub mod web_ui;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::TcpListener;
@@ -35,6 +40,8 @@ pub struct MserverConfig {
     pub rpc_addr: String,
     /// Every mserver's RPC address, the same list in the same order on every mserver.
     pub mserver_addrs: Vec<String>,
+    /// Address of this mserver's web UI (`host:port`), as shown to people and peers.
+    pub http_addr: String,
     pub data_dir: PathBuf,
     pub replication_factor: u32,
     pub dbserver_unresponsive_timeout_ms: u64,
@@ -86,6 +93,40 @@ pub(crate) struct Liveness {
     pub last_heartbeat: Instant,
     pub tablets: Vec<TabletReport>,
     pub disk_bytes: u64,
+    /// (reads, writes) served since the dbserver started.
+    pub counters: (u64, u64),
+    /// (reads, writes) per second between the last two heartbeats.
+    pub rates: (f64, f64),
+}
+
+impl Liveness {
+    /// The record after a heartbeat; rates come from the change since `prev`.
+    pub(crate) fn next(
+        prev: Option<&Liveness>,
+        tablets: Vec<TabletReport>,
+        disk_bytes: u64,
+        counters: (u64, u64),
+    ) -> Liveness {
+        let now = Instant::now();
+        let rates = match prev {
+            // A restarted server's counters start again at zero.
+            Some(p) if counters.0 >= p.counters.0 && counters.1 >= p.counters.1 => {
+                let dt = now.duration_since(p.last_heartbeat).as_secs_f64().max(1e-3);
+                (
+                    (counters.0 - p.counters.0) as f64 / dt,
+                    (counters.1 - p.counters.1) as f64 / dt,
+                )
+            }
+            _ => (0.0, 0.0),
+        };
+        Liveness {
+            last_heartbeat: now,
+            tablets,
+            disk_bytes,
+            counters,
+            rates,
+        }
+    }
 }
 
 /// A running mserver.
@@ -100,6 +141,8 @@ pub struct Mserver {
     pub(crate) pool: rpc::ChannelPool,
     pub(crate) env: GroupEnv,
     pub(crate) started: Instant,
+    pub(crate) metrics: Arc<common::metrics::Registry>,
+    pub(crate) rpc_metrics: common::metrics::RpcMetrics,
 }
 
 impl Mserver {
@@ -128,6 +171,7 @@ impl Mserver {
             pool: pool.clone(),
             router: RaftRouter::new(),
             timing: config.timing,
+            metrics: Default::default(),
         };
         env.router
             .quiet_for(Duration::from_millis(config.timing.election_timeout_max_ms));
@@ -150,7 +194,12 @@ impl Mserver {
                 tracing::info!(error = %e, "catalog group initialize (another mserver may have done it)");
             }
         }
-        Ok(Arc::new(Mserver {
+        let metrics = common::metrics::Registry::new();
+        let rpc_metrics = common::metrics::RpcMetrics::new();
+        rpc_metrics.register(&metrics);
+        env.metrics.register(&metrics, env.router.clone());
+        storage::register_metrics(&metrics, env.engine.clone(), env.group_commit.clone());
+        let m = Arc::new(Mserver {
             config: MserverConfig {
                 mserver_addrs: peers,
                 ..config
@@ -163,7 +212,11 @@ impl Mserver {
             pool,
             env,
             started: Instant::now(),
-        }))
+            metrics,
+            rpc_metrics,
+        });
+        web_ui::register_metrics(&m);
+        Ok(m)
     }
 
     /// Serve RPC on `listener` until `shutdown` resolves, then stop Raft.
@@ -181,10 +234,15 @@ impl Mserver {
             rpc::raft::raft_service_server::RaftServiceServer::new(self.env.router.clone())
                 .max_decoding_message_size(256 << 20)
                 .max_encoding_message_size(256 << 20);
+        let status_svc = rpc::status::status_service_server::StatusServiceServer::new(
+            status::Service(self.clone()),
+        );
         let res = tonic::transport::Server::builder()
             .tcp_nodelay(true)
+            .layer(rpc::MetricsLayer(self.rpc_metrics.clone()))
             .add_service(svc)
             .add_service(raft_svc)
+            .add_service(status_svc)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
         self.shutdown().await;
@@ -283,5 +341,42 @@ impl Mserver {
 
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    pub fn config(&self) -> &MserverConfig {
+        &self.config
+    }
+
+    /// The registry behind this mserver's `/prometheus-metrics`.
+    pub fn metrics(&self) -> Arc<common::metrics::Registry> {
+        self.metrics.clone()
+    }
+
+    /// RPCs served (for `/rpcz`-style pages).
+    pub fn rpc_metrics(&self) -> &common::metrics::RpcMetrics {
+        &self.rpc_metrics
+    }
+
+    /// The Raft metrics of the catalog group.
+    pub fn raft_metrics(&self) -> openraft::RaftMetrics<NodeId, BasicNode> {
+        self.raft.metrics().borrow().clone()
+    }
+
+    /// The leader replica of each tablet as last reported by heartbeats (highest term
+    /// wins): tablet id → (server uuid, term). Only the leader mserver hears heartbeats.
+    pub(crate) fn leaders_by_tablet(&self) -> HashMap<String, (String, u64)> {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: HashMap<String, (String, u64)> = HashMap::new();
+        for (uuid, l) in live.iter() {
+            for r in l.tablets.iter().filter(|r| r.is_leader) {
+                let e = out
+                    .entry(r.tablet_id.clone())
+                    .or_insert((uuid.clone(), r.term));
+                if r.term > e.1 {
+                    *e = (uuid.clone(), r.term);
+                }
+            }
+        }
+        out
     }
 }

@@ -2,7 +2,6 @@
 //! answered by the leader; others reply NOT_LEADER with the leader's address.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use rpc::common::Peer;
 use rpc::mserver::mserver_service_server::MserverService;
@@ -106,14 +105,16 @@ impl Mserver {
         }
         let reported: std::collections::HashSet<String> =
             req.tablets.iter().map(|t| t.tablet_id.clone()).collect();
-        self.live.lock().unwrap_or_else(|e| e.into_inner()).insert(
-            req.server_uuid.clone(),
-            Liveness {
-                last_heartbeat: Instant::now(),
-                tablets: req.tablets,
-                disk_bytes: req.disk_bytes,
-            },
-        );
+        {
+            let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+            let next = Liveness::next(
+                live.get(&req.server_uuid),
+                req.tablets,
+                req.disk_bytes,
+                (req.reads_total, req.writes_total),
+            );
+            live.insert(req.server_uuid.clone(), next);
+        }
         let cat = self.catalog();
         let create_tablets = cat
             .tablets

@@ -1,6 +1,7 @@
 //! `rpc` — AiSQL's node-to-node RPC: the generated tonic code for the `.proto` services in
 //! `proto/` (Raft transport, mserver catalog, tablet data) and a pool of channels keyed by
-//! address, shared by every caller in a process.
+//! address, shared by every caller in a process, and [`MetricsLayer`], which times every RPC
+//! a server answers.
 
 #![allow(clippy::all)]
 
@@ -16,8 +17,13 @@ pub mod mserver {
 pub mod tablet {
     tonic::include_proto!("aisql.tablet");
 }
+pub mod status {
+    tonic::include_proto!("aisql.status");
+}
 
+mod metrics_layer;
 mod pool;
+pub use metrics_layer::MetricsLayer;
 pub use pool::ChannelPool;
 
 /// Turn a bound std listener into the stream of accepted connections tonic serves, each with

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
-use crate::{Cf, KvEngine, KvIter, Op, Result, StorageError, WriteBatch};
+use crate::{Cf, CfStats, EngineStats, KvEngine, KvIter, Op, Result, StorageError, WriteBatch};
 
 /// The fjall-backed engine.
 pub struct FjallEngine {
@@ -187,5 +187,36 @@ impl KvEngine for FjallEngine {
 
     fn disk_space(&self) -> u64 {
         self.db.disk_space().unwrap_or(0)
+    }
+
+    fn stats(&self) -> EngineStats {
+        let column_families = Cf::ALL
+            .iter()
+            .map(|&cf| {
+                let ks = self.ks(cf);
+                // fjall's thresholds (keyspace `local_backpressure`): a stall from 20 level-0
+                // tables on, a halt with 4 sealed memtables.
+                let l0 = ks.l0_table_count() as u64;
+                let sealed = ks.sealed_memtable_count() as u64;
+                CfStats {
+                    name: cf.name(),
+                    disk_bytes: ks.disk_space(),
+                    tables: ks.table_count() as u64,
+                    l0_tables: l0,
+                    sealed_memtables: sealed,
+                    write_stalled: l0 >= 20 || sealed >= 4,
+                }
+            })
+            .collect();
+        EngineStats {
+            disk_bytes: self.disk_space(),
+            journal_bytes: self.db.journal_disk_space().unwrap_or(0),
+            journals: self.db.journal_count() as u64,
+            write_buffer_bytes: self.db.write_buffer_size(),
+            compactions_completed: self.db.compactions_completed() as u64,
+            compactions_running: self.db.active_compactions() as u64,
+            compaction_seconds: self.db.time_compacting().as_secs_f64(),
+            column_families,
+        }
     }
 }

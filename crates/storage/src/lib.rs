@@ -10,11 +10,12 @@
 //! Both pass the same conformance suite (`conformance` tests below). On top of the trait:
 //! [`mvcc`] (versions keyed by hybrid time, snapshot reads, TTL, garbage collection) and
 //! [`GroupCommit`] (many writers share one fsync). The on-disk layout is described in
-//! `docs/design/storage.md`.
+//! `docs/design/storage.md`. [`register_metrics`] reports an engine to Prometheus.
 
 mod fjall_engine;
 mod group_commit;
 mod mem_engine;
+mod metrics;
 pub mod mvcc;
 
 use std::ops::Bound;
@@ -22,6 +23,7 @@ use std::ops::Bound;
 pub use fjall_engine::FjallEngine;
 pub use group_commit::{GroupCommit, SyncStats};
 pub use mem_engine::MemEngine;
+pub use metrics::register_metrics;
 
 /// The column families of a server's store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -119,6 +121,42 @@ pub trait KvEngine: Send + Sync + 'static {
     fn sync(&self) -> Result<()>;
     /// Bytes used on disk (0 for in-memory engines).
     fn disk_space(&self) -> u64;
+    /// Engine internals for metrics and status pages (all zero if the engine has none).
+    fn stats(&self) -> EngineStats {
+        EngineStats {
+            disk_bytes: self.disk_space(),
+            ..Default::default()
+        }
+    }
+}
+
+/// What an engine reports about itself (see [`KvEngine::stats`]).
+#[derive(Clone, Debug, Default)]
+pub struct EngineStats {
+    pub disk_bytes: u64,
+    /// Bytes in the write-ahead journal files.
+    pub journal_bytes: u64,
+    pub journals: u64,
+    /// Bytes in memtables not yet flushed.
+    pub write_buffer_bytes: u64,
+    pub compactions_completed: u64,
+    pub compactions_running: u64,
+    pub compaction_seconds: f64,
+    pub column_families: Vec<CfStats>,
+}
+
+/// Per column family.
+#[derive(Clone, Debug, Default)]
+pub struct CfStats {
+    pub name: &'static str,
+    pub disk_bytes: u64,
+    /// Sorted table files, and those in level 0.
+    pub tables: u64,
+    pub l0_tables: u64,
+    pub sealed_memtables: u64,
+    /// True while the engine slows or halts writers of this family (fjall stalls writes at
+    /// 20 level-0 runs and halts them at 30, or with 4 sealed memtables waiting to flush).
+    pub write_stalled: bool,
 }
 
 /// Delete every key of `cf` that starts with `prefix` (in batches of at most 10,000 keys).

@@ -465,6 +465,22 @@ impl Tablet {
         Ok((rows, ht))
     }
 
+    /// Bytes of keys and values (all MVCC versions) this tablet holds in the store, before
+    /// compression. Scans the tablet: call it from a background task, not per request.
+    pub fn data_bytes(&self) -> Result<u64, TabletError> {
+        let mut n = 0u64;
+        for kv in self.engine.scan(
+            storage::Cf::Data,
+            std::ops::Bound::Included(self.prefix.to_vec()),
+            storage::prefix_end(&self.prefix),
+            false,
+        ) {
+            let (k, v) = kv.map_err(|e| self.storage(e))?;
+            n += (k.len() + v.len()) as u64;
+        }
+        Ok(n)
+    }
+
     /// Drop versions no allowed read (see `history_retention_micros`) can see.
     pub fn gc(&self) -> Result<usize, TabletError> {
         let cutoff = self

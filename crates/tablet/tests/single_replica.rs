@@ -16,6 +16,7 @@ fn env(dir: &std::path::Path) -> GroupEnv {
         pool: rpc::ChannelPool::new(),
         router: RaftRouter::new(),
         timing: Timing::default(),
+        metrics: Default::default(),
     }
 }
 

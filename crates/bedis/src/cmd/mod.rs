@@ -203,6 +203,18 @@ pub fn single_key(args: &[Vec<u8>]) -> Option<&[u8]> {
         .then_some(key.as_slice())
 }
 
+/// The name of the command in `args` as metrics label it: its entry in [`COMMANDS`], or
+/// `unknown`.
+pub fn command_name(args: &[Vec<u8>]) -> &'static str {
+    args.first()
+        .and_then(|first| {
+            COMMANDS
+                .iter()
+                .find(|(n, _)| first.eq_ignore_ascii_case(n.as_bytes()))
+        })
+        .map_or("unknown", |(n, _)| n)
+}
+
 /// Run one command.
 pub async fn dispatch(s: &mut Session, dbs: &Dbs, args: Vec<Vec<u8>>) -> Reply {
     let Some(first) = args.first() else {

@@ -1,4 +1,4 @@
-//! aisql: start a local cluster, and administer a running one.
+//! aisql: start a local cluster, administer a running one, and run Prometheus for it.
 
 use std::path::PathBuf;
 
@@ -65,6 +65,28 @@ enum Cmd {
         #[command(flatten)]
         admin: AdminFlags,
     },
+    /// Run Debian's `prometheus` on 9010 scraping the cluster (replaces this process).
+    Prometheus(PrometheusFlags),
+}
+
+/// The shipped Prometheus configuration: every target of the default one-node cluster.
+const PROMETHEUS_YML: &str = include_str!("../../../../deploy/prometheus/prometheus.yml");
+
+#[derive(clap::Args, Debug)]
+struct PrometheusFlags {
+    /// Configuration file (default: the shipped deploy/prometheus/prometheus.yml, written to
+    /// the storage directory).
+    #[arg(long = "config")]
+    config: Option<PathBuf>,
+    /// Address Prometheus listens on.
+    #[arg(long = "listen_address", default_value = "0.0.0.0:9010")]
+    listen_address: String,
+    /// Where Prometheus keeps its data (default: ~/var/aisql/prometheus).
+    #[arg(long = "storage_path")]
+    storage_path: Option<PathBuf>,
+    /// The prometheus binary.
+    #[arg(long = "prometheus_bin", default_value = "prometheus")]
+    prometheus_bin: PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -119,12 +141,17 @@ struct StartFlags {
 
 #[tokio::main]
 async fn main() {
-    let cli: Cli = bins::parse();
+    let (cli, matches) = bins::parse_with_matches::<Cli>();
     let result = match cli.cmd {
         Cmd::Start(f) => {
             bins::init_logging();
-            start(f).await
+            let varz = matches
+                .subcommand_matches("start")
+                .map(bins::flag_values)
+                .unwrap_or_default();
+            start(f, varz).await
         }
+        Cmd::Prometheus(f) => prometheus(f),
         Cmd::List { what, admin } => list(what, admin).await,
         Cmd::CreateNamespace { name, admin } => client(&admin)
             .create_namespace(&name, true)
@@ -151,7 +178,7 @@ async fn main() {
     }
 }
 
-async fn start(f: StartFlags) -> Result<()> {
+async fn start(f: StartFlags, varz: Vec<(String, String)>) -> Result<()> {
     let base = f
         .base_dir
         .clone()
@@ -216,6 +243,7 @@ async fn start(f: StartFlags) -> Result<()> {
     let mcfg = mserver::MserverConfig {
         rpc_addr: mserver_addr.clone(),
         mserver_addrs: vec![mserver_addr.clone()],
+        http_addr: format!("{adv}:{}", port(&m.web)),
         data_dir: base.join("mserver"),
         replication_factor: 1,
         dbserver_unresponsive_timeout_ms: 60_000,
@@ -231,8 +259,8 @@ async fn start(f: StartFlags) -> Result<()> {
         history_retention_secs: 900,
     };
     let shutdown = bins::shutdown_signal();
-    let ms = tokio::spawn(bins::run_mserver(m, mcfg, shutdown.clone()));
-    let ds = tokio::spawn(bins::run_dbserver(d, dcfg, shutdown.clone()));
+    let ms = tokio::spawn(bins::run_mserver(m, mcfg, varz.clone(), shutdown.clone()));
+    let ds = tokio::spawn(bins::run_dbserver(d, dcfg, varz, shutdown.clone()));
     println!("AiSQL is starting; data in {}", base.display());
     for (name, addr) in endpoints {
         println!("  {name:<20} {addr}");
@@ -243,6 +271,43 @@ async fn start(f: StartFlags) -> Result<()> {
     b.map_err(|e| anyhow!("dbserver task: {e}"))??;
     println!("AiSQL stopped.");
     Ok(())
+}
+
+/// Exec Debian's prometheus with the shipped (or given) configuration.
+fn prometheus(f: PrometheusFlags) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let storage = f
+        .storage_path
+        .unwrap_or_else(|| bins::default_data_dir("prometheus"));
+    std::fs::create_dir_all(&storage)
+        .map_err(|e| anyhow!("creating {}: {e}", storage.display()))?;
+    let config = match f.config {
+        Some(c) => c,
+        None => {
+            let c = storage.join("prometheus.yml");
+            std::fs::write(&c, PROMETHEUS_YML)
+                .map_err(|e| anyhow!("writing {}: {e}", c.display()))?;
+            c
+        }
+    };
+    println!(
+        "prometheus on http://{}/targets, config {}, data in {}",
+        f.listen_address,
+        config.display(),
+        storage.display()
+    );
+    let err = std::process::Command::new(&f.prometheus_bin)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--web.listen-address={}", f.listen_address))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            storage.join("data").display()
+        ))
+        .exec();
+    bail!(
+        "cannot run {} ({err}); on Debian: apt-get install prometheus",
+        f.prometheus_bin.display()
+    )
 }
 
 fn client(a: &AdminFlags) -> client::Client {

@@ -72,15 +72,15 @@ struct Flags {
 
 #[tokio::main]
 async fn main() {
-    let flags: Flags = bins::parse();
+    let (flags, matches) = bins::parse_with_matches::<Flags>();
     bins::init_logging();
-    if let Err(e) = run(flags).await {
+    if let Err(e) = run(flags, bins::flag_values(&matches)).await {
         eprintln!("bm-dbserver: {e:#}");
         std::process::exit(1);
     }
 }
 
-async fn run(f: Flags) -> Result<()> {
+async fn run(f: Flags, varz: Vec<(String, String)>) -> Result<()> {
     let bind_addr = f.rpc_bind_addresses.0[0].clone();
     let listeners = DbAddrs {
         rpc: &bind_addr,
@@ -118,5 +118,5 @@ async fn run(f: Flags) -> Result<()> {
     };
     tracing::info!(%rpc_addr, "bm-dbserver starting");
     let shutdown = bins::shutdown_signal();
-    bins::run_dbserver(listeners, config, shutdown).await
+    bins::run_dbserver(listeners, config, varz, shutdown).await
 }

@@ -52,15 +52,15 @@ struct Flags {
 
 #[tokio::main]
 async fn main() {
-    let flags: Flags = bins::parse();
+    let (flags, matches) = bins::parse_with_matches::<Flags>();
     bins::init_logging();
-    if let Err(e) = run(flags).await {
+    if let Err(e) = run(flags, bins::flag_values(&matches)).await {
         eprintln!("bm-mserver: {e:#}");
         std::process::exit(1);
     }
 }
 
-async fn run(f: Flags) -> Result<()> {
+async fn run(f: Flags, varz: Vec<(String, String)>) -> Result<()> {
     let bind_addr = f.rpc_bind_addresses.0[0].clone();
     let listeners = MserverListeners {
         rpc: bins::bind("--rpc_bind_addresses", &bind_addr)?,
@@ -74,10 +74,15 @@ async fn run(f: Flags) -> Result<()> {
         &bind_addr,
         &listeners.rpc,
     );
+    let http_addr = bins::dialable(
+        &format!("{}:{}", f.webserver_interface, f.webserver_port),
+        &listeners.web,
+    );
     let data_dir = bins::data_dir(f.fs_data_dirs.as_deref(), "mserver");
     let config = mserver::MserverConfig {
         rpc_addr: rpc_addr.clone(),
         mserver_addrs: f.mserver_addrs.map(|a| a.0).unwrap_or_default(),
+        http_addr,
         data_dir,
         replication_factor: f.replication_factor,
         dbserver_unresponsive_timeout_ms: f.dbserver_unresponsive_timeout_ms,
@@ -88,5 +93,5 @@ async fn run(f: Flags) -> Result<()> {
     };
     tracing::info!(%rpc_addr, "bm-mserver starting");
     let shutdown = bins::shutdown_signal();
-    bins::run_mserver(listeners, config, shutdown).await
+    bins::run_mserver(listeners, config, varz, shutdown).await
 }
