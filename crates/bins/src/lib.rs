@@ -312,9 +312,10 @@ pub async fn run_dbserver(
         api.bsql.clone(),
         until(shutdown.clone()),
     )));
-    tasks.push(tokio::spawn(dbserver::serve_placeholder(
+    tasks.push(tokio::spawn(bcql::serve(
         l.cql,
-        dbserver::Protocol::Cql,
+        server.local_client(),
+        4,
         until(shutdown.clone()),
     )));
     server

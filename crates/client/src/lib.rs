@@ -79,7 +79,15 @@ impl Table {
         if self.info.range_partitioned || self.tablets.len() <= 1 {
             return 0;
         }
-        let h = common::keys::partition_hash(key) as u32;
+        self.tablet_for_hash(common::keys::partition_hash(key))
+    }
+
+    /// Index of the hash tablet that owns partition hash `h`.
+    pub fn tablet_for_hash(&self, h: u16) -> usize {
+        if self.info.range_partitioned || self.tablets.len() <= 1 {
+            return 0;
+        }
+        let h = h as u32;
         self.tablets
             .iter()
             .position(|t| t.hash_start <= h && h < t.hash_end)
@@ -304,6 +312,22 @@ impl Client {
             };
             async move {
                 c.create_namespace(req)
+                    .await
+                    .map(|r| (r.into_inner().status, ()))
+            }
+        })
+        .await
+    }
+
+    /// Delete a namespace that has no tables left.
+    pub async fn delete_namespace(&self, name: &str, if_exists: bool) -> Result<()> {
+        self.mserver(|mut c| {
+            let req = rpc::mserver::DeleteNamespaceRequest {
+                name: name.to_owned(),
+                if_exists,
+            };
+            async move {
+                c.delete_namespace(req)
                     .await
                     .map(|r| (r.into_inner().status, ()))
             }
@@ -602,7 +626,17 @@ impl Client {
         partition_key: &[u8],
         ops: Vec<KvOp>,
     ) -> Result<WriteResult> {
-        let idx = table.tablet_for(partition_key);
+        self.write_tablet(table, table.tablet_for(partition_key), ops)
+            .await
+    }
+
+    /// Apply `ops` atomically to tablet `idx` of `table` (see [`Client::write`]).
+    pub async fn write_tablet(
+        &self,
+        table: &Table,
+        idx: usize,
+        ops: Vec<KvOp>,
+    ) -> Result<WriteResult> {
         let tablet_id = table
             .tablets
             .get(idx)
@@ -730,7 +764,18 @@ impl Client {
         let Some(first) = keys.first() else {
             return Ok(Vec::new());
         };
-        let idx = table.tablet_for(first);
+        self.read_tablet(table, table.tablet_for(first), keys, read_ht)
+            .await
+    }
+
+    /// Read keys of tablet `idx` (for layouts whose routing key is a prefix of the key).
+    pub async fn read_tablet(
+        &self,
+        table: &Table,
+        idx: usize,
+        keys: &[Vec<u8>],
+        read_ht: Option<HybridTime>,
+    ) -> Result<Vec<Option<Vec<u8>>>> {
         let req = ReadRequest {
             tablet_id: table
                 .tablets

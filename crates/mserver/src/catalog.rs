@@ -90,6 +90,10 @@ pub enum CatalogCmd {
         new_name: Option<String>,
         schema: Option<Vec<u8>>,
     },
+    /// Remove a namespace that holds no tables.
+    DeleteNamespace {
+        name: String,
+    },
 }
 
 impl Catalog {
@@ -120,6 +124,12 @@ impl Catalog {
                         self.tablets.remove(&id);
                     }
                 }
+            }
+            CatalogCmd::DeleteNamespace { name } => {
+                if self.tables.values().any(|t| t.namespace == name) {
+                    return Err(format!("namespace {name} is not empty"));
+                }
+                self.namespaces.remove(&name);
             }
             CatalogCmd::RegisterServer(s) => {
                 self.servers.insert(s.server_uuid.clone(), s);

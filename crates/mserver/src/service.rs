@@ -329,6 +329,45 @@ impl MserverService for Service {
         )
     }
 
+    async fn delete_namespace(
+        &self,
+        request: Request<DeleteNamespaceRequest>,
+    ) -> Rpc<DeleteNamespaceResponse> {
+        let req = request.into_inner();
+        let r = async {
+            self.0.require_leader()?;
+            if !self.0.catalog().namespaces.contains(&req.name) {
+                return if req.if_exists {
+                    Ok(())
+                } else {
+                    Err(MserverError::NotFound(format!("namespace {}", req.name)))
+                };
+            }
+            if self
+                .0
+                .catalog()
+                .tables
+                .values()
+                .any(|t| t.namespace == req.name)
+            {
+                return Err(MserverError::InvalidArgument(format!(
+                    "namespace {} still has tables",
+                    req.name
+                )));
+            }
+            self.0
+                .propose(CatalogCmd::DeleteNamespace {
+                    name: req.name.clone(),
+                })
+                .await
+        }
+        .await;
+        respond(
+            r.map(|_| DeleteNamespaceResponse { status: None }),
+            |status| DeleteNamespaceResponse { status },
+        )
+    }
+
     async fn create_table(&self, request: Request<CreateTableRequest>) -> Rpc<CreateTableResponse> {
         let r = self.0.create_table(request.into_inner()).await;
         respond(

@@ -1,0 +1,56 @@
+//! `bcql` — BCQL, AiSQL's Cassandra-compatible API (CQL native protocol v4, port 9542).
+//!
+//! * [`frame`] — frame codec, LZ4, protocol notation; [`server`] — one connection.
+//! * [`parser`] — CQL lexer and parser; [`types`] and [`values`] — types, values, literals.
+//! * [`exec`] — the engine, PREPARE, DDL; [`dml`] — writes; [`select`] — reads;
+//!   [`system`] — the virtual system tables drivers read.
+//! * [`schema`] — table definitions, the catalog, and the storage layout of rows.
+//! * [`token`] — Cassandra's Murmur3 partitioner.
+
+pub mod dml;
+pub mod error;
+pub mod exec;
+pub mod frame;
+pub mod parser;
+pub mod schema;
+pub mod select;
+pub mod server;
+pub mod system;
+pub mod token;
+pub mod types;
+pub mod values;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+/// Most connections served at once; more wait for a slot.
+pub const MAX_CONNECTIONS: usize = 10_000;
+
+/// Serve BCQL on `listener` until `shutdown` resolves. `num_tablets` is the tablet count of
+/// tables created through CQL.
+pub async fn serve(
+    listener: TcpListener,
+    client: client::Client,
+    num_tablets: u32,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    let mut addr = listener.local_addr()?;
+    if addr.ip().is_unspecified() {
+        // Drivers connect to rpc_address; a wildcard bind is reachable on loopback.
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let host_id = *uuid::Uuid::new_v4().as_bytes();
+    let node = exec::NodeInfo {
+        cql_addr: addr,
+        cluster_name: "AiSQL Cluster".into(),
+        host_id,
+    };
+    let engine = Arc::new(exec::Engine::new(
+        schema::Catalog::new(client, num_tablets),
+        node,
+    ));
+    rpc::serve_connections(listener, MAX_CONNECTIONS, shutdown, move |sock| {
+        server::handle(sock, engine.clone())
+    })
+    .await
+}
