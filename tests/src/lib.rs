@@ -67,6 +67,28 @@ pub fn free_port(ip: &str) -> u16 {
     panic!("no free port on {ip}")
 }
 
+/// `GET path` over HTTP/1.0 from `addr` (`host:port`): (status code, body). For the web
+/// endpoints of the servers and of Prometheus.
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((code, body.to_owned()))
+}
+
 /// A server process. Killed with SIGKILL when dropped.
 pub struct Proc {
     pub name: String,
@@ -77,7 +99,9 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(name: &str, bin: PathBuf, args: Vec<String>, log: PathBuf) -> Proc {
+    /// Start `bin` with `args`, stdout and stderr appended to `log` (also for tools such as
+    /// prometheus: the process is killed by PID when dropped).
+    pub fn spawn(name: &str, bin: PathBuf, args: Vec<String>, log: PathBuf) -> Proc {
         let mut p = Proc {
             name: name.into(),
             bin,
@@ -166,6 +190,10 @@ pub struct DbAddrs {
     pub pgsql: String,
     pub cql: String,
     pub redis: String,
+    /// Metrics ports of BSQL, BCQL and BEDIS.
+    pub pgsql_web: u16,
+    pub cql_web: u16,
+    pub redis_web: u16,
 }
 
 /// Options of a test cluster.
@@ -194,6 +222,8 @@ pub struct Cluster {
     pub mservers: Vec<Proc>,
     pub dbservers: Vec<Proc>,
     pub mserver_addrs: Vec<String>,
+    /// `host:port` of each mserver's web UI.
+    pub mserver_web: Vec<String>,
     pub db_addrs: Vec<DbAddrs>,
 }
 
@@ -210,13 +240,16 @@ impl Cluster {
             .collect();
         let list = mserver_addrs.join(",");
         let mut mservers = Vec::new();
+        let mut mserver_web = Vec::new();
         for (i, addr) in mserver_addrs.iter().enumerate() {
             let ip = &m_ips[i];
+            let web = free_port(ip);
+            mserver_web.push(format!("{ip}:{web}"));
             let args = vec![
                 format!("--rpc_bind_addresses={addr}"),
                 format!("--mserver_addrs={list}"),
                 format!("--webserver_interface={ip}"),
-                format!("--webserver_port={}", free_port(ip)),
+                format!("--webserver_port={web}"),
                 format!(
                     "--fs_data_dirs={}",
                     dir.path().join(format!("m{i}")).display()
@@ -244,6 +277,9 @@ impl Cluster {
                 pgsql: format!("{ip}:{}", free_port(&ip)),
                 cql: format!("{ip}:{}", free_port(&ip)),
                 redis: format!("{ip}:{}", free_port(&ip)),
+                pgsql_web: free_port(&ip),
+                cql_web: free_port(&ip),
+                redis_web: free_port(&ip),
                 ip: ip.clone(),
             };
             let args = vec![
@@ -255,9 +291,9 @@ impl Cluster {
                 format!("--pgsql_proxy_bind_address={}", a.pgsql),
                 format!("--cql_proxy_bind_address={}", a.cql),
                 format!("--redis_proxy_bind_address={}", a.redis),
-                format!("--pgsql_proxy_webserver_port={}", free_port(&ip)),
-                format!("--cql_proxy_webserver_port={}", free_port(&ip)),
-                format!("--redis_proxy_webserver_port={}", free_port(&ip)),
+                format!("--pgsql_proxy_webserver_port={}", a.pgsql_web),
+                format!("--cql_proxy_webserver_port={}", a.cql_web),
+                format!("--redis_proxy_webserver_port={}", a.redis_web),
                 format!(
                     "--fs_data_dirs={}",
                     dir.path().join(format!("d{i}")).display()
@@ -276,6 +312,7 @@ impl Cluster {
             mservers,
             dbservers,
             mserver_addrs,
+            mserver_web,
             db_addrs,
         }
     }

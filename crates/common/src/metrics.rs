@@ -40,7 +40,7 @@
 //! methods likewise); further names are counted under `other`, so a client can never grow
 //! the exposition without bound.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -404,21 +404,91 @@ fn boot_time() -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// At most [`MAX_LABEL_VALUES`] distinct values; later ones become `other`.
-#[derive(Debug, Default)]
-struct LabelCap(Mutex<HashSet<String>>);
+/// The handles of one label value in a [`CallMetrics`].
+#[derive(Clone, Debug)]
+struct Handles {
+    calls: Counter,
+    errors: Counter,
+    latency: Histogram,
+}
 
-impl LabelCap {
-    fn get(&self, v: &str) -> String {
-        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.contains(v) {
-            return v.to_owned();
+/// Calls, errors and a latency histogram per key (a command, an RPC method, an operation),
+/// three families that share their labels. Handles are cached per key, so counting a call is
+/// a read lock, a hash lookup and three atomic updates. At most [`MAX_LABEL_VALUES`] keys;
+/// later ones are counted as `other`.
+#[derive(Debug)]
+pub struct CallMetrics {
+    calls: Family<Labels, Counter>,
+    errors: Family<Labels, Counter>,
+    latency: HistogramFamily,
+    /// Labels every sample has (e.g. `api="bedis"`).
+    fixed: Labels,
+    /// The labels of a key.
+    split: fn(&str) -> Labels,
+    handles: std::sync::RwLock<std::collections::HashMap<String, Handles>>,
+}
+
+impl CallMetrics {
+    /// Families labelled `fixed` plus `split(key)`.
+    pub fn new(fixed: Labels, split: fn(&str) -> Labels) -> CallMetrics {
+        CallMetrics {
+            calls: Family::default(),
+            errors: Family::default(),
+            latency: histogram_family(),
+            fixed,
+            split,
+            handles: Default::default(),
         }
-        if seen.len() < MAX_LABEL_VALUES {
-            seen.insert(v.to_owned());
-            return v.to_owned();
+    }
+
+    /// Register the three families as `<prefix>s` (counter), `<prefix>_errors` (counter) and
+    /// `<prefix>_duration_seconds` (histogram), with the help texts `help`.
+    pub fn register(&self, registry: &Registry, prefix: &str, help: [&str; 3]) {
+        registry.register(&format!("{prefix}s"), help[0], self.calls.clone());
+        registry.register(&format!("{prefix}_errors"), help[1], self.errors.clone());
+        registry.register(
+            &format!("{prefix}_duration_seconds"),
+            help[2],
+            self.latency.clone(),
+        );
+    }
+
+    fn handles(&self, key: &str) -> Handles {
+        if let Some(h) = self
+            .handles
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+        {
+            return h.clone();
         }
-        "other".to_owned()
+        let mut all = self.handles.write().unwrap_or_else(|e| e.into_inner());
+        let key = if all.len() >= MAX_LABEL_VALUES && !all.contains_key(key) {
+            "other"
+        } else {
+            key
+        };
+        all.entry(key.to_owned())
+            .or_insert_with(|| {
+                let mut labels = self.fixed.clone();
+                labels.extend((self.split)(key));
+                Handles {
+                    calls: self.calls.get_or_create_owned(&labels),
+                    errors: self.errors.get_or_create_owned(&labels),
+                    latency: self.latency.get_or_create_owned(&labels),
+                }
+            })
+            .clone()
+    }
+
+    /// Count one call of `key` that took `elapsed`; `ok` is false if it failed.
+    pub fn observe(&self, key: &str, elapsed: Duration, ok: bool) {
+        let h = self.handles(key);
+        h.calls.inc();
+        if !ok {
+            h.errors.inc();
+        }
+        h.latency.observe(elapsed.as_secs_f64());
     }
 }
 
@@ -429,12 +499,9 @@ pub struct ApiMetrics(Arc<ApiInner>);
 #[derive(Debug)]
 struct ApiInner {
     api: &'static str,
-    commands: Family<Labels, Counter>,
-    errors: Family<Labels, Counter>,
-    latency: HistogramFamily,
+    commands: CallMetrics,
     connections: Gauge,
     accepted: Counter,
-    names: LabelCap,
 }
 
 /// Keeps a connection counted in `aisql_api_connections` while it lives.
@@ -452,32 +519,25 @@ impl ApiMetrics {
     pub fn new(api: &'static str) -> ApiMetrics {
         ApiMetrics(Arc::new(ApiInner {
             api,
-            commands: Family::default(),
-            errors: Family::default(),
-            latency: histogram_family(),
+            commands: CallMetrics::new(vec![("api", api.to_owned())], |c| {
+                vec![("command", c.to_owned())]
+            }),
             connections: Gauge::default(),
             accepted: Counter::default(),
-            names: LabelCap::default(),
         }))
     }
 
     /// Register on `registry` (the API's metrics port).
     pub fn register(&self, registry: &Registry) {
         let i = &self.0;
-        registry.register(
-            "aisql_api_commands",
-            "Commands (BEDIS) or statements (BSQL, BCQL) executed, by type.",
-            i.commands.clone(),
-        );
-        registry.register(
-            "aisql_api_command_errors",
-            "Commands or statements answered with an error, by type.",
-            i.errors.clone(),
-        );
-        registry.register(
-            "aisql_api_command_duration_seconds",
-            "Time from a command's parse to its reply, by type.",
-            i.latency.clone(),
+        i.commands.register(
+            registry,
+            "aisql_api_command",
+            [
+                "Commands (BEDIS) or statements (BSQL, BCQL) executed, by type",
+                "Commands or statements answered with an error, by type",
+                "Time from a command's dispatch to its reply, by type",
+            ],
         );
         let api = i.api;
         let (conns, accepted) = (i.connections.clone(), i.accepted.clone());
@@ -500,15 +560,7 @@ impl ApiMetrics {
     /// Count one command of type `command` (a name from the API's closed set, lower case)
     /// that took `elapsed`; `ok` is false if it was answered with an error.
     pub fn observe(&self, command: &str, elapsed: Duration, ok: bool) {
-        let i = &self.0;
-        let labels: Labels = vec![("api", i.api.to_owned()), ("command", i.names.get(command))];
-        i.commands.get_or_create(&labels).inc();
-        if !ok {
-            i.errors.get_or_create(&labels).inc();
-        }
-        i.latency
-            .get_or_create(&labels)
-            .observe(elapsed.as_secs_f64());
+        self.0.commands.observe(command, elapsed, ok);
     }
 
     /// Count an accepted connection; it is open until the guard is dropped.
@@ -551,10 +603,7 @@ pub struct RpcMetrics(Arc<RpcInner>);
 
 #[derive(Debug)]
 struct RpcInner {
-    calls: Family<Labels, Counter>,
-    errors: Family<Labels, Counter>,
-    latency: HistogramFamily,
-    methods: LabelCap,
+    calls: CallMetrics,
     state: Mutex<RpcState>,
 }
 
@@ -600,30 +649,26 @@ impl Default for RpcMetrics {
 impl RpcMetrics {
     pub fn new() -> RpcMetrics {
         RpcMetrics(Arc::new(RpcInner {
-            calls: Family::default(),
-            errors: Family::default(),
-            latency: histogram_family(),
-            methods: LabelCap::default(),
+            calls: CallMetrics::new(Vec::new(), |m| {
+                let (service, method) = m.split_once('/').unwrap_or(("", m));
+                vec![
+                    ("service", service.to_owned()),
+                    ("method", method.to_owned()),
+                ]
+            }),
             state: Mutex::default(),
         }))
     }
 
     pub fn register(&self, registry: &Registry) {
-        let i = &self.0;
-        registry.register(
-            "aisql_rpc_requests",
-            "RPCs served, by service and method.",
-            i.calls.clone(),
-        );
-        registry.register(
-            "aisql_rpc_request_errors",
-            "RPCs answered with a non-OK gRPC status, by service and method.",
-            i.errors.clone(),
-        );
-        registry.register(
-            "aisql_rpc_request_duration_seconds",
-            "Time to serve an RPC, by service and method.",
-            i.latency.clone(),
+        self.0.calls.register(
+            registry,
+            "aisql_rpc_request",
+            [
+                "RPCs served, by service and method",
+                "RPCs answered with a non-OK gRPC status, by service and method",
+                "Time to serve an RPC, by service and method",
+            ],
         );
         let me = self.clone();
         registry.register_fn(move |s| {
@@ -643,7 +688,12 @@ impl RpcMetrics {
 
     /// Start timing a call of `method` (`Service/Method`).
     pub fn start(&self, method: &str) -> RpcCall {
-        let method = self.0.methods.get(method);
+        // The path comes from the client: keep /rpcz entries short.
+        let mut end = method.len().min(120);
+        while !method.is_char_boundary(end) {
+            end -= 1;
+        }
+        let method = method[..end].to_owned();
         let mut st = self.state();
         st.next_id += 1;
         let id = st.next_id;
@@ -660,16 +710,7 @@ impl RpcMetrics {
 
     fn finish(&self, id: u64, method: &str, start: Instant, ok: bool) {
         let elapsed = start.elapsed();
-        let (service, m) = method.split_once('/').unwrap_or(("", method));
-        let labels: Labels = vec![("service", service.to_owned()), ("method", m.to_owned())];
-        self.0.calls.get_or_create(&labels).inc();
-        if !ok {
-            self.0.errors.get_or_create(&labels).inc();
-        }
-        self.0
-            .latency
-            .get_or_create(&labels)
-            .observe(elapsed.as_secs_f64());
+        self.0.calls.observe(method, elapsed, ok);
         let mut st = self.state();
         let started = st
             .in_flight

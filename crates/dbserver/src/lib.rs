@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use common::metrics::{histogram_family, Counter, Family, HistogramFamily, Labels, Registry};
+use common::metrics::{CallMetrics, Registry};
 use common::Hlc;
 use consensus::{GroupEnv, NodeId, RaftRouter, Timing};
 use rpc::mserver::mserver_service_client::MserverServiceClient;
@@ -67,9 +67,7 @@ struct Instance {
 /// Tablet reads, scans and writes served by this server (in-process or over RPC).
 #[derive(Debug)]
 pub struct OpMetrics {
-    requests: Family<Labels, Counter>,
-    errors: Family<Labels, Counter>,
-    latency: HistogramFamily,
+    ops: CallMetrics,
     /// Keys read and scans done, since start.
     reads: AtomicU64,
     /// Write batches applied, since start.
@@ -79,42 +77,27 @@ pub struct OpMetrics {
 impl OpMetrics {
     fn new() -> Self {
         Self {
-            requests: Family::default(),
-            errors: Family::default(),
-            latency: histogram_family(),
+            ops: CallMetrics::new(Vec::new(), |op| vec![("op", op.to_owned())]),
             reads: AtomicU64::new(0),
             writes: AtomicU64::new(0),
         }
     }
 
     fn register(&self, r: &Registry) {
-        r.register(
-            "aisql_tablet_requests",
-            "Tablet requests served (in-process or over RPC), by operation",
-            self.requests.clone(),
-        );
-        r.register(
-            "aisql_tablet_request_errors",
-            "Tablet requests answered with an error status, by operation",
-            self.errors.clone(),
-        );
-        r.register(
-            "aisql_tablet_request_duration_seconds",
-            "Time to serve a tablet request, by operation",
-            self.latency.clone(),
+        self.ops.register(
+            r,
+            "aisql_tablet_request",
+            [
+                "Tablet requests served (in-process or over RPC), by operation",
+                "Tablet requests answered with an error status, by operation",
+                "Time to serve a tablet request, by operation",
+            ],
         );
     }
 
     /// Count one request of `op` covering `n` keys (reads) or write batches (writes).
     pub(crate) fn observe(&self, op: &'static str, elapsed: Duration, n: u64, ok: bool) {
-        let labels: Labels = vec![("op", op.to_owned())];
-        self.requests.get_or_create(&labels).inc();
-        if !ok {
-            self.errors.get_or_create(&labels).inc();
-        }
-        self.latency
-            .get_or_create(&labels)
-            .observe(elapsed.as_secs_f64());
+        self.ops.observe(op, elapsed, ok);
         if op == "read" || op == "scan" {
             self.reads.fetch_add(n, Ordering::Relaxed);
         } else {

@@ -8,3 +8,4 @@ mod t03_three_nodes;
 mod t04_bedis;
 mod t05_aisql_start;
 mod t06_bsql;
+mod t07_web;

@@ -276,4 +276,30 @@ async fn rf3_survives_dbserver_and_mserver_loss() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     check_range(&c, &table, 0..200).await;
+
+    // The surviving follower's web UI names the new leader and links to its web UI.
+    let leader_idx = cluster
+        .mserver_addrs
+        .iter()
+        .position(|a| *a == new_leader.rpc_addr)
+        .unwrap();
+    let follower = (0..3).find(|&i| i != leader && i != leader_idx).unwrap();
+    let link = format!("href=\"http://{}/\"", cluster.mserver_web[leader_idx]);
+    let t4 = Instant::now();
+    loop {
+        let page = aisql_tests::http_get(&cluster.mserver_web[follower], "/")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        if page.contains("This mserver is a follower")
+            && page.contains(&new_leader.rpc_addr)
+            && page.contains(&link)
+        {
+            break;
+        }
+        assert!(
+            t4.elapsed() < Duration::from_secs(15),
+            "follower page does not link the leader ({link}): {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
