@@ -1395,9 +1395,7 @@ pub async fn delete(
             }
             let mut ops = Vec::new();
             for ck in &ks.rows {
-                let prefix = if def.ck_len() == 0 {
-                    partition.clone()
-                } else if ck.is_empty() && ks.ck_rest.is_empty() {
+                let prefix = if def.ck_len() == 0 || (ck.is_empty() && ks.ck_rest.is_empty()) {
                     partition.clone()
                 } else {
                     let mut r = partition.clone();

@@ -426,6 +426,7 @@ impl Engine {
                 }
                 Ok(Outcome::SetKeyspace(ks.clone()))
             }
+            Stmt::Describe { what, name } => crate::describe::describe(self, what, name, ctx).await,
             Stmt::Unsupported(what) => {
                 if what.starts_with("create")
                     || what.starts_with("alter")
@@ -449,6 +450,14 @@ impl Engine {
         ks: &str,
         name: Option<&str>,
     ) -> Outcome {
+        // Statements prepared against the old schema must be prepared again (drivers do
+        // that on UNPREPARED).
+        if change != "CREATED" {
+            self.prepared
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+        }
         let sc = SchemaChange {
             change,
             target,
@@ -487,7 +496,7 @@ impl Engine {
             } => {
                 if !valid_name(name) {
                     return Err(CqlError::invalid(format!(
-                        "\"{name}\" is not a valid keyspace name"
+                        "Keyspace name must not be empty, more than 48 characters long, or contain non-alphanumeric-underscore characters (got \"{name}\")"
                     )));
                 }
                 if crate::system::is_system_keyspace(name) {
@@ -514,15 +523,25 @@ impl Engine {
                 Ok(self.announce("CREATED", "KEYSPACE", name, None))
             }
             Stmt::AlterKeyspace { name, options } => {
-                if self.catalog.keyspace(name).await?.is_none()
-                    || crate::system::is_system_keyspace(name)
-                {
+                let Some(old) = self.catalog.keyspace(name).await? else {
+                    return Err(CqlError::invalid(format!(
+                        "Keyspace '{name}' does not exist"
+                    )));
+                };
+                if crate::system::is_system_keyspace(name) {
                     return Err(CqlError::new(
-                        code::CONFIG_ERROR,
-                        format!("Cannot alter non existing keyspace {name}"),
+                        code::UNAUTHORIZED,
+                        format!("Cannot alter system keyspace {name}"),
                     ));
                 }
-                let def = keyspace_def(name, options)?;
+                let mut options = options.clone();
+                if !options.iter().any(|(k, _)| k == "replication") {
+                    options.push((
+                        "replication".into(),
+                        OptVal::Map(old.replication.into_iter().collect()),
+                    ));
+                }
+                let def = keyspace_def(name, &options)?;
                 self.catalog.put_keyspace(&def).await?;
                 Ok(self.announce("UPDATED", "KEYSPACE", name, None))
             }
@@ -818,7 +837,7 @@ impl Engine {
                 for t in self.catalog.tables_of(Some(&ks)).await? {
                     if t.columns
                         .iter()
-                        .any(|c| c.ty.cql_name().contains(&format!("{name}")))
+                        .any(|c| c.ty.cql_name().contains(name.as_str()))
                     {
                         return Err(CqlError::invalid(format!(
                             "Cannot drop user type {ks}.{name} as it is still used by table {}",

@@ -3,10 +3,11 @@
 //! * [`frame`] — frame codec, LZ4, protocol notation; [`server`] — one connection.
 //! * [`parser`] — CQL lexer and parser; [`types`] and [`values`] — types, values, literals.
 //! * [`exec`] — the engine, PREPARE, DDL; [`dml`] — writes; [`select`] — reads;
-//!   [`system`] — the virtual system tables drivers read.
+//!   [`system`] — the virtual system tables drivers read; [`describe`] — DESCRIBE.
 //! * [`schema`] — table definitions, the catalog, and the storage layout of rows.
 //! * [`token`] — Cassandra's Murmur3 partitioner.
 
+pub mod describe;
 pub mod dml;
 pub mod error;
 pub mod exec;

@@ -20,6 +20,66 @@ enum Tok {
     Eof,
 }
 
+/// Keywords that cannot be unquoted names.
+const RESERVED: &[&str] = &[
+    "add",
+    "allow",
+    "alter",
+    "and",
+    "apply",
+    "asc",
+    "authorize",
+    "batch",
+    "begin",
+    "by",
+    "columnfamily",
+    "create",
+    "delete",
+    "desc",
+    "describe",
+    "drop",
+    "entries",
+    "execute",
+    "from",
+    "full",
+    "grant",
+    "if",
+    "in",
+    "index",
+    "infinity",
+    "insert",
+    "into",
+    "keyspace",
+    "limit",
+    "modify",
+    "nan",
+    "norecursive",
+    "not",
+    "null",
+    "of",
+    "on",
+    "or",
+    "order",
+    "primary",
+    "rename",
+    "replace",
+    "revoke",
+    "schema",
+    "select",
+    "set",
+    "table",
+    "to",
+    "token",
+    "truncate",
+    "unlogged",
+    "update",
+    "use",
+    "using",
+    "view",
+    "where",
+    "with",
+];
+
 const PUNCTS: &[&str] = &[
     "<=", ">=", "!=", "+=", "-=", "(", ")", ",", ";", ".", "*", "=", "<", ">", "+", "-", "[", "]",
     "{", "}", ":", "?",
@@ -132,7 +192,7 @@ fn lex(src: &str) -> Result<Vec<Tok>> {
                 j += 1;
             }
             let hex = &src[start..j];
-            if hex.len() % 2 != 0 {
+            if !hex.len().is_multiple_of(2) {
                 return Err(CqlError::syntax(format!("invalid blob literal 0x{hex}")));
             }
             let bytes = (0..hex.len())
@@ -560,6 +620,11 @@ pub enum Stmt {
         name: String,
         if_exists: bool,
     },
+    /// Server-side DESCRIBE (cqlsh 6 sends these): what, and an optional `[ks.]name`.
+    Describe {
+        what: String,
+        name: Option<(Option<String>, String)>,
+    },
     /// Statements this server accepts and ignores (roles, grants ...), with a tag.
     Unsupported(String),
 }
@@ -668,9 +733,13 @@ impl Parser {
             Err(self.err(&format!("'{p}'")))
         }
     }
-    /// An identifier (unquoted folded to lower case).
+    /// An identifier (unquoted folded to lower case; reserved words must be quoted).
     fn ident(&mut self) -> Result<String> {
         match self.next() {
+            Tok::Ident(s) if RESERVED.contains(&s.to_ascii_lowercase().as_str()) => {
+                self.i -= 1;
+                Err(self.err("identifier"))
+            }
             Tok::Ident(s) => Ok(s.to_ascii_lowercase()),
             Tok::QIdent(s) => Ok(s),
             _ => {
@@ -725,6 +794,42 @@ impl Parser {
                 Ok(Stmt::Truncate { ks, name })
             }
             "create" => self.create(),
+            "describe" | "desc" => {
+                self.i += 1;
+                self.eat_kw("full");
+                let what = match self.peek() {
+                    Tok::Ident(w) => w.to_ascii_lowercase(),
+                    _ => String::new(),
+                };
+                let (what, takes_name) = match what.as_str() {
+                    "keyspaces" | "tables" | "types" | "functions" | "aggregates" | "cluster"
+                    | "schema" | "columnfamilies" => {
+                        self.i += 1;
+                        (what, false)
+                    }
+                    "keyspace" | "table" | "columnfamily" | "type" | "index" | "function"
+                    | "aggregate" => {
+                        self.i += 1;
+                        (what, true)
+                    }
+                    _ => ("any".to_owned(), true),
+                };
+                let name = if takes_name && matches!(self.peek(), Tok::Ident(_) | Tok::QIdent(_)) {
+                    let a = match self.next() {
+                        Tok::Ident(w) => w.to_ascii_lowercase(),
+                        Tok::QIdent(w) => w,
+                        _ => String::new(),
+                    };
+                    if self.eat_p(".") {
+                        Some((Some(a), self.ident()?))
+                    } else {
+                        Some((None, a))
+                    }
+                } else {
+                    None
+                };
+                Ok(Stmt::Describe { what, name })
+            }
             "alter" => self.alter(),
             "drop" => self.drop(),
             "grant" | "revoke" | "list" => {

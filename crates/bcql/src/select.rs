@@ -505,8 +505,18 @@ fn rel_matches(
                     )))
                 }
             };
-            let Ev::V(x) = values::eval(term, &et, binds, col)? else {
-                return Err(CqlError::invalid(format!("Invalid null value for {col}")));
+            let x = match values::eval(term, &et, binds, col)? {
+                Ev::V(x) => x,
+                Ev::Unset => {
+                    return Err(CqlError::invalid(format!(
+                        "Invalid unset value for column {col}"
+                    )))
+                }
+                Ev::Null => {
+                    return Err(CqlError::invalid(format!(
+                        "Invalid null value for column {col}"
+                    )))
+                }
             };
             compare_op(ty, v, op, &x)
         }
@@ -671,14 +681,43 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
             } => {
                 let pk_names: Vec<&str> = def.pk().map(|c| c.name.as_str()).collect();
                 if tcols.iter().map(String::as_str).collect::<Vec<_>>() != pk_names {
-                    return Err(CqlError::invalid(format!("The token() function must be applied to all partition key components or none of them")));
+                    return Err(CqlError::invalid("The token() function must be applied to all partition key components or none of them"));
                 }
-                let Ev::V(Value::Int(t)) =
-                    values::eval(term, &CqlType::Bigint, &binds, "partition key token")?
-                else {
-                    return Err(CqlError::invalid(
-                        "Invalid null value for partition key token",
-                    ));
+                let t = match term {
+                    Term::Func(f, args) if f == "token" => {
+                        let mut pk = Vec::new();
+                        for (c, a) in def.pk().zip(args) {
+                            match values::eval(a, &c.ty, &binds, &c.name)? {
+                                Ev::V(v) => pk.push(v),
+                                _ => {
+                                    return Err(CqlError::invalid(
+                                        "Invalid null value for partition key token",
+                                    ))
+                                }
+                            }
+                        }
+                        if pk.len() != def.pk_len() || args.len() != def.pk_len() {
+                            return Err(CqlError::invalid(
+                                "Invalid number of arguments in call to function token",
+                            ));
+                        }
+                        schema::partition_key(&def, &pk)?.0 as i128
+                    }
+                    term => {
+                        match values::eval(term, &CqlType::Bigint, &binds, "partition key token")? {
+                            Ev::V(Value::Int(t)) => t,
+                            Ev::Unset => {
+                                return Err(CqlError::invalid(
+                                    "Invalid unset value for partition key token",
+                                ))
+                            }
+                            _ => {
+                                return Err(CqlError::invalid(
+                                    "Invalid null value for partition key token",
+                                ))
+                            }
+                        }
+                    }
                 };
                 token_rels.push((*op, t as i64));
             }
@@ -725,11 +764,29 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
         needs_filtering = true;
     }
     // A clustering slice may only be on the column after the equality prefix.
+    let mut sliced = false;
     for r in &ck_rels {
-        if let Rel::Col { col, .. } = r {
+        if let Rel::Col { col, op, .. } = r {
             if let Some(c) = def.col(col) {
                 if c.position > ck_prefix {
                     needs_filtering = true;
+                    if pk_full && !s.allow_filtering && table.is_some() {
+                        let prev = def
+                            .ck()
+                            .nth(c.position - 1)
+                            .map(|p| p.name.clone())
+                            .unwrap_or_default();
+                        let prev_restricted = ck_rels
+                            .iter()
+                            .any(|r| matches!(r, Rel::Col { col, .. } if *col == prev));
+                        return Err(CqlError::invalid(if prev_restricted || sliced {
+                            format!("Clustering column \"{col}\" cannot be restricted (preceding column \"{prev}\" is restricted by a non-EQ relation)")
+                        } else {
+                            format!("PRIMARY KEY column \"{col}\" cannot be restricted as preceding column \"{prev}\" is not restricted")
+                        }));
+                    }
+                } else if !matches!(op, Op::Eq | Op::In) {
+                    sliced = true;
                 }
             }
         }
@@ -1218,7 +1275,11 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
                     } else {
                         format!("\"{}\"", spec.name)
                     };
-                    m.push(format!("{}: {v}", serde_json::Value::String(key)));
+                    m.push(format!(
+                        "{}: {}",
+                        serde_json::Value::String(key),
+                        values::json_text(&v)
+                    ));
                 }
                 Ok(vec![Some(format!("{{{}}}", m.join(", ")).into_bytes())])
             })
@@ -1319,7 +1380,7 @@ fn sel_value(def: &TableDef, sel: &Selector, r: &Row, ctx: &Ctx) -> Result<Optio
                         Some(b) => values::value_to_json(&ty, &types::decode(&ty, &b)?),
                         None => serde_json::Value::Null,
                     };
-                    Some(v.to_string().into_bytes())
+                    Some(values::json_text(&v).into_bytes())
                 }
                 _ => {
                     let (_, out_ty) = sel_spec(def, sel)?;

@@ -270,6 +270,9 @@ fn uuid_value(s: &str) -> Value {
     Value::Uuid(*uuid::Uuid::parse_str(s).unwrap_or_default().as_bytes())
 }
 
+/// A keyspace row: name, replication options, durable_writes.
+type KeyspaceRow = (String, Vec<(String, String)>, bool);
+
 fn text(s: &str) -> Value {
     Value::Text(s.to_owned())
 }
@@ -356,7 +359,7 @@ pub async fn rows(engine: &Engine, def: &TableDef) -> Result<Vec<Row>> {
             )?);
         }
         ("system_schema", "keyspaces") => {
-            let mut all: Vec<(String, Vec<(String, String)>, bool)> = vec![];
+            let mut all: Vec<KeyspaceRow> = vec![];
             for ks in [
                 "system",
                 "system_schema",

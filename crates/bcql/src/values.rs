@@ -725,6 +725,24 @@ fn func(name: &str, args: &[Term], ty: &CqlType, b: &Binds, col: &str) -> Result
     Ok(Ev::V(v))
 }
 
+/// JSON text the way Cassandra prints it (`{"a": 1, "b": [1, 2]}`).
+pub fn json_text(j: &Json) -> String {
+    match j {
+        Json::Array(items) => format!(
+            "[{}]",
+            items.iter().map(json_text).collect::<Vec<_>>().join(", ")
+        ),
+        Json::Object(m) => format!(
+            "{{{}}}",
+            m.iter()
+                .map(|(k, v)| format!("{}: {}", Json::String(k.clone()), json_text(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => other.to_string(),
+    }
+}
+
 /// A value as `toJson` renders it.
 pub fn value_to_json(ty: &CqlType, v: &Value) -> Json {
     use serde_json::json;

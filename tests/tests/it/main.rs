@@ -9,3 +9,4 @@ mod t04_bedis;
 mod t05_aisql_start;
 mod t06_bsql;
 mod t07_web;
+mod t08_bcql;

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# BCQL vs BEDIS, side by side in one run on one one-node AiSQL (`aisql start`, RF=1, every
+# write fsynced): bench/apiload keeps $INFLIGHT requests in flight over $CONNS connections
+# and measures, for $SECS seconds each,
+#   prepared CQL  INSERT INTO bench.kv (k, v) VALUES (?, ?)   vs  Redis SET key:k v
+#   prepared CQL  SELECT v FROM bench.kv WHERE k = ?          vs  Redis GET key:k
+# (100-byte values, 100,000 keys) and prints ops/s and the ratio BCQL/BEDIS
+# (issue 6 target: >= 0.7). Also runs against a real redis-server for reference.
+# Usage: bench/bcql.sh [SECS=15] [CONNS=4] [INFLIGHT=64]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-15}
+CONNS=${2:-4}
+INFLIGHT=${3:-64}
+cargo build --release --bin aisql -p bins -p apiload >/dev/null
+BIN=${CARGO_TARGET_DIR:-target}/release/aisql
+LOAD=${CARGO_TARGET_DIR:-target}/release/apiload
+work=$(mktemp -d)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+CP=$(free_port); BP=$(free_port); RP=$(free_port)
+"$BIN" start --base_dir "$work/aisql" --bind_ip 127.0.0.1 \
+  --mserver_rpc_port "$(free_port)" --mserver_webserver_port "$(free_port)" \
+  --dbserver_rpc_port "$(free_port)" --dbserver_webserver_port "$(free_port)" \
+  --pgsql_proxy_bind_address "127.0.0.1:$(free_port)" --cql_proxy_bind_address "127.0.0.1:$CP" \
+  --redis_proxy_bind_address "127.0.0.1:$BP" --pgsql_proxy_webserver_port "$(free_port)" \
+  --cql_proxy_webserver_port "$(free_port)" --redis_proxy_webserver_port "$(free_port)" >"$work/aisql.log" 2>&1 &
+APID=$!
+RPID=
+if command -v redis-server >/dev/null; then
+  redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no --logfile "$work/redis.log" &
+  RPID=$!
+fi
+trap 'kill $APID $RPID 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+for i in $(seq 150); do (echo > /dev/tcp/127.0.0.1/$CP) 2>/dev/null && (echo > /dev/tcp/127.0.0.1/$BP) 2>/dev/null && break; sleep 0.2; done
+sleep 2
+declare -A R
+while read -r op v; do R[cql_$op]=$v; done < <("$LOAD" cql "127.0.0.1:$CP" "$SECS" "$CONNS" "$INFLIGHT")
+while read -r op v; do R[bedis_$op]=$v; done < <("$LOAD" redis "127.0.0.1:$BP" "$SECS" "$CONNS" "$INFLIGHT")
+if [ -n "$RPID" ]; then
+  while read -r op v; do R[redis_$op]=$v; done < <("$LOAD" redis "127.0.0.1:$RP" "$SECS" "$CONNS" "$INFLIGHT")
+fi
+printf "%-22s %12s %12s %8s %12s\n" "operation ($INFLIGHT in flight)" "BCQL ops/s" "BEDIS ops/s" "ratio" "Redis ops/s"
+for pair in "insert set" "select get"; do
+  set -- $pair
+  printf "%-22s %12s %12s %8s %12s\n" "$1 / $2" "${R[cql_$1]}" "${R[bedis_$2]}" \
+    "$(python3 -c "print(f'{${R[cql_$1]}/${R[bedis_$2]}:.2f}x')")" "${R[redis_$2]:--}"
+done
