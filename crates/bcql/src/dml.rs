@@ -1128,6 +1128,11 @@ pub async fn update(
         }
     }
     let ks = key_sel(&def, &s.wh, ctx, !only_static)?;
+    if only_static && ks.rows.first().is_some_and(|r| !r.is_empty()) {
+        return Err(CqlError::invalid(
+            "Invalid restrictions on clustering columns since the UPDATE statement modifies only static columns",
+        ));
+    }
     if !ks.ck_rest.is_empty() {
         return Err(CqlError::invalid(
             "Slice restrictions are not supported on the clustering columns in UPDATE statements",

@@ -74,7 +74,8 @@ pub struct TableDef {
     pub keyspace: String,
     pub name: String,
     pub id: String,
-    /// Partition key columns, then clustering columns, then the others by name.
+    /// Partition key columns, clustering columns, static then regular columns by name (the
+    /// order of `SELECT *`).
     pub columns: Vec<Column>,
     pub next_column_id: u16,
     pub default_ttl: i32,
@@ -112,7 +113,8 @@ impl TableDef {
             let rank = |c: &Column| match c.kind {
                 Kind::PartitionKey => (0, c.position, String::new()),
                 Kind::Clustering => (1, c.position, String::new()),
-                _ => (2, 0, c.name.clone()),
+                Kind::Static => (2, 0, c.name.clone()),
+                Kind::Regular => (3, 0, c.name.clone()),
             };
             rank(a).cmp(&rank(b))
         });

@@ -402,7 +402,7 @@ pub fn ck_matches(def: &TableDef, ck: &[Value], rels: &[Rel], ctx: &Ctx) -> Resu
                             .unwrap_or(Value::Null)
                     })
                     .collect();
-                if !multi_matches(def, cols, &tys, &cur, *op, term, &binds)? {
+                if !multi_matches(&tys, &cur, *op, term, &binds)? {
                     return Ok(false);
                 }
             }
@@ -413,8 +413,6 @@ pub fn ck_matches(def: &TableDef, ck: &[Value], rels: &[Rel], ctx: &Ctx) -> Resu
 }
 
 fn multi_matches(
-    def: &TableDef,
-    cols: &[String],
     tys: &[CqlType],
     cur: &[Value],
     op: Op,
@@ -427,11 +425,9 @@ fn multi_matches(
             return std::cmp::Ordering::Equal;
         };
         for (i, (a, b)) in cur.iter().zip(r).enumerate() {
-            let desc = def.col(&cols[i]).is_some_and(|c| c.desc);
-            let mut o = types::compare(&tys[i], a, b);
-            if desc {
-                o = o.reverse();
-            }
+            // Tuples compare component by component in each type's natural order
+            // (whatever the clustering order), as Cassandra does.
+            let o = types::compare(&tys[i], a, b);
             if o != std::cmp::Ordering::Equal {
                 return o;
             }
