@@ -1605,9 +1605,7 @@ pub async fn batch(
         return Box::pin(engine.execute(stmt, &sub)).await;
     }
     if !conditional.is_empty() {
-        return Err(CqlError::invalid(
-            "Conditional batches are only supported with a single statement in this version",
-        ));
+        return conditional_batch(engine, stmts, ctx).await;
     }
     for (s, values) in stmts {
         let sub = Ctx {
@@ -1683,6 +1681,181 @@ pub async fn batch(
     }
     flush(engine, planned).await?;
     Ok(Outcome::Void)
+}
+
+/// The row a conditional statement checks: table, tablet, row and static prefixes, key
+/// values, and its condition.
+struct CondTarget {
+    def: Arc<TableDef>,
+    table: Arc<Table>,
+    idx: usize,
+    row: Vec<u8>,
+    stat: Vec<u8>,
+    pk: Vec<Value>,
+    ck: Vec<Value>,
+    cond: Cond,
+}
+
+async fn cond_target(engine: &Engine, stmt: &Stmt, ctx: &Ctx<'_>) -> Result<Option<CondTarget>> {
+    let (ks, table, wh, cond) = match stmt {
+        Stmt::Insert(i) => {
+            if !i.if_not_exists {
+                return Ok(None);
+            }
+            let (def, table) = resolve(engine, &i.ks, &i.table, ctx).await?;
+            let mut pk = vec![Value::Null; def.pk_len()];
+            let mut ck = vec![Value::Null; def.ck_len()];
+            for (name, t) in i.cols.iter().zip(&i.values) {
+                let Some(c) = def.col(name) else { continue };
+                if let (Kind::PartitionKey | Kind::Clustering, Ev::V(v)) =
+                    (c.kind, values::eval(t, &c.ty, &ctx.binds(), name)?)
+                {
+                    if c.kind == Kind::PartitionKey {
+                        pk[c.position] = v
+                    } else {
+                        ck[c.position] = v
+                    }
+                }
+            }
+            let (token, partition) = schema::partition_key(&def, &pk)?;
+            let (_, row) = schema::row_key(&def, &pk, &ck)?;
+            let idx = tablet_of(&table, token);
+            return Ok(Some(CondTarget {
+                def,
+                table,
+                idx,
+                row,
+                stat: static_prefix(&partition),
+                pk,
+                ck,
+                cond: Cond::NotExists,
+            }));
+        }
+        Stmt::Update(u) if u.cond != Cond::None => (&u.ks, &u.table, &u.wh, u.cond.clone()),
+        Stmt::Delete(d) if d.cond != Cond::None => (&d.ks, &d.table, &d.wh, d.cond.clone()),
+        _ => return Ok(None),
+    };
+    let (def, table) = resolve(engine, ks, table, ctx).await?;
+    let sel = key_sel(&def, wh, ctx, false)?;
+    let (Some(pk), true) = (
+        sel.partitions.first(),
+        sel.partitions.len() == 1 && sel.rows.len() == 1,
+    ) else {
+        return Err(CqlError::invalid("IN on the partition key or clustering columns is not supported with conditional updates"));
+    };
+    let ck = sel.rows[0].clone();
+    let (token, partition) = schema::partition_key(&def, pk)?;
+    let mut row = partition.clone();
+    if def.ck_len() > 0 {
+        schema::append_clustering(&def, &mut row, &ck)?;
+    }
+    let idx = tablet_of(&table, token);
+    Ok(Some(CondTarget {
+        def,
+        table,
+        idx,
+        row,
+        stat: static_prefix(&partition),
+        pk: pk.clone(),
+        ck,
+        cond,
+    }))
+}
+
+/// A batch with conditions: every statement on one partition; all conditions are checked
+/// and all writes applied in one atomic tablet write (retried if a checked cell changed).
+async fn conditional_batch(
+    engine: &Engine,
+    stmts: &[(&Stmt, &[crate::frame::Bound])],
+    ctx: &Ctx<'_>,
+) -> Result<Outcome> {
+    for _ in 0..CAS_RETRIES {
+        let mut checks = Vec::new();
+        let mut place: Option<(String, usize)> = None;
+        let mut first: Option<CondTarget> = None;
+        for (stmt, values) in stmts {
+            let sub = Ctx {
+                ks: ctx.ks,
+                params: ctx.params,
+                values,
+                now_ms: ctx.now_ms,
+                now_us: ctx.now_us,
+            };
+            let Some(t) = cond_target(engine, stmt, &sub).await? else {
+                continue;
+            };
+            let here = (t.table.info.table_id.clone(), t.idx);
+            if place.as_ref().is_some_and(|p| *p != here) {
+                return Err(CqlError::invalid(
+                    "Batch with conditions cannot span multiple tables or partitions",
+                ));
+            }
+            place = Some(here);
+            let state = row_state(engine, &t.def, &t.table, t.idx, &t.row, &t.stat, true).await?;
+            if !check_conditions(&t.def, &t.cond, &state, &sub)? {
+                return lwt_result(&t.def, false, &t.pk, &t.ck, Some(&state));
+            }
+            checks.extend(unchanged(&state.keys, &state.raw));
+            first.get_or_insert(t);
+        }
+        let Some(t) = first else {
+            return Err(CqlError::server("conditional batch without conditions"));
+        };
+        let mut planned = Vec::new();
+        for (stmt, values) in stmts {
+            let sub = Ctx {
+                ks: ctx.ks,
+                params: ctx.params,
+                values,
+                now_ms: ctx.now_ms,
+                now_us: ctx.now_us,
+            };
+            match stmt {
+                Stmt::Insert(i) => {
+                    let mut i = (**i).clone();
+                    i.if_not_exists = false;
+                    insert(engine, &i, &sub, Some(&mut planned)).await?;
+                }
+                Stmt::Update(u) => {
+                    let mut u = (**u).clone();
+                    u.cond = Cond::None;
+                    update(engine, &u, &sub, Some(&mut planned)).await?;
+                }
+                Stmt::Delete(d) => {
+                    let mut d = (**d).clone();
+                    d.cond = Cond::None;
+                    delete(engine, &d, &sub, Some(&mut planned)).await?;
+                }
+                _ => {
+                    return Err(CqlError::invalid(
+                        "Only INSERT, UPDATE and DELETE are allowed in a BATCH",
+                    ))
+                }
+            }
+        }
+        let mut ops = checks;
+        for p in planned {
+            if p.idx != t.idx || p.table.info.table_id != t.table.info.table_id {
+                return Err(CqlError::invalid(
+                    "Batch with conditions cannot span multiple tables or partitions",
+                ));
+            }
+            ops.extend(p.ops);
+        }
+        if engine
+            .catalog
+            .client
+            .write_tablet(&t.table, t.idx, ops)
+            .await?
+            .applied
+        {
+            return lwt_result(&t.def, true, &t.pk, &t.ck, None);
+        }
+    }
+    Err(CqlError::new(
+        crate::error::code::WRITE_TIMEOUT,
+        "Operation timed out - contention on conditional batch",
+    ))
 }
 
 /// Delete every row of a table.
