@@ -25,6 +25,8 @@ use crate::values::{self, Ev};
 /// Largest TTL Cassandra accepts (20 years), in seconds.
 pub const MAX_TTL: i32 = 630_720_000;
 const CAS_RETRIES: usize = 64;
+/// Batches larger than this fail (Cassandra's `batch_size_fail_threshold`, ScyllaDB's default).
+const BATCH_SIZE_FAIL_BYTES: usize = 1024 * 1024;
 
 /// Cell writes for one tablet.
 pub struct Planned {
@@ -279,13 +281,6 @@ pub fn key_sel(def: &TableDef, wh: &[Rel], ctx: &Ctx, need_full_ck: bool) -> Res
         )));
     }
     let prefix_len = ck.iter().take_while(|v| v.is_some()).count();
-    if need_full_ck && prefix_len < def.ck_len() {
-        let missing: Vec<&str> = def.ck().skip(prefix_len).map(|c| c.name.as_str()).collect();
-        return Err(CqlError::invalid(format!(
-            "Some clustering keys are missing: {}",
-            missing.join(", ")
-        )));
-    }
     if ck[prefix_len..].iter().any(Option::is_some) {
         let c = def
             .ck()
@@ -293,6 +288,13 @@ pub fn key_sel(def: &TableDef, wh: &[Rel], ctx: &Ctx, need_full_ck: bool) -> Res
             .map(|c| c.name.clone())
             .unwrap_or_default();
         return Err(CqlError::invalid(format!("PRIMARY KEY column \"{}\" cannot be restricted as preceding column \"{c}\" is not restricted", def.ck().skip(prefix_len).zip(&ck[prefix_len..]).find(|(_, v)| v.is_some()).map(|(c, _)| c.name.clone()).unwrap_or_default())));
+    }
+    if need_full_ck && prefix_len < def.ck_len() {
+        let missing: Vec<&str> = def.ck().skip(prefix_len).map(|c| c.name.as_str()).collect();
+        return Err(CqlError::invalid(format!(
+            "Some clustering keys are missing: {}",
+            missing.join(", ")
+        )));
     }
     let pk_sets: Vec<Vec<Value>> = pk.into_iter().flatten().collect();
     let ck_sets: Vec<Vec<Value>> = ck.into_iter().take(prefix_len).flatten().collect();
@@ -910,7 +912,11 @@ fn modify(c: &Column, a: &Assign, cur: Value, ctx: &Ctx, o: &WriteOpts) -> Resul
     };
     Ok(match (a, c.ty.base()) {
         (Assign::Add(_, t) | Assign::Sub(_, t), CqlType::Counter) => {
-            let Ev::V(Value::Int(d)) = values::eval(t, &CqlType::Bigint, &binds, name)? else {
+            let d = values::eval(t, &CqlType::Bigint, &binds, name)?;
+            if d == Ev::Unset {
+                return Ok(cur);
+            }
+            let Ev::V(Value::Int(d)) = d else {
                 return Err(CqlError::invalid(format!(
                     "Invalid null value for counter increment on {name}"
                 )));
@@ -1678,6 +1684,18 @@ pub async fn batch(
                 ))
             }
         }
+    }
+    let size: usize = planned
+        .iter()
+        .flat_map(|p| &p.ops)
+        .map(|o| o.key.len() + o.value.len())
+        .sum();
+    if size > BATCH_SIZE_FAIL_BYTES {
+        return Err(CqlError::invalid(format!(
+            "Batch too large: {} KiB, the limit is {} KiB",
+            size / 1024,
+            BATCH_SIZE_FAIL_BYTES / 1024
+        )));
     }
     flush(engine, planned).await?;
     Ok(Outcome::Void)

@@ -4,7 +4,8 @@
 //! aggregate, limit, page and project. Plain columns are copied as stored wire bytes.
 //!
 //! Paging state: `[0][offset u64]` for partition-restricted and aggregated queries (the
-//! result is recomputed and skipped), `[1][tablet u32][rows u64][resume key]` for scans.
+//! result is recomputed and skipped), `[1][tablet u32][rows u64][rows of the current
+//! partition u32][resume key]` for scans.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -884,15 +885,17 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
 
     // Paging state.
     let (mut offset, mut resume): (usize, Option<(usize, u64, Vec<u8>)>) = (0, None);
+    let mut resume_pp = 0usize;
     if let Some(ps) = &ctx.params.paging_state {
         match ps.first() {
             Some(0) if ps.len() == 9 => {
                 offset = u64::from_be_bytes(ps[1..9].try_into().unwrap_or([0; 8])) as usize
             }
-            Some(1) if ps.len() >= 13 => {
+            Some(1) if ps.len() >= 17 => {
                 let idx = u32::from_be_bytes(ps[1..5].try_into().unwrap_or([0; 4])) as usize;
                 let done = u64::from_be_bytes(ps[5..13].try_into().unwrap_or([0; 8]));
-                resume = Some((idx, done, ps[13..].to_vec()));
+                resume_pp = u32::from_be_bytes(ps[13..17].try_into().unwrap_or([0; 4])) as usize;
+                resume = Some((idx, done, ps[17..].to_vec()));
             }
             _ => return Err(CqlError::protocol("Invalid value for the paging state")),
         }
@@ -974,7 +977,14 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
                 .unwrap_or(usize::MAX),
         );
         rows = Vec::new();
-        let mut per_partition: (Vec<u8>, usize) = (Vec::new(), 0);
+        // Rows returned so far from the partition the previous page ended in.
+        let mut per_partition: (Vec<u8>, usize) = match &start {
+            Some(k) => match schema::parse_key(&def, &[k.as_slice(), &[0, 0]].concat()) {
+                Some(p) => (k[..p.partition_len].to_vec(), resume_pp),
+                None => (Vec::new(), 0),
+            },
+            None => (Vec::new(), 0),
+        };
         'tablets: while idx < table.tablets.len() && rows.len() < want {
             let mut asm = Assembler::new(&def, static_only);
             if let (Some(k), true) = (&start, def.has_statics()) {
@@ -1039,6 +1049,7 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
                                 let mut st = vec![1u8];
                                 st.extend_from_slice(&(idx as u32).to_be_bytes());
                                 st.extend_from_slice(&done.to_be_bytes());
+                                st.extend_from_slice(&(per_partition.1 as u32).to_be_bytes());
                                 st.extend_from_slice(&k);
                                 next_state = Some(st);
                             }
