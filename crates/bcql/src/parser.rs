@@ -250,7 +250,10 @@ fn lex(src: &str) -> Result<Vec<Tok>> {
             }
             if !float && i < b.len() && b[i].is_ascii_alphabetic() {
                 // A duration such as 1h30m or 12mo.
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == 0xC2 || b[i] == 0xB5)
+                while i < b.len()
+                    && (b[i].is_ascii_alphanumeric()
+                        || (b[i] == 0xC2 && b.get(i + 1) == Some(&0xB5))
+                        || (b[i] == 0xB5 && i > 0 && b[i - 1] == 0xC2))
                 {
                     i += 1;
                 }
@@ -643,6 +646,7 @@ pub fn parse(src: &str) -> Result<Parsed> {
         toks,
         i: 0,
         binds: Vec::new(),
+        depth: 0,
     };
     let stmt = p.statement()?;
     while p.eat_p(";") {}
@@ -659,7 +663,12 @@ struct Parser {
     toks: Vec<Tok>,
     i: usize,
     binds: Vec<Option<String>>,
+    /// Nesting depth of terms, selectors and types (bounded: no input can exhaust the stack).
+    depth: usize,
 }
+
+/// Deepest nesting of terms, selectors or types accepted.
+const MAX_DEPTH: usize = 64;
 
 fn tok_text(t: &Tok) -> String {
     match t {
@@ -944,6 +953,17 @@ impl Parser {
     }
 
     fn selector(&mut self) -> Result<Selector> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            self.depth -= 1;
+            return Err(CqlError::syntax("expression nested too deeply"));
+        }
+        let r = self.selector_inner();
+        self.depth -= 1;
+        r
+    }
+
+    fn selector_inner(&mut self) -> Result<Selector> {
         let mut s = self.selector_base()?;
         while self.is_p(".") {
             self.i += 1;
@@ -1121,6 +1141,17 @@ impl Parser {
     }
 
     fn term(&mut self) -> Result<Term> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            self.depth -= 1;
+            return Err(CqlError::syntax("expression nested too deeply"));
+        }
+        let r = self.term_inner();
+        self.depth -= 1;
+        r
+    }
+
+    fn term_inner(&mut self) -> Result<Term> {
         let t = self.next();
         Ok(match t {
             Tok::Str(s) => Term::Lit(Lit::Str(s)),
@@ -1260,6 +1291,17 @@ impl Parser {
 
     /// A type as text (`frozen<map<text, int>>`), for `types::parse_type`.
     fn type_text(&mut self) -> Result<String> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            self.depth -= 1;
+            return Err(CqlError::syntax("expression nested too deeply"));
+        }
+        let r = self.type_text_inner();
+        self.depth -= 1;
+        r
+    }
+
+    fn type_text_inner(&mut self) -> Result<String> {
         let mut s = match self.next() {
             Tok::Ident(w) => w.to_ascii_lowercase(),
             Tok::QIdent(w) => format!("\"{w}\""),
@@ -1960,6 +2002,48 @@ mod tests {
             "SELECT * FROM t WHERE u = 123e4567-e89b-12d3-a456-426655440000 AND d = 1h30m AND b = 0xcafe AND f = -1.5e3",
         ] {
             parse(q).unwrap_or_else(|e| panic!("{q}: {e}"));
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let deep = format!(
+            "SELECT * FROM t WHERE k = {}1{}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert!(parse(&deep).is_err());
+        let deep = format!(
+            "SELECT {}k{} FROM t",
+            "f(".repeat(100_000),
+            ")".repeat(100_000)
+        );
+        assert!(parse(&deep).is_err());
+        let deep = format!(
+            "CREATE TABLE t (k {}int{} PRIMARY KEY)",
+            "list<".repeat(100_000),
+            ">".repeat(100_000)
+        );
+        assert!(parse(&deep).is_err());
+    }
+
+    #[test]
+    fn never_panics_on_odd_bytes() {
+        for q in [
+            "SELECT 5\u{a0}",
+            "SELECT 5h\u{a0}",
+            "SELECT 5h\u{c2}",
+            "SELECT 5µs",
+            "SELECT 5\u{c2}",
+            "x'",
+            "\u{ff}",
+            "0x",
+            "-",
+            "$$",
+            ":\"",
+            "SELECT '\u{1F600}",
+        ] {
+            let _ = parse(q);
         }
     }
 

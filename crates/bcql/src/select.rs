@@ -1537,7 +1537,16 @@ fn cast(from: &CqlType, v: &Value, to: &CqlType) -> Result<Value> {
         (
             Value::Decimal { unscaled, scale },
             T::Int | T::Bigint | T::Smallint | T::Tinyint | T::Varint,
-        ) => Value::Int(wrap_int(*unscaled / 10i128.pow((*scale).max(0) as u32), to)),
+        ) => Value::Int(wrap_int(
+            unscaled
+                .checked_div(
+                    10i128
+                        .checked_pow((*scale).max(0) as u32)
+                        .unwrap_or(i128::MAX),
+                )
+                .unwrap_or(0),
+            to,
+        )),
         (Value::Float(f), T::Decimal) => {
             let (u, s) = values::parse_decimal(&f.to_string()).unwrap_or((0, 0));
             Value::Decimal {
@@ -1663,11 +1672,25 @@ fn aggregate_item(
                     for v in &vals {
                         if let Value::Decimal { unscaled, scale: s } = v {
                             if *s > scale {
-                                acc = acc.saturating_mul(10i128.pow((*s - scale) as u32));
+                                acc = acc.saturating_mul(
+                                    10i128
+                                        .checked_pow(
+                                            u32::try_from(*s as i64 - scale as i64)
+                                                .unwrap_or(u32::MAX),
+                                        )
+                                        .unwrap_or(i128::MAX),
+                                );
                                 scale = *s;
                             }
                             acc = acc.saturating_add(
-                                unscaled.saturating_mul(10i128.pow((scale - *s) as u32)),
+                                unscaled.saturating_mul(
+                                    10i128
+                                        .checked_pow(
+                                            u32::try_from(scale as i64 - *s as i64)
+                                                .unwrap_or(u32::MAX),
+                                        )
+                                        .unwrap_or(i128::MAX),
+                                ),
                             );
                         }
                     }

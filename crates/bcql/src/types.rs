@@ -189,6 +189,7 @@ pub fn parse_type(s: &str, udt: &dyn Fn(&str) -> Option<CqlType>) -> Result<CqlT
     let mut p = TypeParser {
         s: s.as_bytes(),
         i: 0,
+        depth: 0,
         udt,
     };
     let t = p.parse()?;
@@ -202,6 +203,7 @@ pub fn parse_type(s: &str, udt: &dyn Fn(&str) -> Option<CqlType>) -> Result<CqlT
 struct TypeParser<'a> {
     s: &'a [u8],
     i: usize,
+    depth: usize,
     udt: &'a dyn Fn(&str) -> Option<CqlType>,
 }
 
@@ -257,6 +259,16 @@ impl TypeParser<'_> {
         self.s.get(self.i) == Some(&c)
     }
     fn parse(&mut self) -> Result<CqlType> {
+        self.depth += 1;
+        if self.depth > 32 {
+            return Err(CqlError::syntax("type nested too deeply"));
+        }
+        let t = self.parse_inner();
+        self.depth -= 1;
+        t
+    }
+
+    fn parse_inner(&mut self) -> Result<CqlType> {
         let w = self.word();
         Ok(match w.as_str() {
             "ascii" => CqlType::Ascii,
@@ -887,13 +899,13 @@ fn decimal_cmp(u1: i128, s1: i32, u2: i128, s2: i32) -> Ordering {
         (
             Some(u1),
             10i128
-                .checked_pow((s1 - s2) as u32)
+                .checked_pow(u32::try_from(s1 as i64 - s2 as i64).unwrap_or(u32::MAX))
                 .and_then(|p| u2.checked_mul(p)),
         )
     } else {
         (
             10i128
-                .checked_pow((s2 - s1) as u32)
+                .checked_pow(u32::try_from(s2 as i64 - s1 as i64).unwrap_or(u32::MAX))
                 .and_then(|p| u1.checked_mul(p)),
             Some(u2),
         )

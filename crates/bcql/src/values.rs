@@ -80,10 +80,13 @@ pub fn parse_decimal(s: &str) -> Option<(i128, i32)> {
     } else {
         digits.parse().ok()?
     };
-    Some((unscaled, frac.len() as i32 - exp))
+    Some((unscaled, (frac.len() as i32).checked_sub(exp)?))
 }
 
 pub fn decimal_string(unscaled: i128, scale: i32) -> String {
+    if !(-10_000..=10_000).contains(&scale) {
+        return format!("{unscaled}E{}", -(scale as i64));
+    }
     if scale <= 0 {
         let mut s = unscaled.to_string();
         if scale < 0 && unscaled != 0 {
@@ -138,6 +141,9 @@ fn parse_ymd(s: &str) -> Option<i64> {
     let body = if neg { &s[1..] } else { s };
     let mut it = body.splitn(3, '-');
     let y: i64 = it.next()?.parse().ok()?;
+    if y > 1_000_000 {
+        return None;
+    }
     let m: i64 = it.next()?.parse().ok()?;
     let d: i64 = it.next()?.parse().ok()?;
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
@@ -222,7 +228,7 @@ fn split_zone(s: &str) -> Option<(&str, i64)> {
 
 fn split_zone_date(s: &str) -> Option<(&str, i64)> {
     // "2011-02-03+0000": a zone right after the date.
-    if s.len() > 10 && s.as_bytes()[0].is_ascii_digit() {
+    if s.len() > 10 && s.as_bytes()[0].is_ascii_digit() && s.is_char_boundary(10) {
         let (d, z) = s.split_at(10);
         let (_, zone) = split_zone(z)?;
         return Some((d, zone));
@@ -276,13 +282,15 @@ pub fn parse_duration(s: &str) -> Option<(i32, i32, i64)> {
                     let n: i64 = num.parse().ok()?;
                     num.clear();
                     match (c.to_ascii_uppercase(), in_time) {
-                        ('Y', false) => months += 12 * n,
-                        ('M', false) => months += n,
-                        ('W', false) => days += 7 * n,
-                        ('D', false) => days += n,
-                        ('H', true) => nanos += n * 3_600_000_000_000,
-                        ('M', true) => nanos += n * 60_000_000_000,
-                        ('S', true) => nanos += n * 1_000_000_000,
+                        ('Y', false) => months = months.checked_add(n.checked_mul(12)?)?,
+                        ('M', false) => months = months.checked_add(n)?,
+                        ('W', false) => days = days.checked_add(n.checked_mul(7)?)?,
+                        ('D', false) => days = days.checked_add(n)?,
+                        ('H', true) => {
+                            nanos = nanos.checked_add(n.checked_mul(3_600_000_000_000)?)?
+                        }
+                        ('M', true) => nanos = nanos.checked_add(n.checked_mul(60_000_000_000)?)?,
+                        ('S', true) => nanos = nanos.checked_add(n.checked_mul(1_000_000_000)?)?,
                         _ => return None,
                     }
                 }
@@ -309,16 +317,16 @@ pub fn parse_duration(s: &str) -> Option<(i32, i32, i64)> {
                 i += 1;
             }
             match std::str::from_utf8(&b[ustart..i]).ok()? {
-                "y" => months += 12 * n,
-                "mo" => months += n,
-                "w" => days += 7 * n,
-                "d" => days += n,
-                "h" => nanos += n * 3_600_000_000_000,
-                "m" => nanos += n * 60_000_000_000,
-                "s" => nanos += n * 1_000_000_000,
-                "ms" => nanos += n * 1_000_000,
-                "us" | "µs" => nanos += n * 1000,
-                "ns" => nanos += n,
+                "y" => months = months.checked_add(n.checked_mul(12)?)?,
+                "mo" => months = months.checked_add(n)?,
+                "w" => days = days.checked_add(n.checked_mul(7)?)?,
+                "d" => days = days.checked_add(n)?,
+                "h" => nanos = nanos.checked_add(n.checked_mul(3_600_000_000_000)?)?,
+                "m" => nanos = nanos.checked_add(n.checked_mul(60_000_000_000)?)?,
+                "s" => nanos = nanos.checked_add(n.checked_mul(1_000_000_000)?)?,
+                "ms" => nanos = nanos.checked_add(n.checked_mul(1_000_000)?)?,
+                "us" | "µs" => nanos = nanos.checked_add(n.checked_mul(1000)?)?,
+                "ns" => nanos = nanos.checked_add(n)?,
                 _ => return None,
             }
         }
@@ -327,7 +335,7 @@ pub fn parse_duration(s: &str) -> Option<(i32, i32, i64)> {
     Some((
         i32::try_from(sign * months).ok()?,
         i32::try_from(sign * days).ok()?,
-        sign * nanos,
+        nanos.checked_mul(sign)?,
     ))
 }
 
@@ -955,6 +963,20 @@ mod tests {
         );
         assert_eq!(parse_timestamp("2011-02-03"), Some(1296691200000));
         assert_eq!(format_timestamp(1296705900123), "2011-02-03 04:05:00.123Z");
+        // Odd input is an error, never a panic.
+        for junk in [
+            "2020-01-0é1x",
+            "é",
+            "2020-13-01",
+            "99999999999999999999",
+            "2020-01-01 25:00",
+            "+",
+            "T",
+            "2020-01-01T1:2:3.1234567890",
+        ] {
+            let _ = parse_timestamp(junk);
+            let _ = parse_duration(junk);
+        }
     }
 
     #[test]
