@@ -28,11 +28,13 @@ use std::sync::Arc;
 pub const MAX_CONNECTIONS: usize = 10_000;
 
 /// Serve BCQL on `listener` until `shutdown` resolves. `num_tablets` is the tablet count of
-/// tables created through CQL.
+/// tables created through CQL; connections and statements are counted in `metrics`
+/// (served on the BCQL metrics port, 8200).
 pub async fn serve(
     listener: TcpListener,
     client: client::Client,
     num_tablets: u32,
+    metrics: common::metrics::ApiMetrics,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     let mut addr = listener.local_addr()?;
@@ -51,7 +53,7 @@ pub async fn serve(
         node,
     ));
     rpc::serve_connections(listener, MAX_CONNECTIONS, shutdown, move |sock| {
-        server::handle(sock, engine.clone())
+        server::handle(sock, engine.clone(), metrics.clone())
     })
     .await
 }

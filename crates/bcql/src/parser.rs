@@ -632,6 +632,24 @@ pub enum Stmt {
     Unsupported(String),
 }
 
+impl Stmt {
+    /// The statement type, for metrics (a closed set).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Stmt::Select(_) => "select",
+            Stmt::Insert(_) => "insert",
+            Stmt::Update(_) => "update",
+            Stmt::Delete(_) => "delete",
+            Stmt::Batch { .. } => "batch",
+            Stmt::Use(_) => "use",
+            Stmt::Truncate { .. } => "truncate",
+            Stmt::Describe { .. } => "describe",
+            Stmt::Unsupported(_) => "other",
+            _ => "ddl",
+        }
+    }
+}
+
 /// A parsed statement and its bind-marker names (`None` for `?`).
 #[derive(Debug, Clone)]
 pub struct Parsed {

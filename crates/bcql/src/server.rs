@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use common::metrics::ApiMetrics;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -40,7 +41,8 @@ impl Conn {
     }
 }
 
-pub async fn handle(sock: TcpStream, engine: Arc<Engine>) {
+pub async fn handle(sock: TcpStream, engine: Arc<Engine>, metrics: ApiMetrics) {
+    let _conn = metrics.connection();
     let (mut rd, mut wr) = sock.into_split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
     let writer = tokio::spawn(async move {
@@ -154,13 +156,16 @@ pub async fn handle(sock: TcpStream, engine: Arc<Engine>) {
                 let Ok(permit) = conn.slots.clone().acquire_owned().await else {
                     break;
                 };
-                let (c, e) = (conn.clone(), engine.clone());
+                let (c, e, m) = (conn.clone(), engine.clone(), metrics.clone());
                 tokio::spawn(async move {
                     let stream = f.stream;
-                    let (op, body) = match request(&e, &c, f).await {
+                    let t0 = std::time::Instant::now();
+                    let mut kind = "unknown";
+                    let (op, body) = match request(&e, &c, f, &mut kind).await {
                         Ok(body) => (opcode::RESULT, body),
                         Err(err) => (opcode::ERROR, error_body(&err)),
                     };
+                    m.observe(kind, t0.elapsed(), op == opcode::RESULT);
                     c.send(stream, op, &body);
                     drop(permit);
                 });
@@ -211,7 +216,13 @@ fn order_values(params: &QueryParams, names: &[Option<String>]) -> Result<Vec<Bo
         .collect()
 }
 
-async fn request(engine: &Engine, conn: &Conn, f: Frame) -> Result<Vec<u8>> {
+/// Run one request; `kind` is set to its statement type (for metrics).
+async fn request(
+    engine: &Engine,
+    conn: &Conn,
+    f: Frame,
+    kind: &mut &'static str,
+) -> Result<Vec<u8>> {
     let mut r = Reader::new(&f.body);
     let (now_ms, now_us) = now();
     let ks = conn.keyspace();
@@ -220,6 +231,7 @@ async fn request(engine: &Engine, conn: &Conn, f: Frame) -> Result<Vec<u8>> {
             let q = r.long_string()?;
             let params = QueryParams::read(&mut r)?;
             let parsed = parser::parse(&q)?;
+            *kind = parsed.stmt.kind();
             let values = order_values(&params, &parsed.bind_names)?;
             if values.len() != parsed.bind_names.len() && !values.is_empty() {
                 return Err(CqlError::invalid(format!(
@@ -239,6 +251,7 @@ async fn request(engine: &Engine, conn: &Conn, f: Frame) -> Result<Vec<u8>> {
             Ok(result_body(conn, out, false))
         }
         opcode::PREPARE => {
+            *kind = "prepare";
             let q = r.long_string()?;
             let p = engine.prepare(&q, ks.as_deref()).await?;
             let mut b = Vec::new();
@@ -270,6 +283,7 @@ async fn request(engine: &Engine, conn: &Conn, f: Frame) -> Result<Vec<u8>> {
             let p = engine
                 .get_prepared(&id)
                 .ok_or_else(|| CqlError::unprepared(&id))?;
+            *kind = p.parsed.stmt.kind();
             let values = order_values(&params, &p.parsed.bind_names)?;
             if values.len() != p.binds.len() {
                 return Err(CqlError::invalid(format!(
@@ -291,6 +305,7 @@ async fn request(engine: &Engine, conn: &Conn, f: Frame) -> Result<Vec<u8>> {
             Ok(result_body(conn, out, skip))
         }
         opcode::BATCH => {
+            *kind = "batch";
             let kind = match r.byte()? {
                 0 => parser::BatchKind::Logged,
                 1 => parser::BatchKind::Unlogged,

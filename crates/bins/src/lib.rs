@@ -316,6 +316,7 @@ pub async fn run_dbserver(
         l.cql,
         server.local_client(),
         4,
+        api.bcql.clone(),
         until(shutdown.clone()),
     )));
     server

@@ -99,6 +99,21 @@ async fn cassandra_driver_cqlsh_garbage_and_kill_9() {
         }
     }
 
+    // The BCQL metrics port counts statements by type and connections.
+    let web = format!("{}:{}", cluster.db_addrs[0].ip, cluster.db_addrs[0].cql_web);
+    let (status, body) = aisql_tests::http_get(&web, "/prometheus-metrics").unwrap();
+    assert_eq!(status, 200);
+    for needle in [
+        "aisql_api_commands_total{api=\"bcql\",command=\"select\"}",
+        "aisql_api_commands_total{api=\"bcql\",command=\"insert\"}",
+        "aisql_api_commands_total{api=\"bcql\",command=\"prepare\"}",
+    ] {
+        assert!(
+            body.contains(needle),
+            "{needle} missing from BCQL metrics:\n{body}"
+        );
+    }
+
     // Durability: what was acknowledged survives kill -9 of the dbserver.
     cluster.dbservers[0].kill9();
     cluster.dbservers[0].start();
