@@ -207,7 +207,8 @@ pub fn key_sel_values(c: &Column, op: Op, term: &Term, ctx: &Ctx) -> Result<Vec<
     }
 }
 
-fn cartesian(sets: &[Vec<Value>]) -> Vec<Vec<Value>> {
+/// Every combination of one value from each set, in order.
+pub fn cartesian(sets: &[Vec<Value>]) -> Vec<Vec<Value>> {
     let mut out = vec![Vec::new()];
     for s in sets {
         let mut next = Vec::with_capacity(out.len() * s.len());
@@ -228,18 +229,12 @@ pub fn key_sel(def: &TableDef, wh: &[Rel], ctx: &Ctx, need_full_ck: bool) -> Res
     let mut pk: Vec<Option<Vec<Value>>> = vec![None; def.pk_len()];
     let mut ck: Vec<Option<Vec<Value>>> = vec![None; def.ck_len()];
     let mut ck_rest = Vec::new();
-    let binds = ctx.binds();
     for r in wh {
         match r {
             Rel::Col { col, op, term } => {
                 let c = def.col(col).ok_or_else(|| CqlError::invalid(format!("Undefined column name {col}")))?;
                 let vals = match op {
-                    Op::Eq => match values::eval(term, &c.ty, &binds, col)? {
-                        Ev::V(v) => vec![v],
-                        Ev::Null => return Err(CqlError::invalid(format!("Invalid null value in condition for column {col}"))),
-                        Ev::Unset => return Err(CqlError::invalid(format!("Invalid unset value for column {col}"))),
-                    },
-                    Op::In => in_values(term, &c.ty, ctx, col)?,
+                    Op::Eq | Op::In => key_sel_values(c, *op, term, ctx)?,
                     _ => {
                         if c.kind == Kind::Clustering {
                             ck_rest.push(r.clone());
@@ -902,7 +897,7 @@ pub async fn insert(
 }
 
 /// Apply an element-wise assignment to the current value of a column.
-fn modify(c: &Column, a: &Assign, cur: Value, ctx: &Ctx, o: &WriteOpts) -> Result<Value> {
+fn modify(c: &Column, a: &Assign, cur: Value, ctx: &Ctx) -> Result<Value> {
     let binds = ctx.binds();
     let name = &c.name;
     let frozen_err = || {
@@ -944,11 +939,10 @@ fn modify(c: &Column, a: &Assign, cur: Value, ctx: &Ctx, o: &WriteOpts) -> Resul
                 Value::List(v) => v,
                 _ => vec![],
             };
-            let _ = o;
             if matches!(a, Assign::Add(..)) {
-                old.into_iter().chain(add).collect::<Vec<_>>().into_list()
+                Value::List(old.into_iter().chain(add).collect())
             } else {
-                add.into_iter().chain(old).collect::<Vec<_>>().into_list()
+                Value::List(add.into_iter().chain(old).collect())
             }
         }
         (Assign::Sub(_, t), CqlType::List(e)) => {
@@ -1087,15 +1081,6 @@ fn modify(c: &Column, a: &Assign, cur: Value, ctx: &Ctx, o: &WriteOpts) -> Resul
     })
 }
 
-trait IntoList {
-    fn into_list(self) -> Value;
-}
-impl IntoList for Vec<Value> {
-    fn into_list(self) -> Value {
-        Value::List(self)
-    }
-}
-
 pub async fn update(
     engine: &Engine,
     s: &Update,
@@ -1213,7 +1198,7 @@ pub async fn update(
                                     .transpose()?
                                     .unwrap_or(Value::Null),
                             };
-                            modify(c, a, old, ctx, &o)?
+                            modify(c, a, old, ctx)?
                         }
                     };
                     cur.insert(c.id, new.clone());
@@ -1244,9 +1229,6 @@ pub async fn update(
                         ops: all,
                     });
                     break;
-                }
-                if let Some(sink) = sink.as_deref() {
-                    let _ = sink;
                 }
                 if engine
                     .catalog

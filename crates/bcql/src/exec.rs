@@ -99,19 +99,6 @@ impl Ctx<'_> {
     }
 }
 
-fn digest(s: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16);
-    for seed in [0xcbf2_9ce4_8422_2325u64, 0x8422_2325_cbf2_9ce4] {
-        let mut h = seed;
-        for b in s.as_bytes() {
-            h ^= *b as u64;
-            h = h.wrapping_mul(0x100_0000_01b3);
-        }
-        out.extend_from_slice(&h.to_be_bytes());
-    }
-    out
-}
-
 fn valid_name(n: &str) -> bool {
     !n.is_empty() && n.len() <= 48 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
@@ -136,7 +123,8 @@ impl Engine {
 
     /// Parse, type and cache a statement.
     pub async fn prepare(&self, query: &str, ks: Option<&str>) -> Result<Arc<Prepared>> {
-        let id = digest(&format!("{}\0{query}", ks.unwrap_or("")));
+        let id = crate::schema::digest16(&[ks.unwrap_or("").as_bytes(), b"\0", query.as_bytes()])
+            .to_vec();
         if let Some(p) = self.get_prepared(&id) {
             return Ok(p);
         }

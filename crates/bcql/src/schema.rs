@@ -121,6 +121,24 @@ impl TableDef {
     }
 }
 
+/// A 128-bit digest of `parts` (two FNV-1a 64 hashes with different seeds): stable ids for
+/// prepared statements, virtual tables and the schema version. Not cryptographic.
+pub fn digest16(parts: &[&[u8]]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (i, seed) in [0xcbf2_9ce4_8422_2325u64, 0x8422_2325_cbf2_9ce4]
+        .into_iter()
+        .enumerate()
+    {
+        let mut h = seed;
+        for b in parts.iter().flat_map(|p| p.iter()) {
+            h ^= *b as u64;
+            h = h.wrapping_mul(0x100_0000_01b3);
+        }
+        out[i * 8..i * 8 + 8].copy_from_slice(&h.to_be_bytes());
+    }
+    out
+}
+
 /// Sign-flip a token so that byte order is numeric order.
 pub fn token_bytes(token: i64) -> [u8; 8] {
     ((token as u64) ^ (1 << 63)).to_be_bytes()
@@ -583,29 +601,21 @@ impl Catalog {
     /// A stable digest of the whole CQL schema (`schema_version`).
     pub async fn schema_version(&self) -> Result<[u8; 16]> {
         let resp = self.client.list_tables().await?;
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut feed = |b: &[u8]| {
-            for x in b {
-                h ^= *x as u64;
-                h = h.wrapping_mul(0x100_0000_01b3);
-            }
-        };
         let mut tables: Vec<_> = resp.tables.iter().collect();
         tables.sort_by(|a, b| a.table_id.cmp(&b.table_id));
+        let mut parts: Vec<Vec<u8>> = Vec::new();
         for t in tables {
-            feed(t.table_id.as_bytes());
-            feed(&t.schema);
+            parts.push(t.table_id.clone().into_bytes());
+            parts.push(t.schema.clone());
         }
         for ks in self.keyspaces().await? {
-            feed(ks.name.as_bytes());
+            parts.push(ks.name.into_bytes());
         }
         for t in self.types(None).await? {
-            feed(t.name.as_bytes());
-            feed(format!("{:?}", t.fields).as_bytes());
+            parts.push(t.name.into_bytes());
+            parts.push(format!("{:?}", t.fields).into_bytes());
         }
-        let mut u = [0u8; 16];
-        u[..8].copy_from_slice(&h.to_be_bytes());
-        u[8..].copy_from_slice(&h.rotate_left(29).to_be_bytes());
+        let mut u = digest16(&parts.iter().map(|p| &p[..]).collect::<Vec<_>>());
         u[6] = (u[6] & 0x0F) | 0x30;
         u[8] = (u[8] & 0x3F) | 0x80;
         Ok(u)

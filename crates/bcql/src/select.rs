@@ -547,18 +547,14 @@ fn int_term(t: &Option<Term>, ctx: &Ctx, what: &str) -> Result<Option<usize>> {
     let Some(t) = t else { return Ok(None) };
     match values::eval(t, &CqlType::Int, &ctx.binds(), what)? {
         Ev::V(Value::Int(n)) if n > 0 => Ok(Some(n as usize)),
-        Ev::V(Value::Int(n)) => Err(CqlError::invalid(
-            format!(
-                "{} must be strictly positive",
-                if what == "[limit]" {
-                    "LIMIT"
-                } else {
-                    "PER PARTITION LIMIT"
-                }
-            )
-            .replace("strictly positive", &format!("strictly positive (got {n})"))
-            .replace(&format!(" (got {n})"), ""),
-        )),
+        Ev::V(Value::Int(_)) => Err(CqlError::invalid(format!(
+            "{} must be strictly positive",
+            if what == "[limit]" {
+                "LIMIT"
+            } else {
+                "PER PARTITION LIMIT"
+            }
+        ))),
         Ev::Unset => Ok(None),
         _ => Err(CqlError::invalid(format!("Invalid null value of {what}"))),
     }
@@ -596,51 +592,7 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
                     .ok_or_else(|| CqlError::invalid(format!("Undefined column name {col}")))?;
                 match (c.kind, op) {
                     (Kind::PartitionKey, Op::Eq | Op::In) if pk_vals[c.position].is_none() => {
-                        let vals = if *op == Op::Eq {
-                            match values::eval(term, &c.ty, &binds, col)? {
-                                Ev::V(v) => vec![v],
-                                Ev::Null => {
-                                    return Err(CqlError::invalid(format!(
-                                        "Invalid null value in condition for column {col}"
-                                    )))
-                                }
-                                Ev::Unset => {
-                                    return Err(CqlError::invalid(format!(
-                                        "Invalid unset value for column {col}"
-                                    )))
-                                }
-                            }
-                        } else {
-                            match term {
-                                Term::List(items) => items
-                                    .iter()
-                                    .map(|t| match values::eval(t, &c.ty, &binds, col)? {
-                                        Ev::V(v) => Ok(v),
-                                        _ => Err(CqlError::invalid(format!(
-                                            "Invalid null value in condition for column {col}"
-                                        ))),
-                                    })
-                                    .collect::<Result<Vec<_>>>()?,
-                                t => match values::eval(
-                                    t,
-                                    &CqlType::List(Box::new(c.ty.clone())),
-                                    &binds,
-                                    col,
-                                )? {
-                                    Ev::V(Value::List(v)) => v,
-                                    Ev::Unset => {
-                                        return Err(CqlError::invalid(format!(
-                                            "Invalid unset value for column {col}"
-                                        )))
-                                    }
-                                    _ => {
-                                        return Err(CqlError::invalid(format!(
-                                            "Invalid null value for IN restriction on {col}"
-                                        )))
-                                    }
-                                },
-                            }
-                        };
+                        let vals = crate::dml::key_sel_values(c, *op, term, ctx)?;
                         pk_vals[c.position] = Some(vals);
                     }
                     (Kind::PartitionKey, _) => {
@@ -788,7 +740,7 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
             }
         }
     }
-    if virtual_def_is(&table) {
+    if table.is_none() {
         needs_filtering = false;
     }
     if needs_filtering && !s.allow_filtering {
@@ -877,11 +829,8 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
         }
     }
     let static_only = ck_prefix == 0 && ck_rels.is_empty() && !filters.iter().any(|f| matches!(f, Rel::Col { col, .. } if def.col(col).is_some_and(|c| c.kind == Kind::Regular)));
-    let scan_mode = !pk_full
-        && virtual_def_is_none(&table)
-        && !aggregate
-        && s.group_by.is_empty()
-        && !s.distinct;
+    let scan_mode =
+        !pk_full && table.is_some() && !aggregate && s.group_by.is_empty() && !s.distinct;
 
     // Paging state.
     let (mut offset, mut resume): (usize, Option<(usize, u64, Vec<u8>)>) = (0, None);
@@ -1039,13 +988,13 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
                             continue;
                         }
                     }
-                    let key_end = dml::prefix_end(&r.key);
                     rows.push(r);
                     if rows.len() >= want {
                         done += rows.len() as u64;
                         let more_wanted = limit.is_none_or(|l| (done as usize) < l);
                         if more_wanted {
-                            if let Some(k) = key_end {
+                            // Resume after the last row returned.
+                            if let Some(k) = rows.last().and_then(|r| dml::prefix_end(&r.key)) {
                                 let mut st = vec![1u8];
                                 st.extend_from_slice(&(idx as u32).to_be_bytes());
                                 st.extend_from_slice(&done.to_be_bytes());
@@ -1073,14 +1022,14 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
             None => crate::system::rows(engine, &def).await?,
             Some(table) if pk_full => {
                 let mut parts = Vec::new();
-                for pk in cartesian(&pk_vals.iter().flatten().cloned().collect::<Vec<_>>()) {
+                for pk in dml::cartesian(&pk_vals.iter().flatten().cloned().collect::<Vec<_>>()) {
                     parts.push(schema::partition_key(&def, &pk)?);
                 }
                 parts.sort_by(|a, b| a.1.cmp(&b.1));
                 parts.dedup_by(|a, b| a.1 == b.1);
                 let ck_sets: Vec<Vec<Value>> =
                     ck_vals.iter().take(ck_prefix).flatten().cloned().collect();
-                let ck_combos = cartesian(&ck_sets);
+                let ck_combos = dml::cartesian(&ck_sets);
                 let mut out = Vec::new();
                 for (token, partition) in parts {
                     let idx = table.tablet_for_hash(schema::token_hash(token));
@@ -1306,9 +1255,6 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
                 st.extend_from_slice(&(end as u64).to_be_bytes());
                 next_state = Some(st);
             }
-        } else {
-            offset = 0;
-            let _ = offset;
         }
     }
     Ok(Outcome::Rows(Rows {
@@ -1316,29 +1262,6 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
         rows: out_rows,
         paging_state: next_state,
     }))
-}
-
-fn virtual_def_is(table: &Option<Arc<client::Table>>) -> bool {
-    table.is_none()
-}
-fn virtual_def_is_none(table: &Option<Arc<client::Table>>) -> bool {
-    table.is_some()
-}
-
-fn cartesian(sets: &[Vec<Value>]) -> Vec<Vec<Value>> {
-    let mut out = vec![Vec::new()];
-    for s in sets {
-        let mut next = Vec::new();
-        for p in &out {
-            for v in s {
-                let mut q = p.clone();
-                q.push(v.clone());
-                next.push(q);
-            }
-        }
-        out = next;
-    }
-    out
 }
 
 fn project(def: &TableDef, s: &Select, r: &Row, ctx: &Ctx) -> Result<Vec<Option<Vec<u8>>>> {

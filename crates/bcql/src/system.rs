@@ -255,12 +255,7 @@ pub fn table_def(ks: &str, table: &str) -> Option<TableDef> {
 }
 
 fn uuid_for(s: &str) -> String {
-    let mut h: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
-    for b in s.as_bytes() {
-        h ^= *b as u128;
-        h = h.wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013B);
-    }
-    let mut b = h.to_be_bytes();
+    let mut b = schema::digest16(&[s.as_bytes()]);
     b[6] = (b[6] & 0x0F) | 0x40;
     b[8] = (b[8] & 0x3F) | 0x80;
     uuid::Uuid::from_bytes(b).to_string()
