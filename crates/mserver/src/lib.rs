@@ -318,25 +318,28 @@ impl Mserver {
         }
     }
 
-    /// Whether `uuid` heartbeated recently (a new leader counts from its own start).
+    /// Whether `uuid` heartbeated recently. A new leader counts from the start of its
+    /// leadership: heartbeats it recorded in an earlier term (or none at all) do not make a
+    /// server dead before the dbservers have had `timeout` to find the new leader.
     pub(crate) fn is_alive(&self, uuid: &str) -> (bool, u64) {
         let timeout = Duration::from_millis(self.config.dbserver_unresponsive_timeout_ms);
-        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        match live.get(uuid) {
-            Some(l) => {
-                let age = l.last_heartbeat.elapsed();
-                (age < timeout, age.as_millis() as u64)
-            }
-            None => {
-                let since = self
-                    .leader_since
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .map(|(_, s)| s);
-                let age = since.map(|s| s.elapsed()).unwrap_or(Duration::MAX);
-                (age < timeout, u64::MAX)
-            }
-        }
+        let leading_for = self
+            .leader_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|(_, s)| s.elapsed())
+            .unwrap_or(Duration::MAX);
+        let heartbeat_age = self
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(uuid)
+            .map(|l| l.last_heartbeat.elapsed());
+        let age = heartbeat_age.unwrap_or(Duration::MAX).min(leading_for);
+        (
+            age < timeout,
+            heartbeat_age.map_or(u64::MAX, |a| a.as_millis() as u64),
+        )
     }
 
     pub fn uptime(&self) -> Duration {
