@@ -25,6 +25,10 @@ use tonic::transport::Channel;
 
 pub use rpc::mserver::{ServerInfo, TableInfo, TabletLocation};
 pub use rpc::tablet::{Condition, KvOp};
+pub use txn::Isolation;
+pub use txn_coord::Transaction;
+
+mod txn_coord;
 
 /// Outcome of [`Client::write`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,18 +109,22 @@ struct Inner {
     timeout: Duration,
     /// Write batchers of tablets whose leader is on another server (see [`batcher`]).
     batchers: Mutex<HashMap<String, tokio::sync::mpsc::UnboundedSender<Batched>>>,
+    /// The transaction status table, once opened (see `txn_coord`).
+    status_table: tokio::sync::OnceCell<Table>,
+    /// The clock-skew bound transactions assume (µs).
+    max_clock_skew_usec: std::sync::atomic::AtomicU64,
 }
 
 /// A write waiting in a batcher. The answer is the outcome, or the ops back for the
 /// single-write path (with its retries) when the batched call failed.
 struct Batched {
     ops: Vec<KvOp>,
-    tx: tokio::sync::oneshot::Sender<Result<(u64, bool), Vec<KvOp>>>,
+    tx: tokio::sync::oneshot::Sender<Result<WriteOutcome, Vec<KvOp>>>,
 }
 
 /// What became of a write handed to a batcher.
 enum Batch {
-    Done(WriteResult),
+    Done(WriteResult, Option<rpc::tablet::Conflict>),
     /// Not batched (or the batched call failed): take the single-write path with these ops.
     Fallback(Vec<KvOp>),
     Lost,
@@ -171,7 +179,7 @@ async fn batcher(
             Some(r) if r.status.is_none() && r.outcomes.len() == senders.len() => {
                 for (tx, o) in senders.into_iter().zip(r.outcomes) {
                     inner.clock.update(HybridTime(o.ht));
-                    let _ = tx.send(Ok((o.ht, o.applied)));
+                    let _ = tx.send(Ok(o));
                 }
             }
             _ => {
@@ -222,6 +230,10 @@ impl Client {
                 clock: Hlc::new(),
                 timeout: Duration::from_secs(30),
                 batchers: Mutex::default(),
+                status_table: tokio::sync::OnceCell::new(),
+                max_clock_skew_usec: std::sync::atomic::AtomicU64::new(
+                    txn_coord::DEFAULT_MAX_CLOCK_SKEW_USEC,
+                ),
             }),
         }
     }
@@ -239,6 +251,10 @@ impl Client {
                 clock: Hlc::new(),
                 timeout,
                 batchers: Mutex::default(),
+                status_table: tokio::sync::OnceCell::new(),
+                max_clock_skew_usec: std::sync::atomic::AtomicU64::new(
+                    txn_coord::DEFAULT_MAX_CLOCK_SKEW_USEC,
+                ),
             }),
         }
     }
@@ -435,8 +451,7 @@ impl Client {
             let req = ReadRequest {
                 tablet_id: tablet,
                 keys: vec![],
-                read_ht: 0,
-                propagated_ht: 0,
+                ..Default::default()
             };
             self.with_leader(table, i, |addr| self.send_read(addr, req.clone()))
                 .await?;
@@ -450,7 +465,7 @@ impl Client {
         &self,
         addr: String,
         req: WriteRequest,
-    ) -> Result<(Option<rpc::common::Status>, (u64, bool)), tonic::Status> {
+    ) -> Result<(Option<rpc::common::Status>, WriteResponse), tonic::Status> {
         let r = match &self.inner.local {
             Some(l) if l.rpc_addr == addr => l.service.write(tonic::Request::new(req)).await?,
             _ => {
@@ -460,7 +475,7 @@ impl Client {
             }
         }
         .into_inner();
-        Ok((r.status, (r.ht, r.applied)))
+        Ok((r.status.clone(), r))
     }
 
     async fn send_read(
@@ -630,13 +645,33 @@ impl Client {
             .await
     }
 
-    /// Apply `ops` atomically to tablet `idx` of `table` (see [`Client::write`]).
+    /// Apply `ops` atomically to tablet `idx` of `table` (see [`Client::write`]). A key
+    /// locked by a transaction is resolved (or waited for) and the write retried.
     pub async fn write_tablet(
         &self,
         table: &Table,
         idx: usize,
         ops: Vec<KvOp>,
     ) -> Result<WriteResult> {
+        let started = Instant::now();
+        loop {
+            match self.write_tablet_raw(table, idx, ops.clone()).await? {
+                (_, Some(c)) if c.locked => {
+                    self.resolve_lock(table, idx, &c, started).await?;
+                }
+                (r, _) => return Ok(r),
+            }
+        }
+    }
+
+    /// [`Client::write_tablet`] without lock resolution: the transaction rules' verdict
+    /// comes back as is.
+    pub(crate) async fn write_tablet_raw(
+        &self,
+        table: &Table,
+        idx: usize,
+        ops: Vec<KvOp>,
+    ) -> Result<(WriteResult, Option<rpc::tablet::Conflict>)> {
         let tablet_id = table
             .tablets
             .get(idx)
@@ -644,7 +679,7 @@ impl Client {
             .unwrap_or_default();
         // A remote leader we know: go through the tablet's batcher.
         let ops = match self.batched_write(&tablet_id, ops).await {
-            Batch::Done(result) => return Ok(result),
+            Batch::Done(result, conflict) => return Ok((result, conflict)),
             Batch::Fallback(ops) => ops,
             Batch::Lost => {
                 return Err(ClientError::Server {
@@ -658,16 +693,22 @@ impl Client {
             ops,
             propagated_ht: 0,
         };
-        let (ht, applied) = self
+        let resp = self
             .with_leader(table, idx, |addr| {
                 let mut req = req.clone();
                 req.propagated_ht = self.inner.clock.now().0;
                 self.send_write(addr, req)
             })
             .await?;
-        let ht = HybridTime(ht);
+        let ht = HybridTime(resp.ht);
         self.inner.clock.update(ht);
-        Ok(WriteResult { ht, applied })
+        Ok((
+            WriteResult {
+                ht,
+                applied: resp.applied,
+            },
+            resp.conflict,
+        ))
     }
 
     /// Send `ops` through the batcher of `tablet_id` if its cached leader is another server;
@@ -714,10 +755,13 @@ impl Client {
             return Batch::Fallback(e.0.ops);
         }
         match rx.await {
-            Ok(Ok((ht, applied))) => Batch::Done(WriteResult {
-                ht: HybridTime(ht),
-                applied,
-            }),
+            Ok(Ok(o)) => Batch::Done(
+                WriteResult {
+                    ht: HybridTime(o.ht),
+                    applied: o.applied,
+                },
+                o.conflict,
+            ),
             Ok(Err(ops)) => Batch::Fallback(ops),
             // Unanswered: the ops are gone with the batcher, and may or may not have applied.
             Err(_) => Batch::Lost,
@@ -776,6 +820,32 @@ impl Client {
         keys: &[Vec<u8>],
         read_ht: Option<HybridTime>,
     ) -> Result<Vec<Option<Vec<u8>>>> {
+        let started = Instant::now();
+        let resp = loop {
+            let resp = self
+                .read_tablet_raw(table, idx, keys, read_ht, None)
+                .await?;
+            match &resp.locked {
+                Some(c) => self.resolve_lock(table, idx, c, started).await?,
+                None => break resp,
+            }
+        };
+        Ok(resp
+            .values
+            .into_iter()
+            .map(|v| v.found.then_some(v.value))
+            .collect())
+    }
+
+    /// One read call to tablet `idx`: intents in the way and restarts come back as is.
+    pub(crate) async fn read_tablet_raw(
+        &self,
+        table: &Table,
+        idx: usize,
+        keys: &[Vec<u8>],
+        read_ht: Option<HybridTime>,
+        uncertain_until: Option<HybridTime>,
+    ) -> Result<ReadResponse> {
         let req = ReadRequest {
             tablet_id: table
                 .tablets
@@ -785,6 +855,7 @@ impl Client {
             keys: keys.to_vec(),
             read_ht: read_ht.map(|h| h.0).unwrap_or(0),
             propagated_ht: 0,
+            uncertain_until: uncertain_until.map(|h| h.0).unwrap_or(0),
         };
         let resp = self
             .with_leader(table, idx, |addr| {
@@ -794,11 +865,7 @@ impl Client {
             })
             .await?;
         self.inner.clock.update(HybridTime(resp.read_ht));
-        Ok(resp
-            .values
-            .into_iter()
-            .map(|v| v.found.then_some(v.value))
-            .collect())
+        Ok(resp)
     }
 
     /// Read one key.
@@ -820,6 +887,30 @@ impl Client {
         end: Option<Vec<u8>>,
         limit: u32,
     ) -> Result<ScanResponse> {
+        let started = Instant::now();
+        loop {
+            let resp = self
+                .scan_tablet_raw(table, idx, start.clone(), end.clone(), limit, None, None)
+                .await?;
+            match &resp.locked {
+                Some(c) => self.resolve_lock(table, idx, c, started).await?,
+                None => return Ok(resp),
+            }
+        }
+    }
+
+    /// One scan call to tablet `idx`: intents in the way and restarts come back as is.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn scan_tablet_raw(
+        &self,
+        table: &Table,
+        idx: usize,
+        start: Option<Vec<u8>>,
+        end: Option<Vec<u8>>,
+        limit: u32,
+        read_ht: Option<HybridTime>,
+        uncertain_until: Option<HybridTime>,
+    ) -> Result<ScanResponse> {
         let req = ScanRequest {
             tablet_id: table
                 .tablets
@@ -829,15 +920,19 @@ impl Client {
             start,
             end,
             limit,
-            read_ht: 0,
+            read_ht: read_ht.map(|h| h.0).unwrap_or(0),
             propagated_ht: 0,
+            uncertain_until: uncertain_until.map(|h| h.0).unwrap_or(0),
         };
-        self.with_leader(table, idx, |addr| {
-            let mut req = req.clone();
-            req.propagated_ht = self.inner.clock.now().0;
-            self.send_scan(addr, req)
-        })
-        .await
+        let resp = self
+            .with_leader(table, idx, |addr| {
+                let mut req = req.clone();
+                req.propagated_ht = self.inner.clock.now().0;
+                self.send_scan(addr, req)
+            })
+            .await?;
+        self.inner.clock.update(HybridTime(resp.read_ht));
+        Ok(resp)
     }
 
     /// Every live row of the table (tablet by tablet; keys sorted within a tablet).

@@ -28,6 +28,9 @@ pub enum StatusCode {
     NotEnoughServers = 9,
     /// The server is shutting down.
     ShuttingDown = 10,
+    /// A transaction lost a conflict (or was aborted after its timeout): nothing of it was
+    /// written; run it again. SQLSTATE 40001 in BSQL.
+    TxnConflict = 11,
 }
 
 impl StatusCode {
@@ -45,6 +48,7 @@ impl StatusCode {
             8 => StorageError,
             9 => NotEnoughServers,
             10 => ShuttingDown,
+            11 => TxnConflict,
             _ => Internal,
         }
     }

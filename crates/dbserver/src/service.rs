@@ -46,11 +46,29 @@ impl Service {
 }
 
 fn write_op(o: KvOp) -> WriteOp {
+    let txn: txn::TxnId = o.txn_id.as_slice().try_into().unwrap_or_default();
     let condition = match Condition::try_from(o.condition).unwrap_or(Condition::None) {
         Condition::None => tablet::Condition::None,
         Condition::IfAbsent => tablet::Condition::IfAbsent,
         Condition::IfPresent => tablet::Condition::IfPresent,
         Condition::IfEquals => tablet::Condition::IfEquals(o.expected),
+        Condition::IntentWrite | Condition::IntentRead => tablet::Condition::Intent {
+            txn,
+            since_ht: o.txn_ht,
+            read: o.condition == Condition::IntentRead as i32,
+        },
+        Condition::ResolveCommit => tablet::Condition::Resolve {
+            txn,
+            commit_ht: Some(o.txn_ht),
+        },
+        Condition::ResolveAbort => tablet::Condition::Resolve {
+            txn,
+            commit_ht: None,
+        },
+        Condition::Unchanged | Condition::UnchangedCheck => tablet::Condition::Unchanged {
+            since_ht: o.txn_ht,
+            check_only: o.condition == Condition::UnchangedCheck as i32,
+        },
     };
     WriteOp {
         key: o.key,
@@ -58,6 +76,48 @@ fn write_op(o: KvOp) -> WriteOp {
         ttl_ms: o.ttl_ms,
         expire_at_us: o.expire_at_us,
         condition,
+    }
+}
+
+fn conflict_msg(c: &Option<tablet::Conflict>) -> Option<rpc::tablet::Conflict> {
+    c.as_ref().map(|c| match c {
+        tablet::Conflict::Locked {
+            txn,
+            key,
+            written_at_us,
+        } => rpc::tablet::Conflict {
+            locked: true,
+            txn_id: txn.to_vec(),
+            key: key.clone(),
+            written_at_us: *written_at_us,
+        },
+        tablet::Conflict::Newer { key } => rpc::tablet::Conflict {
+            locked: false,
+            key: key.clone(),
+            ..Default::default()
+        },
+    })
+}
+
+/// A read error that the client resolves itself: an intent in the way, or a restart.
+fn read_conflict(e: &TabletError) -> Option<(Option<rpc::tablet::Conflict>, u64)> {
+    match e {
+        TabletError::Locked {
+            txn,
+            key,
+            written_at_us,
+            ..
+        } => Some((
+            Some(rpc::tablet::Conflict {
+                locked: true,
+                txn_id: txn.to_vec(),
+                key: key.clone(),
+                written_at_us: *written_at_us,
+            }),
+            0,
+        )),
+        TabletError::ReadRestart { restart_ht, .. } => Some((None, restart_ht.0)),
+        _ => None,
     }
 }
 
@@ -77,8 +137,7 @@ impl Service {
             Err(status) => {
                 return Ok(Response::new(WriteResponse {
                     status,
-                    ht: 0,
-                    applied: false,
+                    ..Default::default()
                 }))
             }
         };
@@ -88,11 +147,11 @@ impl Service {
                 status: None,
                 ht: o.ht.0,
                 applied: o.applied,
+                conflict: conflict_msg(&o.conflict),
             },
             Err(e) => WriteResponse {
                 status: tablet_status(&e),
-                ht: 0,
-                applied: false,
+                ..Default::default()
             },
         }))
     }
@@ -122,6 +181,7 @@ impl Service {
                 Ok(o) => outcomes.push(WriteOutcome {
                     ht: o.ht.0,
                     applied: o.applied,
+                    conflict: conflict_msg(&o.conflict),
                 }),
                 Err(e) => {
                     return Ok(Response::new(WriteManyResponse {
@@ -152,7 +212,10 @@ impl Service {
             }
         };
         Ok(Response::new(
-            match t.read(&req.keys, ht_opt(req.read_ht)).await {
+            match t
+                .read(&req.keys, ht_opt(req.read_ht), ht_opt(req.uncertain_until))
+                .await
+            {
                 Ok((vals, ht)) => ReadResponse {
                     status: None,
                     values: vals
@@ -166,10 +229,18 @@ impl Service {
                         })
                         .collect(),
                     read_ht: ht.0,
-                },
-                Err(e) => ReadResponse {
-                    status: tablet_status(&e),
                     ..Default::default()
+                },
+                Err(e) => match read_conflict(&e) {
+                    Some((locked, restart_ht)) => ReadResponse {
+                        locked,
+                        restart_ht,
+                        ..Default::default()
+                    },
+                    None => ReadResponse {
+                        status: tablet_status(&e),
+                        ..Default::default()
+                    },
                 },
             },
         ))
@@ -199,7 +270,15 @@ impl Service {
             end: req.end,
         };
         Ok(Response::new(
-            match t.scan(&range, limit, ht_opt(req.read_ht)).await {
+            match t
+                .scan(
+                    &range,
+                    limit,
+                    ht_opt(req.read_ht),
+                    ht_opt(req.uncertain_until),
+                )
+                .await
+            {
                 Ok((rows, ht)) => ScanResponse {
                     status: None,
                     more: rows.len() >= limit,
@@ -208,10 +287,18 @@ impl Service {
                         .map(|(key, value)| KeyValue { key, value })
                         .collect(),
                     read_ht: ht.0,
-                },
-                Err(e) => ScanResponse {
-                    status: tablet_status(&e),
                     ..Default::default()
+                },
+                Err(e) => match read_conflict(&e) {
+                    Some((locked, restart_ht)) => ScanResponse {
+                        locked,
+                        restart_ht,
+                        ..Default::default()
+                    },
+                    None => ScanResponse {
+                        status: tablet_status(&e),
+                        ..Default::default()
+                    },
                 },
             },
         ))

@@ -22,7 +22,7 @@ use crate::{Cf, CfStats, EngineStats, KvEngine, KvIter, Op, Result, StorageError
 /// The fjall-backed engine.
 pub struct FjallEngine {
     db: Database,
-    families: [Keyspace; 4],
+    families: [Keyspace; 5],
     dir: PathBuf,
     /// (journal number, open handle) of the journal last synced.
     journal: Mutex<Option<(u64, File)>>,
@@ -70,6 +70,7 @@ impl FjallEngine {
             open(Cf::RaftLog)?,
             open(Cf::RaftMeta)?,
             open(Cf::Meta)?,
+            open(Cf::Intents)?,
         ];
         Ok(Self {
             db,
@@ -134,6 +135,7 @@ impl FjallEngine {
             Cf::RaftLog => &self.families[1],
             Cf::RaftMeta => &self.families[2],
             Cf::Meta => &self.families[3],
+            Cf::Intents => &self.families[4],
         }
     }
 }

@@ -36,10 +36,13 @@ pub enum Cf {
     RaftMeta,
     /// Server metadata: instance id, tablet descriptors.
     Meta,
+    /// Provisional records (intents) of distributed transactions, keyed like `Data` but
+    /// without a version suffix: at most one record per user key (see the `txn` crate).
+    Intents,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 4] = [Cf::Data, Cf::RaftLog, Cf::RaftMeta, Cf::Meta];
+    pub const ALL: [Cf; 5] = [Cf::Data, Cf::RaftLog, Cf::RaftMeta, Cf::Meta, Cf::Intents];
 
     /// Name of the family on disk (a fjall keyspace name).
     pub fn name(self) -> &'static str {
@@ -48,6 +51,7 @@ impl Cf {
             Cf::RaftLog => "raft_log",
             Cf::RaftMeta => "raft_meta",
             Cf::Meta => "meta",
+            Cf::Intents => "intents",
         }
     }
 }

@@ -176,6 +176,9 @@ pub struct ScanRange {
     pub end: Option<Vec<u8>>,
 }
 
+/// A user key and its value.
+pub type Row = (Vec<u8>, Vec<u8>);
+
 /// Live rows in `range` as of `read_ht`, ascending by key, at most `limit` of them.
 pub fn scan(
     engine: &dyn KvEngine,
@@ -184,6 +187,20 @@ pub fn scan(
     read_ht: HybridTime,
     limit: usize,
 ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    Ok(scan_checked(engine, prefix, range, read_ht, limit, read_ht)?.0)
+}
+
+/// [`scan`], and also the newest time of any version it passed over that lies in
+/// `(read_ht, uncertain_until]`: a write the reader cannot order before or after itself
+/// (the transaction layer's read-restart check).
+pub fn scan_checked(
+    engine: &dyn KvEngine,
+    prefix: &[u8; 16],
+    range: &ScanRange,
+    read_ht: HybridTime,
+    limit: usize,
+    uncertain_until: HybridTime,
+) -> Result<(Vec<Row>, Option<HybridTime>)> {
     let start = match &range.start {
         Some(s) => Bound::Included(key_prefix(prefix, s)),
         None => Bound::Included(prefix.to_vec()),
@@ -193,11 +210,18 @@ pub fn scan(
         None => prefix_end(prefix),
     };
     let mut out = Vec::new();
+    let mut uncertain: Option<HybridTime> = None;
     let mut current: Option<Vec<u8>> = None; // user key whose visible version was decided
     for kv in engine.scan(Cf::Data, start, end, false) {
         let (raw_key, raw_val) = kv?;
         let (user, ht) = split_key(&raw_key)?;
-        if ht > read_ht || current.as_deref() == Some(&user[..]) {
+        if ht > read_ht {
+            if ht <= uncertain_until {
+                uncertain = uncertain.max(Some(ht));
+            }
+            continue;
+        }
+        if current.as_deref() == Some(&user[..]) {
             continue;
         }
         current = Some(user.clone());
@@ -208,7 +232,24 @@ pub fn scan(
             }
         }
     }
-    Ok(out)
+    Ok((out, uncertain))
+}
+
+/// The time of the newest version of `key` (put or tombstone, expired or not), if any.
+pub fn newest_ht(
+    engine: &dyn KvEngine,
+    prefix: &[u8; 16],
+    key: &[u8],
+) -> Result<Option<HybridTime>> {
+    let kp = key_prefix(prefix, key);
+    let end = prefix_end(&kp);
+    match engine
+        .scan(Cf::Data, Bound::Included(kp), end, false)
+        .next()
+    {
+        Some(kv) => Ok(Some(split_key(&kv?.0)?.1)),
+        None => Ok(None),
+    }
 }
 
 /// Every stored version under `prefix` (for snapshots), raw.

@@ -1,11 +1,13 @@
 //! The tablet's replicated state machine: applies [`WriteCmd`]s to MVCC storage.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::{Hlc, HybridTime};
 use consensus::StateMachineApp;
 use storage::{mvcc, Cf, KvEngine, StorageError, WriteBatch};
+use txn::{intents, Intent, IntentKind, IntentSet, TxnId};
 
 /// A condition on the current value of a key, checked at apply time.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -15,6 +17,41 @@ pub enum Condition {
     IfAbsent,
     IfPresent,
     IfEquals(Vec<u8>),
+    /// Prewrite of a distributed transaction: store the op as a provisional record of
+    /// `txn` instead of a version (`read`: a serializable read intent; the value is
+    /// ignored). Fails with [`Conflict::Locked`] if another transaction holds a conflicting
+    /// intent on the key, with [`Conflict::Newer`] if the key has a version newer than
+    /// `since_ht`.
+    Intent {
+        txn: TxnId,
+        since_ht: u64,
+        read: bool,
+    },
+    /// Resolve `txn`'s intents on the key: its write intent becomes a version at
+    /// `commit_ht`; with `None` (aborted) they are dropped. No-op if there are none.
+    Resolve {
+        txn: TxnId,
+        commit_ht: Option<u64>,
+    },
+    /// A single-tablet transaction's check: the key has no version newer than `since_ht`
+    /// (else [`Conflict::Newer`]). With `check_only`, the op itself is not written.
+    Unchanged {
+        since_ht: u64,
+        check_only: bool,
+    },
+}
+
+/// Why a write was refused by the transaction rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Conflict {
+    /// Another transaction's intent is on `key`: resolve it, then retry.
+    Locked {
+        txn: TxnId,
+        key: Vec<u8>,
+        written_at_us: u64,
+    },
+    /// `key` changed after the snapshot the writer read it at.
+    Newer { key: Vec<u8> },
 }
 
 /// One change of a write.
@@ -32,11 +69,20 @@ pub struct WriteOp {
 }
 
 /// What a write did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WriteOutcome {
     pub ht: HybridTime,
-    /// False when a condition failed and nothing was written.
+    /// False when a condition failed (or a conflict stopped it) and nothing was written.
     pub applied: bool,
+    /// Set when the transaction rules refused the write.
+    pub conflict: Option<Conflict>,
+}
+
+/// The verdict of one write.
+enum Verdict {
+    Applied,
+    Failed,
+    Conflict(Conflict),
 }
 
 /// A log entry of a tablet: the proposer's stamp and one or more independent writes, as
@@ -52,10 +98,13 @@ pub struct WriteCmd {
 struct Snapshot {
     last_ht: u64,
     rows: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Raw `Cf::Intents` pairs of the tablet.
+    intents: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-/// A value written earlier in the current apply round: (value or `None` if deleted, expiry µs).
-type PendingValue = (Option<Vec<u8>>, Option<u64>);
+/// A value written earlier in the current apply round: (value or `None` if deleted, expiry
+/// µs, version time).
+type PendingValue = (Option<Vec<u8>>, Option<u64>, HybridTime);
 
 pub(crate) struct TabletApp {
     engine: Arc<dyn KvEngine>,
@@ -67,6 +116,14 @@ pub(crate) struct TabletApp {
     /// (not yet in the engine): `key → (value or None if deleted, expiry µs)`. Conditions of
     /// later entries in the round must see them. Cleared when the batch is written.
     pending: Mutex<HashMap<Vec<u8>, PendingValue>>,
+    /// Intent sets written by the current apply round (empty = removed), like `pending`.
+    pending_intents: Mutex<HashMap<Vec<u8>, IntentSet>>,
+    /// Keys of this tablet that have intents. Readers skip intent lookups while it is 0.
+    /// Raised as soon as an apply adds an intent, lowered only once the batch that removes
+    /// one is in the engine (`applied`), so a reader never skips an intent it should see.
+    intent_keys: AtomicUsize,
+    /// Removals to subtract from `intent_keys` once the round's batch is written.
+    removed_intents: AtomicUsize,
 }
 
 pub(crate) fn decode_ht(raw: &[u8]) -> Option<HybridTime> {
@@ -75,16 +132,72 @@ pub(crate) fn decode_ht(raw: &[u8]) -> Option<HybridTime> {
     )))
 }
 
-/// Decode an apply reply: per write, the commit time and whether it was applied.
-pub(crate) fn decode_outcomes(raw: &[u8]) -> Vec<WriteOutcome> {
-    raw.chunks_exact(9)
-        .filter_map(|c| {
-            Some(WriteOutcome {
-                ht: decode_ht(c)?,
-                applied: c[8] == 1,
-            })
-        })
-        .collect()
+/// Decode an apply reply: per write, the commit time, a verdict byte (1 applied, 0 a
+/// condition failed, 2 locked, 3 newer) and, for conflicts, who and which key.
+pub(crate) fn decode_outcomes(raw: &[u8]) -> Option<Vec<WriteOutcome>> {
+    let mut out = Vec::new();
+    let mut rest = raw;
+    let take = |rest: &mut &[u8], n: usize| -> Option<Vec<u8>> {
+        let (a, b) = (rest.get(..n)?, rest.get(n..)?);
+        *rest = b;
+        Some(a.to_vec())
+    };
+    while !rest.is_empty() {
+        let ht = decode_ht(&take(&mut rest, 8)?)?;
+        let code = take(&mut rest, 1)?[0];
+        let conflict = match code {
+            2 | 3 => {
+                let txn = if code == 2 {
+                    let id = <TxnId>::try_from(&take(&mut rest, 16)?[..]).ok()?;
+                    let at = u64::from_be_bytes(take(&mut rest, 8)?.try_into().ok()?);
+                    Some((id, at))
+                } else {
+                    None
+                };
+                let len = u32::from_be_bytes(take(&mut rest, 4)?.try_into().ok()?) as usize;
+                let key = take(&mut rest, len)?;
+                Some(match txn {
+                    Some((txn, written_at_us)) => Conflict::Locked {
+                        txn,
+                        key,
+                        written_at_us,
+                    },
+                    None => Conflict::Newer { key },
+                })
+            }
+            _ => None,
+        };
+        out.push(WriteOutcome {
+            ht,
+            applied: code == 1,
+            conflict,
+        });
+    }
+    Some(out)
+}
+
+fn encode_outcome(reply: &mut Vec<u8>, ht: HybridTime, v: &Verdict) {
+    reply.extend_from_slice(&ht.0.to_be_bytes());
+    match v {
+        Verdict::Applied => reply.push(1),
+        Verdict::Failed => reply.push(0),
+        Verdict::Conflict(Conflict::Locked {
+            txn,
+            key,
+            written_at_us,
+        }) => {
+            reply.push(2);
+            reply.extend_from_slice(txn);
+            reply.extend_from_slice(&written_at_us.to_be_bytes());
+            reply.extend_from_slice(&(key.len() as u32).to_be_bytes());
+            reply.extend_from_slice(key);
+        }
+        Verdict::Conflict(Conflict::Newer { key }) => {
+            reply.push(3);
+            reply.extend_from_slice(&(key.len() as u32).to_be_bytes());
+            reply.extend_from_slice(key);
+        }
+    }
 }
 
 impl TabletApp {
@@ -101,12 +214,16 @@ impl TabletApp {
             None => HybridTime::MIN,
         };
         clock.update(last);
+        let intent_keys = intents::count(engine.as_ref(), &prefix)?;
         Ok(Self {
             engine,
             prefix,
             clock,
             last_ht: Mutex::new(last),
             pending: Mutex::default(),
+            pending_intents: Mutex::default(),
+            intent_keys: AtomicUsize::new(intent_keys),
+            removed_intents: AtomicUsize::new(0),
         })
     }
 
@@ -130,16 +247,164 @@ impl TabletApp {
         k
     }
 
-    /// Apply one write at `ht`: all its conditions hold and every op is written, or nothing.
+    /// Whether any key of this tablet may have intents (readers look them up only then).
+    pub(crate) fn may_have_intents(&self) -> bool {
+        self.intent_keys.load(Ordering::Acquire) > 0
+    }
+
+    /// The intents on `key` as this apply round sees them.
+    fn intents_of(
+        &self,
+        key: &[u8],
+        pending_intents: &HashMap<Vec<u8>, IntentSet>,
+    ) -> Result<IntentSet, StorageError> {
+        if let Some(s) = pending_intents.get(key) {
+            return Ok(s.clone());
+        }
+        if !self.may_have_intents() {
+            return Ok(Vec::new());
+        }
+        Ok(intents::get(self.engine.as_ref(), &self.prefix, key)?.unwrap_or_default())
+    }
+
+    fn set_intents(
+        &self,
+        key: &[u8],
+        before_empty: bool,
+        set: IntentSet,
+        batch: &mut WriteBatch,
+        pending_intents: &mut HashMap<Vec<u8>, IntentSet>,
+    ) {
+        intents::put(batch, &self.prefix, key, &set);
+        match (before_empty, set.is_empty()) {
+            (true, false) => {
+                self.intent_keys.fetch_add(1, Ordering::AcqRel);
+            }
+            (false, true) => {
+                self.removed_intents.fetch_add(1, Ordering::AcqRel);
+            }
+            _ => {}
+        }
+        pending_intents.insert(key.to_vec(), set);
+    }
+
+    /// Time of the newest version of `key` as this apply round sees it.
+    fn newest(
+        &self,
+        key: &[u8],
+        pending: &HashMap<Vec<u8>, PendingValue>,
+    ) -> Result<Option<HybridTime>, StorageError> {
+        if let Some((_, _, ht)) = pending.get(key) {
+            return Ok(Some(*ht));
+        }
+        mvcc::newest_ht(self.engine.as_ref(), &self.prefix, key)
+    }
+
+    /// Add a version of `key` at `ht` to the batch and the round's overlay.
+    #[allow(clippy::too_many_arguments)]
+    fn write_version(
+        &self,
+        ht: HybridTime,
+        key: &[u8],
+        value: &Option<Vec<u8>>,
+        ttl_ms: u64,
+        expire_at_us: u64,
+        batch: &mut WriteBatch,
+        pending: &mut HashMap<Vec<u8>, PendingValue>,
+    ) {
+        match value {
+            Some(v) => {
+                let expire = if expire_at_us > 0 {
+                    Some(expire_at_us)
+                } else {
+                    (ttl_ms > 0).then(|| ht.micros().saturating_add(ttl_ms.saturating_mul(1000)))
+                };
+                mvcc::put(batch, &self.prefix, key, ht, v, expire);
+                pending.insert(key.to_vec(), (Some(v.clone()), expire, ht));
+            }
+            None => {
+                mvcc::delete(batch, &self.prefix, key, ht);
+                pending.insert(key.to_vec(), (None, None, ht));
+            }
+        }
+    }
+
+    /// Apply one write at `ht`: every rule and condition holds and every op is written, or
+    /// nothing is. Also returns the newest commit time of intents it resolved.
     fn apply_one(
         &self,
         ht: HybridTime,
         ops: &[WriteOp],
         batch: &mut WriteBatch,
         pending: &mut HashMap<Vec<u8>, PendingValue>,
-    ) -> Result<bool, StorageError> {
+        pending_intents: &mut HashMap<Vec<u8>, IntentSet>,
+    ) -> Result<(Verdict, Option<HybridTime>), StorageError> {
+        // Transaction rules first: intents of others lock keys against every other write.
         for op in ops {
-            if op.condition == Condition::None {
+            let locked = |i: &Intent| {
+                Ok((
+                    Verdict::Conflict(Conflict::Locked {
+                        txn: i.txn,
+                        key: op.key.clone(),
+                        written_at_us: i.written_at_us,
+                    }),
+                    None,
+                ))
+            };
+            let newer = || {
+                Ok((
+                    Verdict::Conflict(Conflict::Newer {
+                        key: op.key.clone(),
+                    }),
+                    None,
+                ))
+            };
+            match &op.condition {
+                Condition::Intent {
+                    txn,
+                    since_ht,
+                    read,
+                } => {
+                    let kind = if *read {
+                        IntentKind::Read
+                    } else {
+                        IntentKind::Write
+                    };
+                    let set = self.intents_of(&op.key, pending_intents)?;
+                    if let Some(other) = set
+                        .iter()
+                        .find(|i| i.txn != *txn && txn::conflicts(kind, i))
+                    {
+                        return locked(other);
+                    }
+                    if self
+                        .newest(&op.key, pending)?
+                        .is_some_and(|t| t.0 > *since_ht)
+                    {
+                        return newer();
+                    }
+                }
+                Condition::Resolve { .. } => {}
+                other => {
+                    if let Some(i) = self.intents_of(&op.key, pending_intents)?.first() {
+                        return locked(i);
+                    }
+                    if let Condition::Unchanged { since_ht, .. } = other {
+                        if self
+                            .newest(&op.key, pending)?
+                            .is_some_and(|t| t.0 > *since_ht)
+                        {
+                            return newer();
+                        }
+                    }
+                }
+            }
+        }
+        for op in ops {
+            if !matches!(
+                op.condition,
+                Condition::IfAbsent | Condition::IfPresent | Condition::IfEquals(_)
+            ) {
                 continue;
             }
             // As of just before this write: on a replay after a crash, versions this write
@@ -147,40 +412,88 @@ impl TabletApp {
             let just_before = HybridTime(ht.0 - 1);
             let current = match pending.get(&op.key) {
                 // Same visibility rule as the engine read below (`visible_at(just_before)`).
-                Some((v, exp)) => v
+                Some((v, exp, _)) => v
                     .clone()
                     .filter(|_| exp.is_none_or(|e| e > just_before.micros())),
                 None => mvcc::get(self.engine.as_ref(), &self.prefix, &op.key, just_before)?,
             };
             let holds = match &op.condition {
-                Condition::None => true,
                 Condition::IfAbsent => current.is_none(),
                 Condition::IfPresent => current.is_some(),
                 Condition::IfEquals(expected) => current.as_deref() == Some(&expected[..]),
+                _ => true,
             };
             if !holds {
-                return Ok(false);
+                return Ok((Verdict::Failed, None));
             }
         }
+        let mut committed: Option<HybridTime> = None;
         for op in ops {
-            match &op.value {
-                Some(v) => {
-                    let expire = if op.expire_at_us > 0 {
-                        Some(op.expire_at_us)
+            match &op.condition {
+                Condition::Intent {
+                    txn,
+                    since_ht,
+                    read,
+                } => {
+                    let kind = if *read {
+                        IntentKind::Read
                     } else {
-                        (op.ttl_ms > 0)
-                            .then(|| ht.micros().saturating_add(op.ttl_ms.saturating_mul(1000)))
+                        IntentKind::Write
                     };
-                    mvcc::put(batch, &self.prefix, &op.key, ht, v, expire);
-                    pending.insert(op.key.clone(), (Some(v.clone()), expire));
+                    let mut set = self.intents_of(&op.key, pending_intents)?;
+                    let before_empty = set.is_empty();
+                    set.retain(|i| !(i.txn == *txn && i.kind == kind));
+                    set.push(Intent {
+                        txn: *txn,
+                        kind,
+                        since_ht: *since_ht,
+                        written_at_us: ht.micros(),
+                        value: if *read { None } else { op.value.clone() },
+                        ttl_ms: op.ttl_ms,
+                        expire_at_us: op.expire_at_us,
+                    });
+                    self.set_intents(&op.key, before_empty, set, batch, pending_intents);
                 }
-                None => {
-                    mvcc::delete(batch, &self.prefix, &op.key, ht);
-                    pending.insert(op.key.clone(), (None, None));
+                Condition::Resolve { txn, commit_ht } => {
+                    let mut set = self.intents_of(&op.key, pending_intents)?;
+                    if set.iter().all(|i| i.txn != *txn) {
+                        continue; // already resolved (or never written here)
+                    }
+                    if let (Some(c), Some(w)) = (
+                        commit_ht,
+                        set.iter()
+                            .find(|i| i.txn == *txn && i.kind == IntentKind::Write),
+                    ) {
+                        let c = HybridTime(*c);
+                        self.write_version(
+                            c,
+                            &op.key,
+                            &w.value,
+                            w.ttl_ms,
+                            w.expire_at_us,
+                            batch,
+                            pending,
+                        );
+                        committed = committed.max(Some(c));
+                    }
+                    set.retain(|i| i.txn != *txn);
+                    self.set_intents(&op.key, false, set, batch, pending_intents);
                 }
+                Condition::Unchanged {
+                    check_only: true, ..
+                } => {}
+                _ => self.write_version(
+                    ht,
+                    &op.key,
+                    &op.value,
+                    op.ttl_ms,
+                    op.expire_at_us,
+                    batch,
+                    pending,
+                ),
             }
         }
-        Ok(true)
+        Ok((Verdict::Applied, committed))
     }
 }
 
@@ -201,13 +514,23 @@ impl StateMachineApp for TabletApp {
         };
         let mut last = self.last_ht.lock().unwrap_or_else(|e| e.into_inner());
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending_intents = self
+            .pending_intents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let mut reply = Vec::with_capacity(9 * cmd.writes.len());
         for ops in &cmd.writes {
             let ht = HybridTime(cmd.ht).max(last.next());
             *last = ht;
             self.clock.update(ht);
-            reply.extend_from_slice(&ht.0.to_be_bytes());
-            reply.push(self.apply_one(ht, ops, batch, &mut pending)? as u8);
+            let (verdict, committed) =
+                self.apply_one(ht, ops, batch, &mut pending, &mut pending_intents)?;
+            // Versions written at a transaction's commit time: later writes go above them.
+            if let Some(c) = committed {
+                *last = (*last).max(c);
+                self.clock.update(c);
+            }
+            encode_outcome(&mut reply, ht, &verdict);
         }
         Ok(reply)
     }
@@ -226,6 +549,18 @@ impl StateMachineApp for TabletApp {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+        self.pending_intents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        let removed = self.removed_intents.swap(0, Ordering::AcqRel);
+        if removed > 0 {
+            let _ = self
+                .intent_keys
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    Some(n.saturating_sub(removed))
+                });
+        }
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, StorageError> {
@@ -239,7 +574,13 @@ impl StateMachineApp for TabletApp {
             None => 0,
         };
         let rows = mvcc::export(self.engine.as_ref(), &self.prefix)?;
-        bincode::serialize(&Snapshot { last_ht, rows }).map_err(|e| StorageError::Io(e.to_string()))
+        let intents = intents::export(self.engine.as_ref(), &self.prefix)?;
+        bincode::serialize(&Snapshot {
+            last_ht,
+            rows,
+            intents,
+        })
+        .map_err(|e| StorageError::Io(e.to_string()))
     }
 
     fn install(&self, data: &[u8], batch: &mut WriteBatch) -> Result<(), StorageError> {
@@ -258,6 +599,20 @@ impl StateMachineApp for TabletApp {
         }
         for (k, v) in snap.rows {
             batch.put(Cf::Data, k, v);
+        }
+        for kv in self.engine.scan(
+            Cf::Intents,
+            std::ops::Bound::Included(self.prefix.to_vec()),
+            storage::prefix_end(&self.prefix),
+            false,
+        ) {
+            batch.delete(Cf::Intents, kv?.0);
+        }
+        // The count is only a hint for readers: never below the truth.
+        self.intent_keys
+            .fetch_add(snap.intents.len(), Ordering::AcqRel);
+        for (k, v) in snap.intents {
+            batch.put(Cf::Intents, k, v);
         }
         let ht = HybridTime(snap.last_ht);
         *self.last_ht.lock().unwrap_or_else(|e| e.into_inner()) = ht;

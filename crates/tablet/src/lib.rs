@@ -29,7 +29,7 @@ use storage::mvcc::{self, ScanRange};
 use storage::KvEngine;
 use tokio::sync::watch;
 
-pub use app::{Condition, WriteCmd, WriteOp, WriteOutcome};
+pub use app::{Condition, Conflict, WriteCmd, WriteOp, WriteOutcome};
 pub use meta::{PeerMeta, TabletMeta};
 
 use app::TabletApp;
@@ -53,6 +53,20 @@ pub enum TabletError {
     Internal { tablet: String, detail: String },
     #[error("tablet {tablet}: read time {read_ht} is older than the kept history")]
     SnapshotTooOld { tablet: String, read_ht: HybridTime },
+    /// A transaction's provisional record is on a key the read needs: resolve it, retry.
+    #[error("tablet {tablet}: key locked by transaction {}", txn::id_hex(txn))]
+    Locked {
+        tablet: String,
+        txn: txn::TxnId,
+        key: Vec<u8>,
+        written_at_us: u64,
+    },
+    /// A version in the reader's uncertainty window: read again at `restart_ht` or later.
+    #[error("tablet {tablet}: read restart required at {restart_ht}")]
+    ReadRestart {
+        tablet: String,
+        restart_ht: HybridTime,
+    },
 }
 
 impl TabletError {
@@ -64,6 +78,7 @@ impl TabletError {
             TabletError::Storage { .. } => StatusCode::StorageError,
             TabletError::Internal { .. } => StatusCode::Internal,
             TabletError::SnapshotTooOld { .. } => StatusCode::InvalidArgument,
+            TabletError::Locked { .. } | TabletError::ReadRestart { .. } => StatusCode::Internal,
         }
     }
 }
@@ -163,7 +178,7 @@ async fn proposer(
                 }),
             };
             match result {
-                Ok(outcomes) if outcomes.len() == senders.len() => {
+                Ok(Some(outcomes)) if outcomes.len() == senders.len() => {
                     for (s, o) in senders.into_iter().zip(outcomes) {
                         let _ = s.send(Ok(o));
                     }
@@ -375,12 +390,22 @@ impl Tablet {
             return Err(self.not_leader(leader));
         }
         let _ = term;
+        let prewrite = ops
+            .iter()
+            .any(|o| matches!(o.condition, Condition::Intent { .. }));
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.queue
             .send(Queued { ops, tx })
             .map_err(|_| self.unavailable("tablet is shutting down"))?;
-        rx.await
-            .unwrap_or_else(|_| Err(self.unavailable("raft stopped before answering")))
+        let mut outcome = rx
+            .await
+            .unwrap_or_else(|_| Err(self.unavailable("raft stopped before answering")))?;
+        if prewrite && outcome.applied {
+            // Every read this leader served before the intents were visible ran at or below
+            // its clock: the transaction must commit above that (docs/design/transactions.md).
+            outcome.ht = outcome.ht.max(self.clock.now());
+        }
+        Ok(outcome)
     }
 
     /// Make sure this replica may serve a read now (see the crate docs).
@@ -433,16 +458,37 @@ impl Tablet {
         }
     }
 
-    /// The values of `keys` at `read_ht` (default: now), with the time used.
+    /// The values of `keys` at `read_ht` (default: now), with the time used. A key with a
+    /// transaction's write intent fails the read with [`TabletError::Locked`]. With
+    /// `uncertain_until` above the read time, a version in between fails it with
+    /// [`TabletError::ReadRestart`] (the window is capped at this leader's clock).
     pub async fn read(
         &self,
         keys: &[Vec<u8>],
         read_ht: Option<HybridTime>,
+        uncertain_until: Option<HybridTime>,
     ) -> Result<(Vec<Option<Vec<u8>>>, HybridTime), TabletError> {
         self.ensure_read_lease().await?;
         let ht = self.read_time(read_ht)?;
+        let limit = self.uncertainty_limit(ht, uncertain_until);
         let mut out = Vec::with_capacity(keys.len());
+        let check_intents = self.app.may_have_intents();
         for k in keys {
+            if check_intents {
+                self.check_intents(k)?;
+            }
+            if limit > ht {
+                if let Some(newest) = mvcc::newest_ht(self.engine.as_ref(), &self.prefix, k)
+                    .map_err(|e| self.storage(e))?
+                {
+                    if newest > ht && newest <= limit {
+                        return Err(TabletError::ReadRestart {
+                            tablet: self.meta.tablet_id.clone(),
+                            restart_ht: newest,
+                        });
+                    }
+                }
+            }
             out.push(
                 mvcc::get(self.engine.as_ref(), &self.prefix, k, ht)
                     .map_err(|e| self.storage(e))?,
@@ -451,18 +497,87 @@ impl Tablet {
         Ok((out, ht))
     }
 
-    /// Live rows in `range` at `read_ht` (default: now), at most `limit`.
+    /// Live rows in `range` at `read_ht` (default: now), at most `limit`; intents and
+    /// uncertainty as for [`Tablet::read`].
     pub async fn scan(
         &self,
         range: &ScanRange,
         limit: usize,
         read_ht: Option<HybridTime>,
+        uncertain_until: Option<HybridTime>,
     ) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, HybridTime), TabletError> {
         self.ensure_read_lease().await?;
         let ht = self.read_time(read_ht)?;
-        let rows = mvcc::scan(self.engine.as_ref(), &self.prefix, range, ht, limit)
-            .map_err(|e| self.storage(e))?;
+        let until = self.uncertainty_limit(ht, uncertain_until);
+        if self.app.may_have_intents() {
+            let found = txn::intents::scan(self.engine.as_ref(), &self.prefix, range)
+                .map_err(|e| self.storage(e))?;
+            if let Some((key, i)) = found.into_iter().find_map(|(k, set)| {
+                set.into_iter()
+                    .find(|i| i.kind == txn::IntentKind::Write)
+                    .map(|i| (k, i))
+            }) {
+                return Err(TabletError::Locked {
+                    tablet: self.meta.tablet_id.clone(),
+                    txn: i.txn,
+                    key,
+                    written_at_us: i.written_at_us,
+                });
+            }
+        }
+        let (rows, uncertain) =
+            mvcc::scan_checked(self.engine.as_ref(), &self.prefix, range, ht, limit, until)
+                .map_err(|e| self.storage(e))?;
+        if let Some(restart_ht) = uncertain {
+            return Err(TabletError::ReadRestart {
+                tablet: self.meta.tablet_id.clone(),
+                restart_ht,
+            });
+        }
         Ok((rows, ht))
+    }
+
+    /// The end of a reader's uncertainty window here: versions above it were written after
+    /// the read reached this leader, so they are certainly later than the reader.
+    fn uncertainty_limit(&self, ht: HybridTime, requested: Option<HybridTime>) -> HybridTime {
+        match requested {
+            Some(u) if u > ht => u.min(self.clock.now()),
+            _ => ht,
+        }
+    }
+
+    /// Fail with `Locked` if `key` has a transaction's write intent.
+    fn check_intents(&self, key: &[u8]) -> Result<(), TabletError> {
+        let set = txn::intents::get(self.engine.as_ref(), &self.prefix, key)
+            .map_err(|e| self.storage(e))?
+            .unwrap_or_default();
+        match set.into_iter().find(|i| i.kind == txn::IntentKind::Write) {
+            Some(i) => Err(TabletError::Locked {
+                tablet: self.meta.tablet_id.clone(),
+                txn: i.txn,
+                key: key.to_vec(),
+                written_at_us: i.written_at_us,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Intents of this tablet written before `older_than_us` (physical µs): candidates for
+    /// the resolver's sweep of abandoned transactions.
+    pub fn old_intents(
+        &self,
+        older_than_us: u64,
+    ) -> Result<Vec<(Vec<u8>, txn::Intent)>, TabletError> {
+        if !self.app.may_have_intents() {
+            return Ok(Vec::new());
+        }
+        let all = txn::intents::scan(self.engine.as_ref(), &self.prefix, &ScanRange::default())
+            .map_err(|e| self.storage(e))?;
+        Ok(all
+            .into_iter()
+            .flat_map(|(k, set)| set.into_iter().map(move |i| (k.clone(), i)))
+            .filter(|(_, i)| i.written_at_us < older_than_us)
+            .collect())
     }
 
     /// Bytes of keys and values (all MVCC versions) this tablet holds in the store, before
@@ -502,6 +617,8 @@ impl Tablet {
     pub fn destroy(&self) -> Result<(), TabletError> {
         let e = self.engine.as_ref();
         storage::delete_prefix(e, storage::Cf::Data, &self.prefix).map_err(|s| self.storage(s))?;
+        storage::delete_prefix(e, storage::Cf::Intents, &self.prefix)
+            .map_err(|s| self.storage(s))?;
         consensus::destroy_group_state(e, &self.meta.tablet_id).map_err(|s| self.storage(s))?;
         TabletMeta::remove(e, &self.meta.tablet_id).map_err(|s| self.storage(s))
     }

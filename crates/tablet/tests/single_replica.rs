@@ -71,11 +71,11 @@ async fn write_read_restart() {
             .ht;
         assert!(h2 > h1);
         let (vals, _) = t
-            .read(&[b"a".to_vec(), b"b".to_vec(), b"c".to_vec()], None)
+            .read(&[b"a".to_vec(), b"b".to_vec(), b"c".to_vec()], None, None)
             .await
             .unwrap();
         assert_eq!(vals, vec![Some(b"2".to_vec()), Some(b"x".to_vec()), None]);
-        let (old, _) = t.read(&[b"a".to_vec()], Some(h1)).await.unwrap();
+        let (old, _) = t.read(&[b"a".to_vec()], Some(h1), None).await.unwrap();
         assert_eq!(old, vec![Some(b"1".to_vec())]);
         t.write(vec![WriteOp {
             key: "b".into(),
@@ -93,15 +93,18 @@ async fn write_read_restart() {
         .await
         .unwrap();
     wait_leader(&t).await;
-    let (vals, _) = t.read(&[b"a".to_vec(), b"b".to_vec()], None).await.unwrap();
+    let (vals, _) = t
+        .read(&[b"a".to_vec(), b"b".to_vec()], None, None)
+        .await
+        .unwrap();
     assert_eq!(vals, vec![Some(b"2".to_vec()), None]);
     // Conditional writes replayed from the log (no checkpoint was due) decide as they did.
     let (vals, _) = t
-        .read(&[b"c".to_vec(), b"n".to_vec(), b"d".to_vec()], None)
+        .read(&[b"c".to_vec(), b"n".to_vec(), b"d".to_vec()], None, None)
         .await
         .unwrap();
     assert_eq!(vals, vec![Some(b"3".to_vec()), Some(b"60".to_vec()), None]);
-    let (rows, _) = t.scan(&Default::default(), 10, None).await.unwrap();
+    let (rows, _) = t.scan(&Default::default(), 10, None, None).await.unwrap();
     assert_eq!(rows.len(), 3);
     assert_eq!(rows[0], (b"a".to_vec(), b"2".to_vec()));
     t.shutdown().await;
@@ -119,7 +122,10 @@ async fn conditional_writes(t: &Arc<Tablet>) {
         .await
         .unwrap();
     assert!(!o.applied, "c exists, so the batch fails");
-    let (vals, _) = t.read(&[b"c".to_vec(), b"d".to_vec()], None).await.unwrap();
+    let (vals, _) = t
+        .read(&[b"c".to_vec(), b"d".to_vec()], None, None)
+        .await
+        .unwrap();
     assert_eq!(vals, vec![Some(b"1".to_vec()), None]);
     let cas = WriteOp {
         condition: tablet::Condition::IfEquals(b"1".to_vec()),
@@ -133,7 +139,7 @@ async fn conditional_writes(t: &Arc<Tablet>) {
     let incr = |t: Arc<Tablet>| async move {
         for _ in 0..20 {
             loop {
-                let (v, _) = t.read(&[b"n".to_vec()], None).await.unwrap();
+                let (v, _) = t.read(&[b"n".to_vec()], None, None).await.unwrap();
                 let cur = v[0].clone();
                 let n: u64 = cur
                     .as_deref()
@@ -154,7 +160,7 @@ async fn conditional_writes(t: &Arc<Tablet>) {
         }
     };
     tokio::join!(incr(t.clone()), incr(t.clone()), incr(t.clone()));
-    let (v, _) = t.read(&[b"n".to_vec()], None).await.unwrap();
+    let (v, _) = t.read(&[b"n".to_vec()], None, None).await.unwrap();
     assert_eq!(v[0].as_deref(), Some(&b"60"[..]));
 }
 
@@ -188,7 +194,7 @@ async fn restart_after_checkpoints() {
         .await
         .unwrap();
     wait_leader(&t).await;
-    let (rows, _) = t.scan(&Default::default(), 5000, None).await.unwrap();
+    let (rows, _) = t.scan(&Default::default(), 5000, None, None).await.unwrap();
     assert_eq!(rows.len(), 1200);
     assert_eq!(rows[1199], (b"k1199".to_vec(), b"1199".to_vec()));
     let again = WriteOp {
@@ -202,4 +208,110 @@ async fn restart_after_checkpoints() {
     let next = t.write(vec![put("new", "v")]).await.unwrap().ht;
     assert!(next > last, "hybrid time keeps growing across restarts");
     t.shutdown().await;
+}
+
+/// The transaction rules in the state machine: intents lock keys against writers and
+/// readers, a newer version fails a prewrite, and resolution turns an intent into a version
+/// at the commit time (or drops it); all of it survives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intents_lock_and_resolve() {
+    use tablet::{Condition, Conflict, TabletError};
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (txn::new_id(), txn::new_id());
+    let intent = |k: &str, v: &str, txn: txn::TxnId, since: u64| WriteOp {
+        key: k.into(),
+        value: Some(v.into()),
+        condition: Condition::Intent {
+            txn,
+            since_ht: since,
+            read: false,
+        },
+        ..Default::default()
+    };
+    let resolve = |k: &str, txn: txn::TxnId, commit_ht: Option<u64>| WriteOp {
+        key: k.into(),
+        condition: Condition::Resolve { txn, commit_ht },
+        ..Default::default()
+    };
+    let commit_ht;
+    {
+        let env = env(dir.path());
+        let t = Tablet::open(&env, meta(), 1, Arc::new(Hlc::new()), true, 900_000_000)
+            .await
+            .unwrap();
+        wait_leader(&t).await;
+        let h0 = t.write(vec![put("k", "old")]).await.unwrap().ht;
+        // A prewrite reading below the newest version conflicts.
+        let o = t.write(vec![intent("k", "x", a, h0.0 - 1)]).await.unwrap();
+        assert!(!o.applied);
+        assert!(matches!(o.conflict, Some(Conflict::Newer { .. })));
+        // A prewrite at the current snapshot takes the lock.
+        let p = t.write(vec![intent("k", "new", a, h0.0)]).await.unwrap();
+        assert!(p.applied && p.conflict.is_none());
+        // Others are locked out: another prewrite, a plain write, a read, a scan.
+        let o = t.write(vec![intent("k", "y", b, p.ht.0)]).await.unwrap();
+        assert!(matches!(o.conflict, Some(Conflict::Locked { txn, .. }) if txn == a));
+        let o = t.write(vec![put("k", "plain")]).await.unwrap();
+        assert!(!o.applied);
+        assert!(matches!(o.conflict, Some(Conflict::Locked { .. })));
+        let r = t.read(&[b"k".to_vec()], None, None).await;
+        assert!(matches!(r, Err(TabletError::Locked { .. })));
+        let r = t.scan(&Default::default(), 10, None, None).await;
+        assert!(matches!(r, Err(TabletError::Locked { .. })));
+        // Other keys are untouched.
+        assert!(t.write(vec![put("other", "1")]).await.unwrap().applied);
+        // Commit at a time above the prewrite: a version at exactly that time.
+        commit_ht = p.ht.0 + 1000;
+        assert!(
+            t.write(vec![resolve("k", a, Some(commit_ht))])
+                .await
+                .unwrap()
+                .applied
+        );
+        let (v, _) = t.read(&[b"k".to_vec()], None, None).await.unwrap();
+        assert_eq!(v[0].as_deref(), Some(&b"new"[..]));
+        let (v, _) = t
+            .read(
+                &[b"k".to_vec()],
+                Some(common::HybridTime(commit_ht - 1)),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(v[0].as_deref(), Some(&b"old"[..]));
+        // Later writes land above the commit time.
+        let after = t.write(vec![put("z", "1")]).await.unwrap().ht;
+        assert!(after.0 > commit_ht);
+        // An aborted prewrite leaves nothing.
+        let p = t.write(vec![intent("q", "v", b, after.0)]).await.unwrap();
+        assert!(p.applied);
+        t.write(vec![resolve("q", b, None)]).await.unwrap();
+        let (v, _) = t.read(&[b"q".to_vec()], None, None).await.unwrap();
+        assert_eq!(v[0], None);
+        // A pending intent on "p" stays over a restart.
+        let p = t.write(vec![intent("p", "v", a, after.0)]).await.unwrap();
+        assert!(p.applied);
+        // A read in the uncertainty window asks for a restart.
+        let r = t
+            .read(
+                &[b"z".to_vec()],
+                Some(common::HybridTime(after.0 - 1)),
+                Some(common::HybridTime(after.0 + 1_000_000)),
+            )
+            .await;
+        assert!(
+            matches!(r, Err(TabletError::ReadRestart { restart_ht, .. }) if restart_ht == after)
+        );
+        t.shutdown().await;
+    }
+    let env = env(dir.path());
+    let t = Tablet::open(&env, meta(), 1, Arc::new(Hlc::new()), false, 900_000_000)
+        .await
+        .unwrap();
+    wait_leader(&t).await;
+    let r = t.read(&[b"p".to_vec()], None, None).await;
+    assert!(matches!(r, Err(TabletError::Locked { .. })), "{r:?}");
+    let (v, _) = t.read(&[b"k".to_vec()], None, None).await.unwrap();
+    assert_eq!(v[0].as_deref(), Some(&b"new"[..]));
+    assert_eq!(t.old_intents(u64::MAX).unwrap().len(), 1);
 }

@@ -1,0 +1,684 @@
+//! Distributed transactions for the query layers: [`Transaction`] (begin with
+//! [`Client::begin`]), and the lock resolution every read and write of the client uses when
+//! it meets a transaction's intent. The records and rules are in the `txn` crate; the design
+//! and its correctness argument in `docs/design/transactions.md`.
+//!
+//! A transaction reads at one snapshot (per statement under read committed) and buffers its
+//! writes. `commit` then:
+//! * **one tablet** (the fast path): one conditional write, applied only if none of its keys
+//!   changed after the snapshot — one Raft round, no status record;
+//! * **several tablets**: prewrites intents on every tablet (in parallel), writes the status
+//!   record `Committed { commit_ht }` (the commit point, compare-and-set against `Aborted`),
+//!   then resolves the intents into versions at `commit_ht`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use common::{HybridTime, StatusCode};
+use rpc::tablet::{Condition, Conflict, KvOp};
+use txn::{Isolation, TxnId, TxnStatus};
+
+use crate::{Client, ClientError, Result, Table};
+
+/// Default bound on the clock skew between servers (µs), as YugabyteDB's
+/// `--max_clock_skew_usec`.
+pub const DEFAULT_MAX_CLOCK_SKEW_USEC: u64 = 500_000;
+
+fn wall_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+fn conflict(msg: impl Into<String>) -> ClientError {
+    ClientError::Server {
+        code: StatusCode::TxnConflict,
+        message: msg.into(),
+    }
+}
+
+fn txn_id_of(c: &Conflict) -> Result<TxnId> {
+    c.txn_id
+        .as_slice()
+        .try_into()
+        .map_err(|_| ClientError::Server {
+            code: StatusCode::Internal,
+            message: "malformed transaction id in a lock".into(),
+        })
+}
+
+/// One buffered write.
+#[derive(Clone, Debug)]
+struct Buffered {
+    /// `None` deletes.
+    value: Option<Vec<u8>>,
+    ttl_ms: u64,
+    /// The snapshot the write was made at: a version of the key newer than this fails the
+    /// commit.
+    since: HybridTime,
+}
+
+/// A key's place: (table id, tablet index, key).
+type Place = (String, usize, Vec<u8>);
+
+/// A transaction in progress. Dropping it without `commit` abandons it; nothing is written.
+pub struct Transaction {
+    client: Client,
+    id: TxnId,
+    isolation: Isolation,
+    /// The snapshot reads run at.
+    read_ht: HybridTime,
+    /// Versions in `(read_ht, global_limit]` may have been written before this transaction
+    /// started on a server whose clock is ahead: reading past them would be stale.
+    global_limit: HybridTime,
+    /// Whether a read result of the current snapshot has been handed out (then a restart
+    /// can no longer be transparent).
+    exposed: bool,
+    tables: HashMap<String, Table>,
+    writes: BTreeMap<Place, Buffered>,
+    /// Keys read (serializable only): validated with read intents at commit.
+    reads: BTreeMap<Place, ()>,
+}
+
+impl Client {
+    /// Start a transaction.
+    pub fn begin(&self, isolation: Isolation) -> Transaction {
+        let now = self.inner.clock.now();
+        Transaction {
+            client: self.clone(),
+            id: txn::new_id(),
+            isolation,
+            read_ht: now,
+            global_limit: now.add_micros(self.max_clock_skew_usec()),
+            exposed: false,
+            tables: HashMap::new(),
+            writes: BTreeMap::new(),
+            reads: BTreeMap::new(),
+        }
+    }
+
+    fn max_clock_skew_usec(&self) -> u64 {
+        self.inner
+            .max_clock_skew_usec
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Set the clock-skew bound transactions assume (`--max_clock_skew_usec`).
+    pub fn set_max_clock_skew_usec(&self, usec: u64) {
+        self.inner
+            .max_clock_skew_usec
+            .store(usec, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The table of transaction status records, created on first use.
+    async fn status_table(&self) -> Result<&Table> {
+        self.inner
+            .status_table
+            .get_or_try_init(|| async {
+                if let Ok(t) = self
+                    .open_table(txn::STATUS_NAMESPACE, txn::STATUS_TABLE)
+                    .await
+                {
+                    return Ok(t);
+                }
+                self.create_namespace(txn::STATUS_NAMESPACE, true).await?;
+                let created = self
+                    .create_table(rpc::mserver::CreateTableRequest {
+                        namespace_name: txn::STATUS_NAMESPACE.into(),
+                        name: txn::STATUS_TABLE.into(),
+                        if_not_exists: true,
+                        ..Default::default()
+                    })
+                    .await;
+                if let Err(e) = created {
+                    if e.code() != StatusCode::AlreadyExists {
+                        return Err(e);
+                    }
+                }
+                let t = self
+                    .open_table(txn::STATUS_NAMESPACE, txn::STATUS_TABLE)
+                    .await?;
+                self.wait_for_leaders(&t).await?;
+                Ok(t)
+            })
+            .await
+    }
+
+    /// The status of transaction `id`: `None` while it is pending.
+    pub async fn txn_status(&self, id: &TxnId) -> Result<Option<TxnStatus>> {
+        let st = self.status_table().await?;
+        // Raw: the status table never holds intents (and resolving would recurse here).
+        let resp = self
+            .read_tablet_raw(st, st.tablet_for(id), &[id.to_vec()], None, None)
+            .await?;
+        Ok(resp
+            .values
+            .into_iter()
+            .next()
+            .filter(|v| v.found)
+            .map(|v| TxnStatus::decode(&v.value).unwrap_or(TxnStatus::Aborted)))
+    }
+
+    /// Set the status of `id` unless it has one; returns the status it ends up with.
+    async fn decide(&self, id: &TxnId, status: TxnStatus) -> Result<TxnStatus> {
+        let st = self.status_table().await?;
+        let (r, _) = self
+            .write_tablet_raw(
+                st,
+                st.tablet_for(id),
+                vec![KvOp {
+                    key: id.to_vec(),
+                    value: status.encode(),
+                    condition: Condition::IfAbsent as i32,
+                    ..Default::default()
+                }],
+            )
+            .await?;
+        if r.applied {
+            return Ok(status);
+        }
+        Ok(self.txn_status(id).await?.unwrap_or(TxnStatus::Aborted))
+    }
+
+    /// The outcome of the transaction that wrote an intent at `written_at_us`: its status,
+    /// or `Aborted` once it is past the timeout (the abort is recorded, so it can no longer
+    /// commit); `None` while it is pending and within the timeout.
+    pub async fn txn_outcome(&self, id: &TxnId, written_at_us: u64) -> Result<Option<TxnStatus>> {
+        if let Some(s) = self.txn_status(id).await? {
+            return Ok(Some(s));
+        }
+        if wall_micros() < written_at_us.saturating_add(txn::DEFAULT_TIMEOUT_MICROS) {
+            return Ok(None);
+        }
+        tracing::info!(txn = %txn::id_hex(id), "aborting an abandoned transaction");
+        Ok(Some(self.decide(id, TxnStatus::Aborted).await?))
+    }
+
+    /// The op that resolves `id`'s intents on `key` as `status` says.
+    fn resolve_op(id: &TxnId, key: Vec<u8>, status: &TxnStatus) -> KvOp {
+        let (condition, txn_ht) = match status {
+            TxnStatus::Committed { commit_ht } => (Condition::ResolveCommit, *commit_ht),
+            TxnStatus::Aborted => (Condition::ResolveAbort, 0),
+        };
+        KvOp {
+            key,
+            condition: condition as i32,
+            txn_id: id.to_vec(),
+            txn_ht,
+            ..Default::default()
+        }
+    }
+
+    /// Something met the intent `c` on tablet `idx` of `table`: resolve it if its
+    /// transaction is decided (or abandoned), else wait a moment. The caller retries.
+    pub(crate) async fn resolve_lock(
+        &self,
+        table: &Table,
+        idx: usize,
+        c: &Conflict,
+        started: Instant,
+    ) -> Result<()> {
+        let id = txn_id_of(c)?;
+        match self.txn_outcome(&id, c.written_at_us).await? {
+            Some(status) => {
+                let op = Self::resolve_op(&id, c.key.clone(), &status);
+                self.write_tablet_raw(table, idx, vec![op]).await?;
+            }
+            None => {
+                if started.elapsed() > self.inner.timeout {
+                    return Err(ClientError::TimedOut {
+                        elapsed: started.elapsed(),
+                        last: format!("key locked by transaction {}", txn::id_hex(&id)),
+                    });
+                }
+                let waited = started.elapsed().as_millis() as u64;
+                tokio::time::sleep(Duration::from_millis((1 + waited / 10).min(20))).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Transaction {
+    pub fn id(&self) -> &TxnId {
+        &self.id
+    }
+
+    pub fn isolation(&self) -> Isolation {
+        self.isolation
+    }
+
+    /// The snapshot time reads currently use.
+    pub fn read_time(&self) -> HybridTime {
+        self.read_ht
+    }
+
+    /// Start a new statement: under read committed, reads move to a fresh snapshot.
+    pub fn new_statement(&mut self) {
+        if self.isolation == Isolation::ReadCommitted {
+            let now = self.client.inner.clock.now();
+            self.read_ht = now;
+            self.global_limit = now.add_micros(self.client.max_clock_skew_usec());
+            self.exposed = false;
+        }
+    }
+
+    fn remember(&mut self, table: &Table) -> String {
+        let id = table.info.table_id.clone();
+        self.tables
+            .entry(id.clone())
+            .or_insert_with(|| table.clone());
+        id
+    }
+
+    /// Buffer a put of `key` (routed like [`Client::write`]).
+    pub fn put(&mut self, table: &Table, key: &[u8], value: &[u8]) {
+        self.put_with_ttl(table, table.tablet_for(key), key, Some(value.to_vec()), 0);
+    }
+
+    /// Buffer a delete of `key`.
+    pub fn delete(&mut self, table: &Table, key: &[u8]) {
+        self.put_with_ttl(table, table.tablet_for(key), key, None, 0);
+    }
+
+    /// Buffer a write of `key` in tablet `idx` (`None` deletes), with a TTL in ms (0: none).
+    pub fn put_with_ttl(
+        &mut self,
+        table: &Table,
+        idx: usize,
+        key: &[u8],
+        value: Option<Vec<u8>>,
+        ttl_ms: u64,
+    ) {
+        let tid = self.remember(table);
+        self.writes.insert(
+            (tid, idx, key.to_vec()),
+            Buffered {
+                value,
+                ttl_ms,
+                since: self.read_ht,
+            },
+        );
+    }
+
+    /// Read one key (own writes first).
+    pub async fn get(&mut self, table: &Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .get_many(&[(table, key)])
+            .await?
+            .into_iter()
+            .next()
+            .flatten())
+    }
+
+    /// Read keys of any tables and tablets at the snapshot, together: if one of them needs
+    /// a read restart before anything was handed out, all are read again transparently.
+    pub async fn get_many(&mut self, keys: &[(&Table, &[u8])]) -> Result<Vec<Option<Vec<u8>>>> {
+        let places: Vec<Place> = keys
+            .iter()
+            .map(|(t, k)| {
+                let tid = self.remember(t);
+                (tid, t.tablet_for(k), k.to_vec())
+            })
+            .collect();
+        let started = Instant::now();
+        'restart: loop {
+            let mut out: Vec<Option<Vec<u8>>> = vec![None; places.len()];
+            // Group the keys not written by this transaction per tablet.
+            let mut per_tablet: BTreeMap<(String, usize), Vec<usize>> = BTreeMap::new();
+            for (i, p) in places.iter().enumerate() {
+                match self.writes.get(p) {
+                    Some(b) => out[i] = b.value.clone(),
+                    None => per_tablet.entry((p.0.clone(), p.1)).or_default().push(i),
+                }
+            }
+            for ((tid, idx), which) in per_tablet {
+                let table = self.tables[&tid].clone();
+                let ks: Vec<Vec<u8>> = which.iter().map(|&i| places[i].2.clone()).collect();
+                loop {
+                    let resp = self
+                        .client
+                        .read_tablet_raw(
+                            &table,
+                            idx,
+                            &ks,
+                            Some(self.read_ht),
+                            Some(self.global_limit),
+                        )
+                        .await?;
+                    if let Some(c) = &resp.locked {
+                        self.client.resolve_lock(&table, idx, c, started).await?;
+                        continue;
+                    }
+                    if resp.restart_ht != 0 {
+                        self.restart(HybridTime(resp.restart_ht))?;
+                        continue 'restart;
+                    }
+                    for (&i, v) in which.iter().zip(resp.values) {
+                        out[i] = v.found.then_some(v.value);
+                    }
+                    break;
+                }
+            }
+            self.exposed = true;
+            if self.isolation == Isolation::Serializable {
+                for p in places {
+                    self.reads.insert(p, ());
+                }
+            }
+            return Ok(out);
+        }
+    }
+
+    /// Move the snapshot up to `ht` if nothing was handed out yet, else fail.
+    fn restart(&mut self, ht: HybridTime) -> Result<()> {
+        if self.exposed {
+            return Err(conflict(
+                "restart read required: a concurrent write is within the clock-skew window",
+            ));
+        }
+        self.read_ht = ht;
+        Ok(())
+    }
+
+    /// Rows of tablet `idx` of `table` in `[start, end)` at the snapshot, own writes
+    /// merged in, at most `limit` (0: the server's default). Returns the rows and whether
+    /// the tablet has more after them.
+    pub async fn scan(
+        &mut self,
+        table: &Table,
+        idx: usize,
+        start: Option<Vec<u8>>,
+        end: Option<Vec<u8>>,
+        limit: u32,
+    ) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, bool)> {
+        let tid = self.remember(table);
+        let started = Instant::now();
+        let resp = loop {
+            let resp = self
+                .client
+                .scan_tablet_raw(
+                    table,
+                    idx,
+                    start.clone(),
+                    end.clone(),
+                    limit,
+                    Some(self.read_ht),
+                    Some(self.global_limit),
+                )
+                .await?;
+            if let Some(c) = &resp.locked {
+                self.client.resolve_lock(table, idx, c, started).await?;
+                continue;
+            }
+            if resp.restart_ht != 0 {
+                self.restart(HybridTime(resp.restart_ht))?;
+                continue;
+            }
+            break resp;
+        };
+        self.exposed = true;
+        let more = resp.more;
+        let last = resp.kvs.last().map(|kv| kv.key.clone());
+        let mut rows: BTreeMap<Vec<u8>, Vec<u8>> =
+            resp.kvs.into_iter().map(|kv| (kv.key, kv.value)).collect();
+        // Own writes in the range (up to the last row returned if the tablet has more).
+        let lo = (tid.clone(), idx, start.clone().unwrap_or_default());
+        for ((t, i, k), b) in self.writes.range(lo..) {
+            if *t != tid || *i != idx {
+                break;
+            }
+            if end.as_ref().is_some_and(|e| k >= e) {
+                break;
+            }
+            if more && last.as_ref().is_some_and(|l| k > l) {
+                break;
+            }
+            match &b.value {
+                Some(v) => rows.insert(k.clone(), v.clone()),
+                None => rows.remove(k),
+            };
+        }
+        if self.isolation == Isolation::Serializable {
+            for k in rows.keys() {
+                self.reads.insert((tid.clone(), idx, k.clone()), ());
+            }
+        }
+        Ok((rows.into_iter().collect(), more))
+    }
+
+    /// Whether the transaction has buffered writes.
+    pub fn has_writes(&self) -> bool {
+        !self.writes.is_empty()
+    }
+
+    /// Drop everything buffered; nothing was written.
+    pub fn rollback(self) {}
+
+    /// Commit: all writes become visible at one hybrid time, or none does. A lost conflict
+    /// is a [`StatusCode::TxnConflict`] error; then nothing was written.
+    pub async fn commit(self) -> Result<HybridTime> {
+        if self.writes.is_empty() {
+            return Ok(self.read_ht);
+        }
+        // Serializable: keys read but not written are validated too.
+        let mut checks: Vec<Place> = Vec::new();
+        if self.isolation == Isolation::Serializable {
+            checks = self
+                .reads
+                .keys()
+                .filter(|p| !self.writes.contains_key(*p))
+                .cloned()
+                .collect();
+        }
+        let mut tablets: BTreeMap<(String, usize), ()> = BTreeMap::new();
+        for (t, i, _) in self.writes.keys().chain(checks.iter()) {
+            tablets.insert((t.clone(), *i), ());
+        }
+        if tablets.len() == 1 {
+            self.commit_one_tablet(checks).await
+        } else {
+            self.commit_distributed(checks).await
+        }
+    }
+
+    fn op_for(key: &[u8], b: &Buffered, condition: Condition, id: &[u8]) -> KvOp {
+        KvOp {
+            key: key.to_vec(),
+            value: b.value.clone().unwrap_or_default(),
+            delete: b.value.is_none(),
+            ttl_ms: b.ttl_ms,
+            condition: condition as i32,
+            txn_id: id.to_vec(),
+            txn_ht: b.since.0,
+            ..Default::default()
+        }
+    }
+
+    /// The fast path: one conditional write.
+    async fn commit_one_tablet(self, checks: Vec<Place>) -> Result<HybridTime> {
+        let Some(((tid, idx, _), _)) = self
+            .writes
+            .iter()
+            .next()
+            .map(|(p, b)| (p.clone(), b.clone()))
+        else {
+            return Ok(self.read_ht);
+        };
+        let table = self.tables[&tid].clone();
+        let mut ops: Vec<KvOp> = self
+            .writes
+            .iter()
+            .map(|((_, _, k), b)| Self::op_for(k, b, Condition::Unchanged, &[]))
+            .collect();
+        for (_, _, k) in &checks {
+            ops.push(KvOp {
+                key: k.clone(),
+                condition: Condition::UnchangedCheck as i32,
+                txn_ht: self.read_ht.0,
+                ..Default::default()
+            });
+        }
+        let started = Instant::now();
+        loop {
+            let (r, c) = self
+                .client
+                .write_tablet_raw(&table, idx, ops.clone())
+                .await?;
+            match c {
+                Some(c) if c.locked => {
+                    self.client.resolve_lock(&table, idx, &c, started).await?;
+                }
+                Some(_) => {
+                    return Err(conflict(
+                        "could not serialize access due to concurrent update",
+                    ))
+                }
+                None => return Ok(r.ht),
+            }
+        }
+    }
+
+    /// Prewrite every tablet, commit the status record, resolve.
+    async fn commit_distributed(self, checks: Vec<Place>) -> Result<HybridTime> {
+        let id = self.id;
+        let mut per_tablet: BTreeMap<(String, usize), Vec<KvOp>> = BTreeMap::new();
+        for ((t, i, k), b) in &self.writes {
+            per_tablet
+                .entry((t.clone(), *i))
+                .or_default()
+                .push(Self::op_for(k, b, Condition::IntentWrite, &id));
+        }
+        for (t, i, k) in &checks {
+            per_tablet.entry((t.clone(), *i)).or_default().push(KvOp {
+                key: k.clone(),
+                condition: Condition::IntentRead as i32,
+                txn_id: id.to_vec(),
+                txn_ht: self.read_ht.0,
+                ..Default::default()
+            });
+        }
+        // The status table must exist before any intent points at it.
+        self.client.status_table().await?;
+        let prewrites = per_tablet.iter().map(|((tid, idx), ops)| {
+            let table = &self.tables[tid];
+            self.prewrite(table, *idx, ops.clone())
+        });
+        let results = futures::future::join_all(prewrites).await;
+        let mut max_ht = self.read_ht;
+        let mut failure = None;
+        for r in results {
+            match r {
+                Ok(ht) => max_ht = max_ht.max(ht),
+                Err(e) => failure = failure.or(Some(e)),
+            }
+        }
+        if let Some(e) = failure {
+            self.abort_prewritten(&per_tablet).await;
+            return Err(e);
+        }
+        let commit_ht = max_ht.next().max(self.client.inner.clock.now());
+        let status = self
+            .client
+            .decide(
+                &id,
+                TxnStatus::Committed {
+                    commit_ht: commit_ht.0,
+                },
+            )
+            .await;
+        match status {
+            Ok(TxnStatus::Committed { commit_ht }) => {
+                let commit_ht = HybridTime(commit_ht);
+                self.client.inner.clock.update(commit_ht);
+                self.resolve_all(
+                    &per_tablet,
+                    &TxnStatus::Committed {
+                        commit_ht: commit_ht.0,
+                    },
+                )
+                .await;
+                Ok(commit_ht)
+            }
+            Ok(TxnStatus::Aborted) => {
+                self.resolve_all(&per_tablet, &TxnStatus::Aborted).await;
+                Err(conflict("transaction aborted: it ran past its timeout"))
+            }
+            // Unknown: the status write may or may not have happened. The intents stay until
+            // a reader or the sweep resolves them by the status record.
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Prewrite `ops` on one tablet; the returned time is one the commit must exceed.
+    async fn prewrite(&self, table: &Table, idx: usize, ops: Vec<KvOp>) -> Result<HybridTime> {
+        let started = Instant::now();
+        loop {
+            let (r, c) = self
+                .client
+                .write_tablet_raw(table, idx, ops.clone())
+                .await?;
+            match c {
+                None => return Ok(r.ht),
+                Some(c) if c.locked => {
+                    // No waiting while holding intents (no deadlock): only a decided or
+                    // abandoned holder is cleared out of the way.
+                    let other = txn_id_of(&c)?;
+                    match self.client.txn_outcome(&other, c.written_at_us).await? {
+                        Some(status) => {
+                            let op = Client::resolve_op(&other, c.key.clone(), &status);
+                            self.client.write_tablet_raw(table, idx, vec![op]).await?;
+                        }
+                        None => {
+                            return Err(conflict(format!(
+                                "could not serialize access: key locked by transaction {}",
+                                txn::id_hex(&other)
+                            )))
+                        }
+                    }
+                    if started.elapsed() > self.client.inner.timeout {
+                        return Err(conflict("prewrite timed out"));
+                    }
+                }
+                Some(_) => {
+                    return Err(conflict(
+                        "could not serialize access due to concurrent update",
+                    ))
+                }
+            }
+        }
+    }
+
+    async fn abort_prewritten(&self, per_tablet: &BTreeMap<(String, usize), Vec<KvOp>>) {
+        // Record the abort first: an intent may have been written even where the call failed.
+        match self.client.decide(&self.id, TxnStatus::Aborted).await {
+            Ok(status) => self.resolve_all(per_tablet, &status).await,
+            Err(e) => {
+                tracing::warn!(txn = %txn::id_hex(&self.id), error = %e, "recording an abort")
+            }
+        }
+    }
+
+    /// Resolve every intent of this transaction (best effort: what fails here is resolved
+    /// later by readers or the sweep, from the status record).
+    async fn resolve_all(
+        &self,
+        per_tablet: &BTreeMap<(String, usize), Vec<KvOp>>,
+        status: &TxnStatus,
+    ) {
+        let calls = per_tablet.iter().map(|((tid, idx), ops)| {
+            let table = &self.tables[tid];
+            let ops: Vec<KvOp> = ops
+                .iter()
+                .map(|o| Client::resolve_op(&self.id, o.key.clone(), status))
+                .collect();
+            self.client.write_tablet_raw(table, *idx, ops)
+        });
+        for r in futures::future::join_all(calls).await {
+            if let Err(e) = r {
+                tracing::debug!(txn = %txn::id_hex(&self.id), error = %e, "resolving intents");
+            }
+        }
+    }
+}
