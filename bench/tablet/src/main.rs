@@ -91,6 +91,7 @@ async fn main() -> Result<()> {
             timing,
             heartbeat_interval_ms: 500,
             history_retention_secs: 900,
+            max_clock_skew_usec: 0,
         };
         let s = dbserver::DbServer::start(cfg).await?;
         tokio::spawn(s.clone().serve(rpc, bins::until(stop.clone())));

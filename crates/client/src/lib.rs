@@ -25,7 +25,7 @@ use tonic::transport::Channel;
 
 pub use rpc::mserver::{ServerInfo, TableInfo, TabletLocation};
 pub use rpc::tablet::{Condition, KvOp};
-pub use txn::Isolation;
+pub use txn::{Isolation, TxnStatus};
 pub use txn_coord::Transaction;
 
 mod txn_coord;
@@ -68,6 +68,9 @@ pub struct LocalTablets {
     /// The RPC address other servers know this dbserver by.
     pub rpc_addr: String,
     pub service: Arc<dyn TabletService>,
+    /// The server's hybrid clock: the client shares it, so every time the server has seen
+    /// (a write it acknowledged, a read it served) is below the client's next reading.
+    pub clock: Arc<Hlc>,
 }
 
 /// A table handle: its info and tablet locations (sorted by hash range).
@@ -105,7 +108,7 @@ struct Inner {
     mserver_leader: Mutex<Option<String>>,
     leaders: RwLock<HashMap<String, String>>,
     local: Option<LocalTablets>,
-    clock: Hlc,
+    clock: Arc<Hlc>,
     timeout: Duration,
     /// Write batchers of tablets whose leader is on another server (see [`batcher`]).
     batchers: Mutex<HashMap<String, tokio::sync::mpsc::UnboundedSender<Batched>>>,
@@ -220,6 +223,10 @@ impl Client {
     }
 
     fn build(mservers: Vec<String>, pool: rpc::ChannelPool, local: Option<LocalTablets>) -> Self {
+        let clock = local
+            .as_ref()
+            .map(|l| l.clock.clone())
+            .unwrap_or_else(|| Arc::new(Hlc::new()));
         Client {
             inner: Arc::new(Inner {
                 mservers,
@@ -227,7 +234,7 @@ impl Client {
                 mserver_leader: Mutex::new(None),
                 leaders: RwLock::new(HashMap::new()),
                 local,
-                clock: Hlc::new(),
+                clock,
                 timeout: Duration::from_secs(30),
                 batchers: Mutex::default(),
                 status_table: tokio::sync::OnceCell::new(),
@@ -248,7 +255,7 @@ impl Client {
                 mserver_leader: Mutex::new(None),
                 leaders: RwLock::new(HashMap::new()),
                 local: i.local.clone(),
-                clock: Hlc::new(),
+                clock: i.clock.clone(),
                 timeout,
                 batchers: Mutex::default(),
                 status_table: tokio::sync::OnceCell::new(),
@@ -698,6 +705,63 @@ impl Client {
                 let mut req = req.clone();
                 req.propagated_ht = self.inner.clock.now().0;
                 self.send_write(addr, req)
+            })
+            .await?;
+        let ht = HybridTime(resp.ht);
+        self.inner.clock.update(ht);
+        Ok((
+            WriteResult {
+                ht,
+                applied: resp.applied,
+            },
+            resp.conflict,
+        ))
+    }
+
+    /// Apply `ops` to tablet `idx` at most once: retried only where the tablet certainly did
+    /// not take them (not the leader, not there). Anything that may have applied them (a
+    /// lost connection, an election mid-write) is an error saying the outcome is unknown.
+    /// For writes that are not idempotent, like a one-tablet transaction's commit.
+    pub(crate) async fn write_tablet_once(
+        &self,
+        table: &Table,
+        idx: usize,
+        ops: Vec<KvOp>,
+    ) -> Result<(WriteResult, Option<rpc::tablet::Conflict>)> {
+        let req = WriteRequest {
+            tablet_id: table
+                .tablets
+                .get(idx)
+                .map(|t| t.tablet_id.clone())
+                .unwrap_or_default(),
+            ops,
+            propagated_ht: 0,
+        };
+        let unknown = |detail: String| {
+            Some(rpc::common::Status {
+                code: StatusCode::Internal as i32,
+                message: format!("outcome unknown: {detail}"),
+                leader_hint: String::new(),
+            })
+        };
+        let resp = self
+            .with_leader(table, idx, |addr| {
+                let mut req = req.clone();
+                req.propagated_ht = self.inner.clock.now().0;
+                async move {
+                    match self.send_write(addr, req).await {
+                        Ok((Some(s), r)) => {
+                            let code = StatusCode::from_i32(s.code);
+                            if matches!(code, StatusCode::NotLeader | StatusCode::NotFound) {
+                                Ok((Some(s), r))
+                            } else {
+                                Ok((unknown(s.message), r))
+                            }
+                        }
+                        Ok(ok) => Ok(ok),
+                        Err(e) => Ok((unknown(e.message().to_owned()), WriteResponse::default())),
+                    }
+                }
             })
             .await?;
         let ht = HybridTime(resp.ht);

@@ -524,7 +524,7 @@ impl Transaction {
         loop {
             let (r, c) = self
                 .client
-                .write_tablet_raw(&table, idx, ops.clone())
+                .write_tablet_once(&table, idx, ops.clone())
                 .await?;
             match c {
                 Some(c) if c.locked => {

@@ -45,6 +45,8 @@ pub struct DbServerConfig {
     pub heartbeat_interval_ms: u64,
     /// How long MVCC history is kept for reads in the past.
     pub history_retention_secs: u64,
+    /// The bound on clock skew between servers that transactions assume (µs).
+    pub max_clock_skew_usec: u64,
 }
 
 /// Errors starting or running a dbserver.
@@ -274,14 +276,17 @@ impl DbServer {
 
     /// A client of this cluster that reaches this server's tablets without the network.
     pub fn local_client(self: &Arc<Self>) -> client::Client {
-        client::Client::with_local(
+        let c = client::Client::with_local(
             self.config.mserver_addrs.clone(),
             self.env.pool.clone(),
             client::LocalTablets {
                 rpc_addr: self.config.rpc_addr.clone(),
                 service: Arc::new(service::Service(self.clone())),
+                clock: self.clock.clone(),
             },
-        )
+        );
+        c.set_max_clock_skew_usec(self.config.max_clock_skew_usec);
+        c
     }
 
     pub fn tablet(&self, id: &str) -> Option<Arc<Tablet>> {
@@ -463,6 +468,59 @@ impl DbServer {
         }
     }
 
+    /// Resolve intents of abandoned transactions: every second, each leader replica looks
+    /// for intents older than the transaction timeout and settles them by their status
+    /// record (aborting those that never committed), so provisional records never linger
+    /// even on keys nobody reads.
+    async fn intent_sweep_loop(self: Arc<Self>) {
+        let client = self.local_client();
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now_us = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as u64)
+                .unwrap_or(0);
+            let cutoff = now_us.saturating_sub(txn::DEFAULT_TIMEOUT_MICROS);
+            for t in self.tablet_list() {
+                if !t.status().is_leader {
+                    continue;
+                }
+                let old = match t.old_intents(cutoff) {
+                    Ok(o) => o,
+                    Err(e) => {
+                        tracing::warn!(tablet = %t.id(), error = %e, "listing intents");
+                        continue;
+                    }
+                };
+                for (key, intent) in old {
+                    let status = match client.txn_outcome(&intent.txn, intent.written_at_us).await {
+                        Ok(Some(s)) => s,
+                        Ok(None) => continue,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "transaction status");
+                            continue;
+                        }
+                    };
+                    let commit_ht = match status {
+                        txn::TxnStatus::Committed { commit_ht } => Some(commit_ht),
+                        txn::TxnStatus::Aborted => None,
+                    };
+                    let op = tablet::WriteOp {
+                        key,
+                        condition: tablet::Condition::Resolve {
+                            txn: intent.txn,
+                            commit_ht,
+                        },
+                        ..Default::default()
+                    };
+                    if let Err(e) = t.write(vec![op]).await {
+                        tracing::debug!(tablet = %t.id(), error = %e, "resolving an intent");
+                    }
+                }
+            }
+        }
+    }
+
     /// Drop old MVCC versions every minute.
     async fn gc_loop(self: Arc<Self>) {
         loop {
@@ -487,6 +545,7 @@ impl DbServer {
         let incoming = rpc::incoming(listener).map_err(|e| DbServerError::Other(e.to_string()))?;
         let hb = tokio::spawn(self.clone().heartbeat_loop());
         let gc = tokio::spawn(self.clone().gc_loop());
+        let sweep = tokio::spawn(self.clone().intent_sweep_loop());
         let sizes = tokio::spawn(self.clone().size_loop());
         let svc = rpc::tablet::tablet_service_server::TabletServiceServer::new(service::Service(
             self.clone(),
@@ -506,6 +565,7 @@ impl DbServer {
             .await;
         hb.abort();
         gc.abort();
+        sweep.abort();
         sizes.abort();
         self.shutdown().await;
         res.map_err(|e| DbServerError::Other(format!("rpc server: {e}")))

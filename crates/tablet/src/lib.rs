@@ -105,6 +105,7 @@ async fn proposer(
     raft: Raft,
     clock: Arc<Hlc>,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Queued>,
+    fence: Arc<Fence>,
 ) {
     let fail = |e: String| TabletError::Unavailable {
         tablet: tablet.clone(),
@@ -126,10 +127,8 @@ async fn proposer(
         }
         let (writes, senders): (Vec<_>, Vec<_>) =
             waiting.into_iter().map(|q| (q.ops, q.tx)).unzip();
-        let cmd = WriteCmd {
-            ht: clock.now().0,
-            writes,
-        };
+        let stamp = fence.stamp(&clock);
+        let cmd = WriteCmd { ht: stamp, writes };
         let answer = match bincode::serialize(&cmd) {
             Ok(payload) => raft
                 .client_write_ff(Payload(payload))
@@ -140,6 +139,7 @@ async fn proposer(
         let answer = match answer {
             Ok(a) => a,
             Err(e) => {
+                fence.done(stamp);
                 for s in senders {
                     let _ = s.send(Err(fail(e.to_string())));
                 }
@@ -148,8 +148,10 @@ async fn proposer(
         };
         let tablet = tablet.clone();
         let raft = raft.clone();
+        let fence = fence.clone();
         tokio::spawn(async move {
             let answer = answer.await;
+            fence.done(stamp);
             drop(permit);
             let result = match answer {
                 Ok(Ok(resp)) => Ok(app::decode_outcomes(&resp.data.0)),
@@ -221,6 +223,67 @@ fn clone_err(e: &TabletError) -> TabletError {
     }
 }
 
+/// What reads at a given time wait for: the stamps of entries this leader proposed and of
+/// those it has seen applied (or failed). An entry stamped at or below a read's time may
+/// still get a version at or below it; a read in the past must not run before such an entry
+/// is applied, or a later read at the same time would see more (and a transaction's
+/// conflict check, which trusts that nothing lands below a time it has read at, would miss
+/// a write).
+#[derive(Default)]
+struct Fence {
+    /// Taken around stamping (clock reading + `proposed`) and around a reader's clock
+    /// update + `proposed` load: either the stamp is above the reader's time or the reader
+    /// sees it.
+    stamping: Mutex<()>,
+    proposed: std::sync::atomic::AtomicU64,
+    applied: tokio::sync::watch::Sender<u64>,
+}
+
+impl Fence {
+    /// Stamp the next entry.
+    fn stamp(&self, clock: &Hlc) -> u64 {
+        let _g = self.stamping.lock().unwrap_or_else(|e| e.into_inner());
+        let ht = clock.now().0;
+        self.proposed
+            .fetch_max(ht, std::sync::atomic::Ordering::AcqRel);
+        ht
+    }
+
+    /// Bring the clock to a reader's time `ht`; returns the newest stamp proposed so far.
+    fn enter_read(&self, clock: &Hlc, ht: HybridTime) -> u64 {
+        let _g = self.stamping.lock().unwrap_or_else(|e| e.into_inner());
+        clock.update(ht);
+        self.proposed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn done(&self, stamp: u64) {
+        self.applied.send_if_modified(|v| {
+            let grew = stamp > *v;
+            *v = (*v).max(stamp);
+            grew
+        });
+    }
+
+    /// Wait until every entry proposed before [`Fence::enter_read`] returned `target`, if
+    /// any was stamped at or below `ht`, is done.
+    async fn wait(&self, ht: HybridTime, target: u64) -> bool {
+        let mut rx = self.applied.subscribe();
+        let cleared = |v: &u64| *v >= target || target == 0;
+        if cleared(&rx.borrow()) || self.first_in_flight_above(ht, target) {
+            return true;
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(10), rx.wait_for(cleared))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// With one entry in flight, the newest proposed stamp is the only one pending: if it
+    /// is above `ht`, nothing pending can land at or below `ht`.
+    fn first_in_flight_above(&self, ht: HybridTime, target: u64) -> bool {
+        MAX_ENTRIES_IN_FLIGHT == 1 && target > ht.0
+    }
+}
+
 /// Role and progress of a replica, for heartbeats and status pages.
 #[derive(Clone, Debug)]
 pub struct ReplicaStatus {
@@ -252,6 +315,8 @@ pub struct Tablet {
     queue: tokio::sync::mpsc::UnboundedSender<Queued>,
     /// Reads older than this (µs before now) are refused: GC may have removed their versions.
     history_retention_micros: u64,
+    /// Reads at a given time wait here for writes that may land below it.
+    fence: Arc<Fence>,
 }
 
 impl Tablet {
@@ -310,7 +375,14 @@ impl Tablet {
         }
         let metrics = raft.metrics();
         let (queue, rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(proposer(tablet.clone(), raft.clone(), clock.clone(), rx));
+        let fence = Arc::new(Fence::default());
+        tokio::spawn(proposer(
+            tablet.clone(),
+            raft.clone(),
+            clock.clone(),
+            rx,
+            fence.clone(),
+        ));
         Ok(Arc::new(Tablet {
             meta,
             node_id,
@@ -325,6 +397,7 @@ impl Tablet {
             queue,
             app,
             history_retention_micros,
+            fence,
         }))
     }
 
@@ -470,6 +543,7 @@ impl Tablet {
     ) -> Result<(Vec<Option<Vec<u8>>>, HybridTime), TabletError> {
         self.ensure_read_lease().await?;
         let ht = self.read_time(read_ht)?;
+        self.wait_for_writes_below(ht, read_ht.is_some()).await?;
         let limit = self.uncertainty_limit(ht, uncertain_until);
         let mut out = Vec::with_capacity(keys.len());
         let check_intents = self.app.may_have_intents();
@@ -508,6 +582,7 @@ impl Tablet {
     ) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, HybridTime), TabletError> {
         self.ensure_read_lease().await?;
         let ht = self.read_time(read_ht)?;
+        self.wait_for_writes_below(ht, read_ht.is_some()).await?;
         let until = self.uncertainty_limit(ht, uncertain_until);
         if self.app.may_have_intents() {
             let found = txn::intents::scan(self.engine.as_ref(), &self.prefix, range)
@@ -535,6 +610,20 @@ impl Tablet {
             });
         }
         Ok((rows, ht))
+    }
+
+    /// A read at a chosen time waits for writes in flight that may land at or below it (see
+    /// [`Fence`]). A read at "now" need not: a write not yet applied was not acknowledged
+    /// either, and nobody reads at that exact time again.
+    async fn wait_for_writes_below(&self, ht: HybridTime, chosen: bool) -> Result<(), TabletError> {
+        if !chosen {
+            return Ok(());
+        }
+        let target = self.fence.enter_read(&self.clock, ht);
+        if !self.fence.wait(ht, target).await {
+            return Err(self.unavailable("writes in flight did not finish"));
+        }
+        Ok(())
     }
 
     /// The end of a reader's uncertainty window here: versions above it were written after

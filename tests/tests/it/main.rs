@@ -10,3 +10,4 @@ mod t05_aisql_start;
 mod t06_bsql;
 mod t07_web;
 mod t08_bcql;
+mod t09_txn;

@@ -257,6 +257,8 @@ async fn start(f: StartFlags, varz: Vec<(String, String)>) -> Result<()> {
         timing,
         heartbeat_interval_ms: 500,
         history_retention_secs: 900,
+        // One server, one clock: no skew to allow for.
+        max_clock_skew_usec: 0,
     };
     let shutdown = bins::shutdown_signal();
     let ms = tokio::spawn(bins::run_mserver(m, mcfg, varz.clone(), shutdown.clone()));

@@ -65,6 +65,10 @@ struct Flags {
         default_value_t = 900
     )]
     timestamp_history_retention_interval_sec: u64,
+    /// The most two servers' clocks may differ, in µs: a transaction's read treats versions
+    /// this far above its snapshot as possibly earlier and restarts.
+    #[arg(long = "max_clock_skew_usec", default_value_t = 500_000)]
+    max_clock_skew_usec: u64,
     /// Read more flags from this file (one --flag=value per line).
     #[arg(long = "flagfile")]
     flagfile: Option<PathBuf>,
@@ -115,6 +119,7 @@ async fn run(f: Flags, varz: Vec<(String, String)>) -> Result<()> {
         ),
         heartbeat_interval_ms: f.heartbeat_interval_ms,
         history_retention_secs: f.timestamp_history_retention_interval_sec,
+        max_clock_skew_usec: f.max_clock_skew_usec,
     };
     tracing::info!(%rpc_addr, "bm-dbserver starting");
     let shutdown = bins::shutdown_signal();
