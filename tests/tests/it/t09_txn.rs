@@ -268,7 +268,7 @@ async fn bank(cluster: &mut Cluster, c: &Client, table: &Table, secs: u64) {
     for w in workers {
         w.await.expect("bank worker");
     }
-    let l = ledger.lock().unwrap();
+    let l = std::mem::take(&mut *ledger.lock().unwrap());
     println!(
         "bank: {secs}s, {kills} kills: {} transfers committed, {} conflicts, {} unknown, {} snapshots checked",
         l.committed,
