@@ -45,6 +45,10 @@ struct Args {
     /// Only run the write phase (for profiling).
     #[arg(long)]
     skip_reads: bool,
+    /// Also run a phase of 2-key transfer transactions (snapshot isolation, read both keys
+    /// then write both) and print its rate next to the single-key writes.
+    #[arg(long)]
+    transfers: bool,
     /// Data directory (default: a temporary one, removed afterwards).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
@@ -136,6 +140,17 @@ async fn main() -> Result<()> {
     } else {
         run_phase("read", &args, &client, &table, None, false).await?
     };
+    let x = if args.transfers {
+        let x = run_transfers(&args, &client, &table).await?;
+        println!(
+            "RESULT transfers_per_sec={x:.0} ratio_to_writes={:.2} (target >= 0.3)",
+            x / w.max(1.0)
+        );
+        x
+    } else {
+        0.0
+    };
+    let _ = x;
     for (i, s) in servers.iter().enumerate() {
         let st = s.sync_stats();
         let (n, w, us) = (
@@ -157,6 +172,97 @@ async fn main() -> Result<()> {
     let _ = stop_tx.send(true);
     tokio::time::sleep(Duration::from_millis(500)).await;
     Ok(())
+}
+
+/// 2-key transfer transactions for `args.seconds`; returns committed transactions per second.
+async fn run_transfers(
+    args: &Args,
+    client: &client::Client,
+    table: &Arc<client::Table>,
+) -> Result<f64> {
+    let done = Arc::new(AtomicU64::new(0));
+    let conflicts = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency {
+        let (client, table, done, conflicts, errors, stop) = (
+            client.clone(),
+            table.clone(),
+            done.clone(),
+            conflicts.clone(),
+            errors.clone(),
+            stop.clone(),
+        );
+        let keys = args.keys;
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let (a, b) = {
+                    let mut r = rand::rng();
+                    (r.random_range(0..keys), r.random_range(0..keys))
+                };
+                if a == b {
+                    continue;
+                }
+                let (ka, kb) = (format!("key{a:010}"), format!("key{b:010}"));
+                let t0 = Instant::now();
+                let mut t = client.begin(client::Isolation::Snapshot);
+                let r = async {
+                    let v = t
+                        .get_many(&[(&table, ka.as_bytes()), (&table, kb.as_bytes())])
+                        .await?;
+                    let n = |v: &Option<Vec<u8>>| v.as_ref().map(|x| x.len()).unwrap_or(0);
+                    t.put(
+                        &table,
+                        ka.as_bytes(),
+                        format!("{}", n(&v[0]) + 1).as_bytes(),
+                    );
+                    t.put(
+                        &table,
+                        kb.as_bytes(),
+                        format!("{}", n(&v[1]) + 1).as_bytes(),
+                    );
+                    t.commit().await
+                }
+                .await;
+                lat.push(t0.elapsed().as_micros() as u32);
+                match r {
+                    Ok(_) => done.fetch_add(1, Ordering::Relaxed),
+                    Err(e) if e.code() == common::StatusCode::TxnConflict => {
+                        conflicts.fetch_add(1, Ordering::Relaxed)
+                    }
+                    Err(_) => errors.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+            lat
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut lat_all = Vec::new();
+    for t in tasks {
+        lat_all.extend(t.await?);
+    }
+    lat_all.sort_unstable();
+    let secs = started.elapsed().as_secs_f64();
+    let n = done.load(Ordering::Relaxed);
+    let rate = n as f64 / secs;
+    let pct = |p: f64| {
+        lat_all
+            .get(((lat_all.len() as f64 * p) as usize).min(lat_all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    println!(
+        "transfer: {n:>9} txns in {secs:>5.1}s = {rate:>9.0} txn/s   p50 {}us p99 {}us   conflicts {} errors {}",
+        pct(0.5),
+        pct(0.99),
+        conflicts.load(Ordering::Relaxed),
+        errors.load(Ordering::Relaxed)
+    );
+    Ok(rate)
 }
 
 /// Run one phase; returns operations per second.

@@ -147,7 +147,6 @@ async fn proposer(
             }
         };
         let tablet = tablet.clone();
-        let raft = raft.clone();
         let fence = fence.clone();
         tokio::spawn(async move {
             let answer = answer.await;
@@ -155,21 +154,12 @@ async fn proposer(
             drop(permit);
             let result = match answer {
                 Ok(Ok(resp)) => Ok(app::decode_outcomes(&resp.data.0)),
-                Ok(Err(ClientWriteError::ForwardToLeader(f))) => {
-                    let leader_addr = f.leader_node.map(|n| n.addr).or_else(|| {
-                        let m = raft.metrics().borrow().clone();
-                        f.leader_id.and_then(|l| {
-                            m.membership_config
-                                .membership()
-                                .get_node(&l)
-                                .map(|n| n.addr.clone())
-                        })
-                    });
-                    Err(TabletError::NotLeader {
-                        tablet: tablet.clone(),
-                        leader_addr,
-                    })
-                }
+                // The entry was proposed: a later leader may still commit it. Not "not the
+                // leader" (which tells callers nothing was written), but unavailable.
+                Ok(Err(ClientWriteError::ForwardToLeader(_))) => Err(TabletError::Unavailable {
+                    tablet: tablet.clone(),
+                    detail: "leadership changed during the write; it may still apply".into(),
+                }),
                 Ok(Err(e)) => Err(TabletError::Unavailable {
                     tablet: tablet.clone(),
                     detail: e.to_string(),
@@ -541,9 +531,10 @@ impl Tablet {
         read_ht: Option<HybridTime>,
         uncertain_until: Option<HybridTime>,
     ) -> Result<(Vec<Option<Vec<u8>>>, HybridTime), TabletError> {
-        self.ensure_read_lease().await?;
         let ht = self.read_time(read_ht)?;
         self.wait_for_writes_below(ht, read_ht.is_some()).await?;
+        // After the fence: waiting may have outlived the lease.
+        self.ensure_read_lease().await?;
         let limit = self.uncertainty_limit(ht, uncertain_until);
         let mut out = Vec::with_capacity(keys.len());
         let check_intents = self.app.may_have_intents();
@@ -580,9 +571,9 @@ impl Tablet {
         read_ht: Option<HybridTime>,
         uncertain_until: Option<HybridTime>,
     ) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, HybridTime), TabletError> {
-        self.ensure_read_lease().await?;
         let ht = self.read_time(read_ht)?;
         self.wait_for_writes_below(ht, read_ht.is_some()).await?;
+        self.ensure_read_lease().await?;
         let until = self.uncertainty_limit(ht, uncertain_until);
         if self.app.may_have_intents() {
             let found = txn::intents::scan(self.engine.as_ref(), &self.prefix, range)
