@@ -532,7 +532,7 @@ impl Transaction {
                 }
                 Some(_) => {
                     return Err(conflict(
-                        "could not serialize access due to concurrent update",
+                        "could not serialize access due to concurrent update (one-tablet commit)",
                     ))
                 }
                 None => return Ok(r.ht),
@@ -643,7 +643,7 @@ impl Transaction {
                 }
                 Some(_) => {
                     return Err(conflict(
-                        "could not serialize access due to concurrent update",
+                        "could not serialize access due to concurrent update (prewrite)",
                     ))
                 }
             }
