@@ -89,6 +89,14 @@ impl Table {
         self.tablet_for_hash(common::keys::partition_hash(key))
     }
 
+    /// The id of tablet `idx` (empty if there is none: the server answers NOT_FOUND).
+    pub fn tablet_id(&self, idx: usize) -> String {
+        self.tablets
+            .get(idx)
+            .map(|t| t.tablet_id.clone())
+            .unwrap_or_default()
+    }
+
     /// Index of the hash tablet that owns partition hash `h`.
     pub fn tablet_for_hash(&self, h: u16) -> usize {
         if self.info.range_partitioned || self.tablets.len() <= 1 {
@@ -679,11 +687,7 @@ impl Client {
         idx: usize,
         ops: Vec<KvOp>,
     ) -> Result<(WriteResult, Option<rpc::tablet::Conflict>)> {
-        let tablet_id = table
-            .tablets
-            .get(idx)
-            .map(|t| t.tablet_id.clone())
-            .unwrap_or_default();
+        let tablet_id = table.tablet_id(idx);
         // A remote leader we know: go through the tablet's batcher.
         let ops = match self.batched_write(&tablet_id, ops).await {
             Batch::Done(result, conflict) => return Ok((result, conflict)),
@@ -729,11 +733,7 @@ impl Client {
         ops: Vec<KvOp>,
     ) -> Result<(WriteResult, Option<rpc::tablet::Conflict>)> {
         let req = WriteRequest {
-            tablet_id: table
-                .tablets
-                .get(idx)
-                .map(|t| t.tablet_id.clone())
-                .unwrap_or_default(),
+            tablet_id: table.tablet_id(idx),
             ops,
             propagated_ht: 0,
         };
@@ -911,11 +911,7 @@ impl Client {
         uncertain_until: Option<HybridTime>,
     ) -> Result<ReadResponse> {
         let req = ReadRequest {
-            tablet_id: table
-                .tablets
-                .get(idx)
-                .map(|t| t.tablet_id.clone())
-                .unwrap_or_default(),
+            tablet_id: table.tablet_id(idx),
             keys: keys.to_vec(),
             read_ht: read_ht.map(|h| h.0).unwrap_or(0),
             propagated_ht: 0,
@@ -976,11 +972,7 @@ impl Client {
         uncertain_until: Option<HybridTime>,
     ) -> Result<ScanResponse> {
         let req = ScanRequest {
-            tablet_id: table
-                .tablets
-                .get(idx)
-                .map(|t| t.tablet_id.clone())
-                .unwrap_or_default(),
+            tablet_id: table.tablet_id(idx),
             start,
             end,
             limit,

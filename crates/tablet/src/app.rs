@@ -176,6 +176,14 @@ pub(crate) fn decode_outcomes(raw: &[u8]) -> Option<Vec<WriteOutcome>> {
     Some(out)
 }
 
+fn intent_kind(read: bool) -> IntentKind {
+    if read {
+        IntentKind::Read
+    } else {
+        IntentKind::Write
+    }
+}
+
 fn encode_outcome(reply: &mut Vec<u8>, ht: HybridTime, v: &Verdict) {
     reply.extend_from_slice(&ht.0.to_be_bytes());
     match v {
@@ -365,11 +373,7 @@ impl TabletApp {
                     since_ht,
                     read,
                 } => {
-                    let kind = if *read {
-                        IntentKind::Read
-                    } else {
-                        IntentKind::Write
-                    };
+                    let kind = intent_kind(*read);
                     let set = self.intents_of(&op.key, pending_intents)?;
                     if let Some(other) = set
                         .iter()
@@ -435,11 +439,7 @@ impl TabletApp {
                     since_ht,
                     read,
                 } => {
-                    let kind = if *read {
-                        IntentKind::Read
-                    } else {
-                        IntentKind::Write
-                    };
+                    let kind = intent_kind(*read);
                     let mut set = self.intents_of(&op.key, pending_intents)?;
                     let before_empty = set.is_empty();
                     set.retain(|i| !(i.txn == *txn && i.kind == kind));
