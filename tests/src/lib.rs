@@ -123,7 +123,11 @@ impl Proc {
             .expect("log file");
         let child = Command::new(&self.bin)
             .args(&self.args)
-            .env("RUST_LOG", "info,openraft=error")
+            .env(
+                "RUST_LOG",
+                std::env::var("AISQL_TEST_RUST_LOG")
+                    .unwrap_or_else(|_| "info,openraft=error".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -231,6 +235,8 @@ impl Cluster {
     pub fn start(opts: ClusterOpts) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("aisql-test-")
+            // AISQL_TEST_KEEP=1 keeps the data directories and logs for a post-mortem.
+            .disable_cleanup(std::env::var_os("AISQL_TEST_KEEP").is_some())
             .tempdir()
             .expect("tempdir");
         let m_ips: Vec<String> = (0..opts.mservers).map(|_| fresh_ip()).collect();

@@ -530,10 +530,12 @@ impl Transaction {
                 Some(c) if c.locked => {
                     self.client.resolve_lock(&table, idx, &c, started).await?;
                 }
-                Some(_) => {
-                    return Err(conflict(
-                        "could not serialize access due to concurrent update (one-tablet commit)",
-                    ))
+                Some(c) => {
+                    return Err(conflict(format!(
+                        "could not serialize access due to concurrent update (one-tablet commit; {} at {})",
+                        String::from_utf8_lossy(&c.key),
+                        r.ht.0
+                    )))
                 }
                 None => return Ok(r.ht),
             }

@@ -2,12 +2,11 @@
 //!
 //! The adapter owns the *applied state* — the last applied log id and the last membership.
 //! It is checkpointed (`Cf::RaftMeta`, `group prefix ‖ "applied"`, together with the app's own
-//! [`StateMachineApp::checkpoint`]) every [`CHECKPOINT_ENTRIES`] entries, on membership
-//! changes and on snapshot installs — not on every apply, which would cost two extra writes per
-//! request. After a crash openraft re-applies the log from the checkpoint, so apps must make
-//! re-applying an entry idempotent: given the checkpointed state, the same entries must produce
-//! the same writes (the tablet derives hybrid times from the log and checkpoint only, and
-//! evaluates conditions as of just before the entry's own time).
+//! [`StateMachineApp::checkpoint`]) in the same atomic batch as the changes of every apply
+//! round, so the persisted applied index always names exactly the entries whose effects are
+//! in the engine: after a crash nothing is applied twice. (Re-applying was tried and is wrong:
+//! an entry's conditions — a transaction's "no newer version", "no intent" — would be judged
+//! against the effects of *later* entries, and a write refused the first time could apply.)
 //!
 //! Snapshots are the app's full state ([`StateMachineApp::snapshot`]) plus the applied state;
 //! they are built on demand and kept in memory (the data they copy is on disk already).
@@ -35,13 +34,8 @@ pub trait StateMachineApp: Send + Sync + 'static {
     /// Called after a batch from [`StateMachineApp::apply`] has been written.
     fn applied(&self) {}
     /// Add the app's own checkpoint (state that must match the applied index) to `batch`,
-    /// which also carries the adapter's applied state.
+    /// which also carries the adapter's applied state; called for every batch.
     fn checkpoint(&self, _batch: &mut WriteBatch) {}
-    /// Checkpoint the applied state at least every this many entries. Apps whose replay is
-    /// not idempotent (the catalog) return 1.
-    fn checkpoint_every(&self) -> u64 {
-        CHECKPOINT_ENTRIES
-    }
     /// The app's full state, for a snapshot.
     fn snapshot(&self) -> Result<Vec<u8>, KvError>;
     /// Replace the app's full state with a snapshot's. Every change, deletions of the old
@@ -73,12 +67,7 @@ pub struct StateMachine {
     /// clone of this state machine while entries keep being applied, and a snapshot's rows
     /// must be exactly those of the applied index it names.
     apply_lock: Arc<std::sync::Mutex<()>>,
-    /// Entries applied since the applied state was last checkpointed.
-    since_checkpoint: u64,
 }
-
-/// Checkpoint the applied state at least this often (in entries).
-pub const CHECKPOINT_ENTRIES: u64 = 512;
 
 fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError<NodeId> {
     storage_err(ErrorSubject::StateMachine, verb, e)
@@ -106,7 +95,6 @@ impl StateMachine {
             applied,
             current: None,
             apply_lock: Arc::default(),
-            since_checkpoint: 0,
         })
     }
 
@@ -116,18 +104,11 @@ impl StateMachine {
         k
     }
 
-    /// Write `batch`, with a checkpoint of the applied state if one is due (or `force`).
-    fn write_with_applied(
-        &mut self,
-        mut batch: WriteBatch,
-        force: bool,
-    ) -> Result<(), StorageError<NodeId>> {
-        if force || self.since_checkpoint >= self.app.checkpoint_every() {
-            let raw = bincode::serialize(&self.applied).map_err(|e| sm_err(ErrorVerb::Write, e))?;
-            batch.put(Cf::RaftMeta, Self::applied_key(&self.prefix), raw);
-            self.app.checkpoint(&mut batch);
-            self.since_checkpoint = 0;
-        }
+    /// Write `batch` together with the applied state and the app's checkpoint.
+    fn write_with_applied(&mut self, mut batch: WriteBatch) -> Result<(), StorageError<NodeId>> {
+        let raw = bincode::serialize(&self.applied).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        batch.put(Cf::RaftMeta, Self::applied_key(&self.prefix), raw);
+        self.app.checkpoint(&mut batch);
         self.engine
             .write(batch)
             .map_err(|e| sm_err(ErrorVerb::Write, e))?;
@@ -200,10 +181,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let _consistent = lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut batch = WriteBatch::new();
         let mut replies = Vec::new();
-        let mut membership_changed = false;
         for entry in entries {
             self.applied.last_applied = Some(entry.log_id);
-            self.since_checkpoint += 1;
             match entry.payload {
                 EntryPayload::Blank => replies.push(Payload::default()),
                 EntryPayload::Normal(p) => {
@@ -215,12 +194,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
                 EntryPayload::Membership(m) => {
                     self.applied.membership = StoredMembership::new(Some(entry.log_id), m);
-                    membership_changed = true;
                     replies.push(Payload::default());
                 }
             }
         }
-        self.write_with_applied(batch, membership_changed)?;
+        self.write_with_applied(batch)?;
         Ok(replies)
     }
 
@@ -257,7 +235,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
         };
-        self.write_with_applied(batch, true)?;
+        self.write_with_applied(batch)?;
         self.current = Some((meta.clone(), data));
         Ok(())
     }

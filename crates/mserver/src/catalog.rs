@@ -212,12 +212,6 @@ impl StateMachineApp for CatalogApp {
         Ok(bincode::serialize(&result).unwrap_or_default())
     }
 
-    /// Replaying catalog commands on a newer catalog is not idempotent (a CreateTable that
-    /// failed could succeed): checkpoint every entry; catalog changes are rare.
-    fn checkpoint_every(&self) -> u64 {
-        1
-    }
-
     fn snapshot(&self) -> Result<Vec<u8>, StorageError> {
         let c = self.state.read().unwrap_or_else(|e| e.into_inner());
         bincode::serialize(&*c).map_err(|e| StorageError::Io(e.to_string()))

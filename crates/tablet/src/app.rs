@@ -79,6 +79,7 @@ pub struct WriteOutcome {
 }
 
 /// The verdict of one write.
+#[derive(Debug)]
 enum Verdict {
     Applied,
     Failed,
@@ -411,8 +412,7 @@ impl TabletApp {
             ) {
                 continue;
             }
-            // As of just before this write: on a replay after a crash, versions this write
-            // (or later ones) already stored must not change the verdict.
+            // As of just before this write's own time.
             let just_before = HybridTime(ht.0 - 1);
             let current = match pending.get(&op.key) {
                 // Same visibility rule as the engine read below (`visible_at(just_before)`).
@@ -500,7 +500,7 @@ impl TabletApp {
 impl StateMachineApp for TabletApp {
     fn apply(
         &self,
-        _index: u64,
+        index: u64,
         payload: &[u8],
         batch: &mut WriteBatch,
     ) -> Result<Vec<u8>, StorageError> {
@@ -529,6 +529,42 @@ impl StateMachineApp for TabletApp {
             if let Some(c) = committed {
                 *last = (*last).max(c);
                 self.clock.update(c);
+            }
+            if tracing::enabled!(target: "aisql::apply", tracing::Level::DEBUG) {
+                let tail = |b: &[u8]| {
+                    String::from_utf8_lossy(&b[b.len().saturating_sub(12)..]).into_owned()
+                };
+                let ops: Vec<String> = ops
+                    .iter()
+                    .map(|o| {
+                        let c = match &o.condition {
+                            Condition::Intent {
+                                txn,
+                                since_ht,
+                                read,
+                            } => format!(
+                                "I{}{:02x}{:02x}s{since_ht}",
+                                if *read { "r" } else { "w" },
+                                txn[0],
+                                txn[1]
+                            ),
+                            Condition::Resolve { txn, commit_ht } => {
+                                format!("R{:02x}{:02x}c{commit_ht:?}", txn[0], txn[1])
+                            }
+                            Condition::Unchanged {
+                                since_ht,
+                                check_only,
+                            } => format!("U{}s{since_ht}", if *check_only { "c" } else { "" }),
+                            other => format!("{other:?}"),
+                        };
+                        format!(
+                            "{}={}:{c}",
+                            tail(&o.key),
+                            o.value.as_deref().map(tail).unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                tracing::debug!(target: "aisql::apply", "W t={:02x}{:02x} i={index} ht={} c={:?} {verdict:?} {}", self.prefix[0], self.prefix[1], ht.0, committed.map(|c| c.0), ops.join(" "));
             }
             encode_outcome(&mut reply, ht, &verdict);
         }
