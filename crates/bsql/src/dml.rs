@@ -394,11 +394,7 @@ pub async fn write_new_rows(
             let r = r.clone();
             async move {
                 let key = op.key.clone();
-                s.catalog
-                    .client
-                    .write(&r.table, &key, vec![op])
-                    .await
-                    .map(|w| w.applied)
+                s.access.write(&r.table, &key, vec![op]).await
             }
         }))
         .buffered(WRITE_CONCURRENCY)
@@ -443,11 +439,7 @@ async fn write_grouped(s: &Session, r: &Resolved, ops: Vec<KvOp>) -> SqlResult<b
     }
     let results: Vec<bool> = futures::stream::iter(batches.into_iter().map(|ops| async move {
         let key = ops[0].key.clone();
-        s.catalog
-            .client
-            .write(&r.table, &key, ops)
-            .await
-            .map(|w| w.applied)
+        s.access.write(&r.table, &key, ops).await
     }))
     .buffer_unordered(WRITE_CONCURRENCY)
     .try_collect()
@@ -682,7 +674,7 @@ async fn update_once(s: &Session, upd: &ast::Update) -> Result<Output, Retry> {
                 row::encode_key(&def, &new)
             };
             let value = row::encode_value(&def, &new);
-            let client = &s.catalog.client;
+            let access = &s.access;
             if new_key == key {
                 let op = KvOp {
                     key: key.clone(),
@@ -691,7 +683,7 @@ async fn update_once(s: &Session, upd: &ast::Update) -> Result<Output, Retry> {
                     expected: raw,
                     ..Default::default()
                 };
-                if !client.write(&r.table, &key, vec![op]).await?.applied {
+                if !access.write(&r.table, &key, vec![op]).await? {
                     return Err(serialization_failure());
                 }
             } else {
@@ -702,7 +694,7 @@ async fn update_once(s: &Session, upd: &ast::Update) -> Result<Output, Retry> {
                     condition: Condition::IfAbsent as i32,
                     ..Default::default()
                 };
-                if !client.write(&r.table, &new_key, vec![put]).await?.applied {
+                if !access.write(&r.table, &new_key, vec![put]).await? {
                     return Err(duplicate(&def));
                 }
                 let del = KvOp {
@@ -712,7 +704,7 @@ async fn update_once(s: &Session, upd: &ast::Update) -> Result<Output, Retry> {
                     expected: raw,
                     ..Default::default()
                 };
-                if !client.write(&r.table, &key, vec![del]).await?.applied {
+                if !access.write(&r.table, &key, vec![del]).await? {
                     return Err(serialization_failure());
                 }
             }
@@ -775,7 +767,7 @@ pub async fn delete(s: &Session, del: &ast::Delete) -> SqlResult<Output> {
 pub async fn truncate(s: &Session, t: &ast::Truncate) -> SqlResult<Output> {
     for target_name in &t.table_names {
         let r = target(s, &target_name.name).await?;
-        let kvs = s.catalog.client.scan_all(&r.table).await?;
+        let kvs = s.access.scan_all(&r.table).await?;
         let ops = kvs
             .into_iter()
             .map(|(key, _)| KvOp {

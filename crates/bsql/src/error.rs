@@ -19,7 +19,9 @@ impl SqlError {
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
         SqlError {
             code,
-            message: message.into(),
+            // A NUL would end the message's C string on the wire (and break the client's
+            // parser): keys and values quoted in messages may contain one.
+            message: message.into().replace('\0', "\\0"),
         }
     }
 
@@ -71,6 +73,7 @@ impl From<client::ClientError> for SqlError {
             StatusCode::NotFound => "42P01",
             StatusCode::AlreadyExists => "42P07",
             StatusCode::TimedOut | StatusCode::ServiceUnavailable => "57P01",
+            StatusCode::TxnConflict => "40001",
             _ => "XX000",
         };
         SqlError::new(code, e.to_string())
@@ -80,6 +83,12 @@ impl From<client::ClientError> for SqlError {
 impl From<DataFusionError> for SqlError {
     fn from(e: DataFusionError) -> Self {
         let e = e.find_root();
+        // Our own errors raised inside a plan (a table provider's read) keep their SQLSTATE.
+        if let DataFusionError::External(inner) = e {
+            if let Some(own) = inner.downcast_ref::<SqlError>() {
+                return SqlError::new(own.code, own.message.clone());
+            }
+        }
         let msg = e.to_string();
         // Strip DataFusion's "Error during planning: " style prefixes for the client.
         let clean = msg

@@ -284,7 +284,7 @@ pub async fn run(
                 return Ok(None);
             };
             let found = match key {
-                Some(k) => s.catalog.client.get(&r.table, &k).await?,
+                Some(k) => s.access.get(&r.table, &k).await?,
                 None => None,
             };
             let rows = match found {
@@ -323,7 +323,7 @@ pub async fn run(
                 return Ok(Some(Output::Command("UPDATE 0".into())));
             };
             for attempt in 0..RETRIES {
-                let Some(raw) = s.catalog.client.get(&r.table, &key).await? else {
+                let Some(raw) = s.access.get(&r.table, &key).await? else {
                     return Ok(Some(Output::Command("UPDATE 0".into())));
                 };
                 let mut row = row::decode_value(def, &raw)?;
@@ -338,12 +338,7 @@ pub async fn run(
                     expected: raw,
                     ..Default::default()
                 };
-                if s.catalog
-                    .client
-                    .write(&r.table, &key, vec![op])
-                    .await?
-                    .applied
-                {
+                if s.access.write(&r.table, &key, vec![op]).await? {
                     return Ok(Some(Output::Command("UPDATE 1".into())));
                 }
                 tokio::time::sleep(std::time::Duration::from_micros(100 << attempt.min(6))).await;
@@ -364,12 +359,7 @@ pub async fn run(
                 condition: Condition::IfPresent as i32,
                 ..Default::default()
             };
-            let applied = s
-                .catalog
-                .client
-                .write(&r.table, &key, vec![op])
-                .await?
-                .applied;
+            let applied = s.access.write(&r.table, &key, vec![op]).await?;
             Ok(Some(Output::Command(format!("DELETE {}", applied as u8))))
         }
     }

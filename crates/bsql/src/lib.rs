@@ -4,10 +4,12 @@
 //! * [`session`]: a connection's session and the statement dispatcher;
 //! * [`ddl`], [`dml`], [`copy`]: CREATE/ALTER/DROP, INSERT/UPDATE/DELETE/TRUNCATE, COPY;
 //! * [`fast`]: point reads and writes by primary key, without query planning;
+//! * [`access`]: where reads and writes go (the open transaction block, or the tablets);
 //! * [`provider`]: tables as DataFusion sees them (queries are planned and run by DataFusion);
 //! * [`catalog`]: table definitions kept in the mserver's catalog, cached per server;
 //! * [`row`], [`types`]: how rows and values are stored and typed.
 
+pub mod access;
 pub mod catalog;
 pub mod copy;
 pub mod ddl;

@@ -18,6 +18,7 @@ use datafusion::datasource::TableType;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 
+use crate::access::Access;
 use crate::catalog::{Catalog, Resolved};
 use crate::row::{self, Row};
 
@@ -36,6 +37,7 @@ pub const SCHEMAS: [&str; 1] = ["public"];
 pub struct DbCatalog {
     pub db: String,
     pub catalog: Arc<Catalog>,
+    pub access: Access,
 }
 
 impl CatalogProvider for DbCatalog {
@@ -48,6 +50,7 @@ impl CatalogProvider for DbCatalog {
             db: self.db.clone(),
             schema: name.to_owned(),
             catalog: self.catalog.clone(),
+            access: self.access.clone(),
         }))
     }
 }
@@ -58,6 +61,7 @@ pub struct DbSchema {
     db: String,
     schema: String,
     catalog: Arc<Catalog>,
+    access: Access,
 }
 
 #[async_trait]
@@ -82,7 +86,7 @@ impl SchemaProvider for DbSchema {
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         Ok(resolved.map(|r| {
-            Arc::new(BsqlTable::new(self.catalog.clone(), r, with_key)) as Arc<dyn TableProvider>
+            Arc::new(BsqlTable::new(self.access.clone(), r, with_key)) as Arc<dyn TableProvider>
         }))
     }
 
@@ -94,14 +98,14 @@ impl SchemaProvider for DbSchema {
 /// A table as DataFusion scans it.
 #[derive(Debug)]
 pub struct BsqlTable {
-    catalog: Arc<Catalog>,
+    access: Access,
     resolved: Arc<Resolved>,
     schema: SchemaRef,
     with_key: bool,
 }
 
 impl BsqlTable {
-    pub fn new(catalog: Arc<Catalog>, resolved: Arc<Resolved>, with_key: bool) -> Self {
+    pub fn new(access: Access, resolved: Arc<Resolved>, with_key: bool) -> Self {
         let schema = if with_key {
             let mut fields: Vec<Field> = resolved
                 .schema
@@ -116,7 +120,7 @@ impl BsqlTable {
             resolved.schema.clone()
         };
         BsqlTable {
-            catalog,
+            access,
             resolved,
             schema,
             with_key,
@@ -163,16 +167,16 @@ impl BsqlTable {
     }
 
     async fn rows(&self, filters: &[Expr]) -> crate::error::SqlResult<Vec<(Vec<u8>, Vec<u8>)>> {
-        let client = &self.catalog.client;
         let table = &self.resolved.table;
         if let Some(key) = self.point_key(filters) {
-            return Ok(client
+            return Ok(self
+                .access
                 .get(table, &key)
                 .await?
                 .map(|v| vec![(key, v)])
                 .unwrap_or_default());
         }
-        Ok(client.scan_all(table).await?)
+        self.access.scan_all(table).await
     }
 }
 

@@ -14,6 +14,9 @@ use datafusion::sql::sqlparser::ast::{self, Statement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
+use client::Isolation;
+
+use crate::access::Access;
 use crate::catalog::Catalog;
 use crate::error::{SqlError, SqlResult};
 use crate::fast::{self, FastPlan};
@@ -49,11 +52,48 @@ impl Output {
     }
 }
 
-/// State of the open transaction block.
-#[derive(Debug, Default)]
+/// State of the open transaction block (its reads and writes go through
+/// [`Access`], which holds the transaction itself).
+#[derive(Default)]
 pub struct TxnBlock {
-    /// Statements in this block wrote data (already committed: see `docs/design/bsql.md`).
-    pub wrote: bool,
+    /// A statement failed: everything but COMMIT/ROLLBACK is refused (25P02).
+    pub failed: bool,
+    /// Savepoints, oldest first.
+    savepoints: Vec<(String, client::Savepoint)>,
+}
+
+/// The isolation level a `transaction_isolation` setting names (PostgreSQL's READ
+/// UNCOMMITTED behaves as READ COMMITTED).
+fn isolation_named(name: &str) -> SqlResult<Isolation> {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "read committed" | "read uncommitted" => Ok(Isolation::ReadCommitted),
+        "repeatable read" => Ok(Isolation::Snapshot),
+        "serializable" => Ok(Isolation::Serializable),
+        other => Err(SqlError::new(
+            "22023",
+            format!("invalid value for parameter \"transaction_isolation\": \"{other}\""),
+        )),
+    }
+}
+
+fn isolation_of(modes: &[ast::TransactionMode]) -> Option<Isolation> {
+    modes.iter().find_map(|m| match m {
+        ast::TransactionMode::IsolationLevel(l) => Some(match l {
+            ast::TransactionIsolationLevel::ReadUncommitted
+            | ast::TransactionIsolationLevel::ReadCommitted => Isolation::ReadCommitted,
+            ast::TransactionIsolationLevel::RepeatableRead => Isolation::Snapshot,
+            _ => Isolation::Serializable,
+        }),
+        _ => None,
+    })
+}
+
+fn isolation_setting(i: Isolation) -> &'static str {
+    match i {
+        Isolation::ReadCommitted => "read committed",
+        Isolation::Snapshot => "repeatable read",
+        Isolation::Serializable => "serializable",
+    }
 }
 
 /// Maintenance commands that have nothing to do here (storage compacts itself), answered
@@ -85,6 +125,8 @@ pub struct Session {
     pub ctx: SessionContext,
     settings: BTreeMap<String, String>,
     pub txn: Option<TxnBlock>,
+    /// Where reads and writes go (the open transaction, if any).
+    pub access: Access,
 }
 
 impl Session {
@@ -95,11 +137,13 @@ impl Session {
             .with_information_schema(true);
         config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
         let ctx = SessionContext::new_with_config(config);
+        let access = Access::new(catalog.client.clone());
         ctx.register_catalog(
             db,
             Arc::new(DbCatalog {
                 db: db.to_owned(),
                 catalog: catalog.clone(),
+                access: access.clone(),
             }),
         );
         let tmp = datafusion::catalog::MemoryCatalogProvider::new();
@@ -119,6 +163,7 @@ impl Session {
             ctx,
             settings,
             txn: None,
+            access,
         }
     }
 
@@ -128,38 +173,63 @@ impl Session {
         plan: &FastPlan,
         params: &[Option<String>],
     ) -> SqlResult<Option<Output>> {
-        if !matches!(plan, FastPlan::Get { .. }) {
-            self.note_write();
+        self.statement_starts().await?;
+        let r = fast::run(self, plan, params).await;
+        self.statement_ended(r)
+    }
+
+    /// Before a statement of a transaction block: refuse it if the block failed, else give
+    /// it its snapshot.
+    async fn statement_starts(&mut self) -> SqlResult<()> {
+        match &self.txn {
+            Some(t) if t.failed => Err(SqlError::new(
+                "25P02",
+                "current transaction is aborted, commands ignored until end of transaction block",
+            )),
+            Some(_) => {
+                self.access.new_statement().await;
+                Ok(())
+            }
+            None => Ok(()),
         }
-        fast::run(self, plan, params).await
+    }
+
+    /// After a statement: an error fails the open block.
+    fn statement_ended<T>(&mut self, r: SqlResult<T>) -> SqlResult<T> {
+        if r.is_err() {
+            if let Some(t) = &mut self.txn {
+                t.failed = true;
+            }
+        }
+        r
     }
 
     /// Run one statement.
     pub async fn execute(&mut self, stmt: Statement) -> SqlResult<Output> {
+        let ends_block = matches!(stmt, Statement::Commit { .. } | Statement::Rollback { .. });
+        if !ends_block {
+            self.statement_starts().await?;
+        }
+        let r = self.execute_inner(stmt).await;
+        if ends_block {
+            return r;
+        }
+        self.statement_ended(r)
+    }
+
+    async fn execute_inner(&mut self, stmt: Statement) -> SqlResult<Output> {
         if let Some(plan) = fast::plan(&stmt) {
-            if let Some(out) = self.execute_fast(&plan, &[]).await? {
+            if let Some(out) = fast::run(self, &plan, &[]).await? {
                 return Ok(out);
             }
         }
         match stmt {
             Statement::Query(_) => self.query(stmt).await,
             Statement::Explain { .. } => self.query(stmt).await,
-            Statement::Insert(ins) => {
-                self.note_write();
-                dml::insert(self, &ins).await
-            }
-            Statement::Update(upd) => {
-                self.note_write();
-                dml::update(self, &upd).await
-            }
-            Statement::Delete(del) => {
-                self.note_write();
-                dml::delete(self, &del).await
-            }
-            Statement::Truncate(t) => {
-                self.note_write();
-                dml::truncate(self, &t).await
-            }
+            Statement::Insert(ins) => dml::insert(self, &ins).await,
+            Statement::Update(upd) => dml::update(self, &upd).await,
+            Statement::Delete(del) => dml::delete(self, &del).await,
+            Statement::Truncate(t) => dml::truncate(self, &t).await,
             Statement::CreateTable(ct) => {
                 ddl::create_table(&self.catalog, &self.db, &ct).await?;
                 Ok(Output::tag("CREATE TABLE"))
@@ -191,35 +261,93 @@ impl Session {
                 Ok(Output::tag("CREATE DATABASE"))
             }
             Statement::CreateSchema { .. } => Ok(Output::tag("CREATE SCHEMA")),
-            Statement::StartTransaction { .. } => {
+            Statement::StartTransaction { modes, .. } => {
                 if self.txn.is_some() {
                     // PostgreSQL warns and stays in the block.
                     return Ok(Output::Begin("BEGIN".into()));
                 }
+                let isolation = match isolation_of(&modes) {
+                    Some(i) => i,
+                    None => isolation_named(
+                        &self
+                            .setting("default_transaction_isolation")
+                            .unwrap_or_default(),
+                    )?,
+                };
+                self.access.begin(isolation).await;
+                self.settings.insert(
+                    "transaction_isolation".into(),
+                    isolation_setting(isolation).into(),
+                );
                 self.txn = Some(TxnBlock::default());
                 Ok(Output::Begin("BEGIN".into()))
             }
-            Statement::Commit { .. } => {
-                self.txn = None;
-                Ok(Output::End("COMMIT".into()))
-            }
-            Statement::Rollback { savepoint, .. } => {
-                if savepoint.is_some() {
-                    return Ok(Output::tag("ROLLBACK"));
+            Statement::Set(ast::Set::SetTransaction {
+                modes,
+                session: true,
+                ..
+            }) => {
+                if let Some(i) = isolation_of(&modes) {
+                    self.settings.insert(
+                        "default_transaction_isolation".into(),
+                        isolation_setting(i).into(),
+                    );
+                    if self.txn.is_none() {
+                        self.settings
+                            .insert("transaction_isolation".into(), isolation_setting(i).into());
+                    }
                 }
-                let wrote = self.txn.take().is_some_and(|t| t.wrote);
-                if wrote {
+                Ok(Output::tag("SET"))
+            }
+            Statement::Set(ast::Set::SetTransaction { modes, .. }) => {
+                if let (Some(i), Some(_)) = (isolation_of(&modes), &self.txn) {
+                    // Before anything is read or written the block may change its level.
+                    if self.access.isolation().await != Some(i) {
+                        self.access.begin(i).await;
+                    }
+                    self.settings
+                        .insert("transaction_isolation".into(), isolation_setting(i).into());
+                }
+                Ok(Output::tag("SET"))
+            }
+            Statement::Commit { .. } => self.commit().await,
+            Statement::Rollback { savepoint, .. } => match savepoint {
+                Some(name) => self.rollback_to(&name.value).await,
+                None => {
+                    self.end_block().await;
+                    Ok(Output::End("ROLLBACK".into()))
+                }
+            },
+            Statement::Savepoint { name } => {
+                let Some(sp) = self.access.savepoint().await else {
                     return Err(SqlError::new(
-                        "0A000",
-                        "ROLLBACK cannot undo writes yet: each statement of this block was \
-                         committed when it ran (distributed transactions are not available \
-                         in this build)",
+                        "25P01",
+                        "SAVEPOINT can only be used in transaction blocks",
                     ));
+                };
+                if let Some(t) = &mut self.txn {
+                    t.savepoints.push((name.value.clone(), sp));
                 }
-                Ok(Output::End("ROLLBACK".into()))
+                Ok(Output::tag("SAVEPOINT"))
             }
-            Statement::Savepoint { .. } => Ok(Output::tag("SAVEPOINT")),
-            Statement::ReleaseSavepoint { .. } => Ok(Output::tag("RELEASE")),
+            Statement::ReleaseSavepoint { name } => {
+                let Some(t) = &mut self.txn else {
+                    return Err(SqlError::new(
+                        "25P01",
+                        "RELEASE SAVEPOINT can only be used in transaction blocks",
+                    ));
+                };
+                match t.savepoints.iter().rposition(|(n, _)| *n == name.value) {
+                    Some(i) => t.savepoints.truncate(i),
+                    None => {
+                        return Err(SqlError::new(
+                            "3B001",
+                            format!("savepoint \"{}\" does not exist", name.value),
+                        ))
+                    }
+                }
+                Ok(Output::tag("RELEASE"))
+            }
             Statement::Set(set) => self.set(set),
             Statement::ShowVariable { variable } => self.show(&variable),
             Statement::Vacuum(_) => Ok(Output::tag("VACUUM")),
@@ -238,10 +366,53 @@ impl Session {
         }
     }
 
-    fn note_write(&mut self) {
-        if let Some(t) = &mut self.txn {
-            t.wrote = true;
+    /// COMMIT: all the block's writes become visible at once, or (a conflict: 40001) none.
+    async fn commit(&mut self) -> SqlResult<Output> {
+        let failed = self.txn.as_ref().is_some_and(|t| t.failed);
+        let txn = self.access.take().await;
+        self.end_block().await;
+        match txn {
+            // PostgreSQL answers COMMIT of a failed block with ROLLBACK.
+            Some(_) if failed => Ok(Output::End("ROLLBACK".into())),
+            Some(t) => {
+                t.commit().await?;
+                Ok(Output::End("COMMIT".into()))
+            }
+            None => Ok(Output::End("COMMIT".into())),
         }
+    }
+
+    /// Leave the transaction block (its buffered writes are dropped).
+    async fn end_block(&mut self) {
+        drop(self.access.take().await);
+        self.txn = None;
+        let default = self
+            .setting("default_transaction_isolation")
+            .unwrap_or_else(|| "read committed".into());
+        self.settings
+            .insert("transaction_isolation".into(), default);
+    }
+
+    /// ROLLBACK TO SAVEPOINT: forget the writes since it; the block is usable again.
+    async fn rollback_to(&mut self, name: &str) -> SqlResult<Output> {
+        let Some(t) = &mut self.txn else {
+            return Err(SqlError::new(
+                "25P01",
+                "ROLLBACK TO SAVEPOINT can only be used in transaction blocks",
+            ));
+        };
+        let Some(i) = t.savepoints.iter().rposition(|(n, _)| n == name) else {
+            t.failed = true;
+            return Err(SqlError::new(
+                "3B001",
+                format!("savepoint \"{name}\" does not exist"),
+            ));
+        };
+        t.savepoints.truncate(i + 1);
+        t.failed = false;
+        let sp = t.savepoints[i].1.clone();
+        self.access.rollback_to(sp).await;
+        Ok(Output::tag("ROLLBACK"))
     }
 
     /// Plan and run a query with DataFusion; result columns get PostgreSQL's names.

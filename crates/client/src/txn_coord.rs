@@ -62,6 +62,12 @@ struct Buffered {
 /// A key's place: (table id, tablet index, key).
 type Place = (String, usize, Vec<u8>);
 
+/// The writes a transaction had buffered at a savepoint ([`Transaction::savepoint`]).
+#[derive(Clone)]
+pub struct Savepoint {
+    writes: BTreeMap<Place, Buffered>,
+}
+
 /// A transaction in progress. Dropping it without `commit` abandons it; nothing is written.
 pub struct Transaction {
     client: Client,
@@ -72,6 +78,10 @@ pub struct Transaction {
     /// Versions in `(read_ht, global_limit]` may have been written before this transaction
     /// started on a server whose clock is ahead: reading past them would be stale.
     global_limit: HybridTime,
+    /// Per tablet, the leader's clock at this statement's first read there: versions above
+    /// it were written after the transaction (statement) began, so they are not uncertain
+    /// (YugabyteDB's "local limit"). Reset with each new snapshot.
+    local_limits: HashMap<(String, usize), HybridTime>,
     /// Whether a read result of the current snapshot has been handed out (then a restart
     /// can no longer be transparent).
     exposed: bool,
@@ -91,6 +101,7 @@ impl Client {
             isolation,
             read_ht: now,
             global_limit: now.add_micros(self.max_clock_skew_usec()),
+            local_limits: HashMap::new(),
             exposed: false,
             tables: HashMap::new(),
             writes: BTreeMap::new(),
@@ -260,6 +271,7 @@ impl Transaction {
             let now = self.client.inner.clock.now();
             self.read_ht = now;
             self.global_limit = now.add_micros(self.client.max_clock_skew_usec());
+            self.local_limits.clear();
             self.exposed = false;
         }
     }
@@ -344,9 +356,10 @@ impl Transaction {
                             idx,
                             &ks,
                             Some(self.read_ht),
-                            Some(self.global_limit),
+                            Some(self.uncertain_until(&tid, idx)),
                         )
                         .await?;
+                    self.note_local_limit(&tid, idx, resp.local_limit);
                     if let Some(c) = &resp.locked {
                         self.client.resolve_lock(&table, idx, c, started).await?;
                         continue;
@@ -368,6 +381,22 @@ impl Transaction {
                 }
             }
             return Ok(out);
+        }
+    }
+
+    /// The end of the uncertainty window for a read of tablet `idx` of table `tid`.
+    fn uncertain_until(&self, tid: &str, idx: usize) -> HybridTime {
+        match self.local_limits.get(&(tid.to_owned(), idx)) {
+            Some(l) => self.global_limit.min(*l),
+            None => self.global_limit,
+        }
+    }
+
+    fn note_local_limit(&mut self, tid: &str, idx: usize, limit: u64) {
+        if limit != 0 {
+            self.local_limits
+                .entry((tid.to_owned(), idx))
+                .or_insert(HybridTime(limit));
         }
     }
 
@@ -405,9 +434,10 @@ impl Transaction {
                     end.clone(),
                     limit,
                     Some(self.read_ht),
-                    Some(self.global_limit),
+                    Some(self.uncertain_until(&tid, idx)),
                 )
                 .await?;
+            self.note_local_limit(&tid, idx, resp.local_limit);
             if let Some(c) = &resp.locked {
                 self.client.resolve_lock(table, idx, c, started).await?;
                 continue;
@@ -446,6 +476,20 @@ impl Transaction {
             }
         }
         Ok((rows.into_iter().collect(), more))
+    }
+
+    /// Remember the buffered writes, to go back to them with [`Transaction::rollback_to`]
+    /// (SQL's SAVEPOINT).
+    pub fn savepoint(&self) -> Savepoint {
+        Savepoint {
+            writes: self.writes.clone(),
+        }
+    }
+
+    /// Forget the writes buffered since `sp` (SQL's ROLLBACK TO SAVEPOINT). Reads made since
+    /// stay validated under serializable, which can only make the commit stricter.
+    pub fn rollback_to(&mut self, sp: Savepoint) {
+        self.writes = sp.writes;
     }
 
     /// Whether the transaction has buffered writes.
@@ -531,11 +575,10 @@ impl Transaction {
                     self.client.resolve_lock(&table, idx, &c, started).await?;
                 }
                 Some(c) => {
-                    return Err(conflict(format!(
-                        "could not serialize access due to concurrent update (one-tablet commit; {} at {})",
-                        String::from_utf8_lossy(&c.key),
-                        r.ht.0
-                    )))
+                    tracing::debug!(key = ?String::from_utf8_lossy(&c.key), ht = r.ht.0, "one-tablet commit refused");
+                    return Err(conflict(
+                        "could not serialize access due to concurrent update",
+                    ));
                 }
                 None => return Ok(r.ht),
             }

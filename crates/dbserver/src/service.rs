@@ -229,12 +229,14 @@ impl Service {
                         })
                         .collect(),
                     read_ht: ht.0,
+                    local_limit: self.0.clock.now().0,
                     ..Default::default()
                 },
                 Err(e) => match read_conflict(&e) {
                     Some((locked, restart_ht)) => ReadResponse {
                         locked,
                         restart_ht,
+                        local_limit: self.0.clock.now().0,
                         ..Default::default()
                     },
                     None => ReadResponse {
@@ -287,12 +289,14 @@ impl Service {
                         .map(|(key, value)| KeyValue { key, value })
                         .collect(),
                     read_ht: ht.0,
+                    local_limit: self.0.clock.now().0,
                     ..Default::default()
                 },
                 Err(e) => match read_conflict(&e) {
                     Some((locked, restart_ht)) => ScanResponse {
                         locked,
                         restart_ht,
+                        local_limit: self.0.clock.now().0,
                         ..Default::default()
                     },
                     None => ScanResponse {

@@ -1,0 +1,140 @@
+//! Where a statement's reads and writes go. Inside a transaction block they go through the
+//! session's [`Transaction`]: reads at its snapshot with its own writes merged in, writes
+//! buffered until COMMIT (conditions are checked against the transaction's view, and
+//! concurrent changes are caught at commit: first committer wins, SQLSTATE 40001). Outside
+//! a block they go straight to the tablets, each write atomic on its own.
+//!
+//! One [`Access`] is shared by a session and the table providers DataFusion plans with, so a
+//! query inside a block sees the block's snapshot and its uncommitted rows.
+
+use std::sync::Arc;
+
+use client::{Client, Condition, Isolation, KvOp, Table, Transaction};
+
+use crate::error::SqlResult;
+
+/// Rows per scan call.
+const SCAN_PAGE: u32 = 10_000;
+
+#[derive(Clone)]
+pub struct Access {
+    client: Client,
+    txn: Arc<tokio::sync::Mutex<Option<Transaction>>>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Access")
+    }
+}
+
+impl Access {
+    pub fn new(client: Client) -> Access {
+        Access {
+            client,
+            txn: Arc::default(),
+        }
+    }
+
+    /// Open a transaction at `isolation` (replacing none: the caller checks).
+    pub async fn begin(&self, isolation: Isolation) {
+        *self.txn.lock().await = Some(self.client.begin(isolation));
+    }
+
+    /// The open transaction, taken out of the session (to commit or drop it).
+    pub async fn take(&self) -> Option<Transaction> {
+        self.txn.lock().await.take()
+    }
+
+    /// The open transaction's isolation level, if one is open.
+    pub async fn isolation(&self) -> Option<Isolation> {
+        self.txn.lock().await.as_ref().map(|t| t.isolation())
+    }
+
+    /// A new statement starts: under read committed it reads a fresh snapshot.
+    pub async fn new_statement(&self) {
+        if let Some(t) = self.txn.lock().await.as_mut() {
+            t.new_statement();
+        }
+    }
+
+    /// Buffered writes of the open transaction, to restore on ROLLBACK TO SAVEPOINT.
+    pub async fn savepoint(&self) -> Option<client::Savepoint> {
+        self.txn.lock().await.as_ref().map(|t| t.savepoint())
+    }
+
+    /// Forget the writes buffered since `sp`.
+    pub async fn rollback_to(&self, sp: client::Savepoint) {
+        if let Some(t) = self.txn.lock().await.as_mut() {
+            t.rollback_to(sp);
+        }
+    }
+
+    /// Read one key.
+    pub async fn get(&self, table: &Table, key: &[u8]) -> SqlResult<Option<Vec<u8>>> {
+        match self.txn.lock().await.as_mut() {
+            Some(t) => Ok(t.get(table, key).await?),
+            None => Ok(self.client.get(table, key).await?),
+        }
+    }
+
+    /// Every row of `table`.
+    pub async fn scan_all(&self, table: &Table) -> SqlResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut guard = self.txn.lock().await;
+        let Some(t) = guard.as_mut() else {
+            drop(guard);
+            return Ok(self.client.scan_all(table).await?);
+        };
+        let mut out = Vec::new();
+        for idx in 0..table.tablets.len() {
+            let mut start = None;
+            loop {
+                let (rows, more) = t.scan(table, idx, start.clone(), None, SCAN_PAGE).await?;
+                let last = rows.last().map(|(k, _)| k.clone());
+                out.extend(rows);
+                match (more, last) {
+                    (true, Some(mut k)) => {
+                        k.push(0);
+                        start = Some(k);
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Apply `ops` (all in the tablet of `key`) atomically if every condition holds; false
+    /// if one does not (then nothing is written).
+    pub async fn write(&self, table: &Table, key: &[u8], ops: Vec<KvOp>) -> SqlResult<bool> {
+        let mut guard = self.txn.lock().await;
+        let Some(t) = guard.as_mut() else {
+            drop(guard);
+            return Ok(self.client.write(table, key, ops).await?.applied);
+        };
+        for op in &ops {
+            let cond = Condition::try_from(op.condition).unwrap_or(Condition::None);
+            if cond == Condition::None {
+                continue;
+            }
+            let current = t.get(table, &op.key).await?;
+            let holds = match cond {
+                Condition::IfAbsent => current.is_none(),
+                Condition::IfPresent => current.is_some(),
+                Condition::IfEquals => current.as_deref() == Some(&op.expected[..]),
+                _ => true,
+            };
+            if !holds {
+                return Ok(false);
+            }
+        }
+        for op in ops {
+            if op.delete {
+                t.delete(table, &op.key);
+            } else {
+                t.put(table, &op.key, &op.value);
+            }
+        }
+        Ok(true)
+    }
+}
