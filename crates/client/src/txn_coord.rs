@@ -588,6 +588,9 @@ impl Transaction {
     /// Prewrite every tablet, commit the status record, resolve.
     async fn commit_distributed(self, checks: Vec<Place>) -> Result<HybridTime> {
         let id = self.id;
+        // The status table first: the first distributed commit creates it, which can take
+        // seconds, and intents written before would age towards the timeout meanwhile.
+        self.client.status_table().await?;
         let mut per_tablet: BTreeMap<(String, usize), Vec<KvOp>> = BTreeMap::new();
         for ((t, i, k), b) in &self.writes {
             per_tablet
