@@ -36,6 +36,11 @@ impl Access {
         }
     }
 
+    /// An access to the same tablets that never goes through a transaction (bulk loads).
+    pub fn direct(&self) -> Access {
+        Access::new(self.client.clone())
+    }
+
     /// Open a transaction at `isolation` (replacing none: the caller checks).
     pub async fn begin(&self, isolation: Isolation) {
         *self.txn.lock().await = Some(self.client.begin(isolation));

@@ -280,7 +280,10 @@ impl CopyIn {
 
     async fn flush(&mut self, s: &Session) -> SqlResult<()> {
         let rows = std::mem::take(&mut self.rows);
-        self.count += dml::write_new_rows(s, &self.table, rows, false)
+        // COPY writes directly, also inside a transaction block: a bulk load is too big
+        // for one transaction's buffer and commit (docs/design/transactions.md, limits).
+        let direct = s.access.direct();
+        self.count += dml::write_new_rows(s, &direct, &self.table, rows, false)
             .await?
             .len();
         Ok(())

@@ -16,6 +16,7 @@ use datafusion::datasource::MemTable;
 use datafusion::sql::sqlparser::ast::{self, Expr, SetExpr, Statement};
 use futures::{StreamExt, TryStreamExt};
 
+use crate::access::Access;
 use crate::catalog::{Resolved, TableDef};
 use crate::ddl::{self, ident};
 use crate::error::{SqlError, SqlResult};
@@ -358,7 +359,7 @@ pub async fn insert(s: &Session, ins: &ast::Insert) -> SqlResult<Output> {
         },
     }
 
-    let rows = write_new_rows(s, &r, rows, do_nothing).await?;
+    let rows = write_new_rows(s, &s.access, &r, rows, do_nothing).await?;
     match &ins.returning {
         Some(items) => returning(s, &def, &rows, items).await,
         None => Ok(Output::Command(format!("INSERT 0 {}", rows.len()))),
@@ -369,6 +370,7 @@ pub async fn insert(s: &Session, ins: &ast::Insert) -> SqlResult<Output> {
 /// written. With `do_nothing`, rows whose key is taken are skipped; else that is 23505.
 pub async fn write_new_rows(
     s: &Session,
+    access: &Access,
     r: &Arc<Resolved>,
     rows: Vec<(Row, Vec<bool>)>,
     do_nothing: bool,
@@ -394,14 +396,14 @@ pub async fn write_new_rows(
             let r = r.clone();
             async move {
                 let key = op.key.clone();
-                s.access.write(&r.table, &key, vec![op]).await
+                access.write(&r.table, &key, vec![op]).await
             }
         }))
         .buffered(WRITE_CONCURRENCY)
         .try_collect::<Vec<bool>>()
         .await?
     } else {
-        if !write_grouped(s, r, ops).await? {
+        if !write_grouped(access, r, ops).await? {
             return Err(duplicate(def));
         }
         vec![true; written.len()]
@@ -421,7 +423,7 @@ fn cell(def: &TableDef, col: usize, a: &ArrayRef, i: usize) -> SqlResult<Datum> 
 
 /// Write ops grouped by tablet (each group atomically, groups concurrently); false if an
 /// op's condition failed (then its group wrote nothing).
-async fn write_grouped(s: &Session, r: &Resolved, ops: Vec<KvOp>) -> SqlResult<bool> {
+async fn write_grouped(access: &Access, r: &Resolved, ops: Vec<KvOp>) -> SqlResult<bool> {
     let mut groups: std::collections::BTreeMap<usize, Vec<KvOp>> = Default::default();
     for op in ops {
         groups
@@ -439,7 +441,7 @@ async fn write_grouped(s: &Session, r: &Resolved, ops: Vec<KvOp>) -> SqlResult<b
     }
     let results: Vec<bool> = futures::stream::iter(batches.into_iter().map(|ops| async move {
         let key = ops[0].key.clone();
-        s.access.write(&r.table, &key, ops).await
+        access.write(&r.table, &key, ops).await
     }))
     .buffer_unordered(WRITE_CONCURRENCY)
     .try_collect()
@@ -754,7 +756,7 @@ pub async fn delete(s: &Session, del: &ast::Delete) -> SqlResult<Output> {
         });
         rows.push(row);
     }
-    if !write_grouped(s, &r, ops).await? {
+    if !write_grouped(&s.access, &r, ops).await? {
         return Err(serialization_failure());
     }
     match &del.returning {
@@ -776,7 +778,7 @@ pub async fn truncate(s: &Session, t: &ast::Truncate) -> SqlResult<Output> {
                 ..Default::default()
             })
             .collect();
-        write_grouped(s, &r, ops).await?;
+        write_grouped(&s.access, &r, ops).await?;
     }
     Ok(Output::tag("TRUNCATE TABLE"))
 }
