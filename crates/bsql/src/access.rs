@@ -13,9 +13,6 @@ use client::{Client, Condition, Isolation, KvOp, Table, Transaction};
 
 use crate::error::SqlResult;
 
-/// Rows per scan call.
-const SCAN_PAGE: u32 = 10_000;
-
 #[derive(Clone)]
 pub struct Access {
     client: Client,
@@ -85,28 +82,10 @@ impl Access {
 
     /// Every row of `table`.
     pub async fn scan_all(&self, table: &Table) -> SqlResult<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut guard = self.txn.lock().await;
-        let Some(t) = guard.as_mut() else {
-            drop(guard);
-            return Ok(self.client.scan_all(table).await?);
-        };
-        let mut out = Vec::new();
-        for idx in 0..table.tablets.len() {
-            let mut start = None;
-            loop {
-                let (rows, more) = t.scan(table, idx, start.clone(), None, SCAN_PAGE).await?;
-                let last = rows.last().map(|(k, _)| k.clone());
-                out.extend(rows);
-                match (more, last) {
-                    (true, Some(mut k)) => {
-                        k.push(0);
-                        start = Some(k);
-                    }
-                    _ => break,
-                }
-            }
+        match self.txn.lock().await.as_mut() {
+            Some(t) => Ok(t.scan_all(table).await?),
+            None => Ok(self.client.scan_all(table).await?),
         }
-        Ok(out)
     }
 
     /// Apply `ops` (all in the tablet of `key`) atomically if every condition holds; false

@@ -1006,15 +1006,19 @@ impl Client {
                     last = Some(kv.key.clone());
                     out.push((kv.key, kv.value));
                 }
-                match (more, last) {
-                    (true, Some(mut k)) => {
-                        k.push(0);
-                        start = Some(k);
-                    }
-                    _ => break,
+                match next_page(more, last) {
+                    Some(k) => start = Some(k),
+                    None => break,
                 }
             }
         }
         Ok(out)
     }
+}
+
+/// Where the next page of a tablet scan starts: just after `last` if the tablet has more.
+pub(crate) fn next_page(more: bool, last: Option<Vec<u8>>) -> Option<Vec<u8>> {
+    let mut k = last.filter(|_| more)?;
+    k.push(0);
+    Some(k)
 }

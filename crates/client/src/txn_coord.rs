@@ -492,6 +492,25 @@ impl Transaction {
         self.writes = sp.writes;
     }
 
+    /// Every row of `table` at the snapshot, own writes merged in (like
+    /// [`Client::scan_all`]).
+    pub async fn scan_all(&mut self, table: &Table) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for idx in 0..table.tablets.len() {
+            let mut start = None;
+            loop {
+                let (rows, more) = self.scan(table, idx, start.clone(), None, 10_000).await?;
+                let last = rows.last().map(|(k, _)| k.clone());
+                out.extend(rows);
+                match crate::next_page(more, last) {
+                    Some(k) => start = Some(k),
+                    None => break,
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Whether the transaction has buffered writes.
     pub fn has_writes(&self) -> bool {
         !self.writes.is_empty()

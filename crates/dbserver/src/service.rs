@@ -211,6 +211,8 @@ impl Service {
                 }))
             }
         };
+        // Taken after the request arrived, so above every write acknowledged before it.
+        let local_limit = self.0.clock.now().0;
         Ok(Response::new(
             match t
                 .read(&req.keys, ht_opt(req.read_ht), ht_opt(req.uncertain_until))
@@ -229,14 +231,14 @@ impl Service {
                         })
                         .collect(),
                     read_ht: ht.0,
-                    local_limit: self.0.clock.now().0,
+                    local_limit,
                     ..Default::default()
                 },
                 Err(e) => match read_conflict(&e) {
                     Some((locked, restart_ht)) => ReadResponse {
                         locked,
                         restart_ht,
-                        local_limit: self.0.clock.now().0,
+                        local_limit,
                         ..Default::default()
                     },
                     None => ReadResponse {
@@ -271,6 +273,7 @@ impl Service {
             start: req.start,
             end: req.end,
         };
+        let local_limit = self.0.clock.now().0;
         Ok(Response::new(
             match t
                 .scan(
@@ -289,14 +292,14 @@ impl Service {
                         .map(|(key, value)| KeyValue { key, value })
                         .collect(),
                     read_ht: ht.0,
-                    local_limit: self.0.clock.now().0,
+                    local_limit,
                     ..Default::default()
                 },
                 Err(e) => match read_conflict(&e) {
                     Some((locked, restart_ht)) => ScanResponse {
                         locked,
                         restart_ht,
-                        local_limit: self.0.clock.now().0,
+                        local_limit,
                         ..Default::default()
                     },
                     None => ScanResponse {

@@ -497,6 +497,54 @@ impl TabletApp {
     }
 }
 
+impl TabletApp {
+    /// One line per applied write (`RUST_LOG=aisql::apply=debug`): tablet, log index, time,
+    /// verdict and each op's key tail, value tail and condition, so replicas' logs can be
+    /// diffed entry by entry.
+    fn trace_write(
+        &self,
+        index: u64,
+        ht: HybridTime,
+        committed: Option<HybridTime>,
+        verdict: &Verdict,
+        ops: &[WriteOp],
+    ) {
+        let tail =
+            |b: &[u8]| String::from_utf8_lossy(&b[b.len().saturating_sub(12)..]).into_owned();
+        let ops: Vec<String> = ops
+            .iter()
+            .map(|o| {
+                let c = match &o.condition {
+                    Condition::Intent {
+                        txn,
+                        since_ht,
+                        read,
+                    } => format!(
+                        "I{}{:02x}{:02x}s{since_ht}",
+                        if *read { "r" } else { "w" },
+                        txn[0],
+                        txn[1]
+                    ),
+                    Condition::Resolve { txn, commit_ht } => {
+                        format!("R{:02x}{:02x}c{commit_ht:?}", txn[0], txn[1])
+                    }
+                    Condition::Unchanged {
+                        since_ht,
+                        check_only,
+                    } => format!("U{}s{since_ht}", if *check_only { "c" } else { "" }),
+                    other => format!("{other:?}"),
+                };
+                format!(
+                    "{}={}:{c}",
+                    tail(&o.key),
+                    o.value.as_deref().map(tail).unwrap_or_default()
+                )
+            })
+            .collect();
+        tracing::debug!(target: "aisql::apply", "W t={:02x}{:02x} i={index} ht={} c={:?} {verdict:?} {}", self.prefix[0], self.prefix[1], ht.0, committed.map(|c| c.0), ops.join(" "));
+    }
+}
+
 impl StateMachineApp for TabletApp {
     fn apply(
         &self,
@@ -531,40 +579,7 @@ impl StateMachineApp for TabletApp {
                 self.clock.update(c);
             }
             if tracing::enabled!(target: "aisql::apply", tracing::Level::DEBUG) {
-                let tail = |b: &[u8]| {
-                    String::from_utf8_lossy(&b[b.len().saturating_sub(12)..]).into_owned()
-                };
-                let ops: Vec<String> = ops
-                    .iter()
-                    .map(|o| {
-                        let c = match &o.condition {
-                            Condition::Intent {
-                                txn,
-                                since_ht,
-                                read,
-                            } => format!(
-                                "I{}{:02x}{:02x}s{since_ht}",
-                                if *read { "r" } else { "w" },
-                                txn[0],
-                                txn[1]
-                            ),
-                            Condition::Resolve { txn, commit_ht } => {
-                                format!("R{:02x}{:02x}c{commit_ht:?}", txn[0], txn[1])
-                            }
-                            Condition::Unchanged {
-                                since_ht,
-                                check_only,
-                            } => format!("U{}s{since_ht}", if *check_only { "c" } else { "" }),
-                            other => format!("{other:?}"),
-                        };
-                        format!(
-                            "{}={}:{c}",
-                            tail(&o.key),
-                            o.value.as_deref().map(tail).unwrap_or_default()
-                        )
-                    })
-                    .collect();
-                tracing::debug!(target: "aisql::apply", "W t={:02x}{:02x} i={index} ht={} c={:?} {verdict:?} {}", self.prefix[0], self.prefix[1], ht.0, committed.map(|c| c.0), ops.join(" "));
+                self.trace_write(index, ht, committed, &verdict, ops);
             }
             encode_outcome(&mut reply, ht, &verdict);
         }

@@ -462,7 +462,6 @@ struct RegReport {
 /// one-tablet transaction's commit, a snapshot transaction's read) — then the history is
 /// checked with stateright's `LinearizabilityTester`.
 async fn registers(c: Client, table: Table, stop: Arc<std::sync::atomic::AtomicBool>) -> RegReport {
-    use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
     let mut report = RegReport::default();
     let mut round = 0u64;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -544,19 +543,9 @@ async fn registers(c: Client, table: Table, stop: Arc<std::sync::atomic::AtomicB
         }
         let events = std::mem::take(&mut *events.lock().unwrap());
         let checked = events.clone();
-        let ok = tokio::task::spawn_blocking(move || {
-            let mut t = LinearizabilityTester::new(Reg::default());
-            for e in checked {
-                let valid = match e {
-                    RegEvent::Invoke(i, op) => t.on_invoke(i, op).is_ok(),
-                    RegEvent::Return(i, r) => t.on_return(i, r).is_ok(),
-                };
-                assert!(valid, "malformed history");
-            }
-            t.is_consistent()
-        })
-        .await
-        .expect("linearizability check");
+        let ok = tokio::task::spawn_blocking(move || linearizable(checked))
+            .await
+            .expect("linearizability check");
         report.histories += 1;
         report.ops += (REG_CLIENTS as u64 * REG_OPS) as usize;
         report.unknown += unknown.load(std::sync::atomic::Ordering::Relaxed);
@@ -569,6 +558,20 @@ async fn registers(c: Client, table: Table, stop: Arc<std::sync::atomic::AtomicB
     report
 }
 
+/// Whether a recorded single-key history is linearizable (stateright's tester).
+fn linearizable(events: Vec<RegEvent>) -> bool {
+    use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
+    let mut t = LinearizabilityTester::new(Reg::default());
+    for e in events {
+        let valid = match e {
+            RegEvent::Invoke(i, op) => t.on_invoke(i, op).is_ok(),
+            RegEvent::Return(i, r) => t.on_return(i, r).is_ok(),
+        };
+        assert!(valid, "malformed history");
+    }
+    t.is_consistent()
+}
+
 fn reg_value(v: Option<Vec<u8>>) -> u64 {
     v.and_then(|b| <[u8; 8]>::try_from(&b[..]).ok())
         .map(u64::from_be_bytes)
@@ -579,18 +582,7 @@ fn reg_value(v: Option<Vec<u8>>) -> u64 {
 /// caught, and a read concurrent with the write may see either value.
 #[test]
 fn register_checker_catches_stale_reads() {
-    use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
-    let check = |events: &[RegEvent]| {
-        let mut t = LinearizabilityTester::new(Reg::default());
-        for e in events.iter().cloned() {
-            match e {
-                RegEvent::Invoke(i, op) => t.on_invoke(i, op).map(|_| ()),
-                RegEvent::Return(i, r) => t.on_return(i, r).map(|_| ()),
-            }
-            .unwrap();
-        }
-        t.is_consistent()
-    };
+    let check = |events: &[RegEvent]| linearizable(events.to_vec());
     use RegEvent::{Invoke, Return};
     let stale = [
         Invoke(0, RegOp::Write(7)),
