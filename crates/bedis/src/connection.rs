@@ -31,23 +31,39 @@ pub async fn handle(mut sock: TcpStream, dbs: Arc<Dbs>, metrics: ApiMetrics) {
     let _conn = metrics.connection();
     let _ = sock.set_nodelay(true);
     let addr = sock.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    let mut s = Session {
-        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-        db: 0,
-        proto: 2,
-        name: None,
-        lib_name: None,
-        lib_ver: None,
-        addr,
-        quit: false,
-    };
+    let (inbox, mut messages) = tokio::sync::mpsc::channel(crate::pubsub::QUEUE);
+    let mut s = Session::new(NEXT_ID.fetch_add(1, Ordering::Relaxed), addr, Some(inbox));
+    serve(&mut sock, &mut s, &dbs, &metrics, &mut messages).await;
+    dbs.pubsub.forget(s.id, &s.channels, &s.patterns);
+}
+
+async fn serve(
+    sock: &mut TcpStream,
+    s: &mut Session,
+    dbs: &Dbs,
+    metrics: &ApiMetrics,
+    messages: &mut tokio::sync::mpsc::Receiver<Frame>,
+) {
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
-        let n = match sock.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
+        let n = tokio::select! {
+            r = sock.read(&mut chunk) => match r {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            },
+            Some(msg) = messages.recv() => {
+                msg.encode(s.proto, &mut out);
+                while let Ok(m) = messages.try_recv() {
+                    m.encode(s.proto, &mut out);
+                }
+                if sock.write_all(&out).await.is_err() {
+                    return;
+                }
+                out.clear();
+                continue;
+            }
         };
         buf.extend_from_slice(&chunk[..n]);
         let mut consumed = 0;
@@ -70,15 +86,16 @@ pub async fn handle(mut sock: TcpStream, dbs: Arc<Dbs>, metrics: ApiMetrics) {
         }
         let mut wave: Vec<Vec<Vec<u8>>> = Vec::new();
         for args in requests {
-            let joins = cmd::single_key(&args)
-                .is_some_and(|k| !wave.iter().any(|w| cmd::single_key(w) == Some(k)));
+            // Inside MULTI every command is only queued: no waves.
+            let single = cmd::single_key(&args).filter(|_| s.multi.is_none());
+            let joins = single.is_some_and(|k| !wave.iter().any(|w| cmd::single_key(w) == Some(k)));
             if !joins {
-                run_wave(&mut s, &dbs, &metrics, std::mem::take(&mut wave), &mut out).await;
+                run_wave(s, dbs, metrics, std::mem::take(&mut wave), &mut out).await;
             }
-            if cmd::single_key(&args).is_some() {
+            if single.is_some() {
                 wave.push(args);
             } else {
-                let reply = timed(&mut s, &dbs, &metrics, args).await;
+                let reply = timed(s, dbs, metrics, args).await;
                 reply.encode(s.proto, &mut out);
                 if s.quit {
                     let _ = sock.write_all(&out).await;
@@ -86,7 +103,7 @@ pub async fn handle(mut sock: TcpStream, dbs: Arc<Dbs>, metrics: ApiMetrics) {
                 }
             }
         }
-        run_wave(&mut s, &dbs, &metrics, wave, &mut out).await;
+        run_wave(s, dbs, metrics, wave, &mut out).await;
         if let Some(e) = broken {
             Frame::err(format!("ERR {e}")).encode(s.proto, &mut out);
             let _ = sock.write_all(&out).await;
@@ -128,16 +145,9 @@ async fn run_wave(
     let (db, proto) = (s.db, s.proto);
     let runs = wave.into_iter().map(|args| async move {
         // Single-key commands only read the database index from the session.
-        let mut local = Session {
-            id: 0,
-            db,
-            proto,
-            name: None,
-            lib_name: None,
-            lib_ver: None,
-            addr: String::new(),
-            quit: false,
-        };
+        let mut local = Session::new(0, String::new(), None);
+        local.db = db;
+        local.proto = proto;
         timed(&mut local, dbs, metrics, args).await
     });
     for reply in futures::future::join_all(runs).await {

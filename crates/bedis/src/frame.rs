@@ -28,6 +28,12 @@ pub enum Frame {
     Double(f64),
     /// A null array (`*-1` in RESP2, `_` in RESP3).
     NullArray,
+    /// An out-of-band push (RESP3 `>`, pub/sub messages); an array for RESP2.
+    Push(Vec<Frame>),
+    /// Several replies to one command, sent one after the other (SUBSCRIBE of n channels).
+    Seq(Vec<Frame>),
+    /// A score (sorted sets): a RESP3 double, or a bulk string printed as Redis's `%.17g`.
+    Score(f64),
 }
 
 impl Frame {
@@ -87,6 +93,24 @@ impl Frame {
                     v.encode(proto, out);
                 }
             }
+            Frame::Push(items) => {
+                let _ = write!(
+                    out,
+                    "{}{}\r\n",
+                    if proto >= 3 { '>' } else { '*' },
+                    items.len()
+                );
+                for i in items {
+                    i.encode(proto, out);
+                }
+            }
+            Frame::Seq(items) => {
+                for i in items {
+                    i.encode(proto, out);
+                }
+            }
+            Frame::Score(d) if proto >= 3 => Frame::Double(*d).encode(proto, out),
+            Frame::Score(d) => Frame::Bulk(format_score(*d).into_bytes()).encode(proto, out),
             Frame::Double(d) => {
                 let s = format_double(*d);
                 if proto >= 3 {
@@ -112,6 +136,37 @@ pub fn format_double(d: f64) -> String {
             .trim_end_matches('0')
             .trim_end_matches('.')
             .to_owned()
+    }
+}
+
+/// Format a double as C's `%.17g`, the way Redis 7.0 prints sorted-set scores.
+pub fn format_score(d: f64) -> String {
+    if d.is_infinite() {
+        return if d > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    if d == 0.0 {
+        return if d.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
+    }
+    let sci = format!("{d:.16e}");
+    let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let trim = |s: &str| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_owned()
+        } else {
+            s.to_owned()
+        }
+    };
+    if !(-4..17).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", trim(mant), exp.abs())
+    } else {
+        let decimals = (16 - exp).max(0) as usize;
+        trim(&format!("{d:.decimals$}"))
     }
 }
 
@@ -278,6 +333,29 @@ fn split_inline(line: &[u8]) -> Result<Vec<Vec<u8>>, ProtocolError> {
         out.push(word);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod score_tests {
+    use super::format_score;
+
+    #[test]
+    fn scores_print_like_redis() {
+        // Each pair checked against redis-server 7.0.15.
+        for (d, want) in [
+            (1.1, "1.1000000000000001"),
+            (0.1, "0.10000000000000001"),
+            (1e20, "1e+20"),
+            (123456789.123, "123456789.123"),
+            (1e-5, "1.0000000000000001e-05"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (10.0, "10"),
+            (-2.0, "-2"),
+            (1.5, "1.5"),
+        ] {
+            assert_eq!(format_score(d), want);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod cmd;
 pub mod connection;
 pub mod db;
 pub mod frame;
+pub mod pubsub;
 
 use std::net::TcpListener;
 use std::sync::Arc;

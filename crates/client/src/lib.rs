@@ -884,6 +884,18 @@ impl Client {
         keys: &[Vec<u8>],
         read_ht: Option<HybridTime>,
     ) -> Result<Vec<Option<Vec<u8>>>> {
+        Ok(self.read_tablet_at(table, idx, keys, read_ht).await?.0)
+    }
+
+    /// [`Client::read_tablet`], also returning the hybrid time the values were read at
+    /// (to read more of the tablet at the same snapshot with [`Client::scan_tablet_at`]).
+    pub async fn read_tablet_at(
+        &self,
+        table: &Table,
+        idx: usize,
+        keys: &[Vec<u8>],
+        read_ht: Option<HybridTime>,
+    ) -> Result<(Vec<Option<Vec<u8>>>, HybridTime)> {
         let started = Instant::now();
         let resp = loop {
             let resp = self
@@ -894,11 +906,14 @@ impl Client {
                 None => break resp,
             }
         };
-        Ok(resp
-            .values
-            .into_iter()
-            .map(|v| v.found.then_some(v.value))
-            .collect())
+        let ht = HybridTime(resp.read_ht);
+        Ok((
+            resp.values
+                .into_iter()
+                .map(|v| v.found.then_some(v.value))
+                .collect(),
+            ht,
+        ))
     }
 
     /// One read call to tablet `idx`: intents in the way and restarts come back as is.
@@ -947,10 +962,25 @@ impl Client {
         end: Option<Vec<u8>>,
         limit: u32,
     ) -> Result<ScanResponse> {
+        self.scan_tablet_at(table, idx, start, end, limit, None)
+            .await
+    }
+
+    /// [`Client::scan_tablet`] at hybrid time `read_ht` (a snapshot an earlier read returned),
+    /// or now.
+    pub async fn scan_tablet_at(
+        &self,
+        table: &Table,
+        idx: usize,
+        start: Option<Vec<u8>>,
+        end: Option<Vec<u8>>,
+        limit: u32,
+        read_ht: Option<HybridTime>,
+    ) -> Result<ScanResponse> {
         let started = Instant::now();
         loop {
             let resp = self
-                .scan_tablet_raw(table, idx, start.clone(), end.clone(), limit, None, None)
+                .scan_tablet_raw(table, idx, start.clone(), end.clone(), limit, read_ht, None)
                 .await?;
             match &resp.locked {
                 Some(c) => self.resolve_lock(table, idx, c, started).await?,
@@ -1017,7 +1047,7 @@ impl Client {
 }
 
 /// Where the next page of a tablet scan starts: just after `last` if the tablet has more.
-pub(crate) fn next_page(more: bool, last: Option<Vec<u8>>) -> Option<Vec<u8>> {
+pub fn next_page(more: bool, last: Option<Vec<u8>>) -> Option<Vec<u8>> {
     let mut k = last.filter(|_| more)?;
     k.push(0);
     Some(k)

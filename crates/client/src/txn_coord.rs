@@ -327,11 +327,24 @@ impl Transaction {
     /// Read keys of any tables and tablets at the snapshot, together: if one of them needs
     /// a read restart before anything was handed out, all are read again transparently.
     pub async fn get_many(&mut self, keys: &[(&Table, &[u8])]) -> Result<Vec<Option<Vec<u8>>>> {
+        let keys: Vec<(&Table, usize, &[u8])> = keys
+            .iter()
+            .map(|(t, k)| (*t, t.tablet_for(k), *k))
+            .collect();
+        self.get_many_in(&keys).await
+    }
+
+    /// [`Transaction::get_many`] with each key's tablet given (for layouts whose routing key
+    /// is not the whole key, like [`Client::read_tablet`]).
+    pub async fn get_many_in(
+        &mut self,
+        keys: &[(&Table, usize, &[u8])],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
         let places: Vec<Place> = keys
             .iter()
-            .map(|(t, k)| {
+            .map(|(t, idx, k)| {
                 let tid = self.remember(t);
-                (tid, t.tablet_for(k), k.to_vec())
+                (tid, *idx, k.to_vec())
             })
             .collect();
         let started = Instant::now();

@@ -3,40 +3,45 @@
 //! EXPIRE PEXPIRE EXPIREAT PEXPIREAT (NX XX GT LT) TTL PTTL EXPIRETIME PEXPIRETIME PERSIST.
 
 use super::{err, now_us, parse_i64, Reply, Session};
-use crate::db::{Change, Dbs, DATABASES};
+use crate::db::{Access, Change, Coll, Kind, Stored, DATABASES};
 use crate::frame::Frame;
 
-pub(super) async fn run(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>]) -> Reply {
-    match run_inner(s, dbs, name, a).await {
+pub(super) async fn run(s: &mut Session, acc: &mut Access<'_>, name: &str, a: &[Vec<u8>]) -> Reply {
+    match run_inner(s, acc, name, a).await {
         Ok(r) | Err(r) => r,
     }
 }
 
-async fn run_inner(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>]) -> Result<Reply, Reply> {
+async fn run_inner(
+    s: &mut Session,
+    acc: &mut Access<'_>,
+    name: &str,
+    a: &[Vec<u8>],
+) -> Result<Reply, Reply> {
     let db = s.db;
     let be = err::backend;
     match name {
         "del" | "unlink" => {
             let mut n = 0;
             for k in a {
-                n += dbs.delete(db, k).await.map_err(be)? as i64;
+                n += acc.delete(db, k).await.map_err(be)? as i64;
             }
             Ok(Frame::Integer(n))
         }
         "exists" | "touch" => {
-            let vals = dbs.get_many(db, a).await.map_err(be)?;
+            let vals = acc.get_many(db, a).await.map_err(be)?;
             Ok(Frame::Integer(
                 vals.iter().filter(|v| v.is_some()).count() as i64
             ))
         }
         "type" => {
-            let v = dbs.get(db, &a[0]).await.map_err(be)?;
+            let v = acc.get(db, &a[0]).await.map_err(be)?;
             Ok(Frame::Simple(
                 v.map(|s| s.kind.name()).unwrap_or("none").into(),
             ))
         }
         "dbsize" => Ok(Frame::Integer(
-            dbs.scan_all(db).await.map_err(be)?.len() as i64
+            acc.scan_keys(db).await.map_err(be)?.len() as i64
         )),
         "flushdb" | "flushall" => {
             if a.len() > 1
@@ -52,14 +57,12 @@ async fn run_inner(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>]) -> Res
                 (0..DATABASES).collect()
             };
             for d in which {
-                for (k, _) in dbs.scan_all(d).await.map_err(be)? {
-                    dbs.delete(d, &k).await.map_err(be)?;
-                }
+                acc.dbs.flush(d).await.map_err(be)?;
             }
             Ok(Frame::ok())
         }
         "keys" => {
-            let all = dbs.scan_all(db).await.map_err(be)?;
+            let all = acc.scan_keys(db).await.map_err(be)?;
             Ok(Frame::Array(
                 all.into_iter()
                     .filter(|(k, _)| glob_match(&a[0], k))
@@ -92,7 +95,7 @@ async fn run_inner(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>]) -> Res
                 i += 2;
             }
             // One pass returns every key with cursor 0 (allowed: COUNT is only a hint).
-            let all = dbs.scan_all(db).await.map_err(be)?;
+            let all = acc.scan_keys(db).await.map_err(be)?;
             let keys = all
                 .into_iter()
                 .filter(|(k, v)| {
@@ -104,7 +107,7 @@ async fn run_inner(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>]) -> Res
             Ok(Frame::Array(vec![Frame::bulk("0"), Frame::Array(keys)]))
         }
         "randomkey" => {
-            let all = dbs.scan_all(db).await.map_err(be)?;
+            let all = acc.scan_keys(db).await.map_err(be)?;
             if all.is_empty() {
                 return Ok(Frame::Null);
             }
@@ -112,7 +115,7 @@ async fn run_inner(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>]) -> Res
             Ok(Frame::bulk(all[i].0.clone()))
         }
         "ttl" | "pttl" | "expiretime" | "pexpiretime" => {
-            let v = dbs.get(db, &a[0]).await.map_err(be)?;
+            let v = acc.get(db, &a[0]).await.map_err(be)?;
             let Some(v) = v else {
                 return Ok(Frame::Integer(-2));
             };
@@ -128,7 +131,7 @@ async fn run_inner(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>]) -> Res
             }))
         }
         "persist" => {
-            let done = dbs
+            let done = acc
                 .update(db, &a[0], |cur| match cur {
                     Some(c) if c.expire_at_us.is_some() => (
                         Change::Put {
@@ -145,10 +148,9 @@ async fn run_inner(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>]) -> Res
             Ok(Frame::Integer(done as i64))
         }
         "rename" | "renamenx" => {
-            // Not atomic across the two keys until multi-key transactions land (issue 3).
-            let Some(v) = dbs.get(db, &a[0]).await.map_err(be)? else {
+            if acc.get(db, &a[0]).await.map_err(be)?.is_none() {
                 return Err(Frame::err("ERR no such key"));
-            };
+            }
             if a[0] == a[1] {
                 return Ok(if name == "rename" {
                     Frame::ok()
@@ -156,13 +158,11 @@ async fn run_inner(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>]) -> Res
                     Frame::Integer(0)
                 });
             }
-            if name == "renamenx" && dbs.get(db, &a[1]).await.map_err(be)?.is_some() {
+            if name == "renamenx" && acc.get(db, &a[1]).await.map_err(be)?.is_some() {
                 return Ok(Frame::Integer(0));
             }
-            dbs.put(db, &a[1], v.kind, &v.payload, v.expire_at_us)
-                .await
-                .map_err(be)?;
-            dbs.delete(db, &a[0]).await.map_err(be)?;
+            copy_key(acc, db, &a[0], db, &a[1]).await.map_err(be)?;
+            acc.delete(db, &a[0]).await.map_err(be)?;
             Ok(if name == "rename" {
                 Frame::ok()
             } else {
@@ -191,23 +191,122 @@ async fn run_inner(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>]) -> Res
                     "ERR source and destination objects are the same",
                 ));
             }
-            let Some(v) = dbs.get(db, &a[0]).await.map_err(be)? else {
-                return Ok(Frame::Integer(0));
-            };
-            if !replace && dbs.get(dest_db, &a[1]).await.map_err(be)?.is_some() {
+            if acc.get(db, &a[0]).await.map_err(be)?.is_none() {
                 return Ok(Frame::Integer(0));
             }
-            dbs.put(dest_db, &a[1], v.kind, &v.payload, v.expire_at_us)
-                .await
-                .map_err(be)?;
+            if !replace && acc.get(dest_db, &a[1]).await.map_err(be)?.is_some() {
+                return Ok(Frame::Integer(0));
+            }
+            copy_key(acc, db, &a[0], dest_db, &a[1]).await.map_err(be)?;
             Ok(Frame::Integer(1))
         }
-        _ => expire(dbs, db, name, a).await,
+        "object" => {
+            let sub = String::from_utf8_lossy(&a[0]).to_ascii_lowercase();
+            let key = match (sub.as_str(), a.get(1)) {
+                ("help", _) => {
+                    return Ok(Frame::Array(
+                        [
+                            "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                            "ENCODING <key>",
+                            "FREQ <key>",
+                            "IDLETIME <key>",
+                            "REFCOUNT <key>",
+                            "HELP",
+                        ]
+                        .into_iter()
+                        .map(|l| Frame::Simple(l.into()))
+                        .collect(),
+                    ))
+                }
+                ("encoding" | "freq" | "idletime" | "refcount", Some(k)) if a.len() == 2 => k,
+                _ => {
+                    return Err(Frame::err(format!(
+                        "ERR unknown subcommand or wrong number of arguments for '{}'. Try OBJECT HELP.",
+                        String::from_utf8_lossy(&a[0])
+                    )))
+                }
+            };
+            let Some(v) = acc.get(db, key).await.map_err(be)? else {
+                return Ok(Frame::Null);
+            };
+            Ok(match sub.as_str() {
+                "encoding" => Frame::bulk(encoding(&v)),
+                "refcount" => Frame::Integer(1),
+                _ => Frame::Integer(0),
+            })
+        }
+        _ => expire(acc, db, name, a).await,
+    }
+}
+
+/// Redis's name for how a value is encoded (OBJECT ENCODING), by its size as Redis would
+/// pick it; BEDIS stores every value the same way.
+fn encoding(v: &Stored) -> &'static str {
+    let count = v.coll().map_or(0, |c| c.count);
+    match v.kind {
+        Kind::String if parse_i64(&v.payload).is_some() => "int",
+        Kind::String if v.payload.len() <= 44 => "embstr",
+        Kind::String => "raw",
+        Kind::List => "quicklist",
+        Kind::Hash | Kind::ZSet | Kind::Set if count <= 128 => "listpack",
+        Kind::ZSet => "skiplist",
+        _ => "hashtable",
+    }
+}
+
+/// Write a copy of `src` (in `src_db`) under `dst` (in `dst_db`), replacing it: its meta
+/// row with a fresh generation, and its elements. Atomic when `acc` is a transaction (the
+/// dispatcher runs RENAME and COPY in one).
+pub(super) async fn copy_key(
+    acc: &mut Access<'_>,
+    src_db: usize,
+    src: &[u8],
+    dst_db: usize,
+    dst: &[u8],
+) -> Result<(), client::ClientError> {
+    let view = acc.read(src_db, src, &[]).await?;
+    let Some(meta) = view.meta.clone() else {
+        return Ok(());
+    };
+    let elems = acc.scan_all(src_db, src, &view).await?;
+    loop {
+        let old = acc.get(dst_db, dst).await?;
+        if old.is_some() {
+            acc.delete(dst_db, dst).await?;
+            continue;
+        }
+        let (payload, gen) = match meta.coll() {
+            Some(c) => {
+                let fresh = Coll {
+                    gen: Coll::fresh().gen,
+                    ..c
+                };
+                (fresh.encode(), fresh.gen)
+            }
+            None => (meta.payload.clone(), 0),
+        };
+        let change = Change::Put {
+            kind: meta.kind,
+            payload,
+            expire_at_us: meta.expire_at_us,
+        };
+        let writes = elems
+            .iter()
+            .map(|(s, d)| (s.clone(), Some(d.clone())))
+            .collect();
+        if acc.commit(dst_db, dst, None, change, gen, writes).await? {
+            return Ok(());
+        }
     }
 }
 
 /// EXPIRE / PEXPIRE / EXPIREAT / PEXPIREAT key time [NX | XX | GT | LT]
-async fn expire(dbs: &Dbs, db: usize, name: &str, a: &[Vec<u8>]) -> Result<Reply, Reply> {
+async fn expire(
+    acc: &mut Access<'_>,
+    db: usize,
+    name: &str,
+    a: &[Vec<u8>],
+) -> Result<Reply, Reply> {
     let n = parse_i64(&a[1]).ok_or_else(err::not_int)?;
     let (unit_us, absolute) = match name {
         "expire" => (1_000_000i64, false),
@@ -240,7 +339,7 @@ async fn expire(dbs: &Dbs, db: usize, name: &str, a: &[Vec<u8>]) -> Result<Reply
             "ERR GT and LT options at the same time are not compatible",
         ));
     }
-    let done = dbs
+    let done = acc
         .update(db, &a[0], |cur| {
             let Some(c) = cur else {
                 return (Change::Keep, false);

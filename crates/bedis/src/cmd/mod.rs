@@ -2,11 +2,20 @@
 //! command family (as Redis's `t_string.c`, `db.c`, `server.c`); [`dispatch`] is the table.
 //! Unknown commands and wrong arities get Redis's own error texts.
 
-mod keys;
+mod coll;
+mod hashes;
+pub mod keys;
+mod lists;
 mod server;
+mod sets;
 mod strings;
+mod zsets;
 
-use crate::db::Dbs;
+use std::collections::BTreeSet;
+
+use common::HybridTime;
+
+use crate::db::{Access, Dbs};
 use crate::frame::Frame;
 
 /// Per-connection state.
@@ -20,6 +29,42 @@ pub struct Session {
     pub lib_ver: Option<Vec<u8>>,
     pub addr: String,
     pub quit: bool,
+    /// Commands queued since MULTI (None: not in MULTI).
+    pub multi: Option<Vec<Vec<Vec<u8>>>>,
+    /// A command failed to queue: EXEC will abort.
+    pub multi_dirty: bool,
+    /// WATCHed keys: database, key, and the tablet's time when watched.
+    pub watched: Vec<(usize, Vec<u8>, HybridTime)>,
+    /// Where pub/sub messages for this connection go (None: a connection-less session).
+    pub inbox: Option<crate::pubsub::Inbox>,
+    pub channels: BTreeSet<Vec<u8>>,
+    pub patterns: BTreeSet<Vec<u8>>,
+}
+
+impl Session {
+    pub fn new(id: u64, addr: String, inbox: Option<crate::pubsub::Inbox>) -> Session {
+        Session {
+            id,
+            db: 0,
+            proto: 2,
+            name: None,
+            lib_name: None,
+            lib_ver: None,
+            addr,
+            quit: false,
+            multi: None,
+            multi_dirty: false,
+            watched: Vec::new(),
+            inbox,
+            channels: BTreeSet::new(),
+            patterns: BTreeSet::new(),
+        }
+    }
+
+    /// Subscribed to anything (RESP2 then only takes the pub/sub commands).
+    pub fn subscribed(&self) -> bool {
+        !self.channels.is_empty() || !self.patterns.is_empty()
+    }
 }
 
 /// What a command returns.
@@ -103,6 +148,12 @@ fn arity_ok(n: i32, got: usize) -> bool {
 pub const COMMANDS: &[(&str, i32)] = &[
     ("append", 3),
     ("auth", -2),
+    ("blmove", 6),
+    ("blpop", -3),
+    ("brpop", -3),
+    ("brpoplpush", 4),
+    ("bzpopmax", -3),
+    ("bzpopmin", -3),
     ("client", -2),
     ("command", -1),
     ("config", -2),
@@ -111,7 +162,9 @@ pub const COMMANDS: &[(&str, i32)] = &[
     ("decr", 2),
     ("decrby", 3),
     ("del", -2),
+    ("discard", 1),
     ("echo", 2),
+    ("exec", 1),
     ("exists", -2),
     ("expire", -3),
     ("expireat", -3),
@@ -124,46 +177,164 @@ pub const COMMANDS: &[(&str, i32)] = &[
     ("getex", -2),
     ("getrange", 4),
     ("getset", 3),
+    ("hdel", -3),
     ("hello", -1),
+    ("hexists", 3),
+    ("hget", 3),
+    ("hgetall", 2),
+    ("hincrby", 4),
+    ("hincrbyfloat", 4),
+    ("hkeys", 2),
+    ("hlen", 2),
+    ("hmget", -3),
+    ("hmset", -4),
+    ("hrandfield", -2),
+    ("hscan", -3),
+    ("hset", -4),
+    ("hsetnx", 4),
+    ("hstrlen", 3),
+    ("hvals", 2),
     ("incr", 2),
     ("incrby", 3),
     ("incrbyfloat", 3),
     ("info", -1),
     ("keys", 2),
+    ("lindex", 3),
+    ("linsert", 5),
+    ("llen", 2),
+    ("lmove", 5),
+    ("lpop", -2),
+    ("lpos", -3),
+    ("lpush", -3),
+    ("lpushx", -3),
+    ("lrange", 4),
+    ("lrem", 4),
+    ("lset", 4),
+    ("ltrim", 4),
     ("mget", -2),
     ("mset", -3),
     ("msetnx", -3),
+    ("multi", 1),
+    ("object", -2),
     ("persist", 2),
     ("pexpire", -3),
     ("pexpireat", -3),
     ("pexpiretime", 2),
     ("ping", -1),
     ("psetex", 4),
+    ("psubscribe", -2),
     ("pttl", 2),
+    ("publish", 3),
+    ("pubsub", -2),
+    ("punsubscribe", -1),
     ("quit", -1),
     ("randomkey", 1),
     ("rename", 3),
     ("renamenx", 3),
     ("reset", 1),
+    ("rpop", -2),
+    ("rpoplpush", 3),
+    ("rpush", -3),
+    ("rpushx", -3),
+    ("sadd", -3),
     ("scan", -2),
+    ("scard", 2),
+    ("sdiff", -2),
+    ("sdiffstore", -3),
     ("select", 2),
     ("set", -3),
     ("setex", 4),
     ("setnx", 3),
     ("setrange", 4),
+    ("sinter", -2),
+    ("sintercard", -3),
+    ("sinterstore", -3),
+    ("sismember", 3),
+    ("smembers", 2),
+    ("smismember", -3),
+    ("smove", 4),
+    ("spop", -2),
+    ("srandmember", -2),
+    ("srem", -3),
+    ("sscan", -3),
     ("strlen", 2),
+    ("subscribe", -2),
     ("substr", 4),
+    ("sunion", -2),
+    ("sunionstore", -3),
     ("time", 1),
     ("touch", -2),
     ("ttl", 2),
     ("type", 2),
     ("unlink", -2),
+    ("unsubscribe", -1),
+    ("unwatch", 1),
+    ("watch", -2),
+    ("zadd", -4),
+    ("zcard", 2),
+    ("zcount", 4),
+    ("zdiff", -3),
+    ("zdiffstore", -4),
+    ("zincrby", 4),
+    ("zinter", -3),
+    ("zinterstore", -4),
+    ("zlexcount", 4),
+    ("zmscore", -3),
+    ("zpopmax", -2),
+    ("zpopmin", -2),
+    ("zrandmember", -2),
+    ("zrange", -4),
+    ("zrangebylex", -4),
+    ("zrangebyscore", -4),
+    ("zrangestore", -5),
+    ("zrank", 3),
+    ("zrem", -3),
+    ("zremrangebylex", 4),
+    ("zremrangebyrank", 4),
+    ("zremrangebyscore", 4),
+    ("zrevrange", -4),
+    ("zrevrangebylex", -4),
+    ("zrevrangebyscore", -4),
+    ("zrevrank", 3),
+    ("zscan", -3),
+    ("zscore", 3),
+    ("zunion", -3),
+    ("zunionstore", -4),
 ];
 
 /// Commands that read or write only the key in their first argument and leave the session
 /// alone: consecutive ones on distinct keys may run concurrently (see `connection`).
 const SINGLE_KEY: &[&str] = &[
     "append",
+    "hdel",
+    "hexists",
+    "hget",
+    "hgetall",
+    "hincrby",
+    "hincrbyfloat",
+    "hkeys",
+    "hlen",
+    "hmget",
+    "hmset",
+    "hset",
+    "hsetnx",
+    "hstrlen",
+    "hvals",
+    "lindex",
+    "llen",
+    "lpush",
+    "lrange",
+    "rpush",
+    "sadd",
+    "scard",
+    "sismember",
+    "smembers",
+    "srem",
+    "zadd",
+    "zcard",
+    "zincrby",
+    "zrem",
+    "zscore",
     "decr",
     "decrby",
     "expire",
@@ -215,6 +386,51 @@ pub fn command_name(args: &[Vec<u8>]) -> &'static str {
         .map_or("unknown", |(n, _)| n)
 }
 
+/// Commands that touch several keys and must do so atomically: outside MULTI they run in
+/// a transaction of their own.
+const ATOMIC: &[&str] = &[
+    "copy",
+    "lmove",
+    "mset",
+    "msetnx",
+    "rename",
+    "renamenx",
+    "rpoplpush",
+    "sdiffstore",
+    "sinterstore",
+    "smove",
+    "sunionstore",
+    "zdiffstore",
+    "zinterstore",
+    "zrangestore",
+    "zunionstore",
+];
+
+/// Commands that read several keys: outside MULTI they read one snapshot.
+const SNAPSHOT: &[&str] = &[
+    "sdiff",
+    "sinter",
+    "sintercard",
+    "sunion",
+    "zdiff",
+    "zinter",
+    "zunion",
+];
+
+/// Commands a RESP2 connection may send while subscribed.
+const SUBSCRIBED_OK: &[&str] = &[
+    "subscribe",
+    "psubscribe",
+    "unsubscribe",
+    "punsubscribe",
+    "ping",
+    "quit",
+    "reset",
+];
+
+/// Commands that run at once even inside MULTI.
+const NOT_QUEUED: &[&str] = &["exec", "discard", "multi", "watch", "quit", "reset"];
+
 /// Run one command.
 pub async fn dispatch(s: &mut Session, dbs: &Dbs, args: Vec<Vec<u8>>) -> Reply {
     let Some(first) = args.first() else {
@@ -227,22 +443,318 @@ pub async fn dispatch(s: &mut Session, dbs: &Dbs, args: Vec<Vec<u8>>) -> Reply {
             .take(20)
             .map(|a| format!("'{}' ", lossy(a)))
             .collect();
+        s.multi_dirty |= s.multi.is_some();
         return Frame::err(format!(
             "ERR unknown command '{}', with args beginning with: {rest}",
             lossy(first)
         ));
     };
     if !arity_ok(arity, args.len()) {
+        s.multi_dirty |= s.multi.is_some();
         return err::arity(&name);
+    }
+    if s.proto < 3 && s.subscribed() && !SUBSCRIBED_OK.contains(&name.as_str()) {
+        return Frame::err(format!("ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"));
+    }
+    if let Some(queue) = &mut s.multi {
+        if !NOT_QUEUED.contains(&name.as_str()) {
+            queue.push(args);
+            return Frame::Simple("QUEUED".into());
+        }
     }
     let a = &args[1..];
     match name.as_str() {
+        "multi" => {
+            if s.multi.is_some() {
+                return Frame::err("ERR MULTI calls can not be nested");
+            }
+            s.multi = Some(Vec::new());
+            s.multi_dirty = false;
+            Frame::ok()
+        }
+        "discard" => match s.multi.take() {
+            None => Frame::err("ERR DISCARD without MULTI"),
+            Some(_) => {
+                s.watched.clear();
+                Frame::ok()
+            }
+        },
+        "exec" => exec(s, dbs).await,
+        "watch" => {
+            if s.multi.is_some() {
+                return Frame::err("ERR WATCH inside MULTI is not allowed");
+            }
+            let acc = Access::direct(dbs);
+            for k in a {
+                match acc.now_at(s.db, k).await {
+                    Ok(ht) => s.watched.push((s.db, k.clone(), ht)),
+                    Err(e) => return err::backend(e),
+                }
+            }
+            Frame::ok()
+        }
+        "unwatch" => {
+            s.watched.clear();
+            Frame::ok()
+        }
+        "blmove" | "brpoplpush" => blocking_move(s, dbs, &name, a).await,
+        "del" | "unlink" | "exists" | "touch" if a.len() > 1 => {
+            atomic(s, dbs, &name, a, name == "exists" || name == "touch").await
+        }
+        n if ATOMIC.contains(&n) => atomic(s, dbs, n, a, false).await,
+        n if SNAPSHOT.contains(&n) => atomic(s, dbs, n, a, true).await,
+        n => run(s, &mut Access::direct(dbs), n, a).await,
+    }
+}
+
+/// Run a command through `acc` (directly, or inside a transaction).
+async fn run(s: &mut Session, acc: &mut Access<'_>, name: &str, a: &[Vec<u8>]) -> Reply {
+    match name {
         "ping" | "echo" | "quit" | "select" | "hello" | "auth" | "client" | "command"
-        | "config" | "info" | "time" | "reset" | "function" => server::run(s, &name, a).await,
+        | "config" | "info" | "time" | "reset" | "function" => {
+            if name == "reset" {
+                s.multi = None;
+                s.watched.clear();
+                unsubscribe(s, acc.dbs, false, &[]);
+                unsubscribe(s, acc.dbs, true, &[]);
+            }
+            if name == "ping" && s.proto < 3 && s.subscribed() {
+                return Frame::Array(vec![
+                    Frame::bulk("pong"),
+                    Frame::bulk(a.first().cloned().unwrap_or_default()),
+                ]);
+            }
+            server::run(s, name, a).await
+        }
+        "subscribe" | "psubscribe" => {
+            let pattern = name == "psubscribe";
+            let mut replies = Vec::new();
+            for ch in a {
+                if let Some(inbox) = &s.inbox {
+                    acc.dbs.pubsub.subscribe(pattern, ch, s.id, inbox);
+                }
+                if pattern {
+                    s.patterns.insert(ch.clone());
+                } else {
+                    s.channels.insert(ch.clone());
+                }
+                replies.push(Frame::Push(vec![
+                    Frame::bulk(name),
+                    Frame::bulk(ch.clone()),
+                    Frame::Integer((s.channels.len() + s.patterns.len()) as i64),
+                ]));
+            }
+            Frame::Seq(replies)
+        }
+        "unsubscribe" | "punsubscribe" => {
+            Frame::Seq(unsubscribe(s, acc.dbs, name == "punsubscribe", a))
+        }
+        "publish" => Frame::Integer(acc.dbs.pubsub.publish(&a[0], &a[1])),
+        "pubsub" => {
+            let sub = lossy(&a[0]).to_ascii_lowercase();
+            match (sub.as_str(), a.len()) {
+                ("channels", 1 | 2) => Frame::Array(
+                    acc.dbs
+                        .pubsub
+                        .channels(a.get(1).map(|p| p.as_slice()))
+                        .into_iter()
+                        .map(Frame::bulk)
+                        .collect(),
+                ),
+                ("numsub", _) => Frame::Array(
+                    a[1..]
+                        .iter()
+                        .flat_map(|c| {
+                            [
+                                Frame::bulk(c.clone()),
+                                Frame::Integer(acc.dbs.pubsub.numsub(c)),
+                            ]
+                        })
+                        .collect(),
+                ),
+                ("numpat", 1) => Frame::Integer(acc.dbs.pubsub.numpat()),
+                ("shardchannels", 1 | 2) => Frame::Array(Vec::new()),
+                ("shardnumsub", _) => Frame::Array(
+                    a[1..]
+                        .iter()
+                        .flat_map(|c| [Frame::bulk(c.clone()), Frame::Integer(0)])
+                        .collect(),
+                ),
+                _ => Frame::err(format!(
+                    "ERR unknown subcommand or wrong number of arguments for '{}'. Try PUBSUB HELP.",
+                    lossy(&a[0])
+                )),
+            }
+        }
         "dbsize" | "flushdb" | "flushall" | "del" | "unlink" | "exists" | "touch" | "type"
         | "keys" | "scan" | "randomkey" | "expire" | "pexpire" | "expireat" | "pexpireat"
         | "ttl" | "pttl" | "expiretime" | "pexpiretime" | "persist" | "rename" | "renamenx"
-        | "copy" => keys::run(s, dbs, &name, a).await,
-        _ => strings::run(s, dbs, &name, a).await,
+        | "copy" | "object" => keys::run(s, acc, name, a).await,
+        n if n.starts_with('h') => hashes::run(s, acc, name, a).await,
+        n if n.starts_with('z') || n.starts_with("bz") => zsets::run(s, acc, name, a).await,
+        "lpush" | "rpush" | "lpushx" | "rpushx" | "lpop" | "rpop" | "llen" | "lrange"
+        | "lindex" | "lset" | "linsert" | "lrem" | "ltrim" | "lpos" | "lmove" | "rpoplpush"
+        | "blpop" | "brpop" => lists::run(s, acc, name, a).await,
+        "sadd" | "srem" | "smembers" | "sismember" | "smismember" | "scard" | "spop"
+        | "srandmember" | "smove" | "sinter" | "sunion" | "sdiff" | "sinterstore"
+        | "sunionstore" | "sdiffstore" | "sintercard" | "sscan" => sets::run(s, acc, name, a).await,
+        "multi" | "exec" | "discard" | "watch" | "unwatch" | "blmove" | "brpoplpush" => {
+            Frame::err(format!("ERR {name} is not allowed here"))
+        }
+        _ => strings::run(s, acc, name, a).await,
+    }
+}
+
+/// (P)UNSUBSCRIBE from `names` (all when empty); one reply per channel or pattern.
+fn unsubscribe(s: &mut Session, dbs: &Dbs, pattern: bool, names: &[Vec<u8>]) -> Vec<Frame> {
+    let kind = if pattern {
+        "punsubscribe"
+    } else {
+        "unsubscribe"
+    };
+    let names: Vec<Vec<u8>> = if names.is_empty() {
+        let set = if pattern { &s.patterns } else { &s.channels };
+        set.iter().cloned().collect()
+    } else {
+        names.to_vec()
+    };
+    if names.is_empty() {
+        return vec![Frame::Push(vec![
+            Frame::bulk(kind),
+            Frame::Null,
+            Frame::Integer((s.channels.len() + s.patterns.len()) as i64),
+        ])];
+    }
+    names
+        .into_iter()
+        .map(|n| {
+            dbs.pubsub.unsubscribe(pattern, &n, s.id);
+            if pattern {
+                s.patterns.remove(&n);
+            } else {
+                s.channels.remove(&n);
+            }
+            Frame::Push(vec![
+                Frame::bulk(kind),
+                Frame::bulk(n),
+                Frame::Integer((s.channels.len() + s.patterns.len()) as i64),
+            ])
+        })
+        .collect()
+}
+
+/// Most attempts of a transaction that keeps conflicting with concurrent writers.
+const TXN_ATTEMPTS: u32 = 100;
+
+/// Run one command in a transaction of its own (serializable; `read_only`: a snapshot),
+/// retried on conflicts.
+async fn atomic(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>], read_only: bool) -> Reply {
+    let isolation = if read_only {
+        client::Isolation::Snapshot
+    } else {
+        client::Isolation::Serializable
+    };
+    let mut attempt = 0;
+    loop {
+        let mut txn = dbs.client().begin(isolation);
+        let reply = run(s, &mut Access::in_txn(dbs, &mut txn), name, a).await;
+        if matches!(reply, Frame::Error(_)) || !txn.has_writes() {
+            return reply;
+        }
+        match txn.commit().await {
+            Ok(_) => {
+                dbs.pushed.notify_waiters();
+                return reply;
+            }
+            Err(e) if retry(&e, &mut attempt).await => continue,
+            Err(e) => return err::backend(e),
+        }
+    }
+}
+
+/// Whether to try a transaction again after `e` (a conflict, and attempts are left);
+/// waits a little first.
+async fn retry(e: &client::ClientError, attempt: &mut u32) -> bool {
+    if e.code() != common::StatusCode::TxnConflict || *attempt >= TXN_ATTEMPTS {
+        return false;
+    }
+    *attempt += 1;
+    let ms = (1u64 << (*attempt).min(6)) + crate::db::random_u64() % 5;
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    true
+}
+
+/// EXEC: run the queued commands in one serializable transaction, unless a WATCHed key
+/// changed (then a null reply and nothing runs).
+async fn exec(s: &mut Session, dbs: &Dbs) -> Reply {
+    let Some(queue) = s.multi.take() else {
+        return Frame::err("ERR EXEC without MULTI");
+    };
+    let watched = std::mem::take(&mut s.watched);
+    if std::mem::take(&mut s.multi_dirty) {
+        return Frame::err("EXECABORT Transaction discarded because of previous errors.");
+    }
+    let mut attempt = 0;
+    let start = (s.db, s.proto);
+    loop {
+        (s.db, s.proto) = start;
+        let mut txn = dbs.client().begin(client::Isolation::Serializable);
+        let mut acc = Access::in_txn(dbs, &mut txn);
+        // Each watched key is read in the transaction (validated at commit), and checked
+        // to have no write since WATCH up to now: together, none up to the commit.
+        for (db, key, since) in &watched {
+            if let Err(e) = acc.get(*db, key).await {
+                return err::backend(e);
+            }
+            match acc.unchanged_since(*db, key, *since).await {
+                Ok(true) => {}
+                Ok(false) => return Frame::NullArray,
+                Err(e) => return err::backend(e),
+            }
+        }
+        let mut replies = Vec::with_capacity(queue.len());
+        for args in &queue {
+            let name = lossy(&args[0]).to_ascii_lowercase();
+            replies.push(run(s, &mut acc, &name, &args[1..]).await);
+        }
+        if !txn.has_writes() {
+            return Frame::Array(replies);
+        }
+        match txn.commit().await {
+            Ok(_) => {
+                dbs.pushed.notify_waiters();
+                return Frame::Array(replies);
+            }
+            Err(e) if retry(&e, &mut attempt).await => continue,
+            Err(e) => return err::backend(e),
+        }
+    }
+}
+
+/// BLMOVE / BRPOPLPUSH: wait until the source has an entry, then move it atomically.
+async fn blocking_move(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>]) -> Reply {
+    let (args, timeout) = if name == "blmove" {
+        (a[..4].to_vec(), &a[4])
+    } else {
+        (
+            vec![
+                a[0].clone(),
+                a[1].clone(),
+                b"RIGHT".to_vec(),
+                b"LEFT".to_vec(),
+            ],
+            &a[2],
+        )
+    };
+    let blocker = match coll::timeout_arg(timeout) {
+        Ok(t) => coll::Blocker::new(t),
+        Err(e) => return e,
+    };
+    loop {
+        let pushed = dbs.pushed.notified();
+        let reply = atomic(s, dbs, "lmove", &args, false).await;
+        if !matches!(reply, Frame::Null) || !blocker.wait(pushed).await {
+            return reply;
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! INCRBYFLOAT.
 
 use super::{err, now_us, parse_f64, parse_i64, Reply, Session};
-use crate::db::{Change, Dbs, Kind, Stored};
+use crate::db::{Access, Change, Kind, Stored};
 use crate::frame::{format_double, Frame};
 
 const MAX_STRING: usize = 512 << 20;
@@ -39,25 +39,30 @@ fn expire_at(unit_ms: u64, absolute: bool, arg: &[u8], cmd: &str) -> Result<u64,
     })
 }
 
-pub(super) async fn run(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>]) -> Reply {
-    match run_inner(s, dbs, name, a).await {
+pub(super) async fn run(s: &mut Session, acc: &mut Access<'_>, name: &str, a: &[Vec<u8>]) -> Reply {
+    match run_inner(s, acc, name, a).await {
         Ok(r) | Err(r) => r,
     }
 }
 
-async fn run_inner(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>]) -> Result<Reply, Reply> {
+async fn run_inner(
+    s: &mut Session,
+    acc: &mut Access<'_>,
+    name: &str,
+    a: &[Vec<u8>],
+) -> Result<Reply, Reply> {
     let db = s.db;
     let be = err::backend;
     match name {
         "get" => {
-            let v = dbs.get(db, &a[0]).await.map_err(be)?;
+            let v = acc.get(db, &a[0]).await.map_err(be)?;
             Ok(string_of(v.as_ref())?
                 .map(Frame::bulk)
                 .unwrap_or(Frame::Null))
         }
-        "set" => set(dbs, db, a).await,
+        "set" => set(acc, db, a).await,
         "setnx" => {
-            let set = dbs
+            let set = acc
                 .update(db, &a[0], |cur| match cur {
                     Some(_) => (Change::Keep, false),
                     None => (
@@ -76,13 +81,13 @@ async fn run_inner(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>]) -> Res
         "setex" | "psetex" => {
             let unit = if name == "setex" { 1000 } else { 1 };
             let at = expire_at(unit, false, &a[1], name)?;
-            dbs.put(db, &a[0], Kind::String, &a[2], Some(at))
+            acc.put(db, &a[0], Kind::String, &a[2], Some(at))
                 .await
                 .map_err(be)?;
             Ok(Frame::ok())
         }
         "mget" => {
-            let vals = dbs.get_many(db, a).await.map_err(be)?;
+            let vals = acc.get_many(db, a).await.map_err(be)?;
             Ok(Frame::Array(
                 vals.iter()
                     .map(|v| match v {
@@ -97,7 +102,7 @@ async fn run_inner(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>]) -> Res
                 return Err(err::arity("mset"));
             }
             for kv in a.chunks(2) {
-                dbs.put(db, &kv[0], Kind::String, &kv[1], None)
+                acc.put(db, &kv[0], Kind::String, &kv[1], None)
                     .await
                     .map_err(be)?;
             }
@@ -109,7 +114,7 @@ async fn run_inner(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>]) -> Res
             }
             // Not atomic across keys until multi-key transactions land (issue 3).
             let keys: Vec<Vec<u8>> = a.chunks(2).map(|kv| kv[0].clone()).collect();
-            if dbs
+            if acc
                 .get_many(db, &keys)
                 .await
                 .map_err(be)?
@@ -119,14 +124,14 @@ async fn run_inner(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>]) -> Res
                 return Ok(Frame::Integer(0));
             }
             for kv in a.chunks(2) {
-                dbs.put(db, &kv[0], Kind::String, &kv[1], None)
+                acc.put(db, &kv[0], Kind::String, &kv[1], None)
                     .await
                     .map_err(be)?;
             }
             Ok(Frame::Integer(1))
         }
         "getset" => {
-            let old = dbs
+            let old = acc
                 .update(db, &a[0], |cur| match string_of(cur) {
                     Err(e) => (Change::Keep, Err(e)),
                     Ok(old) => (
@@ -143,7 +148,7 @@ async fn run_inner(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>]) -> Res
             Ok(old.map(Frame::bulk).unwrap_or(Frame::Null))
         }
         "getdel" => {
-            let old = dbs
+            let old = acc
                 .update(db, &a[0], |cur| match string_of(cur) {
                     Err(e) => (Change::Keep, Err(e)),
                     Ok(None) => (Change::Keep, Ok(None)),
@@ -153,9 +158,9 @@ async fn run_inner(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>]) -> Res
                 .map_err(be)??;
             Ok(old.map(Frame::bulk).unwrap_or(Frame::Null))
         }
-        "getex" => getex(dbs, db, a).await,
+        "getex" => getex(acc, db, a).await,
         "append" => {
-            let len = dbs
+            let len = acc
                 .update(db, &a[0], |cur| match string_of(cur) {
                     Err(e) => (Change::Keep, Err(e)),
                     Ok(old) => {
@@ -185,7 +190,7 @@ async fn run_inner(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>]) -> Res
             Ok(Frame::Integer(len))
         }
         "strlen" => {
-            let v = dbs.get(db, &a[0]).await.map_err(be)?;
+            let v = acc.get(db, &a[0]).await.map_err(be)?;
             Ok(Frame::Integer(
                 string_of(v.as_ref())?.map(|s| s.len() as i64).unwrap_or(0),
             ))
@@ -194,7 +199,7 @@ async fn run_inner(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>]) -> Res
             let (Some(start), Some(end)) = (parse_i64(&a[1]), parse_i64(&a[2])) else {
                 return Err(err::not_int());
             };
-            let v = dbs.get(db, &a[0]).await.map_err(be)?;
+            let v = acc.get(db, &a[0]).await.map_err(be)?;
             let s = string_of(v.as_ref())?.unwrap_or(&[]);
             Ok(Frame::bulk(range(s, start, end)))
         }
@@ -209,7 +214,7 @@ async fn run_inner(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>]) -> Res
                     "ERR string exceeds maximum allowed size (proto-max-bulk-len)",
                 ));
             }
-            let len = dbs
+            let len = acc
                 .update(db, &a[0], |cur| match string_of(cur) {
                     Err(e) => (Change::Keep, Err(e)),
                     Ok(old) => {
@@ -248,7 +253,7 @@ async fn run_inner(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>]) -> Res
             } else {
                 by
             };
-            let n = dbs
+            let n = acc
                 .update(db, &a[0], |cur| {
                     let old = match string_of(cur) {
                         Err(e) => return (Change::Keep, Err(e)),
@@ -279,7 +284,7 @@ async fn run_inner(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>]) -> Res
         }
         "incrbyfloat" => {
             let by = parse_f64(&a[1]).ok_or_else(err::not_float)?;
-            let v = dbs
+            let v = acc
                 .update(db, &a[0], |cur| {
                     let old = match string_of(cur) {
                         Err(e) => return (Change::Keep, Err(e)),
@@ -329,7 +334,7 @@ fn range(s: &[u8], start: i64, end: i64) -> Vec<u8> {
 }
 
 /// SET key value [NX | XX] [GET] [EX s | PX ms | EXAT ts | PXAT ms-ts | KEEPTTL]
-async fn set(dbs: &Dbs, db: usize, a: &[Vec<u8>]) -> Result<Reply, Reply> {
+async fn set(acc: &mut Access<'_>, db: usize, a: &[Vec<u8>]) -> Result<Reply, Reply> {
     let (mut nx, mut xx, mut get, mut keepttl) = (false, false, false, false);
     let mut expire: Option<u64> = None;
     let mut i = 2;
@@ -357,12 +362,12 @@ async fn set(dbs: &Dbs, db: usize, a: &[Vec<u8>]) -> Result<Reply, Reply> {
     let value = a[1].clone();
     if !(nx || xx || get || keepttl) {
         // A plain SET overwrites whatever is there: no need to read it first.
-        dbs.put(db, &a[0], Kind::String, &value, expire)
+        acc.put(db, &a[0], Kind::String, &value, expire)
             .await
             .map_err(err::backend)?;
         return Ok(Frame::ok());
     }
-    let (done, old) = dbs
+    let (done, old) = acc
         .update(db, &a[0], |cur| {
             if get {
                 if let Err(e) = string_of(cur) {
@@ -392,7 +397,7 @@ async fn set(dbs: &Dbs, db: usize, a: &[Vec<u8>]) -> Result<Reply, Reply> {
 }
 
 /// GETEX key [EX s | PX ms | EXAT ts | PXAT ms-ts | PERSIST]
-async fn getex(dbs: &Dbs, db: usize, a: &[Vec<u8>]) -> Result<Reply, Reply> {
+async fn getex(acc: &mut Access<'_>, db: usize, a: &[Vec<u8>]) -> Result<Reply, Reply> {
     enum Ttl {
         Same,
         Persist,
@@ -414,7 +419,7 @@ async fn getex(dbs: &Dbs, db: usize, a: &[Vec<u8>]) -> Result<Reply, Reply> {
         }
         _ => return Err(err::syntax()),
     };
-    let v = dbs
+    let v = acc
         .update(db, &a[0], |cur| match string_of(cur) {
             Err(e) => (Change::Keep, Err(e)),
             Ok(None) => (Change::Keep, Ok(None)),

@@ -1,0 +1,165 @@
+//! What the collection commands (hashes, lists, sets, sorted sets) share: reading a key as a
+//! collection of one type, committing a change to it, SCAN-style option parsing and random
+//! picks.
+
+use super::{err, parse_i64, Reply};
+use crate::db::{Access, Change, Coll, ElemWrite, Kind, View};
+use crate::frame::Frame;
+
+/// The collection of type `kind` in `view`: `None` if the key is absent, WRONGTYPE if it
+/// holds another type.
+pub fn typed(view: &View, kind: Kind) -> Result<Option<Coll>, Reply> {
+    match &view.meta {
+        None => Ok(None),
+        Some(m) if m.kind == kind => Ok(m.coll()),
+        Some(_) => Err(err::wrongtype()),
+    }
+}
+
+/// Commit `c` (the new header; a count of 0 deletes the key) and `writes` to `key` as read
+/// in `view`, keeping its expiry. False: the key changed meanwhile, read it again.
+pub async fn save(
+    acc: &mut Access<'_>,
+    db: usize,
+    key: &[u8],
+    view: &View,
+    kind: Kind,
+    c: Coll,
+    writes: Vec<ElemWrite>,
+) -> Result<bool, Reply> {
+    let change = if c.count <= 0 {
+        Change::Delete
+    } else {
+        Change::Put {
+            kind,
+            payload: c.encode(),
+            expire_at_us: view.meta.as_ref().and_then(|m| m.expire_at_us),
+        }
+    };
+    acc.commit(db, key, view.meta.as_ref(), change, c.gen, writes)
+        .await
+        .map_err(err::backend)
+}
+
+/// Options of HSCAN/SSCAN/ZSCAN after the cursor: `MATCH pattern`, `COUNT n` (a hint).
+pub fn scan_opts(a: &[Vec<u8>]) -> Result<Option<Vec<u8>>, Reply> {
+    parse_i64(&a[0])
+        .filter(|c| *c >= 0)
+        .ok_or_else(|| Frame::err("ERR invalid cursor"))?;
+    let mut pattern = None;
+    let mut i = 1;
+    while i < a.len() {
+        let Some(val) = a.get(i + 1) else {
+            return Err(err::syntax());
+        };
+        match String::from_utf8_lossy(&a[i]).to_ascii_uppercase().as_str() {
+            "MATCH" => pattern = Some(val.clone()),
+            "COUNT" => {
+                if parse_i64(val).ok_or_else(err::not_int)? < 1 {
+                    return Err(err::syntax());
+                }
+            }
+            _ => return Err(err::syntax()),
+        }
+        i += 2;
+    }
+    Ok(pattern)
+}
+
+/// The reply of a one-pass *SCAN: cursor 0 and the items.
+pub fn scan_reply(items: Vec<Frame>) -> Frame {
+    Frame::Array(vec![Frame::bulk("0"), Frame::Array(items)])
+}
+
+/// A random index below `n` (n > 0).
+pub fn pick(n: usize) -> usize {
+    (crate::db::random_u64() % n as u64) as usize
+}
+
+/// `k` distinct random indexes below `n` (k ≤ n), in random order.
+pub fn pick_distinct(n: usize, k: usize) -> Vec<usize> {
+    if k >= n {
+        // All of them: in their order, as Redis returns a whole set.
+        return (0..n).collect();
+    }
+    let mut idx: Vec<usize> = (0..n).collect();
+    for i in 0..k.min(n) {
+        let j = i + pick(n - i);
+        idx.swap(i, j);
+    }
+    idx.truncate(k.min(n));
+    idx
+}
+
+/// HRANDFIELD / SRANDMEMBER / ZRANDMEMBER with a count: `count` ≥ 0 picks distinct items,
+/// a negative count picks |count| items that may repeat.
+pub fn random_picks(n: usize, count: i64) -> Vec<usize> {
+    if n == 0 {
+        return Vec::new();
+    }
+    if count >= 0 {
+        pick_distinct(n, count as usize)
+    } else {
+        (0..count.unsigned_abs()).map(|_| pick(n)).collect()
+    }
+}
+
+/// The `count` argument of HRANDFIELD/SRANDMEMBER/ZRANDMEMBER (Redis bounds it so the reply
+/// cannot be absurd).
+pub fn rand_count(arg: &[u8]) -> Result<i64, Reply> {
+    let c = parse_i64(arg).ok_or_else(err::not_int)?;
+    if !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&c) {
+        return Err(Frame::err("ERR value is out of range"));
+    }
+    Ok(c)
+}
+
+/// A positive `count` argument (LPOP, SPOP, ZPOPMIN …).
+pub fn positive_count(arg: &[u8]) -> Result<usize, Reply> {
+    match parse_i64(arg) {
+        Some(n) if n >= 0 => Ok(n as usize),
+        _ => Err(Frame::err("ERR value is out of range, must be positive")),
+    }
+}
+
+/// A blocking command's timeout in seconds (BLPOP …): a non-negative float, 0 = forever.
+pub fn timeout_arg(arg: &[u8]) -> Result<Option<std::time::Duration>, Reply> {
+    let t = super::parse_f64(arg)
+        .filter(|t| t.is_finite())
+        .ok_or_else(|| Frame::err("ERR timeout is not a float or out of range"))?;
+    if t < 0.0 {
+        return Err(Frame::err("ERR timeout is negative"));
+    }
+    Ok((t > 0.0).then(|| std::time::Duration::from_secs_f64(t)))
+}
+
+/// The waiting of a blocking command (BLPOP, BZPOPMIN …) between its attempts.
+pub struct Blocker {
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl Blocker {
+    pub fn new(timeout: Option<std::time::Duration>) -> Self {
+        Blocker {
+            deadline: timeout.map(|t| tokio::time::Instant::now() + t),
+        }
+    }
+
+    /// Wait for a push on this server (`pushed`, taken before the attempt that found
+    /// nothing) or 50 ms, as a push on another server is only seen by polling. False once
+    /// the timeout has passed.
+    pub async fn wait(&self, pushed: tokio::sync::futures::Notified<'_>) -> bool {
+        let now = tokio::time::Instant::now();
+        let tick = now + std::time::Duration::from_millis(50);
+        let wake = match self.deadline {
+            Some(d) if d <= now => return false,
+            Some(d) => d.min(tick),
+            None => tick,
+        };
+        tokio::select! {
+            _ = pushed => {}
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+        true
+    }
+}
