@@ -39,12 +39,19 @@ BP=$(free_port)
 APID=$!
 trap 'kill $APID 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 150); do redis-cli -p "$BP" set warmup 1 >/dev/null 2>&1 && break; sleep 0.2; done
+LOG_DIR=${REDIS_SUITE_LOGS:-${CARGO_TARGET_DIR:-target}/redis-suite}
+mkdir -p "$LOG_DIR"
 printf "%-20s %6s %6s %s\n" unit passed failed stopped_early
 total_ok=0; total_err=0
 for u in "${UNITS[@]}"; do
+  # Streams and Lua scripting are not BEDIS features (issue 5 does not list them): their
+  # tests are skipped so the rest of each unit runs; they count as not passed.
   out=$(cd "$SUITE" && timeout 600 ./runtest --host 127.0.0.1 --port "$BP" --single "$u" --singledb \
+        --skiptest "/[Ss]tream" --skiptest "/XADD|XREAD|XGROUP|XINFO|XCLAIM|XAUTOCLAIM" \
+        --skiptest "/[Ss]cript|EVAL|[Ll]ua|FUNCTION" \
         --ignore-encoding --ignore-digest --tags "-needs:debug -needs:repl -needs:config-maxmemory -needs:save" 2>&1 \
         | sed 's/\x1b\[[0-9;]*m//g' || true)
+  printf '%s\n' "$out" > "$LOG_DIR/$(basename "$u").log"
   ok=$(grep -ac '^\[ok\]' <<<"$out" || true)
   err=$(grep -ac '^\[err\]' <<<"$out" || true)
   exc=$(grep -a -m1 '^\[exception\]' <<<"$out" | sed 's/^\[exception\]: Executing test client: //' | cut -c1-70 || true)

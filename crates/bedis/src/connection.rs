@@ -87,7 +87,8 @@ async fn serve(
         let mut wave: Vec<Vec<Vec<u8>>> = Vec::new();
         for args in requests {
             // Inside MULTI every command is only queued: no waves.
-            let single = cmd::single_key(&args).filter(|_| s.multi.is_none());
+            let single = cmd::single_key(&args)
+                .filter(|_| s.multi.is_none() && s.replies == cmd::ReplyMode::On);
             let joins = single.is_some_and(|k| !wave.iter().any(|w| cmd::single_key(w) == Some(k)));
             if !joins {
                 run_wave(s, dbs, metrics, std::mem::take(&mut wave), &mut out).await;
@@ -96,7 +97,10 @@ async fn serve(
                 wave.push(args);
             } else {
                 let reply = timed(s, dbs, metrics, args).await;
-                reply.encode(s.proto, &mut out);
+                // Pub/sub notifications are pushes: CLIENT REPLY OFF does not stop them.
+                if s.take_reply() || reply.is_push() {
+                    reply.encode(s.proto, &mut out);
+                }
                 if s.quit {
                     let _ = sock.write_all(&out).await;
                     return;

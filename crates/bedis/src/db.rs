@@ -369,17 +369,24 @@ fn decode_meta(raw: Option<Vec<u8>>) -> DbResult<Option<Stored>> {
 pub struct Access<'a> {
     pub dbs: &'a Dbs,
     txn: Option<&'a mut Transaction>,
+    /// Keys changed through this access, in order (for keyspace notifications).
+    pub touched: Vec<(usize, Vec<u8>)>,
 }
 
 impl<'a> Access<'a> {
     pub fn direct(dbs: &'a Dbs) -> Self {
-        Access { dbs, txn: None }
+        Access {
+            dbs,
+            txn: None,
+            touched: Vec::new(),
+        }
     }
 
     pub fn in_txn(dbs: &'a Dbs, txn: &'a mut Transaction) -> Self {
         Access {
             dbs,
             txn: Some(txn),
+            touched: Vec::new(),
         }
     }
 
@@ -508,6 +515,23 @@ impl<'a> Access<'a> {
         gen: u64,
         elems: Vec<ElemWrite>,
     ) -> DbResult<bool> {
+        let noop = matches!(change, Change::Keep) && elems.is_empty();
+        let done = self.commit_inner(db, key, old, change, gen, elems).await?;
+        if done && !noop {
+            self.touched.push((db, key.to_vec()));
+        }
+        Ok(done)
+    }
+
+    async fn commit_inner(
+        &mut self,
+        db: usize,
+        key: &[u8],
+        old: Option<&Stored>,
+        change: Change,
+        gen: u64,
+        elems: Vec<ElemWrite>,
+    ) -> DbResult<bool> {
         let t = self.dbs.table(db).await?;
         let idx = t.tablet_for(key);
         let meta = match change {
@@ -608,6 +632,7 @@ impl<'a> Access<'a> {
             self.commit_replacing(db, key, old.as_ref(), change).await?;
             return Ok(());
         }
+        self.touched.push((db, key.to_vec()));
         let t = self.dbs.table(db).await?;
         let op = KvOp {
             key: meta_key(key),

@@ -46,6 +46,14 @@ impl Frame {
     pub fn bulk(b: impl Into<Vec<u8>>) -> Frame {
         Frame::Bulk(b.into())
     }
+    /// A push, or pushes only (sent even under CLIENT REPLY OFF).
+    pub fn is_push(&self) -> bool {
+        match self {
+            Frame::Push(_) => true,
+            Frame::Seq(items) => !items.is_empty() && items.iter().all(Frame::is_push),
+            _ => false,
+        }
+    }
 
     /// Append the encoding of this frame for protocol version `proto` (2 or 3).
     pub fn encode(&self, proto: u8, out: &mut Vec<u8>) {

@@ -176,10 +176,7 @@ async fn run_inner(
                 match String::from_utf8_lossy(&a[i]).to_ascii_uppercase().as_str() {
                     "REPLACE" => replace = true,
                     "DB" if i + 1 < a.len() => {
-                        dest_db = parse_i64(&a[i + 1])
-                            .filter(|n| (0..DATABASES as i64).contains(n))
-                            .ok_or_else(|| Frame::err("ERR DB index is out of range"))?
-                            as usize;
+                        dest_db = db_index(&a[i + 1])?;
                         i += 1;
                     }
                     _ => return Err(err::syntax()),
@@ -199,6 +196,54 @@ async fn run_inner(
             }
             copy_key(acc, db, &a[0], dest_db, &a[1]).await.map_err(be)?;
             Ok(Frame::Integer(1))
+        }
+        "dump" => {
+            let view = acc.read(db, &a[0], &[]).await.map_err(be)?;
+            let Some(meta) = view.meta.clone() else {
+                return Ok(Frame::Null);
+            };
+            let elems = acc.scan_all(db, &a[0], &view).await.map_err(be)?;
+            Ok(Frame::bulk(dump(&meta, &elems)))
+        }
+        "restore" => restore(acc, db, a).await,
+        "move" => {
+            let dest = db_index(&a[1])?;
+            if dest == db {
+                return Err(Frame::err(
+                    "ERR source and destination objects are the same",
+                ));
+            }
+            if acc.get(db, &a[0]).await.map_err(be)?.is_none()
+                || acc.get(dest, &a[0]).await.map_err(be)?.is_some()
+            {
+                return Ok(Frame::Integer(0));
+            }
+            copy_key(acc, db, &a[0], dest, &a[0]).await.map_err(be)?;
+            acc.delete(db, &a[0]).await.map_err(be)?;
+            Ok(Frame::Integer(1))
+        }
+        "memory" => {
+            let sub = String::from_utf8_lossy(&a[0]).to_ascii_lowercase();
+            match sub.as_str() {
+                "usage" if a.len() == 2 || (a.len() == 4 && a[2].eq_ignore_ascii_case(b"samples")) => {
+                    let Some(v) = acc.get(db, &a[1]).await.map_err(be)? else {
+                        return Ok(Frame::Null);
+                    };
+                    // An estimate: the key and its meta row, plus 32 bytes per element.
+                    let elems = v.coll().map_or(0, |c| c.count);
+                    Ok(Frame::Integer(
+                        (a[1].len() + v.raw.len() + 16) as i64 + 32 * elems,
+                    ))
+                }
+                "doctor" => Ok(Frame::bulk("Sam, I have no memory problems")),
+                "purge" => Ok(Frame::ok()),
+                "stats" => Ok(Frame::Map(Vec::new())),
+                "malloc-stats" => Ok(Frame::bulk("Stats not supported for the current allocator")),
+                _ => Err(Frame::err(format!(
+                    "ERR unknown subcommand or wrong number of arguments for '{}'. Try MEMORY HELP.",
+                    String::from_utf8_lossy(&a[0])
+                ))),
+            }
         }
         "object" => {
             let sub = String::from_utf8_lossy(&a[0]).to_ascii_lowercase();
@@ -237,6 +282,147 @@ async fn run_inner(
         }
         _ => expire(acc, db, name, a).await,
     }
+}
+
+/// A database number argument (COPY … DB, MOVE).
+fn db_index(arg: &[u8]) -> Result<usize, Reply> {
+    let n = parse_i64(arg).ok_or_else(err::not_int)?;
+    if !(0..DATABASES as i64).contains(&n) {
+        return Err(Frame::err("ERR DB index is out of range"));
+    }
+    Ok(n as usize)
+}
+
+/// DUMP's payload: `"AQ" ‖ version 1 ‖ type ‖ payload ‖ elements ‖ FNV-1a 64 of all
+/// before it`. Lengths are u32 BE. A collection's payload is its header (a fresh generation
+/// is chosen on RESTORE).
+fn dump(meta: &Stored, elems: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    let mut out = b"AQ\x01".to_vec();
+    out.push(meta.kind as u8);
+    let put = |b: &[u8], out: &mut Vec<u8>| {
+        out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+        out.extend_from_slice(b);
+    };
+    put(&meta.payload, &mut out);
+    out.extend_from_slice(&(elems.len() as u32).to_be_bytes());
+    for (sub, data) in elems {
+        put(sub, &mut out);
+        put(data, &mut out);
+    }
+    let sum = fnv64(&out);
+    out.extend_from_slice(&sum.to_be_bytes());
+    out
+}
+
+fn fnv64(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
+        (h ^ x as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A DUMP payload's parts: type, payload, elements (None: not ours or damaged).
+#[allow(clippy::type_complexity)]
+fn undump(b: &[u8]) -> Option<(Kind, Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>)> {
+    if b.len() < 16 || !b.starts_with(b"AQ\x01") {
+        return None;
+    }
+    let (body, sum) = b.split_at(b.len() - 8);
+    if fnv64(body) != u64::from_be_bytes(sum.try_into().ok()?) {
+        return None;
+    }
+    let kind = match body[3] {
+        0 => Kind::String,
+        1 => Kind::Hash,
+        2 => Kind::List,
+        3 => Kind::Set,
+        4 => Kind::ZSet,
+        _ => return None,
+    };
+    let mut pos = 4;
+    let take = |pos: &mut usize| -> Option<Vec<u8>> {
+        let n = u32::from_be_bytes(body.get(*pos..*pos + 4)?.try_into().ok()?) as usize;
+        let v = body.get(*pos + 4..*pos + 4 + n)?.to_vec();
+        *pos += 4 + n;
+        Some(v)
+    };
+    let payload = take(&mut pos)?;
+    let n = u32::from_be_bytes(body.get(pos..pos + 4)?.try_into().ok()?) as usize;
+    pos += 4;
+    let mut elems = Vec::with_capacity(n.min(1 << 20));
+    for _ in 0..n {
+        let sub = take(&mut pos)?;
+        let data = take(&mut pos)?;
+        elems.push((sub, data));
+    }
+    (pos == body.len()).then_some((kind, payload, elems))
+}
+
+/// RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME s] [FREQ f]
+async fn restore(acc: &mut Access<'_>, db: usize, a: &[Vec<u8>]) -> Result<Reply, Reply> {
+    let be = err::backend;
+    let ttl = parse_i64(&a[1]).ok_or_else(err::not_int)?;
+    if ttl < 0 {
+        return Err(Frame::err("ERR Invalid TTL value, must be >= 0"));
+    }
+    let (mut replace, mut abs) = (false, false);
+    let mut i = 3;
+    while i < a.len() {
+        match String::from_utf8_lossy(&a[i]).to_ascii_uppercase().as_str() {
+            "REPLACE" => replace = true,
+            "ABSTTL" => abs = true,
+            "IDLETIME" | "FREQ" if i + 1 < a.len() => {
+                if parse_i64(&a[i + 1]).is_none_or(|v| v < 0) {
+                    return Err(Frame::err("ERR Invalid IDLETIME value, must be >= 0"));
+                }
+                i += 1;
+            }
+            _ => return Err(err::syntax()),
+        }
+        i += 1;
+    }
+    let Some((kind, payload, elems)) = undump(&a[2]) else {
+        return Err(Frame::err("ERR DUMP payload version or checksum are wrong"));
+    };
+    let expire = match (ttl, abs) {
+        (0, _) => None,
+        (t, true) => Some((t as u64).saturating_mul(1000)),
+        (t, false) => Some(now_us().saturating_add((t as u64).saturating_mul(1000))),
+    };
+    if acc.get(db, &a[0]).await.map_err(be)?.is_some() {
+        if !replace {
+            return Err(Frame::err("BUSYKEY Target key name already exists."));
+        }
+        acc.delete(db, &a[0]).await.map_err(be)?;
+    }
+    if expire.is_some_and(|e| e <= now_us()) {
+        return Ok(Frame::ok());
+    }
+    let (payload, gen) = match Coll::decode(&payload).filter(|_| kind != Kind::String) {
+        Some(c) => {
+            let fresh = Coll {
+                gen: Coll::fresh().gen,
+                ..c
+            };
+            (fresh.encode(), fresh.gen)
+        }
+        None if kind == Kind::String => (payload, 0),
+        None => return Err(Frame::err("ERR Bad data format")),
+    };
+    let change = Change::Put {
+        kind,
+        payload,
+        expire_at_us: expire,
+    };
+    let writes = elems.into_iter().map(|(s, d)| (s, Some(d))).collect();
+    let old = acc.get(db, &a[0]).await.map_err(be)?;
+    if !acc
+        .commit(db, &a[0], old.as_ref(), change, gen, writes)
+        .await
+        .map_err(be)?
+    {
+        return Err(Frame::err("BUSYKEY Target key name already exists."));
+    }
+    Ok(Frame::ok())
 }
 
 /// Redis's name for how a value is encoded (OBJECT ENCODING), by its size as Redis would
@@ -308,17 +494,21 @@ async fn expire(
     a: &[Vec<u8>],
 ) -> Result<Reply, Reply> {
     let n = parse_i64(&a[1]).ok_or_else(err::not_int)?;
-    let (unit_us, absolute) = match name {
-        "expire" => (1_000_000i64, false),
-        "pexpire" => (1000, false),
-        "expireat" => (1_000_000, true),
-        _ => (1000, true),
+    let (unit_ms, absolute) = match name {
+        "expire" => (1000i64, false),
+        "pexpire" => (1, false),
+        "expireat" => (1000, true),
+        _ => (1, true),
     };
+    // In milliseconds, with Redis's overflow checks; then µs (saturating: far future).
     let overflow = || Frame::err(format!("ERR invalid expire time in '{name}' command"));
-    let mut at = n.checked_mul(unit_us).ok_or_else(overflow)?;
+    let mut at_ms = n.checked_mul(unit_ms).ok_or_else(overflow)?;
     if !absolute {
-        at = at.checked_add(now_us() as i64).ok_or_else(overflow)?;
+        at_ms = at_ms
+            .checked_add((now_us() / 1000) as i64)
+            .ok_or_else(overflow)?;
     }
+    let at = at_ms.saturating_mul(1000);
     let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
     for opt in &a[2..] {
         match String::from_utf8_lossy(opt).to_ascii_uppercase().as_str() {

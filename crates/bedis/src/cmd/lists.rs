@@ -117,6 +117,55 @@ async fn push(
     }
 }
 
+/// RPUSH `a[1..]` onto the list `a[0]` (SORT … STORE).
+pub(super) async fn push_all(acc: &mut Access<'_>, db: usize, a: &[Vec<u8>]) -> Result<i64, Reply> {
+    push(acc, db, &a[0], &a[1..], End::Right, false).await
+}
+
+/// Parse `numkeys key … <where> [COUNT n]` of LMPOP/ZMPOP: the keys, the `where` word and the
+/// count.
+pub(super) fn mpop_args<'a>(a: &'a [Vec<u8>]) -> Result<(&'a [Vec<u8>], &'a [u8], usize), Reply> {
+    let n = match parse_i64(&a[0]) {
+        Some(n) if n > 0 => n as usize,
+        _ => return Err(Frame::err("ERR numkeys should be greater than 0")),
+    };
+    if n >= a.len() - 1 {
+        return Err(err::syntax());
+    }
+    let keys = &a[1..1 + n];
+    let rest = &a[1 + n..];
+    let count = match rest {
+        [_] => 1,
+        [_, c, v] if c.eq_ignore_ascii_case(b"count") => match parse_i64(v) {
+            Some(x) if x > 0 => x as usize,
+            _ => return Err(Frame::err("ERR count should be greater than 0")),
+        },
+        _ => return Err(err::syntax()),
+    };
+    Ok((keys, &rest[0], count))
+}
+
+/// LMPOP's work: pop up to `count` from the first non-empty list of `keys`.
+async fn mpop(
+    acc: &mut Access<'_>,
+    db: usize,
+    keys: &[Vec<u8>],
+    end: End,
+    count: usize,
+) -> Result<Option<Frame>, Reply> {
+    for k in keys {
+        if let Some(v) = pop(acc, db, k, end, count).await? {
+            if !v.is_empty() {
+                return Ok(Some(Frame::Array(vec![
+                    Frame::bulk(k.clone()),
+                    Frame::Array(v.into_iter().map(Frame::bulk).collect()),
+                ])));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// Pop up to `n` entries from `end` of the list at `key` (None: no such list).
 async fn pop(
     acc: &mut Access<'_>,
@@ -362,6 +411,26 @@ async fn run_inner(
             }
         }
         "lpos" => lpos(acc, db, a).await,
+        "lmpop" | "blmpop" => {
+            let (blocker, a) = if name == "blmpop" {
+                (Some(Blocker::new(timeout_arg(&a[0])?)), &a[1..])
+            } else {
+                (None, a)
+            };
+            let (keys, wh, count) = mpop_args(a)?;
+            let end = end_arg(wh)?;
+            loop {
+                let dbs = acc.dbs;
+                let pushed = dbs.pushed.notified();
+                if let Some(f) = mpop(acc, db, keys, end, count).await? {
+                    return Ok(f);
+                }
+                match &blocker {
+                    Some(b) if !acc.transactional() && b.wait(pushed).await => {}
+                    _ => return Ok(Frame::NullArray),
+                }
+            }
+        }
         "lmove" | "rpoplpush" => {
             let (from, to) = if name == "lmove" {
                 (end_arg(&a[2])?, end_arg(&a[3])?)

@@ -2,12 +2,14 @@
 //! command family (as Redis's `t_string.c`, `db.c`, `server.c`); [`dispatch`] is the table.
 //! Unknown commands and wrong arities get Redis's own error texts.
 
+mod bits;
 mod coll;
 mod hashes;
 pub mod keys;
 mod lists;
 mod server;
 mod sets;
+mod sort;
 mod strings;
 mod zsets;
 
@@ -39,6 +41,19 @@ pub struct Session {
     pub inbox: Option<crate::pubsub::Inbox>,
     pub channels: BTreeSet<Vec<u8>>,
     pub patterns: BTreeSet<Vec<u8>>,
+    /// CLIENT REPLY: which replies are sent.
+    pub replies: ReplyMode,
+}
+
+/// CLIENT REPLY ON | OFF | SKIP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyMode {
+    On,
+    Off,
+    /// Drop the reply of the next command only.
+    SkipNext,
+    /// Drop the reply of this command (the one after CLIENT REPLY SKIP).
+    Skip,
 }
 
 impl Session {
@@ -58,6 +73,23 @@ impl Session {
             inbox,
             channels: BTreeSet::new(),
             patterns: BTreeSet::new(),
+            replies: ReplyMode::On,
+        }
+    }
+
+    /// Whether to send the reply of the command just run (CLIENT REPLY).
+    pub fn take_reply(&mut self) -> bool {
+        match self.replies {
+            ReplyMode::On => true,
+            ReplyMode::Off => false,
+            ReplyMode::SkipNext => {
+                self.replies = ReplyMode::Skip;
+                false
+            }
+            ReplyMode::Skip => {
+                self.replies = ReplyMode::On;
+                false
+            }
         }
     }
 
@@ -148,10 +180,15 @@ fn arity_ok(n: i32, got: usize) -> bool {
 pub const COMMANDS: &[(&str, i32)] = &[
     ("append", 3),
     ("auth", -2),
+    ("bitcount", -2),
+    ("bitop", -4),
+    ("bitpos", -3),
     ("blmove", 6),
+    ("blmpop", -5),
     ("blpop", -3),
     ("brpop", -3),
     ("brpoplpush", 4),
+    ("bzmpop", -5),
     ("bzpopmax", -3),
     ("bzpopmin", -3),
     ("client", -2),
@@ -163,6 +200,7 @@ pub const COMMANDS: &[(&str, i32)] = &[
     ("decrby", 3),
     ("del", -2),
     ("discard", 1),
+    ("dump", 2),
     ("echo", 2),
     ("exec", 1),
     ("exists", -2),
@@ -173,6 +211,7 @@ pub const COMMANDS: &[(&str, i32)] = &[
     ("flushdb", -1),
     ("function", -2),
     ("get", 2),
+    ("getbit", 3),
     ("getdel", 2),
     ("getex", -2),
     ("getrange", 4),
@@ -201,7 +240,9 @@ pub const COMMANDS: &[(&str, i32)] = &[
     ("keys", 2),
     ("lindex", 3),
     ("linsert", 5),
+    ("lcs", -3),
     ("llen", 2),
+    ("lmpop", -4),
     ("lmove", 5),
     ("lpop", -2),
     ("lpos", -3),
@@ -211,7 +252,9 @@ pub const COMMANDS: &[(&str, i32)] = &[
     ("lrem", 4),
     ("lset", 4),
     ("ltrim", 4),
+    ("memory", -2),
     ("mget", -2),
+    ("move", 3),
     ("mset", -3),
     ("msetnx", -3),
     ("multi", 1),
@@ -230,6 +273,7 @@ pub const COMMANDS: &[(&str, i32)] = &[
     ("quit", -1),
     ("randomkey", 1),
     ("rename", 3),
+    ("restore", -4),
     ("renamenx", 3),
     ("reset", 1),
     ("rpop", -2),
@@ -243,6 +287,7 @@ pub const COMMANDS: &[(&str, i32)] = &[
     ("sdiffstore", -3),
     ("select", 2),
     ("set", -3),
+    ("setbit", 4),
     ("setex", 4),
     ("setnx", 3),
     ("setrange", 4),
@@ -253,6 +298,8 @@ pub const COMMANDS: &[(&str, i32)] = &[
     ("smembers", 2),
     ("smismember", -3),
     ("smove", 4),
+    ("sort", -2),
+    ("sort_ro", -2),
     ("spop", -2),
     ("srandmember", -2),
     ("srem", -3),
@@ -277,8 +324,10 @@ pub const COMMANDS: &[(&str, i32)] = &[
     ("zdiffstore", -4),
     ("zincrby", 4),
     ("zinter", -3),
+    ("zintercard", -3),
     ("zinterstore", -4),
     ("zlexcount", 4),
+    ("zmpop", -4),
     ("zmscore", -3),
     ("zpopmax", -2),
     ("zpopmin", -2),
@@ -389,8 +438,10 @@ pub fn command_name(args: &[Vec<u8>]) -> &'static str {
 /// Commands that touch several keys and must do so atomically: outside MULTI they run in
 /// a transaction of their own.
 const ATOMIC: &[&str] = &[
+    "bitop",
     "copy",
     "lmove",
+    "move",
     "mset",
     "msetnx",
     "rename",
@@ -399,6 +450,8 @@ const ATOMIC: &[&str] = &[
     "sdiffstore",
     "sinterstore",
     "smove",
+    "sort",
+    "sort_ro",
     "sunionstore",
     "zdiffstore",
     "zinterstore",
@@ -408,12 +461,14 @@ const ATOMIC: &[&str] = &[
 
 /// Commands that read several keys: outside MULTI they read one snapshot.
 const SNAPSHOT: &[&str] = &[
+    "lcs",
     "sdiff",
     "sinter",
     "sintercard",
     "sunion",
     "zdiff",
     "zinter",
+    "zintercard",
     "zunion",
 ];
 
@@ -503,7 +558,12 @@ pub async fn dispatch(s: &mut Session, dbs: &Dbs, args: Vec<Vec<u8>>) -> Reply {
         }
         n if ATOMIC.contains(&n) => atomic(s, dbs, n, a, false).await,
         n if SNAPSHOT.contains(&n) => atomic(s, dbs, n, a, true).await,
-        n => run(s, &mut Access::direct(dbs), n, a).await,
+        n => {
+            let mut acc = Access::direct(dbs);
+            let reply = run(s, &mut acc, n, a).await;
+            notify(dbs, n, &acc.touched);
+            reply
+        }
     }
 }
 
@@ -589,12 +649,22 @@ async fn run(s: &mut Session, acc: &mut Access<'_>, name: &str, a: &[Vec<u8>]) -
         "dbsize" | "flushdb" | "flushall" | "del" | "unlink" | "exists" | "touch" | "type"
         | "keys" | "scan" | "randomkey" | "expire" | "pexpire" | "expireat" | "pexpireat"
         | "ttl" | "pttl" | "expiretime" | "pexpiretime" | "persist" | "rename" | "renamenx"
-        | "copy" | "object" => keys::run(s, acc, name, a).await,
+        | "copy" | "object" | "memory" | "move" | "dump" | "restore" => {
+            keys::run(s, acc, name, a).await
+        }
+        "setbit" | "getbit" | "bitcount" | "bitpos" | "bitop" | "lcs" => {
+            match bits::run(s.db, acc, name, a).await {
+                Ok(r) | Err(r) => r,
+            }
+        }
         n if n.starts_with('h') => hashes::run(s, acc, name, a).await,
         n if n.starts_with('z') || n.starts_with("bz") => zsets::run(s, acc, name, a).await,
         "lpush" | "rpush" | "lpushx" | "rpushx" | "lpop" | "rpop" | "llen" | "lrange"
         | "lindex" | "lset" | "linsert" | "lrem" | "ltrim" | "lpos" | "lmove" | "rpoplpush"
-        | "blpop" | "brpop" => lists::run(s, acc, name, a).await,
+        | "blpop" | "brpop" | "lmpop" | "blmpop" => lists::run(s, acc, name, a).await,
+        "sort" | "sort_ro" => match sort::run(s.db, acc, name, a).await {
+            Ok(r) | Err(r) => r,
+        },
         "sadd" | "srem" | "smembers" | "sismember" | "smismember" | "scard" | "spop"
         | "srandmember" | "smove" | "sinter" | "sunion" | "sdiff" | "sinterstore"
         | "sunionstore" | "sdiffstore" | "sintercard" | "sscan" => sets::run(s, acc, name, a).await,
@@ -602,6 +672,75 @@ async fn run(s: &mut Session, acc: &mut Access<'_>, name: &str, a: &[Vec<u8>]) -
             Frame::err(format!("ERR {name} is not allowed here"))
         }
         _ => strings::run(s, acc, name, a).await,
+    }
+}
+
+/// The keyspace-notification class (as in `notify-keyspace-events`) and event name of a
+/// command that changed keys.
+fn event_of(name: &str) -> (char, &str) {
+    let class = match name {
+        "del" | "unlink" | "expire" | "pexpire" | "expireat" | "pexpireat" | "persist"
+        | "rename" | "renamenx" | "copy" | "move" | "restore" => 'g',
+        n if n.starts_with('h') => 'h',
+        n if n.starts_with('z') || n.starts_with("bz") => 'z',
+        "lpush" | "rpush" | "lpushx" | "rpushx" | "lpop" | "rpop" | "blpop" | "brpop" | "lset"
+        | "linsert" | "lrem" | "ltrim" | "lmove" | "rpoplpush" | "blmove" | "brpoplpush"
+        | "lmpop" | "blmpop" => 'l',
+        "sadd" | "srem" | "spop" | "smove" | "sinterstore" | "sunionstore" | "sdiffstore" => 's',
+        _ => '$',
+    };
+    let event = match name {
+        "setnx" | "setex" | "psetex" | "getset" | "mset" | "msetnx" | "bitop" => "set",
+        "unlink" | "getdel" => "del",
+        "pexpire" | "expireat" | "pexpireat" => "expire",
+        "incr" | "incrby" => "incrby",
+        "decr" | "decrby" => "decrby",
+        "hmset" | "hsetnx" => "hset",
+        "lpushx" => "lpush",
+        "rpushx" => "rpush",
+        "blpop" => "lpop",
+        "brpop" => "rpop",
+        "zincrby" => "zincr",
+        "bzpopmin" => "zpopmin",
+        "bzpopmax" => "zpopmax",
+        "renamenx" => "rename",
+        "sort" => "sortstore",
+        n => n,
+    };
+    (class, event)
+}
+
+/// Publish keyspace notifications for the keys a command changed, if
+/// `notify-keyspace-events` asks for them (its K, E and class flags; A = every class).
+fn notify(dbs: &Dbs, name: &str, touched: &[(usize, Vec<u8>)]) {
+    if touched.is_empty() {
+        return;
+    }
+    let flags = server::config_value("notify-keyspace-events");
+    if flags.is_empty() {
+        return;
+    }
+    let (class, event) = event_of(name);
+    let all = flags.contains('A') && "g$lshzxet".contains(class);
+    if !(all || flags.contains(class)) {
+        return;
+    }
+    let mut seen: Vec<&(usize, Vec<u8>)> = Vec::new();
+    for t in touched {
+        if seen.contains(&t) {
+            continue;
+        }
+        seen.push(t);
+        let (db, key) = t;
+        if flags.contains('K') {
+            let mut ch = format!("__keyspace@{db}__:").into_bytes();
+            ch.extend_from_slice(key);
+            dbs.pubsub.publish(&ch, event.as_bytes());
+        }
+        if flags.contains('E') {
+            let ch = format!("__keyevent@{db}__:{event}");
+            dbs.pubsub.publish(ch.as_bytes(), key);
+        }
     }
 }
 
@@ -657,13 +796,16 @@ async fn atomic(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>], read_only
     let mut attempt = 0;
     loop {
         let mut txn = dbs.client().begin(isolation);
-        let reply = run(s, &mut Access::in_txn(dbs, &mut txn), name, a).await;
+        let mut acc = Access::in_txn(dbs, &mut txn);
+        let reply = run(s, &mut acc, name, a).await;
+        let touched = std::mem::take(&mut acc.touched);
         if matches!(reply, Frame::Error(_)) || !txn.has_writes() {
             return reply;
         }
         match txn.commit().await {
             Ok(_) => {
                 dbs.pushed.notify_waiters();
+                notify(dbs, name, &touched);
                 return reply;
             }
             Err(e) if retry(&e, &mut attempt).await => continue,
@@ -713,9 +855,11 @@ async fn exec(s: &mut Session, dbs: &Dbs) -> Reply {
             }
         }
         let mut replies = Vec::with_capacity(queue.len());
+        let mut events = Vec::new();
         for args in &queue {
             let name = lossy(&args[0]).to_ascii_lowercase();
             replies.push(run(s, &mut acc, &name, &args[1..]).await);
+            events.push((name, std::mem::take(&mut acc.touched)));
         }
         if !txn.has_writes() {
             return Frame::Array(replies);
@@ -723,6 +867,9 @@ async fn exec(s: &mut Session, dbs: &Dbs) -> Reply {
         match txn.commit().await {
             Ok(_) => {
                 dbs.pushed.notify_waiters();
+                for (name, touched) in &events {
+                    notify(dbs, name, touched);
+                }
                 return Frame::Array(replies);
             }
             Err(e) if retry(&e, &mut attempt).await => continue,

@@ -57,6 +57,16 @@ fn config() -> &'static Mutex<BTreeMap<String, String>> {
     })
 }
 
+/// A CONFIG value ("" if unset).
+pub fn config_value(key: &str) -> String {
+    config()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(key)
+        .cloned()
+        .unwrap_or_default()
+}
+
 pub(super) async fn run(s: &mut Session, name: &str, a: &[Vec<u8>]) -> Reply {
     let up = |i: usize| {
         a.get(i)
@@ -128,7 +138,23 @@ pub(super) async fn run(s: &mut Session, name: &str, a: &[Vec<u8>]) -> Reply {
                 String::from_utf8_lossy(s.lib_name.as_deref().unwrap_or_default()),
                 String::from_utf8_lossy(s.lib_ver.as_deref().unwrap_or_default()),
             )),
-            "SETNAME" | "SETINFO" => err::arity("client"),
+            "REPLY" if a.len() == 2 => match up(1).as_str() {
+                "ON" => {
+                    s.replies = super::ReplyMode::On;
+                    Frame::ok()
+                }
+                "OFF" => {
+                    s.replies = super::ReplyMode::Off;
+                    Frame::ok()
+                }
+                "SKIP" => {
+                    s.replies = super::ReplyMode::SkipNext;
+                    Frame::ok()
+                }
+                _ => err::syntax(),
+            },
+            "NO-EVICT" | "NO-TOUCH" if a.len() == 2 => Frame::ok(),
+            "SETNAME" | "SETINFO" | "REPLY" => err::arity("client"),
             other => Frame::err(format!("ERR unknown subcommand '{}'. Try CLIENT HELP.", other.to_ascii_lowercase())),
         },
         "command" => match up(0).as_str() {
@@ -170,7 +196,7 @@ pub(super) async fn run(s: &mut Session, name: &str, a: &[Vec<u8>]) -> Reply {
             "GET" | "SET" => err::arity("config"),
             other => Frame::err(format!("ERR unknown subcommand '{}'. Try CONFIG HELP.", other.to_ascii_lowercase())),
         },
-        "info" => Frame::bulk(info(s)),
+        "info" => Frame::bulk(info(s, a)),
         // No Lua functions: an empty library set that can be flushed and listed.
         "function" => match up(0).as_str() {
             "FLUSH" => Frame::ok(),
@@ -232,12 +258,106 @@ fn hello(s: &mut Session, a: &[Vec<u8>]) -> Reply {
     ])
 }
 
-fn info(s: &Session) -> String {
-    format!(
-        "# Server\r\nredis_version:{REDIS_VERSION}\r\nredis_mode:standalone\r\naisql_version:{}\r\nos:{}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:6879\r\n\r\n# Clients\r\nconnected_clients:1\r\n\r\n# Persistence\r\nloading:0\r\naof_enabled:1\r\n\r\n# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n# Keyspace\r\n# current db: db{}\r\n",
-        env!("CARGO_PKG_VERSION"),
-        std::env::consts::OS,
-        std::process::id(),
-        s.db
-    )
+fn info(s: &Session, args: &[Vec<u8>]) -> String {
+    const DEFAULT: &[&str] = &[
+        "server",
+        "clients",
+        "memory",
+        "persistence",
+        "stats",
+        "replication",
+        "cpu",
+        "modules",
+        "errorstats",
+        "cluster",
+        "keyspace",
+    ];
+    let mut want: Vec<String> = Vec::new();
+    let mut add = |n: &str| {
+        if !want.iter().any(|w| w == n) {
+            want.push(n.to_owned());
+        }
+    };
+    if args.is_empty() {
+        DEFAULT.iter().for_each(|n| add(n));
+    }
+    for a in args {
+        match String::from_utf8_lossy(a).to_ascii_lowercase().as_str() {
+            "default" => DEFAULT.iter().for_each(|n| add(n)),
+            "all" | "everything" => {
+                DEFAULT.iter().for_each(|n| add(n));
+                add("commandstats");
+                add("latencystats");
+            }
+            other => add(other),
+        }
+    }
+    let cpu = {
+        // utime and stime (fields 14 and 15 of /proc/self/stat), in clock ticks of 10 ms.
+        let t = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let f: Vec<&str> = t
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) / 100.0;
+        (tick(11), tick(12))
+    };
+    let rss = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|t| {
+            t.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 4096;
+    let mut out = String::new();
+    for w in want {
+        let body = match w.as_str() {
+            "server" => format!(
+                "redis_version:{REDIS_VERSION}\r\nredis_mode:standalone\r\naisql_version:{}\r\nos:{}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:6879\r\n",
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::OS,
+                std::process::id()
+            ),
+            "clients" => "connected_clients:1\r\nblocked_clients:0\r\n".to_owned(),
+            "memory" => format!(
+                "used_memory:{rss}\r\nused_memory_rss:{rss}\r\nmem_allocator:libc\r\n"
+            ),
+            "persistence" => "loading:0\r\naof_enabled:1\r\nrdb_changes_since_last_save:0\r\n".to_owned(),
+            "stats" => "total_connections_received:0\r\ntotal_commands_processed:0\r\nexpired_keys:0\r\nevicted_keys:0\r\n".to_owned(),
+            "replication" => "role:master\r\nconnected_slaves:0\r\nmaster_repl_offset:0\r\n".to_owned(),
+            "cpu" => format!(
+                "used_cpu_sys:{:.6}\r\nused_cpu_user:{:.6}\r\nused_cpu_sys_children:0.000000\r\nused_cpu_user_children:0.000000\r\n",
+                cpu.1, cpu.0
+            ),
+            "modules" | "errorstats" | "latencystats" => String::new(),
+            "cluster" => "cluster_enabled:0\r\n".to_owned(),
+            "keyspace" => format!("# current db: db{}\r\n", s.db),
+            "commandstats" => {
+                "cmdstat_info:calls=1,usec=0,usec_per_call=0.00,rejected_calls=0,failed_calls=0\r\n"
+                    .to_owned()
+            }
+            _ => continue,
+        };
+        let title = match w.as_str() {
+            "cpu" => "CPU".to_owned(),
+            "commandstats" => "Commandstats".to_owned(),
+            "errorstats" => "Errorstats".to_owned(),
+            "latencystats" => "Latencystats".to_owned(),
+            other => {
+                let mut c = other.chars();
+                c.next()
+                    .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                    .unwrap_or_default()
+            }
+        };
+        if !out.is_empty() {
+            out.push_str("\r\n");
+        }
+        out.push_str(&format!("# {title}\r\n{body}"));
+    }
+    out
 }

@@ -635,6 +635,43 @@ async fn run_inner(
                 }
             }
         }
+        "zmpop" | "bzmpop" => {
+            let (blocker, a) = if name == "bzmpop" {
+                (Some(Blocker::new(timeout_arg(&a[0])?)), &a[1..])
+            } else {
+                (None, a)
+            };
+            let (keys, wh, count) = super::lists::mpop_args(a)?;
+            let max = if wh.eq_ignore_ascii_case(b"max") {
+                true
+            } else if wh.eq_ignore_ascii_case(b"min") {
+                false
+            } else {
+                return Err(err::syntax());
+            };
+            loop {
+                let dbs = acc.dbs;
+                let pushed = dbs.pushed.notified();
+                for k in keys {
+                    if let Some(v) = zpop(acc, db, k, max, count).await? {
+                        if !v.is_empty() {
+                            let items = v
+                                .into_iter()
+                                .map(|(sc, m)| Frame::Array(vec![Frame::bulk(m), Frame::Score(sc)]))
+                                .collect();
+                            return Ok(Frame::Array(vec![
+                                Frame::bulk(k.clone()),
+                                Frame::Array(items),
+                            ]));
+                        }
+                    }
+                }
+                match &blocker {
+                    Some(b) if !acc.transactional() && b.wait(pushed).await => {}
+                    _ => return Ok(Frame::NullArray),
+                }
+            }
+        }
         "zremrangebyrank" | "zremrangebyscore" | "zremrangebylex" => {
             let by = match name {
                 "zremrangebyrank" => By::Rank(
@@ -663,6 +700,33 @@ async fn run_inner(
             let n = m.len() as i64;
             store(acc, db, &a[0], &m).await?;
             Ok(Frame::Integer(n))
+        }
+        "zintercard" => {
+            let n = match parse_i64(&a[0]) {
+                Some(n) if n > 0 => n as usize,
+                _ => return Err(Frame::err("ERR numkeys should be greater than 0")),
+            };
+            if n > a.len() - 1 {
+                return Err(Frame::err(
+                    "ERR Number of keys can't be greater than number of args",
+                ));
+            }
+            let limit = match &a[1 + n..] {
+                [] => 0,
+                [l, v] if l.eq_ignore_ascii_case(b"limit") => match parse_i64(v) {
+                    Some(x) if x >= 0 => x as usize,
+                    Some(_) => return Err(Frame::err("ERR LIMIT can't be negative")),
+                    None => return Err(err::not_int()),
+                },
+                _ => return Err(err::syntax()),
+            };
+            let (m, _) = combine(acc, db, "zinter", &a[..1 + n], name).await?;
+            let len = if limit == 0 {
+                m.len()
+            } else {
+                m.len().min(limit)
+            };
+            Ok(Frame::Integer(len as i64))
         }
         "zunion" | "zinter" | "zdiff" => {
             let (m, ws) = combine(acc, db, name, a, name).await?;
