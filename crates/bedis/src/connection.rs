@@ -33,7 +33,9 @@ pub async fn handle(mut sock: TcpStream, dbs: Arc<Dbs>, metrics: ApiMetrics) {
     let addr = sock.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let (inbox, mut messages) = tokio::sync::mpsc::channel(crate::pubsub::QUEUE);
     let mut s = Session::new(NEXT_ID.fetch_add(1, Ordering::Relaxed), addr, Some(inbox));
+    crate::CONNECTED_CLIENTS.fetch_add(1, Ordering::Relaxed);
     serve(&mut sock, &mut s, &dbs, &metrics, &mut messages).await;
+    crate::CONNECTED_CLIENTS.fetch_sub(1, Ordering::Relaxed);
     dbs.pubsub.forget(s.id, &s.channels, &s.patterns);
 }
 

@@ -296,6 +296,15 @@ fn split_inline(line: &[u8]) -> Result<Vec<Vec<u8>>, ProtocolError> {
                             i += 1;
                             break;
                         }
+                        Some(b'\\')
+                            if line.get(i + 1) == Some(&b'x')
+                                && line.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+                                && line.get(i + 3).is_some_and(u8::is_ascii_hexdigit) =>
+                        {
+                            let hex = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+                            word.push(hex(line[i + 2]) * 16 + hex(line[i + 3]));
+                            i += 4;
+                        }
                         Some(b'\\') if i + 1 < line.len() => {
                             let c = line[i + 1];
                             word.push(match c {
@@ -324,6 +333,10 @@ fn split_inline(line: &[u8]) -> Result<Vec<Vec<u8>>, ProtocolError> {
                             i += 1;
                             break;
                         }
+                        Some(b'\\') if line.get(i + 1) == Some(&b'\'') => {
+                            word.push(b'\'');
+                            i += 2;
+                        }
                         Some(&c) => {
                             word.push(c);
                             i += 1;
@@ -337,6 +350,10 @@ fn split_inline(line: &[u8]) -> Result<Vec<Vec<u8>>, ProtocolError> {
                     i += 1;
                 }
             }
+        }
+        // A closing quote must be followed by a space or the end (as sdssplitargs wants).
+        if i < line.len() && !line[i].is_ascii_whitespace() {
+            return Err(ProtocolError("unbalanced quotes in request".into()));
         }
         out.push(word);
     }

@@ -14,6 +14,11 @@ pub mod pubsub;
 use std::net::TcpListener;
 use std::sync::Arc;
 
+/// Connections open now (INFO `connected_clients`).
+pub static CONNECTED_CLIENTS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+/// Connections waiting in a blocking command now (INFO `blocked_clients`).
+pub static BLOCKED_CLIENTS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
 /// Most connections served at once; more wait for a slot.
 pub const MAX_CONNECTIONS: usize = 10_000;
 

@@ -136,12 +136,23 @@ pub fn timeout_arg(arg: &[u8]) -> Result<Option<std::time::Duration>, Reply> {
 /// The waiting of a blocking command (BLPOP, BZPOPMIN …) between its attempts.
 pub struct Blocker {
     deadline: Option<tokio::time::Instant>,
+    /// Counted in INFO's `blocked_clients` (from the first wait until dropped).
+    counted: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for Blocker {
+    fn drop(&mut self) {
+        if *self.counted.get_mut() {
+            crate::BLOCKED_CLIENTS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 impl Blocker {
     pub fn new(timeout: Option<std::time::Duration>) -> Self {
         Blocker {
             deadline: timeout.map(|t| tokio::time::Instant::now() + t),
+            counted: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -149,6 +160,12 @@ impl Blocker {
     /// nothing) or 50 ms, as a push on another server is only seen by polling. False once
     /// the timeout has passed.
     pub async fn wait(&self, pushed: tokio::sync::futures::Notified<'_>) -> bool {
+        if !self
+            .counted
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            crate::BLOCKED_CLIENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let now = tokio::time::Instant::now();
         let tick = now + std::time::Duration::from_millis(50);
         let wake = match self.deadline {

@@ -9,13 +9,14 @@ use crate::db::{Access, Coll, Kind};
 use crate::frame::{format_double, Frame};
 
 pub(super) async fn run(s: &mut Session, acc: &mut Access<'_>, name: &str, a: &[Vec<u8>]) -> Reply {
-    match run_inner(s.db, acc, name, a).await {
+    match run_inner(s.db, s.proto, acc, name, a).await {
         Ok(r) | Err(r) => r,
     }
 }
 
 async fn run_inner(
     db: usize,
+    proto: u8,
     acc: &mut Access<'_>,
     name: &str,
     a: &[Vec<u8>],
@@ -134,6 +135,9 @@ async fn run_inner(
             if float && by_f.is_none() {
                 return Err(err::not_float());
             }
+            if by_f.is_some_and(|f| !f.is_finite()) && float {
+                return Err(Frame::err("ERR value is NaN or Infinity"));
+            }
             loop {
                 let view = acc.read(db, key, &a[1..2]).await.map_err(be)?;
                 let mut c = typed(&view, Kind::Hash)?.unwrap_or_else(Coll::fresh);
@@ -221,9 +225,16 @@ async fn run_inner(
             let mut out = Vec::new();
             for i in random_picks(all.len(), count) {
                 let (f, v) = &all[i];
-                out.push(Frame::bulk(f.clone()));
-                if with_values {
-                    out.push(Frame::bulk(v.clone()));
+                if with_values && proto >= 3 {
+                    out.push(Frame::Array(vec![
+                        Frame::bulk(f.clone()),
+                        Frame::bulk(v.clone()),
+                    ]));
+                } else {
+                    out.push(Frame::bulk(f.clone()));
+                    if with_values {
+                        out.push(Frame::bulk(v.clone()));
+                    }
                 }
             }
             Ok(Frame::Array(out))

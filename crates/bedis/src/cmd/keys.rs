@@ -561,76 +561,81 @@ async fn expire(
 }
 
 /// Redis's glob-style matching (`*`, `?`, `[...]` with ranges and `^`, `\` escapes).
-pub fn glob_match(pattern: &[u8], s: &[u8]) -> bool {
-    fn m(p: &[u8], s: &[u8], depth: usize) -> bool {
-        if depth > 1000 {
-            return false;
-        }
-        let (mut pi, mut si) = (0, 0);
-        while pi < p.len() {
-            match p[pi] {
-                b'*' => {
-                    while pi + 1 < p.len() && p[pi + 1] == b'*' {
-                        pi += 1;
-                    }
-                    if pi + 1 == p.len() {
-                        return true;
-                    }
-                    return (si..=s.len()).any(|k| m(&p[pi + 1..], &s[k..], depth + 1));
-                }
-                b'?' => {
-                    if si >= s.len() {
-                        return false;
-                    }
-                    si += 1;
-                }
-                b'[' => {
-                    if si >= s.len() {
-                        return false;
-                    }
-                    pi += 1;
-                    let not = p.get(pi) == Some(&b'^');
-                    if not {
-                        pi += 1;
-                    }
-                    let mut matched = false;
-                    while pi < p.len() && p[pi] != b']' {
-                        if p[pi] == b'\\' && pi + 1 < p.len() {
-                            pi += 1;
-                            matched |= p[pi] == s[si];
-                        } else if pi + 2 < p.len() && p[pi + 1] == b'-' && p[pi + 2] != b']' {
-                            let (lo, hi) = (p[pi].min(p[pi + 2]), p[pi].max(p[pi + 2]));
-                            matched |= lo <= s[si] && s[si] <= hi;
-                            pi += 2;
-                        } else {
-                            matched |= p[pi] == s[si];
-                        }
-                        pi += 1;
-                    }
-                    if matched == not {
-                        return false;
-                    }
-                    si += 1;
-                }
-                b'\\' if pi + 1 < p.len() => {
-                    pi += 1;
-                    if si >= s.len() || p[pi] != s[si] {
-                        return false;
-                    }
-                    si += 1;
-                }
-                c => {
-                    if si >= s.len() || c != s[si] {
-                        return false;
-                    }
-                    si += 1;
-                }
-            }
-            pi += 1;
-        }
-        si == s.len()
+/// Iterative, backtracking only to the last `*`: O(pattern × subject), so patterns like
+/// `a*a*a*…b` cannot blow up.
+pub fn glob_match(p: &[u8], s: &[u8]) -> bool {
+    // Redis gives up (no match) past 1000 nested stars; so do we, for the same answers.
+    if p.iter().filter(|&&c| c == b'*').count() > 1000 {
+        return false;
     }
-    m(pattern, s, 0)
+    /// Match one pattern element at `p[pi..]` against byte `c`: Some(element length) if it
+    /// matches, None if not. `*` is handled by the caller.
+    fn one(p: &[u8], mut pi: usize, c: u8) -> (bool, usize) {
+        let start = pi;
+        match p[pi] {
+            b'?' => (true, 1),
+            b'\\' if pi + 1 < p.len() => (p[pi + 1] == c, 2),
+            b'[' => {
+                pi += 1;
+                let not = p.get(pi) == Some(&b'^');
+                if not {
+                    pi += 1;
+                }
+                let mut matched = false;
+                while pi < p.len() && p[pi] != b']' {
+                    if p[pi] == b'\\' && pi + 1 < p.len() {
+                        pi += 1;
+                        matched |= p[pi] == c;
+                    } else if pi + 2 < p.len() && p[pi + 1] == b'-' && p[pi + 2] != b']' {
+                        let (lo, hi) = (p[pi].min(p[pi + 2]), p[pi].max(p[pi + 2]));
+                        matched |= lo <= c && c <= hi;
+                        pi += 2;
+                    } else {
+                        matched |= p[pi] == c;
+                    }
+                    pi += 1;
+                }
+                // Past the closing bracket (or the end of an unclosed class).
+                let end = (pi + 1).min(p.len());
+                (matched != not, end - start)
+            }
+            x => (x == c, 1),
+        }
+    }
+    let (mut pi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            while pi < p.len() && p[pi] == b'*' {
+                pi += 1;
+            }
+            if pi == p.len() {
+                return true;
+            }
+            star = Some((pi, si));
+            continue;
+        }
+        if pi < p.len() {
+            let (ok, len) = one(p, pi, s[si]);
+            if ok {
+                pi += len;
+                si += 1;
+                continue;
+            }
+        }
+        match star {
+            Some((sp, ss)) => {
+                pi = sp;
+                si = ss + 1;
+                star = Some((sp, ss + 1));
+            }
+            None => return false,
+        }
+    }
+    while pi < p.len() && p[pi] == b'*' {
+        pi += 1;
+    }
+    pi == p.len()
 }
 
 #[cfg(test)]
@@ -648,5 +653,17 @@ mod tests {
         assert!(glob_match(b"a\\*b", b"a*b"));
         assert!(!glob_match(b"a\\*b", b"axb"));
         assert!(!glob_match(b"key:*", b"other"));
+        assert!(glob_match(b"*", b""));
+        assert!(!glob_match(b"?", b""));
+        assert!(glob_match(b"a*b*c", b"aXXbYYc"));
+        assert!(!glob_match(b"a*b*c", b"aXXbYY"));
+        assert!(glob_match(b"*[0-9]", b"abc7"));
+        // Pathological nesting stays fast (Redis's "very long nested loops" regression).
+        let p = b"a*"
+            .repeat(40)
+            .into_iter()
+            .chain(*b"b")
+            .collect::<Vec<u8>>();
+        assert!(!glob_match(&p, &[b'a'; 200]));
     }
 }

@@ -35,8 +35,9 @@ pub struct Session {
     pub multi: Option<Vec<Vec<Vec<u8>>>>,
     /// A command failed to queue: EXEC will abort.
     pub multi_dirty: bool,
-    /// WATCHed keys: database, key, and the tablet's time when watched.
-    pub watched: Vec<(usize, Vec<u8>, HybridTime)>,
+    /// WATCHed keys: database, key, the tablet's time when watched, and the key's expiry
+    /// then (a key that expires while watched counts as changed, as in Redis).
+    pub watched: Vec<(usize, Vec<u8>, HybridTime, Option<u64>)>,
     /// Where pub/sub messages for this connection go (None: a connection-less session).
     pub inbox: Option<crate::pubsub::Inbox>,
     pub channels: BTreeSet<Vec<u8>>,
@@ -539,10 +540,14 @@ pub async fn dispatch(s: &mut Session, dbs: &Dbs, args: Vec<Vec<u8>>) -> Reply {
             if s.multi.is_some() {
                 return Frame::err("ERR WATCH inside MULTI is not allowed");
             }
-            let acc = Access::direct(dbs);
+            let mut acc = Access::direct(dbs);
             for k in a {
+                let expiry = match acc.get(s.db, k).await {
+                    Ok(v) => v.and_then(|v| v.expire_at_us),
+                    Err(e) => return err::backend(e),
+                };
                 match acc.now_at(s.db, k).await {
-                    Ok(ht) => s.watched.push((s.db, k.clone(), ht)),
+                    Ok(ht) => s.watched.push((s.db, k.clone(), ht, expiry)),
                     Err(e) => return err::backend(e),
                 }
             }
@@ -844,7 +849,10 @@ async fn exec(s: &mut Session, dbs: &Dbs) -> Reply {
         let mut acc = Access::in_txn(dbs, &mut txn);
         // Each watched key is read in the transaction (validated at commit), and checked
         // to have no write since WATCH up to now: together, none up to the commit.
-        for (db, key, since) in &watched {
+        for (db, key, since, expiry) in &watched {
+            if expiry.is_some_and(|e| e <= now_us()) {
+                return Frame::NullArray;
+            }
             if let Err(e) = acc.get(*db, key).await {
                 return err::backend(e);
             }

@@ -322,7 +322,11 @@ fn info(s: &Session, args: &[Vec<u8>]) -> String {
                 std::env::consts::OS,
                 std::process::id()
             ),
-            "clients" => "connected_clients:1\r\nblocked_clients:0\r\n".to_owned(),
+            "clients" => format!(
+                "connected_clients:{}\r\nblocked_clients:{}\r\n",
+                crate::CONNECTED_CLIENTS.load(std::sync::atomic::Ordering::Relaxed),
+                crate::BLOCKED_CLIENTS.load(std::sync::atomic::Ordering::Relaxed)
+            ),
             "memory" => format!(
                 "used_memory:{rss}\r\nused_memory_rss:{rss}\r\nmem_allocator:libc\r\n"
             ),
