@@ -3,7 +3,8 @@
 # BEDIS and print per-unit counts: tests passed, failed, and whether the unit stopped early on
 # an exception (an unsupported command aborts the rest of that unit).
 #
-# Usage: scripts/redis-suite.sh [unit ...]     (default: the units named in issue 5)
+# Usage: [AISQL_BIN=target/release/aisql] scripts/redis-suite.sh [unit ...]
+#        (default: the units named in issue 5; per-unit logs go to target/redis-suite/)
 # Needs: tclsh, and the Redis source: fetched with `apt-get source redis` (a deb-src entry is
 # added if missing) into ${REDIS_SRC_DIR:-~/.cache/aisql/redis-src}. The suite's code is not ours
 # and is never committed.
@@ -25,8 +26,12 @@ if ! ls -d "$SRC_DIR"/redis-7.0.15/tests >/dev/null 2>&1; then
   (cd "$SRC_DIR" && apt-get source -q redis=7:7.0.15* >/dev/null 2>&1 || apt-get source -q redis >/dev/null)
 fi
 SUITE=$(ls -d "$SRC_DIR"/redis-7.0.15)
-cargo build --bin aisql >/dev/null
-BIN=${CARGO_TARGET_DIR:-target}/debug/aisql
+# AISQL_BIN picks the binary (e.g. a release build: the suite's big loops take far longer on
+# a debug build); by default the debug build is built and used.
+if [ -z "${AISQL_BIN:-}" ]; then
+  cargo build --bin aisql >/dev/null
+fi
+BIN=${AISQL_BIN:-${CARGO_TARGET_DIR:-target}/debug/aisql}
 work=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 BP=$(free_port)

@@ -1,5 +1,5 @@
 //! BEDIS with the real `redis-cli`: golden cases (`tests/cases/bedis/*.redis`, verified
-//! against redis-server 7.0.15), pipelining, a raw-socket protocol error, and durability
+//! against redis-server 7.0.15), redis-py (`tests/cases/bedis/client.py`), pipelining, a raw-socket protocol error, and durability
 //! across `kill -9` of the dbserver.
 
 use std::io::{Read, Write};
@@ -94,6 +94,22 @@ async fn redis_cli_golden_cases_pipelining_and_kill_9() {
         assert_eq!(redis_cli(&addr, "FLUSHALL\n"), ["OK"]);
         run_golden(&addr, f);
     }
+
+    // redis-py: MULTI/EXEC pipelines, WATCH across clients, pub/sub, blocking pops woken by
+    // another client, RESP3, concurrent read-modify-writes of one key.
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let out = std::process::Command::new("python3")
+        .arg(dir.join("client.py"))
+        .args([host, port])
+        .output()
+        .expect("python3 with redis-py (pip install redis)");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.contains("OK"),
+        "client.py failed:\n{text}\n{}",
+        cluster.logs()
+    );
 
     // Pipelining: 1,000 commands in one write, replies in order.
     let mut s = std::net::TcpStream::connect(&addr).unwrap();

@@ -122,9 +122,16 @@ pub(super) async fn push_all(acc: &mut Access<'_>, db: usize, a: &[Vec<u8>]) -> 
     push(acc, db, &a[0], &a[1..], End::Right, false).await
 }
 
-/// Parse `numkeys key … <where> [COUNT n]` of LMPOP/ZMPOP: the keys, the `where` word and the
-/// count.
-pub(super) fn mpop_args<'a>(a: &'a [Vec<u8>]) -> Result<(&'a [Vec<u8>], &'a [u8], usize), Reply> {
+/// `numkeys key … <where> [COUNT n]` of LMPOP/ZMPOP, parsed.
+pub(super) struct MpopArgs<'a> {
+    pub keys: &'a [Vec<u8>],
+    /// LEFT/RIGHT or MIN/MAX.
+    pub wh: &'a [u8],
+    pub count: usize,
+}
+
+/// Parse `numkeys key … <where> [COUNT n]` of LMPOP/ZMPOP.
+pub(super) fn mpop_args(a: &[Vec<u8>]) -> Result<MpopArgs<'_>, Reply> {
     let n = match parse_i64(&a[0]) {
         Some(n) if n > 0 => n as usize,
         _ => return Err(Frame::err("ERR numkeys should be greater than 0")),
@@ -142,7 +149,11 @@ pub(super) fn mpop_args<'a>(a: &'a [Vec<u8>]) -> Result<(&'a [Vec<u8>], &'a [u8]
         },
         _ => return Err(err::syntax()),
     };
-    Ok((keys, &rest[0], count))
+    Ok(MpopArgs {
+        keys,
+        wh: &rest[0],
+        count,
+    })
 }
 
 /// LMPOP's work: pop up to `count` from the first non-empty list of `keys`.
@@ -417,7 +428,7 @@ async fn run_inner(
             } else {
                 (None, a)
             };
-            let (keys, wh, count) = mpop_args(a)?;
+            let MpopArgs { keys, wh, count } = mpop_args(a)?;
             let end = end_arg(wh)?;
             loop {
                 let dbs = acc.dbs;

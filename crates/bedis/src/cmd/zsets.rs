@@ -641,7 +641,7 @@ async fn run_inner(
             } else {
                 (None, a)
             };
-            let (keys, wh, count) = super::lists::mpop_args(a)?;
+            let super::lists::MpopArgs { keys, wh, count } = super::lists::mpop_args(a)?;
             let max = if wh.eq_ignore_ascii_case(b"max") {
                 true
             } else if wh.eq_ignore_ascii_case(b"min") {

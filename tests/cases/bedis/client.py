@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""BEDIS with redis-py: MULTI/EXEC pipelines, WATCH conflicts between clients, pub/sub,
+blocking pops woken by another client, RESP3 replies, and concurrent read-modify-writes on
+one hash field and one list (no update lost). Usage: client.py HOST PORT; prints OK."""
+import sys
+import threading
+import time
+
+import redis
+
+host, port = sys.argv[1], int(sys.argv[2])
+
+
+def conn(**kw):
+    return redis.Redis(host=host, port=port, socket_timeout=30, **kw)
+
+
+r = conn()
+r.flushall()
+
+# MULTI/EXEC through a transactional pipeline: every reply, in order.
+p = r.pipeline(transaction=True)
+p.hset("h", mapping={"a": "1", "b": "2"}).rpush("l", "x", "y").zadd("z", {"m": 1.5})
+p.hincrby("h", "a", 10).lrange("l", 0, -1).zscore("z", "m").incr("c")
+assert p.execute() == [2, 2, 1, 11, [b"x", b"y"], 1.5, 1], "pipeline"
+
+# WATCH: a change by another client between WATCH and EXEC aborts the transaction.
+other = conn()
+with r.pipeline() as p:
+    p.watch("c")
+    other.incr("c")
+    p.multi()
+    p.set("c", 100)
+    try:
+        p.execute()
+        raise AssertionError("EXEC after a concurrent change must fail")
+    except redis.WatchError:
+        pass
+assert r.get("c") == b"2", r.get("c")
+
+# Pub/sub: a message published by one client reaches the subscriber, by channel and pattern.
+sub = conn().pubsub()
+sub.subscribe("news")
+sub.psubscribe("n*")
+for _ in range(2):
+    assert sub.get_message(timeout=5)["type"] in ("subscribe", "psubscribe")
+assert r.publish("news", "hello") == 2
+got = [sub.get_message(timeout=5) for _ in range(2)]
+assert sorted(m["type"] for m in got) == ["message", "pmessage"], got
+assert all(m["data"] == b"hello" for m in got), got
+assert r.pubsub_numsub("news") == [(b"news", 1)]
+sub.close()
+
+# A blocking pop is woken by another client's push.
+result = {}
+
+
+def waiter():
+    result["v"] = conn().blpop(["q"], timeout=10)
+
+
+t = threading.Thread(target=waiter)
+t.start()
+time.sleep(0.3)
+start = time.time()
+other.rpush("q", "job")
+t.join()
+assert result["v"] == (b"q", b"job"), result
+assert time.time() - start < 2, "BLPOP was not woken promptly"
+assert conn().blpop(["q"], timeout=0.2) is None
+
+# RESP3: maps and doubles.
+r3 = conn(protocol=3)
+assert r3.hgetall("h") == {b"a": b"11", b"b": b"2"}, r3.hgetall("h")
+assert r3.zrange("z", 0, -1, withscores=True) == [[b"m", 1.5]] or r3.zrange(
+    "z", 0, -1, withscores=True
+) == [(b"m", 1.5)]
+
+# Concurrent read-modify-writes on one key from many connections: nothing is lost.
+def bump(n):
+    c = conn()
+    for _ in range(n):
+        c.hincrby("hot", "f", 1)
+        c.lpush("hotlist", "x")
+
+
+threads = [threading.Thread(target=bump, args=(25,)) for _ in range(8)]
+for th in threads:
+    th.start()
+for th in threads:
+    th.join()
+assert r.hget("hot", "f") == b"200", r.hget("hot", "f")
+assert r.llen("hotlist") == 200, r.llen("hotlist")
+
+# Atomic multi-key commands: SMOVE and RENAME of a collection.
+r.sadd("s1", "a", "b")
+assert r.smove("s1", "s2", "a")
+assert r.smembers("s2") == {b"a"} and r.smembers("s1") == {b"b"}
+r.rename("hot", "hot2")
+assert r.hgetall("hot2") == {b"f": b"200"} and not r.exists("hot")
+
+print("OK")
