@@ -133,6 +133,19 @@ pub fn timeout_arg(arg: &[u8]) -> Result<Option<std::time::Duration>, Reply> {
     Ok((t > 0.0).then(|| std::time::Duration::from_secs_f64(t)))
 }
 
+/// While a blocking command waits, a key of another type is just "nothing to pop yet" (as in
+/// Redis, which checks the type only when the command starts): WRONGTYPE after the first
+/// attempt becomes `None`.
+pub fn ignore_wrongtype_after_first<T>(
+    first: bool,
+    r: Result<Option<T>, Reply>,
+) -> Result<Option<T>, Reply> {
+    match r {
+        Err(Frame::Error(e)) if !first && e.starts_with("WRONGTYPE") => Ok(None),
+        other => other,
+    }
+}
+
 /// The waiting of a blocking command (BLPOP, BZPOPMIN …) between its attempts.
 pub struct Blocker {
     deadline: Option<tokio::time::Instant>,

@@ -6,7 +6,9 @@
 //! pops at either end write only the entries they touch; LINSERT and LREM rewrite the
 //! entries after the change, as Redis moves them in memory.
 
-use super::coll::{positive_count, save, timeout_arg, typed, Blocker};
+use super::coll::{
+    ignore_wrongtype_after_first, positive_count, save, timeout_arg, typed, Blocker,
+};
 use super::{err, parse_i64, Reply, Session};
 use crate::db::{Access, Coll, ElemWrite, Kind, View};
 use crate::frame::Frame;
@@ -430,12 +432,15 @@ async fn run_inner(
             };
             let MpopArgs { keys, wh, count } = mpop_args(a)?;
             let end = end_arg(wh)?;
+            let mut first = true;
             loop {
                 let dbs = acc.dbs;
                 let pushed = dbs.pushed.notified();
-                if let Some(f) = mpop(acc, db, keys, end, count).await? {
+                let got = mpop(acc, db, keys, end, count).await;
+                if let Some(f) = ignore_wrongtype_after_first(first, got)? {
                     return Ok(f);
                 }
+                first = false;
                 match &blocker {
                     Some(b) if !acc.transactional() && b.wait(pushed).await => {}
                     _ => return Ok(Frame::NullArray),
@@ -475,16 +480,19 @@ async fn run_inner(
             };
             let (keys, t) = a.split_at(a.len() - 1);
             let blocker = Blocker::new(timeout_arg(&t[0])?);
+            let mut first = true;
             loop {
                 let dbs = acc.dbs;
                 let pushed = dbs.pushed.notified();
                 for k in keys {
-                    if let Some(v) = pop(acc, db, k, end, 1).await? {
+                    let got = pop(acc, db, k, end, 1).await;
+                    if let Some(v) = ignore_wrongtype_after_first(first, got)? {
                         if let Some(v) = v.into_iter().next() {
                             return Ok(Frame::Array(vec![Frame::bulk(k.clone()), Frame::bulk(v)]));
                         }
                     }
                 }
+                first = false;
                 if acc.transactional() || !blocker.wait(pushed).await {
                     return Ok(Frame::NullArray);
                 }

@@ -181,6 +181,7 @@ fn arity_ok(n: i32, got: usize) -> bool {
 pub const COMMANDS: &[(&str, i32)] = &[
     ("append", 3),
     ("auth", -2),
+    ("bgsave", -1),
     ("bitcount", -2),
     ("bitop", -4),
     ("bitpos", -3),
@@ -241,6 +242,7 @@ pub const COMMANDS: &[(&str, i32)] = &[
     ("keys", 2),
     ("lindex", 3),
     ("linsert", 5),
+    ("lastsave", 1),
     ("lcs", -3),
     ("llen", 2),
     ("lmpop", -4),
@@ -282,6 +284,7 @@ pub const COMMANDS: &[(&str, i32)] = &[
     ("rpush", -3),
     ("rpushx", -3),
     ("sadd", -3),
+    ("save", 1),
     ("scan", -2),
     ("scard", 2),
     ("sdiff", -2),
@@ -289,6 +292,7 @@ pub const COMMANDS: &[(&str, i32)] = &[
     ("select", 2),
     ("set", -3),
     ("setbit", 4),
+    ("shutdown", -1),
     ("setex", 4),
     ("setnx", 3),
     ("setrange", 4),
@@ -513,6 +517,10 @@ pub async fn dispatch(s: &mut Session, dbs: &Dbs, args: Vec<Vec<u8>>) -> Reply {
         return Frame::err(format!("ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"));
     }
     if let Some(queue) = &mut s.multi {
+        if ["save", "shutdown", "bgsave"].contains(&name.as_str()) {
+            s.multi_dirty = true;
+            return Frame::err("ERR Command not allowed inside a transaction");
+        }
         if !NOT_QUEUED.contains(&name.as_str()) {
             queue.push(args);
             return Frame::Simple("QUEUED".into());
@@ -575,6 +583,13 @@ pub async fn dispatch(s: &mut Session, dbs: &Dbs, args: Vec<Vec<u8>>) -> Reply {
 /// Run a command through `acc` (directly, or inside a transaction).
 async fn run(s: &mut Session, acc: &mut Access<'_>, name: &str, a: &[Vec<u8>]) -> Reply {
     match name {
+        // Every write is durable before its reply: there is nothing to save.
+        "save" => Frame::ok(),
+        "bgsave" => Frame::Simple("Background saving started".into()),
+        "lastsave" => Frame::Integer((now_us() / 1_000_000) as i64),
+        "shutdown" => Frame::err(
+            "ERR SHUTDOWN is not available through BEDIS: stop the dbserver (aisql, SIGTERM)",
+        ),
         "ping" | "echo" | "quit" | "select" | "hello" | "auth" | "client" | "command"
         | "config" | "info" | "time" | "reset" | "function" => {
             if name == "reset" {
@@ -905,11 +920,19 @@ async fn blocking_move(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>]) ->
         Ok(t) => coll::Blocker::new(t),
         Err(e) => return e,
     };
+    let mut first = true;
     loop {
         let pushed = dbs.pushed.notified();
         let reply = atomic(s, dbs, "lmove", &args, false).await;
-        if !matches!(reply, Frame::Null) || !blocker.wait(pushed).await {
+        // While waiting, a key of another type is "nothing yet" (see coll.rs).
+        let wrongtype = matches!(&reply, Frame::Error(e) if e.starts_with("WRONGTYPE"));
+        let nothing = matches!(reply, Frame::Null) || (wrongtype && !first);
+        if !nothing {
             return reply;
         }
+        if !blocker.wait(pushed).await {
+            return Frame::Null;
+        }
+        first = false;
     }
 }

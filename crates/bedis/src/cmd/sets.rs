@@ -234,8 +234,7 @@ async fn run_inner(
                 [l, v] if l.eq_ignore_ascii_case(b"limit") => {
                     limit = match parse_i64(v) {
                         Some(x) if x >= 0 => x as usize,
-                        Some(_) => return Err(Frame::err("ERR LIMIT can't be negative")),
-                        None => return Err(err::not_int()),
+                        _ => return Err(Frame::err("ERR LIMIT can't be negative")),
                     };
                 }
                 _ => return Err(err::syntax()),

@@ -616,11 +616,13 @@ async fn run_inner(
         "bzpopmin" | "bzpopmax" => {
             let (keys, t) = a.split_at(a.len() - 1);
             let blocker = Blocker::new(timeout_arg(&t[0])?);
+            let mut first = true;
             loop {
                 let dbs = acc.dbs;
                 let pushed = dbs.pushed.notified();
                 for k in keys {
-                    if let Some(v) = zpop(acc, db, k, name == "bzpopmax", 1).await? {
+                    let got = zpop(acc, db, k, name == "bzpopmax", 1).await;
+                    if let Some(v) = super::coll::ignore_wrongtype_after_first(first, got)? {
                         if let Some((sc, m)) = v.into_iter().next() {
                             return Ok(Frame::Array(vec![
                                 Frame::bulk(k.clone()),
@@ -630,6 +632,7 @@ async fn run_inner(
                         }
                     }
                 }
+                first = false;
                 if acc.transactional() || !blocker.wait(pushed).await {
                     return Ok(Frame::NullArray);
                 }
@@ -649,11 +652,13 @@ async fn run_inner(
             } else {
                 return Err(err::syntax());
             };
+            let mut first = true;
             loop {
                 let dbs = acc.dbs;
                 let pushed = dbs.pushed.notified();
                 for k in keys {
-                    if let Some(v) = zpop(acc, db, k, max, count).await? {
+                    let got = zpop(acc, db, k, max, count).await;
+                    if let Some(v) = super::coll::ignore_wrongtype_after_first(first, got)? {
                         if !v.is_empty() {
                             let items = v
                                 .into_iter()
@@ -666,6 +671,7 @@ async fn run_inner(
                         }
                     }
                 }
+                first = false;
                 match &blocker {
                     Some(b) if !acc.transactional() && b.wait(pushed).await => {}
                     _ => return Ok(Frame::NullArray),
@@ -704,7 +710,12 @@ async fn run_inner(
         "zintercard" => {
             let n = match parse_i64(&a[0]) {
                 Some(n) if n > 0 => n as usize,
-                _ => return Err(Frame::err("ERR numkeys should be greater than 0")),
+                Some(_) => {
+                    return Err(Frame::err(
+                        "ERR at least 1 input key is needed for 'zintercard' command",
+                    ))
+                }
+                None => return Err(err::not_int()),
             };
             if n > a.len() - 1 {
                 return Err(Frame::err(
@@ -715,8 +726,7 @@ async fn run_inner(
                 [] => 0,
                 [l, v] if l.eq_ignore_ascii_case(b"limit") => match parse_i64(v) {
                     Some(x) if x >= 0 => x as usize,
-                    Some(_) => return Err(Frame::err("ERR LIMIT can't be negative")),
-                    None => return Err(err::not_int()),
+                    _ => return Err(Frame::err("ERR LIMIT can't be negative")),
                 },
                 _ => return Err(err::syntax()),
             };
