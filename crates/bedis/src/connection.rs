@@ -34,7 +34,29 @@ pub async fn handle(mut sock: TcpStream, dbs: Arc<Dbs>, metrics: ApiMetrics) {
     let (inbox, mut messages) = tokio::sync::mpsc::channel(crate::pubsub::QUEUE);
     let mut s = Session::new(NEXT_ID.fetch_add(1, Ordering::Relaxed), addr, Some(inbox));
     crate::CONNECTED_CLIENTS.fetch_add(1, Ordering::Relaxed);
-    serve(&mut sock, &mut s, &dbs, &metrics, &mut messages).await;
+    let kill = Arc::new(tokio::sync::Notify::new());
+    dbs.clients
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(
+            s.id,
+            crate::db::ClientEntry {
+                addr: s.addr.clone(),
+                name: Vec::new(),
+                db: 0,
+                proto: 2,
+                since: Instant::now(),
+                kill: kill.clone(),
+            },
+        );
+    tokio::select! {
+        _ = serve(&mut sock, &mut s, &dbs, &metrics, &mut messages) => {}
+        _ = kill.notified() => {}
+    }
+    dbs.clients
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&s.id);
     crate::CONNECTED_CLIENTS.fetch_sub(1, Ordering::Relaxed);
     dbs.pubsub.forget(s.id, &s.channels, &s.patterns);
 }
@@ -99,6 +121,17 @@ async fn serve(
                 wave.push(args);
             } else {
                 let reply = timed(s, dbs, metrics, args).await;
+                // The session may have changed (SELECT, CLIENT SETNAME, HELLO …).
+                if let Some(e) = dbs
+                    .clients
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_mut(&s.id)
+                {
+                    e.db = s.db;
+                    e.proto = s.proto;
+                    e.name = s.name.clone().unwrap_or_default();
+                }
                 // Pub/sub notifications are pushes: CLIENT REPLY OFF does not stop them.
                 if s.take_reply() || reply.is_push() {
                     reply.encode(s.proto, &mut out);

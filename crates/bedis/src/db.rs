@@ -268,6 +268,18 @@ pub struct Dbs {
     /// BLPOP/BZPOPMIN … callers look again at once (they also poll, for other servers).
     pub pushed: tokio::sync::Notify,
     pub pubsub: crate::pubsub::Hub,
+    /// The connections of this server (CLIENT LIST, CLIENT KILL).
+    pub clients: std::sync::Mutex<std::collections::BTreeMap<u64, ClientEntry>>,
+}
+
+/// What CLIENT LIST shows of a connection, and how CLIENT KILL closes it.
+pub struct ClientEntry {
+    pub addr: String,
+    pub name: Vec<u8>,
+    pub db: usize,
+    pub proto: u8,
+    pub since: std::time::Instant,
+    pub kill: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// Errors reaching the data.
@@ -281,6 +293,7 @@ impl Dbs {
             num_tablets,
             pushed: tokio::sync::Notify::new(),
             pubsub: crate::pubsub::Hub::default(),
+            clients: Default::default(),
         }
     }
 

@@ -590,6 +590,9 @@ async fn run(s: &mut Session, acc: &mut Access<'_>, name: &str, a: &[Vec<u8>]) -
         "shutdown" => Frame::err(
             "ERR SHUTDOWN is not available through BEDIS: stop the dbserver (aisql, SIGTERM)",
         ),
+        "client" if a[0].eq_ignore_ascii_case(b"list") || a[0].eq_ignore_ascii_case(b"kill") => {
+            clients(s, acc.dbs, a)
+        }
         "ping" | "echo" | "quit" | "select" | "hello" | "auth" | "client" | "command"
         | "config" | "info" | "time" | "reset" | "function" => {
             if name == "reset" {
@@ -762,6 +765,81 @@ fn notify(dbs: &Dbs, name: &str, touched: &[(usize, Vec<u8>)]) {
             dbs.pubsub.publish(ch.as_bytes(), key);
         }
     }
+}
+
+/// CLIENT LIST [ID id …] and CLIENT KILL (old form `addr`, or filters `ID`, `ADDR`,
+/// `SKIPME`), over this server's connections.
+fn clients(s: &Session, dbs: &Dbs, a: &[Vec<u8>]) -> Frame {
+    let list = dbs.clients.lock().unwrap_or_else(|e| e.into_inner());
+    if a[0].eq_ignore_ascii_case(b"list") {
+        let ids: Vec<u64> = match a.get(1) {
+            Some(o) if o.eq_ignore_ascii_case(b"id") => a[2..]
+                .iter()
+                .filter_map(|x| parse_i64(x).map(|v| v as u64))
+                .collect(),
+            Some(o) if o.eq_ignore_ascii_case(b"type") => Vec::new(),
+            Some(_) => return err::syntax(),
+            None => Vec::new(),
+        };
+        let mut out = String::new();
+        for (id, c) in list.iter() {
+            if !ids.is_empty() && !ids.contains(id) {
+                continue;
+            }
+            out.push_str(&format!(
+                "id={id} addr={} laddr= fd=0 name={} age={} idle=0 flags=N db={} sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=client|list user=default redir=-1 resp={}\n",
+                c.addr,
+                lossy(&c.name),
+                c.since.elapsed().as_secs(),
+                c.db,
+                c.proto
+            ));
+        }
+        return Frame::bulk(out);
+    }
+    // CLIENT KILL
+    if a.len() == 2 {
+        let addr = lossy(&a[1]);
+        return match list.values().find(|c| c.addr == addr) {
+            Some(c) => {
+                c.kill.notify_one();
+                Frame::ok()
+            }
+            None => Frame::err("ERR No such client"),
+        };
+    }
+    let (mut id, mut addr, mut skipme) = (None, None, true);
+    let mut i = 1;
+    while i + 1 < a.len() {
+        let v = &a[i + 1];
+        match lossy(&a[i]).to_ascii_lowercase().as_str() {
+            "id" => match parse_i64(v) {
+                Some(n) if n > 0 => id = Some(n as u64),
+                _ => return Frame::err("ERR client-id should be greater than 0"),
+            },
+            "addr" => addr = Some(lossy(v)),
+            "skipme" if v.eq_ignore_ascii_case(b"yes") => skipme = true,
+            "skipme" if v.eq_ignore_ascii_case(b"no") => skipme = false,
+            "type" | "user" | "laddr" | "maxage" => {}
+            _ => return err::syntax(),
+        }
+        i += 2;
+    }
+    if i != a.len() {
+        return err::syntax();
+    }
+    let mut n = 0;
+    for (cid, c) in list.iter() {
+        if id.is_some_and(|x| x != *cid) || addr.as_ref().is_some_and(|x| *x != c.addr) {
+            continue;
+        }
+        if skipme && *cid == s.id {
+            continue;
+        }
+        c.kill.notify_one();
+        n += 1;
+    }
+    Frame::Integer(n)
 }
 
 /// (P)UNSUBSCRIBE from `names` (all when empty); one reply per channel or pattern.
