@@ -1002,9 +1002,18 @@ async fn blocking_move(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>]) ->
     loop {
         let pushed = dbs.pushed.notified();
         let reply = atomic(s, dbs, "lmove", &args, false).await;
-        // While waiting, a key of another type is "nothing yet" (see coll.rs).
+        // While waiting, a *source* of another type is "nothing yet" (see coll.rs); a
+        // destination of the wrong type is the command's error once there is an entry.
         let wrongtype = matches!(&reply, Frame::Error(e) if e.starts_with("WRONGTYPE"));
-        let nothing = matches!(reply, Frame::Null) || (wrongtype && !first);
+        let source_wrong = wrongtype
+            && !first
+            && Access::direct(dbs)
+                .get(s.db, &args[0])
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|v| v.kind != crate::db::Kind::List);
+        let nothing = matches!(reply, Frame::Null) || source_wrong;
         if !nothing {
             return reply;
         }
