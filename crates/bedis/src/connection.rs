@@ -120,17 +120,24 @@ async fn serve(
             if single.is_some() {
                 wave.push(args);
             } else {
+                // Keep CLIENT LIST current after the commands that change the session,
+                // without a lock on every command.
+                let changes_session = matches!(
+                    cmd::command_name(&args),
+                    "select" | "client" | "hello" | "reset"
+                );
                 let reply = timed(s, dbs, metrics, args).await;
-                // The session may have changed (SELECT, CLIENT SETNAME, HELLO …).
-                if let Some(e) = dbs
-                    .clients
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get_mut(&s.id)
-                {
-                    e.db = s.db;
-                    e.proto = s.proto;
-                    e.name = s.name.clone().unwrap_or_default();
+                if changes_session {
+                    if let Some(e) = dbs
+                        .clients
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_mut(&s.id)
+                    {
+                        e.db = s.db;
+                        e.proto = s.proto;
+                        e.name = s.name.clone().unwrap_or_default();
+                    }
                 }
                 // Pub/sub notifications are pushes: CLIENT REPLY OFF does not stop them.
                 if s.take_reply() || reply.is_push() {

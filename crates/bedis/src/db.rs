@@ -56,7 +56,7 @@ impl Kind {
         }
     }
 
-    fn from_u8(b: u8) -> Option<Kind> {
+    pub fn from_u8(b: u8) -> Option<Kind> {
         Some(match b {
             0 => Kind::String,
             1 => Kind::Hash,
@@ -137,6 +137,14 @@ impl Coll {
             count: 0,
             head: 0,
             tail: 0,
+        }
+    }
+
+    /// The same collection under a new generation (a copy of it: COPY, RENAME, RESTORE).
+    pub fn regenerated(self) -> Coll {
+        Coll {
+            gen: random_u64(),
+            ..self
         }
     }
 
@@ -855,15 +863,16 @@ impl<'a> Access<'a> {
             .applied)
     }
 
-    /// The current hybrid time of `key`'s tablet (a WATCH starts from it).
-    pub async fn now_at(&self, db: usize, key: &[u8]) -> DbResult<HybridTime> {
-        let t = self.dbs.table(db).await?;
-        Ok(self
-            .dbs
-            .client
-            .read_tablet_at(&t, t.tablet_for(key), &[meta_key(key)], None)
-            .await?
-            .1)
+    /// Where a WATCH of `key` starts: the tablet's hybrid time of a read of its meta row,
+    /// and the key's expiry then.
+    pub async fn watch_point(
+        &mut self,
+        db: usize,
+        key: &[u8],
+    ) -> DbResult<(HybridTime, Option<u64>)> {
+        let view = self.read(db, key, &[]).await?;
+        let at = view.at.unwrap_or_default();
+        Ok((at, view.meta.and_then(|m| m.expire_at_us)))
     }
 }
 

@@ -71,6 +71,38 @@ pub fn scan_reply(items: Vec<Frame>) -> Frame {
     Frame::Array(vec![Frame::bulk("0"), Frame::Array(items)])
 }
 
+/// `numkeys key … [LIMIT limit]` of SINTERCARD/ZINTERCARD: the key count and the limit
+/// (0: none). `bad_numkeys` gives the command's error for a numkeys that is not a positive
+/// integer (it sees the parsed number, if any).
+pub fn intercard_args(
+    a: &[Vec<u8>],
+    bad_numkeys: impl Fn(Option<i64>) -> Reply,
+) -> Result<(usize, usize), Reply> {
+    let n = match parse_i64(&a[0]) {
+        Some(n) if n > 0 => n as usize,
+        other => return Err(bad_numkeys(other)),
+    };
+    if n > a.len() - 1 {
+        return Err(Frame::err(
+            "ERR Number of keys can't be greater than number of args",
+        ));
+    }
+    let limit = match &a[1 + n..] {
+        [] => 0,
+        [l, v] if l.eq_ignore_ascii_case(b"limit") => match parse_i64(v) {
+            Some(x) if x >= 0 => x as usize,
+            _ => return Err(Frame::err("ERR LIMIT can't be negative")),
+        },
+        _ => return Err(err::syntax()),
+    };
+    Ok((n, limit))
+}
+
+/// A cardinality under a LIMIT (0: no limit).
+pub fn limited(len: usize, limit: usize) -> Frame {
+    Frame::Integer(if limit == 0 { len } else { len.min(limit) } as i64)
+}
+
 /// A random index below `n` (n > 0).
 pub fn pick(n: usize) -> usize {
     (crate::db::random_u64() % n as u64) as usize

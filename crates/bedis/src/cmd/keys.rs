@@ -330,14 +330,7 @@ fn undump(b: &[u8]) -> Option<(Kind, Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>)> {
     if fnv64(body) != u64::from_be_bytes(sum.try_into().ok()?) {
         return None;
     }
-    let kind = match body[3] {
-        0 => Kind::String,
-        1 => Kind::Hash,
-        2 => Kind::List,
-        3 => Kind::Set,
-        4 => Kind::ZSet,
-        _ => return None,
-    };
+    let kind = Kind::from_u8(body[3])?;
     let mut pos = 4;
     let take = |pos: &mut usize| -> Option<Vec<u8>> {
         let n = u32::from_be_bytes(body.get(*pos..*pos + 4)?.try_into().ok()?) as usize;
@@ -399,10 +392,7 @@ async fn restore(acc: &mut Access<'_>, db: usize, a: &[Vec<u8>]) -> Result<Reply
     }
     let (payload, gen) = match Coll::decode(&payload).filter(|_| kind != Kind::String) {
         Some(c) => {
-            let fresh = Coll {
-                gen: Coll::fresh().gen,
-                ..c
-            };
+            let fresh = c.regenerated();
             (fresh.encode(), fresh.gen)
         }
         None if kind == Kind::String => (payload, 0),
@@ -463,10 +453,7 @@ pub(super) async fn copy_key(
         }
         let (payload, gen) = match meta.coll() {
             Some(c) => {
-                let fresh = Coll {
-                    gen: Coll::fresh().gen,
-                    ..c
-                };
+                let fresh = c.regenerated();
                 (fresh.encode(), fresh.gen)
             }
             None => (meta.payload.clone(), 0),

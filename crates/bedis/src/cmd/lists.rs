@@ -158,25 +158,35 @@ pub(super) fn mpop_args(a: &[Vec<u8>]) -> Result<MpopArgs<'_>, Reply> {
     })
 }
 
-/// LMPOP's work: pop up to `count` from the first non-empty list of `keys`.
-async fn mpop(
+/// Pop up to `count` from `end` of the first non-empty list of `keys` (LMPOP, BLPOP …),
+/// waiting with `blocker` (outside transactions) while they are all empty. While waiting, a
+/// key of another type counts as empty. None: nothing before the timeout.
+async fn pop_first(
     acc: &mut Access<'_>,
     db: usize,
     keys: &[Vec<u8>],
     end: End,
     count: usize,
-) -> Result<Option<Frame>, Reply> {
-    for k in keys {
-        if let Some(v) = pop(acc, db, k, end, count).await? {
-            if !v.is_empty() {
-                return Ok(Some(Frame::Array(vec![
-                    Frame::bulk(k.clone()),
-                    Frame::Array(v.into_iter().map(Frame::bulk).collect()),
-                ])));
+    blocker: Option<Blocker>,
+) -> Result<Option<(Vec<u8>, Vec<Vec<u8>>)>, Reply> {
+    let mut first = true;
+    loop {
+        let dbs = acc.dbs;
+        let pushed = dbs.pushed.notified();
+        for k in keys {
+            let got = pop(acc, db, k, end, count).await;
+            if let Some(v) = ignore_wrongtype_after_first(first, got)? {
+                if !v.is_empty() {
+                    return Ok(Some((k.clone(), v)));
+                }
             }
         }
+        first = false;
+        match &blocker {
+            Some(b) if !acc.transactional() && b.wait(pushed).await => {}
+            _ => return Ok(None),
+        }
     }
-    Ok(None)
 }
 
 /// Pop up to `n` entries from `end` of the list at `key` (None: no such list).
@@ -432,20 +442,13 @@ async fn run_inner(
             };
             let MpopArgs { keys, wh, count } = mpop_args(a)?;
             let end = end_arg(wh)?;
-            let mut first = true;
-            loop {
-                let dbs = acc.dbs;
-                let pushed = dbs.pushed.notified();
-                let got = mpop(acc, db, keys, end, count).await;
-                if let Some(f) = ignore_wrongtype_after_first(first, got)? {
-                    return Ok(f);
-                }
-                first = false;
-                match &blocker {
-                    Some(b) if !acc.transactional() && b.wait(pushed).await => {}
-                    _ => return Ok(Frame::NullArray),
-                }
-            }
+            Ok(match pop_first(acc, db, keys, end, count, blocker).await? {
+                Some((k, v)) => Frame::Array(vec![
+                    Frame::bulk(k),
+                    Frame::Array(v.into_iter().map(Frame::bulk).collect()),
+                ]),
+                None => Frame::NullArray,
+            })
         }
         "lmove" | "rpoplpush" => {
             let (from, to) = if name == "lmove" {
@@ -480,23 +483,14 @@ async fn run_inner(
             };
             let (keys, t) = a.split_at(a.len() - 1);
             let blocker = Blocker::new(timeout_arg(&t[0])?);
-            let mut first = true;
-            loop {
-                let dbs = acc.dbs;
-                let pushed = dbs.pushed.notified();
-                for k in keys {
-                    let got = pop(acc, db, k, end, 1).await;
-                    if let Some(v) = ignore_wrongtype_after_first(first, got)? {
-                        if let Some(v) = v.into_iter().next() {
-                            return Ok(Frame::Array(vec![Frame::bulk(k.clone()), Frame::bulk(v)]));
-                        }
+            Ok(
+                match pop_first(acc, db, keys, end, 1, Some(blocker)).await? {
+                    Some((k, v)) => {
+                        Frame::Array(std::iter::once(k).chain(v).map(Frame::bulk).collect())
                     }
-                }
-                first = false;
-                if acc.transactional() || !blocker.wait(pushed).await {
-                    return Ok(Frame::NullArray);
-                }
-            }
+                    None => Frame::NullArray,
+                },
+            )
         }
         _ => Err(Frame::err("ERR unknown list command")),
     }

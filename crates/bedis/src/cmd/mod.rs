@@ -550,12 +550,8 @@ pub async fn dispatch(s: &mut Session, dbs: &Dbs, args: Vec<Vec<u8>>) -> Reply {
             }
             let mut acc = Access::direct(dbs);
             for k in a {
-                let expiry = match acc.get(s.db, k).await {
-                    Ok(v) => v.and_then(|v| v.expire_at_us),
-                    Err(e) => return err::backend(e),
-                };
-                match acc.now_at(s.db, k).await {
-                    Ok(ht) => s.watched.push((s.db, k.clone(), ht, expiry)),
+                match acc.watch_point(s.db, k).await {
+                    Ok((ht, expiry)) => s.watched.push((s.db, k.clone(), ht, expiry)),
                     Err(e) => return err::backend(e),
                 }
             }
@@ -736,7 +732,7 @@ fn event_of(name: &str) -> (char, &str) {
 /// Publish keyspace notifications for the keys a command changed, if
 /// `notify-keyspace-events` asks for them (its K, E and class flags; A = every class).
 fn notify(dbs: &Dbs, name: &str, touched: &[(usize, Vec<u8>)]) {
-    if touched.is_empty() {
+    if touched.is_empty() || !server::NOTIFY_KEYSPACE.load(std::sync::atomic::Ordering::Relaxed) {
         return;
     }
     let flags = server::config_value("notify-keyspace-events");

@@ -57,6 +57,11 @@ fn config() -> &'static Mutex<BTreeMap<String, String>> {
     })
 }
 
+/// Whether `notify-keyspace-events` is set: checked on every write without locking the
+/// CONFIG table.
+pub static NOTIFY_KEYSPACE: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// A CONFIG value ("" if unset).
 pub fn config_value(key: &str) -> String {
     config()
@@ -188,7 +193,11 @@ pub(super) async fn run(s: &mut Session, name: &str, a: &[Vec<u8>]) -> Reply {
             "SET" if a.len() >= 3 && a.len() % 2 == 1 => {
                 let mut cfg = config().lock().unwrap_or_else(|e| e.into_inner());
                 for kv in a[1..].chunks(2) {
-                    cfg.insert(String::from_utf8_lossy(&kv[0]).to_ascii_lowercase(), String::from_utf8_lossy(&kv[1]).into_owned());
+                    let key = String::from_utf8_lossy(&kv[0]).to_ascii_lowercase();
+                    if key == "notify-keyspace-events" {
+                        NOTIFY_KEYSPACE.store(!kv[1].is_empty(), std::sync::atomic::Ordering::Relaxed);
+                    }
+                    cfg.insert(key, String::from_utf8_lossy(&kv[1]).into_owned());
                 }
                 Frame::ok()
             }

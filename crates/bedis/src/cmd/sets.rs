@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use super::coll::{positive_count, rand_count, random_picks, save, scan_opts, scan_reply, typed};
 use super::keys::glob_match;
-use super::{err, parse_i64, Reply, Session};
+use super::{err, Reply, Session};
 use crate::db::{Access, Coll, Kind};
 use crate::frame::Frame;
 
@@ -218,34 +218,11 @@ async fn run_inner(
             Ok(Frame::Integer(m.len() as i64))
         }
         "sintercard" => {
-            let n = parse_i64(&a[0])
-                .filter(|n| *n > 0)
-                .ok_or_else(|| Frame::err("ERR numkeys should be greater than 0"))?
-                as usize;
-            if n > a.len() - 1 {
-                return Err(Frame::err(
-                    "ERR Number of keys can't be greater than number of args",
-                ));
-            }
-            let mut limit = 0usize;
-            let rest = &a[1 + n..];
-            match rest {
-                [] => {}
-                [l, v] if l.eq_ignore_ascii_case(b"limit") => {
-                    limit = match parse_i64(v) {
-                        Some(x) if x >= 0 => x as usize,
-                        _ => return Err(Frame::err("ERR LIMIT can't be negative")),
-                    };
-                }
-                _ => return Err(err::syntax()),
-            }
+            let (n, limit) = super::coll::intercard_args(a, |_| {
+                Frame::err("ERR numkeys should be greater than 0")
+            })?;
             let m = combine(acc, db, "sinter", &a[1..1 + n]).await?;
-            let len = if limit == 0 {
-                m.len()
-            } else {
-                m.len().min(limit)
-            };
-            Ok(Frame::Integer(len as i64))
+            Ok(super::coll::limited(m.len(), limit))
         }
         _ => Err(Frame::err("ERR unknown set command")),
     }

@@ -616,27 +616,18 @@ async fn run_inner(
         "bzpopmin" | "bzpopmax" => {
             let (keys, t) = a.split_at(a.len() - 1);
             let blocker = Blocker::new(timeout_arg(&t[0])?);
-            let mut first = true;
-            loop {
-                let dbs = acc.dbs;
-                let pushed = dbs.pushed.notified();
-                for k in keys {
-                    let got = zpop(acc, db, k, name == "bzpopmax", 1).await;
-                    if let Some(v) = super::coll::ignore_wrongtype_after_first(first, got)? {
-                        if let Some((sc, m)) = v.into_iter().next() {
-                            return Ok(Frame::Array(vec![
-                                Frame::bulk(k.clone()),
-                                Frame::bulk(m),
-                                Frame::Score(sc),
-                            ]));
+            let max = name == "bzpopmax";
+            Ok(
+                match zpop_first(acc, db, keys, max, 1, Some(blocker)).await? {
+                    Some((k, v)) => match v.into_iter().next() {
+                        Some((sc, m)) => {
+                            Frame::Array(vec![Frame::bulk(k), Frame::bulk(m), Frame::Score(sc)])
                         }
-                    }
-                }
-                first = false;
-                if acc.transactional() || !blocker.wait(pushed).await {
-                    return Ok(Frame::NullArray);
-                }
-            }
+                        None => Frame::NullArray,
+                    },
+                    None => Frame::NullArray,
+                },
+            )
         }
         "zmpop" | "bzmpop" => {
             let (blocker, a) = if name == "bzmpop" {
@@ -652,31 +643,18 @@ async fn run_inner(
             } else {
                 return Err(err::syntax());
             };
-            let mut first = true;
-            loop {
-                let dbs = acc.dbs;
-                let pushed = dbs.pushed.notified();
-                for k in keys {
-                    let got = zpop(acc, db, k, max, count).await;
-                    if let Some(v) = super::coll::ignore_wrongtype_after_first(first, got)? {
-                        if !v.is_empty() {
-                            let items = v
-                                .into_iter()
-                                .map(|(sc, m)| Frame::Array(vec![Frame::bulk(m), Frame::Score(sc)]))
-                                .collect();
-                            return Ok(Frame::Array(vec![
-                                Frame::bulk(k.clone()),
-                                Frame::Array(items),
-                            ]));
-                        }
+            Ok(
+                match zpop_first(acc, db, keys, max, count, blocker).await? {
+                    Some((k, v)) => {
+                        let items = v
+                            .into_iter()
+                            .map(|(sc, m)| Frame::Array(vec![Frame::bulk(m), Frame::Score(sc)]))
+                            .collect();
+                        Frame::Array(vec![Frame::bulk(k), Frame::Array(items)])
                     }
-                }
-                first = false;
-                match &blocker {
-                    Some(b) if !acc.transactional() && b.wait(pushed).await => {}
-                    _ => return Ok(Frame::NullArray),
-                }
-            }
+                    None => Frame::NullArray,
+                },
+            )
         }
         "zremrangebyrank" | "zremrangebyscore" | "zremrangebylex" => {
             let by = match name {
@@ -708,35 +686,14 @@ async fn run_inner(
             Ok(Frame::Integer(n))
         }
         "zintercard" => {
-            let n = match parse_i64(&a[0]) {
-                Some(n) if n > 0 => n as usize,
+            let (n, limit) = super::coll::intercard_args(a, |parsed| match parsed {
                 Some(_) => {
-                    return Err(Frame::err(
-                        "ERR at least 1 input key is needed for 'zintercard' command",
-                    ))
+                    Frame::err("ERR at least 1 input key is needed for 'zintercard' command")
                 }
-                None => return Err(err::not_int()),
-            };
-            if n > a.len() - 1 {
-                return Err(Frame::err(
-                    "ERR Number of keys can't be greater than number of args",
-                ));
-            }
-            let limit = match &a[1 + n..] {
-                [] => 0,
-                [l, v] if l.eq_ignore_ascii_case(b"limit") => match parse_i64(v) {
-                    Some(x) if x >= 0 => x as usize,
-                    _ => return Err(Frame::err("ERR LIMIT can't be negative")),
-                },
-                _ => return Err(err::syntax()),
-            };
+                None => err::not_int(),
+            })?;
             let (m, _) = combine(acc, db, "zinter", &a[..1 + n], name).await?;
-            let len = if limit == 0 {
-                m.len()
-            } else {
-                m.len().min(limit)
-            };
-            Ok(Frame::Integer(len as i64))
+            Ok(super::coll::limited(m.len(), limit))
         }
         "zunion" | "zinter" | "zdiff" => {
             let (m, ws) = combine(acc, db, name, a, name).await?;
@@ -788,6 +745,37 @@ async fn run_inner(
             Ok(reply_items(picked, ws, s.proto))
         }
         _ => Err(Frame::err("ERR unknown sorted set command")),
+    }
+}
+
+/// Pop up to `count` members from the first non-empty sorted set of `keys` (ZMPOP,
+/// BZPOPMIN …), waiting with `blocker` (outside transactions) while they are all empty, as
+/// `lists::pop_first` does. None: nothing before the timeout.
+async fn zpop_first(
+    acc: &mut Access<'_>,
+    db: usize,
+    keys: &[Vec<u8>],
+    max: bool,
+    count: usize,
+    blocker: Option<Blocker>,
+) -> Result<Option<(Vec<u8>, Vec<(f64, Vec<u8>)>)>, Reply> {
+    let mut first = true;
+    loop {
+        let dbs = acc.dbs;
+        let pushed = dbs.pushed.notified();
+        for k in keys {
+            let got = zpop(acc, db, k, max, count).await;
+            if let Some(v) = super::coll::ignore_wrongtype_after_first(first, got)? {
+                if !v.is_empty() {
+                    return Ok(Some((k.clone(), v)));
+                }
+            }
+        }
+        first = false;
+        match &blocker {
+            Some(b) if !acc.transactional() && b.wait(pushed).await => {}
+            _ => return Ok(None),
+        }
     }
 }
 
