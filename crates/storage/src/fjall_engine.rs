@@ -15,6 +15,7 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use fjall::Readable;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::{Cf, CfStats, EngineStats, KvEngine, KvIter, Op, Result, StorageError, WriteBatch};
@@ -141,8 +142,12 @@ impl FjallEngine {
 }
 
 impl KvEngine for FjallEngine {
+    // Reads go through a snapshot: fjall's plain `Keyspace::get`/`range` read at the newest
+    // sequence number, which shows a batch that is still being inserted item by item (half
+    // of an applied Raft entry). A snapshot reads at the newest *published* batch.
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.ks(cf).get(key).map_err(io)?.map(|v| v.to_vec()))
+        let snap = self.db.snapshot();
+        Ok(snap.get(self.ks(cf), key).map_err(io)?.map(|v| v.to_vec()))
     }
 
     fn write(&self, batch: WriteBatch) -> Result<()> {
@@ -163,7 +168,10 @@ impl KvEngine for FjallEngine {
         end: Bound<Vec<u8>>,
         reverse: bool,
     ) -> KvIter<'_> {
-        let it = self.ks(cf).range::<Vec<u8>, _>((start, end));
+        let it = self
+            .db
+            .snapshot()
+            .range::<Vec<u8>, _>(self.ks(cf), (start, end));
         let map = |g: fjall::Guard| {
             g.into_inner()
                 .map(|(k, v)| (k.to_vec(), v.to_vec()))

@@ -1,5 +1,5 @@
 //! BEDIS with the real `redis-cli`: golden cases (`tests/cases/bedis/*.redis`, verified
-//! against redis-server 7.0.15), redis-py (`tests/cases/bedis/client.py`), pipelining, a raw-socket protocol error, and durability
+//! against redis-server 7.0.15), redis-py (`tests/cases/bedis/client.py`, and `hot_key.py`: no update lost under contention), pipelining, a raw-socket protocol error, and durability
 //! across `kill -9` of the dbserver.
 
 use std::io::{Read, Write};
@@ -96,7 +96,7 @@ async fn redis_cli_golden_cases_pipelining_and_kill_9() {
     }
 
     // redis-py: MULTI/EXEC pipelines, WATCH across clients, pub/sub, blocking pops woken by
-    // another client, RESP3, concurrent read-modify-writes of one key.
+    // another client, RESP3.
     let (host, port) = addr.rsplit_once(':').unwrap();
     let out = std::process::Command::new("python3")
         .arg(dir.join("client.py"))
@@ -108,6 +108,20 @@ async fn redis_cli_golden_cases_pipelining_and_kill_9() {
     assert!(
         out.status.success() && text.contains("OK"),
         "client.py failed:\n{text}\n{}",
+        cluster.logs()
+    );
+
+    // Concurrent read-modify-writes of one hash field and one list: nothing is lost.
+    let out = std::process::Command::new("python3")
+        .arg(dir.join("hot_key.py"))
+        .args([host, port, "5"])
+        .output()
+        .expect("python3 with redis-py (pip install redis)");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.contains("OK"),
+        "hot_key.py failed:\n{text}\n{}",
         cluster.logs()
     );
 
