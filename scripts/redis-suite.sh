@@ -55,7 +55,7 @@ for u in "${UNITS[@]}"; do
   out=$(cd "$SUITE" && timeout 600 ./runtest --host 127.0.0.1 --port "$BP" --single "$u" --singledb \
         --skiptest "/[Ss]tream" --skiptest "/XADD|XREAD|XGROUP|XINFO|XCLAIM|XAUTOCLAIM" \
         --skiptest "/[Ss]cript|EVAL|[Ll]ua|FUNCTION" \
-        --skiptest "Blocking commands ignores the timeout" --skiptest "/expired events|evicted events" \
+        --skiptest "Blocking commands ignores the timeout" \
         --ignore-encoding --ignore-digest --tags "-needs:debug -needs:repl -needs:config-maxmemory -needs:save" 2>&1 \
         | sed 's/\x1b\[[0-9;]*m//g' || true)
   printf '%s\n' "$out" > "$LOG_DIR/$(basename "$u").log"

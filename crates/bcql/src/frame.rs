@@ -370,6 +370,60 @@ pub mod w {
 
 #[cfg(test)]
 mod tests {
+
+    /// Mutation fuzzing (the same calls as `fuzz/fuzz_targets/cql_frame.rs` and
+    /// `cql_statement.rs` under libFuzzer): QUERY parameter blocks, LZ4 bodies and CQL
+    /// statements with bytes flipped, inserted, dropped and cut. An error, never a panic.
+    #[test]
+    fn parsers_survive_mutated_input() {
+        let mut params = Vec::new();
+        w::short(&mut params, 1);
+        params.push(0x01 | 0x04 | 0x08 | 0x10 | 0x20 | 0x40);
+        w::short(&mut params, 2);
+        w::string(&mut params, "a");
+        w::bytes(&mut params, Some(b"xyz"));
+        w::string(&mut params, "b");
+        w::bytes(&mut params, None);
+        w::int(&mut params, 100);
+        w::bytes(&mut params, Some(b"state"));
+        w::short(&mut params, 8);
+        w::long(&mut params, 42);
+        let seeds: Vec<Vec<u8>> = vec![
+            params,
+            compress(b"SELECT * FROM ks.t WHERE k = 1"),
+            b"SELECT a, writetime(b), ttl(c) FROM ks.t WHERE k IN (1, 2) AND c > 3 ORDER BY c DESC LIMIT 10 ALLOW FILTERING".to_vec(),
+            b"INSERT INTO t (k, m, l) VALUES (?, {'a': [1, 2]}, (1, 'x')) IF NOT EXISTS USING TTL 5".to_vec(),
+            b"UPDATE t USING TIMESTAMP 3 SET m['k'] = 'v', l = l + [1], c = c - 1 WHERE k = 0x0a IF x = 1".to_vec(),
+            b"CREATE TABLE IF NOT EXISTS ks.t (k int, c text, s int static, PRIMARY KEY ((k), c)) WITH CLUSTERING ORDER BY (c DESC)".to_vec(),
+            b"BEGIN BATCH INSERT INTO t (k) VALUES (1); DELETE FROM t WHERE k = 2; APPLY BATCH".to_vec(),
+        ];
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..30_000 {
+            let mut b = seeds[round % seeds.len()].clone();
+            for _ in 0..(1 + rnd() % 3) {
+                let at = (rnd() as usize) % (b.len() + 1);
+                match rnd() % 5 {
+                    0 if at < b.len() => b[at] = rnd() as u8,
+                    1 => b.insert(at, b"'\"(){}[]<>,;?:-.0x9eE "[(rnd() % 22) as usize]),
+                    2 if at < b.len() => {
+                        b.remove(at);
+                    }
+                    3 => b.truncate(at),
+                    _ => b.splice(at..at, [0xFF, 0xFF, 0xFF, 0x7F]).for_each(drop),
+                }
+            }
+            let _ = decompress(&b);
+            let _ = QueryParams::read(&mut Reader::new(&b));
+            let _ = Reader::new(&b).string_map();
+            let _ = crate::parser::parse(&String::from_utf8_lossy(&b));
+        }
+    }
     use super::*;
 
     #[test]

@@ -26,6 +26,13 @@ use crate::frame::{parse_request, Frame};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Most unparsed input kept for one client (Redis's `client-query-buffer-limit`, 1 GiB).
+const MAX_QUERY_BUFFER: usize = 1 << 30;
+
+/// Input read from a client while one of its commands blocks is kept up to this size; then
+/// reading pauses until the command ends.
+const MAX_BUFFERED_WHILE_BLOCKED: usize = 64 << 20;
+
 /// Serve one connection until the client leaves, sends QUIT, or breaks the protocol.
 pub async fn handle(mut sock: TcpStream, dbs: Arc<Dbs>, metrics: ApiMetrics) {
     let _conn = metrics.connection();
@@ -47,6 +54,7 @@ pub async fn handle(mut sock: TcpStream, dbs: Arc<Dbs>, metrics: ApiMetrics) {
                 proto: 2,
                 since: Instant::now(),
                 kill: kill.clone(),
+                unblock: None,
             },
         );
     tokio::select! {
@@ -90,6 +98,11 @@ async fn serve(
             }
         };
         buf.extend_from_slice(&chunk[..n]);
+        if buf.len() > MAX_QUERY_BUFFER {
+            // Redis's client-query-buffer-limit: one request may not hold more than this.
+            tracing::warn!(client = %s.addr, "closing a client whose query buffer passed 1 GiB");
+            return;
+        }
         let mut consumed = 0;
         let mut requests = Vec::new();
         let mut broken = None;
@@ -126,7 +139,40 @@ async fn serve(
                     cmd::command_name(&args),
                     "select" | "client" | "hello" | "reset"
                 );
-                let reply = timed(s, dbs, metrics, args).await;
+                let blocking = cmd::is_blocking(&args);
+                let round = cmd::push_round();
+                let reply = if blocking && s.multi.is_none() {
+                    // A blocked client that disconnects stops waiting (and is no longer
+                    // counted in `blocked_clients`); what it sends meanwhile waits in `buf`.
+                    let unblock = Arc::new(cmd::Unblock::default());
+                    let id = s.id;
+                    set_unblock(dbs, id, Some(unblock.clone()));
+                    let run = cmd::UNBLOCK.scope(unblock.clone(), timed(s, dbs, metrics, args));
+                    tokio::pin!(run);
+                    let reply = loop {
+                        tokio::select! {
+                            reply = &mut run => break reply,
+                            r = sock.read(&mut chunk), if buf.len() < MAX_BUFFERED_WHILE_BLOCKED => match r {
+                                Ok(0) | Err(_) => {
+                                    set_unblock(dbs, id, None);
+                                    return;
+                                }
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            },
+                        }
+                    };
+                    set_unblock(dbs, id, None);
+                    if unblock.wants_error() && reply.is_null() {
+                        Frame::err("UNBLOCKED client unblocked via CLIENT UNBLOCK")
+                    } else {
+                        reply
+                    }
+                } else {
+                    timed(s, dbs, metrics, args).await
+                };
+                if !blocking && cmd::push_round() != round {
+                    cmd::settle().await;
+                }
                 if changes_session {
                     if let Some(e) = dbs
                         .clients
@@ -165,6 +211,18 @@ async fn serve(
     }
 }
 
+/// Record (or clear) the blocking command of client `id` for CLIENT UNBLOCK.
+fn set_unblock(dbs: &Dbs, id: u64, unblock: Option<Arc<cmd::Unblock>>) {
+    if let Some(e) = dbs
+        .clients
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_mut(&id)
+    {
+        e.unblock = unblock;
+    }
+}
+
 /// Run one command, reporting it to `metrics`.
 async fn timed(s: &mut Session, dbs: &Dbs, metrics: &ApiMetrics, args: Vec<Vec<u8>>) -> Frame {
     let name = cmd::command_name(&args);
@@ -176,6 +234,20 @@ async fn timed(s: &mut Session, dbs: &Dbs, metrics: &ApiMetrics, args: Vec<Vec<u
 
 /// Run single-key commands on distinct keys concurrently; append their replies in order.
 async fn run_wave(
+    s: &mut Session,
+    dbs: &Dbs,
+    metrics: &ApiMetrics,
+    wave: Vec<Vec<Vec<u8>>>,
+    out: &mut Vec<u8>,
+) {
+    let round = cmd::push_round();
+    run_wave_inner(s, dbs, metrics, wave, out).await;
+    if cmd::push_round() != round {
+        cmd::settle().await;
+    }
+}
+
+async fn run_wave_inner(
     s: &mut Session,
     dbs: &Dbs,
     metrics: &ApiMetrics,

@@ -278,6 +278,9 @@ pub struct Dbs {
     pub pubsub: crate::pubsub::Hub,
     /// The connections of this server (CLIENT LIST, CLIENT KILL).
     pub clients: std::sync::Mutex<std::collections::BTreeMap<u64, ClientEntry>>,
+    /// Keys changed while `expired` keyspace events are on, with the expiry last seen (see
+    /// `cmd::watch_expiries`).
+    pub expiring: std::sync::Mutex<std::collections::HashMap<DbKey, Option<u64>>>,
 }
 
 /// What CLIENT LIST shows of a connection, and how CLIENT KILL closes it.
@@ -288,7 +291,12 @@ pub struct ClientEntry {
     pub proto: u8,
     pub since: std::time::Instant,
     pub kill: std::sync::Arc<tokio::sync::Notify>,
+    /// While the client runs a blocking command: CLIENT UNBLOCK's handle on it.
+    pub unblock: Option<std::sync::Arc<crate::cmd::Unblock>>,
 }
+
+/// A key in one of the databases.
+pub type DbKey = (usize, Vec<u8>);
 
 /// Errors reaching the data.
 pub type DbResult<T> = Result<T, ClientError>;
@@ -302,6 +310,7 @@ impl Dbs {
             pushed: tokio::sync::Notify::new(),
             pubsub: crate::pubsub::Hub::default(),
             clients: Default::default(),
+            expiring: Default::default(),
         }
     }
 

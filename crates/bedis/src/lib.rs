@@ -33,8 +33,11 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     let dbs = Arc::new(db::Dbs::new(client, num_tablets));
-    rpc::serve_connections(listener, MAX_CONNECTIONS, shutdown, move |sock| {
+    let expiries = tokio::spawn(cmd::watch_expiries(dbs.clone()));
+    let served = rpc::serve_connections(listener, MAX_CONNECTIONS, shutdown, move |sock| {
         connection::handle(sock, dbs.clone(), metrics.clone())
     })
-    .await
+    .await;
+    expiries.abort();
+    served
 }

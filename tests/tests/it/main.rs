@@ -11,3 +11,4 @@ mod t06_bsql;
 mod t07_web;
 mod t08_bcql;
 mod t09_txn;
+mod t10_fuzz;

@@ -2,6 +2,8 @@
 //! collection of one type, committing a change to it, SCAN-style option parsing and random
 //! picks.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use super::{err, parse_i64, Reply};
 use crate::db::{Access, Change, Coll, ElemWrite, Kind, View};
 use crate::frame::Frame;
@@ -179,16 +181,110 @@ pub fn ignore_wrongtype_after_first<T>(
 }
 
 /// The waiting of a blocking command (BLPOP, BZPOPMIN …) between its attempts.
+///
+/// Blocked clients are served first come, first served, as in Redis: each gets a ticket when
+/// it first waits, and after a push wakes them, a client makes its next attempt only once
+/// every client with an older ticket has made its attempt for that push (or left). So of
+/// four clients blocked on one key, the first pops first. (The order holds among the clients
+/// of one server; across servers they race.)
 pub struct Blocker {
     deadline: Option<tokio::time::Instant>,
-    /// Counted in INFO's `blocked_clients` (from the first wait until dropped).
-    counted: std::sync::atomic::AtomicBool,
+    /// 0 until the first wait; then this client's place in the queue (and it is counted in
+    /// INFO's `blocked_clients` until dropped).
+    ticket: AtomicU64,
+    /// The push round this client last woke up for.
+    round: AtomicU64,
+}
+
+/// CLIENT UNBLOCK's handle on one connection's blocking command (set as a task-local for
+/// the command's duration).
+#[derive(Default)]
+pub struct Unblock {
+    notify: tokio::sync::Notify,
+    /// Set while the command waits (CLIENT UNBLOCK answers 0 otherwise).
+    blocked: std::sync::atomic::AtomicBool,
+    /// Whether the unblocked command answers `-UNBLOCKED` instead of its timeout reply.
+    error: std::sync::atomic::AtomicBool,
+}
+
+impl Unblock {
+    /// Wake the command as if it timed out (or with `-UNBLOCKED` when `error`); false if it
+    /// is not blocked.
+    pub fn unblock(&self, error: bool) -> bool {
+        if !self.blocked.load(Ordering::Acquire) {
+            return false;
+        }
+        self.error.store(error, Ordering::Release);
+        self.notify.notify_one();
+        true
+    }
+
+    /// Whether the command was unblocked with ERROR.
+    pub fn wants_error(&self) -> bool {
+        self.error.load(Ordering::Acquire)
+    }
+}
+
+tokio::task_local! {
+    /// The running blocking command's [`Unblock`].
+    pub static UNBLOCK: std::sync::Arc<Unblock>;
+}
+
+/// Pushes so far on this server (see [`notify_pushed`]).
+static PUSH_ROUND: AtomicU64 = AtomicU64::new(0);
+static NEXT_TICKET: AtomicU64 = AtomicU64::new(1);
+/// Blocked clients by ticket → the push round of their latest attempt.
+static QUEUE: std::sync::Mutex<std::collections::BTreeMap<u64, u64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+/// Signalled whenever [`QUEUE`] changes.
+static QUEUE_CHANGED: std::sync::LazyLock<tokio::sync::Notify> =
+    std::sync::LazyLock::new(tokio::sync::Notify::new);
+/// Longest a client waits for older clients' attempts (a safety net: they always make one).
+const TURN_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Wake the blocked clients of this server: a list or sorted set got entries.
+pub fn notify_pushed(dbs: &crate::db::Dbs) {
+    PUSH_ROUND.fetch_add(1, Ordering::AcqRel);
+    dbs.pushed.notify_waiters();
+}
+
+/// The number of pushes so far: compare it before and after a command to know whether to
+/// [`settle`].
+pub fn push_round() -> u64 {
+    PUSH_ROUND.load(Ordering::Acquire)
+}
+
+/// After a command that pushed (one not blocked itself): wait until every client blocked on
+/// this server has made its attempt for the newest push, so this client's next command sees
+/// what they popped, as in Redis, which serves blocked clients before the next command. At
+/// most [`TURN_TIMEOUT`]; at once when nobody is blocked.
+pub async fn settle() {
+    let deadline = tokio::time::Instant::now() + TURN_TIMEOUT;
+    loop {
+        let changed = QUEUE_CHANGED.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let round = PUSH_ROUND.load(Ordering::Acquire);
+        if queue().values().all(|r| *r >= round) {
+            return;
+        }
+        if tokio::time::timeout_at(deadline, changed).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn queue() -> std::sync::MutexGuard<'static, std::collections::BTreeMap<u64, u64>> {
+    QUEUE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Drop for Blocker {
     fn drop(&mut self) {
-        if *self.counted.get_mut() {
-            crate::BLOCKED_CLIENTS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let ticket = *self.ticket.get_mut();
+        if ticket != 0 {
+            queue().remove(&ticket);
+            QUEUE_CHANGED.notify_waiters();
+            crate::BLOCKED_CLIENTS.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -197,20 +293,25 @@ impl Blocker {
     pub fn new(timeout: Option<std::time::Duration>) -> Self {
         Blocker {
             deadline: timeout.map(|t| tokio::time::Instant::now() + t),
-            counted: std::sync::atomic::AtomicBool::new(false),
+            ticket: AtomicU64::new(0),
+            round: AtomicU64::new(0),
         }
     }
 
-    /// Wait for a push on this server (`pushed`, taken before the attempt that found
-    /// nothing) or 50 ms, as a push on another server is only seen by polling. False once
-    /// the timeout has passed.
+    /// After an attempt that found nothing: wait for a push on this server (`pushed`, taken
+    /// before that attempt) or 50 ms, as a push on another server is only seen by polling;
+    /// then for this client's turn. False once the timeout has passed.
     pub async fn wait(&self, pushed: tokio::sync::futures::Notified<'_>) -> bool {
-        if !self
-            .counted
-            .swap(true, std::sync::atomic::Ordering::Relaxed)
-        {
-            crate::BLOCKED_CLIENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut ticket = self.ticket.load(Ordering::Relaxed);
+        if ticket == 0 {
+            ticket = NEXT_TICKET.fetch_add(1, Ordering::Relaxed);
+            self.ticket.store(ticket, Ordering::Relaxed);
+            crate::BLOCKED_CLIENTS.fetch_add(1, Ordering::Relaxed);
+            queue().insert(ticket, PUSH_ROUND.load(Ordering::Acquire));
+        } else {
+            queue().insert(ticket, self.round.load(Ordering::Relaxed));
         }
+        QUEUE_CHANGED.notify_waiters();
         let now = tokio::time::Instant::now();
         let tick = now + std::time::Duration::from_millis(50);
         let wake = match self.deadline {
@@ -218,9 +319,37 @@ impl Blocker {
             Some(d) => d.min(tick),
             None => tick,
         };
+        let unblock = UNBLOCK.try_with(|u| u.clone()).ok();
+        if let Some(u) = &unblock {
+            u.blocked.store(true, Ordering::Release);
+        }
+        let unblocked = async {
+            match &unblock {
+                Some(u) => u.notify.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = pushed => {}
             _ = tokio::time::sleep_until(wake) => {}
+            _ = unblocked => return false,
+        }
+        let round = PUSH_ROUND.load(Ordering::Acquire);
+        self.round.store(round, Ordering::Relaxed);
+        let turn_deadline = tokio::time::Instant::now() + TURN_TIMEOUT;
+        loop {
+            let changed = QUEUE_CHANGED.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if queue().range(..ticket).all(|(_, r)| *r >= round) {
+                break;
+            }
+            if tokio::time::timeout_at(turn_deadline, changed)
+                .await
+                .is_err()
+            {
+                break;
+            }
         }
         true
     }

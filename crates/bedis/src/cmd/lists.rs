@@ -113,7 +113,7 @@ async fn push(
         }
         c.count += values.len() as i64;
         if save(acc, db, key, &view, Kind::List, c, writes).await? {
-            acc.dbs.pushed.notify_waiters();
+            super::coll::notify_pushed(acc.dbs);
             return Ok(c.count);
         }
     }
@@ -362,7 +362,7 @@ async fn run_inner(
                 items.insert(if before { at } else { at + 1 }, a[3].clone());
                 let len = items.len() as i64;
                 if rewrite(acc, db, key, &view, c, &old, items).await? {
-                    acc.dbs.pushed.notify_waiters();
+                    super::coll::notify_pushed(acc.dbs);
                     return Ok(Frame::Integer(len));
                 }
             }

@@ -20,6 +20,8 @@ use common::HybridTime;
 use crate::db::{Access, Dbs};
 use crate::frame::Frame;
 
+pub use coll::{push_round, settle, Unblock, UNBLOCK};
+
 /// Per-connection state.
 pub struct Session {
     pub id: u64,
@@ -418,6 +420,14 @@ const SINGLE_KEY: &[&str] = &[
     "type",
 ];
 
+/// Whether `args` is a command that may wait for data (BLPOP, BZPOPMIN, ...).
+pub fn is_blocking(args: &[Vec<u8>]) -> bool {
+    matches!(
+        command_name(args),
+        "blpop" | "brpop" | "blmove" | "brpoplpush" | "blmpop" | "bzpopmin" | "bzpopmax" | "bzmpop"
+    )
+}
+
 /// The key of `args` if it is a single-key command (see [`SINGLE_KEY`]).
 pub fn single_key(args: &[Vec<u8>]) -> Option<&[u8]> {
     let name = args.first()?;
@@ -589,6 +599,7 @@ async fn run(s: &mut Session, acc: &mut Access<'_>, name: &str, a: &[Vec<u8>]) -
         "client" if a[0].eq_ignore_ascii_case(b"list") || a[0].eq_ignore_ascii_case(b"kill") => {
             clients(s, acc.dbs, a)
         }
+        "client" if a[0].eq_ignore_ascii_case(b"unblock") => client_unblock(acc.dbs, a),
         "ping" | "echo" | "quit" | "select" | "hello" | "auth" | "client" | "command"
         | "config" | "info" | "time" | "reset" | "function" => {
             if name == "reset" {
@@ -687,7 +698,11 @@ async fn run(s: &mut Session, acc: &mut Access<'_>, name: &str, a: &[Vec<u8>]) -
         "sadd" | "srem" | "smembers" | "sismember" | "smismember" | "scard" | "spop"
         | "srandmember" | "smove" | "sinter" | "sunion" | "sdiff" | "sinterstore"
         | "sunionstore" | "sdiffstore" | "sintercard" | "sscan" => sets::run(s, acc, name, a).await,
-        "multi" | "exec" | "discard" | "watch" | "unwatch" | "blmove" | "brpoplpush" => {
+        // Inside a transaction the blocking moves do not block: BLMOVE as LMOVE (nil when
+        // empty), BRPOPLPUSH as RPOPLPUSH.
+        "blmove" => lists::run(s, acc, name, a).await,
+        "brpoplpush" => lists::run(s, acc, "rpoplpush", &a[..2]).await,
+        "multi" | "exec" | "discard" | "watch" | "unwatch" => {
             Frame::err(format!("ERR {name} is not allowed here"))
         }
         _ => strings::run(s, acc, name, a).await,
@@ -706,6 +721,7 @@ fn event_of(name: &str) -> (char, &str) {
         | "linsert" | "lrem" | "ltrim" | "lmove" | "rpoplpush" | "blmove" | "brpoplpush"
         | "lmpop" | "blmpop" => 'l',
         "sadd" | "srem" | "spop" | "smove" | "sinterstore" | "sunionstore" | "sdiffstore" => 's',
+        "expired" => 'x',
         _ => '$',
     };
     let event = match name {
@@ -739,6 +755,14 @@ fn notify(dbs: &Dbs, name: &str, touched: &[(usize, Vec<u8>)]) {
     if flags.is_empty() {
         return;
     }
+    if flags.contains('x') || flags.contains('A') {
+        let mut expiring = dbs.expiring.lock().unwrap_or_else(|e| e.into_inner());
+        for t in touched {
+            if expiring.len() < MAX_EXPIRY_WATCH {
+                expiring.entry(t.clone()).or_insert(None);
+            }
+        }
+    }
     let (class, event) = event_of(name);
     let all = flags.contains('A') && "g$lshzxet".contains(class);
     if !(all || flags.contains(class)) {
@@ -763,6 +787,73 @@ fn notify(dbs: &Dbs, name: &str, touched: &[(usize, Vec<u8>)]) {
     }
 }
 
+/// Most keys watched for `expired` events at once.
+const MAX_EXPIRY_WATCH: usize = 100_000;
+
+/// Publish `expired` keyspace events (class `x`) while they are enabled: every 50 ms, look
+/// at the keys changed since they were (`Dbs::expiring`). A key seen with an expiry and then
+/// found gone after that time expired; a key without expiry is forgotten, and so is one
+/// deleted by a command (DEL and the like publish `del`). Per server and best effort (like
+/// Redis's own pub/sub): keys written through other dbservers, or before a restart, are not
+/// watched. Runs until the server stops.
+pub async fn watch_expiries(dbs: std::sync::Arc<Dbs>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
+    loop {
+        tick.tick().await;
+        let keys: Vec<(crate::db::DbKey, Option<u64>)> = {
+            let e = dbs.expiring.lock().unwrap_or_else(|e| e.into_inner());
+            if e.is_empty() {
+                continue;
+            }
+            e.iter().map(|(k, v)| (k.clone(), *v)).collect()
+        };
+        for ((db, key), seen) in keys {
+            let now = now_us();
+            let found = Access::direct(&dbs).get(db, &key).await;
+            let next = match (found, seen) {
+                (Err(_), _) => continue,
+                (Ok(Some(v)), _) => v.expire_at_us.filter(|&at| at > now),
+                (Ok(None), Some(at)) if at <= now + 1_000 => {
+                    notify(&dbs, "expired", &[(db, key.clone())]);
+                    None
+                }
+                (Ok(None), _) => None,
+            };
+            let mut e = dbs.expiring.lock().unwrap_or_else(|e| e.into_inner());
+            match next {
+                Some(at) => {
+                    e.insert((db, key), Some(at));
+                }
+                None => {
+                    e.remove(&(db, key));
+                }
+            }
+        }
+    }
+}
+
+/// CLIENT UNBLOCK id [TIMEOUT|ERROR]: 1 if that client was blocked and is woken.
+fn client_unblock(dbs: &Dbs, a: &[Vec<u8>]) -> Frame {
+    if a.len() < 2 || a.len() > 3 {
+        return err::arity("client|unblock");
+    }
+    let Some(id) = parse_i64(&a[1]) else {
+        return err::not_int();
+    };
+    let error = match a.get(2).map(|m| m.to_ascii_uppercase()) {
+        None => false,
+        Some(m) if m == b"TIMEOUT" => false,
+        Some(m) if m == b"ERROR" => true,
+        Some(_) => return Frame::err("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR"),
+    };
+    let list = dbs.clients.lock().unwrap_or_else(|e| e.into_inner());
+    let woken = list
+        .get(&(id as u64))
+        .and_then(|c| c.unblock.as_ref())
+        .is_some_and(|u| u.unblock(error));
+    Frame::Integer(woken as i64)
+}
+
 /// CLIENT LIST [ID id …] and CLIENT KILL (old form `addr`, or filters `ID`, `ADDR`,
 /// `SKIPME`), over this server's connections.
 fn clients(s: &Session, dbs: &Dbs, a: &[Vec<u8>]) -> Frame {
@@ -783,10 +874,11 @@ fn clients(s: &Session, dbs: &Dbs, a: &[Vec<u8>]) -> Frame {
                 continue;
             }
             out.push_str(&format!(
-                "id={id} addr={} laddr= fd=0 name={} age={} idle=0 flags=N db={} sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=client|list user=default redir=-1 resp={}\n",
+                "id={id} addr={} laddr= fd=0 name={} age={} idle=0 flags={} db={} sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=client|list user=default redir=-1 resp={}\n",
                 c.addr,
                 lossy(&c.name),
                 c.since.elapsed().as_secs(),
+                if c.unblock.is_some() { "b" } else { "N" },
                 c.db,
                 c.proto
             ));
@@ -898,7 +990,7 @@ async fn atomic(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>], read_only
         }
         match txn.commit().await {
             Ok(_) => {
-                dbs.pushed.notify_waiters();
+                coll::notify_pushed(dbs);
                 notify(dbs, name, &touched);
                 return reply;
             }
@@ -963,7 +1055,7 @@ async fn exec(s: &mut Session, dbs: &Dbs) -> Reply {
         }
         match txn.commit().await {
             Ok(_) => {
-                dbs.pushed.notify_waiters();
+                coll::notify_pushed(dbs);
                 for (name, touched) in &events {
                     notify(dbs, name, touched);
                 }

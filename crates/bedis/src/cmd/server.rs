@@ -57,6 +57,98 @@ fn config() -> &'static Mutex<BTreeMap<String, String>> {
     })
 }
 
+/// Known CONFIG keys whose values are memory sizes (`100mb`), yes/no, or integers; CONFIG
+/// SET refuses a malformed value for them (and sets nothing), as Redis does. Other keys take
+/// any value.
+const MEMORY_KEYS: &[&str] = &[
+    "maxmemory",
+    "proto-max-bulk-len",
+    "client-query-buffer-limit",
+];
+const BOOL_KEYS: &[&str] = &[
+    "appendonly",
+    "lazyfree-lazy-user-del",
+    "lazyfree-lazy-user-flush",
+    "latency-tracking",
+];
+const INT_KEYS: &[&str] = &[
+    "databases",
+    "timeout",
+    "tcp-keepalive",
+    "maxclients",
+    "hash-max-listpack-entries",
+    "hash-max-listpack-value",
+    "hash-max-ziplist-entries",
+    "hash-max-ziplist-value",
+    "list-max-listpack-size",
+    "list-max-ziplist-size",
+    "list-compress-depth",
+    "set-max-intset-entries",
+    "set-max-listpack-entries",
+    "zset-max-listpack-entries",
+    "zset-max-listpack-value",
+    "zset-max-ziplist-entries",
+    "zset-max-ziplist-value",
+    "slowlog-log-slower-than",
+    "port",
+];
+
+/// `notify-keyspace-events` flags in Redis's canonical form (`A` for every class, then
+/// `K`, `E`, `m`), or None if a character is not a flag.
+fn keyspace_events(v: &str) -> Option<String> {
+    const CLASSES: &str = "g$lshzxetd";
+    let mut set = std::collections::BTreeSet::new();
+    for c in v.chars() {
+        match c {
+            'A' => set.extend(CLASSES.chars()),
+            c if CLASSES.contains(c) || "nKEm".contains(c) => {
+                set.insert(c);
+            }
+            _ => return None,
+        }
+    }
+    let mut out = String::new();
+    if CLASSES.chars().all(|c| set.contains(&c)) {
+        out.push('A');
+        if set.contains(&'n') {
+            out.push('n');
+        }
+    } else {
+        out.extend(CLASSES.chars().chain(['n']).filter(|c| set.contains(c)));
+    }
+    out.extend("KEm".chars().filter(|c| set.contains(c)));
+    Some(out)
+}
+
+/// The CONFIG SET error for `value` of `key`, if it is malformed.
+fn invalid_config(key: &[u8], value: &[u8]) -> Option<Frame> {
+    let key = String::from_utf8_lossy(key).to_ascii_lowercase();
+    let v = String::from_utf8_lossy(value).to_ascii_lowercase();
+    let why = if key == "notify-keyspace-events" {
+        keyspace_events(&String::from_utf8_lossy(value))
+            .is_none()
+            .then_some("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.")
+    } else if MEMORY_KEYS.contains(&key.as_str()) {
+        let digits = v.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        let unit_ok = matches!(
+            &v[digits.len()..],
+            "" | "b" | "k" | "kb" | "m" | "mb" | "g" | "gb"
+        );
+        (!unit_ok || digits.parse::<u64>().is_err()).then_some("argument must be a memory value")
+    } else if BOOL_KEYS.contains(&key.as_str()) {
+        (v != "yes" && v != "no").then_some("argument must be 'yes' or 'no'")
+    } else if INT_KEYS.contains(&key.as_str()) {
+        v.parse::<i64>()
+            .is_err()
+            .then_some("argument couldn't be parsed into an integer")
+    } else {
+        None
+    }?;
+    Some(Frame::err(format!(
+        "ERR CONFIG SET failed (possibly related to argument '{key}') - {why}"
+    )))
+}
+
 /// Whether `notify-keyspace-events` is set: checked on every write without locking the
 /// CONFIG table.
 pub static NOTIFY_KEYSPACE: std::sync::atomic::AtomicBool =
@@ -191,13 +283,18 @@ pub(super) async fn run(s: &mut Session, name: &str, a: &[Vec<u8>]) -> Reply {
                 Frame::Map(out)
             }
             "SET" if a.len() >= 3 && a.len() % 2 == 1 => {
+                if let Some(e) = a[1..].chunks(2).find_map(|kv| invalid_config(&kv[0], &kv[1])) {
+                    return e;
+                }
                 let mut cfg = config().lock().unwrap_or_else(|e| e.into_inner());
                 for kv in a[1..].chunks(2) {
                     let key = String::from_utf8_lossy(&kv[0]).to_ascii_lowercase();
+                    let mut value = String::from_utf8_lossy(&kv[1]).into_owned();
                     if key == "notify-keyspace-events" {
-                        NOTIFY_KEYSPACE.store(!kv[1].is_empty(), std::sync::atomic::Ordering::Relaxed);
+                        value = keyspace_events(&value).unwrap_or_default();
+                        NOTIFY_KEYSPACE.store(!value.is_empty(), std::sync::atomic::Ordering::Relaxed);
                     }
-                    cfg.insert(key, String::from_utf8_lossy(&kv[1]).into_owned());
+                    cfg.insert(key, value);
                 }
                 Frame::ok()
             }

@@ -420,7 +420,7 @@ async fn run_inner(
                 c.count += added;
                 let done = w.is_empty() || save(acc, db, key, &view, Kind::ZSet, c, w).await?;
                 if done {
-                    acc.dbs.pushed.notify_waiters();
+                    super::coll::notify_pushed(acc.dbs);
                     return Ok(if incr {
                         result.map(Frame::Score).unwrap_or(Frame::Null)
                     } else {
