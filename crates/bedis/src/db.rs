@@ -401,6 +401,9 @@ pub struct Access<'a> {
     txn: Option<&'a mut Transaction>,
     /// Keys changed through this access, in order (for keyspace notifications).
     pub touched: Vec<(usize, Vec<u8>)>,
+    /// Keys this access created (for `new` keyspace events; plain SETs are only checked
+    /// while those are on).
+    pub created: Vec<(usize, Vec<u8>)>,
 }
 
 impl<'a> Access<'a> {
@@ -409,6 +412,7 @@ impl<'a> Access<'a> {
             dbs,
             txn: None,
             touched: Vec::new(),
+            created: Vec::new(),
         }
     }
 
@@ -417,6 +421,7 @@ impl<'a> Access<'a> {
             dbs,
             txn: Some(txn),
             touched: Vec::new(),
+            created: Vec::new(),
         }
     }
 
@@ -546,9 +551,13 @@ impl<'a> Access<'a> {
         elems: Vec<ElemWrite>,
     ) -> DbResult<bool> {
         let noop = matches!(change, Change::Keep) && elems.is_empty();
+        let creates = old.is_none() && matches!(change, Change::Put { .. });
         let done = self.commit_inner(db, key, old, change, gen, elems).await?;
         if done && !noop {
             self.touched.push((db, key.to_vec()));
+            if creates {
+                self.created.push((db, key.to_vec()));
+            }
         }
         Ok(done)
     }
@@ -661,6 +670,9 @@ impl<'a> Access<'a> {
             };
             self.commit_replacing(db, key, old.as_ref(), change).await?;
             return Ok(());
+        }
+        if crate::cmd::notify_new_keys() && self.get(db, key).await?.is_none() {
+            self.created.push((db, key.to_vec()));
         }
         self.touched.push((db, key.to_vec()));
         let t = self.dbs.table(db).await?;

@@ -580,6 +580,7 @@ pub async fn dispatch(s: &mut Session, dbs: &Dbs, args: Vec<Vec<u8>>) -> Reply {
         n => {
             let mut acc = Access::direct(dbs);
             let reply = run(s, &mut acc, n, a).await;
+            notify(dbs, "new", &acc.created);
             notify(dbs, n, &acc.touched);
             reply
         }
@@ -722,6 +723,7 @@ fn event_of(name: &str) -> (char, &str) {
         | "lmpop" | "blmpop" => 'l',
         "sadd" | "srem" | "spop" | "smove" | "sinterstore" | "sunionstore" | "sdiffstore" => 's',
         "expired" => 'x',
+        "new" => 'n',
         _ => '$',
     };
     let event = match name {
@@ -785,6 +787,12 @@ fn notify(dbs: &Dbs, name: &str, touched: &[(usize, Vec<u8>)]) {
             dbs.pubsub.publish(ch.as_bytes(), key);
         }
     }
+}
+
+/// Whether `new` keyspace events are on (then a plain SET first reads whether its key exists).
+pub fn notify_new_keys() -> bool {
+    server::NOTIFY_KEYSPACE.load(std::sync::atomic::Ordering::Relaxed)
+        && server::config_value("notify-keyspace-events").contains('n')
 }
 
 /// Most keys watched for `expired` events at once.
@@ -985,12 +993,14 @@ async fn atomic(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>], read_only
         let mut acc = Access::in_txn(dbs, &mut txn);
         let reply = run(s, &mut acc, name, a).await;
         let touched = std::mem::take(&mut acc.touched);
+        let created = std::mem::take(&mut acc.created);
         if matches!(reply, Frame::Error(_)) || !txn.has_writes() {
             return reply;
         }
         match txn.commit().await {
             Ok(_) => {
                 coll::notify_pushed(dbs);
+                notify(dbs, "new", &created);
                 notify(dbs, name, &touched);
                 return reply;
             }
@@ -1048,7 +1058,11 @@ async fn exec(s: &mut Session, dbs: &Dbs) -> Reply {
         for args in &queue {
             let name = lossy(&args[0]).to_ascii_lowercase();
             replies.push(run(s, &mut acc, &name, &args[1..]).await);
-            events.push((name, std::mem::take(&mut acc.touched)));
+            events.push((
+                name,
+                std::mem::take(&mut acc.touched),
+                std::mem::take(&mut acc.created),
+            ));
         }
         if !txn.has_writes() {
             return Frame::Array(replies);
@@ -1056,7 +1070,8 @@ async fn exec(s: &mut Session, dbs: &Dbs) -> Reply {
         match txn.commit().await {
             Ok(_) => {
                 coll::notify_pushed(dbs);
-                for (name, touched) in &events {
+                for (name, touched, created) in &events {
+                    notify(dbs, "new", created);
                     notify(dbs, name, touched);
                 }
                 return Frame::Array(replies);
