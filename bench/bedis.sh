@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # BEDIS vs Redis, side by side in one run: Debian's redis-server (persistence off) and a
 # one-node AiSQL (`aisql start`, RF=1, every write fsynced) on the same machine.
-# For each of SET GET INCR (and LPUSH HSET ZADD once BEDIS has them) it runs
+# For each of SET GET INCR LPUSH HSET ZADD it runs
 #   redis-benchmark -c 50 -n $N -r 100000 -t <cmd>      and the same with -P 16
 # against both and prints ops/s and the ratio BEDIS/Redis.
 # Usage: bench/bedis.sh [N=200000]   (needs redis-server and redis-benchmark: apt-get install redis)
@@ -9,8 +9,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-200000}
 TESTS=${TESTS:-set,get,incr,lpush,hset,zadd}
-cargo build --release --bin aisql >/dev/null
-BIN=${CARGO_TARGET_DIR:-target}/release/aisql
+# AISQL_BIN: use this binary as it is (default: build the release binary first).
+if [ -z "${AISQL_BIN:-}" ]; then
+  cargo build --release --bin aisql >/dev/null
+fi
+BIN=${AISQL_BIN:-${CARGO_TARGET_DIR:-target}/release/aisql}
 work=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 RP=$(free_port); BP=$(free_port)
