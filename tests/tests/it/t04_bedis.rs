@@ -98,32 +98,24 @@ async fn redis_cli_golden_cases_pipelining_and_kill_9() {
     // redis-py: MULTI/EXEC pipelines, WATCH across clients, pub/sub, blocking pops woken by
     // another client, RESP3.
     let (host, port) = addr.rsplit_once(':').unwrap();
-    let out = std::process::Command::new("python3")
-        .arg(dir.join("client.py"))
-        .args([host, port])
-        .output()
-        .expect("python3 with redis-py (pip install redis)");
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && text.contains("OK"),
-        "client.py failed:\n{text}\n{}",
-        cluster.logs()
-    );
-
+    let python = |script: &str, extra: &[&str]| {
+        let out = std::process::Command::new("python3")
+            .arg(dir.join(script))
+            .args([host, port])
+            .args(extra)
+            .output()
+            .expect("python3 with redis-py (pip install redis)");
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && text.contains("OK"),
+            "{script} failed:\n{text}\n{}",
+            cluster.logs()
+        );
+    };
+    python("client.py", &[]);
     // Concurrent read-modify-writes of one hash field and one list: nothing is lost.
-    let out = std::process::Command::new("python3")
-        .arg(dir.join("hot_key.py"))
-        .args([host, port, "5"])
-        .output()
-        .expect("python3 with redis-py (pip install redis)");
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && text.contains("OK"),
-        "hot_key.py failed:\n{text}\n{}",
-        cluster.logs()
-    );
+    python("hot_key.py", &["5"]);
 
     // Pipelining: 1,000 commands in one write, replies in order.
     let mut s = std::net::TcpStream::connect(&addr).unwrap();

@@ -259,16 +259,21 @@ pub fn push_round() -> u64 {
 /// what they popped, as in Redis, which serves blocked clients before the next command. At
 /// most [`TURN_TIMEOUT`]; at once when nobody is blocked.
 pub async fn settle() {
+    wait_for_queue(|q| {
+        let round = PUSH_ROUND.load(Ordering::Acquire);
+        q.values().all(|r| *r >= round)
+    })
+    .await;
+}
+
+/// Wait until `ready` holds for the blocked-client queue, or [`TURN_TIMEOUT`] has passed.
+async fn wait_for_queue(ready: impl Fn(&std::collections::BTreeMap<u64, u64>) -> bool) {
     let deadline = tokio::time::Instant::now() + TURN_TIMEOUT;
     loop {
         let changed = QUEUE_CHANGED.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        let round = PUSH_ROUND.load(Ordering::Acquire);
-        if queue().values().all(|r| *r >= round) {
-            return;
-        }
-        if tokio::time::timeout_at(deadline, changed).await.is_err() {
+        if ready(&queue()) || tokio::time::timeout_at(deadline, changed).await.is_err() {
             return;
         }
     }
@@ -336,21 +341,7 @@ impl Blocker {
         }
         let round = PUSH_ROUND.load(Ordering::Acquire);
         self.round.store(round, Ordering::Relaxed);
-        let turn_deadline = tokio::time::Instant::now() + TURN_TIMEOUT;
-        loop {
-            let changed = QUEUE_CHANGED.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            if queue().range(..ticket).all(|(_, r)| *r >= round) {
-                break;
-            }
-            if tokio::time::timeout_at(turn_deadline, changed)
-                .await
-                .is_err()
-            {
-                break;
-            }
-        }
+        wait_for_queue(|q| q.range(..ticket).all(|(_, r)| *r >= round)).await;
         true
     }
 }
