@@ -281,6 +281,10 @@ pub struct Dbs {
     /// Keys changed while `expired` keyspace events are on, with the expiry last seen (see
     /// `cmd::watch_expiries`).
     pub expiring: std::sync::Mutex<std::collections::HashMap<DbKey, Option<u64>>>,
+    /// Concurrent writes to one key, combined (see `cmd/combine.rs`).
+    pub combiner: crate::cmd::Combiner,
+    /// This server's own handle, for background work that outlives a command.
+    me: std::sync::Weak<Dbs>,
 }
 
 /// What CLIENT LIST shows of a connection, and how CLIENT KILL closes it.
@@ -302,8 +306,10 @@ pub type DbKey = (usize, Vec<u8>);
 pub type DbResult<T> = Result<T, ClientError>;
 
 impl Dbs {
-    pub fn new(client: Client, num_tablets: u32) -> Self {
-        Self {
+    pub fn new(client: Client, num_tablets: u32) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
+            me: me.clone(),
+            combiner: Default::default(),
             client,
             tables: (0..DATABASES).map(|_| OnceCell::new()).collect(),
             num_tablets,
@@ -311,7 +317,12 @@ impl Dbs {
             pubsub: crate::pubsub::Hub::default(),
             clients: Default::default(),
             expiring: Default::default(),
-        }
+        })
+    }
+
+    /// A shared handle on this server (None while it shuts down).
+    pub fn shared(&self) -> Option<Arc<Dbs>> {
+        self.me.upgrade()
     }
 
     pub fn client(&self) -> &Client {

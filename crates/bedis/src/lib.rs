@@ -12,7 +12,6 @@ pub mod frame;
 pub mod pubsub;
 
 use std::net::TcpListener;
-use std::sync::Arc;
 
 /// Connections open now (INFO `connected_clients`).
 pub static CONNECTED_CLIENTS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
@@ -32,7 +31,7 @@ pub async fn serve(
     metrics: common::metrics::ApiMetrics,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let dbs = Arc::new(db::Dbs::new(client, num_tablets));
+    let dbs = db::Dbs::new(client, num_tablets);
     let expiries = tokio::spawn(cmd::watch_expiries(dbs.clone()));
     let served = rpc::serve_connections(listener, MAX_CONNECTIONS, shutdown, move |sock| {
         connection::handle(sock, dbs.clone(), metrics.clone())

@@ -12,6 +12,11 @@ use clap::{ArgMatches, Parser};
 use common::metrics::ApiMetrics;
 use tokio::sync::watch;
 
+// glibc malloc fragments under the store's churn of small keys and values (its slow path
+// was ~25 % of a write-heavy profile); mimalloc keeps per-thread free lists.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A comma-separated `host:port` list flag.
 #[derive(Clone, Debug)]
 pub struct AddrList(pub Vec<String>);

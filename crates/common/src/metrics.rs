@@ -483,12 +483,23 @@ impl CallMetrics {
 
     /// Count one call of `key` that took `elapsed`; `ok` is false if it failed.
     pub fn observe(&self, key: &str, elapsed: Duration, ok: bool) {
-        let h = self.handles(key);
-        h.calls.inc();
-        if !ok {
-            h.errors.inc();
+        let count = |h: &Handles| {
+            h.calls.inc();
+            if !ok {
+                h.errors.inc();
+            }
+            h.latency.observe(elapsed.as_secs_f64());
+        };
+        // The common case counts under the read lock, without cloning the handles.
+        if let Some(h) = self
+            .handles
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+        {
+            return count(h);
         }
-        h.latency.observe(elapsed.as_secs_f64());
+        count(&self.handles(key));
     }
 }
 

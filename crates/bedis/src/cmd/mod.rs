@@ -4,6 +4,7 @@
 
 mod bits;
 mod coll;
+mod combine;
 mod hashes;
 pub mod keys;
 mod lists;
@@ -19,6 +20,7 @@ use common::HybridTime;
 
 use crate::db::{Access, Dbs};
 use crate::frame::Frame;
+pub use combine::Combiner;
 
 pub use coll::{push_round, settle, Unblock, UNBLOCK};
 
@@ -577,13 +579,10 @@ pub async fn dispatch(s: &mut Session, dbs: &Dbs, args: Vec<Vec<u8>>) -> Reply {
         }
         n if ATOMIC.contains(&n) => atomic(s, dbs, n, a, false).await,
         n if SNAPSHOT.contains(&n) => atomic(s, dbs, n, a, true).await,
-        n => {
-            let mut acc = Access::direct(dbs);
-            let reply = run(s, &mut acc, n, a).await;
-            notify(dbs, "new", &acc.created);
-            notify(dbs, n, &acc.touched);
-            reply
-        }
+        n => match combine::COMBINED.iter().find(|c| **c == n) {
+            Some(c) => combine::run_combined(s, dbs, c, a).await,
+            None => combine::run_direct(s, dbs, n, a).await,
+        },
     }
 }
 
