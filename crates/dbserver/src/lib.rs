@@ -116,8 +116,9 @@ impl OpMetrics {
     }
 }
 
-/// How often tablet sizes are recomputed (each is a scan of the tablet's rows).
-const SIZE_INTERVAL: Duration = Duration::from_secs(30);
+/// Time between MVCC garbage-collection passes (which also measure tablet sizes).
+const GC_INTERVAL: Duration = Duration::from_secs(60);
+const FIRST_GC_DELAY: Duration = Duration::from_secs(5);
 
 /// A running dbserver.
 pub struct DbServer {
@@ -133,7 +134,7 @@ pub struct DbServer {
     pub(crate) metrics: Arc<Registry>,
     pub(crate) rpc_metrics: common::metrics::RpcMetrics,
     pub(crate) ops: OpMetrics,
-    /// Bytes of rows per tablet, refreshed every [`SIZE_INTERVAL`].
+    /// Bytes of rows per tablet, refreshed by every GC pass ([`GC_INTERVAL`]).
     pub(crate) sizes: Mutex<HashMap<String, u64>>,
 }
 
@@ -248,21 +249,6 @@ impl DbServer {
             .unwrap_or_else(|e| e.into_inner())
             .get(tablet)
             .copied()
-    }
-
-    /// Measure every tablet's size now and then every [`SIZE_INTERVAL`].
-    async fn size_loop(self: Arc<Self>) {
-        loop {
-            let mut sizes = HashMap::new();
-            for t in self.tablet_list() {
-                let t2 = t.clone();
-                if let Ok(Ok(n)) = tokio::task::spawn_blocking(move || t2.data_bytes()).await {
-                    sizes.insert(t.id().to_owned(), n);
-                }
-            }
-            *self.sizes.lock().unwrap_or_else(|e| e.into_inner()) = sizes;
-            tokio::time::sleep(SIZE_INTERVAL).await;
-        }
     }
 
     /// Group-commit counters of this server's store.
@@ -523,16 +509,25 @@ impl DbServer {
 
     /// Drop old MVCC versions every minute.
     async fn gc_loop(self: Arc<Self>) {
+        // The first pass soon after start, so tablet sizes are known early.
+        tokio::time::sleep(FIRST_GC_DELAY).await;
         loop {
-            tokio::time::sleep(Duration::from_secs(60)).await;
+            let mut sizes = HashMap::new();
             for t in self.tablet_list() {
                 let t2 = t.clone();
                 match tokio::task::spawn_blocking(move || t2.gc()).await {
-                    Ok(Ok(n)) if n > 0 => tracing::debug!(tablet = %t.id(), removed = n, "mvcc gc"),
+                    Ok(Ok(stats)) => {
+                        if stats.removed > 0 {
+                            tracing::debug!(tablet = %t.id(), removed = stats.removed, "mvcc gc");
+                        }
+                        sizes.insert(t.id().to_owned(), stats.kept_bytes);
+                    }
                     Ok(Err(e)) => tracing::warn!(tablet = %t.id(), error = %e, "mvcc gc"),
-                    _ => {}
+                    Err(_) => {}
                 }
             }
+            *self.sizes.lock().unwrap_or_else(|e| e.into_inner()) = sizes;
+            tokio::time::sleep(GC_INTERVAL).await;
         }
     }
 
@@ -546,7 +541,6 @@ impl DbServer {
         let hb = tokio::spawn(self.clone().heartbeat_loop());
         let gc = tokio::spawn(self.clone().gc_loop());
         let sweep = tokio::spawn(self.clone().intent_sweep_loop());
-        let sizes = tokio::spawn(self.clone().size_loop());
         let svc = rpc::tablet::tablet_service_server::TabletServiceServer::new(service::Service(
             self.clone(),
         ))
@@ -566,7 +560,6 @@ impl DbServer {
         hb.abort();
         gc.abort();
         sweep.abort();
-        sizes.abort();
         self.shutdown().await;
         res.map_err(|e| DbServerError::Other(format!("rpc server: {e}")))
     }

@@ -64,7 +64,7 @@ impl FjallEngine {
             })?;
         let open = |cf: Cf| {
             db.keyspace(cf.name(), KeyspaceCreateOptions::default)
-            .map_err(io)
+                .map_err(io)
         };
         let families = [
             open(Cf::Data)?,

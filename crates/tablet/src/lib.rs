@@ -660,24 +660,10 @@ impl Tablet {
             .collect())
     }
 
-    /// Bytes of keys and values (all MVCC versions) this tablet holds in the store, before
-    /// compression. Scans the tablet: call it from a background task, not per request.
-    pub fn data_bytes(&self) -> Result<u64, TabletError> {
-        let mut n = 0u64;
-        for kv in self.engine.scan(
-            storage::Cf::Data,
-            std::ops::Bound::Included(self.prefix.to_vec()),
-            storage::prefix_end(&self.prefix),
-            false,
-        ) {
-            let (k, v) = kv.map_err(|e| self.storage(e))?;
-            n += (k.len() + v.len()) as u64;
-        }
-        Ok(n)
-    }
-
-    /// Drop versions no allowed read (see `history_retention_micros`) can see.
-    pub fn gc(&self) -> Result<usize, TabletError> {
+    /// Drop versions no allowed read (see `history_retention_micros`) can see; also measures
+    /// the bytes of keys and values (all versions kept, before compression) the tablet holds.
+    /// Scans the tablet: call it from a background task, not per request.
+    pub fn gc(&self) -> Result<mvcc::GcStats, TabletError> {
         let cutoff = self
             .clock
             .now()
