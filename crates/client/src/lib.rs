@@ -534,14 +534,13 @@ impl Client {
         Fut: Future<Output = Result<(Option<rpc::common::Status>, R), tonic::Status>>,
     {
         let started = Instant::now();
-        let mut tablet = table
-            .tablets
-            .get(idx)
-            .cloned()
-            .ok_or_else(|| ClientError::Server {
+        // Borrowed: the common case (the cached leader answers) copies no placement.
+        let mut tablet = std::borrow::Cow::Borrowed(table.tablets.get(idx).ok_or_else(|| {
+            ClientError::Server {
                 code: StatusCode::NotFound,
                 message: format!("table {} has no tablets", table.info.name),
-            })?;
+            }
+        })?);
         let id = tablet.tablet_id.clone();
         let mut next = tablet
             .replicas
@@ -640,7 +639,7 @@ impl Client {
                     .await
                 {
                     if let Some(t) = fresh.tablets.into_iter().find(|t| t.tablet_id == id) {
-                        tablet = t;
+                        tablet = std::borrow::Cow::Owned(t);
                     }
                 }
             }
