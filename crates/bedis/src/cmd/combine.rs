@@ -137,13 +137,14 @@ impl Drop for Lead<'_> {
         let Some(batch) = take_batch(self.dbs, &self.key) else {
             return;
         };
-        match self.dbs.shared() {
-            Some(dbs) => {
+        // A leader dropped outside the runtime (at shutdown) cannot hand on: then nothing
+        // runs the queued commands, whose callers get an error.
+        match (self.dbs.shared(), tokio::runtime::Handle::try_current()) {
+            (Some(dbs), Ok(rt)) => {
                 let key = std::mem::take(&mut self.key);
-                tokio::spawn(drain(dbs, key, batch));
+                rt.spawn(drain(dbs, key, batch));
             }
-            // The server is shutting down: nothing will run the queued commands.
-            None => {
+            _ => {
                 self.dbs.combiner.lock().remove(&self.key);
             }
         }
