@@ -40,6 +40,7 @@ pub async fn handle(mut sock: TcpStream, dbs: Arc<Dbs>, metrics: ApiMetrics) {
     let addr = sock.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let (inbox, mut messages) = tokio::sync::mpsc::channel(crate::pubsub::QUEUE);
     let mut s = Session::new(NEXT_ID.fetch_add(1, Ordering::Relaxed), addr, Some(inbox));
+    s.authenticated = !cmd::password_required();
     crate::CONNECTED_CLIENTS.fetch_add(1, Ordering::Relaxed);
     let kill = Arc::new(tokio::sync::Notify::new());
     dbs.clients
@@ -260,12 +261,13 @@ async fn run_wave_inner(
         }
         return;
     }
-    let (db, proto) = (s.db, s.proto);
+    let (db, proto, authenticated) = (s.db, s.proto, s.authenticated);
     let runs = wave.into_iter().map(|args| async move {
         // Single-key commands only read the database index from the session.
         let mut local = Session::new(0, String::new(), None);
         local.db = db;
         local.proto = proto;
+        local.authenticated = authenticated;
         timed(&mut local, dbs, metrics, args).await
     });
     for reply in futures::future::join_all(runs).await {

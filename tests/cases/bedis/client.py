@@ -83,4 +83,25 @@ r.hset("hot", "f", "200")
 r.rename("hot", "hot2")
 assert r.hgetall("hot2") == {b"f": b"200"} and not r.exists("hot")
 
+# requirepass: new connections must AUTH (or HELLO ... AUTH); connected ones stay in.
+r.config_set("requirepass", "s3cret")
+try:
+    try:
+        conn().get("x")
+        raise AssertionError("a command ran without AUTH")
+    except redis.exceptions.AuthenticationError:
+        pass
+    try:
+        conn(password="wrong").ping()
+        raise AssertionError("a wrong password was accepted")
+    except redis.exceptions.AuthenticationError:
+        pass
+    authed = conn(password="s3cret")
+    assert authed.set("auth-key", "v") and authed.get("auth-key") == b"v"
+    assert conn(password="s3cret", protocol=3).get("auth-key") == b"v"
+    assert r.get("auth-key") == b"v"
+finally:
+    r.config_set("requirepass", "")
+assert conn().get("auth-key") == b"v"
+
 print("OK")

@@ -48,6 +48,10 @@ pub struct Session {
     pub patterns: BTreeSet<Vec<u8>>,
     /// CLIENT REPLY: which replies are sent.
     pub replies: ReplyMode,
+    /// Whether the client may run commands: true unless `requirepass` was set when it
+    /// connected and it has not sent the right password yet (AUTH, HELLO ... AUTH). See
+    /// [`password_required`].
+    pub authenticated: bool,
 }
 
 /// CLIENT REPLY ON | OFF | SKIP.
@@ -79,6 +83,7 @@ impl Session {
             channels: BTreeSet::new(),
             patterns: BTreeSet::new(),
             replies: ReplyMode::On,
+            authenticated: true,
         }
     }
 
@@ -422,6 +427,11 @@ const SINGLE_KEY: &[&str] = &[
     "type",
 ];
 
+/// Whether a new connection must authenticate first (`requirepass` is set).
+pub fn password_required() -> bool {
+    server::required_password().is_some()
+}
+
 /// Whether `args` is a command that may wait for data (BLPOP, BZPOPMIN, ...).
 pub fn is_blocking(args: &[Vec<u8>]) -> bool {
     matches!(
@@ -549,6 +559,10 @@ pub async fn dispatch(s: &mut Session, dbs: &Dbs, args: Vec<Vec<u8>>) -> Reply {
     if !arity_ok(arity, args.len()) {
         s.multi_dirty |= s.multi.is_some();
         return err::arity(name);
+    }
+    if !s.authenticated && !matches!(name, "auth" | "hello" | "quit" | "reset") {
+        s.multi_dirty |= s.multi.is_some();
+        return Frame::err("NOAUTH Authentication required.");
     }
     if s.proto < 3 && s.subscribed() && !SUBSCRIBED_OK.contains(&name) {
         return Frame::err(format!("ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"));

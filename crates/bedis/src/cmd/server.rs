@@ -164,6 +164,22 @@ pub fn config_value(key: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The default user's password (`CONFIG SET requirepass`), if one is set.
+pub fn required_password() -> Option<String> {
+    Some(config_value("requirepass")).filter(|p| !p.is_empty())
+}
+
+/// AUTH as `user` with `password`: OK and authenticated, or WRONGPASS (which also leaves a
+/// client that was authenticated so, as in Redis).
+fn authenticate(s: &mut Session, user: &[u8], password: &[u8]) -> Reply {
+    let ok = user == b"default" && required_password().is_none_or(|p| p.as_bytes() == password);
+    if !ok {
+        return Frame::err("WRONGPASS invalid username-password pair or user is disabled.");
+    }
+    s.authenticated = true;
+    Frame::ok()
+}
+
 pub(super) async fn run(s: &mut Session, name: &str, a: &[Vec<u8>]) -> Reply {
     let up = |i: usize| {
         a.get(i)
@@ -195,12 +211,12 @@ pub(super) async fn run(s: &mut Session, name: &str, a: &[Vec<u8>]) -> Reply {
             Some(_) => Frame::err("ERR DB index is out of range"),
             None => err::not_int(),
         },
-        // No users or passwords yet: the default user needs none (Redis's `nopass`).
-        "auth" if a.len() == 2 && a[0] == b"default" => Frame::ok(),
-        "auth" if a.len() == 2 => Frame::err("WRONGPASS invalid username-password pair or user is disabled."),
-        "auth" if a.len() == 1 => Frame::err(
+        // The only user is `default`, with the password `requirepass` (none: `nopass`).
+        "auth" if a.len() == 1 && required_password().is_none() => Frame::err(
             "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
         ),
+        "auth" if a.len() == 1 => authenticate(s, b"default", &a[0]),
+        "auth" if a.len() == 2 => authenticate(s, &a[0], &a[1]),
         "auth" => err::syntax(),
         "hello" => hello(s, a),
         "time" => {
@@ -339,7 +355,12 @@ fn hello(s: &mut Session, a: &[Vec<u8>]) -> Reply {
     while i < a.len() {
         let opt = String::from_utf8_lossy(&a[i]).to_ascii_uppercase();
         match opt.as_str() {
-            "AUTH" if i + 2 < a.len() => i += 3,
+            "AUTH" if i + 2 < a.len() => {
+                if let e @ Frame::Error(_) = authenticate(s, &a[i + 1], &a[i + 2]) {
+                    return e;
+                }
+                i += 3;
+            }
             "SETNAME" if i + 1 < a.len() => {
                 s.name = Some(a[i + 1].clone());
                 i += 2;
@@ -351,6 +372,9 @@ fn hello(s: &mut Session, a: &[Vec<u8>]) -> Reply {
                 ))
             }
         }
+    }
+    if !s.authenticated {
+        return Frame::err("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
     }
     s.proto = proto;
     Frame::Map(vec![
