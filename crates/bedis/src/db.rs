@@ -320,6 +320,57 @@ impl Dbs {
         })
     }
 
+    /// Remove the element rows of generation `gen` of `key` in the background (its meta row
+    /// is already gone or replaced).
+    pub async fn cleanup(&self, db: usize, key: &[u8], gen: u64) -> DbResult<()> {
+        let t = self.table(db).await?;
+        let client = self.client.clone();
+        let prefix = elem_prefix(key);
+        let idx = t.tablet_for(key);
+        tokio::spawn(async move {
+            let Some(end) = prefix_end(&prefix) else {
+                return;
+            };
+            let mut from = prefix.clone();
+            loop {
+                let resp = match client
+                    .scan_tablet(&t, idx, Some(from.clone()), Some(end.clone()), 1000)
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "BEDIS element cleanup stopped");
+                        return;
+                    }
+                };
+                let last = resp.kvs.last().map(|kv| kv.key.clone());
+                // One conditional delete per row: a row re-written by a newer collection
+                // under the same key is left alone.
+                for kv in resp.kvs {
+                    if elem_data(gen, kv.value.clone()).is_none() {
+                        continue;
+                    }
+                    let op = KvOp {
+                        key: kv.key,
+                        delete: true,
+                        condition: Condition::IfEquals as i32,
+                        expected: kv.value,
+                        ..Default::default()
+                    };
+                    if let Err(e) = client.write_tablet(&t, idx, vec![op]).await {
+                        tracing::warn!(error = %e, "BEDIS element cleanup stopped");
+                        return;
+                    }
+                }
+                match client::next_page(resp.more, last) {
+                    Some(k) => from = k,
+                    None => return,
+                }
+            }
+        });
+        Ok(())
+    }
+
     /// A shared handle on this server (None while it shuts down).
     pub fn shared(&self) -> Option<Arc<Dbs>> {
         self.me.upgrade()
@@ -415,6 +466,10 @@ pub struct Access<'a> {
     /// Keys this access created (for `new` keyspace events; plain SETs are only checked
     /// while those are on).
     pub created: Vec<(usize, Vec<u8>)>,
+    /// In a transaction: element rows of replaced collections (database, key, generation)
+    /// to remove in the background once the transaction has committed — not before, or an
+    /// aborted transaction would lose a live collection's elements. See [`Dbs::cleanup`].
+    pub cleanups: Vec<(usize, Vec<u8>, u64)>,
 }
 
 impl<'a> Access<'a> {
@@ -424,6 +479,7 @@ impl<'a> Access<'a> {
             txn: None,
             touched: Vec::new(),
             created: Vec::new(),
+            cleanups: Vec::new(),
         }
     }
 
@@ -433,6 +489,7 @@ impl<'a> Access<'a> {
             txn: Some(txn),
             touched: Vec::new(),
             created: Vec::new(),
+            cleanups: Vec::new(),
         }
     }
 
@@ -739,60 +796,13 @@ impl<'a> Access<'a> {
             .collect();
         let done = self.commit(db, key, old, change, c.gen, writes).await?;
         if done && rest {
-            self.spawn_cleanup(db, key, c.gen).await?;
+            if self.txn.is_some() {
+                self.cleanups.push((db, key.to_vec(), c.gen));
+            } else {
+                self.dbs.cleanup(db, key, c.gen).await?;
+            }
         }
         Ok(done)
-    }
-
-    /// Remove the element rows of generation `gen` of `key` in the background (its meta row
-    /// is already gone or replaced).
-    async fn spawn_cleanup(&self, db: usize, key: &[u8], gen: u64) -> DbResult<()> {
-        let t = self.dbs.table(db).await?;
-        let client = self.dbs.client.clone();
-        let prefix = elem_prefix(key);
-        let idx = t.tablet_for(key);
-        tokio::spawn(async move {
-            let Some(end) = prefix_end(&prefix) else {
-                return;
-            };
-            let mut from = prefix.clone();
-            loop {
-                let resp = match client
-                    .scan_tablet(&t, idx, Some(from.clone()), Some(end.clone()), 1000)
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "BEDIS element cleanup stopped");
-                        return;
-                    }
-                };
-                let last = resp.kvs.last().map(|kv| kv.key.clone());
-                // One conditional delete per row: a row re-written by a newer collection
-                // under the same key is left alone.
-                for kv in resp.kvs {
-                    if elem_data(gen, kv.value.clone()).is_none() {
-                        continue;
-                    }
-                    let op = KvOp {
-                        key: kv.key,
-                        delete: true,
-                        condition: Condition::IfEquals as i32,
-                        expected: kv.value,
-                        ..Default::default()
-                    };
-                    if let Err(e) = client.write_tablet(&t, idx, vec![op]).await {
-                        tracing::warn!(error = %e, "BEDIS element cleanup stopped");
-                        return;
-                    }
-                }
-                match client::next_page(resp.more, last) {
-                    Some(k) => from = k,
-                    None => return,
-                }
-            }
-        });
-        Ok(())
     }
 
     /// Delete `key` (with its elements) if it exists; returns whether it did.

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
-use super::{coll, err, notify, retry, run, Reply, Session};
+use super::{committed, err, notify, retry, run, Reply, Session};
 use crate::db::{Access, DbKey, Dbs};
 use crate::frame::Frame;
 
@@ -204,16 +204,18 @@ async fn run_batch(dbs: &Dbs, batch: Vec<Pending>) {
         let mut txn = dbs.client().begin(client::Isolation::Snapshot);
         let mut replies = Vec::with_capacity(batch.len());
         let mut events = Vec::new();
+        let mut cleanups = Vec::new();
         for p in &batch {
             let before = txn.savepoint();
             let mut acc = Access::in_txn(dbs, &mut txn);
             let reply = run(&mut session(p), &mut acc, p.name, &p.args).await;
-            let (touched, created) = (acc.touched, acc.created);
+            let (touched, created, cleanup) = (acc.touched, acc.created, acc.cleanups);
             if matches!(reply, Frame::Error(_)) {
                 // A failed command changes nothing, whatever it buffered.
                 txn.rollback_to(before);
             } else {
                 events.push((p.name, touched, created));
+                cleanups.extend(cleanup);
             }
             replies.push(reply);
         }
@@ -224,7 +226,7 @@ async fn run_batch(dbs: &Dbs, batch: Vec<Pending>) {
         };
         match outcome {
             Ok(()) => {
-                coll::notify_pushed(dbs);
+                committed(dbs, cleanups).await;
                 for (name, touched, created) in &events {
                     notify(dbs, "new", created);
                     notify(dbs, name, touched);

@@ -1030,18 +1030,30 @@ async fn atomic(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<u8>], read_only
         let reply = run(s, &mut acc, name, a).await;
         let touched = std::mem::take(&mut acc.touched);
         let created = std::mem::take(&mut acc.created);
+        let cleanups = std::mem::take(&mut acc.cleanups);
         if matches!(reply, Frame::Error(_)) || !txn.has_writes() {
             return reply;
         }
         match txn.commit().await {
             Ok(_) => {
-                coll::notify_pushed(dbs);
+                committed(dbs, cleanups).await;
                 notify(dbs, "new", &created);
                 notify(dbs, name, &touched);
                 return reply;
             }
             Err(e) if retry(&e, &mut attempt).await => continue,
             Err(e) => return err::backend(e),
+        }
+    }
+}
+
+/// After a transaction committed: wake blocked clients and start removing the elements
+/// of collections it replaced.
+async fn committed(dbs: &Dbs, cleanups: Vec<(usize, Vec<u8>, u64)>) {
+    coll::notify_pushed(dbs);
+    for (db, key, gen) in cleanups {
+        if let Err(e) = dbs.cleanup(db, &key, gen).await {
+            tracing::warn!(error = %e, "BEDIS element cleanup not started");
         }
     }
 }
@@ -1100,12 +1112,13 @@ async fn exec(s: &mut Session, dbs: &Dbs) -> Reply {
                 std::mem::take(&mut acc.created),
             ));
         }
+        let cleanups = std::mem::take(&mut acc.cleanups);
         if !txn.has_writes() {
             return Frame::Array(replies);
         }
         match txn.commit().await {
             Ok(_) => {
-                coll::notify_pushed(dbs);
+                committed(dbs, cleanups).await;
                 for (name, touched, created) in &events {
                     notify(dbs, "new", created);
                     notify(dbs, name, touched);
