@@ -397,27 +397,12 @@ mod tests {
             b"CREATE TABLE IF NOT EXISTS ks.t (k int, c text, s int static, PRIMARY KEY ((k), c)) WITH CLUSTERING ORDER BY (c DESC)".to_vec(),
             b"BEGIN BATCH INSERT INTO t (k) VALUES (1); DELETE FROM t WHERE k = 2; APPLY BATCH".to_vec(),
         ];
-        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut rnd = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = common::fuzz::XorShift::new(0x2545_F491_4F6C_DD1D);
         for round in 0..30_000 {
             let mut b = seeds[round % seeds.len()].clone();
-            for _ in 0..(1 + rnd() % 3) {
-                let at = (rnd() as usize) % (b.len() + 1);
-                match rnd() % 5 {
-                    0 if at < b.len() => b[at] = rnd() as u8,
-                    1 => b.insert(at, b"'\"(){}[]<>,;?:-.0x9eE "[(rnd() % 22) as usize]),
-                    2 if at < b.len() => {
-                        b.remove(at);
-                    }
-                    3 => b.truncate(at),
-                    _ => b.splice(at..at, [0xFF, 0xFF, 0xFF, 0x7F]).for_each(drop),
-                }
-            }
+            let edits = 1 + rng.below(3);
+            let alphabet = b"'\"(){}[]<>,;?:-.0x9eE ";
+            common::fuzz::mutate(&mut rng, &mut b, edits, alphabet, &[0xFF, 0xFF, 0xFF, 0x7F]);
             let _ = decompress(&b);
             let _ = QueryParams::read(&mut Reader::new(&b));
             let _ = Reader::new(&b).string_map();

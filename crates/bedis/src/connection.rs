@@ -242,35 +242,23 @@ async fn run_wave(
     out: &mut Vec<u8>,
 ) {
     let round = cmd::push_round();
-    run_wave_inner(s, dbs, metrics, wave, out).await;
-    if cmd::push_round() != round {
-        cmd::settle().await;
-    }
-}
-
-async fn run_wave_inner(
-    s: &mut Session,
-    dbs: &Dbs,
-    metrics: &ApiMetrics,
-    wave: Vec<Vec<Vec<u8>>>,
-    out: &mut Vec<u8>,
-) {
     if wave.len() <= 1 {
         for args in wave {
             timed(s, dbs, metrics, args).await.encode(s.proto, out);
         }
-        return;
+    } else {
+        let (db, proto, authenticated) = (s.db, s.proto, s.authenticated);
+        let runs = wave.into_iter().map(|args| async move {
+            // Single-key commands only read the database index and protocol from the session.
+            let mut local = Session::local(db, proto);
+            local.authenticated = authenticated;
+            timed(&mut local, dbs, metrics, args).await
+        });
+        for reply in futures::future::join_all(runs).await {
+            reply.encode(proto, out);
+        }
     }
-    let (db, proto, authenticated) = (s.db, s.proto, s.authenticated);
-    let runs = wave.into_iter().map(|args| async move {
-        // Single-key commands only read the database index from the session.
-        let mut local = Session::new(0, String::new(), None);
-        local.db = db;
-        local.proto = proto;
-        local.authenticated = authenticated;
-        timed(&mut local, dbs, metrics, args).await
-    });
-    for reply in futures::future::join_all(runs).await {
-        reply.encode(proto, out);
+    if cmd::push_round() != round {
+        cmd::settle().await;
     }
 }

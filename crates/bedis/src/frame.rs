@@ -407,35 +407,17 @@ mod tests {
             b"*1\r\n$2147483647\r\nxx\r\n",
             b"*99999999999999999999\r\n",
         ];
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut rnd = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = common::fuzz::XorShift::new(0x9E37_79B9_7F4A_7C15);
         for round in 0..200_000 {
             let mut b = seeds[round % seeds.len()].to_vec();
-            for _ in 0..(rnd() % 4) {
-                let at = (rnd() as usize) % (b.len() + 1);
-                match rnd() % 5 {
-                    0 if at < b.len() => b[at] = rnd() as u8,
-                    1 => b.insert(at, b"*$\r\n-0123456789"[(rnd() % 15) as usize]),
-                    2 if at < b.len() => {
-                        b.remove(at);
-                    }
-                    3 => b.truncate(at),
-                    _ => b
-                        .splice(at..at, b"4294967296".iter().copied())
-                        .for_each(drop),
-                }
-            }
+            let edits = rng.below(4);
+            common::fuzz::mutate(&mut rng, &mut b, edits, b"*$\r\n-0123456789", b"4294967296");
             let whole = parse_request(&b);
             if let Ok(Some((_, used))) = &whole {
                 assert!(*used <= b.len());
             }
             // Fed in two pieces: incomplete until the whole request is there.
-            let cut = (rnd() as usize) % (b.len() + 1);
+            let cut = rng.below(b.len() + 1);
             if let Ok(Some((args, used))) = parse_request(&b[..cut]) {
                 assert!(used <= cut);
                 assert_eq!(
@@ -498,16 +480,13 @@ mod tests {
 
     #[test]
     fn never_panics_on_random_bytes() {
-        let mut x: u64 = 0x9E3779B97F4A7C15;
+        let mut rng = common::fuzz::XorShift::new(0x9E3779B97F4A7C15);
+        let alphabet = b"*$\r\n0123456789-abc ";
         for _ in 0..20_000 {
-            let mut buf = Vec::new();
-            let len = (x % 40) as usize;
-            for _ in 0..len {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                buf.push(b"*$\r\n0123456789-abc "[(x % 19) as usize]);
-            }
+            let len = rng.below(40);
+            let buf: Vec<u8> = (0..len)
+                .map(|_| alphabet[rng.below(alphabet.len())])
+                .collect();
             let _ = parse_request(&buf);
         }
     }

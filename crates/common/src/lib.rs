@@ -7,8 +7,10 @@
 //!   API front ends can turn them into SQLSTATEs, CQL error codes or RESP errors.
 //! * [`flags`] — parsing helpers for the `--flag value` command line and `--flagfile`.
 //! * [`metrics`] — Prometheus registries, API and RPC metrics, process metrics.
+//! * [`fuzz`] — input mutation for the parsers' fuzz tests.
 
 pub mod flags;
+pub mod fuzz;
 pub mod hlc;
 pub mod ids;
 pub mod keys;

@@ -453,15 +453,8 @@ impl CallMetrics {
         );
     }
 
+    /// The handles of `key`, created on its first call (the slow path of [`Self::observe`]).
     fn handles(&self, key: &str) -> Handles {
-        if let Some(h) = self
-            .handles
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-        {
-            return h.clone();
-        }
         let mut all = self.handles.write().unwrap_or_else(|e| e.into_inner());
         let key = if all.len() >= MAX_LABEL_VALUES && !all.contains_key(key) {
             "other"

@@ -8,40 +8,20 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use aisql_tests::{Cluster, ClusterOpts};
+use common::fuzz::XorShift;
 
 /// Connections per port.
 const ROUNDS: usize = 300;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 /// A seed with a few random edits, or (one time in five) random bytes.
-fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
-    if rng.next().is_multiple_of(5) {
-        let n = (rng.next() % 300) as usize;
-        return (0..n).map(|_| rng.next() as u8).collect();
+fn mutate(rng: &mut XorShift, seeds: &[Vec<u8>]) -> Vec<u8> {
+    if rng.below(5) == 0 {
+        let n = rng.below(300);
+        return (0..n).map(|_| rng.next_u64() as u8).collect();
     }
-    let mut b = seeds[(rng.next() as usize) % seeds.len()].clone();
-    for _ in 0..(1 + rng.next() % 4) {
-        let at = (rng.next() as usize) % (b.len() + 1);
-        match rng.next() % 5 {
-            0 if at < b.len() => b[at] = rng.next() as u8,
-            1 => b.insert(at, rng.next() as u8),
-            2 if at < b.len() => {
-                b.remove(at);
-            }
-            3 => b.truncate(at.max(1)),
-            _ => b.splice(at..at, [0x7F, 0xFF, 0xFF, 0xFF]).for_each(drop),
-        }
-    }
+    let mut b = seeds[rng.below(seeds.len())].clone();
+    let edits = 1 + rng.below(4);
+    common::fuzz::mutate(rng, &mut b, edits, &[], &[0x7F, 0xFF, 0xFF, 0xFF]);
     b
 }
 
@@ -102,7 +82,7 @@ fn cql_startup_and_query(q: &str) -> Vec<u8> {
 
 /// Hammer `addr` with mutations of `seeds`.
 fn fuzz_port(addr: String, seeds: Vec<Vec<u8>>, seed: u64) {
-    let mut rng = Rng(seed | 1);
+    let mut rng = XorShift::new(seed);
     for _ in 0..ROUNDS {
         let payload = mutate(&mut rng, &seeds);
         poke(&addr, &payload);

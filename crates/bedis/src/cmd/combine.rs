@@ -183,22 +183,16 @@ pub(super) async fn run_direct(s: &mut Session, dbs: &Dbs, name: &str, a: &[Vec<
     reply
 }
 
-fn session(p: &Pending) -> Session {
-    let mut s = Session::new(0, String::new(), None);
-    s.db = p.db;
-    s.proto = p.proto;
-    s
-}
-
-/// Run `batch` in one transaction and answer each command.
+/// Run `batch` in one transaction and answer each command (one alone runs directly).
 async fn run_batch(dbs: &Dbs, batch: Vec<Pending>) {
-    if let [p] = &batch[..] {
-        let reply = run_direct(&mut session(p), dbs, p.name, &p.args).await;
-        if let Some(p) = batch.into_iter().next() {
+    let batch = match <[Pending; 1]>::try_from(batch) {
+        Ok([p]) => {
+            let reply = run_direct(&mut Session::local(p.db, p.proto), dbs, p.name, &p.args).await;
             let _ = p.done.send(reply);
+            return;
         }
-        return;
-    }
+        Err(batch) => batch,
+    };
     let mut attempt = 0;
     loop {
         let mut txn = dbs.client().begin(client::Isolation::Snapshot);
@@ -208,7 +202,13 @@ async fn run_batch(dbs: &Dbs, batch: Vec<Pending>) {
         for p in &batch {
             let before = txn.savepoint();
             let mut acc = Access::in_txn(dbs, &mut txn);
-            let reply = run(&mut session(p), &mut acc, p.name, &p.args).await;
+            let reply = run(
+                &mut Session::local(p.db, p.proto),
+                &mut acc,
+                p.name,
+                &p.args,
+            )
+            .await;
             let (touched, created, cleanup) = (acc.touched, acc.created, acc.cleanups);
             if matches!(reply, Frame::Error(_)) {
                 // A failed command changes nothing, whatever it buffered.

@@ -87,6 +87,15 @@ impl Session {
         }
     }
 
+    /// A connection-less session for running a single-key command on behalf of a client
+    /// (pipelined waves, combined batches): only the database and protocol matter there.
+    pub fn local(db: usize, proto: u8) -> Session {
+        let mut s = Session::new(0, String::new(), None);
+        s.db = db;
+        s.proto = proto;
+        s
+    }
+
     /// Whether to send the reply of the command just run (CLIENT REPLY).
     pub fn take_reply(&mut self) -> bool {
         match self.replies {
@@ -445,6 +454,8 @@ struct Known {
     name: &'static str,
     arity: i32,
     single_key: bool,
+    /// Combined per key when concurrent (see `combine.rs`).
+    combined: bool,
 }
 
 /// [`COMMANDS`] by name: one hash lookup per request instead of scans of the lists.
@@ -457,6 +468,7 @@ static KNOWN: std::sync::LazyLock<std::collections::HashMap<&'static str, Known>
                     name,
                     arity,
                     single_key: SINGLE_KEY.contains(&name),
+                    combined: combine::COMBINED.contains(&name),
                 };
                 (name, known)
             })
@@ -544,7 +556,13 @@ pub async fn dispatch(s: &mut Session, dbs: &Dbs, args: Vec<Vec<u8>>) -> Reply {
     let Some(first) = args.first() else {
         return Frame::err("ERR empty command");
     };
-    let Some(&Known { name, arity, .. }) = lookup(first) else {
+    let Some(&Known {
+        name,
+        arity,
+        combined,
+        ..
+    }) = lookup(first)
+    else {
         let rest: String = args[1..]
             .iter()
             .take(20)
@@ -618,7 +636,7 @@ pub async fn dispatch(s: &mut Session, dbs: &Dbs, args: Vec<Vec<u8>>) -> Reply {
         }
         n if ATOMIC.contains(&n) => atomic(s, dbs, n, a, false).await,
         n if SNAPSHOT.contains(&n) => atomic(s, dbs, n, a, true).await,
-        n if combine::COMBINED.contains(&n) => combine::run_combined(s, dbs, n, a).await,
+        n if combined => combine::run_combined(s, dbs, n, a).await,
         n => combine::run_direct(s, dbs, n, a).await,
     }
 }
