@@ -9,11 +9,13 @@
 //!
 //! Both pass the same conformance suite (`conformance` tests below). On top of the trait:
 //! [`mvcc`] (versions keyed by hybrid time, snapshot reads, TTL, garbage collection) and
-//! [`GroupCommit`] (many writers share one fsync). The on-disk layout is described in
+//! [`GroupCommit`] (many writers share one fsync) and [`latest`] (a cache of recently
+//! written keys' newest versions for point reads). The on-disk layout is described in
 //! `docs/design/storage.md`. [`register_metrics`] reports an engine to Prometheus.
 
 mod fjall_engine;
 mod group_commit;
+pub mod latest;
 mod mem_engine;
 mod metrics;
 pub mod mvcc;

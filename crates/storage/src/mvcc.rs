@@ -75,7 +75,7 @@ impl Version {
     }
 
     /// The data if this version is live at `at`.
-    fn visible_at(self, at: HybridTime) -> Option<Vec<u8>> {
+    pub(crate) fn visible_at(self, at: HybridTime) -> Option<Vec<u8>> {
         match self {
             Version::Put {
                 data,

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use common::{Hlc, HybridTime};
 use consensus::StateMachineApp;
-use storage::{mvcc, Cf, KvEngine, StorageError, WriteBatch};
+use storage::latest::{Latest, Newest};
+use storage::mvcc::{self, Version};
+use storage::{Cf, KvEngine, StorageError, WriteBatch};
 use txn::{intents, Intent, IntentKind, IntentSet, TxnId};
 
 /// A condition on the current value of a key, checked at apply time.
@@ -125,6 +127,9 @@ pub(crate) struct TabletApp {
     intent_keys: AtomicUsize,
     /// Removals to subtract from `intent_keys` once the round's batch is written.
     removed_intents: AtomicUsize,
+    /// Newest versions of recently written keys, for point reads; updated from `pending`
+    /// once a round's batch is in the engine.
+    pub(crate) latest: Latest,
 }
 
 pub(crate) fn decode_ht(raw: &[u8]) -> Option<HybridTime> {
@@ -233,6 +238,7 @@ impl TabletApp {
             pending_intents: Mutex::default(),
             intent_keys: AtomicUsize::new(intent_keys),
             removed_intents: AtomicUsize::new(0),
+            latest: Latest::new(),
         })
     }
 
@@ -305,6 +311,9 @@ impl TabletApp {
     ) -> Result<Option<HybridTime>, StorageError> {
         if let Some((_, _, ht)) = pending.get(key) {
             return Ok(Some(*ht));
+        }
+        if let Some(n) = self.latest.get_in_round(key) {
+            return Ok(Some(n.ht));
         }
         mvcc::newest_ht(self.engine.as_ref(), &self.prefix, key)
     }
@@ -419,7 +428,14 @@ impl TabletApp {
                 Some((v, exp, _)) => v
                     .clone()
                     .filter(|_| exp.is_none_or(|e| e > just_before.micros())),
-                None => mvcc::get(self.engine.as_ref(), &self.prefix, &op.key, just_before)?,
+                None => match self
+                    .latest
+                    .get_in_round(&op.key)
+                    .and_then(|n| n.value_at(just_before))
+                {
+                    Some(v) => v,
+                    None => mvcc::get(self.engine.as_ref(), &self.prefix, &op.key, just_before)?,
+                },
             };
             let holds = match &op.condition {
                 Condition::IfAbsent => current.is_none(),
@@ -587,6 +603,8 @@ impl StateMachineApp for TabletApp {
     }
 
     fn checkpoint(&self, batch: &mut WriteBatch) {
+        // The batch goes to the engine next: readers stop trusting the cache until `applied`.
+        self.latest.begin_round();
         let ht = *self.last_ht.lock().unwrap_or_else(|e| e.into_inner());
         batch.put(
             Cf::RaftMeta,
@@ -596,10 +614,19 @@ impl StateMachineApp for TabletApp {
     }
 
     fn applied(&self) {
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        self.latest
+            .end_round(pending.drain().map(|(key, (value, expire, ht))| {
+                let version = match value {
+                    Some(data) => Version::Put {
+                        data,
+                        expire_at_micros: expire,
+                    },
+                    None => Version::Tombstone,
+                };
+                (key, Newest { ht, version })
+            }));
+        drop(pending);
         self.pending_intents
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -639,6 +666,7 @@ impl StateMachineApp for TabletApp {
             what: "tablet snapshot",
             detail: e.to_string(),
         })?;
+        self.latest.clear();
         // Delete the old rows in the same atomic batch as the new ones.
         for kv in self.engine.scan(
             Cf::Data,

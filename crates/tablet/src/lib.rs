@@ -542,10 +542,14 @@ impl Tablet {
             if check_intents {
                 self.check_intents(k)?;
             }
+            let cached = self.app.latest.get(k);
             if limit > ht {
-                if let Some(newest) = mvcc::newest_ht(self.engine.as_ref(), &self.prefix, k)
-                    .map_err(|e| self.storage(e))?
-                {
+                let newest = match &cached {
+                    Some(n) => Some(n.ht),
+                    None => mvcc::newest_ht(self.engine.as_ref(), &self.prefix, k)
+                        .map_err(|e| self.storage(e))?,
+                };
+                if let Some(newest) = newest {
                     if newest > ht && newest <= limit {
                         return Err(TabletError::ReadRestart {
                             tablet: self.meta.tablet_id.clone(),
@@ -554,10 +558,11 @@ impl Tablet {
                     }
                 }
             }
-            out.push(
-                mvcc::get(self.engine.as_ref(), &self.prefix, k, ht)
+            out.push(match cached.and_then(|n| n.value_at(ht)) {
+                Some(value) => value,
+                None => mvcc::get(self.engine.as_ref(), &self.prefix, k, ht)
                     .map_err(|e| self.storage(e))?,
-            );
+            });
         }
         Ok((out, ht))
     }
@@ -681,6 +686,7 @@ impl Tablet {
 
     /// Delete every row, the Raft state and the descriptor of this (shut down) tablet.
     pub fn destroy(&self) -> Result<(), TabletError> {
+        self.app.latest.clear();
         let e = self.engine.as_ref();
         storage::delete_prefix(e, storage::Cf::Data, &self.prefix).map_err(|s| self.storage(s))?;
         storage::delete_prefix(e, storage::Cf::Intents, &self.prefix)
