@@ -306,7 +306,10 @@ pub async fn run_dbserver(
     tasks.push(tokio::spawn(bedis::serve(
         l.redis,
         server.local_client(),
-        8,
+        std::env::var("AISQL_BEDIS_TABLETS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(8),
         api.bedis.clone(),
         until(shutdown.clone()),
     )));
