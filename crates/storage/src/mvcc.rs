@@ -96,6 +96,17 @@ fn corrupt(detail: &str) -> StorageError {
     }
 }
 
+/// The longest key the engine stores (fjall's limit: a 16-bit length).
+const MAX_STORED_KEY: usize = u16::MAX as usize;
+
+/// Whether user key `key` can be stored: its longest stored form (`p ‖ enc(k) ‖ !t`, and the
+/// shorter intent key) fits the engine's key limit. Callers must check before writing (the
+/// engine panics on longer keys) and may answer reads of longer keys with "absent".
+pub fn key_fits(key: &[u8]) -> bool {
+    let zeros = key.iter().filter(|&&b| b == 0).count();
+    16 + key.len() + zeros + 2 + 8 <= MAX_STORED_KEY
+}
+
 /// `p ‖ enc(k)`: the prefix shared by every version of `k`.
 pub fn key_prefix(prefix: &[u8; 16], key: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 + key.len() + 10);
@@ -327,6 +338,16 @@ pub fn gc(engine: &dyn KvEngine, prefix: &[u8; 16], cutoff: HybridTime) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_limit_counts_the_encoding() {
+        let max = MAX_STORED_KEY - 16 - 2 - 8;
+        assert!(key_fits(&vec![b'a'; max]));
+        assert!(!key_fits(&vec![b'a'; max + 1]));
+        let mut k = vec![b'a'; max - 1];
+        k.push(0); // escaped to two bytes
+        assert!(!key_fits(&k));
+    }
     use crate::MemEngine;
 
     const P: [u8; 16] = [7; 16];

@@ -357,6 +357,11 @@ impl TabletApp {
         pending: &mut HashMap<Vec<u8>, PendingValue>,
         pending_intents: &mut HashMap<Vec<u8>, IntentSet>,
     ) -> Result<(Verdict, Option<HybridTime>), StorageError> {
+        // The leader refuses such writes; a log written before it did must not stop replay
+        // (the engine panics on keys it cannot hold).
+        if ops.iter().any(|op| !mvcc::key_fits(&op.key)) {
+            return Ok((Verdict::Failed, None));
+        }
         // Transaction rules first: intents of others lock keys against every other write.
         for op in ops {
             let locked = |i: &Intent| {

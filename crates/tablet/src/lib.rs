@@ -61,6 +61,9 @@ pub enum TabletError {
         key: Vec<u8>,
         written_at_us: u64,
     },
+    /// A key longer than the storage engine can hold (about 64 KiB).
+    #[error("tablet {tablet}: key length of {len} is longer than the store's maximum (about 65,500 bytes)")]
+    KeyTooLarge { tablet: String, len: usize },
     /// A version in the reader's uncertainty window: read again at `restart_ht` or later.
     #[error("tablet {tablet}: read restart required at {restart_ht}")]
     ReadRestart {
@@ -77,7 +80,9 @@ impl TabletError {
             TabletError::Unavailable { .. } => StatusCode::ServiceUnavailable,
             TabletError::Storage { .. } => StatusCode::StorageError,
             TabletError::Internal { .. } => StatusCode::Internal,
-            TabletError::SnapshotTooOld { .. } => StatusCode::InvalidArgument,
+            TabletError::SnapshotTooOld { .. } | TabletError::KeyTooLarge { .. } => {
+                StatusCode::InvalidArgument
+            }
             TabletError::Locked { .. } | TabletError::ReadRestart { .. } => StatusCode::Internal,
         }
     }
@@ -453,6 +458,9 @@ impl Tablet {
             return Err(self.not_leader(leader));
         }
         let _ = term;
+        if let Some(op) = ops.iter().find(|o| !mvcc::key_fits(&o.key)) {
+            return Err(self.key_too_large(&op.key));
+        }
         let prewrite = ops
             .iter()
             .any(|o| matches!(o.condition, Condition::Intent { .. }));
@@ -539,6 +547,10 @@ impl Tablet {
         let mut out = Vec::with_capacity(keys.len());
         let check_intents = self.app.may_have_intents();
         for k in keys {
+            if !mvcc::key_fits(k) {
+                out.push(None); // never stored
+                continue;
+            }
             if check_intents {
                 self.check_intents(k)?;
             }
@@ -576,6 +588,13 @@ impl Tablet {
         read_ht: Option<HybridTime>,
         uncertain_until: Option<HybridTime>,
     ) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, HybridTime), TabletError> {
+        if let Some(k) = [&range.start, &range.end]
+            .into_iter()
+            .flatten()
+            .find(|k| !mvcc::key_fits(k))
+        {
+            return Err(self.key_too_large(k));
+        }
         let ht = self.read_time(read_ht)?;
         self.wait_for_writes_below(ht, read_ht.is_some()).await?;
         self.ensure_read_lease().await?;
@@ -693,6 +712,13 @@ impl Tablet {
             .map_err(|s| self.storage(s))?;
         consensus::destroy_group_state(e, &self.meta.tablet_id).map_err(|s| self.storage(s))?;
         TabletMeta::remove(e, &self.meta.tablet_id).map_err(|s| self.storage(s))
+    }
+
+    fn key_too_large(&self, key: &[u8]) -> TabletError {
+        TabletError::KeyTooLarge {
+            tablet: self.meta.tablet_id.clone(),
+            len: key.len(),
+        }
     }
 
     fn storage(&self, source: storage::StorageError) -> TabletError {

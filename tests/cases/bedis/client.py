@@ -104,4 +104,16 @@ finally:
     r.config_set("requirepass", "")
 assert conn().get("auth-key") == b"v"
 
+# A key longer than the store holds (~64 KiB) is refused with an error; reads of it find
+# nothing, and the server goes on serving.
+huge = b"k" * 70000
+for write in (lambda: r.set(huge, "v"), lambda: r.rpush(huge, "a"), lambda: r.hset(huge, "f", "v")):
+    try:
+        write()
+        raise AssertionError("a 70,000-byte key was accepted")
+    except redis.exceptions.ResponseError as e:
+        assert "key length" in str(e), e
+assert r.get(huge) is None and r.exists(huge) == 0
+assert r.set("after-huge", "ok") and r.get("after-huge") == b"ok"
+
 print("OK")
