@@ -306,10 +306,7 @@ pub async fn run_dbserver(
     tasks.push(tokio::spawn(bedis::serve(
         l.redis,
         server.local_client(),
-        std::env::var("AISQL_BEDIS_TABLETS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(8),
+        8,
         api.bedis.clone(),
         until(shutdown.clone()),
     )));

@@ -62,16 +62,9 @@ impl FjallEngine {
                 path: path.display().to_string(),
                 detail: format!("cannot open the store: {e}"),
             })?;
-        // Experiment knob: the memtable size of every family (MiB).
-        let memtable_mb: Option<u64> = std::env::var("AISQL_MEMTABLE_MB")
-            .ok()
-            .and_then(|v| v.parse().ok());
         let open = |cf: Cf| {
-            db.keyspace(cf.name(), || match memtable_mb {
-                Some(mb) => KeyspaceCreateOptions::default().max_memtable_size(mb << 20),
-                None => KeyspaceCreateOptions::default(),
-            })
-            .map_err(io)
+            db.keyspace(cf.name(), KeyspaceCreateOptions::default)
+                .map_err(io)
         };
         let families = [
             open(Cf::Data)?,
