@@ -1007,7 +1007,14 @@ impl Parser {
                     name
                 };
                 self.i += 2;
-                if self.eat_p("*") {
+                // `count(1)` is Cassandra's spelling of `count(*)`.
+                let count_one = name == "count"
+                    && matches!(self.peek(), Tok::Int(n) if n == "1")
+                    && matches!(self.peek_at(1), Tok::Punct(")"));
+                if count_one {
+                    self.i += 1;
+                }
+                if count_one || self.eat_p("*") {
                     self.p(")")?;
                     return Ok(Selector::Func {
                         name,

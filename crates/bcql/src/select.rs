@@ -584,12 +584,20 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
     let mut filters: Vec<Rel> = Vec::new();
     let mut token_rels: Vec<(Op, i64)> = Vec::new();
     let mut needs_filtering = false;
+    let mut index_used = false;
     for r in &s.wh {
         match r {
             Rel::Col { col, op, term } => {
                 let c = def
                     .col(col)
                     .ok_or_else(|| CqlError::invalid(format!("Undefined column name {col}")))?;
+                if matches!(op, Op::Lt | Op::Le | Op::Gt | Op::Ge) {
+                    if let Some(what) = duration_kind(&c.ty) {
+                        return Err(CqlError::invalid(format!(
+                            "Slice restrictions are not supported on {what}"
+                        )));
+                    }
+                }
                 match (c.kind, op) {
                     (Kind::PartitionKey, Op::Eq | Op::In) if pk_vals[c.position].is_none() => {
                         let vals = crate::dml::key_sel_values(c, *op, term, ctx)?;
@@ -609,9 +617,16 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
                     }
                     (Kind::Clustering, _) => ck_rels.push(r.clone()),
                     (_, _) => {
-                        let indexed = def.indexes.iter().any(|i| &i.column == col)
-                            && matches!(op, Op::Eq | Op::Contains | Op::ContainsKey);
-                        if !indexed {
+                        // One relation may be answered by an index of the matching kind;
+                        // any other needs filtering.
+                        let indexed = !index_used
+                            && def
+                                .indexes
+                                .iter()
+                                .any(|i| &i.column == col && index_serves(&i.kind, &c.ty, *op));
+                        if indexed {
+                            index_used = true;
+                        } else {
                             needs_filtering = true;
                         }
                         if matches!(op, Op::Contains | Op::ContainsKey) && !c.ty.is_collection() {
@@ -692,8 +707,16 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
     }
     let pk_full = pk_vals.iter().all(Option::is_some);
     let pk_some = pk_vals.iter().any(Option::is_some);
+    // An equality on an indexed partition key component is answered by its index.
+    let pk_indexed = !index_used
+        && def.pk().zip(&pk_vals).any(|(c, v)| {
+            v.as_ref().is_some_and(|v| v.len() == 1)
+                && def.indexes.iter().any(|i| i.column == c.name)
+        });
     if (pk_some && !pk_full) || pk_other || table.is_none() {
-        needs_filtering = true;
+        if !(pk_indexed && !pk_other && table.is_some()) {
+            needs_filtering = true;
+        }
         for (c, v) in def.pk().zip(&pk_vals) {
             if let Some(v) = v {
                 filters.push(Rel::Col {
@@ -826,6 +849,29 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
                     }
                 }
             }
+            // A scan of partitions (not pinned ones) must return whole partition keys.
+            if !pk_full && items.iter().all(|i| matches!(i.sel, Selector::Col(_))) {
+                if let Some(missing) = def.pk().find(|c| {
+                    !items
+                        .iter()
+                        .any(|i| matches!(&i.sel, Selector::Col(n) if *n == c.name))
+                }) {
+                    return Err(CqlError::invalid(format!(
+                        "SELECT DISTINCT queries must request all the partition key columns (missing {})",
+                        missing.name
+                    )));
+                }
+            }
+        }
+        let restricts_rows = s.wh.iter().any(|r| match r {
+            Rel::Col { col, .. } | Rel::MapEntry { col, .. } => def
+                .col(col)
+                .is_some_and(|c| matches!(c.kind, Kind::Clustering | Kind::Regular)),
+            Rel::Multi { .. } => true,
+            Rel::Token { .. } => false,
+        });
+        if restricts_rows {
+            return Err(CqlError::invalid("SELECT DISTINCT with WHERE clause only supports restriction by partition key and/or static columns."));
         }
     }
     let static_only = ck_prefix == 0 && ck_rels.is_empty() && !filters.iter().any(|f| matches!(f, Rel::Col { col, .. } if def.col(col).is_some_and(|c| c.kind == Kind::Regular)));
@@ -1021,12 +1067,21 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
         rows = match &table {
             None => crate::system::rows(engine, &def).await?,
             Some(table) if pk_full => {
-                let mut parts = Vec::new();
+                // Partitions of an IN come back in the order of their key values, each once.
+                let mut keyed = Vec::new();
                 for pk in dml::cartesian(&pk_vals.iter().flatten().cloned().collect::<Vec<_>>()) {
-                    parts.push(schema::partition_key(&def, &pk)?);
+                    let part = schema::partition_key(&def, &pk)?;
+                    keyed.push((pk, part));
                 }
-                parts.sort_by(|a, b| a.1.cmp(&b.1));
-                parts.dedup_by(|a, b| a.1 == b.1);
+                keyed.sort_by(|(a, _), (b, _)| {
+                    def.pk()
+                        .zip(a.iter().zip(b))
+                        .map(|(c, (x, y))| types::compare(&c.ty, x, y))
+                        .find(|o| o.is_ne())
+                        .unwrap_or(std::cmp::Ordering::Equal)
+                });
+                keyed.dedup_by(|a, b| a.1 .1 == b.1 .1);
+                let parts: Vec<_> = keyed.into_iter().map(|(_, part)| part).collect();
                 let ck_sets: Vec<Vec<Value>> =
                     ck_vals.iter().take(ck_prefix).flatten().cloned().collect();
                 let ck_combos = dml::cartesian(&ck_sets);
@@ -1106,23 +1161,34 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
             || (!s.order_by.is_empty()
                 && pk_vals.iter().flatten().map(|v| v.len()).product::<usize>() > 1)
         {
-            let order: Vec<(usize, bool, CqlType)> = s
-                .order_by
-                .iter()
-                .filter_map(|(n, desc)| def.col(n).map(|c| (c.position, *desc, c.ty.clone())))
-                .collect();
+            // The whole clustering key in its declared order (a row without one, static
+            // only, first), then reversed if the ORDER BY asks for the opposite direction.
+            use std::cmp::Ordering;
+            let order: Vec<(bool, CqlType)> = def.ck().map(|c| (c.desc, c.ty.clone())).collect();
             rows.sort_by(|a, b| {
-                let (Some(x), Some(y)) = (&a.ck, &b.ck) else {
-                    return std::cmp::Ordering::Equal;
+                let o = match (&a.ck, &b.ck) {
+                    (None, None) => Ordering::Equal,
+                    (None, Some(_)) => Ordering::Less,
+                    (Some(_), None) => Ordering::Greater,
+                    (Some(x), Some(y)) => order
+                        .iter()
+                        .enumerate()
+                        .map(|(p, (desc, ty))| {
+                            let o = types::compare(ty, &x[p], &y[p]);
+                            if *desc {
+                                o.reverse()
+                            } else {
+                                o
+                            }
+                        })
+                        .find(|o| o.is_ne())
+                        .unwrap_or(Ordering::Equal),
                 };
-                for (p, desc, ty) in &order {
-                    let o = types::compare(ty, &x[*p], &y[*p]);
-                    let o = if *desc { o.reverse() } else { o };
-                    if o != std::cmp::Ordering::Equal {
-                        return o;
-                    }
+                if reverse {
+                    o.reverse()
+                } else {
+                    o
                 }
-                std::cmp::Ordering::Equal
             });
         }
         if let Some(ppl) = ppl {
@@ -1671,4 +1737,36 @@ fn aggregate_item(
     } else {
         Some(types::encode(&out_ty, &v)?)
     })
+}
+
+/// What a slice restriction on a column of type `ty` would compare that CQL cannot order:
+/// durations, alone or inside a collection, tuple or UDT.
+fn duration_kind(ty: &CqlType) -> Option<&'static str> {
+    fn has(ty: &CqlType) -> bool {
+        match ty.base() {
+            CqlType::Duration => true,
+            CqlType::List(t) | CqlType::Set(t) => has(t),
+            CqlType::Map(k, v) => has(k) || has(v),
+            CqlType::Tuple(ts) => ts.iter().any(has),
+            CqlType::Udt { fields, .. } => fields.iter().any(|(_, t)| has(t)),
+            _ => false,
+        }
+    }
+    match ty.base() {
+        CqlType::Duration => Some("duration columns"),
+        t if !has(t) => None,
+        CqlType::Tuple(_) => Some("tuples containing durations"),
+        CqlType::Udt { .. } => Some("UDTs containing durations"),
+        _ => Some("collections containing durations"),
+    }
+}
+
+/// Whether a secondary index of `kind` on a column of type `ty` answers `op`.
+fn index_serves(kind: &str, ty: &CqlType, op: Op) -> bool {
+    match op {
+        Op::Eq => kind == "full" || (kind == "values" && !ty.is_multicell()),
+        Op::Contains => kind == "values" && ty.is_collection(),
+        Op::ContainsKey => kind == "keys",
+        _ => false,
+    }
 }
