@@ -233,6 +233,11 @@ pub fn key_sel(def: &TableDef, wh: &[Rel], ctx: &Ctx, need_full_ck: bool) -> Res
         match r {
             Rel::Col { col, op, term } => {
                 let c = def.col(col).ok_or_else(|| CqlError::invalid(format!("Undefined column name {col}")))?;
+                if matches!(op, Op::Contains | Op::ContainsKey)
+                    && matches!(c.kind, Kind::PartitionKey | Kind::Clustering)
+                {
+                    return Err(CqlError::invalid(format!("Cannot use CONTAINS relation on PRIMARY KEY column {col} in DELETE or UPDATE statements")));
+                }
                 let vals = match op {
                     Op::Eq | Op::In => key_sel_values(c, *op, term, ctx)?,
                     _ => {
@@ -1324,6 +1329,21 @@ pub async fn delete(
         }
         only_static &= c.kind == Kind::Static;
         cols.push((c, elem));
+    }
+    if !cols.is_empty() && !only_static {
+        let ranged = s.wh.iter().any(|r| match r {
+            Rel::Col { col, op, .. } => {
+                matches!(op, Op::Lt | Op::Le | Op::Gt | Op::Ge)
+                    && def.col(col).is_some_and(|c| c.kind == Kind::Clustering)
+            }
+            Rel::Multi { op, .. } => matches!(op, Op::Lt | Op::Le | Op::Gt | Op::Ge),
+            _ => false,
+        });
+        if ranged {
+            return Err(CqlError::invalid(
+                "Range deletions are not supported for specific columns",
+            ));
+        }
     }
     let ks = key_sel(&def, &s.wh, ctx, !cols.is_empty() && !only_static)?;
     if s.using.ttl.is_some() {

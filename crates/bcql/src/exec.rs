@@ -1035,6 +1035,26 @@ fn keyspace_def(name: &str, options: &[(String, OptVal)]) -> Result<KeyspaceDef>
             }
         }
         "NetworkTopologyStrategy" | "LocalStrategy" | "EverywhereStrategy" => {
+            if short == "NetworkTopologyStrategy" {
+                // Our one data center is the one system.local and system.peers report.
+                let unknown: Vec<&str> = replication
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|k| !matches!(*k, "class" | "replication_factor" | "datacenter1"))
+                    .collect();
+                if !unknown.is_empty() {
+                    return Err(CqlError::new(
+                        code::CONFIG_ERROR,
+                        format!("Unrecognized strategy option {{{}}} passed to NetworkTopologyStrategy for keyspace {name}", unknown.join(", ")),
+                    ));
+                }
+                if replication.len() == 1 {
+                    return Err(CqlError::new(
+                        code::CONFIG_ERROR,
+                        "Configuration for at least one datacenter must be present",
+                    ));
+                }
+            }
             for (k, v) in &replication {
                 if k != "class" && v.parse::<u32>().is_err() {
                     return Err(CqlError::new(
