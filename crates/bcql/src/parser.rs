@@ -268,7 +268,8 @@ fn lex(src: &str) -> Result<Vec<Tok>> {
             });
             continue;
         }
-        if c.is_ascii_alphabetic() || c == b'_' {
+        // As in Cassandra, an unquoted name starts with a letter (`_x` must be quoted).
+        if c.is_ascii_alphabetic() {
             let start = i;
             while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
                 i += 1;
@@ -1617,9 +1618,14 @@ impl Parser {
                 let mut m = Vec::new();
                 if !self.eat_p("}") {
                     loop {
-                        let k = self.opt_value()?.text();
+                        let k = self.map_constant()?.text();
+                        if m.iter().any(|(seen, _)| *seen == k) {
+                            return Err(CqlError::syntax(format!(
+                                "Invalid map literal: duplicate key '{k}'"
+                            )));
+                        }
                         self.p(":")?;
-                        let v = self.opt_value()?;
+                        let v = self.map_constant()?;
                         let v = match v {
                             OptVal::Map(_) => String::new(),
                             v => v.text(),
@@ -1638,6 +1644,16 @@ impl Parser {
                 Err(self.err("an option value"))
             }
         }
+    }
+
+    /// A key or value of an option map: a constant (a bare name is not one).
+    fn map_constant(&mut self) -> Result<OptVal> {
+        if let Tok::Ident(w) = self.peek() {
+            if !w.eq_ignore_ascii_case("true") && !w.eq_ignore_ascii_case("false") {
+                return Err(self.err("a constant"));
+            }
+        }
+        self.opt_value()
     }
 
     /// `WITH a = v AND b = v` (also CLUSTERING ORDER BY and COMPACT STORAGE for tables).
@@ -1693,6 +1709,9 @@ impl Parser {
         if self.eat_kw("keyspace") || self.eat_kw("schema") {
             let if_not_exists = self.if_not_exists()?;
             let name = self.ident()?;
+            if !self.is_kw("with") {
+                return Err(self.err("WITH"));
+            }
             let options = self.with_options(&mut Vec::new())?;
             return Ok(Stmt::CreateKeyspace {
                 name,
