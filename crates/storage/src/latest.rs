@@ -7,10 +7,12 @@
 //! process; each tablet reaches it through its own [`Latest`] handle, whose id is part of
 //! every cache key (a new id empties the tablet's view at once: snapshot install, delete).
 //!
-//! **Filled only by the writer.** The tablet's apply round records, after its batch is in
-//! the engine, the newest version of every key it wrote ([`Latest::end_round`]). Reads never
-//! fill it: a read of the engine can be overtaken by a write, and its stale answer must not
-//! be cached.
+//! **Filled by the writer, and by readers that were not overtaken.** The tablet's apply
+//! round records, after its batch is in the engine, the newest version of every key it wrote
+//! ([`Latest::end_round`]). A reader that missed may record the newest version it found in
+//! the engine (or that the key has none) with [`Latest::fill`], but only if no round began
+//! since it took its [`Latest::ticket`] before reading: fills and the round's updates are
+//! serialized by a lock, so a fill can never land after, and hide, a newer write.
 //!
 //! **Consistent with the engine.** An entry is only trusted while no round of the tablet is
 //! between writing the engine and updating the cache: the round makes the handle's epoch odd
@@ -23,7 +25,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{fence, AtomicU64, Ordering};
-use std::sync::LazyLock;
+use std::sync::{LazyLock, Mutex};
 
 use common::HybridTime;
 use quick_cache::sync::Cache;
@@ -122,6 +124,8 @@ pub struct Latest {
     id: AtomicU64,
     /// Even: every entry of this tablet matches the engine. Odd: a round is writing.
     epoch: AtomicU64,
+    /// Serializes readers' fills with the round's cache update and with `clear`.
+    fill: Mutex<()>,
 }
 
 impl Default for Latest {
@@ -135,7 +139,35 @@ impl Latest {
         Self {
             id: AtomicU64::new(NEXT_ID.fetch_add(1, Ordering::Relaxed)),
             epoch: AtomicU64::new(0),
+            fill: Mutex::new(()),
         }
+    }
+
+    /// A reader's permission to [`Latest::fill`], taken before it reads the engine (and
+    /// before it picks its read time): `None` while a round is writing.
+    pub fn ticket(&self) -> Option<u64> {
+        let e = self.epoch.load(Ordering::SeqCst);
+        e.is_multiple_of(2).then_some(e)
+    }
+
+    /// Record what a reader holding `ticket` found in the engine: the key's newest version,
+    /// or `None` if it has none. Dropped if a round began (or the tablet was cleared) since.
+    pub fn fill(&self, ticket: u64, key: &[u8], newest: Option<Newest>) {
+        let _one = self.fill.lock().unwrap_or_else(|e| e.into_inner());
+        if self.epoch.load(Ordering::SeqCst) != ticket {
+            return;
+        }
+        let newest = newest.unwrap_or(Newest {
+            ht: HybridTime::MIN,
+            version: Version::Tombstone,
+        });
+        CACHE.insert(
+            Key {
+                tablet: self.id.load(Ordering::SeqCst),
+                key: key.to_vec(),
+            },
+            newest,
+        );
     }
 
     /// The newest version of `key`, if cached and trustworthy now. `None`: ask the engine.
@@ -172,6 +204,7 @@ impl Latest {
     /// The round's batch is in the engine: record the newest version of each key it wrote,
     /// then let readers trust the cache again.
     pub fn end_round(&self, written: impl IntoIterator<Item = (Vec<u8>, Newest)>) {
+        let _one = self.fill.lock().unwrap_or_else(|e| e.into_inner());
         let tablet = self.id.load(Ordering::SeqCst);
         for (key, newest) in written {
             CACHE.insert(Key { tablet, key }, newest);
@@ -184,8 +217,11 @@ impl Latest {
     /// Forget every entry of this tablet (its rows are being replaced or deleted). Old
     /// entries become unreachable and age out of the shared cache.
     pub fn clear(&self) {
+        let _one = self.fill.lock().unwrap_or_else(|e| e.into_inner());
         self.id
             .store(NEXT_ID.fetch_add(1, Ordering::Relaxed), Ordering::SeqCst);
+        // Tickets taken before the clear must not fill the new view with old rows.
+        self.epoch.fetch_add(2, Ordering::SeqCst);
     }
 }
 
@@ -225,5 +261,27 @@ mod tests {
         assert!(l.get(b"k").is_none());
         let other = Latest::new();
         assert!(other.get(b"k").is_none(), "tablets do not share keys");
+    }
+
+    #[test]
+    fn a_fill_is_dropped_once_a_round_began_or_the_tablet_was_cleared() {
+        let l = Latest::new();
+        let t = l.ticket().expect("no round");
+        l.fill(t, b"absent", None);
+        let n = l.get(b"absent").expect("filled");
+        assert_eq!(n.value_at(HybridTime(1)), Some(None));
+        let t = l.ticket().expect("no round");
+        l.begin_round();
+        assert!(l.ticket().is_none());
+        l.end_round([(b"k".to_vec(), put(b"new", 7))]);
+        l.fill(t, b"k", Some(put(b"old", 3)));
+        assert_eq!(
+            l.get(b"k").and_then(|n| n.value_at(HybridTime(9))),
+            Some(Some(b"new".to_vec()))
+        );
+        let t = l.ticket().expect("no round");
+        l.clear();
+        l.fill(t, b"k", Some(put(b"old", 3)));
+        assert!(l.get(b"k").is_none());
     }
 }

@@ -263,6 +263,29 @@ pub fn newest_ht(
     }
 }
 
+/// The newest version of `key` (put or tombstone, expired or not) and its time, if any.
+pub fn newest(
+    engine: &dyn KvEngine,
+    prefix: &[u8; 16],
+    key: &[u8],
+) -> Result<Option<crate::latest::Newest>> {
+    let kp = key_prefix(prefix, key);
+    let end = prefix_end(&kp);
+    match engine
+        .scan(Cf::Data, Bound::Included(kp), end, false)
+        .next()
+    {
+        Some(kv) => {
+            let (k, v) = kv?;
+            Ok(Some(crate::latest::Newest {
+                ht: split_key(&k)?.1,
+                version: Version::decode(&v)?,
+            }))
+        }
+        None => Ok(None),
+    }
+}
+
 /// Every stored version under `prefix` (for snapshots), raw.
 pub fn export(engine: &dyn KvEngine, prefix: &[u8; 16]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     engine

@@ -539,6 +539,11 @@ impl Tablet {
         read_ht: Option<HybridTime>,
         uncertain_until: Option<HybridTime>,
     ) -> Result<(Vec<Option<Vec<u8>>>, HybridTime), TabletError> {
+        // Taken before the read time: every version written before it is at or below it.
+        let ticket = match read_ht {
+            None => self.app.latest.ticket(),
+            Some(_) => None,
+        };
         let ht = self.read_time(read_ht)?;
         self.wait_for_writes_below(ht, read_ht.is_some()).await?;
         // After the fence: waiting may have outlived the lease.
@@ -570,9 +575,22 @@ impl Tablet {
                     }
                 }
             }
-            out.push(match cached.and_then(|n| n.value_at(ht)) {
-                Some(value) => value,
-                None => mvcc::get(self.engine.as_ref(), &self.prefix, k, ht)
+            let hit = cached.as_ref().and_then(|n| n.value_at(ht));
+            out.push(match (hit, ticket) {
+                (Some(value), _) => value,
+                // A miss on a read at "now": read the newest version and remember it.
+                (None, Some(ticket)) if cached.is_none() => {
+                    let newest = mvcc::newest(self.engine.as_ref(), &self.prefix, k)
+                        .map_err(|e| self.storage(e))?;
+                    let value = newest.as_ref().and_then(|n| n.value_at(ht));
+                    self.app.latest.fill(ticket, k, newest);
+                    match value {
+                        Some(value) => value,
+                        None => mvcc::get(self.engine.as_ref(), &self.prefix, k, ht)
+                            .map_err(|e| self.storage(e))?,
+                    }
+                }
+                (None, _) => mvcc::get(self.engine.as_ref(), &self.prefix, k, ht)
                     .map_err(|e| self.storage(e))?,
             });
         }
