@@ -586,6 +586,19 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
     let mut needs_filtering = false;
     let mut index_used = false;
     for r in &s.wh {
+        let ne = match r {
+            Rel::Col {
+                col, op: Op::Ne, ..
+            } => Some(col.clone()),
+            Rel::Token { op: Op::Ne, .. } => Some("token(...)".to_owned()),
+            Rel::Multi { op: Op::Ne, .. } => Some("(...)".to_owned()),
+            _ => None,
+        };
+        if let Some(what) = ne {
+            return Err(CqlError::invalid(format!(
+                "Unsupported \"!=\" relation: {what} != ..."
+            )));
+        }
         match r {
             Rel::Col { col, op, term } => {
                 let c = def
@@ -644,8 +657,28 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
                 term,
             } => {
                 let pk_names: Vec<&str> = def.pk().map(|c| c.name.as_str()).collect();
-                if tcols.iter().map(String::as_str).collect::<Vec<_>>() != pk_names {
-                    return Err(CqlError::invalid("The token() function must be applied to all partition key components or none of them"));
+                let given: Vec<&str> = tcols.iter().map(String::as_str).collect();
+                if given != pk_names {
+                    let mut sorted = given.clone();
+                    sorted.sort_unstable();
+                    let distinct = sorted.windows(2).all(|w| w[0] != w[1]);
+                    let mut want = pk_names.clone();
+                    want.sort_unstable();
+                    return Err(CqlError::invalid(if !distinct {
+                        "The token() function contains duplicate partition key components"
+                            .to_owned()
+                    } else if sorted == want {
+                        format!(
+                            "The token function arguments must be in the partition key order: {}",
+                            pk_names.join(", ")
+                        )
+                    } else if given.len() != pk_names.len()
+                        && given.iter().all(|g| pk_names.contains(g))
+                    {
+                        format!("Invalid number of arguments in call to function token: {} required but {} provided", pk_names.len(), given.len())
+                    } else {
+                        "The token() function must be applied to all partition key components or none of them".to_owned()
+                    }));
                 }
                 let t = match term {
                     Term::Func(f, args) if f == "token" => {
