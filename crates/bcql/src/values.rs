@@ -439,7 +439,11 @@ pub fn lit_value(l: &Lit, ty: &CqlType, col: &str) -> Result<Value> {
             Value::Decimal { unscaled, scale }
         }
         (Lit::Int(s), T::Timestamp) => Value::Timestamp(s.parse().map_err(|_| bad())?),
-        (Lit::Int(s), T::Date) => Value::Date(s.parse().map_err(|_| bad())?),
+        (Lit::Int(s), T::Date) => Value::Date(s.parse().map_err(|_| {
+            CqlError::invalid(format!(
+                "Unable to make unsigned int (for date) from: '{s}'"
+            ))
+        })?),
         (Lit::Int(s), T::Time) => Value::Time(s.parse().map_err(|_| bad())?),
         (Lit::Float(s), T::Float) => Value::Float(s.parse().map_err(|_| bad())?),
         (Lit::Float(s), T::Double) => Value::Double(s.parse().map_err(|_| bad())?),
