@@ -265,46 +265,41 @@ pub fn key_sel(def: &TableDef, wh: &[Rel], ctx: &Ctx, need_full_ck: bool) -> Res
                 }
             }
             Rel::Multi { cols: mcols, op, term } => {
-                // `(c1, c2) = (v1, v2)` and `IN ((v1, v2))` name one value per column, like
-                // `c1 = v1 AND c2 = v2`.
-                let one = |t: &Term| match t {
+                // Relations that restrict each column on its own, like `c1 = v1 AND c2 = v2`:
+                // `(c) = (v)`, `(c) IN ((a), (b))`, `(c1, c2) = (a, b)`, `(c1, c2) IN ((a, b))`.
+                let unwrap1 = |t: &Term| match t {
                     Term::Tuple(items) if items.len() == 1 => items[0].clone(),
                     t => t.clone(),
                 };
-                if let ([n], Op::Eq | Op::In) = (mcols.as_slice(), op) {
-                    // One column: `(c) = (v)` is `c = v`, `(c) IN ((v1), (v2))` is `c IN (v1, v2)`.
-                    let c = def.col(n).ok_or_else(|| CqlError::invalid(format!("Undefined column name {n}")))?;
-                    let term = match (op, term) {
-                        (Op::In, Term::List(l)) => Term::List(l.iter().map(one).collect()),
-                        (_, t) => one(t),
-                    };
-                    if c.kind == Kind::Clustering && ck[c.position].is_none() {
-                        ck[c.position] = Some(key_sel_values(c, *op, &term, ctx)?);
-                        continue;
+                let per_col: Option<Vec<(Op, Term)>> = match (mcols.len(), op, term) {
+                    (1, Op::Eq, t) => Some(vec![(Op::Eq, unwrap1(t))]),
+                    (1, Op::In, Term::List(l)) => {
+                        Some(vec![(Op::In, Term::List(l.iter().map(unwrap1).collect()))])
                     }
-                }
-                let single = match (op, term) {
-                    (Op::Eq, Term::Tuple(items)) => Some(items),
-                    (Op::In, Term::List(l)) if l.len() == 1 => match &l[0] {
-                        Term::Tuple(items) => Some(items),
+                    (n, Op::Eq, Term::Tuple(items)) if items.len() == n => {
+                        Some(items.iter().map(|t| (Op::Eq, t.clone())).collect())
+                    }
+                    (n, Op::In, Term::List(l)) if l.len() == 1 => match &l[0] {
+                        Term::Tuple(items) if items.len() == n => {
+                            Some(items.iter().map(|t| (Op::Eq, t.clone())).collect())
+                        }
                         _ => None,
                     },
                     _ => None,
                 };
-                match single {
-                    Some(items) if items.len() == mcols.len() => {
-                        for (n, t) in mcols.iter().zip(items) {
-                            let c = def.col(n).ok_or_else(|| CqlError::invalid(format!("Undefined column name {n}")))?;
-                            if c.kind != Kind::Clustering {
-                                return Err(CqlError::invalid(format!("Multi-column relations can only be applied to clustering columns but was applied to: {n}")));
-                            }
-                            if ck[c.position].is_some() {
-                                return Err(CqlError::invalid(format!("{n} cannot be restricted by more than one relation if it includes an Equal")));
-                            }
-                            ck[c.position] = Some(key_sel_values(c, Op::Eq, t, ctx)?);
-                        }
+                let Some(per_col) = per_col else {
+                    ck_rest.push(r.clone());
+                    continue;
+                };
+                for (n, (op, t)) in mcols.iter().zip(per_col) {
+                    let c = def.col(n).ok_or_else(|| CqlError::invalid(format!("Undefined column name {n}")))?;
+                    if c.kind != Kind::Clustering {
+                        return Err(CqlError::invalid(format!("Multi-column relations can only be applied to clustering columns but was applied to: {n}")));
                     }
-                    _ => ck_rest.push(r.clone()),
+                    if ck[c.position].is_some() {
+                        return Err(CqlError::invalid(format!("{n} cannot be restricted by more than one relation if it includes an Equal")));
+                    }
+                    ck[c.position] = Some(key_sel_values(c, op, &t, ctx)?);
                 }
             }
             Rel::Token { .. } => return Err(CqlError::invalid("The token function cannot be used in WHERE clauses for UPDATE and DELETE statements")),

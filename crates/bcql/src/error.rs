@@ -95,7 +95,7 @@ impl From<client::ClientError> for CqlError {
             S::TimedOut => CqlError::new(code::WRITE_TIMEOUT, e.to_string()),
             // A request the store refuses as such (a key too large for it, a read older than
             // the kept history): the client's to fix, not a server fault.
-            S::InvalidArgument => CqlError::invalid(e.to_string()),
+            S::InvalidArgument | S::TooLarge => CqlError::invalid(e.to_string()),
             _ => CqlError::server(e.to_string()),
         }
     }

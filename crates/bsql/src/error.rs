@@ -74,10 +74,7 @@ impl From<client::ClientError> for SqlError {
             StatusCode::AlreadyExists => "42P07",
             StatusCode::TimedOut | StatusCode::ServiceUnavailable => "57P01",
             StatusCode::TxnConflict => "40001",
-            // The store refuses the request as such: a key longer than it can hold
-            // (program_limit_exceeded), or a read older than the kept history.
-            StatusCode::InvalidArgument if e.to_string().contains("key length") => "54000",
-            StatusCode::InvalidArgument => "72000",
+            StatusCode::TooLarge => "54000",
             _ => "XX000",
         };
         SqlError::new(code, e.to_string())

@@ -31,6 +31,8 @@ pub enum StatusCode {
     /// A transaction lost a conflict (or was aborted after its timeout): nothing of it was
     /// written; run it again. SQLSTATE 40001 in BSQL.
     TxnConflict = 11,
+    /// A key longer than the store can hold. SQLSTATE 54000 in BSQL.
+    TooLarge = 12,
 }
 
 impl StatusCode {
@@ -49,6 +51,7 @@ impl StatusCode {
             9 => NotEnoughServers,
             10 => ShuttingDown,
             11 => TxnConflict,
+            12 => TooLarge,
             _ => Internal,
         }
     }

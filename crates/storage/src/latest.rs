@@ -152,12 +152,12 @@ impl Latest {
 
     /// Record what a reader holding `ticket` found in the engine: the key's newest version,
     /// or `None` if it has none. Dropped if a round began (or the tablet was cleared) since.
-    pub fn fill(&self, ticket: u64, key: &[u8], newest: Option<Newest>) {
+    pub fn fill(&self, ticket: u64, key: &[u8], newest: Option<&Newest>) {
         let _one = self.fill.lock().unwrap_or_else(|e| e.into_inner());
         if self.epoch.load(Ordering::SeqCst) != ticket {
             return;
         }
-        let newest = newest.unwrap_or(Newest {
+        let newest = newest.cloned().unwrap_or(Newest {
             ht: HybridTime::MIN,
             version: Version::Tombstone,
         });
@@ -177,10 +177,7 @@ impl Latest {
         if !before.is_multiple_of(2) {
             return None;
         }
-        let found = CACHE.get(&KeyRef {
-            tablet: self.id.load(Ordering::SeqCst),
-            key,
-        })?;
+        let found = self.get_in_round(key)?;
         fence(Ordering::SeqCst);
         (self.epoch.load(Ordering::SeqCst) == before).then_some(found)
     }
@@ -274,14 +271,14 @@ mod tests {
         l.begin_round();
         assert!(l.ticket().is_none());
         l.end_round([(b"k".to_vec(), put(b"new", 7))]);
-        l.fill(t, b"k", Some(put(b"old", 3)));
+        l.fill(t, b"k", Some(&put(b"old", 3)));
         assert_eq!(
             l.get(b"k").and_then(|n| n.value_at(HybridTime(9))),
             Some(Some(b"new".to_vec()))
         );
         let t = l.ticket().expect("no round");
         l.clear();
-        l.fill(t, b"k", Some(put(b"old", 3)));
+        l.fill(t, b"k", Some(&put(b"old", 3)));
         assert!(l.get(b"k").is_none());
     }
 }

@@ -252,13 +252,8 @@ pub fn newest_ht(
     prefix: &[u8; 16],
     key: &[u8],
 ) -> Result<Option<HybridTime>> {
-    let kp = key_prefix(prefix, key);
-    let end = prefix_end(&kp);
-    match engine
-        .scan(Cf::Data, Bound::Included(kp), end, false)
-        .next()
-    {
-        Some(kv) => Ok(Some(split_key(&kv?.0)?.1)),
+    match first_version(engine, prefix, key)? {
+        Some((k, _)) => Ok(Some(split_key(&k)?.1)),
         None => Ok(None),
     }
 }
@@ -269,21 +264,27 @@ pub fn newest(
     prefix: &[u8; 16],
     key: &[u8],
 ) -> Result<Option<crate::latest::Newest>> {
-    let kp = key_prefix(prefix, key);
-    let end = prefix_end(&kp);
-    match engine
-        .scan(Cf::Data, Bound::Included(kp), end, false)
-        .next()
-    {
-        Some(kv) => {
-            let (k, v) = kv?;
-            Ok(Some(crate::latest::Newest {
-                ht: split_key(&k)?.1,
-                version: Version::decode(&v)?,
-            }))
-        }
+    match first_version(engine, prefix, key)? {
+        Some((k, v)) => Ok(Some(crate::latest::Newest {
+            ht: split_key(&k)?.1,
+            version: Version::decode(&v)?,
+        })),
         None => Ok(None),
     }
+}
+
+/// The stored (key, value) of the newest version of `key`, if any.
+fn first_version(
+    engine: &dyn KvEngine,
+    prefix: &[u8; 16],
+    key: &[u8],
+) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    let kp = key_prefix(prefix, key);
+    let end = prefix_end(&kp);
+    engine
+        .scan(Cf::Data, Bound::Included(kp), end, false)
+        .next()
+        .transpose()
 }
 
 /// Every stored version under `prefix` (for snapshots), raw.

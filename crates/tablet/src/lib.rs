@@ -80,9 +80,8 @@ impl TabletError {
             TabletError::Unavailable { .. } => StatusCode::ServiceUnavailable,
             TabletError::Storage { .. } => StatusCode::StorageError,
             TabletError::Internal { .. } => StatusCode::Internal,
-            TabletError::SnapshotTooOld { .. } | TabletError::KeyTooLarge { .. } => {
-                StatusCode::InvalidArgument
-            }
+            TabletError::SnapshotTooOld { .. } => StatusCode::InvalidArgument,
+            TabletError::KeyTooLarge { .. } => StatusCode::TooLarge,
             TabletError::Locked { .. } | TabletError::ReadRestart { .. } => StatusCode::Internal,
         }
     }
@@ -559,14 +558,25 @@ impl Tablet {
             if check_intents {
                 self.check_intents(k)?;
             }
-            let cached = self.app.latest.get(k);
+            // The key's newest version if known (outer `None`: unknown): from the cache, or for
+            // a read at "now", from the engine, and then remembered.
+            let newest = match (self.app.latest.get(k), ticket) {
+                (Some(n), _) => Some(Some(n)),
+                (None, Some(ticket)) => {
+                    let n = mvcc::newest(self.engine.as_ref(), &self.prefix, k)
+                        .map_err(|e| self.storage(e))?;
+                    self.app.latest.fill(ticket, k, n.as_ref());
+                    Some(n)
+                }
+                (None, None) => None,
+            };
             if limit > ht {
-                let newest = match &cached {
-                    Some(n) => Some(n.ht),
+                let newest_ht = match &newest {
+                    Some(n) => n.as_ref().map(|n| n.ht),
                     None => mvcc::newest_ht(self.engine.as_ref(), &self.prefix, k)
                         .map_err(|e| self.storage(e))?,
                 };
-                if let Some(newest) = newest {
+                if let Some(newest) = newest_ht {
                     if newest > ht && newest <= limit {
                         return Err(TabletError::ReadRestart {
                             tablet: self.meta.tablet_id.clone(),
@@ -575,22 +585,15 @@ impl Tablet {
                     }
                 }
             }
-            let hit = cached.as_ref().and_then(|n| n.value_at(ht));
-            out.push(match (hit, ticket) {
-                (Some(value), _) => value,
-                // A miss on a read at "now": read the newest version and remember it.
-                (None, Some(ticket)) if cached.is_none() => {
-                    let newest = mvcc::newest(self.engine.as_ref(), &self.prefix, k)
-                        .map_err(|e| self.storage(e))?;
-                    let value = newest.as_ref().and_then(|n| n.value_at(ht));
-                    self.app.latest.fill(ticket, k, newest);
-                    match value {
-                        Some(value) => value,
-                        None => mvcc::get(self.engine.as_ref(), &self.prefix, k, ht)
-                            .map_err(|e| self.storage(e))?,
-                    }
-                }
-                (None, _) => mvcc::get(self.engine.as_ref(), &self.prefix, k, ht)
+            let known = match &newest {
+                Some(Some(n)) => n.value_at(ht),
+                Some(None) => Some(None),
+                None => None,
+            };
+            out.push(match known {
+                Some(value) => value,
+                // Unknown, or the newest version is above the read time: seek.
+                None => mvcc::get(self.engine.as_ref(), &self.prefix, k, ht)
                     .map_err(|e| self.storage(e))?,
             });
         }
