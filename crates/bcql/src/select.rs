@@ -197,6 +197,113 @@ impl<'a> Assembler<'a> {
     }
 }
 
+/// Most cells a pinned row read fetches by key before a prefix scan is cheaper.
+const MAX_POINT_CELLS: usize = 64;
+/// Longest row key read by key; longer ones take the scan, which reports keys too large
+/// for storage.
+const MAX_POINT_KEY: usize = 32 * 1024;
+
+/// The row keys a query pins completely (every clustering column by `=`/`IN`, no static
+/// columns), in key order. `None` when the rows are not pinned, so the partition must be
+/// scanned.
+fn pinned_rows(
+    def: &TableDef,
+    partition: &[u8],
+    ck_prefix: usize,
+    ck_combos: &[Vec<Value>],
+) -> Result<Option<Vec<Vec<u8>>>> {
+    if ck_prefix != def.ck_len() || def.has_statics() {
+        return Ok(None);
+    }
+    let cells = def
+        .columns
+        .iter()
+        .filter(|c| c.kind == Kind::Regular)
+        .count()
+        + 1;
+    if ck_combos.len().max(1) * cells > MAX_POINT_CELLS {
+        return Ok(None);
+    }
+    let mut rows = Vec::new();
+    if def.ck_len() == 0 {
+        rows.push(partition.to_vec());
+    } else {
+        for ck in ck_combos {
+            let mut p = partition.to_vec();
+            schema::append_clustering(def, &mut p, ck)?;
+            rows.push(p);
+        }
+        rows.sort();
+        rows.dedup();
+    }
+    if rows.iter().any(|p| p.len() > MAX_POINT_KEY) {
+        // Near the storage key limit: the scan says which key is too large.
+        return Ok(None);
+    }
+    Ok(Some(rows))
+}
+
+fn cell_key(row: &[u8], col: u16) -> Vec<u8> {
+    let mut k = Vec::with_capacity(row.len() + 2);
+    k.extend_from_slice(row);
+    k.extend_from_slice(&col.to_be_bytes());
+    k
+}
+
+/// Feed `rows` (pinned row keys of tablet `idx`, in key order) to `asm` by point reads.
+/// A row exists if any of its regular cells or its marker is live, so the markers are
+/// read, in a second call at the same snapshot, only for rows without a live cell.
+async fn read_pinned(
+    engine: &Engine,
+    def: &TableDef,
+    table: &client::Table,
+    idx: usize,
+    rows: &[Vec<u8>],
+    asm: &mut Assembler<'_>,
+) -> Result<()> {
+    let mut cols: Vec<u16> = def
+        .columns
+        .iter()
+        .filter(|c| c.kind == Kind::Regular)
+        .map(|c| c.id)
+        .collect();
+    cols.sort_unstable();
+    let client = &engine.catalog.client;
+    let mut found: Vec<Vec<(Vec<u8>, Vec<u8>)>> = vec![Vec::new(); rows.len()];
+    let mut read_ht = None;
+    if !cols.is_empty() {
+        let keys: Vec<Vec<u8>> = rows
+            .iter()
+            .flat_map(|r| cols.iter().map(move |c| cell_key(r, *c)))
+            .collect();
+        let (vals, ht) = client.read_tablet_at(table, idx, &keys, None).await?;
+        read_ht = Some(ht);
+        for (i, (k, v)) in keys.into_iter().zip(vals).enumerate() {
+            if let Some(v) = v {
+                found[i / cols.len()].push((k, v));
+            }
+        }
+    }
+    let bare: Vec<usize> = (0..rows.len()).filter(|i| found[*i].is_empty()).collect();
+    let mut markers: Vec<Option<Vec<u8>>> = vec![None; rows.len()];
+    if !bare.is_empty() {
+        let keys: Vec<Vec<u8>> = bare.iter().map(|i| cell_key(&rows[*i], 0)).collect();
+        let (vals, _) = client.read_tablet_at(table, idx, &keys, read_ht).await?;
+        for (i, v) in bare.into_iter().zip(vals) {
+            markers[i] = v;
+        }
+    }
+    for (i, row) in rows.iter().enumerate() {
+        if let Some(m) = &markers[i] {
+            asm.feed(&cell_key(row, 0), m);
+        }
+        for (k, v) in &found[i] {
+            asm.feed(k, v);
+        }
+    }
+    Ok(())
+}
+
 /// Output name and type of a selector.
 fn sel_spec(def: &TableDef, sel: &Selector) -> Result<(String, CqlType)> {
     Ok(match sel {
@@ -1122,7 +1229,11 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
                 for (token, partition) in parts {
                     let idx = table.tablet_for_hash(schema::token_hash(token));
                     let mut asm = Assembler::new(&def, static_only);
-                    if ck_prefix == 0 {
+                    if let Some(rows) = pinned_rows(&def, &partition, ck_prefix, &ck_combos)? {
+                        // Whole rows pinned: read their cells by key (cache-served) instead
+                        // of scanning the partition.
+                        read_pinned(engine, &def, table, idx, &rows, &mut asm).await?;
+                    } else if ck_prefix == 0 {
                         for (k, v) in dml::scan_range(
                             engine,
                             table,
