@@ -90,6 +90,7 @@ async fn main() -> Result<()> {
         let cfg = dbserver::DbServerConfig {
             rpc_addr: addr(&rpc),
             http_addr: String::new(),
+            cql_addr: String::new(),
             mserver_addrs: vec![m_addr.clone()],
             data_dir: base.join(format!("dbserver{i}")),
             timing,

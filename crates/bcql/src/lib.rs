@@ -27,12 +27,14 @@ use std::sync::Arc;
 /// Most connections served at once; more wait for a slot.
 pub const MAX_CONNECTIONS: usize = 10_000;
 
-/// Serve BCQL on `listener` until `shutdown` resolves. `num_tablets` is the tablet count of
-/// tables created through CQL; connections and statements are counted in `metrics`
-/// (served on the BCQL metrics port, 8200).
+/// Serve BCQL on `listener` until `shutdown` resolves. `server_uuid` is the dbserver's (the
+/// host id drivers see); `num_tablets` is the tablet count of tables created through CQL;
+/// connections and statements are counted in `metrics` (served on the BCQL metrics port,
+/// 8200).
 pub async fn serve(
     listener: TcpListener,
     client: client::Client,
+    server_uuid: String,
     num_tablets: u32,
     metrics: common::metrics::ApiMetrics,
     shutdown: impl std::future::Future<Output = ()>,
@@ -42,7 +44,9 @@ pub async fn serve(
         // Drivers connect to rpc_address; a wildcard bind is reachable on loopback.
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    let host_id = *uuid::Uuid::new_v4().as_bytes();
+    let host_id = *uuid::Uuid::parse_str(&server_uuid)
+        .unwrap_or_else(|_| uuid::Uuid::new_v4())
+        .as_bytes();
     let node = exec::NodeInfo {
         cql_addr: addr,
         cluster_name: "AiSQL Cluster".into(),

@@ -268,6 +268,52 @@ fn uuid_value(s: &str) -> Value {
 /// A keyspace row: name, replication options, durable_writes.
 type KeyspaceRow = (String, Vec<(String, String)>, bool);
 
+/// The token of the only node of a one-node ring.
+const FIRST_TOKEN: i64 = i64::MIN + 1;
+
+/// A dbserver serving BCQL, as drivers see it.
+struct Member {
+    host_id: [u8; 16],
+    addr: std::net::SocketAddr,
+    /// The start of its share of the token ring.
+    token: i64,
+}
+
+/// The live dbservers that serve BCQL (this one included), from the mservers, each with
+/// an equal share of the token ring in host-id order, so every node describes the same
+/// ring. Any node serves any token (requests go to tablet leaders), so the ring only
+/// spreads drivers' load. Without the mservers: this node alone.
+async fn ring(engine: &Engine) -> Vec<Member> {
+    let me = Member {
+        host_id: engine.node.host_id,
+        addr: engine.node.cql_addr,
+        token: FIRST_TOKEN,
+    };
+    let Ok(list) = engine.catalog.client.list_servers().await else {
+        return vec![me];
+    };
+    let mut members: Vec<Member> = list
+        .servers
+        .iter()
+        .filter(|s| s.alive)
+        .filter_map(|s| {
+            Some(Member {
+                host_id: *uuid::Uuid::parse_str(&s.server_uuid).ok()?.as_bytes(),
+                addr: s.cql_addr.parse().ok()?,
+                token: 0,
+            })
+        })
+        .filter(|m| m.host_id != me.host_id)
+        .collect();
+    members.push(me);
+    members.sort_by_key(|m| m.host_id);
+    let share = u64::MAX / members.len() as u64;
+    for (i, m) in members.iter_mut().enumerate() {
+        m.token = FIRST_TOKEN.wrapping_add((share * i as u64) as i64);
+    }
+    members
+}
+
 fn text(s: &str) -> Value {
     Value::Text(s.to_owned())
 }
@@ -322,6 +368,11 @@ pub async fn rows(engine: &Engine, def: &TableDef) -> Result<Vec<Row>> {
             let node = &engine.node;
             let schema_version = engine.catalog.schema_version().await?;
             let ip = Value::Inet(node.cql_addr.ip());
+            let token = ring(engine)
+                .await
+                .into_iter()
+                .find(|m| m.host_id == node.host_id)
+                .map_or(FIRST_TOKEN, |m| m.token);
             out.push(row(
                 def,
                 vec![
@@ -346,12 +397,36 @@ pub async fn rows(engine: &Engine, def: &TableDef) -> Result<Vec<Row>> {
                     ("rpc_address", ip),
                     ("rpc_port", Value::Int(node.cql_addr.port() as i128)),
                     ("schema_version", Value::Uuid(schema_version)),
-                    (
-                        "tokens",
-                        Value::Set(vec![text(&i64::MIN.wrapping_add(1).to_string())]),
-                    ),
+                    ("tokens", Value::Set(vec![text(&token.to_string())])),
                 ],
             )?);
+        }
+        ("system", "peers" | "peers_v2") => {
+            let schema_version = engine.catalog.schema_version().await?;
+            for m in ring(engine).await {
+                if m.host_id == engine.node.host_id {
+                    continue;
+                }
+                let ip = Value::Inet(m.addr.ip());
+                out.push(row(
+                    def,
+                    vec![
+                        ("peer", ip.clone()),
+                        ("peer_port", Value::Int(7000)),
+                        ("rpc_address", ip.clone()),
+                        ("native_address", ip.clone()),
+                        ("native_port", Value::Int(m.addr.port() as i128)),
+                        ("preferred_ip", ip),
+                        ("preferred_port", Value::Int(7000)),
+                        ("data_center", text("datacenter1")),
+                        ("rack", text("rack1")),
+                        ("host_id", Value::Uuid(m.host_id)),
+                        ("release_version", text(RELEASE_VERSION)),
+                        ("schema_version", Value::Uuid(schema_version)),
+                        ("tokens", Value::Set(vec![text(&m.token.to_string())])),
+                    ],
+                )?);
+            }
         }
         ("system_schema", "keyspaces") => {
             let mut all: Vec<KeyspaceRow> = vec![];

@@ -108,6 +108,19 @@ pub fn dialable(addr: &str, listener: &TcpListener) -> String {
     format!("{host}:{port}")
 }
 
+/// Where clients of another server reach an API `listener`: its own address, or on a
+/// wildcard bind the host the server advertises for RPC (`rpc_addr`).
+pub fn api_addr(listener: &TcpListener, rpc_addr: &str) -> String {
+    let Ok(a) = listener.local_addr() else {
+        return String::new();
+    };
+    if !a.ip().is_unspecified() {
+        return a.to_string();
+    }
+    let host = rpc_addr.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
+    format!("{host}:{}", a.port())
+}
+
 /// A receiver that turns `true` on Ctrl-C or SIGTERM.
 pub fn shutdown_signal() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
@@ -277,10 +290,11 @@ fn api_metrics_app(name: &str, metrics: &ApiMetrics) -> axum::Router {
 /// Run a dbserver with all its listeners until `shutdown`; `flags` are shown on its `/varz`.
 pub async fn run_dbserver(
     l: DbListeners,
-    config: dbserver::DbServerConfig,
+    mut config: dbserver::DbServerConfig,
     flags: Vec<(String, String)>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
+    config.cql_addr = api_addr(&l.cql, &config.rpc_addr);
     let server = dbserver::DbServer::start(config)
         .await
         .context("starting bm-dbserver")?;
@@ -320,6 +334,7 @@ pub async fn run_dbserver(
     tasks.push(tokio::spawn(bcql::serve(
         l.cql,
         server.local_client(),
+        server.uuid().to_owned(),
         4,
         api.bcql.clone(),
         until(shutdown.clone()),

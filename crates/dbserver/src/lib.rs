@@ -39,6 +39,9 @@ pub struct DbServerConfig {
     pub rpc_addr: String,
     /// Address of this server's web UI, as shown to people.
     pub http_addr: String,
+    /// Address drivers use to reach this server's BCQL port (reported to the mservers for
+    /// `system.peers`); empty if it serves no BCQL.
+    pub cql_addr: String,
     pub mserver_addrs: Vec<String>,
     pub data_dir: PathBuf,
     pub timing: Timing,
@@ -398,6 +401,7 @@ impl DbServer {
                 disk_bytes: self.env.engine.disk_space(),
                 reads_total: self.ops.totals().0,
                 writes_total: self.ops.totals().1,
+                cql_addr: self.config.cql_addr.clone(),
             };
             let resp = match self.env.pool.get(&addr) {
                 Ok(ch) => {

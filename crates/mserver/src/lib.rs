@@ -97,6 +97,8 @@ pub(crate) struct Liveness {
     pub counters: (u64, u64),
     /// (reads, writes) per second between the last two heartbeats.
     pub rates: (f64, f64),
+    /// Where drivers reach the server's BCQL port (not persisted: every heartbeat says it).
+    pub cql_addr: String,
 }
 
 impl Liveness {
@@ -125,6 +127,7 @@ impl Liveness {
             disk_bytes,
             counters,
             rates,
+            cql_addr: String::new(),
         }
     }
 }

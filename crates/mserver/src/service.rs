@@ -107,12 +107,13 @@ impl Mserver {
             req.tablets.iter().map(|t| t.tablet_id.clone()).collect();
         {
             let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-            let next = Liveness::next(
+            let mut next = Liveness::next(
                 live.get(&req.server_uuid),
                 req.tablets,
                 req.disk_bytes,
                 (req.reads_total, req.writes_total),
             );
+            next.cql_addr = req.cql_addr;
             live.insert(req.server_uuid.clone(), next);
         }
         let cat = self.catalog();
@@ -533,6 +534,7 @@ impl MserverService for Service {
                             .filter(|(u, _)| u == &s.server_uuid)
                             .count() as u32,
                         disk_bytes: l.map(|l| l.disk_bytes).unwrap_or(0),
+                        cql_addr: l.map(|l| l.cql_addr.clone()).unwrap_or_default(),
                     }
                 })
                 .collect();

@@ -2,7 +2,8 @@
 //! 8b — 10,000 keys; `kill -9` a dbserver holding leaders; writes and reads go on, nothing
 //!      acknowledged is missing; restarted, it catches up;
 //! 8d — the unavailability window of a tablet whose leader died (printed);
-//! 8c — `kill -9` the mserver leader: another leads; heartbeats and table creation work.
+//! 8c — `kill -9` the mserver leader: another leads; heartbeats and table creation work;
+//! and a Cassandra driver given one node finds all three through `system.peers`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -124,6 +125,21 @@ async fn rf3_survives_dbserver_and_mserver_loss() {
     assert!(crate::t04_bedis::redis_cli(&redis0, &script)
         .iter()
         .all(|l| l == "OK"));
+
+    // BCQL drivers find every node through system.peers and route to all of them.
+    let (host, port) = cluster.db_addrs[0].cql.rsplit_once(':').unwrap();
+    let out = std::process::Command::new("python3")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cases/bcql/peers.py"))
+        .args([host, port, "3"])
+        .output()
+        .expect("python3 with cassandra-driver");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.contains("OK"),
+        "peers.py failed:\n{text}\n{}",
+        cluster.logs()
+    );
 
     // Pick the victim: a dbserver leading at least one tablet; and a key in such a tablet.
     let victim_addr = leaders_per_server.keys().next().unwrap().clone();

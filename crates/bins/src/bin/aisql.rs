@@ -252,6 +252,8 @@ async fn start(f: StartFlags, varz: Vec<(String, String)>) -> Result<()> {
     let dcfg = dbserver::DbServerConfig {
         rpc_addr: dbserver_addr,
         http_addr,
+        // Set by `run_dbserver` from the BCQL listener.
+        cql_addr: String::new(),
         mserver_addrs: vec![mserver_addr],
         data_dir: base.join("dbserver"),
         timing,

@@ -112,6 +112,8 @@ async fn run(f: Flags, varz: Vec<(String, String)>) -> Result<()> {
         rpc_addr: rpc_addr.clone(),
         http_addr,
         mserver_addrs: f.dbserver_mserver_addrs.0,
+        // Set by `run_dbserver` from the BCQL listener.
+        cql_addr: String::new(),
         data_dir,
         timing: bins::raft_timing(
             f.raft_heartbeat_interval_ms,
