@@ -207,6 +207,8 @@ pub struct ClusterOpts {
     pub dbservers: usize,
     pub replication_factor: u32,
     pub unresponsive_timeout_ms: u64,
+    /// More flags for every dbserver.
+    pub dbserver_flags: Vec<String>,
 }
 
 impl Default for ClusterOpts {
@@ -216,6 +218,7 @@ impl Default for ClusterOpts {
             dbservers: 1,
             replication_factor: 1,
             unresponsive_timeout_ms: 3000,
+            dbserver_flags: Vec::new(),
         }
     }
 }
@@ -288,7 +291,7 @@ impl Cluster {
                 redis_web: free_port(&ip),
                 ip: ip.clone(),
             };
-            let args = vec![
+            let mut args = vec![
                 format!("--rpc_bind_addresses={}", a.rpc),
                 format!("--server_broadcast_addresses={}", a.rpc),
                 format!("--dbserver_mserver_addrs={list}"),
@@ -305,6 +308,7 @@ impl Cluster {
                     dir.path().join(format!("d{i}")).display()
                 ),
             ];
+            args.extend(opts.dbserver_flags.iter().cloned());
             dbservers.push(Proc::spawn(
                 &format!("dbserver{i}"),
                 bin("bm-dbserver"),

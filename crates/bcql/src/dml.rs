@@ -1646,6 +1646,7 @@ pub async fn batch(
             values,
             now_ms: ctx.now_ms,
             now_us: ctx.now_us,
+            user: ctx.user,
         };
         return Box::pin(engine.execute(stmt, &sub)).await;
     }
@@ -1659,6 +1660,7 @@ pub async fn batch(
             values,
             now_ms: ctx.now_ms,
             now_us: ctx.now_us,
+            user: ctx.user,
         };
         let is_counter = match s {
             Stmt::Update(u) => resolve(engine, &u.ks, &u.table, ctx)
@@ -1837,6 +1839,7 @@ async fn conditional_batch(
                 values,
                 now_ms: ctx.now_ms,
                 now_us: ctx.now_us,
+                user: ctx.user,
             };
             let Some(t) = cond_target(engine, stmt, &sub).await? else {
                 continue;
@@ -1866,6 +1869,7 @@ async fn conditional_batch(
                 values,
                 now_ms: ctx.now_ms,
                 now_us: ctx.now_us,
+                user: ctx.user,
             };
             match stmt {
                 Stmt::Insert(i) => {

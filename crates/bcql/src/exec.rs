@@ -71,6 +71,7 @@ pub struct Engine {
     prepared: RwLock<HashMap<Vec<u8>, Arc<Prepared>>>,
     pub events: tokio::sync::broadcast::Sender<SchemaChange>,
     pub node: NodeInfo,
+    pub auth: crate::auth::Auth,
 }
 
 /// What a statement runs with.
@@ -81,6 +82,8 @@ pub struct Ctx<'a> {
     pub values: &'a [crate::frame::Bound],
     pub now_ms: i64,
     pub now_us: i64,
+    /// The logged-in role (`None` without authentication).
+    pub user: Option<&'a str>,
 }
 
 impl Ctx<'_> {
@@ -104,12 +107,13 @@ fn valid_name(n: &str) -> bool {
 }
 
 impl Engine {
-    pub fn new(catalog: Catalog, node: NodeInfo) -> Self {
+    pub fn new(catalog: Catalog, node: NodeInfo, password_auth: bool) -> Self {
         Engine {
             catalog,
             prepared: RwLock::new(HashMap::new()),
             events: tokio::sync::broadcast::channel(256).0,
             node,
+            auth: crate::auth::Auth::new(password_auth),
         }
     }
 
@@ -415,6 +419,7 @@ impl Engine {
                 Ok(Outcome::SetKeyspace(ks.clone()))
             }
             Stmt::Describe { what, name } => crate::describe::describe(self, what, name, ctx).await,
+            Stmt::Role(r) => self.auth.execute(&self.catalog, r, ctx.user).await,
             Stmt::Unsupported(what) => {
                 if what.starts_with("create")
                     || what.starts_with("alter")

@@ -28,6 +28,21 @@ pub mod opcode {
     pub const AUTH_CHALLENGE: u8 = 0x0E;
     pub const AUTH_RESPONSE: u8 = 0x0F;
     pub const AUTH_SUCCESS: u8 = 0x10;
+
+    /// The opcode's name, as error messages spell it.
+    pub fn name(op: u8) -> &'static str {
+        match op {
+            QUERY => "QUERY",
+            PREPARE => "PREPARE",
+            EXECUTE => "EXECUTE",
+            BATCH => "BATCH",
+            REGISTER => "REGISTER",
+            STARTUP => "STARTUP",
+            OPTIONS => "OPTIONS",
+            AUTH_RESPONSE => "AUTH_RESPONSE",
+            _ => "UNKNOWN",
+        }
+    }
 }
 
 pub const FLAG_COMPRESSION: u8 = 0x01;

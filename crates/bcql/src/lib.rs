@@ -7,6 +7,7 @@
 //! * [`schema`] — table definitions, the catalog, and the storage layout of rows.
 //! * [`token`] — Cassandra's Murmur3 partitioner.
 
+pub mod auth;
 pub mod describe;
 pub mod dml;
 pub mod error;
@@ -27,15 +28,23 @@ use std::sync::Arc;
 /// Most connections served at once; more wait for a slot.
 pub const MAX_CONNECTIONS: usize = 10_000;
 
-/// Serve BCQL on `listener` until `shutdown` resolves. `server_uuid` is the dbserver's (the
-/// host id drivers see); `num_tablets` is the tablet count of tables created through CQL;
-/// connections and statements are counted in `metrics` (served on the BCQL metrics port,
-/// 8200).
+/// How a BCQL server runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The dbserver's uuid: the host id drivers see.
+    pub server_uuid: String,
+    /// Tablets of each table created through CQL.
+    pub num_tablets: u32,
+    /// Clients must log in with a role's password (`--use_cassandra_authentication`).
+    pub password_auth: bool,
+}
+
+/// Serve BCQL on `listener` until `shutdown` resolves; connections and statements are
+/// counted in `metrics` (served on the BCQL metrics port, 8200).
 pub async fn serve(
     listener: TcpListener,
     client: client::Client,
-    server_uuid: String,
-    num_tablets: u32,
+    config: Config,
     metrics: common::metrics::ApiMetrics,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
@@ -44,7 +53,7 @@ pub async fn serve(
         // Drivers connect to rpc_address; a wildcard bind is reachable on loopback.
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    let host_id = *uuid::Uuid::parse_str(&server_uuid)
+    let host_id = *uuid::Uuid::parse_str(&config.server_uuid)
         .unwrap_or_else(|_| uuid::Uuid::new_v4())
         .as_bytes();
     let node = exec::NodeInfo {
@@ -53,8 +62,9 @@ pub async fn serve(
         host_id,
     };
     let engine = Arc::new(exec::Engine::new(
-        schema::Catalog::new(client, num_tablets),
+        schema::Catalog::new(client, config.num_tablets),
         node,
+        config.password_auth,
     ));
     rpc::serve_connections(listener, MAX_CONNECTIONS, shutdown, move |sock| {
         server::handle(sock, engine.clone(), metrics.clone())

@@ -629,8 +629,40 @@ pub enum Stmt {
         what: String,
         name: Option<(Option<String>, String)>,
     },
-    /// Statements this server accepts and ignores (roles, grants ...), with a tag.
+    /// CREATE/ALTER/DROP ROLE or USER, LIST ROLES/USERS.
+    Role(RoleStmt),
+    /// Statements this server accepts and ignores (grants ...), with a tag.
     Unsupported(String),
+}
+
+/// A role statement (`USER` forms are roles that can log in).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RoleStmt {
+    Create {
+        name: String,
+        if_not_exists: bool,
+        opts: RoleOpts,
+    },
+    Alter {
+        name: String,
+        opts: RoleOpts,
+    },
+    Drop {
+        name: String,
+        if_exists: bool,
+    },
+    /// LIST ROLES, or LIST USERS (`users`).
+    List {
+        users: bool,
+    },
+}
+
+/// Role options given (`None`: not given).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RoleOpts {
+    pub password: Option<String>,
+    pub login: Option<bool>,
+    pub superuser: Option<bool>,
 }
 
 impl Stmt {
@@ -645,6 +677,7 @@ impl Stmt {
             Stmt::Use(_) => "use",
             Stmt::Truncate { .. } => "truncate",
             Stmt::Describe { .. } => "describe",
+            Stmt::Role(_) => "role",
             Stmt::Unsupported(_) => "other",
             _ => "ddl",
         }
@@ -785,6 +818,64 @@ impl Parser {
             Ok((None, a))
         }
     }
+    /// A role name: an identifier or a string.
+    fn role_name(&mut self) -> Result<String> {
+        if let Tok::Str(s) = self.peek().clone() {
+            self.i += 1;
+            return Ok(s);
+        }
+        self.ident()
+    }
+    /// Role options: `WITH PASSWORD = 'p' AND LOGIN = b AND SUPERUSER = b AND OPTIONS = {..}`,
+    /// or for users `[WITH PASSWORD 'p'] [SUPERUSER | NOSUPERUSER]`.
+    fn role_opts(&mut self, user: bool) -> Result<RoleOpts> {
+        let mut o = RoleOpts::default();
+        if user {
+            o.login = Some(true);
+            if self.eat_kw("with") {
+                self.kw("password")?;
+                match self.next() {
+                    Tok::Str(s) => o.password = Some(s),
+                    _ => {
+                        self.i -= 1;
+                        return Err(self.err("a password string"));
+                    }
+                }
+            }
+            if self.eat_kw("superuser") {
+                o.superuser = Some(true);
+            } else if self.eat_kw("nosuperuser") {
+                o.superuser = Some(false);
+            }
+            return Ok(o);
+        }
+        if !self.eat_kw("with") {
+            return Ok(o);
+        }
+        loop {
+            let k = self.ident()?;
+            self.p("=")?;
+            let v = self.opt_value()?;
+            let flag = |v: &OptVal| match v {
+                OptVal::Bool(b) => Ok(*b),
+                _ => Err(CqlError::syntax(format!("{k} takes true or false"))),
+            };
+            match k.as_str() {
+                "password" => match v {
+                    OptVal::Str(s) => o.password = Some(s),
+                    _ => return Err(CqlError::syntax("PASSWORD takes a string")),
+                },
+                "login" => o.login = Some(flag(&v)?),
+                "superuser" => o.superuser = Some(flag(&v)?),
+                "options" | "access_to_datacenters" | "access_to_all_datacenters" => {}
+                _ => return Err(CqlError::syntax(format!("Invalid role option: {k}"))),
+            }
+            if !self.eat_kw("and") {
+                break;
+            }
+        }
+        Ok(o)
+    }
     fn if_not_exists(&mut self) -> Result<bool> {
         if self.is_kw("if") && self.is_kw_at(1, "not") {
             self.i += 2;
@@ -860,6 +951,18 @@ impl Parser {
             }
             "alter" => self.alter(),
             "drop" => self.drop(),
+            "list" if self.is_kw_at(1, "roles") || self.is_kw_at(1, "users") => {
+                self.i += 1;
+                let users = self.eat_kw("users");
+                if !users {
+                    self.kw("roles")?;
+                    if self.eat_kw("of") {
+                        self.role_name()?;
+                    }
+                    self.eat_kw("norecursive");
+                }
+                Ok(Stmt::Role(RoleStmt::List { users }))
+            }
             "grant" | "revoke" | "list" => {
                 self.i = self.toks.len() - 1;
                 Ok(Stmt::Unsupported(w.to_ascii_lowercase()))
@@ -1852,9 +1955,21 @@ impl Parser {
                 col,
             });
         }
-        if self.eat_kw("role")
-            || self.eat_kw("user")
-            || self.eat_kw("function")
+        if self.is_kw("role") || self.is_kw("user") {
+            let user = self.eat_kw("user");
+            if !user {
+                self.kw("role")?;
+            }
+            let if_not_exists = self.if_not_exists()?;
+            let name = self.role_name()?;
+            let opts = self.role_opts(user)?;
+            return Ok(Stmt::Role(RoleStmt::Create {
+                name,
+                if_not_exists,
+                opts,
+            }));
+        }
+        if self.eat_kw("function")
             || self.eat_kw("aggregate")
             || self.eat_kw("materialized")
             || self.eat_kw("trigger")
@@ -1966,7 +2081,16 @@ impl Parser {
                 rename: pairs,
             });
         }
-        if self.eat_kw("role") || self.eat_kw("user") || self.eat_kw("materialized") {
+        if self.is_kw("role") || self.is_kw("user") {
+            let user = self.eat_kw("user");
+            if !user {
+                self.kw("role")?;
+            }
+            let name = self.role_name()?;
+            let opts = self.role_opts(user)?;
+            return Ok(Stmt::Role(RoleStmt::Alter { name, opts }));
+        }
+        if self.eat_kw("materialized") {
             self.i = self.toks.len() - 1;
             return Ok(Stmt::Unsupported("alter".into()));
         }
@@ -2009,9 +2133,12 @@ impl Parser {
                 if_exists,
             });
         }
-        if self.eat_kw("role")
-            || self.eat_kw("user")
-            || self.eat_kw("function")
+        if self.eat_kw("role") || self.eat_kw("user") {
+            let if_exists = self.if_exists()?;
+            let name = self.role_name()?;
+            return Ok(Stmt::Role(RoleStmt::Drop { name, if_exists }));
+        }
+        if self.eat_kw("function")
             || self.eat_kw("aggregate")
             || self.eat_kw("materialized")
             || self.eat_kw("trigger")

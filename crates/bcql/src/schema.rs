@@ -343,38 +343,40 @@ impl Catalog {
     async fn meta(&self) -> Result<&(Arc<Table>, Arc<Table>)> {
         self.meta
             .get_or_try_init(|| async {
-                self.client.create_namespace(META_NAMESPACE, true).await?;
-                let mut out = Vec::new();
-                for name in ["keyspaces", "types"] {
-                    let t = match self.client.open_table(META_NAMESPACE, name).await {
-                        Ok(t) if !t.tablets.is_empty() => t,
-                        _ => {
-                            let r = self
-                                .client
-                                .create_table(CreateTableRequest {
-                                    namespace_name: META_NAMESPACE.into(),
-                                    name: name.into(),
-                                    schema: b"{}".to_vec(),
-                                    num_tablets: 1,
-                                    range_partitioned: true,
-                                    replication_factor: 0,
-                                    if_not_exists: true,
-                                })
-                                .await;
-                            if let Err(e) = r {
-                                tracing::debug!("create {META_NAMESPACE}.{name}: {e}");
-                            }
-                            self.client.open_table(META_NAMESPACE, name).await?
-                        }
-                    };
-                    self.client.wait_for_leaders(&t).await?;
-                    out.push(Arc::new(t));
-                }
-                let types = out.pop().ok_or_else(|| CqlError::server("meta"))?;
-                let ks = out.pop().ok_or_else(|| CqlError::server("meta"))?;
-                Ok::<_, CqlError>((ks, types))
+                Ok::<_, CqlError>((
+                    self.meta_table("keyspaces").await?,
+                    self.meta_table("types").await?,
+                ))
             })
             .await
+    }
+
+    /// A key-value table of BCQL's own (one range tablet), created if missing.
+    pub(crate) async fn meta_table(&self, name: &str) -> Result<Arc<Table>> {
+        self.client.create_namespace(META_NAMESPACE, true).await?;
+        let t = match self.client.open_table(META_NAMESPACE, name).await {
+            Ok(t) if !t.tablets.is_empty() => t,
+            _ => {
+                let r = self
+                    .client
+                    .create_table(CreateTableRequest {
+                        namespace_name: META_NAMESPACE.into(),
+                        name: name.into(),
+                        schema: b"{}".to_vec(),
+                        num_tablets: 1,
+                        range_partitioned: true,
+                        replication_factor: 0,
+                        if_not_exists: true,
+                    })
+                    .await;
+                if let Err(e) = r {
+                    tracing::debug!("create {META_NAMESPACE}.{name}: {e}");
+                }
+                self.client.open_table(META_NAMESPACE, name).await?
+            }
+        };
+        self.client.wait_for_leaders(&t).await?;
+        Ok(Arc::new(t))
     }
 
     pub async fn keyspaces(&self) -> Result<Vec<KeyspaceDef>> {

@@ -22,6 +22,8 @@ const MAX_IN_FLIGHT: usize = 4096;
 
 struct Conn {
     keyspace: Mutex<Option<String>>,
+    /// The role logged in with (password authentication only).
+    user: Mutex<Option<String>>,
     lz4: AtomicBool,
     tx: mpsc::UnboundedSender<Vec<u8>>,
     slots: Arc<tokio::sync::Semaphore>,
@@ -32,6 +34,9 @@ impl Conn {
         let mut out = Vec::with_capacity(body.len() + 9);
         frame::write_frame(&mut out, stream, op, body, self.lz4.load(Ordering::Relaxed));
         let _ = self.tx.send(out);
+    }
+    fn user(&self) -> Option<String> {
+        self.user.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
     fn keyspace(&self) -> Option<String> {
         self.keyspace
@@ -60,12 +65,15 @@ pub async fn handle(sock: TcpStream, engine: Arc<Engine>, metrics: ApiMetrics) {
     });
     let conn = Arc::new(Conn {
         keyspace: Mutex::new(None),
+        user: Mutex::new(None),
         lz4: AtomicBool::new(false),
         tx,
         slots: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
     });
     let mut rd = tokio::io::BufReader::with_capacity(64 * 1024, &mut rd);
     let mut started = false;
+    // STARTUP answered with AUTHENTICATE; no AUTH_SUCCESS yet.
+    let mut authenticating = false;
     loop {
         let f = match frame::read_frame(&mut rd, conn.lz4.load(Ordering::Relaxed)).await {
             Ok(Some(f)) => f,
@@ -113,8 +121,15 @@ pub async fn handle(sock: TcpStream, engine: Arc<Engine>, metrics: ApiMetrics) {
                     conn.send(f.stream, opcode::ERROR, &error_body(&e));
                     continue;
                 }
-                started = true;
-                conn.send(f.stream, opcode::READY, &[]);
+                if engine.auth.enabled {
+                    let mut b = Vec::new();
+                    w::string(&mut b, crate::auth::AUTHENTICATOR);
+                    conn.send(f.stream, opcode::AUTHENTICATE, &b);
+                    authenticating = true;
+                } else {
+                    started = true;
+                    conn.send(f.stream, opcode::READY, &[]);
+                }
                 conn.lz4.store(lz4, Ordering::Relaxed);
             }
             opcode::REGISTER => {
@@ -137,12 +152,45 @@ pub async fn handle(sock: TcpStream, engine: Arc<Engine>, metrics: ApiMetrics) {
                 }
                 conn.send(f.stream, opcode::READY, &[]);
             }
+            opcode::AUTH_RESPONSE if authenticating => {
+                let token = Reader::new(&f.body).bytes().map(|b| b.unwrap_or_default());
+                let res = match token {
+                    Ok(t) => engine.auth.login(&engine.catalog, &t).await,
+                    Err(e) => Err(e),
+                };
+                match res {
+                    Ok(user) => {
+                        *conn.user.lock().unwrap_or_else(|e| e.into_inner()) = Some(user);
+                        authenticating = false;
+                        started = true;
+                        let mut b = Vec::new();
+                        w::bytes(&mut b, None);
+                        conn.send(f.stream, opcode::AUTH_SUCCESS, &b);
+                    }
+                    Err(e) => conn.send(f.stream, opcode::ERROR, &error_body(&e)),
+                }
+            }
             opcode::AUTH_RESPONSE => {
-                let mut b = Vec::new();
-                w::bytes(&mut b, None);
-                conn.send(f.stream, opcode::AUTH_SUCCESS, &b);
+                conn.send(
+                    f.stream,
+                    opcode::ERROR,
+                    &error_body(&CqlError::protocol(
+                        "Unexpected message AUTH_RESPONSE, expecting STARTUP",
+                    )),
+                );
             }
             opcode::QUERY | opcode::PREPARE | opcode::EXECUTE | opcode::BATCH => {
+                if authenticating {
+                    conn.send(
+                        f.stream,
+                        opcode::ERROR,
+                        &error_body(&CqlError::protocol(format!(
+                            "Unexpected message {}, expecting SASL_RESPONSE",
+                            opcode::name(f.opcode)
+                        ))),
+                    );
+                    continue;
+                }
                 if !started {
                     conn.send(
                         f.stream,
@@ -226,6 +274,7 @@ async fn request(
     let mut r = Reader::new(&f.body);
     let (now_ms, now_us) = now();
     let ks = conn.keyspace();
+    let user = conn.user();
     match f.opcode {
         opcode::QUERY => {
             let q = r.long_string()?;
@@ -246,6 +295,7 @@ async fn request(
                 values: &values,
                 now_ms,
                 now_us,
+                user: user.as_deref(),
             };
             let out = engine.execute(&parsed.stmt, &ctx).await?;
             Ok(result_body(conn, out, false))
@@ -299,6 +349,7 @@ async fn request(
                 values: &values,
                 now_ms,
                 now_us,
+                user: user.as_deref(),
             };
             let out = engine.execute(&p.parsed.stmt, &ctx).await?;
             let skip = params.skip_metadata && !p.result.is_empty();
@@ -355,6 +406,7 @@ async fn request(
                 values: &[],
                 now_ms,
                 now_us,
+                user: user.as_deref(),
             };
             let list: Vec<(&Stmt, &[Bound])> = entries
                 .iter()

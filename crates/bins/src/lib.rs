@@ -287,10 +287,18 @@ fn api_metrics_app(name: &str, metrics: &ApiMetrics) -> axum::Router {
     }))
 }
 
+/// Options of the client APIs a dbserver serves.
+#[derive(Debug, Clone, Default)]
+pub struct ApiOptions {
+    /// BCQL clients log in with a password (`--use_cassandra_authentication`).
+    pub cql_password_auth: bool,
+}
+
 /// Run a dbserver with all its listeners until `shutdown`; `flags` are shown on its `/varz`.
 pub async fn run_dbserver(
     l: DbListeners,
     mut config: dbserver::DbServerConfig,
+    apis: ApiOptions,
     flags: Vec<(String, String)>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
@@ -334,8 +342,11 @@ pub async fn run_dbserver(
     tasks.push(tokio::spawn(bcql::serve(
         l.cql,
         server.local_client(),
-        server.uuid().to_owned(),
-        4,
+        bcql::Config {
+            server_uuid: server.uuid().to_owned(),
+            num_tablets: 4,
+            password_auth: apis.cql_password_auth,
+        },
         api.bcql.clone(),
         until(shutdown.clone()),
     )));

@@ -73,6 +73,7 @@ async fn rf3_survives_dbserver_and_mserver_loss() {
         dbservers: 3,
         replication_factor: 3,
         unresponsive_timeout_ms: 3000,
+        ..Default::default()
     });
     cluster.wait_for_dbservers(3).await;
     let table = cluster.create_table("test", "kv3", 6).await;

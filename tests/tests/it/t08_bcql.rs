@@ -119,3 +119,46 @@ async fn cassandra_driver_cqlsh_garbage_and_kill_9() {
     cluster.dbservers[0].start();
     driver(&addr, "verify", &cluster);
 }
+
+/// `--use_cassandra_authentication`: the Python driver and cqlsh log in with roles and
+/// passwords (`tests/cases/bcql/auth.py`); anything else is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_authentication() {
+    let cluster = Cluster::start(ClusterOpts {
+        dbserver_flags: vec!["--use_cassandra_authentication".into()],
+        ..Default::default()
+    });
+    cluster.wait_for_dbservers(1).await;
+    let addr = cluster.db_addrs[0].cql.clone();
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let out = Command::new("python3")
+        .arg(cases().join("auth.py"))
+        .args([host, port])
+        .output()
+        .expect("python3 with cassandra-driver");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.contains("OK"),
+        "auth.py failed:\n{text}\n{}",
+        cluster.logs()
+    );
+    let cqlsh = |args: &[&str]| {
+        let out = Command::new("cqlsh")
+            .args([host, port])
+            .args(args)
+            .output()
+            .expect("cqlsh");
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let listed = cqlsh(&["-u", "cassandra", "-p", "cassandra", "-e", "LIST ROLES"]);
+    assert!(
+        listed.contains("cassandra") && listed.contains("bob"),
+        "{listed}"
+    );
+    let refused = cqlsh(&["-u", "cassandra", "-p", "nope", "-e", "LIST ROLES"]);
+    assert!(
+        refused.contains("Provided username cassandra and/or password are incorrect"),
+        "{refused}"
+    );
+}
