@@ -72,6 +72,8 @@ pub struct Engine {
     pub events: tokio::sync::broadcast::Sender<SchemaChange>,
     pub node: NodeInfo,
     pub auth: crate::auth::Auth,
+    /// Point reads of SELECTs that pin whole rows, batched per tablet.
+    pub reads: crate::batch::ReadBatcher,
 }
 
 /// What a statement runs with.
@@ -114,6 +116,7 @@ impl Engine {
             events: tokio::sync::broadcast::channel(256).0,
             node,
             auth: crate::auth::Auth::new(password_auth),
+            reads: crate::batch::ReadBatcher::default(),
         }
     }
 

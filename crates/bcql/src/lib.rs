@@ -8,6 +8,7 @@
 //! * [`token`] — Cassandra's Murmur3 partitioner.
 
 pub mod auth;
+pub mod batch;
 pub mod describe;
 pub mod dml;
 pub mod error;

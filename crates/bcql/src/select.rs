@@ -268,7 +268,6 @@ async fn read_pinned(
         .map(|c| c.id)
         .collect();
     cols.sort_unstable();
-    let client = &engine.catalog.client;
     let mut found: Vec<Vec<(Vec<u8>, Vec<u8>)>> = vec![Vec::new(); rows.len()];
     let mut read_ht = None;
     if !cols.is_empty() {
@@ -276,7 +275,10 @@ async fn read_pinned(
             .iter()
             .flat_map(|r| cols.iter().map(move |c| cell_key(r, *c)))
             .collect();
-        let (vals, ht) = client.read_tablet_at(table, idx, &keys, None).await?;
+        let (vals, ht) = engine
+            .reads
+            .read(&engine.catalog.client, table, idx, keys.clone())
+            .await?;
         read_ht = Some(ht);
         for (i, (k, v)) in keys.into_iter().zip(vals).enumerate() {
             if let Some(v) = v {
@@ -288,7 +290,11 @@ async fn read_pinned(
     let mut markers: Vec<Option<Vec<u8>>> = vec![None; rows.len()];
     if !bare.is_empty() {
         let keys: Vec<Vec<u8>> = bare.iter().map(|i| cell_key(&rows[*i], 0)).collect();
-        let (vals, _) = client.read_tablet_at(table, idx, &keys, read_ht).await?;
+        let (vals, _) = engine
+            .catalog
+            .client
+            .read_tablet_at(table, idx, &keys, read_ht)
+            .await?;
         for (i, v) in bare.into_iter().zip(vals) {
             markers[i] = v;
         }

@@ -52,6 +52,10 @@ pub async fn handle(sock: TcpStream, engine: Arc<Engine>, metrics: ApiMetrics) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
     let writer = tokio::spawn(async move {
         while let Some(mut buf) = rx.recv().await {
+            if rx.is_empty() {
+                // Let the statements that are about to answer do so: one write for a burst.
+                tokio::task::yield_now().await;
+            }
             while buf.len() < 256 * 1024 {
                 match rx.try_recv() {
                     Ok(more) => buf.extend_from_slice(&more),
