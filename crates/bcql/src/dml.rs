@@ -390,6 +390,52 @@ pub async fn flush(engine: &Engine, planned: Vec<Planned>) -> Result<bool> {
     Ok(applied)
 }
 
+/// Attempts of an atomic batch whose transaction met a conflicting write.
+const TXN_ATTEMPTS: u32 = 8;
+
+/// Write planned cell groups all or nothing: one tablet's cells in one write, several
+/// tablets' in one distributed transaction (logged batches, `BEGIN TRANSACTION`), retried
+/// when a concurrent write to the same cells conflicts with it.
+pub async fn flush_atomic(engine: &Engine, planned: Vec<Planned>, now_us: i64) -> Result<()> {
+    let mut tablets: Vec<(&str, usize)> = planned
+        .iter()
+        .filter(|p| !p.ops.is_empty())
+        .map(|p| (p.table.info.table_id.as_str(), p.idx))
+        .collect();
+    tablets.sort_unstable();
+    tablets.dedup();
+    if tablets.len() <= 1 {
+        flush(engine, planned).await?;
+        return Ok(());
+    }
+    let client = &engine.catalog.client;
+    let mut attempt = 0;
+    loop {
+        let mut txn = client.begin(client::Isolation::Snapshot);
+        for p in &planned {
+            for op in &p.ops {
+                // Cells carry an absolute expiry; the transaction takes one relative to now.
+                let ttl_ms = if op.expire_at_us > 0 {
+                    (op.expire_at_us.saturating_sub(now_us.max(0) as u64) / 1000).max(1)
+                } else {
+                    op.ttl_ms
+                };
+                let value = (!op.delete).then(|| op.value.clone());
+                txn.put_with_ttl(&p.table, p.idx, &op.key, value, ttl_ms);
+            }
+        }
+        match txn.commit().await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.code() == common::StatusCode::TxnConflict && attempt + 1 < TXN_ATTEMPTS => {
+                attempt += 1;
+                let jitter = rand::random::<u64>() % (5 << attempt);
+                tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Read cells of one tablet (raw stored values).
 async fn read_cells(
     engine: &Engine,
@@ -1638,6 +1684,11 @@ pub async fn batch(
             _ => false,
         })
         .collect();
+    if kind == BatchKind::Transaction && !conditional.is_empty() {
+        return Err(CqlError::invalid(
+            "Conditional statements are not supported in a transaction",
+        ));
+    }
     if conditional.len() == 1 && stmts.len() == 1 {
         let (stmt, values) = conditional[0];
         let sub = Ctx {
@@ -1688,6 +1739,11 @@ pub async fn batch(
                     "Counter mutations are only allowed in COUNTER batches",
                 ))
             }
+            (BatchKind::Transaction, true) => {
+                return Err(CqlError::invalid(
+                    "Counter mutations are not supported in a transaction",
+                ))
+            }
             _ => {}
         }
         let with_ts = |u: &Using| {
@@ -1726,6 +1782,7 @@ pub async fn batch(
             }
         }
     }
+    let atomic = matches!(kind, BatchKind::Logged | BatchKind::Transaction);
     let size: usize = planned
         .iter()
         .flat_map(|p| &p.ops)
@@ -1738,7 +1795,11 @@ pub async fn batch(
             BATCH_SIZE_FAIL_BYTES / 1024
         )));
     }
-    flush(engine, planned).await?;
+    if atomic {
+        flush_atomic(engine, planned, ctx.now_us).await?;
+    } else {
+        flush(engine, planned).await?;
+    }
     Ok(Outcome::Void)
 }
 

@@ -507,6 +507,8 @@ pub enum BatchKind {
     Logged,
     Unlogged,
     Counter,
+    /// `BEGIN TRANSACTION ... END TRANSACTION` (YCQL): all or nothing, at once.
+    Transaction,
 }
 
 /// A `WITH` option value.
@@ -1675,7 +1677,10 @@ impl Parser {
 
     fn batch(&mut self) -> Result<Stmt> {
         self.kw("begin")?;
-        let kind = if self.eat_kw("unlogged") {
+        let txn = self.eat_kw("transaction");
+        let kind = if txn {
+            BatchKind::Transaction
+        } else if self.eat_kw("unlogged") {
             BatchKind::Unlogged
         } else if self.eat_kw("counter") {
             BatchKind::Counter
@@ -1683,14 +1688,20 @@ impl Parser {
             self.eat_kw("logged");
             BatchKind::Logged
         };
-        self.kw("batch")?;
         let mut using = Using::default();
-        self.using(&mut using)?;
+        if !txn {
+            self.kw("batch")?;
+            self.using(&mut using)?;
+        }
         let mut stmts = Vec::new();
         loop {
             while self.eat_p(";") {}
-            if self.eat_kw("apply") {
+            if !txn && self.eat_kw("apply") {
                 self.kw("batch")?;
+                break;
+            }
+            if txn && self.eat_kw("end") {
+                self.kw("transaction")?;
                 break;
             }
             let s = match self.peek() {
@@ -1703,6 +1714,7 @@ impl Parser {
                 Tok::Ident(w) if w.eq_ignore_ascii_case("delete") => {
                     Stmt::Delete(Box::new(self.delete()?))
                 }
+                _ if txn => return Err(self.err("INSERT, UPDATE, DELETE or END TRANSACTION")),
                 _ => return Err(self.err("INSERT, UPDATE, DELETE or APPLY BATCH")),
             };
             stmts.push(s);

@@ -107,6 +107,21 @@ b.add("DELETE FROM kv WHERE k = 2")
 s.execute(b)
 assert s.execute("SELECT count(*) FROM events WHERE device = 'd2'").one()[0] == 5
 assert s.execute("SELECT * FROM kv WHERE k = 2").one() is None
+# BEGIN TRANSACTION: rows of many partitions (so several tablets), all or nothing.
+s.execute("CREATE TABLE acct (id int PRIMARY KEY, bal int)")
+s.execute("BEGIN TRANSACTION " + " ".join(
+    f"INSERT INTO acct (id, bal) VALUES ({i}, 100);" for i in range(8)) + " END TRANSACTION;")
+assert sorted(r.bal for r in s.execute("SELECT bal FROM acct")) == [100] * 8
+s.execute("BEGIN TRANSACTION UPDATE acct SET bal = 70 WHERE id = 0; "
+          "UPDATE acct SET bal = 130 WHERE id = 5; END TRANSACTION")
+assert sum(r.bal for r in s.execute("SELECT bal FROM acct")) == 800
+# A failing statement writes nothing of the transaction.
+expect(InvalidRequest, s.execute, "BEGIN TRANSACTION UPDATE acct SET bal = 0 WHERE id = 1; "
+       "UPDATE acct SET nosuch = 1 WHERE id = 2; END TRANSACTION")
+assert s.execute("SELECT bal FROM acct WHERE id = 1").one().bal == 100
+expect(InvalidRequest, s.execute,
+       "BEGIN TRANSACTION INSERT INTO acct (id, bal) VALUES (9, 1) IF NOT EXISTS; END TRANSACTION")
+expect(SyntaxException, s.execute, "BEGIN TRANSACTION INSERT INTO acct (id, bal) VALUES (9, 1);")
 # Errors come back with the right codes.
 expect(SyntaxException, s.execute, "SELEC * FROM kv")
 expect(InvalidRequest, s.execute, "SELECT * FROM nosuch")
