@@ -197,6 +197,160 @@ impl<'a> Assembler<'a> {
     }
 }
 
+/// The shape of most prepared reads: plain columns of one whole row, pinned by `=` on every
+/// primary-key column (no statics, limits, ordering, paging state or functions). The row's
+/// cells are read by key (through the read batcher) and copied out as stored, without the
+/// general path's analysis and row assembly. `None`: not that shape (or an input the general
+/// path must report), so the caller takes the general path.
+async fn point_select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Option<Outcome>> {
+    let plain = s
+        .items
+        .as_ref()
+        .is_none_or(|items| items.iter().all(|i| matches!(i.sel, Selector::Col(_))));
+    if !plain
+        || s.json
+        || s.distinct
+        || !s.group_by.is_empty()
+        || !s.order_by.is_empty()
+        || s.per_partition_limit.is_some()
+        || s.limit.is_some()
+        || ctx.params.paging_state.is_some()
+    {
+        return Ok(None);
+    }
+    let Ok(ks) = ctx.keyspace(&s.ks) else {
+        return Ok(None);
+    };
+    if crate::system::is_system_keyspace(ks) {
+        return Ok(None);
+    }
+    let (def, table) = engine.catalog.table(ks, &s.table).await?;
+    if def.has_statics() || s.wh.len() != def.pk_len() + def.ck_len() {
+        return Ok(None);
+    }
+    let mut pk = vec![Value::Null; def.pk_len()];
+    let mut ck = vec![Value::Null; def.ck_len()];
+    for r in &s.wh {
+        let Rel::Col {
+            col,
+            op: Op::Eq,
+            term,
+        } = r
+        else {
+            return Ok(None);
+        };
+        let Some(c) = def.col(col) else {
+            return Ok(None);
+        };
+        let slot = match c.kind {
+            Kind::PartitionKey => &mut pk[c.position],
+            Kind::Clustering => &mut ck[c.position],
+            _ => return Ok(None),
+        };
+        if *slot != Value::Null {
+            return Ok(None);
+        }
+        match dml::key_sel_values(c, Op::Eq, term, ctx).as_deref() {
+            Ok([v]) if *v != Value::Null => *slot = v.clone(),
+            _ => return Ok(None),
+        }
+    }
+    let Ok((token, row)) = schema::row_key(&def, &pk, &ck) else {
+        return Ok(None);
+    };
+    if row.len() > MAX_POINT_KEY {
+        return Ok(None);
+    }
+    let selected: Vec<&schema::Column> = match &s.items {
+        None => def.columns.iter().collect(),
+        Some(items) => {
+            let mut v = Vec::with_capacity(items.len());
+            for i in items {
+                match &i.sel {
+                    Selector::Col(n) => match def.col(n) {
+                        Some(c) => v.push(c),
+                        None => return Ok(None),
+                    },
+                    _ => return Ok(None),
+                }
+            }
+            v
+        }
+    };
+    let idx = table.tablet_for_hash(schema::token_hash(token));
+    let mut wanted: Vec<u16> = selected
+        .iter()
+        .filter(|c| c.kind == Kind::Regular)
+        .map(|c| c.id)
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut cells: Vec<(u16, Vec<u8>)> = Vec::with_capacity(wanted.len());
+    let mut read_ht = None;
+    if !wanted.is_empty() {
+        let keys = wanted.iter().map(|id| cell_key(&row, *id)).collect();
+        let (vals, ht) = engine
+            .reads
+            .read(&engine.catalog.client, &table, idx, keys)
+            .await?;
+        read_ht = Some(ht);
+        for (id, v) in wanted.iter().zip(vals) {
+            if let Some(cell) = v.as_deref().and_then(Cell::decode) {
+                cells.push((*id, cell.value));
+            }
+        }
+    }
+    // No selected cell is live: the row exists if its marker or another cell is.
+    let exists = !cells.is_empty() || {
+        let keys: Vec<Vec<u8>> = std::iter::once(0)
+            .chain(
+                def.columns
+                    .iter()
+                    .filter(|c| c.kind == Kind::Regular && !wanted.contains(&c.id))
+                    .map(|c| c.id),
+            )
+            .map(|id| cell_key(&row, id))
+            .collect();
+        let (vals, _) = match read_ht {
+            Some(ht) => {
+                engine
+                    .catalog
+                    .client
+                    .read_tablet_at(&table, idx, &keys, Some(ht))
+                    .await?
+            }
+            None => {
+                engine
+                    .reads
+                    .read(&engine.catalog.client, &table, idx, keys)
+                    .await?
+            }
+        };
+        vals.iter()
+            .any(|v| v.as_deref().and_then(Cell::decode).is_some())
+    };
+    let mut rows = Vec::new();
+    if exists {
+        let mut out = Vec::with_capacity(selected.len());
+        for c in &selected {
+            out.push(match c.kind {
+                Kind::PartitionKey => Some(types::encode(&c.ty, &pk[c.position])?),
+                Kind::Clustering => Some(types::encode(&c.ty, &ck[c.position])?),
+                _ => cells
+                    .iter()
+                    .find(|(id, _)| *id == c.id)
+                    .map(|(_, v)| v.clone()),
+            });
+        }
+        rows.push(out);
+    }
+    Ok(Some(Outcome::Rows(Rows {
+        cols: result_columns(&def, s)?,
+        rows,
+        paging_state: None,
+    })))
+}
+
 /// Most cells a pinned row read fetches by key before a prefix scan is cheaper.
 const MAX_POINT_CELLS: usize = 64;
 /// Longest row key read by key; longer ones take the scan, which reports keys too large
@@ -674,6 +828,9 @@ fn int_term(t: &Option<Term>, ctx: &Ctx, what: &str) -> Result<Option<usize>> {
 }
 
 pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcome> {
+    if let Some(out) = point_select(engine, s, ctx).await? {
+        return Ok(out);
+    }
     let ks = ctx.keyspace(&s.ks)?.to_owned();
     let virtual_def = crate::system::table_def(&ks, &s.table);
     let (def, table) = match virtual_def {

@@ -213,7 +213,9 @@ pub async fn handle(sock: TcpStream, engine: Arc<Engine>, metrics: ApiMetrics) {
                     let stream = f.stream;
                     let t0 = std::time::Instant::now();
                     let mut kind = "unknown";
-                    let (op, body) = match request(&e, &c, f, &mut kind).await {
+                    // Boxed: the statement's future is large, and the task would copy it
+                    // inline when spawned and again when it completes.
+                    let (op, body) = match Box::pin(request(&e, &c, f, &mut kind)).await {
                         Ok(body) => (opcode::RESULT, body),
                         Err(err) => (opcode::ERROR, error_body(&err)),
                     };
