@@ -38,8 +38,13 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     let catalog = Arc::new(catalog::Catalog::new(client, num_tablets));
+    let cancels = Arc::new(pgwire::api::ConnectionManager::new());
     rpc::serve_connections(listener, MAX_CONNECTIONS, shutdown, move |sock| {
-        let handlers = server::Handlers(server::Conn::new(catalog.clone(), metrics.clone()));
+        let handlers = server::Handlers(server::Conn::new(
+            catalog.clone(),
+            metrics.clone(),
+            cancels.clone(),
+        ));
         let conn = metrics.connection();
         async move {
             let _conn = conn;

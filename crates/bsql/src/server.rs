@@ -19,6 +19,7 @@ use pgwire::api::auth::{
     finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
     DefaultServerParameterProvider, StartupHandler,
 };
+use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -26,7 +27,7 @@ use pgwire::api::results::{CopyResponse, FieldFormat, FieldInfo, QueryResponse, 
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
-    ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers,
+    ClientInfo, ClientPortalStore, ConnectionManager, PgWireConnectionState, PgWireServerHandlers,
     PidSecretKeyGenerator, RandomPidSecretKeyGenerator, Type, METADATA_DATABASE, METADATA_USER,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
@@ -51,16 +52,23 @@ pub struct Conn {
     parser: Arc<Parser>,
     copy_in: Mutex<Option<CopyIn>>,
     metrics: ApiMetrics,
+    /// Every connection of the server by (pid, secret key), for CancelRequest.
+    cancels: Arc<ConnectionManager>,
 }
 
 impl Conn {
-    pub fn new(catalog: Arc<Catalog>, metrics: ApiMetrics) -> Arc<Conn> {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        metrics: ApiMetrics,
+        cancels: Arc<ConnectionManager>,
+    ) -> Arc<Conn> {
         Arc::new_cyclic(|weak| Conn {
             metrics,
             catalog: catalog.clone(),
             session: Mutex::new(None),
             parser: Arc::new(Parser { conn: weak.clone() }),
             copy_in: Mutex::new(None),
+            cancels,
         })
     }
 
@@ -104,6 +112,10 @@ impl PgWireServerHandlers for Handlers {
 
     fn copy_handler(&self) -> Arc<impl CopyHandler> {
         self.0.clone()
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        Arc::new(DefaultCancelHandler::new(self.0.cancels.clone()))
     }
 }
 
@@ -152,7 +164,12 @@ impl StartupHandler for Conn {
             return Err(fatal("3D000", format!("database \"{db}\" does not exist")));
         }
         let (pid, secret) = RandomPidSecretKeyGenerator::default().generate(client);
-        client.set_pid_and_secret_key(pid, secret);
+        client.set_pid_and_secret_key(pid, secret.clone());
+        // A CancelRequest naming this (pid, key) stops the statement running then (pgwire
+        // races each query against the handle; the guard unregisters on disconnect).
+        let (handle, guard) = self.cancels.register(pid, secret);
+        client.session_extensions().insert(handle);
+        client.session_extensions().insert(guard);
         let mut params = DefaultServerParameterProvider::default();
         params.server_version = SERVER_VERSION.to_owned();
         params.time_zone = "UTC".to_owned();

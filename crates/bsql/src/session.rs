@@ -673,6 +673,78 @@ fn register_functions(ctx: &SessionContext, db: &str, user: &str) {
     ctx.register_udf(constant("current_schema", "public".to_owned()));
     ctx.register_udf(constant("current_user", user.to_owned()));
     ctx.register_udf(constant("session_user", user.to_owned()));
+    ctx.register_udf(
+        datafusion::logical_expr::async_udf::AsyncScalarUDF::new(Arc::new(PgSleep::new()))
+            .into_scalar_udf(),
+    );
+}
+
+/// `pg_sleep(seconds)`: an async function, so the wait holds no thread and a CancelRequest
+/// (which drops the running statement) ends it at once.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PgSleep {
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl PgSleep {
+    fn new() -> Self {
+        PgSleep {
+            signature: datafusion::logical_expr::Signature::uniform(
+                1,
+                vec![DataType::Float64],
+                Volatility::Volatile,
+            ),
+        }
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for PgSleep {
+    fn name(&self) -> &str {
+        "pg_sleep"
+    }
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> datafusion::common::Result<DataType> {
+        // PostgreSQL's void: shown as an empty value.
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(
+        &self,
+        _args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        datafusion::common::not_impl_err!("pg_sleep runs asynchronously")
+    }
+}
+
+#[async_trait::async_trait]
+impl datafusion::logical_expr::async_udf::AsyncScalarUDFImpl for PgSleep {
+    async fn invoke_async_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        use datafusion::common::ScalarValue;
+        let rows = args.number_rows;
+        let secs: f64 = match args.args.first() {
+            Some(ColumnarValue::Scalar(ScalarValue::Float64(Some(s)))) => s * rows as f64,
+            Some(ColumnarValue::Array(a)) => a
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Float64Array>()
+                .map(|a| a.iter().flatten().sum())
+                .unwrap_or(0.0),
+            _ => 0.0,
+        };
+        // At most a day, as a guard against absurd arguments.
+        let secs = if secs.is_finite() {
+            secs.clamp(0.0, 86_400.0)
+        } else {
+            0.0
+        };
+        tokio::time::sleep(std::time::Duration::from_secs_f64(secs)).await;
+        Ok(ColumnarValue::Array(
+            ScalarValue::Utf8(None).to_array_of_size(rows)?,
+        ))
+    }
 }
 
 /// The statement type metrics label `stmt` with (a closed set, lower case).

@@ -1,6 +1,6 @@
 //! BSQL with real PostgreSQL clients: a psql golden script (`tests/cases/bsql/*.sql`, the
 //! expected output produced by PostgreSQL 15 itself), tokio-postgres (extended protocol,
-//! binary parameters and results), pgbench (`-i`, then select-only and tpcb-like runs with
+//! binary parameters and results, CancelRequest), pgbench (`-i`, then select-only and tpcb-like runs with
 //! no failed transaction), garbage bytes on the port, and durability across `kill -9`.
 
 use std::io::{Read, Write};
@@ -157,6 +157,33 @@ async fn psql_tokio_postgres_pgbench_and_kill_9() {
     );
 
     two_sessions(&pg, host, port).await;
+
+    // CancelRequest (from BackendKeyData) stops a running statement with 57014; the
+    // connection then serves the next one.
+    let started = Instant::now();
+    let sleeping = {
+        let token = pg.cancel_token();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            token.cancel_query(tokio_postgres::NoTls).await
+        })
+    };
+    let err = pg
+        .simple_query("select pg_sleep(30)")
+        .await
+        .expect_err("pg_sleep(30) was cancelled");
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::QUERY_CANCELED),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    sleeping.await.unwrap().expect("cancel request sent");
+    let one: i64 = pg.query_one("select 1::bigint", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+    let t0 = Instant::now();
+    pg.simple_query("select pg_sleep(0.2)").await.unwrap();
+    assert!(t0.elapsed() >= Duration::from_millis(200));
 
     // pgbench: initialize, then runs with no failed transaction.
     pgbench(&addr, &["-i", "-s", "1", "-q"]);
