@@ -6,12 +6,13 @@
 #   prepared CQL  SELECT v FROM bench.kv WHERE k = ?          vs  Redis GET key:k
 # (100-byte values, 100,000 keys) and prints ops/s and the ratio BCQL/BEDIS
 # (issue 6 target: >= 0.7). Also runs against a real redis-server for reference.
-# Usage: bench/bcql.sh [SECS=15] [CONNS=4] [INFLIGHT=64]
+# Usage: bench/bcql.sh [SECS=10] [CONNS=4] [INFLIGHT=64] [ROUNDS=3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SECS=${1:-15}
+SECS=${1:-10}
 CONNS=${2:-4}
 INFLIGHT=${3:-64}
+ROUNDS=${4:-3}
 cargo build --release --bin aisql -p bins -p apiload >/dev/null
 BIN=${CARGO_TARGET_DIR:-target}/release/aisql
 LOAD=${CARGO_TARGET_DIR:-target}/release/apiload
@@ -33,12 +34,20 @@ fi
 trap 'kill $APID $RPID 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 for i in $(seq 150); do (echo > /dev/tcp/127.0.0.1/$CP) 2>/dev/null && (echo > /dev/tcp/127.0.0.1/$BP) 2>/dev/null && break; sleep 0.2; done
 sleep 2
-declare -A R
-while read -r op v; do R[cql_$op]=$v; done < <("$LOAD" cql "127.0.0.1:$CP" "$SECS" "$CONNS" "$INFLIGHT")
-while read -r op v; do R[bedis_$op]=$v; done < <("$LOAD" redis "127.0.0.1:$BP" "$SECS" "$CONNS" "$INFLIGHT")
+# BCQL and BEDIS take turns, $ROUNDS rounds each (a VM's disk and compactions drift over a
+# run: alternating keeps either side from getting only the good or the bad minutes); each
+# figure is the median of its rounds.
+declare -A S
+for round in $(seq "$ROUNDS"); do
+  while read -r op v; do S[cql_$op]+="$v "; done < <("$LOAD" cql "127.0.0.1:$CP" "$SECS" "$CONNS" "$INFLIGHT")
+  while read -r op v; do S[bedis_$op]+="$v "; done < <("$LOAD" redis "127.0.0.1:$BP" "$SECS" "$CONNS" "$INFLIGHT")
+done
 if [ -n "$RPID" ]; then
-  while read -r op v; do R[redis_$op]=$v; done < <("$LOAD" redis "127.0.0.1:$RP" "$SECS" "$CONNS" "$INFLIGHT")
+  while read -r op v; do S[redis_$op]+="$v "; done < <("$LOAD" redis "127.0.0.1:$RP" "$SECS" "$CONNS" "$INFLIGHT")
 fi
+median() { python3 -c "import sys,statistics; print(round(statistics.median(map(float, sys.argv[1:]))))" $1; }
+declare -A R
+for k in "${!S[@]}"; do R[$k]=$(median "${S[$k]}"); echo "# $k rounds: ${S[$k]}"; done
 printf "%-22s %12s %12s %8s %12s\n" "operation ($INFLIGHT in flight)" "BCQL ops/s" "BEDIS ops/s" "ratio" "Redis ops/s"
 for pair in "insert set" "select get"; do
   set -- $pair
