@@ -265,25 +265,9 @@ fn apply(def: &mut RoleDef, o: &RoleOpts) {
 
 /// Store `def`; with `if_absent`, only if no role has its name (false if one had).
 async fn put(catalog: &Catalog, t: &Table, def: &RoleDef, if_absent: bool) -> Result<bool> {
-    let v = serde_json::to_vec(def).map_err(|e| CqlError::server(e.to_string()))?;
-    let r = catalog
-        .client
-        .write(
-            t,
-            def.name.as_bytes(),
-            vec![rpc::tablet::KvOp {
-                key: def.name.as_bytes().to_vec(),
-                value: v,
-                condition: if if_absent {
-                    rpc::tablet::Condition::IfAbsent as i32
-                } else {
-                    0
-                },
-                ..Default::default()
-            }],
-        )
-        .await?;
-    Ok(r.applied)
+    catalog
+        .put_meta_row(t, def.name.as_bytes(), def, if_absent)
+        .await
 }
 
 fn pbkdf2(password: &[u8], salt: &[u8], rounds: u32) -> [u8; 32] {

@@ -95,7 +95,8 @@ pub fn write_opts(
     })
 }
 
-fn cell_key(row: &[u8], col: u16) -> Vec<u8> {
+/// The key of column `col`'s cell in row `row` (0: the row marker).
+pub fn cell_key(row: &[u8], col: u16) -> Vec<u8> {
     let mut k = Vec::with_capacity(row.len() + 2);
     k.extend_from_slice(row);
     k.extend_from_slice(&col.to_be_bytes());

@@ -410,8 +410,8 @@ impl Catalog {
 
     pub async fn put_keyspace(&self, def: &KeyspaceDef) -> Result<()> {
         let (ks, _) = self.meta().await?;
-        let v = serde_json::to_vec(def).map_err(|e| CqlError::server(e.to_string()))?;
-        self.client.put(ks, def.name.as_bytes(), &v).await?;
+        self.put_meta_row(ks, def.name.as_bytes(), def, false)
+            .await?;
         Ok(())
     }
 
@@ -419,16 +419,32 @@ impl Catalog {
     pub async fn create_keyspace(&self, def: &KeyspaceDef) -> Result<bool> {
         let (ks, _) = self.meta().await?;
         self.client.create_namespace(&def.name, true).await?;
-        let v = serde_json::to_vec(def).map_err(|e| CqlError::server(e.to_string()))?;
+        self.put_meta_row(ks, def.name.as_bytes(), def, true).await
+    }
+
+    /// Store `value` as JSON under `key` of meta table `t`; with `if_absent`, only if the key
+    /// is free (false if it was not).
+    pub(crate) async fn put_meta_row<T: serde::Serialize>(
+        &self,
+        t: &Table,
+        key: &[u8],
+        value: &T,
+        if_absent: bool,
+    ) -> Result<bool> {
+        let v = serde_json::to_vec(value).map_err(|e| CqlError::server(e.to_string()))?;
         let r = self
             .client
             .write(
-                ks,
-                def.name.as_bytes(),
+                t,
+                key,
                 vec![rpc::tablet::KvOp {
-                    key: def.name.as_bytes().to_vec(),
+                    key: key.to_vec(),
                     value: v,
-                    condition: rpc::tablet::Condition::IfAbsent as i32,
+                    condition: if if_absent {
+                        rpc::tablet::Condition::IfAbsent as i32
+                    } else {
+                        0
+                    },
                     ..Default::default()
                 }],
             )
@@ -476,25 +492,7 @@ impl Catalog {
     pub async fn put_type(&self, def: &TypeDef, if_absent: bool) -> Result<bool> {
         let (_, types) = self.meta().await?;
         let key = format!("{}\0{}", def.keyspace, def.name).into_bytes();
-        let v = serde_json::to_vec(def).map_err(|e| CqlError::server(e.to_string()))?;
-        let r = self
-            .client
-            .write(
-                types,
-                &key,
-                vec![rpc::tablet::KvOp {
-                    key: key.clone(),
-                    value: v,
-                    condition: if if_absent {
-                        rpc::tablet::Condition::IfAbsent as i32
-                    } else {
-                        0
-                    },
-                    ..Default::default()
-                }],
-            )
-            .await?;
-        Ok(r.applied)
+        self.put_meta_row(types, &key, def, if_absent).await
     }
 
     pub async fn drop_type(&self, ks: &str, name: &str) -> Result<()> {

@@ -288,7 +288,7 @@ async fn point_select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Opti
     let mut cells: Vec<(u16, Vec<u8>)> = Vec::with_capacity(wanted.len());
     let mut read_ht = None;
     if !wanted.is_empty() {
-        let keys = wanted.iter().map(|id| cell_key(&row, *id)).collect();
+        let keys = wanted.iter().map(|id| dml::cell_key(&row, *id)).collect();
         let (vals, ht) = engine
             .reads
             .read(&engine.catalog.client, &table, idx, keys)
@@ -309,7 +309,7 @@ async fn point_select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Opti
                     .filter(|c| c.kind == Kind::Regular && !wanted.contains(&c.id))
                     .map(|c| c.id),
             )
-            .map(|id| cell_key(&row, id))
+            .map(|id| dml::cell_key(&row, id))
             .collect();
         let (vals, _) = match read_ht {
             Some(ht) => {
@@ -397,13 +397,6 @@ fn pinned_rows(
     Ok(Some(rows))
 }
 
-fn cell_key(row: &[u8], col: u16) -> Vec<u8> {
-    let mut k = Vec::with_capacity(row.len() + 2);
-    k.extend_from_slice(row);
-    k.extend_from_slice(&col.to_be_bytes());
-    k
-}
-
 /// Feed `rows` (pinned row keys of tablet `idx`, in key order) to `asm` by point reads.
 /// A row exists if any of its regular cells or its marker is live, so the markers are
 /// read, in a second call at the same snapshot, only for rows without a live cell.
@@ -427,7 +420,7 @@ async fn read_pinned(
     if !cols.is_empty() {
         let keys: Vec<Vec<u8>> = rows
             .iter()
-            .flat_map(|r| cols.iter().map(move |c| cell_key(r, *c)))
+            .flat_map(|r| cols.iter().map(move |c| dml::cell_key(r, *c)))
             .collect();
         let (vals, ht) = engine
             .reads
@@ -443,7 +436,7 @@ async fn read_pinned(
     let bare: Vec<usize> = (0..rows.len()).filter(|i| found[*i].is_empty()).collect();
     let mut markers: Vec<Option<Vec<u8>>> = vec![None; rows.len()];
     if !bare.is_empty() {
-        let keys: Vec<Vec<u8>> = bare.iter().map(|i| cell_key(&rows[*i], 0)).collect();
+        let keys: Vec<Vec<u8>> = bare.iter().map(|i| dml::cell_key(&rows[*i], 0)).collect();
         let (vals, _) = engine
             .catalog
             .client
@@ -455,7 +448,7 @@ async fn read_pinned(
     }
     for (i, row) in rows.iter().enumerate() {
         if let Some(m) = &markers[i] {
-            asm.feed(&cell_key(row, 0), m);
+            asm.feed(&dml::cell_key(row, 0), m);
         }
         for (k, v) in &found[i] {
             asm.feed(k, v);

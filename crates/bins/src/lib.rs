@@ -287,10 +287,19 @@ fn api_metrics_app(name: &str, metrics: &ApiMetrics) -> axum::Router {
     }))
 }
 
-/// Options of the client APIs a dbserver serves.
-#[derive(Debug, Clone, Default)]
+/// Flags of the client APIs a dbserver serves (shared by `bm-dbserver` and `aisql start`).
+#[derive(clap::Args, Debug, Clone, Default)]
 pub struct ApiOptions {
-    /// BCQL clients log in with a password (`--use_cassandra_authentication`).
+    /// BCQL clients must log in with a role and password (PasswordAuthenticator; the first
+    /// role is cassandra/cassandra). `--use_cassandra_authentication` or `=true|false`.
+    #[arg(
+        long = "use_cassandra_authentication",
+        value_name = "BOOL",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
     pub cql_password_auth: bool,
 }
 

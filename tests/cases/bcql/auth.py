@@ -11,6 +11,8 @@ from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import Cluster, NoHostAvailable
 from cassandra.policies import RoundRobinPolicy
 
+from common import expect
+
 host, port = sys.argv[1], int(sys.argv[2])
 
 
@@ -32,14 +34,6 @@ def refused(user=None, password=None):
         return str(errors[0])
     c.shutdown()
     raise AssertionError(f"{user}/{password} logged in")
-
-
-def expect(exc, f, *a):
-    try:
-        f(*a)
-    except exc:
-        return
-    raise AssertionError(f"expected {exc.__name__}")
 
 
 # The default superuser, once the server is up.

@@ -16,6 +16,8 @@ from cassandra.policies import RoundRobinPolicy
 from cassandra.protocol import SyntaxException
 from cassandra.query import BatchStatement, SimpleStatement
 
+from common import expect
+
 host, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 
 
@@ -29,14 +31,6 @@ def connect(**kw):
             if time.time() > deadline:
                 raise
             time.sleep(0.5)
-
-
-def expect(exc, f, *a):
-    try:
-        f(*a)
-    except exc:
-        return
-    raise AssertionError(f"expected {exc.__name__}")
 
 
 if mode == "verify":

@@ -128,19 +128,7 @@ async fn rf3_survives_dbserver_and_mserver_loss() {
         .all(|l| l == "OK"));
 
     // BCQL drivers find every node through system.peers and route to all of them.
-    let (host, port) = cluster.db_addrs[0].cql.rsplit_once(':').unwrap();
-    let out = std::process::Command::new("python3")
-        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cases/bcql/peers.py"))
-        .args([host, port, "3"])
-        .output()
-        .expect("python3 with cassandra-driver");
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && text.contains("OK"),
-        "peers.py failed:\n{text}\n{}",
-        cluster.logs()
-    );
+    crate::t08_bcql::python_case("peers.py", &cluster.db_addrs[0].cql, &["3"], &cluster);
 
     // Pick the victim: a dbserver leading at least one tablet; and a key in such a tablet.
     let victim_addr = leaders_per_server.keys().next().unwrap().clone();

@@ -15,21 +15,28 @@ fn cases() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("cases/bcql")
 }
 
-/// Run the driver script in `mode`; panics with its output unless it prints OK.
-fn driver(addr: &str, mode: &str, cluster: &Cluster) {
+/// Run `tests/cases/bcql/<script>` against the BCQL server at `addr` with more `args`;
+/// panics with its output (and the cluster's logs) unless it prints OK.
+pub fn python_case(script: &str, addr: &str, args: &[&str], cluster: &Cluster) {
     let (host, port) = addr.rsplit_once(':').unwrap();
     let out = Command::new("python3")
-        .arg(cases().join("driver.py"))
-        .args([host, port, mode])
+        .arg(cases().join(script))
+        .args([host, port])
+        .args(args)
         .output()
         .expect("python3 with cassandra-driver (pip install cassandra-driver lz4)");
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success() && text.contains("OK"),
-        "driver.py {mode} failed:\n{text}\n{}",
+        "{script} {args:?} failed:\n{text}\n{}",
         cluster.logs()
     );
+}
+
+/// Run the driver script in `mode`.
+fn driver(addr: &str, mode: &str, cluster: &Cluster) {
+    python_case("driver.py", addr, &[mode], cluster);
 }
 
 /// Run cqlsh on a file; stdout and stderr together, as a terminal shows them.
@@ -130,19 +137,8 @@ async fn password_authentication() {
     });
     cluster.wait_for_dbservers(1).await;
     let addr = cluster.db_addrs[0].cql.clone();
+    python_case("auth.py", &addr, &[], &cluster);
     let (host, port) = addr.rsplit_once(':').unwrap();
-    let out = Command::new("python3")
-        .arg(cases().join("auth.py"))
-        .args([host, port])
-        .output()
-        .expect("python3 with cassandra-driver");
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && text.contains("OK"),
-        "auth.py failed:\n{text}\n{}",
-        cluster.logs()
-    );
     let cqlsh = |args: &[&str]| {
         let out = Command::new("cqlsh")
             .args([host, port])

@@ -137,16 +137,8 @@ struct StartFlags {
     cql_proxy_webserver_port: u16,
     #[arg(long = "redis_proxy_webserver_port", default_value_t = 8300)]
     redis_proxy_webserver_port: u16,
-    /// BCQL clients must log in with a role and password (PasswordAuthenticator; the first
-    /// role is cassandra/cassandra). `--use_cassandra_authentication` or `=true|false`.
-    #[arg(
-        long = "use_cassandra_authentication",
-        default_value_t = false,
-        num_args = 0..=1,
-        default_missing_value = "true",
-        action = clap::ArgAction::Set
-    )]
-    use_cassandra_authentication: bool,
+    #[command(flatten)]
+    apis: bins::ApiOptions,
 }
 
 #[tokio::main]
@@ -274,10 +266,7 @@ async fn start(f: StartFlags, varz: Vec<(String, String)>) -> Result<()> {
     };
     let shutdown = bins::shutdown_signal();
     let ms = tokio::spawn(bins::run_mserver(m, mcfg, varz.clone(), shutdown.clone()));
-    let apis = bins::ApiOptions {
-        cql_password_auth: f.use_cassandra_authentication,
-    };
-    let ds = tokio::spawn(bins::run_dbserver(d, dcfg, apis, varz, shutdown.clone()));
+    let ds = tokio::spawn(bins::run_dbserver(d, dcfg, f.apis, varz, shutdown.clone()));
     println!("AiSQL is starting; data in {}", base.display());
     for (name, addr) in endpoints {
         println!("  {name:<20} {addr}");

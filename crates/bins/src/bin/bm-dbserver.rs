@@ -69,16 +69,8 @@ struct Flags {
     /// this far above its snapshot as possibly earlier and restarts.
     #[arg(long = "max_clock_skew_usec", default_value_t = 500_000)]
     max_clock_skew_usec: u64,
-    /// BCQL clients must log in with a role and password (PasswordAuthenticator; the first
-    /// role is cassandra/cassandra). `--use_cassandra_authentication` or `=true|false`.
-    #[arg(
-        long = "use_cassandra_authentication",
-        default_value_t = false,
-        num_args = 0..=1,
-        default_missing_value = "true",
-        action = clap::ArgAction::Set
-    )]
-    use_cassandra_authentication: bool,
+    #[command(flatten)]
+    apis: bins::ApiOptions,
     /// Read more flags from this file (one --flag=value per line).
     #[arg(long = "flagfile")]
     flagfile: Option<PathBuf>,
@@ -135,8 +127,5 @@ async fn run(f: Flags, varz: Vec<(String, String)>) -> Result<()> {
     };
     tracing::info!(%rpc_addr, "bm-dbserver starting");
     let shutdown = bins::shutdown_signal();
-    let apis = bins::ApiOptions {
-        cql_password_auth: f.use_cassandra_authentication,
-    };
-    bins::run_dbserver(listeners, config, apis, varz, shutdown).await
+    bins::run_dbserver(listeners, config, f.apis, varz, shutdown).await
 }
