@@ -30,6 +30,8 @@ const BATCH_SIZE_FAIL_BYTES: usize = 1024 * 1024;
 
 /// Cell writes for one tablet.
 pub struct Planned {
+    /// The table's definition (its maintained indexes decide how the cells are written).
+    pub def: Arc<TableDef>,
     pub table: Arc<Table>,
     pub idx: usize,
     pub ops: Vec<KvOp>,
@@ -362,6 +364,9 @@ pub async fn flush(engine: &Engine, planned: Vec<Planned>) -> Result<bool> {
             None => groups.push(p),
         }
     }
+    if groups.iter().any(|g| crate::index::has_maintained(&g.def)) {
+        return crate::index::write(engine, &groups).await;
+    }
     if groups.len() == 1 {
         let g = groups.pop().ok_or_else(|| CqlError::server("no group"))?;
         if g.ops.is_empty() {
@@ -405,7 +410,7 @@ pub async fn flush_atomic(engine: &Engine, planned: Vec<Planned>, now_us: i64) -
         .collect();
     tablets.sort_unstable();
     tablets.dedup();
-    if tablets.len() <= 1 {
+    if tablets.len() <= 1 || planned.iter().any(|p| crate::index::has_maintained(&p.def)) {
         flush(engine, planned).await?;
         return Ok(());
     }
@@ -435,6 +440,32 @@ pub async fn flush_atomic(engine: &Engine, planned: Vec<Planned>, now_us: i64) -
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// Write `ops` (some conditional) to tablet `idx` of `table` atomically; false if a
+/// condition failed. Through a transaction when the table has maintained indexes.
+async fn write_checked(
+    engine: &Engine,
+    def: &Arc<TableDef>,
+    table: &Arc<Table>,
+    idx: usize,
+    ops: Vec<KvOp>,
+) -> Result<bool> {
+    if crate::index::has_maintained(def) {
+        let g = Planned {
+            def: def.clone(),
+            table: table.clone(),
+            idx,
+            ops,
+        };
+        return crate::index::write(engine, &[g]).await;
+    }
+    Ok(engine
+        .catalog
+        .client
+        .write_tablet(table, idx, ops)
+        .await?
+        .applied)
 }
 
 /// Read cells of one tablet (raw stored values).
@@ -960,13 +991,7 @@ pub async fn insert(
             }
             let mut all = unchanged(&state.keys, &state.raw);
             all.extend(ops.iter().cloned());
-            if engine
-                .catalog
-                .client
-                .write_tablet(&table, idx, all)
-                .await?
-                .applied
-            {
+            if write_checked(engine, &def, &table, idx, all).await? {
                 return lwt_result(&def, true, &pk, &ck, None);
             }
         }
@@ -975,7 +1000,12 @@ pub async fn insert(
             "Operation timed out - contention on conditional write",
         ));
     }
-    let planned = Planned { table, idx, ops };
+    let planned = Planned {
+        def: def.clone(),
+        table,
+        idx,
+        ops,
+    };
     match sink {
         Some(sink) => sink.push(planned),
         None => {
@@ -1313,19 +1343,14 @@ pub async fn update(
                 all.extend(ops);
                 if state.is_none() {
                     planned.push(Planned {
+                        def: def.clone(),
                         table: table.clone(),
                         idx,
                         ops: all,
                     });
                     break;
                 }
-                if engine
-                    .catalog
-                    .client
-                    .write_tablet(&table, idx, all)
-                    .await?
-                    .applied
-                {
+                if write_checked(engine, &def, &table, idx, all).await? {
                     if s.cond != Cond::None {
                         return lwt_result(&def, true, pk, &ck, None);
                     }
@@ -1475,13 +1500,7 @@ pub async fn delete(
                             })
                             .map(|(k, _)| del(k.clone())),
                     );
-                    if engine
-                        .catalog
-                        .client
-                        .write_tablet(&table, idx, all)
-                        .await?
-                        .applied
-                    {
+                    if write_checked(engine, &def, &table, idx, all).await? {
                         return lwt_result(&def, true, pk, &ck, None);
                     }
                 }
@@ -1514,6 +1533,7 @@ pub async fn delete(
                 }
             }
             planned.push(Planned {
+                def: def.clone(),
                 table: table.clone(),
                 idx,
                 ops,
@@ -1617,6 +1637,7 @@ pub async fn delete(
                 }
                 let Some(st) = &state else {
                     planned.push(Planned {
+                        def: def.clone(),
                         table: table.clone(),
                         idx,
                         ops,
@@ -1625,13 +1646,7 @@ pub async fn delete(
                 };
                 let mut all = unchanged(&st.keys, &st.raw);
                 all.extend(ops);
-                if engine
-                    .catalog
-                    .client
-                    .write_tablet(&table, idx, all)
-                    .await?
-                    .applied
-                {
+                if write_checked(engine, &def, &table, idx, all).await? {
                     if s.cond != Cond::None {
                         return lwt_result(&def, true, pk, &ck, None);
                     }
@@ -1965,13 +1980,7 @@ async fn conditional_batch(
             }
             ops.extend(p.ops);
         }
-        if engine
-            .catalog
-            .client
-            .write_tablet(&t.table, t.idx, ops)
-            .await?
-            .applied
-        {
+        if write_checked(engine, &t.def, &t.table, t.idx, ops).await? {
             return lwt_result(&t.def, true, &t.pk, &t.ck, None);
         }
     }

@@ -464,6 +464,36 @@ impl Engine {
         Outcome::SchemaChange(sc)
     }
 
+    /// Build index `name` of `ks.table`: wait until every server's catalog cache has it (so
+    /// each write from then on keeps it in step), index the rows already there, then mark it
+    /// ready for queries.
+    async fn build_index(&self, ks: &str, table: &str, name: &str) -> Result<()> {
+        let servers = self
+            .catalog
+            .client
+            .list_servers()
+            .await
+            .map(|r| r.servers.len())
+            .unwrap_or(2);
+        if servers > 1 {
+            tokio::time::sleep(crate::schema::CACHE_TTL + std::time::Duration::from_millis(500))
+                .await;
+        }
+        let (def, base) = self.catalog.table(ks, table).await?;
+        let Some(ix) = def.indexes.iter().find(|i| i.name == name).cloned() else {
+            return Err(CqlError::invalid(format!(
+                "Index {name} was dropped while it was built"
+            )));
+        };
+        crate::index::backfill(self, &def, &base, &ix).await?;
+        let (def, _) = self.catalog.table(ks, table).await?;
+        let mut new = (*def).clone();
+        for i in new.indexes.iter_mut().filter(|i| i.name == name) {
+            i.ready = true;
+        }
+        self.catalog.alter_table(&def, &new).await
+    }
+
     async fn udt_resolver(&self, ks: &str) -> Result<HashMap<String, CqlType>> {
         Ok(self
             .catalog
@@ -720,7 +750,13 @@ impl Engine {
             }
             Stmt::Truncate { ks, name } => {
                 let ks = ctx.keyspace(ks)?.to_owned();
-                let (_, table) = self.catalog.table(&ks, name).await?;
+                let (def, table) = self.catalog.table(&ks, name).await?;
+                // Index entries first: one left behind would only point at a missing row.
+                for (i, _) in crate::index::maintained(&def) {
+                    if let Some(t) = self.catalog.index_table(&ks, i).await? {
+                        crate::dml::truncate(self, &t).await?;
+                    }
+                }
                 crate::dml::truncate(self, &table).await?;
                 Ok(Outcome::Void)
             }
@@ -890,12 +926,36 @@ impl Engine {
                     };
                 }
                 let mut def = (*old).clone();
-                def.indexes.push(IndexDef {
+                let backed = crate::index::can_back(c, kind);
+                let ix = IndexDef {
+                    table: if backed {
+                        crate::index::table_name(&iname)
+                    } else {
+                        String::new()
+                    },
                     name: iname,
                     column: col.clone(),
                     kind: kind.clone(),
-                });
-                self.catalog.alter_table(&old, &def).await?;
+                    table_id: String::new(),
+                    ready: !backed,
+                };
+                let mut ix = ix;
+                if backed {
+                    ix.table_id = self
+                        .catalog
+                        .create_index_table(&ks, &ix.table, table)
+                        .await?;
+                }
+                def.indexes.push(ix.clone());
+                if let Err(e) = self.catalog.alter_table(&old, &def).await {
+                    if backed {
+                        let _ = self.catalog.drop_index_table(&ks, &ix.table).await;
+                    }
+                    return Err(e);
+                }
+                if backed {
+                    self.build_index(&ks, table, &ix.name).await?;
+                }
                 Ok(self.announce("UPDATED", "TABLE", &ks, Some(table)))
             }
             Stmt::DropIndex {
@@ -910,6 +970,11 @@ impl Engine {
                         let mut def = (*old).clone();
                         def.indexes.retain(|i| &i.name != name);
                         self.catalog.alter_table(&old, &def).await?;
+                        if let Some(i) = old.indexes.iter().find(|i| &i.name == name) {
+                            if !i.table.is_empty() {
+                                self.catalog.drop_index_table(&ks, &i.table).await?;
+                            }
+                        }
                         return Ok(self.announce("UPDATED", "TABLE", &ks, Some(&t.name)));
                     }
                 }

@@ -14,6 +14,7 @@ pub mod dml;
 pub mod error;
 pub mod exec;
 pub mod frame;
+pub mod index;
 pub mod parser;
 pub mod schema;
 pub mod select;

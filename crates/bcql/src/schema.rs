@@ -65,6 +65,15 @@ pub struct IndexDef {
     pub column: String,
     /// values | keys | entries | full
     pub kind: String,
+    /// The index's own table (see `index`); empty for an index whose queries filter a scan.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub table: String,
+    /// That table's id: a table of the same name made later is another index's.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub table_id: String,
+    /// The table is built: queries may read it.
+    #[serde(default)]
+    pub ready: bool,
 }
 
 /// A CQL table definition (the mserver schema bytes of the table).
@@ -312,7 +321,9 @@ pub struct TypeDef {
     pub fields: Vec<(String, CqlType)>,
 }
 
-const CACHE_TTL: Duration = Duration::from_secs(2);
+/// How long a table definition is served from the cache: a schema change reaches every
+/// server within this.
+pub const CACHE_TTL: Duration = Duration::from_secs(2);
 
 type Cached = (Arc<TableDef>, Arc<Table>, Instant);
 
@@ -321,6 +332,8 @@ pub struct Catalog {
     pub client: Client,
     num_tablets: u32,
     tables: RwLock<HashMap<(String, String), Cached>>,
+    /// Index tables by (keyspace, table name); their tablets never change.
+    index_tables: RwLock<HashMap<(String, String), Arc<Table>>>,
     meta: tokio::sync::OnceCell<(Arc<Table>, Arc<Table>)>,
 }
 
@@ -335,6 +348,7 @@ impl Catalog {
             client,
             num_tablets: num_tablets.max(1),
             tables: RwLock::new(HashMap::new()),
+            index_tables: RwLock::new(HashMap::new()),
             meta: tokio::sync::OnceCell::new(),
         }
     }
@@ -548,6 +562,69 @@ impl Catalog {
             .remove(&(ks.to_owned(), name.to_owned()));
     }
 
+    /// An index's table (see `index`); `None` when it is gone or was made anew since the
+    /// definition `ix` was read (a stale definition of a dropped index).
+    pub async fn index_table(&self, ks: &str, ix: &IndexDef) -> Result<Option<Arc<Table>>> {
+        let key = (ks.to_owned(), ix.table.clone());
+        if let Some(t) = self
+            .index_tables
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            if t.info.table_id == ix.table_id {
+                return Ok(Some(t.clone()));
+            }
+        }
+        let t = match self.client.open_table(ks, &ix.table).await {
+            Ok(t) => Arc::new(t),
+            Err(e) if e.code() == common::StatusCode::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if t.info.table_id != ix.table_id {
+            return Ok(None);
+        }
+        self.index_tables
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, t.clone());
+        Ok(Some(t))
+    }
+
+    /// Create the table of an index on table `base` (replacing a leftover of the same name);
+    /// returns its id.
+    pub async fn create_index_table(&self, ks: &str, name: &str, base: &str) -> Result<String> {
+        self.drop_index_table(ks, name).await?;
+        let schema = serde_json::json!({ "api": "cql-index", "base": base });
+        let info = self
+            .client
+            .create_table(CreateTableRequest {
+                namespace_name: ks.to_owned(),
+                name: name.to_owned(),
+                schema: schema.to_string().into_bytes(),
+                num_tablets: self.num_tablets,
+                range_partitioned: false,
+                replication_factor: 0,
+                if_not_exists: false,
+            })
+            .await?;
+        let t = self.client.open_table(ks, name).await?;
+        self.client.wait_for_leaders(&t).await?;
+        Ok(info.table_id)
+    }
+
+    /// Drop an index's table if it exists.
+    pub async fn drop_index_table(&self, ks: &str, name: &str) -> Result<()> {
+        self.index_tables
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(ks.to_owned(), name.to_owned()));
+        match self.client.delete_table(ks, name).await {
+            Err(e) if e.code() != common::StatusCode::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
     /// Create a table; false if it existed.
     pub async fn create_table(&self, def: &TableDef) -> Result<bool> {
         let schema = serde_json::to_vec(def).map_err(|e| CqlError::server(e.to_string()))?;
@@ -592,9 +669,17 @@ impl Catalog {
         Ok(())
     }
 
+    /// Drop a table and its indexes' tables.
     pub async fn drop_table(&self, ks: &str, name: &str) -> Result<()> {
+        let indexes = match self.table(ks, name).await {
+            Ok((def, _)) => def.indexes.clone(),
+            Err(_) => Vec::new(),
+        };
         self.client.delete_table(ks, name).await?;
         self.forget(ks, name);
+        for i in indexes.iter().filter(|i| !i.table.is_empty()) {
+            self.drop_index_table(ks, &i.table).await?;
+        }
         Ok(())
     }
 

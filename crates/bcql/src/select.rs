@@ -848,6 +848,8 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
     let mut token_rels: Vec<(Op, i64)> = Vec::new();
     let mut needs_filtering = false;
     let mut index_used = false;
+    // An index table to read, and the value (wire bytes) to look up.
+    let mut ix_lookup: Option<(Arc<client::Table>, Vec<u8>)> = None;
     for r in &s.wh {
         let ne = match r {
             Rel::Col {
@@ -902,6 +904,18 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
                                 .any(|i| &i.column == col && index_serves(&i.kind, &c.ty, *op));
                         if indexed {
                             index_used = true;
+                            // An index with a table of its own answers `=` by lookup.
+                            let backed = def
+                                .indexes
+                                .iter()
+                                .find(|i| &i.column == col && i.ready && !i.table.is_empty());
+                            if let (Some(i), Op::Eq, Some(_)) = (backed, op, &table) {
+                                if let Ev::V(v) = values::eval(term, &c.ty, &binds, col)? {
+                                    if let Some(ixt) = engine.catalog.index_table(&ks, i).await? {
+                                        ix_lookup = Some((ixt, types::encode(&c.ty, &v)?));
+                                    }
+                                }
+                            }
                         } else {
                             needs_filtering = true;
                         }
@@ -1002,6 +1016,9 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
         }
     }
     let pk_full = pk_vals.iter().all(Option::is_some);
+    if pk_full {
+        ix_lookup = None;
+    }
     let pk_some = pk_vals.iter().any(Option::is_some);
     // An equality on an indexed partition key component is answered by its index.
     let pk_indexed = !index_used
@@ -1182,7 +1199,13 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
             Some(0) if ps.len() == 9 => {
                 offset = u64::from_be_bytes(ps[1..9].try_into().unwrap_or([0; 8])) as usize
             }
-            Some(1) if ps.len() >= 17 => {
+            // 1: a scan's (tablet, rows done, rows of the last partition, next key);
+            // 2: an index lookup's (0, rows done, rows of the last partition, last entry).
+            Some(&tag @ (1 | 2)) if ps.len() >= 17 && (tag == 1 || ix_lookup.is_some()) => {
+                if tag == 1 {
+                    // Paging a query begun by a scan, before the index was ready.
+                    ix_lookup = None;
+                }
                 let idx = u32::from_be_bytes(ps[1..5].try_into().unwrap_or([0; 4])) as usize;
                 let done = u64::from_be_bytes(ps[5..13].try_into().unwrap_or([0; 8]));
                 resume_pp = u32::from_be_bytes(ps[13..17].try_into().unwrap_or([0; 4])) as usize;
@@ -1256,7 +1279,78 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
 
     let mut rows: Vec<Row>;
     let mut next_state: Option<Vec<u8>> = None;
-    if let (true, Some(table)) = (scan_mode, &table) {
+    if let (true, Some(table), Some((ixt, wire))) = (scan_mode, &table, &ix_lookup) {
+        // Index lookup: the rows its entries point at, paged by entry key.
+        let (mut done, mut after) = match resume {
+            Some((_, d, k)) => (d, Some(k)),
+            None => (0, None),
+        };
+        let want = page_size.unwrap_or(usize::MAX).min(
+            limit
+                .map(|l| l.saturating_sub(done as usize))
+                .unwrap_or(usize::MAX),
+        );
+        rows = Vec::new();
+        let mut per_partition: (Vec<u8>, usize) = match &after {
+            Some(e) => {
+                let base = crate::index::base_key(e, crate::index::value_prefix(wire).1.len());
+                match schema::parse_key(&def, &[base, &[0, 0]].concat()) {
+                    Some(p) => (base[..p.partition_len].to_vec(), resume_pp),
+                    None => (Vec::new(), 0),
+                }
+            }
+            None => (Vec::new(), 0),
+        };
+        'entries: loop {
+            let (batch, more) =
+                crate::index::entries(engine, ixt, wire, after.as_deref(), 256).await?;
+            let fetched = futures::future::join_all(
+                batch
+                    .iter()
+                    .map(|(_, base)| entry_rows(engine, &def, table, base, static_only)),
+            )
+            .await;
+            for ((entry, _), found) in batch.iter().zip(fetched) {
+                for r in found? {
+                    if !keep(&r)? {
+                        continue;
+                    }
+                    if let Some(ppl) = ppl {
+                        if r.key[..r.partition_len] == per_partition.0[..] {
+                            per_partition.1 += 1;
+                        } else {
+                            per_partition = (r.key[..r.partition_len].to_vec(), 1);
+                        }
+                        if per_partition.1 > ppl {
+                            continue;
+                        }
+                    }
+                    rows.push(r);
+                }
+                after = Some(entry.clone());
+                if rows.len() >= want {
+                    // A page ends between entries (a static column's entry brings its whole
+                    // partition); a LIMIT cuts exactly.
+                    if limit.is_some_and(|l| done as usize + rows.len() >= l) {
+                        rows.truncate(want);
+                    }
+                    done += rows.len() as u64;
+                    if limit.is_none_or(|l| (done as usize) < l) {
+                        let mut st = vec![2u8];
+                        st.extend_from_slice(&0u32.to_be_bytes());
+                        st.extend_from_slice(&done.to_be_bytes());
+                        st.extend_from_slice(&(per_partition.1 as u32).to_be_bytes());
+                        st.extend_from_slice(entry);
+                        next_state = Some(st);
+                    }
+                    break 'entries;
+                }
+            }
+            if !more || batch.is_empty() {
+                break;
+            }
+        }
+    } else if let (true, Some(table)) = (scan_mode, &table) {
         // Token-ordered scan, paged by key.
         let (mut idx, mut done, mut start) = match resume {
             Some((i, d, k)) => (i, d, Some(k)),
@@ -1435,6 +1529,29 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
                         }
                     }
                     out.extend(asm.finish());
+                }
+                out
+            }
+            Some(table) if ix_lookup.is_some() => {
+                let mut out = Vec::new();
+                if let Some((ixt, wire)) = &ix_lookup {
+                    let mut after: Option<Vec<u8>> = None;
+                    loop {
+                        let (batch, more) =
+                            crate::index::entries(engine, ixt, wire, after.as_deref(), 256).await?;
+                        let fetched =
+                            futures::future::join_all(batch.iter().map(|(_, base)| {
+                                entry_rows(engine, &def, table, base, static_only)
+                            }))
+                            .await;
+                        for found in fetched {
+                            out.extend(found?);
+                        }
+                        after = batch.last().map(|(e, _)| e.clone());
+                        if !more || after.is_none() {
+                            break;
+                        }
+                    }
                 }
                 out
             }
@@ -1628,6 +1745,41 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
         rows: out_rows,
         paging_state: next_state,
     }))
+}
+
+/// The rows an index entry points at (base row key `base`): its row, or every row of the
+/// partition for an entry of a static column.
+async fn entry_rows(
+    engine: &Engine,
+    def: &TableDef,
+    table: &client::Table,
+    base: &[u8],
+    static_only: bool,
+) -> Result<Vec<Row>> {
+    let Some(parts) = schema::parse_key(def, &[base, &[0, 0]].concat()) else {
+        return Ok(Vec::new());
+    };
+    let idx = table.tablet_for_hash(schema::token_hash(parts.token));
+    let partition = &base[..parts.partition_len];
+    let mut ranges = Vec::new();
+    if parts.ck.is_none() {
+        ranges.push(partition.to_vec());
+    } else {
+        if def.has_statics() {
+            let mut sp = partition.to_vec();
+            sp.push(schema::STATIC_MARK);
+            ranges.push(sp);
+        }
+        ranges.push(base.to_vec());
+    }
+    let mut asm = Assembler::new(def, static_only);
+    for r in ranges {
+        let end = dml::prefix_end(&r);
+        for (k, v) in dml::scan_range(engine, table, idx, r, end).await? {
+            asm.feed(&k, &v);
+        }
+    }
+    Ok(asm.finish())
 }
 
 fn project(def: &TableDef, s: &Select, r: &Row, ctx: &Ctx) -> Result<Vec<Option<Vec<u8>>>> {

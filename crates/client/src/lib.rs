@@ -632,15 +632,26 @@ impl Client {
             if !hinted || attempt > 3 {
                 tokio::time::sleep(backoff(attempt)).await;
             }
-            if attempt.is_multiple_of(8) {
-                // Placement may have changed: refresh this tablet's replicas.
-                if let Ok(fresh) = self
+            if attempt == 4 || attempt.is_multiple_of(8) {
+                // Placement may have changed: refresh this tablet's replicas. A table dropped
+                // (or dropped and made anew) meanwhile ends the retries.
+                let gone = || ClientError::Server {
+                    code: StatusCode::NotFound,
+                    message: format!(
+                        "table {}.{} was dropped (tablet {id} is gone)",
+                        table.info.namespace_name, table.info.name
+                    ),
+                };
+                match self
                     .open_table(&table.info.namespace_name, &table.info.name)
                     .await
                 {
-                    if let Some(t) = fresh.tablets.into_iter().find(|t| t.tablet_id == id) {
-                        tablet = std::borrow::Cow::Owned(t);
-                    }
+                    Ok(fresh) => match fresh.tablets.into_iter().find(|t| t.tablet_id == id) {
+                        Some(t) => tablet = std::borrow::Cow::Owned(t),
+                        None => return Err(gone()),
+                    },
+                    Err(e) if e.code() == StatusCode::NotFound => return Err(gone()),
+                    Err(_) => {}
                 }
             }
         }

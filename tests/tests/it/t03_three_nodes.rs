@@ -129,6 +129,8 @@ async fn rf3_survives_dbserver_and_mserver_loss() {
 
     // BCQL drivers find every node through system.peers and route to all of them.
     crate::t08_bcql::python_case("peers.py", &cluster.db_addrs[0].cql, &["3"], &cluster);
+    // Global secondary indexes: index tablets on other servers than the rows.
+    crate::t08_bcql::secondary_index(&cluster.db_addrs[1].cql, "index_3", &cluster).await;
 
     // Pick the victim: a dbserver leading at least one tablet; and a key in such a tablet.
     let victim_addr = leaders_per_server.keys().next().unwrap().clone();

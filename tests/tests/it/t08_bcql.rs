@@ -16,8 +16,8 @@ fn cases() -> std::path::PathBuf {
 }
 
 /// Run `tests/cases/bcql/<script>` against the BCQL server at `addr` with more `args`;
-/// panics with its output (and the cluster's logs) unless it prints OK.
-pub fn python_case(script: &str, addr: &str, args: &[&str], cluster: &Cluster) {
+/// panics with its output (and the cluster's logs) unless it prints OK. Returns the output.
+pub fn python_case(script: &str, addr: &str, args: &[&str], cluster: &Cluster) -> String {
     let (host, port) = addr.rsplit_once(':').unwrap();
     let out = Command::new("python3")
         .arg(cases().join(script))
@@ -32,6 +32,22 @@ pub fn python_case(script: &str, addr: &str, args: &[&str], cluster: &Cluster) {
         "{script} {args:?} failed:\n{text}\n{}",
         cluster.logs()
     );
+    text
+}
+
+/// Run `index.py` in keyspace `ks`, then check that the index table holds one entry per
+/// indexed row: no entry was lost and none was left stale.
+pub async fn secondary_index(addr: &str, ks: &str, cluster: &Cluster) {
+    let out = python_case("index.py", addr, &[ks], cluster);
+    let rows: usize = out
+        .lines()
+        .find_map(|l| l.strip_prefix("INDEXED "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("index.py prints INDEXED n");
+    let c = cluster.client();
+    let t = c.open_table(ks, "users_email$index").await.unwrap();
+    let entries = c.scan_all(&t).await.unwrap();
+    assert_eq!(entries.len(), rows, "index entries vs indexed rows");
 }
 
 /// Run the driver script in `mode`.
@@ -69,6 +85,7 @@ async fn cassandra_driver_cqlsh_garbage_and_kill_9() {
     let addr = cluster.db_addrs[0].cql.clone();
 
     driver(&addr, "write", &cluster);
+    secondary_index(&addr, "index_1", &cluster).await;
 
     // cqlsh golden scripts.
     let mut files: Vec<_> = std::fs::read_dir(cases())
