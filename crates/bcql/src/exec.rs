@@ -895,33 +895,87 @@ impl Engine {
                         "No column definition found for column {col}"
                     )));
                 };
+                let frozen_coll = c.ty.is_collection() && !c.ty.is_multicell();
+                let explicit = !kind.is_empty();
+                let kind = &match kind.as_str() {
+                    "" if frozen_coll => "full".to_owned(),
+                    "" => "values".to_owned(),
+                    k => k.to_owned(),
+                };
+                let is_map = matches!(c.ty.base(), CqlType::Map(..));
+                match kind.as_str() {
+                    "keys" | "entries" if !is_map => {
+                        return Err(CqlError::invalid(format!(
+                            "Cannot create {kind}() index on {col}: it is not a map"
+                        )))
+                    }
+                    "keys" | "entries" | "values" if frozen_coll => {
+                        return Err(CqlError::invalid(format!(
+                            "Cannot create {kind}() index on frozen column {col}. Frozen collections only support full() indexes"
+                        )))
+                    }
+                    "values" if explicit && !c.ty.is_collection() => {
+                        return Err(CqlError::invalid(format!(
+                            "Cannot create values() index on {col}: it is not a collection"
+                        )))
+                    }
+                    "full" if !frozen_coll => {
+                        return Err(CqlError::invalid(
+                            "full() indexes can only be created on frozen collections",
+                        ))
+                    }
+                    "keys" | "entries" | "values" | "full" => {}
+                    other => {
+                        return Err(CqlError::invalid(format!(
+                            "Unknown index target {other}({col})"
+                        )))
+                    }
+                }
                 if c.kind == Kind::PartitionKey && old.pk_len() == 1 {
                     return Err(CqlError::invalid(format!(
                         "Cannot create secondary index on the only partition key column {col}"
                     )));
                 }
-                let iname = name.clone().unwrap_or_else(|| format!("{table}_{col}_idx"));
                 let all = self.catalog.tables_of(Some(&ks)).await?;
-                if all
-                    .iter()
-                    .any(|t| t.indexes.iter().any(|i| i.name == iname))
-                {
+                let taken = |n: &str| all.iter().any(|t| t.indexes.iter().any(|i| i.name == n));
+                // Cassandra's default name: word characters of table and column, `_idx`, and
+                // `_1`, `_2` ... when taken.
+                let iname = name.clone().unwrap_or_else(|| {
+                    let word = |s: &str| -> String {
+                        s.chars()
+                            .filter(|c| c.is_alphanumeric() || *c == '_')
+                            .collect()
+                    };
+                    let base = format!("{}_{}_idx", word(table), word(col));
+                    (0..)
+                        .map(|n| {
+                            if n == 0 {
+                                base.clone()
+                            } else {
+                                format!("{base}_{n}")
+                            }
+                        })
+                        .find(|n| !taken(n))
+                        .unwrap_or(base)
+                });
+                if taken(&iname) {
                     return if *if_not_exists {
                         Ok(Outcome::Void)
                     } else {
                         Err(CqlError::invalid(format!("Index {iname} already exists")))
                     };
                 }
-                if old
+                if let Some(dup) = old
                     .indexes
                     .iter()
-                    .any(|i| &i.column == col && &i.kind == kind)
+                    .find(|i| &i.column == col && &i.kind == kind)
                 {
                     return if *if_not_exists {
                         Ok(Outcome::Void)
                     } else {
                         Err(CqlError::invalid(format!(
-                            "Index {iname} is a duplicate of existing index"
+                            "Index {iname} is a duplicate of existing index {}",
+                            dup.name
                         )))
                     };
                 }

@@ -41,6 +41,9 @@ pub const TABLE_SUFFIX: &str = "$index";
 
 /// Attempts of a write whose transaction met a conflicting one.
 const ATTEMPTS: u32 = 16;
+/// Largest indexed value (wire bytes): Cassandra's 64 KiB key limit, less room for the rest
+/// of the entry key within the store's key limit.
+pub const MAX_VALUE: usize = 65_535 - 512;
 /// Base rows per backfill transaction.
 const BACKFILL_PAGE: u32 = 500;
 
@@ -172,7 +175,7 @@ pub async fn write(engine: &Engine, groups: &[Planned]) -> Result<bool> {
             );
         }
     }
-    // Indexed cells written: (group, op, index table, column).
+    // Indexed cells written: (group, op, index table).
     let mut indexed: Vec<(&Planned, &KvOp, &Arc<Table>)> = Vec::new();
     for (g, op) in last.values() {
         let Some(parts) = schema::parse_key(&g.def, &op.key) else {
@@ -181,6 +184,13 @@ pub async fn write(engine: &Engine, groups: &[Planned]) -> Result<bool> {
         for (i, c) in maintained(&g.def) {
             if c.id == parts.col {
                 if let Some(t) = ix_tables.get(&i.table_id) {
+                    let size = Cell::decode(&op.value).map_or(0, |c| c.value.len());
+                    if !op.delete && size > MAX_VALUE {
+                        return Err(CqlError::invalid(format!(
+                            "Cannot index value of size {size} for index {} on {}.{}({}) (maximum allowed size={MAX_VALUE})",
+                            i.name, g.def.keyspace, g.def.name, c.name
+                        )));
+                    }
                     indexed.push((g, op, t));
                 }
             }
@@ -278,7 +288,8 @@ pub async fn backfill(engine: &Engine, def: &TableDef, base: &Table, ix: &IndexD
                         if parts.col != col.id {
                             continue;
                         }
-                        if let Some(cell) = Cell::decode(v) {
+                        // A value too large to index is left out, as Cassandra's build does.
+                        if let Some(cell) = Cell::decode(v).filter(|c| c.value.len() <= MAX_VALUE) {
                             stage_entry(&mut txn, &ixt, &cell, &k[..parts.row_len], true, now);
                         }
                     }

@@ -1940,13 +1940,22 @@ impl Parser {
             self.p("(")?;
             let (kind, col) = match self.peek_at(1) {
                 Tok::Punct("(") => {
-                    let k = self.ident()?;
+                    // keys | values | entries | full (the last two are reserved words).
+                    let k = match self.next() {
+                        Tok::Ident(s) => s.to_ascii_lowercase(),
+                        _ => {
+                            self.i -= 1;
+                            return Err(self.err("keys, values, entries or full"));
+                        }
+                    };
                     self.p("(")?;
                     let c = self.ident()?;
                     self.p(")")?;
                     (k, c)
                 }
-                _ => ("values".to_owned(), self.ident()?),
+                // A bare column: `values` (or `full` for a frozen collection), decided by
+                // the engine, which knows the type.
+                _ => (String::new(), self.ident()?),
             };
             self.p(")")?;
             if custom || self.eat_kw("using") {

@@ -911,8 +911,14 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
                                 .find(|i| &i.column == col && i.ready && !i.table.is_empty());
                             if let (Some(i), Op::Eq, Some(_)) = (backed, op, &table) {
                                 if let Ev::V(v) = values::eval(term, &c.ty, &binds, col)? {
+                                    let wire = types::encode(&c.ty, &v)?;
+                                    if wire.len() > 65_535 {
+                                        return Err(CqlError::invalid(
+                                            "Index expression values may not be larger than 64K",
+                                        ));
+                                    }
                                     if let Some(ixt) = engine.catalog.index_table(&ks, i).await? {
-                                        ix_lookup = Some((ixt, types::encode(&c.ty, &v)?));
+                                        ix_lookup = Some((ixt, wire));
                                     }
                                 }
                             }
@@ -1009,8 +1015,18 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
                 }
                 ck_rels.push(r.clone());
             }
-            Rel::MapEntry { .. } => {
-                needs_filtering = true;
+            Rel::MapEntry { col, .. } => {
+                // `m[k] = v` is answered by an entries() index.
+                let indexed = !index_used
+                    && def
+                        .indexes
+                        .iter()
+                        .any(|i| &i.column == col && i.kind == "entries");
+                if indexed {
+                    index_used = true;
+                } else {
+                    needs_filtering = true;
+                }
                 filters.push(r.clone());
             }
         }
@@ -1045,7 +1061,16 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
         }
     }
     let ck_prefix = ck_vals.iter().take_while(|v| v.is_some()).count();
-    if (ck_prefix > 0 || !ck_rels.is_empty()) && !pk_full {
+    // One `=` on an indexed clustering column is answered by its index.
+    let ck_restrictions = ck_vals.iter().filter(|v| v.is_some()).count() + ck_rels.len();
+    let ck_indexed = !index_used
+        && ck_restrictions == 1
+        && s.wh.iter().any(|r| {
+            matches!(r, Rel::Col { col, op: Op::Eq, .. }
+                if def.col(col).is_some_and(|c| c.kind == Kind::Clustering)
+                    && def.indexes.iter().any(|i| &i.column == col && i.kind == "values"))
+        });
+    if (ck_prefix > 0 || !ck_rels.is_empty()) && !pk_full && !ck_indexed {
         needs_filtering = true;
     }
     // A clustering slice may only be on the column after the equality prefix.
@@ -1733,7 +1758,9 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
             } else {
                 Vec::new()
             };
-            if end < total {
+            // A full page carries a paging state even when nothing follows (as Cassandra's
+            // does): clients read until a page comes back short.
+            if end < total || (end > offset && end - offset == ps) {
                 let mut st = vec![0u8];
                 st.extend_from_slice(&(end as u64).to_be_bytes());
                 next_state = Some(st);
