@@ -1,8 +1,8 @@
 //! BCQL with real Cassandra clients: the Python `cassandra-driver` (`tests/cases/bcql/
 //! driver.py`: protocol negotiation from v5 down to v4, LZ4, prepared statements with
 //! routing keys, paging, collections, counters, TTL, JSON, LWT, batches, error codes), a
-//! cqlsh golden script (`tests/cases/bcql/*.cql`), malformed and oversized frames, and
-//! durability across `kill -9`.
+//! cqlsh golden script (`tests/cases/bcql/*.cql`), the `scylla` Rust driver, malformed and
+//! oversized frames, and durability across `kill -9`.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -50,6 +50,131 @@ pub async fn secondary_index(addr: &str, ks: &str, cluster: &Cluster) {
     assert_eq!(entries.len(), rows, "index entries vs indexed rows");
 }
 
+/// ScyllaDB's Rust driver: DDL, prepared statements (token-aware), paging, a batch, a
+/// lightweight transaction and the driver's view of a syntax error.
+async fn scylla_rust_driver(addr: &str) {
+    use futures::StreamExt;
+    use scylla::client::session_builder::SessionBuilder;
+    use scylla::statement::batch::Batch;
+    use scylla::statement::unprepared::Statement;
+
+    let session = SessionBuilder::new()
+        .known_node(addr)
+        .build()
+        .await
+        .expect("scylla driver connects");
+    session
+        .query_unpaged(
+            "CREATE KEYSPACE rs WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
+            &[],
+        )
+        .await
+        .unwrap();
+    session
+        .query_unpaged(
+            "CREATE TABLE rs.kv (k int, c int, v text, PRIMARY KEY (k, c))",
+            &[],
+        )
+        .await
+        .unwrap();
+    let ins = session
+        .prepare("INSERT INTO rs.kv (k, c, v) VALUES (?, ?, ?)")
+        .await
+        .unwrap();
+    assert!(
+        ins.is_token_aware(),
+        "partition-key indexes in PREPARED metadata"
+    );
+    for k in 0..20i32 {
+        for c in 0..5i32 {
+            session
+                .execute_unpaged(&ins, (k, c, format!("v{k}.{c}")))
+                .await
+                .unwrap();
+        }
+    }
+    let sel = session
+        .prepare("SELECT c, v FROM rs.kv WHERE k = ?")
+        .await
+        .unwrap();
+    let rows = session
+        .execute_unpaged(&sel, (3i32,))
+        .await
+        .unwrap()
+        .into_rows_result()
+        .unwrap();
+    let got: Vec<(i32, String)> = rows
+        .rows::<(i32, String)>()
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        got,
+        (0..5).map(|c| (c, format!("v3.{c}"))).collect::<Vec<_>>()
+    );
+
+    // Paging: 100 rows in pages of 7.
+    let mut all = Statement::new("SELECT k, c, v FROM rs.kv");
+    all.set_page_size(7);
+    let mut stream = session
+        .query_iter(all, &[])
+        .await
+        .unwrap()
+        .rows_stream::<(i32, i32, String)>()
+        .unwrap();
+    let mut n = 0;
+    while let Some(row) = stream.next().await {
+        let (k, c, v) = row.unwrap();
+        assert_eq!(v, format!("v{k}.{c}"));
+        n += 1;
+    }
+    assert_eq!(n, 100);
+
+    // A logged batch of prepared statements.
+    let mut batch = Batch::default();
+    batch.append_statement(ins.clone());
+    batch.append_statement(ins.clone());
+    session
+        .batch(&batch, ((100i32, 0i32, "a"), (100i32, 1i32, "b")))
+        .await
+        .unwrap();
+    let count = session
+        .query_unpaged("SELECT count(*) FROM rs.kv WHERE k = 100", &[])
+        .await
+        .unwrap()
+        .into_rows_result()
+        .unwrap()
+        .single_row::<(i64,)>()
+        .unwrap();
+    assert_eq!(count, (2,));
+
+    // A lightweight transaction: applied once, then not.
+    for expected in [true, false] {
+        let applied = session
+            .query_unpaged(
+                "INSERT INTO rs.kv (k, c, v) VALUES (200, 0, 'x') IF NOT EXISTS",
+                &[],
+            )
+            .await
+            .unwrap()
+            .into_rows_result()
+            .unwrap()
+            .rows::<(bool,)>()
+            .map(|mut r| r.next().unwrap().unwrap().0);
+        // Not applied: the row comes back too ([applied], k, c, v).
+        let applied = applied.unwrap_or(false);
+        assert_eq!(applied, expected);
+    }
+
+    // Bad CQL: the driver sees a syntax error, and the session keeps working.
+    let err = session.query_unpaged("SELEC 1", &[]).await.unwrap_err();
+    assert!(format!("{err:?}").contains("SyntaxError"), "{err:?}");
+    session
+        .query_unpaged("SELECT k FROM rs.kv LIMIT 1", &[])
+        .await
+        .unwrap();
+}
+
 /// Run the driver script in `mode`.
 fn driver(addr: &str, mode: &str, cluster: &Cluster) {
     python_case("driver.py", addr, &[mode], cluster);
@@ -86,6 +211,7 @@ async fn cassandra_driver_cqlsh_garbage_and_kill_9() {
 
     driver(&addr, "write", &cluster);
     secondary_index(&addr, "index_1", &cluster).await;
+    scylla_rust_driver(&addr).await;
 
     // cqlsh golden scripts.
     let mut files: Vec<_> = std::fs::read_dir(cases())
