@@ -359,3 +359,21 @@ pub async fn entries(
         .collect();
     Ok((rows, resp.more))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_of_one_value_share_a_prefix_and_a_tablet() {
+        let (h1, p1) = value_prefix(b"alice@example.com");
+        let (h2, p2) = value_prefix(b"alice@example.com");
+        assert_eq!((h1, &p1), (h2, &p2));
+        let (_, other) = value_prefix(b"alice@example.co");
+        // Length-prefixed: no value's prefix is a prefix of another's.
+        assert!(!p1.starts_with(&other) && !other.starts_with(&p1));
+        let row = b"\x80\x00\x00\x00\x00\x00\x00\x01\x10row";
+        let entry = [&p1[..], &row[..]].concat();
+        assert_eq!(base_key(&entry, p1.len()), row);
+    }
+}
