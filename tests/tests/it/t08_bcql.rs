@@ -175,6 +175,63 @@ async fn scylla_rust_driver(addr: &str) {
         .unwrap();
 }
 
+/// One frame: v4 request header (stream id, opcode) and body.
+fn cql_frame(stream: i16, opcode: u8, body: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x04, 0];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.push(opcode);
+    f.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    f.extend_from_slice(body);
+    f
+}
+
+/// Read one response frame: (stream id, opcode).
+fn read_cql_frame(s: &mut impl Read) -> (i16, u8) {
+    let mut h = [0u8; 9];
+    s.read_exact(&mut h).unwrap();
+    let len = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) as usize;
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    (i16::from_be_bytes([h[2], h[3]]), h[4])
+}
+
+/// Every v4 stream id (0..=32767) in flight at once on one connection: each request is
+/// answered once, under its own stream id (the server bounds how many run at a time and
+/// stops reading meanwhile, so the client writes while it reads).
+fn all_stream_ids_in_flight(addr: &str) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let mut startup = 1u16.to_be_bytes().to_vec();
+    for part in ["CQL_VERSION", "3.0.0"] {
+        startup.extend_from_slice(&(part.len() as u16).to_be_bytes());
+        startup.extend_from_slice(part.as_bytes());
+    }
+    s.write_all(&cql_frame(0, 0x01, &startup)).unwrap();
+    assert_eq!(read_cql_frame(&mut s), (0, 0x02), "READY");
+    let query = "SELECT v FROM rs.kv WHERE k = 3 AND c = 1"; // a row scylla_rust_driver wrote
+    let mut body = (query.len() as i32).to_be_bytes().to_vec();
+    body.extend_from_slice(query.as_bytes());
+    body.extend_from_slice(&[0, 1, 0]); // consistency ONE, no flags
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, &mut w);
+        for id in 0..=i16::MAX {
+            out.write_all(&cql_frame(id, 0x07, &body)).unwrap();
+        }
+        out.flush().unwrap();
+    });
+    let mut seen = vec![false; 1 << 15];
+    for _ in 0..=i16::MAX {
+        let (id, op) = read_cql_frame(&mut s);
+        assert_eq!(op, 0x08, "RESULT for stream {id}");
+        assert!(
+            !std::mem::replace(&mut seen[id as usize], true),
+            "stream {id} twice"
+        );
+    }
+    writer.join().unwrap();
+}
+
 /// Run the driver script in `mode`.
 fn driver(addr: &str, mode: &str, cluster: &Cluster) {
     python_case("driver.py", addr, &[mode], cluster);
@@ -212,6 +269,10 @@ async fn cassandra_driver_cqlsh_garbage_and_kill_9() {
     driver(&addr, "write", &cluster);
     secondary_index(&addr, "index_1", &cluster).await;
     scylla_rust_driver(&addr).await;
+    let a = addr.clone();
+    tokio::task::spawn_blocking(move || all_stream_ids_in_flight(&a))
+        .await
+        .unwrap();
 
     // cqlsh golden scripts.
     let mut files: Vec<_> = std::fs::read_dir(cases())
