@@ -283,8 +283,9 @@ impl CopyIn {
         // COPY writes directly, also inside a transaction block: a bulk load is too big
         // for one transaction's buffer and commit (docs/design/transactions.md, limits).
         let direct = s.access.direct();
-        self.count += dml::write_new_rows(s, &direct, &self.table, rows, false)
+        self.count += dml::write_new_rows(s, &direct, &self.table, rows, false, false)
             .await?
+            .0
             .len();
         Ok(())
     }

@@ -288,12 +288,15 @@ pub async fn insert(s: &Session, ins: &ast::Insert) -> SqlResult<Output> {
             })
             .collect::<SqlResult<_>>()?
     };
+    let mut do_update: Option<&ast::DoUpdate> = None;
     let do_nothing = match &ins.on {
         None => false,
         Some(ast::OnInsert::OnConflict(oc)) => match &oc.action {
             ast::OnConflictAction::DoNothing => true,
-            ast::OnConflictAction::DoUpdate(_) => {
-                return Err(SqlError::unsupported("INSERT ... ON CONFLICT DO UPDATE"))
+            ast::OnConflictAction::DoUpdate(u) => {
+                check_conflict_target(&def, oc.conflict_target.as_ref())?;
+                do_update = Some(u);
+                true
             }
         },
         Some(_) => return Err(SqlError::unsupported("this INSERT clause")),
@@ -359,22 +362,34 @@ pub async fn insert(s: &Session, ins: &ast::Insert) -> SqlResult<Output> {
         },
     }
 
-    let rows = write_new_rows(s, &s.access, &r, rows, do_nothing).await?;
+    let alias = ins.table_alias.as_ref().map(|a| ident(&a.alias));
+    if let Some(u) = do_update {
+        // Errors in the DO UPDATE clause fail the statement before anything is written.
+        upsert(s, &r, alias.clone(), &[], &[], u, true).await?;
+    }
+    let (mut rows, taken) =
+        write_new_rows(s, &s.access, &r, rows, do_nothing, do_update.is_some()).await?;
+    if let (Some(u), false) = (do_update, taken.is_empty()) {
+        rows.extend(upsert(s, &r, alias, &rows, &taken, u, false).await?);
+    }
     match &ins.returning {
-        Some(items) => returning(s, &def, &rows, items).await,
+        Some(items) => returning(s, &def, &rows, items, "INSERT 0").await,
         None => Ok(Output::Command(format!("INSERT 0 {}", rows.len()))),
     }
 }
 
 /// Fill defaults, check constraints and write new rows (if-absent); returns the rows
-/// written. With `do_nothing`, rows whose key is taken are skipped; else that is 23505.
+/// written and the rows whose key was taken. With `do_nothing`, those are skipped; else a
+/// taken key is 23505. With `distinct_keys` (ON CONFLICT DO UPDATE), two rows with one key
+/// are 21000, before anything is written.
 pub async fn write_new_rows(
     s: &Session,
     access: &Access,
     r: &Arc<Resolved>,
     rows: Vec<(Row, Vec<bool>)>,
     do_nothing: bool,
-) -> SqlResult<Vec<Row>> {
+    distinct_keys: bool,
+) -> SqlResult<(Vec<Row>, Vec<Row>)> {
     let def = &r.def;
     let mut written = Vec::with_capacity(rows.len());
     let mut ops = Vec::with_capacity(rows.len());
@@ -389,6 +404,13 @@ pub async fn write_new_rows(
             ..Default::default()
         });
         written.push(row);
+    }
+    if distinct_keys {
+        let mut keys: Vec<&[u8]> = ops.iter().map(|op| &op.key[..]).collect();
+        keys.sort_unstable();
+        if keys.windows(2).any(|w| w[0] == w[1]) {
+            return Err(affect_twice());
+        }
     }
     let applied = if do_nothing {
         // Row by row, so one taken key skips only that row.
@@ -408,12 +430,170 @@ pub async fn write_new_rows(
         }
         vec![true; written.len()]
     };
-    Ok(written
-        .into_iter()
-        .zip(&applied)
-        .filter(|(_, a)| **a)
-        .map(|(r, _)| r)
-        .collect())
+    let (mut new, mut taken) = (Vec::new(), Vec::new());
+    for (row, a) in written.into_iter().zip(applied) {
+        if a {
+            new.push(row);
+        } else {
+            taken.push(row);
+        }
+    }
+    Ok((new, taken))
+}
+
+fn affect_twice() -> SqlError {
+    SqlError::new(
+        "21000",
+        "ON CONFLICT DO UPDATE command cannot affect row a second time",
+    )
+}
+
+/// `ON CONFLICT (...)` of a DO UPDATE must name the primary key (the one unique constraint
+/// enforced), by its columns or as `ON CONSTRAINT <table>_pkey`.
+fn check_conflict_target(def: &TableDef, target: Option<&ast::ConflictTarget>) -> SqlResult<()> {
+    let no_match = || {
+        SqlError::new(
+            "42P10",
+            "there is no unique or exclusion constraint matching the ON CONFLICT specification",
+        )
+    };
+    match target {
+        None => Err(SqlError::syntax(
+            "ON CONFLICT DO UPDATE requires inference specification or constraint name",
+        )),
+        Some(ast::ConflictTarget::Columns(cols)) => {
+            let mut given: Vec<String> = cols.iter().map(ident).collect();
+            let mut pk: Vec<String> = def
+                .pk
+                .iter()
+                .map(|&i| def.columns[i].name.clone())
+                .collect();
+            given.sort();
+            pk.sort();
+            if pk.is_empty() || given != pk {
+                return Err(no_match());
+            }
+            Ok(())
+        }
+        Some(ast::ConflictTarget::OnConstraint(name)) => {
+            let n = name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .map(ident)
+                .unwrap_or_default();
+            if n == format!("{}_pkey", def.name) && !def.pk.is_empty() {
+                Ok(())
+            } else {
+                Err(SqlError::new(
+                    "42704",
+                    format!(
+                        "constraint \"{n}\" for table \"{}\" does not exist",
+                        def.name
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+/// The DO UPDATE of `INSERT ... ON CONFLICT`: the proposed rows whose key was `taken`
+/// update the stored rows, run as `UPDATE t SET ... FROM excluded WHERE t.pk =
+/// excluded.pk [AND cond]` over a temporary `excluded` table (so a bare column name that
+/// both have is ambiguous, as in PostgreSQL). Returns the rows as updated.
+async fn upsert(
+    s: &Session,
+    r: &Arc<Resolved>,
+    alias: Option<String>,
+    inserted: &[Row],
+    taken: &[Row],
+    u: &ast::DoUpdate,
+    plan_only: bool,
+) -> SqlResult<Vec<Row>> {
+    let def = &r.def;
+    // One statement may not both insert and update a row, or update it twice.
+    let mut keys: Vec<Vec<u8>> = inserted
+        .iter()
+        .chain(taken)
+        .map(|row| new_key(def, row))
+        .collect();
+    let n = keys.len();
+    keys.sort();
+    keys.dedup();
+    if keys.len() != n {
+        return Err(affect_twice());
+    }
+    let alias = alias.unwrap_or_else(|| def.name.clone());
+    let schema = def.arrow_schema();
+    let columns: Vec<ArrayRef> = def
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| row::build_array(c.ty, taken.iter().map(|r| &r[i])))
+        .collect();
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    let tmp = format!("__excluded_{}", uuid::Uuid::new_v4().simple());
+    let mem = MemTable::try_new(schema, vec![vec![batch]])?;
+    let tmp_ref = datafusion::common::TableReference::full(TMP_CATALOG, TMP_SCHEMA, tmp.as_str());
+    s.ctx.register_table(tmp_ref.clone(), Arc::new(mem))?;
+    let mut sets = Vec::new();
+    for a in &u.assignments {
+        sets.push(a.to_string());
+    }
+    let mut cond: Vec<String> = def
+        .pk
+        .iter()
+        .map(|&i| {
+            let c = quote(&def.columns[i].name);
+            format!("{}.{c} = \"excluded\".{c}", quote(&alias))
+        })
+        .collect();
+    if let Some(w) = &u.selection {
+        cond.push(format!("({w})"));
+    }
+    let sql = format!(
+        "UPDATE {}.{} AS {} SET {} FROM {}.{}.{} AS \"excluded\" WHERE {}",
+        quote(&def.schema),
+        quote(&def.name),
+        quote(&alias),
+        sets.join(", "),
+        quote(TMP_CATALOG),
+        quote(TMP_SCHEMA),
+        quote(&tmp),
+        cond.join(" AND ")
+    );
+    let result = async {
+        let Some(Statement::Update(upd)) = parse(&sql)?.pop() else {
+            return Err(SqlError::internal("ON CONFLICT DO UPDATE: no UPDATE"));
+        };
+        if plan_only {
+            // The same names and expressions, planned over the (empty) excluded table.
+            let check = format!(
+                "SELECT {} FROM {}.{} AS {}, {}.{}.{} AS \"excluded\" WHERE {}",
+                upd.assignments
+                    .iter()
+                    .map(|a| format!("({})", a.value))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                quote(&def.schema),
+                quote(&def.name),
+                quote(&alias),
+                quote(TMP_CATALOG),
+                quote(TMP_SCHEMA),
+                quote(&tmp),
+                cond.join(" AND ")
+            );
+            let stmt = parse(&check)?
+                .pop()
+                .ok_or_else(|| SqlError::internal("empty DO UPDATE check"))?;
+            s.plan_only(stmt).await?;
+            return Ok(Vec::new());
+        }
+        update_rows(s, &upd).await
+    }
+    .await;
+    let _ = s.ctx.deregister_table(tmp_ref);
+    result
 }
 
 /// Store element `i` of `a` into column `col`.
@@ -455,6 +635,7 @@ async fn returning(
     def: &TableDef,
     rows: &[Row],
     items: &[ast::SelectItem],
+    command: &'static str,
 ) -> SqlResult<Output> {
     let schema = def.arrow_schema();
     let columns: Vec<ArrayRef> = def
@@ -484,7 +665,14 @@ async fn returning(
         let stmt = parse(&sql)?
             .pop()
             .ok_or_else(|| SqlError::internal("empty RETURNING"))?;
-        s.query(stmt).await
+        match s.query(stmt).await? {
+            Output::Rows { schema, batches } => Ok(Output::Returning {
+                command,
+                schema,
+                batches,
+            }),
+            other => Ok(other),
+        }
     }
     .await;
     let _ = s.ctx.deregister_table(tmp_ref);
@@ -590,6 +778,19 @@ const UPDATE_RETRIES: usize = 20;
 /// COMMITTED; one that changes several rows fails with 40001 instead, since some of its
 /// rows are already written.
 pub async fn update(s: &Session, upd: &ast::Update) -> SqlResult<Output> {
+    let (def, rows) = update_rows_def(s, upd).await?;
+    Ok(match &upd.returning {
+        Some(items) => returning(s, &def, &rows, items, "UPDATE").await?,
+        None => Output::Command(format!("UPDATE {}", rows.len())),
+    })
+}
+
+/// Run an UPDATE (with its retries); the rows as updated.
+async fn update_rows(s: &Session, upd: &ast::Update) -> SqlResult<Vec<Row>> {
+    Ok(update_rows_def(s, upd).await?.1)
+}
+
+async fn update_rows_def(s: &Session, upd: &ast::Update) -> SqlResult<(Arc<TableDef>, Vec<Row>)> {
     let mut attempt = 0;
     loop {
         match update_once(s, upd).await {
@@ -617,7 +818,7 @@ impl From<SqlError> for Retry {
     }
 }
 
-async fn update_once(s: &Session, upd: &ast::Update) -> Result<Output, Retry> {
+async fn update_once(s: &Session, upd: &ast::Update) -> Result<(Arc<TableDef>, Vec<Row>), Retry> {
     let (name, alias) = single_table(&upd.table)?;
     let r = target(s, name).await?;
     let def = r.def.clone();
@@ -723,10 +924,7 @@ async fn update_once(s: &Session, upd: &ast::Update) -> Result<Output, Retry> {
             Retry::Fail(e)
         }
     })?;
-    Ok(match &upd.returning {
-        Some(items) => returning(s, &def, &new_rows, items).await?,
-        None => Output::Command(format!("UPDATE {n}")),
-    })
+    Ok((def, new_rows))
 }
 
 /// DELETE.
@@ -760,7 +958,7 @@ pub async fn delete(s: &Session, del: &ast::Delete) -> SqlResult<Output> {
         return Err(serialization_failure());
     }
     match &del.returning {
-        Some(items) => returning(s, &def, &rows, items).await,
+        Some(items) => returning(s, &def, &rows, items, "DELETE").await,
         None => Ok(Output::Command(format!("DELETE {n}"))),
     }
 }

@@ -115,6 +115,7 @@ impl From<DataFusionError> for SqlError {
             DataFusionError::NotImplemented(_) => "0A000",
             _ if lower.contains("divide by zero") || lower.contains("division by zero") => "22012",
             _ if lower.contains("table") && lower.contains("not found") => "42P01",
+            _ if lower.contains("ambiguous reference") => "42702",
             _ if lower.contains("no field named") || lower.contains("field not found") => "42703",
             _ if lower.contains("cannot cast") || lower.contains("cast error") => "22P02",
             _ if lower.contains("overflow") => "22003",
@@ -130,6 +131,14 @@ impl From<DataFusionError> for SqlError {
                 .unwrap_or_default()
                 .trim_matches('"');
             format!("column \"{name}\" does not exist")
+        } else if code == "42702" {
+            // "Ambiguous reference to unqualified field hits"
+            let name = clean
+                .rsplit(' ')
+                .next()
+                .unwrap_or_default()
+                .trim_matches('"');
+            format!("column reference \"{name}\" is ambiguous")
         } else if code == "22012" {
             "division by zero".to_owned()
         } else if code == "42P01" {

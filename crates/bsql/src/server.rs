@@ -209,6 +209,20 @@ fn respond(out: Output, format: &Format) -> PgWireResult<Response> {
             }
             Response::Query(QueryResponse::new(fields, stream::iter(rows)))
         }
+        Output::Returning {
+            command,
+            schema,
+            batches,
+        } => {
+            let fields = Arc::new(fields_of(&schema, format)?);
+            let mut rows = Vec::new();
+            for b in batches {
+                rows.extend(encode_recordbatch(fields.clone(), b));
+            }
+            let mut r = QueryResponse::new(fields, stream::iter(rows));
+            r.set_command_tag(command);
+            Response::Query(r)
+        }
         Output::Command(tag) => Response::Execution(command_tag(&tag)),
         Output::Begin(tag) => Response::TransactionStart(command_tag(&tag)),
         Output::End(tag) => Response::TransactionEnd(command_tag(&tag)),

@@ -38,6 +38,13 @@ pub enum Output {
         schema: SchemaRef,
         batches: Vec<RecordBatch>,
     },
+    /// The rows of an INSERT/UPDATE/DELETE ... RETURNING; `command` is the tag before the
+    /// row count (`INSERT 0`, `UPDATE`, `DELETE`).
+    Returning {
+        command: &'static str,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    },
     /// A command tag, e.g. `CREATE TABLE` or `INSERT 0 3`.
     Command(String),
     /// The statement opened a transaction block.
@@ -431,6 +438,15 @@ impl Session {
     }
 
     /// Run a read-only statement through DataFusion and collect its result.
+    /// Plan a query without running it: name resolution and type errors surface.
+    pub async fn plan_only(&self, stmt: Statement) -> SqlResult<()> {
+        let state = self.ctx.state();
+        state
+            .statement_to_plan(DfStatement::Statement(Box::new(stmt)))
+            .await?;
+        Ok(())
+    }
+
     pub async fn run_datafusion(
         &self,
         stmt: Statement,
