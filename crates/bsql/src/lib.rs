@@ -7,6 +7,7 @@
 //! * [`access`]: where reads and writes go (the open transaction block, or the tablets);
 //! * [`provider`]: tables as DataFusion sees them (queries are planned and run by DataFusion);
 //! * [`catalog`]: table definitions kept in the mserver's catalog, cached per server;
+//! * [`pg_catalog`]: the PostgreSQL system tables and functions psql's listings read;
 //! * [`row`], [`types`]: how rows and values are stored and typed.
 
 pub mod access;
@@ -16,6 +17,7 @@ pub mod ddl;
 pub mod dml;
 pub mod error;
 pub mod fast;
+pub mod pg_catalog;
 pub mod provider;
 pub mod row;
 pub mod server;

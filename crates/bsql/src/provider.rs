@@ -42,10 +42,20 @@ pub struct DbCatalog {
 
 impl CatalogProvider for DbCatalog {
     fn schema_names(&self) -> Vec<String> {
-        SCHEMAS.iter().map(|s| s.to_string()).collect()
+        SCHEMAS
+            .iter()
+            .chain([&crate::pg_catalog::SCHEMA])
+            .map(|s| s.to_string())
+            .collect()
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if name == crate::pg_catalog::SCHEMA {
+            return Some(Arc::new(crate::pg_catalog::PgCatalog {
+                db: self.db.clone(),
+                catalog: self.catalog.clone(),
+            }));
+        }
         Some(Arc::new(DbSchema {
             db: self.db.clone(),
             schema: name.to_owned(),

@@ -114,14 +114,18 @@ pub fn maintenance(sql: &str) -> Option<&'static str> {
 
 /// Parse SQL text into statements (PostgreSQL dialect).
 pub fn parse(sql: &str) -> SqlResult<Vec<Statement>> {
-    Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| {
+    let mut stmts = Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| {
         let msg = e.to_string();
         let msg = msg
             .trim_start_matches("sql parser error: ")
             .trim_start_matches("ParserError(\"")
             .to_owned();
         SqlError::syntax(format!("syntax error: {msg}"))
-    })
+    })?;
+    for s in &mut stmts {
+        crate::pg_catalog::rewrite(s);
+    }
+    Ok(stmts)
 }
 
 /// A connection's session.
@@ -162,6 +166,7 @@ impl Session {
         );
         ctx.register_catalog(TMP_CATALOG, Arc::new(tmp));
         register_functions(&ctx, db, user);
+        crate::pg_catalog::register_functions(&ctx, user);
         let settings = default_settings();
         Session {
             db: db.to_owned(),

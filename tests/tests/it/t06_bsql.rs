@@ -100,6 +100,14 @@ async fn psql_tokio_postgres_pgbench_and_kill_9() {
             panic!("{}: output differs\n{diff}", f.display());
         }
     }
+    // psql's \l lists the databases (its locale columns are ours, so no golden file).
+    let listed = psql(&addr, &["-c", "\\l"]);
+    assert!(
+        listed.contains("List of databases")
+            && listed.contains("yugabyte")
+            && listed.contains("postgres"),
+        "{listed}"
+    );
 
     // tokio-postgres: extended protocol with binary parameters and results.
     let (host, port) = addr.rsplit_once(':').unwrap();

@@ -1,0 +1,341 @@
+//! `pg_catalog`: the PostgreSQL system tables psql's `\dt`, `\d` (listing), `\dn` and `\l`
+//! read, built on each query from our catalog, and the functions those queries call.
+//!
+//! Object ids are synthetic but stable: `pg_catalog` is 11 and `public` 2200 (as in
+//! PostgreSQL), a table's oid is a hash of its database, schema and name above 16384 (the
+//! first oid PostgreSQL gives user objects), a database's a hash of its name.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{
+    new_null_array, ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
+use datafusion::datasource::MemTable;
+use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility};
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast;
+
+use crate::catalog::Catalog;
+
+/// The schema's name.
+pub const SCHEMA: &str = "pg_catalog";
+/// Tables it has.
+const TABLES: [&str; 4] = ["pg_namespace", "pg_class", "pg_am", "pg_database"];
+/// The owner of everything (PostgreSQL's bootstrap superuser oid).
+const OWNER: i64 = 10;
+/// The role that owns `public` in PostgreSQL 15.
+const PG_DATABASE_OWNER: i64 = 6171;
+/// Databases that always exist (see `server::database_exists`).
+const BUILTIN_DATABASES: [&str; 3] = ["postgres", "template1", "yugabyte"];
+
+/// Schemas (oid, name) every database has.
+fn namespaces() -> Vec<(i64, &'static str)> {
+    vec![
+        (11, "pg_catalog"),
+        (2200, "public"),
+        (13_000, "information_schema"),
+    ]
+}
+
+/// A stable oid for a named object, at or above 16384.
+pub fn oid_of(parts: &[&str]) -> i64 {
+    // FNV-1a over the parts, NUL-separated.
+    let mut d: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in parts.iter().flat_map(|p| p.bytes().chain([0])) {
+        d ^= b as u64;
+        d = d.wrapping_mul(0x100_0000_01b3);
+    }
+    16_384 + (d % (i32::MAX as u64 - 16_384)) as i64
+}
+
+/// `pg_catalog` of database `db`.
+#[derive(Debug)]
+pub struct PgCatalog {
+    pub db: String,
+    pub catalog: Arc<Catalog>,
+}
+
+fn utf8(v: Vec<String>) -> ArrayRef {
+    Arc::new(StringArray::from(v))
+}
+
+fn int64(v: Vec<i64>) -> ArrayRef {
+    Arc::new(Int64Array::from(v))
+}
+
+fn table(fields: Vec<(&str, DataType, bool)>, columns: Vec<ArrayRef>) -> DfResult<Arc<MemTable>> {
+    let schema = Arc::new(Schema::new(
+        fields
+            .into_iter()
+            .map(|(n, t, null)| Field::new(n, t, null))
+            .collect::<Vec<_>>(),
+    ));
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}
+
+impl PgCatalog {
+    async fn build(&self, name: &str) -> DfResult<Option<Arc<MemTable>>> {
+        let external = |e: crate::error::SqlError| DataFusionError::External(Box::new(e));
+        Ok(Some(match name {
+            "pg_namespace" => {
+                let ns = namespaces();
+                let n = ns.len();
+                table(
+                    vec![
+                        ("oid", DataType::Int64, false),
+                        ("nspname", DataType::Utf8, false),
+                        ("nspowner", DataType::Int64, false),
+                        ("nspacl", DataType::Utf8, true),
+                    ],
+                    vec![
+                        int64(ns.iter().map(|(o, _)| *o).collect()),
+                        utf8(ns.iter().map(|(_, s)| s.to_string()).collect()),
+                        int64(
+                            ns.iter()
+                                .map(|(_, s)| {
+                                    if *s == "public" {
+                                        PG_DATABASE_OWNER
+                                    } else {
+                                        OWNER
+                                    }
+                                })
+                                .collect(),
+                        ),
+                        new_null_array(&DataType::Utf8, n),
+                    ],
+                )?
+            }
+            "pg_class" => {
+                let mut names = self.catalog.table_names(&self.db).await.map_err(external)?;
+                names.sort();
+                let n = names.len();
+                let ns_oid = |s: &str| {
+                    namespaces()
+                        .into_iter()
+                        .find(|(_, name)| *name == s)
+                        .map_or_else(|| oid_of(&[&self.db, s]), |(o, _)| o)
+                };
+                table(
+                    vec![
+                        ("oid", DataType::Int64, false),
+                        ("relname", DataType::Utf8, false),
+                        ("relnamespace", DataType::Int64, false),
+                        ("relkind", DataType::Utf8, false),
+                        ("relowner", DataType::Int64, false),
+                        ("relam", DataType::Int64, false),
+                        ("relpersistence", DataType::Utf8, false),
+                        ("relhasindex", DataType::Boolean, false),
+                        ("relispartition", DataType::Boolean, false),
+                    ],
+                    vec![
+                        int64(
+                            names
+                                .iter()
+                                .map(|(s, t)| oid_of(&[&self.db, s, t]))
+                                .collect(),
+                        ),
+                        utf8(names.iter().map(|(_, t)| t.clone()).collect()),
+                        int64(names.iter().map(|(s, _)| ns_oid(s)).collect()),
+                        utf8(vec!["r".into(); n]),
+                        int64(vec![OWNER; n]),
+                        int64(vec![2; n]),
+                        utf8(vec!["p".into(); n]),
+                        Arc::new(BooleanArray::from(vec![false; n])),
+                        Arc::new(BooleanArray::from(vec![false; n])),
+                    ],
+                )?
+            }
+            "pg_am" => table(
+                vec![
+                    ("oid", DataType::Int64, false),
+                    ("amname", DataType::Utf8, false),
+                    ("amtype", DataType::Utf8, false),
+                ],
+                vec![
+                    int64(vec![2, 403]),
+                    utf8(vec!["heap".into(), "btree".into()]),
+                    utf8(vec!["t".into(), "i".into()]),
+                ],
+            )?,
+            "pg_database" => {
+                let resp = self
+                    .catalog
+                    .client
+                    .list_tables()
+                    .await
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                let mut dbs: Vec<String> =
+                    BUILTIN_DATABASES.iter().map(|s| s.to_string()).collect();
+                dbs.extend(
+                    resp.namespaces
+                        .iter()
+                        .filter(|n| !n.starts_with("system"))
+                        .cloned(),
+                );
+                dbs.sort();
+                dbs.dedup();
+                let n = dbs.len();
+                let acl = DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
+                table(
+                    vec![
+                        ("oid", DataType::Int64, false),
+                        ("datname", DataType::Utf8, false),
+                        ("datdba", DataType::Int64, false),
+                        ("encoding", DataType::Int32, false),
+                        ("datlocprovider", DataType::Utf8, false),
+                        ("datistemplate", DataType::Boolean, false),
+                        ("datallowconn", DataType::Boolean, false),
+                        ("datcollate", DataType::Utf8, false),
+                        ("datctype", DataType::Utf8, false),
+                        ("daticulocale", DataType::Utf8, true),
+                        ("datacl", acl.clone(), true),
+                    ],
+                    vec![
+                        int64(dbs.iter().map(|d| oid_of(&[d])).collect()),
+                        utf8(dbs.clone()),
+                        int64(vec![OWNER; n]),
+                        Arc::new(Int32Array::from(vec![6; n])),
+                        utf8(vec!["c".into(); n]),
+                        Arc::new(BooleanArray::from(
+                            dbs.iter().map(|d| d == "template1").collect::<Vec<_>>(),
+                        )),
+                        Arc::new(BooleanArray::from(vec![true; n])),
+                        utf8(vec!["C.UTF-8".into(); n]),
+                        utf8(vec!["C.UTF-8".into(); n]),
+                        new_null_array(&DataType::Utf8, n),
+                        new_null_array(&acl, n),
+                    ],
+                )?
+            }
+            _ => return Ok(None),
+        }))
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for PgCatalog {
+    fn table_names(&self) -> Vec<String> {
+        TABLES.iter().map(|t| t.to_string()).collect()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        Ok(self.build(name).await?.map(|t| t as Arc<dyn TableProvider>))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        TABLES.contains(&name)
+    }
+}
+
+/// Rewrite what psql's catalog queries say in ways DataFusion does not take:
+/// `pg_catalog.f(...)` is `f(...)`, `OPERATOR(pg_catalog.~)` is `~`, and `COLLATE
+/// pg_catalog.default` is dropped.
+pub fn rewrite(stmt: &mut ast::Statement) {
+    let _ = ast::visit_expressions_mut(stmt, |e: &mut ast::Expr| {
+        match e {
+            ast::Expr::Function(f) if f.name.0.len() == 2 => {
+                let qualified = f.name.0[0]
+                    .as_ident()
+                    .is_some_and(|i| i.value.eq_ignore_ascii_case(SCHEMA));
+                if qualified {
+                    f.name.0.remove(0);
+                }
+            }
+            ast::Expr::BinaryOp { op, .. } => {
+                if let ast::BinaryOperator::PGCustomBinaryOperator(parts) = op {
+                    let plain = match parts.as_slice() {
+                        [schema, o] if schema.eq_ignore_ascii_case(SCHEMA) => Some(o.as_str()),
+                        [o] => Some(o.as_str()),
+                        _ => None,
+                    };
+                    let replaced = match plain {
+                        Some("~") => Some(ast::BinaryOperator::PGRegexMatch),
+                        Some("~*") => Some(ast::BinaryOperator::PGRegexIMatch),
+                        Some("!~") => Some(ast::BinaryOperator::PGRegexNotMatch),
+                        Some("!~*") => Some(ast::BinaryOperator::PGRegexNotIMatch),
+                        Some("=") => Some(ast::BinaryOperator::Eq),
+                        Some("<>") => Some(ast::BinaryOperator::NotEq),
+                        _ => None,
+                    };
+                    if let Some(r) = replaced {
+                        *op = r;
+                    }
+                }
+            }
+            ast::Expr::Collate { expr, collation } => {
+                let is_default = collation
+                    .0
+                    .last()
+                    .and_then(|p| p.as_ident())
+                    .is_some_and(|i| i.value.eq_ignore_ascii_case("default"));
+                if is_default {
+                    *e = (**expr).clone();
+                }
+            }
+            _ => {}
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
+/// A one-argument function that ignores its argument and answers `value`.
+fn constant_of_one(name: &str, arg: DataType, value: ScalarValue) -> ScalarUDF {
+    let ty = value.data_type();
+    let f = move |_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(value.clone()));
+    datafusion::logical_expr::create_udf(name, vec![arg], ty, Volatility::Stable, Arc::new(f))
+}
+
+/// The catalog functions psql's queries call.
+pub fn register_functions(ctx: &SessionContext, user: &str) {
+    // Every object is owned by the session's user (there are no other roles yet), except
+    // `public`, owned by pg_database_owner as in PostgreSQL 15.
+    let user = user.to_owned();
+    let name_of = move |oid: Option<i64>| {
+        oid.map(|o| match o {
+            PG_DATABASE_OWNER => "pg_database_owner".to_owned(),
+            _ => user.clone(),
+        })
+    };
+    let userbyid = move |args: &[ColumnarValue]| -> DfResult<ColumnarValue> {
+        Ok(match args.first() {
+            Some(ColumnarValue::Scalar(v)) => {
+                let oid = match v {
+                    ScalarValue::Int64(o) => *o,
+                    _ => None,
+                };
+                ColumnarValue::Scalar(ScalarValue::Utf8(name_of(oid)))
+            }
+            Some(ColumnarValue::Array(a)) => {
+                let ints = a
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .ok_or_else(|| DataFusionError::Internal("pg_get_userbyid: not int8".into()))?;
+                ColumnarValue::Array(Arc::new(ints.iter().map(&name_of).collect::<StringArray>()))
+            }
+            None => ColumnarValue::Scalar(ScalarValue::Utf8(None)),
+        })
+    };
+    ctx.register_udf(datafusion::logical_expr::create_udf(
+        "pg_get_userbyid",
+        vec![DataType::Int64],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(userbyid),
+    ));
+    // Every table is in `public`, which is on the search path.
+    ctx.register_udf(constant_of_one(
+        "pg_table_is_visible",
+        DataType::Int64,
+        ScalarValue::Boolean(Some(true)),
+    ));
+    ctx.register_udf(constant_of_one(
+        "pg_encoding_to_char",
+        DataType::Int32,
+        ScalarValue::Utf8(Some("UTF8".to_owned())),
+    ));
+}

@@ -1,0 +1,13 @@
+-- BSQL golden case: psql's catalog listings (\dt with patterns, \dn); run with psql -X -q;
+-- expected output produced by PostgreSQL 15.
+\set VERBOSITY sqlstate
+create table cat_accounts (id int primary key, name text);
+create table cat_zebra (k int primary key);
+\dt cat_*
+\dt cat_acc*
+\dt nothing_here
+\dn
+select count(*) from pg_catalog.pg_namespace where nspname = 'public';
+select datname from pg_catalog.pg_database where datname = current_database();
+drop table cat_accounts;
+drop table cat_zebra;
