@@ -2,7 +2,7 @@
 //! the dispatcher that runs a parsed statement (DDL and DML here and in [`crate::ddl`] /
 //! [`crate::dml`], queries through DataFusion).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
@@ -128,6 +128,24 @@ pub fn parse(sql: &str) -> SqlResult<Vec<Statement>> {
     Ok(stmts)
 }
 
+/// The n of a `$n` parameter.
+fn placeholder(e: &ast::Expr) -> Option<usize> {
+    match e {
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::Placeholder(p) => p.strip_prefix('$')?.parse().ok().filter(|n| *n > 0),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn no_prepared(name: &str) -> SqlError {
+    SqlError::new(
+        "26000",
+        format!("prepared statement \"{name}\" does not exist"),
+    )
+}
+
 /// A connection's session.
 pub struct Session {
     pub db: String,
@@ -138,6 +156,8 @@ pub struct Session {
     pub txn: Option<TxnBlock>,
     /// Where reads and writes go (the open transaction, if any).
     pub access: Access,
+    /// SQL-level prepared statements (`PREPARE name AS ...`): parameter types and statement.
+    prepared: HashMap<String, (Vec<ast::DataType>, Statement)>,
 }
 
 impl Session {
@@ -176,6 +196,7 @@ impl Session {
             settings,
             txn: None,
             access,
+            prepared: HashMap::new(),
         }
     }
 
@@ -227,6 +248,52 @@ impl Session {
             return r;
         }
         self.statement_ended(r)
+    }
+
+    /// The statement `EXECUTE name (args)` runs: the prepared one with each `$n` replaced
+    /// by argument n (cast to the declared parameter type, if any).
+    fn bind_prepared(&self, name: &ast::ObjectName, args: &[ast::Expr]) -> SqlResult<Statement> {
+        let n = name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(crate::ddl::ident)
+            .unwrap_or_default();
+        let (types, stmt) = self.prepared.get(&n).ok_or_else(|| no_prepared(&n))?;
+        let mut stmt = stmt.clone();
+        let mut highest = types.len();
+        let _ = ast::visit_expressions(&stmt, |e: &ast::Expr| {
+            if let Some(i) = placeholder(e) {
+                highest = highest.max(i);
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+        if args.len() != highest {
+            return Err(SqlError::new(
+                "42601",
+                format!(
+                    "wrong number of parameters for prepared statement \"{n}\": expected {highest} parameters but got {}",
+                    args.len()
+                ),
+            ));
+        }
+        let _ = ast::visit_expressions_mut(&mut stmt, |e: &mut ast::Expr| {
+            if let Some(i) = placeholder(e) {
+                let arg = ast::Expr::Nested(Box::new(args[i - 1].clone()));
+                *e = match types.get(i - 1) {
+                    Some(t) => ast::Expr::Cast {
+                        kind: ast::CastKind::DoubleColon,
+                        expr: Box::new(arg),
+                        data_type: t.clone(),
+                        array: false,
+                        format: None,
+                    },
+                    None => arg,
+                };
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+        Ok(stmt)
     }
 
     async fn execute_inner(&mut self, stmt: Statement) -> SqlResult<Output> {
@@ -364,7 +431,45 @@ impl Session {
             Statement::ShowVariable { variable } => self.show(&variable),
             Statement::Vacuum(_) => Ok(Output::tag("VACUUM")),
             Statement::Analyze(_) => Ok(Output::tag("ANALYZE")),
-            Statement::Discard { .. } => Ok(Output::tag("DISCARD ALL")),
+            Statement::Discard { .. } => {
+                self.prepared.clear();
+                Ok(Output::tag("DISCARD ALL"))
+            }
+            Statement::Prepare {
+                name,
+                data_types,
+                statement,
+            } => {
+                let name = crate::ddl::ident(&name);
+                if self.prepared.contains_key(&name) {
+                    return Err(SqlError::new(
+                        "42P05",
+                        format!("prepared statement \"{name}\" already exists"),
+                    ));
+                }
+                self.prepared.insert(name, (data_types, *statement));
+                Ok(Output::tag("PREPARE"))
+            }
+            Statement::Execute {
+                name: Some(name),
+                parameters,
+                immediate: false,
+                ..
+            } => {
+                let stmt = self.bind_prepared(&name, &parameters)?;
+                Box::pin(self.execute_inner(stmt)).await
+            }
+            Statement::Deallocate { name, .. } => {
+                let n = crate::ddl::ident(&name);
+                if n == "all" && name.quote_style.is_none() {
+                    self.prepared.clear();
+                    return Ok(Output::tag("DEALLOCATE ALL"));
+                }
+                if self.prepared.remove(&n).is_none() {
+                    return Err(no_prepared(&n));
+                }
+                Ok(Output::tag("DEALLOCATE"))
+            }
             Statement::Reset(_) => Ok(Output::tag("RESET")),
             other => {
                 let text = other.to_string();
