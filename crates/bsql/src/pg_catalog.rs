@@ -339,3 +339,21 @@ pub fn register_functions(ctx: &SessionContext, user: &str) {
         ScalarValue::Utf8(Some("UTF8".to_owned())),
     ));
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn psql_catalog_syntax_is_rewritten() {
+        let sql = "SELECT pg_catalog.pg_get_userbyid(c.relowner) FROM pg_catalog.pg_class c \
+                   WHERE c.relname OPERATOR(pg_catalog.~) '^(t)$' COLLATE pg_catalog.default";
+        let stmts = crate::session::parse(sql).unwrap();
+        assert_eq!(
+            stmts[0].to_string(),
+            "SELECT pg_get_userbyid(c.relowner) FROM pg_catalog.pg_class c \
+             WHERE c.relname ~ '^(t)$'"
+        );
+        // Other schemas' functions and collations are left alone.
+        let stmts = crate::session::parse("SELECT s.f(x) COLLATE \"C\" FROM t").unwrap();
+        assert_eq!(stmts[0].to_string(), "SELECT s.f(x) COLLATE \"C\" FROM t");
+    }
+}
