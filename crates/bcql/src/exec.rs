@@ -479,14 +479,14 @@ impl Engine {
             tokio::time::sleep(crate::schema::CACHE_TTL + std::time::Duration::from_millis(500))
                 .await;
         }
-        let (def, base) = self.catalog.table(ks, table).await?;
+        let (def, base) = self.catalog.table_fresh(ks, table).await?;
         let Some(ix) = def.indexes.iter().find(|i| i.name == name).cloned() else {
             return Err(CqlError::invalid(format!(
                 "Index {name} was dropped while it was built"
             )));
         };
         crate::index::backfill(self, &def, &base, &ix).await?;
-        let (def, _) = self.catalog.table(ks, table).await?;
+        let (def, _) = self.catalog.table_fresh(ks, table).await?;
         let mut new = (*def).clone();
         for i in new.indexes.iter_mut().filter(|i| i.name == name) {
             i.ready = true;
@@ -633,7 +633,7 @@ impl Engine {
             }
             Stmt::AlterTable { ks, name, op } => {
                 let ks = ctx.keyspace(ks)?.to_owned();
-                let (old, _) = self.catalog.table(&ks, name).await?;
+                let (old, _) = self.catalog.table_fresh(&ks, name).await?;
                 let mut def = (*old).clone();
                 let udts = self.udt_resolver(&ks).await?;
                 match op {
@@ -750,7 +750,7 @@ impl Engine {
             }
             Stmt::Truncate { ks, name } => {
                 let ks = ctx.keyspace(ks)?.to_owned();
-                let (def, table) = self.catalog.table(&ks, name).await?;
+                let (def, table) = self.catalog.table_fresh(&ks, name).await?;
                 // Index entries first: one left behind would only point at a missing row.
                 for (i, _) in crate::index::maintained(&def) {
                     if let Some(t) = self.catalog.index_table(&ks, i).await? {
@@ -889,7 +889,7 @@ impl Engine {
                 col,
             } => {
                 let ks = ctx.keyspace(ks)?.to_owned();
-                let (old, _) = self.catalog.table(&ks, table).await?;
+                let (old, _) = self.catalog.table_fresh(&ks, table).await?;
                 let Some(c) = old.col(col) else {
                     return Err(CqlError::invalid(format!(
                         "No column definition found for column {col}"
@@ -1020,7 +1020,7 @@ impl Engine {
                 let ks = ctx.keyspace(ks)?.to_owned();
                 for t in self.catalog.tables_of(Some(&ks)).await? {
                     if t.indexes.iter().any(|i| &i.name == name) {
-                        let (old, _) = self.catalog.table(&ks, &t.name).await?;
+                        let (old, _) = self.catalog.table_fresh(&ks, &t.name).await?;
                         let mut def = (*old).clone();
                         def.indexes.retain(|i| &i.name != name);
                         self.catalog.alter_table(&old, &def).await?;

@@ -548,6 +548,13 @@ impl Catalog {
         Ok((d, t))
     }
 
+    /// A table's definition read from the mserver now, not from the cache: for DDL, which
+    /// must start from the latest definition (another server may have changed it).
+    pub async fn table_fresh(&self, ks: &str, name: &str) -> Result<(Arc<TableDef>, Arc<Table>)> {
+        self.forget(ks, name);
+        self.table(ks, name).await
+    }
+
     async fn missing(&self, ks: &str, name: &str) -> CqlError {
         match self.keyspace(ks).await {
             Ok(None) => CqlError::invalid(format!("Keyspace {ks} does not exist")),
