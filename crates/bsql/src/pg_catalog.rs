@@ -1,5 +1,6 @@
 //! `pg_catalog`: the PostgreSQL system tables psql's `\dt`, `\d` (listing), `\dn` and `\l`
 //! read, built on each query from our catalog, and the functions those queries call.
+//! `pg_class` lists each table and its primary key's index (`<table>_pkey`).
 //!
 //! Object ids are synthetic but stable: `pg_catalog` is 11 and `public` 2200 (as in
 //! PostgreSQL), a table's oid is a hash of its database, schema and name above 16384 (the
@@ -113,13 +114,42 @@ impl PgCatalog {
             "pg_class" => {
                 let mut names = self.catalog.table_names(&self.db).await.map_err(external)?;
                 names.sort();
-                let n = names.len();
                 let ns_oid = |s: &str| {
                     namespaces()
                         .into_iter()
                         .find(|(_, name)| *name == s)
                         .map_or_else(|| oid_of(&[&self.db, s]), |(o, _)| o)
                 };
+                // (oid, name, namespace, kind, access method, has an index): each table, and
+                // the index of its primary key (`<table>_pkey`, as PostgreSQL names it).
+                let mut rels: Vec<(i64, String, i64, &str, i64, bool)> = Vec::new();
+                for (schema, name) in &names {
+                    let has_pk = match self.catalog.table(&self.db, schema, name).await {
+                        Ok(Some(r)) => !r.def.pk.is_empty(),
+                        _ => false,
+                    };
+                    let ns = ns_oid(schema);
+                    rels.push((
+                        oid_of(&[&self.db, schema, name]),
+                        name.clone(),
+                        ns,
+                        "r",
+                        2,
+                        has_pk,
+                    ));
+                    if has_pk {
+                        let index = format!("{name}_pkey");
+                        rels.push((
+                            oid_of(&[&self.db, schema, &index]),
+                            index,
+                            ns,
+                            "i",
+                            403,
+                            false,
+                        ));
+                    }
+                }
+                let n = rels.len();
                 table(
                     vec![
                         ("oid", DataType::Int64, false),
@@ -133,19 +163,16 @@ impl PgCatalog {
                         ("relispartition", DataType::Boolean, false),
                     ],
                     vec![
-                        int64(
-                            names
-                                .iter()
-                                .map(|(s, t)| oid_of(&[&self.db, s, t]))
-                                .collect(),
-                        ),
-                        utf8(names.iter().map(|(_, t)| t.clone()).collect()),
-                        int64(names.iter().map(|(s, _)| ns_oid(s)).collect()),
-                        utf8(vec!["r".into(); n]),
+                        int64(rels.iter().map(|r| r.0).collect()),
+                        utf8(rels.iter().map(|r| r.1.clone()).collect()),
+                        int64(rels.iter().map(|r| r.2).collect()),
+                        utf8(rels.iter().map(|r| r.3.to_owned()).collect()),
                         int64(vec![OWNER; n]),
-                        int64(vec![2; n]),
+                        int64(rels.iter().map(|r| r.4).collect()),
                         utf8(vec!["p".into(); n]),
-                        Arc::new(BooleanArray::from(vec![false; n])),
+                        Arc::new(BooleanArray::from(
+                            rels.iter().map(|r| r.5).collect::<Vec<_>>(),
+                        )),
                         Arc::new(BooleanArray::from(vec![false; n])),
                     ],
                 )?

@@ -95,9 +95,23 @@ impl SchemaProvider for DbSchema {
             .table(&self.db, &self.schema, name)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        Ok(resolved.map(|r| {
-            Arc::new(BsqlTable::new(self.access.clone(), r, with_key)) as Arc<dyn TableProvider>
-        }))
+        match resolved {
+            Some(r) => Ok(Some(
+                Arc::new(BsqlTable::new(self.access.clone(), r, with_key))
+                    as Arc<dyn TableProvider>,
+            )),
+            // PostgreSQL searches pg_catalog implicitly, so an unqualified `pg_class` is the
+            // catalog's (here only when no table of ours has that name).
+            None if !with_key => {
+                crate::pg_catalog::PgCatalog {
+                    db: self.db.clone(),
+                    catalog: self.catalog.clone(),
+                }
+                .table(name)
+                .await
+            }
+            None => Ok(None),
+        }
     }
 
     fn table_exist(&self, name: &str) -> bool {

@@ -9,5 +9,7 @@ create table cat_zebra (k int primary key);
 \dn
 select count(*) from pg_catalog.pg_namespace where nspname = 'public';
 select datname from pg_catalog.pg_database where datname = current_database();
+select relname, relkind from pg_class where relname like 'cat\_%' order by relname;
+select nspname from pg_namespace where nspname in ('public', 'pg_catalog') order by 1;
 drop table cat_accounts;
 drop table cat_zebra;
