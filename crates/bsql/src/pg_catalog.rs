@@ -1,6 +1,7 @@
 //! `pg_catalog`: the PostgreSQL system tables psql's `\dt`, `\d` (listing), `\dn` and `\l`
 //! read, built on each query from our catalog, and the functions those queries call.
-//! `pg_class` lists each table and its primary key's index (`<table>_pkey`).
+//! `pg_class` lists each table and its primary key's index (`<table>_pkey`), which
+//! `pg_index` describes.
 //!
 //! Object ids are synthetic but stable: `pg_catalog` is 11 and `public` 2200 (as in
 //! PostgreSQL), a table's oid is a hash of its database, schema and name above 16384 (the
@@ -25,7 +26,13 @@ use crate::catalog::Catalog;
 /// The schema's name.
 pub const SCHEMA: &str = "pg_catalog";
 /// Tables it has.
-const TABLES: [&str; 4] = ["pg_namespace", "pg_class", "pg_am", "pg_database"];
+const TABLES: [&str; 5] = [
+    "pg_namespace",
+    "pg_class",
+    "pg_am",
+    "pg_database",
+    "pg_index",
+];
 /// The owner of everything (PostgreSQL's bootstrap superuser oid).
 const OWNER: i64 = 10;
 /// The role that owns `public` in PostgreSQL 15.
@@ -174,6 +181,52 @@ impl PgCatalog {
                             rels.iter().map(|r| r.5).collect::<Vec<_>>(),
                         )),
                         Arc::new(BooleanArray::from(vec![false; n])),
+                    ],
+                )?
+            }
+            "pg_index" => {
+                // The primary keys: (index oid, table oid, key column numbers).
+                let mut names = self.catalog.table_names(&self.db).await.map_err(external)?;
+                names.sort();
+                let mut rows: Vec<(i64, i64, String)> = Vec::new();
+                for (schema, name) in &names {
+                    if let Ok(Some(r)) = self.catalog.table(&self.db, schema, name).await {
+                        if !r.def.pk.is_empty() {
+                            let index = format!("{name}_pkey");
+                            let keys: Vec<String> =
+                                r.def.pk.iter().map(|i| (i + 1).to_string()).collect();
+                            rows.push((
+                                oid_of(&[&self.db, schema, &index]),
+                                oid_of(&[&self.db, schema, name]),
+                                keys.join(" "),
+                            ));
+                        }
+                    }
+                }
+                let n = rows.len();
+                let yes = || -> ArrayRef { Arc::new(BooleanArray::from(vec![true; n])) };
+                let no = || -> ArrayRef { Arc::new(BooleanArray::from(vec![false; n])) };
+                table(
+                    vec![
+                        ("indexrelid", DataType::Int64, false),
+                        ("indrelid", DataType::Int64, false),
+                        ("indisprimary", DataType::Boolean, false),
+                        ("indisunique", DataType::Boolean, false),
+                        ("indisclustered", DataType::Boolean, false),
+                        ("indisvalid", DataType::Boolean, false),
+                        ("indisreplident", DataType::Boolean, false),
+                        // int2vector in PostgreSQL: column numbers, space-separated.
+                        ("indkey", DataType::Utf8, false),
+                    ],
+                    vec![
+                        int64(rows.iter().map(|r| r.0).collect()),
+                        int64(rows.iter().map(|r| r.1).collect()),
+                        yes(),
+                        yes(),
+                        no(),
+                        yes(),
+                        no(),
+                        utf8(rows.iter().map(|r| r.2.clone()).collect()),
                     ],
                 )?
             }
