@@ -70,7 +70,7 @@ pub fn maintained(def: &TableDef) -> impl Iterator<Item = (&IndexDef, &Column)> 
 
 /// Whether writes to `def` must go through [`write`].
 pub fn has_maintained(def: &TableDef) -> bool {
-    def.indexes.iter().any(|i| !i.table.is_empty())
+    maintained(def).next().is_some()
 }
 
 /// The key prefix of the entries of one value (wire bytes), and the tablet hash it routes by.
@@ -196,17 +196,18 @@ pub async fn write(engine: &Engine, groups: &[Planned]) -> Result<bool> {
             }
         }
     }
+    // Ops with conditions (lightweight transactions).
+    let checks: Vec<(&Planned, &KvOp)> = groups
+        .iter()
+        .flat_map(|g| g.ops.iter().map(move |op| (g, op)))
+        .filter(|(_, op)| op.condition != Condition::None as i32)
+        .collect();
     let mut attempt = 0;
     loop {
         let now = now_us();
         let mut txn = client.begin(Isolation::Serializable);
         let r: std::result::Result<bool, client::ClientError> = async {
             // Conditions, against the transaction's snapshot.
-            let checks: Vec<(&Planned, &KvOp)> = groups
-                .iter()
-                .flat_map(|g| g.ops.iter().map(move |op| (g, op)))
-                .filter(|(_, op)| op.condition != Condition::None as i32)
-                .collect();
             if !checks.is_empty() {
                 let keys: Vec<(&Table, usize, &[u8])> = checks
                     .iter()

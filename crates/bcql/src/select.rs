@@ -1327,28 +1327,24 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
             None => (Vec::new(), 0),
         };
         'entries: loop {
-            let (batch, more) =
-                crate::index::entries(engine, ixt, wire, after.as_deref(), 256).await?;
-            let fetched = futures::future::join_all(
-                batch
-                    .iter()
-                    .map(|(_, base)| entry_rows(engine, &def, table, base, static_only)),
+            let (batch, more) = index_page(
+                engine,
+                &def,
+                table,
+                ixt,
+                wire,
+                after.as_deref(),
+                static_only,
             )
-            .await;
-            for ((entry, _), found) in batch.iter().zip(fetched) {
-                for r in found? {
+            .await?;
+            let exhausted = !more || batch.is_empty();
+            for (entry, found) in batch {
+                for r in found {
                     if !keep(&r)? {
                         continue;
                     }
-                    if let Some(ppl) = ppl {
-                        if r.key[..r.partition_len] == per_partition.0[..] {
-                            per_partition.1 += 1;
-                        } else {
-                            per_partition = (r.key[..r.partition_len].to_vec(), 1);
-                        }
-                        if per_partition.1 > ppl {
-                            continue;
-                        }
+                    if beyond_partition_limit(ppl, &mut per_partition, &r) {
+                        continue;
                     }
                     rows.push(r);
                 }
@@ -1365,13 +1361,13 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
                         st.extend_from_slice(&0u32.to_be_bytes());
                         st.extend_from_slice(&done.to_be_bytes());
                         st.extend_from_slice(&(per_partition.1 as u32).to_be_bytes());
-                        st.extend_from_slice(entry);
+                        st.extend_from_slice(&entry);
                         next_state = Some(st);
                     }
                     break 'entries;
                 }
             }
-            if !more || batch.is_empty() {
+            if exhausted {
                 break;
             }
         }
@@ -1439,15 +1435,8 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
                     if !keep(&r)? {
                         continue;
                     }
-                    if let Some(ppl) = ppl {
-                        if r.key[..r.partition_len] == per_partition.0[..] {
-                            per_partition.1 += 1;
-                        } else {
-                            per_partition = (r.key[..r.partition_len].to_vec(), 1);
-                        }
-                        if per_partition.1 > ppl {
-                            continue;
-                        }
+                    if beyond_partition_limit(ppl, &mut per_partition, &r) {
+                        continue;
                     }
                     rows.push(r);
                     if rows.len() >= want {
@@ -1562,17 +1551,18 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
                 if let Some((ixt, wire)) = &ix_lookup {
                     let mut after: Option<Vec<u8>> = None;
                     loop {
-                        let (batch, more) =
-                            crate::index::entries(engine, ixt, wire, after.as_deref(), 256).await?;
-                        let fetched =
-                            futures::future::join_all(batch.iter().map(|(_, base)| {
-                                entry_rows(engine, &def, table, base, static_only)
-                            }))
-                            .await;
-                        for found in fetched {
-                            out.extend(found?);
-                        }
+                        let (batch, more) = index_page(
+                            engine,
+                            &def,
+                            table,
+                            ixt,
+                            wire,
+                            after.as_deref(),
+                            static_only,
+                        )
+                        .await?;
                         after = batch.last().map(|(e, _)| e.clone());
+                        out.extend(batch.into_iter().flat_map(|(_, rows)| rows));
                         if !more || after.is_none() {
                             break;
                         }
@@ -1772,6 +1762,47 @@ pub async fn select(engine: &Engine, s: &Select, ctx: &Ctx<'_>) -> Result<Outcom
         rows: out_rows,
         paging_state: next_state,
     }))
+}
+
+/// Whether row `r` is past PER PARTITION LIMIT `ppl`, counting in `per_partition` (the
+/// current partition's key and its rows so far).
+fn beyond_partition_limit(
+    ppl: Option<usize>,
+    per_partition: &mut (Vec<u8>, usize),
+    r: &Row,
+) -> bool {
+    let Some(ppl) = ppl else { return false };
+    if r.key[..r.partition_len] == per_partition.0[..] {
+        per_partition.1 += 1;
+    } else {
+        *per_partition = (r.key[..r.partition_len].to_vec(), 1);
+    }
+    per_partition.1 > ppl
+}
+
+/// Entries of an index lookup from entry `after` on (a page of 256), each with the rows it
+/// points at (read concurrently); and whether more entries may follow.
+async fn index_page(
+    engine: &Engine,
+    def: &TableDef,
+    table: &client::Table,
+    ixt: &client::Table,
+    wire: &[u8],
+    after: Option<&[u8]>,
+    static_only: bool,
+) -> Result<(Vec<(Vec<u8>, Vec<Row>)>, bool)> {
+    let (batch, more) = crate::index::entries(engine, ixt, wire, after, 256).await?;
+    let fetched = futures::future::join_all(
+        batch
+            .iter()
+            .map(|(_, base)| entry_rows(engine, def, table, base, static_only)),
+    )
+    .await;
+    let mut out = Vec::with_capacity(batch.len());
+    for ((entry, _), rows) in batch.into_iter().zip(fetched) {
+        out.push((entry, rows?));
+    }
+    Ok((out, more))
 }
 
 /// The rows an index entry points at (base row key `base`): its row, or every row of the

@@ -524,18 +524,7 @@ async fn upsert(
         return Err(affect_twice());
     }
     let alias = alias.unwrap_or_else(|| def.name.clone());
-    let schema = def.arrow_schema();
-    let columns: Vec<ArrayRef> = def
-        .columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| row::build_array(c.ty, taken.iter().map(|r| &r[i])))
-        .collect();
-    let batch = RecordBatch::try_new(schema.clone(), columns)?;
-    let tmp = format!("__excluded_{}", uuid::Uuid::new_v4().simple());
-    let mem = MemTable::try_new(schema, vec![vec![batch]])?;
-    let tmp_ref = datafusion::common::TableReference::full(TMP_CATALOG, TMP_SCHEMA, tmp.as_str());
-    s.ctx.register_table(tmp_ref.clone(), Arc::new(mem))?;
+    let (tmp_ref, tmp_name) = register_rows(s, def, taken, "__excluded_")?;
     let mut sets = Vec::new();
     for a in &u.assignments {
         sets.push(a.to_string());
@@ -552,14 +541,11 @@ async fn upsert(
         cond.push(format!("({w})"));
     }
     let sql = format!(
-        "UPDATE {}.{} AS {} SET {} FROM {}.{}.{} AS \"excluded\" WHERE {}",
+        "UPDATE {}.{} AS {} SET {} FROM {tmp_name} AS \"excluded\" WHERE {}",
         quote(&def.schema),
         quote(&def.name),
         quote(&alias),
         sets.join(", "),
-        quote(TMP_CATALOG),
-        quote(TMP_SCHEMA),
-        quote(&tmp),
         cond.join(" AND ")
     );
     let result = async {
@@ -569,7 +555,7 @@ async fn upsert(
         if plan_only {
             // The same names and expressions, planned over the (empty) excluded table.
             let check = format!(
-                "SELECT {} FROM {}.{} AS {}, {}.{}.{} AS \"excluded\" WHERE {}",
+                "SELECT {} FROM {}.{} AS {}, {tmp_name} AS \"excluded\" WHERE {}",
                 upd.assignments
                     .iter()
                     .map(|a| format!("({})", a.value))
@@ -578,9 +564,6 @@ async fn upsert(
                 quote(&def.schema),
                 quote(&def.name),
                 quote(&alias),
-                quote(TMP_CATALOG),
-                quote(TMP_SCHEMA),
-                quote(&tmp),
                 cond.join(" AND ")
             );
             let stmt = parse(&check)?
@@ -589,7 +572,7 @@ async fn upsert(
             s.plan_only(stmt).await?;
             return Ok(Vec::new());
         }
-        update_rows(s, &upd).await
+        Ok(update_rows(s, &upd).await?.1)
     }
     .await;
     let _ = s.ctx.deregister_table(tmp_ref);
@@ -629,14 +612,14 @@ async fn write_grouped(access: &Access, r: &Resolved, ops: Vec<KvOp>) -> SqlResu
     Ok(results.into_iter().all(|a| a))
 }
 
-/// Answer RETURNING items over `rows` (full rows of `def`).
-async fn returning(
+/// Register `rows` (full rows of `def`) as a temporary table named `<prefix><uuid>`; its
+/// reference (to deregister it) and its quoted full name (for SQL text).
+fn register_rows(
     s: &Session,
     def: &TableDef,
     rows: &[Row],
-    items: &[ast::SelectItem],
-    command: &'static str,
-) -> SqlResult<Output> {
+    prefix: &str,
+) -> SqlResult<(datafusion::common::TableReference, String)> {
     let schema = def.arrow_schema();
     let columns: Vec<ArrayRef> = def
         .columns
@@ -645,20 +628,35 @@ async fn returning(
         .map(|(i, c)| row::build_array(c.ty, rows.iter().map(|r| &r[i])))
         .collect();
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
-    let tmp = format!("__returning_{}", uuid::Uuid::new_v4().simple());
+    let tmp = format!("{prefix}{}", uuid::Uuid::new_v4().simple());
     let mem = MemTable::try_new(schema, vec![vec![batch]])?;
     let tmp_ref = datafusion::common::TableReference::full(TMP_CATALOG, TMP_SCHEMA, tmp.as_str());
     s.ctx.register_table(tmp_ref.clone(), Arc::new(mem))?;
+    let name = format!(
+        "{}.{}.{}",
+        quote(TMP_CATALOG),
+        quote(TMP_SCHEMA),
+        quote(&tmp)
+    );
+    Ok((tmp_ref, name))
+}
+
+/// Answer RETURNING items over `rows` (full rows of `def`).
+async fn returning(
+    s: &Session,
+    def: &TableDef,
+    rows: &[Row],
+    items: &[ast::SelectItem],
+    command: &'static str,
+) -> SqlResult<Output> {
+    let (tmp_ref, tmp_name) = register_rows(s, def, rows, "__returning_")?;
     let sql = format!(
-        "SELECT {} FROM {}.{}.{} AS {}",
+        "SELECT {} FROM {tmp_name} AS {}",
         items
             .iter()
             .map(|i| i.to_string())
             .collect::<Vec<_>>()
             .join(", "),
-        quote(TMP_CATALOG),
-        quote(TMP_SCHEMA),
-        quote(&tmp),
         quote(&def.name)
     );
     let result = async {
@@ -778,19 +776,15 @@ const UPDATE_RETRIES: usize = 20;
 /// COMMITTED; one that changes several rows fails with 40001 instead, since some of its
 /// rows are already written.
 pub async fn update(s: &Session, upd: &ast::Update) -> SqlResult<Output> {
-    let (def, rows) = update_rows_def(s, upd).await?;
+    let (def, rows) = update_rows(s, upd).await?;
     Ok(match &upd.returning {
         Some(items) => returning(s, &def, &rows, items, "UPDATE").await?,
         None => Output::Command(format!("UPDATE {}", rows.len())),
     })
 }
 
-/// Run an UPDATE (with its retries); the rows as updated.
-async fn update_rows(s: &Session, upd: &ast::Update) -> SqlResult<Vec<Row>> {
-    Ok(update_rows_def(s, upd).await?.1)
-}
-
-async fn update_rows_def(s: &Session, upd: &ast::Update) -> SqlResult<(Arc<TableDef>, Vec<Row>)> {
+/// Run an UPDATE (with its retries): the table's definition and the rows as updated.
+async fn update_rows(s: &Session, upd: &ast::Update) -> SqlResult<(Arc<TableDef>, Vec<Row>)> {
     let mut attempt = 0;
     loop {
         match update_once(s, upd).await {

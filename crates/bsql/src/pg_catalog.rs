@@ -87,8 +87,23 @@ fn table(fields: Vec<(&str, DataType, bool)>, columns: Vec<ArrayRef>) -> DfResul
 }
 
 impl PgCatalog {
-    async fn build(&self, name: &str) -> DfResult<Option<Arc<MemTable>>> {
+    /// (schema, table, primary-key column indexes) of every table, in name order.
+    async fn tables(&self) -> DfResult<Vec<(String, String, Vec<usize>)>> {
         let external = |e: crate::error::SqlError| DataFusionError::External(Box::new(e));
+        let mut names = self.catalog.table_names(&self.db).await.map_err(external)?;
+        names.sort();
+        let mut out = Vec::with_capacity(names.len());
+        for (schema, name) in names {
+            let pk = match self.catalog.table(&self.db, &schema, &name).await {
+                Ok(Some(r)) => r.def.pk.clone(),
+                _ => Vec::new(),
+            };
+            out.push((schema, name, pk));
+        }
+        Ok(out)
+    }
+
+    async fn build(&self, name: &str) -> DfResult<Option<Arc<MemTable>>> {
         Ok(Some(match name {
             "pg_namespace" => {
                 let ns = namespaces();
@@ -119,8 +134,6 @@ impl PgCatalog {
                 )?
             }
             "pg_class" => {
-                let mut names = self.catalog.table_names(&self.db).await.map_err(external)?;
-                names.sort();
                 let ns_oid = |s: &str| {
                     namespaces()
                         .into_iter()
@@ -130,11 +143,9 @@ impl PgCatalog {
                 // (oid, name, namespace, kind, access method, has an index): each table, and
                 // the index of its primary key (`<table>_pkey`, as PostgreSQL names it).
                 let mut rels: Vec<(i64, String, i64, &str, i64, bool)> = Vec::new();
-                for (schema, name) in &names {
-                    let has_pk = match self.catalog.table(&self.db, schema, name).await {
-                        Ok(Some(r)) => !r.def.pk.is_empty(),
-                        _ => false,
-                    };
+                for (schema, name, pk) in self.tables().await? {
+                    let (schema, name) = (&schema, &name);
+                    let has_pk = !pk.is_empty();
                     let ns = ns_oid(schema);
                     rels.push((
                         oid_of(&[&self.db, schema, name]),
@@ -186,21 +197,16 @@ impl PgCatalog {
             }
             "pg_index" => {
                 // The primary keys: (index oid, table oid, key column numbers).
-                let mut names = self.catalog.table_names(&self.db).await.map_err(external)?;
-                names.sort();
                 let mut rows: Vec<(i64, i64, String)> = Vec::new();
-                for (schema, name) in &names {
-                    if let Ok(Some(r)) = self.catalog.table(&self.db, schema, name).await {
-                        if !r.def.pk.is_empty() {
-                            let index = format!("{name}_pkey");
-                            let keys: Vec<String> =
-                                r.def.pk.iter().map(|i| (i + 1).to_string()).collect();
-                            rows.push((
-                                oid_of(&[&self.db, schema, &index]),
-                                oid_of(&[&self.db, schema, name]),
-                                keys.join(" "),
-                            ));
-                        }
+                for (schema, name, pk) in self.tables().await? {
+                    if !pk.is_empty() {
+                        let index = format!("{name}_pkey");
+                        let keys: Vec<String> = pk.iter().map(|i| (i + 1).to_string()).collect();
+                        rows.push((
+                            oid_of(&[&self.db, &schema, &index]),
+                            oid_of(&[&self.db, &schema, &name]),
+                            keys.join(" "),
+                        ));
                     }
                 }
                 let n = rows.len();

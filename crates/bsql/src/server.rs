@@ -202,24 +202,14 @@ async fn database_exists(catalog: &Catalog, db: &str) -> PgWireResult<bool> {
 fn respond(out: Output, format: &Format) -> PgWireResult<Response> {
     Ok(match out {
         Output::Rows { schema, batches } => {
-            let fields = Arc::new(fields_of(&schema, format)?);
-            let mut rows = Vec::new();
-            for b in batches {
-                rows.extend(encode_recordbatch(fields.clone(), b));
-            }
-            Response::Query(QueryResponse::new(fields, stream::iter(rows)))
+            Response::Query(query_response(&schema, batches, format)?)
         }
         Output::Returning {
             command,
             schema,
             batches,
         } => {
-            let fields = Arc::new(fields_of(&schema, format)?);
-            let mut rows = Vec::new();
-            for b in batches {
-                rows.extend(encode_recordbatch(fields.clone(), b));
-            }
-            let mut r = QueryResponse::new(fields, stream::iter(rows));
+            let mut r = query_response(&schema, batches, format)?;
             r.set_command_tag(command);
             Response::Query(r)
         }
@@ -227,6 +217,20 @@ fn respond(out: Output, format: &Format) -> PgWireResult<Response> {
         Output::Begin(tag) => Response::TransactionStart(command_tag(&tag)),
         Output::End(tag) => Response::TransactionEnd(command_tag(&tag)),
     })
+}
+
+/// A result set as pgwire sends it.
+fn query_response(
+    schema: &SchemaRef,
+    batches: Vec<datafusion::arrow::array::RecordBatch>,
+    format: &Format,
+) -> PgWireResult<QueryResponse> {
+    let fields = Arc::new(fields_of(schema, format)?);
+    let mut rows = Vec::new();
+    for b in batches {
+        rows.extend(encode_recordbatch(fields.clone(), b));
+    }
+    Ok(QueryResponse::new(fields, stream::iter(rows)))
 }
 
 /// pgwire's Tag from a full command tag text (`INSERT 0 3`, `UPDATE 2`, `CREATE TABLE`).
