@@ -96,6 +96,8 @@ pub struct Proc {
     args: Vec<String>,
     log: PathBuf,
     child: Option<Child>,
+    /// More environment for the next (re)start, e.g. `AISQL_FAILPOINT`.
+    pub env: Vec<(String, String)>,
 }
 
 impl Proc {
@@ -108,6 +110,7 @@ impl Proc {
             args,
             log,
             child: None,
+            env: Vec::new(),
         };
         p.start();
         p
@@ -128,6 +131,7 @@ impl Proc {
                 std::env::var("AISQL_TEST_RUST_LOG")
                     .unwrap_or_else(|_| "info,openraft=error".into()),
             )
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -142,6 +146,18 @@ impl Proc {
 
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// Whether the process has exited by itself (reaped then; `start` may run it again).
+    pub fn has_exited(&mut self) -> bool {
+        match self.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(Some(_))) => {
+                self.child = None;
+                true
+            }
+            Some(_) => false,
+            None => true,
+        }
     }
 
     /// `kill -9` and reap.

@@ -31,6 +31,28 @@ fn wall_micros() -> u64 {
         .unwrap_or(0)
 }
 
+/// Test hook: whether `AISQL_FAILPOINT=<name>` is in the process's environment.
+fn failpoint_armed(name: &str) -> bool {
+    static POINT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    POINT
+        .get_or_init(|| std::env::var("AISQL_FAILPOINT").ok())
+        .as_deref()
+        == Some(name)
+}
+
+/// Test hook: with `AISQL_FAILPOINT=<name>`, the process kills itself (SIGKILL, as
+/// `kill -9`) when a commit reaches the point `name` (`txn_after_prewrite`,
+/// `txn_after_commit`). Lets tests kill a coordinator mid-commit.
+fn failpoint(name: &str) {
+    if failpoint_armed(name) {
+        tracing::error!(failpoint = name, "failpoint reached: killing this process");
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &std::process::id().to_string()])
+            .status();
+        std::process::abort();
+    }
+}
+
 fn conflict(msg: impl Into<String>) -> ClientError {
     ClientError::Server {
         code: StatusCode::TxnConflict,
@@ -89,6 +111,34 @@ pub struct Transaction {
     writes: BTreeMap<Place, Buffered>,
     /// Keys read (serializable only): validated with read intents at commit.
     reads: BTreeMap<Place, ()>,
+    /// Key ranges scanned (serializable only): checked for phantoms at commit.
+    ranges: Vec<ScannedRange>,
+}
+
+/// A key range a serializable transaction scanned: tablet `idx` of table `table`, keys in
+/// `[start, end)` (`end` `None`: to the tablet's end).
+#[derive(Clone, Debug)]
+struct ScannedRange {
+    table: String,
+    idx: usize,
+    start: Vec<u8>,
+    end: Option<Vec<u8>>,
+}
+
+impl ScannedRange {
+    /// The check op: nothing in the range changed after `since`; then the tablet's time is
+    /// raised to `raise_to` (0: not raised).
+    fn check(&self, id: &TxnId, since: HybridTime, raise_to: HybridTime) -> KvOp {
+        KvOp {
+            key: self.start.clone(),
+            expected: self.end.clone().unwrap_or_default(),
+            condition: Condition::RangeUnchanged as i32,
+            txn_id: id.to_vec(),
+            txn_ht: since.0,
+            raise_to_ht: raise_to.0,
+            ..Default::default()
+        }
+    }
 }
 
 impl Client {
@@ -106,6 +156,7 @@ impl Client {
             tables: HashMap::new(),
             writes: BTreeMap::new(),
             reads: BTreeMap::new(),
+            ranges: Vec::new(),
         }
     }
 
@@ -156,7 +207,8 @@ impl Client {
             .await
     }
 
-    /// The status of transaction `id`: `None` while it is pending.
+    /// The status record of transaction `id`: `None` if it has none (it is pending, or it
+    /// finished and its record was removed after every intent was resolved).
     pub async fn txn_status(&self, id: &TxnId) -> Result<Option<TxnStatus>> {
         let st = self.status_table().await?;
         // Raw: the status table never holds intents (and resolving would recurse here).
@@ -171,54 +223,133 @@ impl Client {
             .map(|v| TxnStatus::decode(&v.value).unwrap_or(TxnStatus::Aborted)))
     }
 
-    /// Set the status of `id` unless it has one; returns the status it ends up with.
-    async fn decide(&self, id: &TxnId, status: TxnStatus) -> Result<TxnStatus> {
+    /// Compare-and-set `id`'s status record from `from` (`None`: absent) to `to`. Returns
+    /// the record as it is afterwards.
+    async fn swap_status(
+        &self,
+        id: &TxnId,
+        from: Option<&TxnStatus>,
+        to: &TxnStatus,
+    ) -> Result<Option<TxnStatus>> {
         let st = self.status_table().await?;
+        let (condition, expected) = match from {
+            None => (Condition::IfAbsent, Vec::new()),
+            Some(s) => (Condition::IfEquals, s.encode()),
+        };
         let (r, _) = self
             .write_tablet_raw(
                 st,
                 st.tablet_for(id),
                 vec![KvOp {
                     key: id.to_vec(),
-                    value: status.encode(),
-                    condition: Condition::IfAbsent as i32,
+                    value: to.encode(),
+                    condition: condition as i32,
+                    expected,
                     ..Default::default()
                 }],
             )
             .await?;
         if r.applied {
-            return Ok(status);
+            return Ok(Some(to.clone()));
         }
-        Ok(self.txn_status(id).await?.unwrap_or(TxnStatus::Aborted))
+        self.txn_status(id).await
+    }
+
+    /// Decide `id` as `outcome` (a final status) unless it is decided already; returns the
+    /// decision. For the coordinator only: it overrides the transaction's own `Pending`
+    /// heartbeat, which nobody else writes.
+    async fn decide(&self, id: &TxnId, outcome: TxnStatus) -> Result<TxnStatus> {
+        let mut current = self.txn_status(id).await?;
+        for _ in 0..8 {
+            if let Some(s) = current.as_ref().filter(|s| s.is_final()) {
+                return Ok(s.clone());
+            }
+            current = self.swap_status(id, current.as_ref(), &outcome).await?;
+        }
+        Err(ClientError::Server {
+            code: StatusCode::Internal,
+            message: format!("transaction {}: status kept changing", txn::id_hex(id)),
+        })
+    }
+
+    /// Remove `id`'s status record: every intent of the transaction is resolved, so nobody
+    /// needs it again (one who still asks finds no record and sees no intent either).
+    async fn forget(&self, id: &TxnId) -> Result<()> {
+        let st = self.status_table().await?;
+        let op = KvOp {
+            key: id.to_vec(),
+            delete: true,
+            ..Default::default()
+        };
+        self.write_tablet_raw(st, st.tablet_for(id), vec![op])
+            .await
+            .map(|_| ())
+    }
+
+    /// Keep `id`'s `Pending` heartbeat fresh while its commit runs, so nobody aborts it for
+    /// being old. Writes nothing during the first interval (most commits finish well within
+    /// it); runs until dropped, or until the transaction is decided.
+    async fn keep_alive(&self, id: &TxnId) {
+        let interval = Duration::from_micros(txn::HEARTBEAT_INTERVAL_MICROS);
+        loop {
+            tokio::time::sleep(interval).await;
+            let current = match self.txn_status(id).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(txn = %txn::id_hex(id), error = %e, "reading a heartbeat");
+                    continue;
+                }
+            };
+            if current.as_ref().is_some_and(|s| s.is_final()) {
+                return;
+            }
+            let beat = TxnStatus::Pending {
+                heartbeat_us: wall_micros(),
+            };
+            if let Err(e) = self.swap_status(id, current.as_ref(), &beat).await {
+                tracing::debug!(txn = %txn::id_hex(id), error = %e, "writing a heartbeat");
+            }
+        }
     }
 
     /// The outcome of the transaction that wrote an intent at `written_at_us`: its status,
-    /// or `Aborted` once it is past the timeout (the abort is recorded, so it can no longer
-    /// commit); `None` while it is pending and within the timeout.
+    /// or `Aborted` once neither the intent nor the coordinator's heartbeat is within the
+    /// timeout (the abort is recorded, so it can no longer commit); `None` while it is
+    /// pending and alive.
     pub async fn txn_outcome(&self, id: &TxnId, written_at_us: u64) -> Result<Option<TxnStatus>> {
-        if let Some(s) = self.txn_status(id).await? {
-            return Ok(Some(s));
+        let mut current = self.txn_status(id).await?;
+        for _ in 0..8 {
+            let heartbeat = match &current {
+                Some(TxnStatus::Pending { heartbeat_us }) => Some(*heartbeat_us),
+                Some(s) => return Ok(Some(s.clone())),
+                None => None,
+            };
+            if !txn::abandoned(wall_micros(), written_at_us, heartbeat) {
+                return Ok(None);
+            }
+            tracing::info!(txn = %txn::id_hex(id), "aborting an abandoned transaction");
+            current = self
+                .swap_status(id, current.as_ref(), &TxnStatus::Aborted)
+                .await?;
         }
-        if wall_micros() < written_at_us.saturating_add(txn::DEFAULT_TIMEOUT_MICROS) {
-            return Ok(None);
-        }
-        tracing::info!(txn = %txn::id_hex(id), "aborting an abandoned transaction");
-        Ok(Some(self.decide(id, TxnStatus::Aborted).await?))
+        Ok(None)
     }
 
-    /// The op that resolves `id`'s intents on `key` as `status` says.
-    fn resolve_op(id: &TxnId, key: Vec<u8>, status: &TxnStatus) -> KvOp {
+    /// The op that resolves `id`'s intents on `key` as its final `status` says (`None` for
+    /// a pending one: there is nothing to resolve yet).
+    fn resolve_op(id: &TxnId, key: Vec<u8>, status: &TxnStatus) -> Option<KvOp> {
         let (condition, txn_ht) = match status {
             TxnStatus::Committed { commit_ht } => (Condition::ResolveCommit, *commit_ht),
             TxnStatus::Aborted => (Condition::ResolveAbort, 0),
+            TxnStatus::Pending { .. } => return None,
         };
-        KvOp {
+        Some(KvOp {
             key,
             condition: condition as i32,
             txn_id: id.to_vec(),
             txn_ht,
             ..Default::default()
-        }
+        })
     }
 
     /// Something met the intent `c` on tablet `idx` of `table`: resolve it if its
@@ -233,8 +364,9 @@ impl Client {
         let id = txn_id_of(c)?;
         match self.txn_outcome(&id, c.written_at_us).await? {
             Some(status) => {
-                let op = Self::resolve_op(&id, c.key.clone(), &status);
-                self.write_tablet_raw(table, idx, vec![op]).await?;
+                if let Some(op) = Self::resolve_op(&id, c.key.clone(), &status) {
+                    self.write_tablet_raw(table, idx, vec![op]).await?;
+                }
             }
             None => {
                 if started.elapsed() > self.inner.timeout {
@@ -487,6 +619,18 @@ impl Transaction {
             for k in rows.keys() {
                 self.reads.insert((tid.clone(), idx, k.clone()), ());
             }
+            // What the scan covered: up to the end asked for, or through the last row the
+            // tablet returned if it has more.
+            let covered_end = match (more, &last) {
+                (true, Some(l)) => Some([l.as_slice(), &[0]].concat()),
+                _ => end,
+            };
+            self.ranges.push(ScannedRange {
+                table: tid,
+                idx,
+                start: start.unwrap_or_default(),
+                end: covered_end,
+            });
         }
         Ok((rows.into_iter().collect(), more))
     }
@@ -552,6 +696,9 @@ impl Transaction {
         for (t, i, _) in self.writes.keys().chain(checks.iter()) {
             tablets.insert((t.clone(), *i), ());
         }
+        for r in &self.ranges {
+            tablets.insert((r.table.clone(), r.idx), ());
+        }
         if tablets.len() == 1 {
             self.commit_one_tablet(checks).await
         } else {
@@ -596,6 +743,10 @@ impl Transaction {
                 ..Default::default()
             });
         }
+        // Checked in the same write, so at its own time: nothing to raise.
+        for r in &self.ranges {
+            ops.push(r.check(&self.id, self.read_ht, HybridTime(0)));
+        }
         let started = Instant::now();
         loop {
             let (r, c) = self
@@ -617,7 +768,8 @@ impl Transaction {
         }
     }
 
-    /// Prewrite every tablet, commit the status record, resolve.
+    /// Prewrite every tablet, commit the status record; the intents are resolved (and the
+    /// record removed) in the background, after the answer.
     async fn commit_distributed(self, checks: Vec<Place>) -> Result<HybridTime> {
         let id = self.id;
         // The status table first: the first distributed commit creates it, which can take
@@ -639,13 +791,31 @@ impl Transaction {
                 ..Default::default()
             });
         }
-        // The status table must exist before any intent points at it.
-        self.client.status_table().await?;
-        let prewrites = per_tablet.iter().map(|((tid, idx), ops)| {
-            let table = &self.tables[tid];
-            self.prewrite(table, *idx, ops.clone())
-        });
-        let results = futures::future::join_all(prewrites).await;
+        let results = {
+            let prewrites = async {
+                let r = futures::future::join_all(per_tablet.iter().map(|((tid, idx), ops)| {
+                    let table = &self.tables[tid];
+                    self.prewrite(table, *idx, ops.clone())
+                }))
+                .await;
+                // Test hook: a prewrite phase that outlasts the timeout.
+                if failpoint_armed("txn_slow_prewrite") {
+                    tokio::time::sleep(Duration::from_micros(
+                        txn::DEFAULT_TIMEOUT_MICROS + 2_000_000,
+                    ))
+                    .await;
+                }
+                r
+            };
+            // A long prewrite phase keeps a heartbeat in the status record, so that nobody
+            // takes its intents for abandoned ones.
+            tokio::pin!(prewrites);
+            tokio::select! {
+                r = &mut prewrites => r,
+                // It ends only once the transaction is decided (aborted by someone).
+                _ = self.client.keep_alive(&id) => prewrites.await,
+            }
+        };
         let mut max_ht = self.read_ht;
         let mut failure = None;
         for r in results {
@@ -654,11 +824,21 @@ impl Transaction {
                 Err(e) => failure = failure.or(Some(e)),
             }
         }
+        failpoint("txn_after_prewrite");
+        let commit_ht = max_ht.next().max(self.client.inner.clock.now());
+        if failure.is_none() && !self.ranges.is_empty() {
+            failure = self.check_ranges(commit_ht).await.err();
+        }
         if let Some(e) = failure {
-            self.abort_prewritten(&per_tablet).await;
+            let status = self.client.decide(&id, TxnStatus::Aborted).await;
+            match status {
+                Ok(status) => self.resolve_later(per_tablet, status),
+                Err(e) => {
+                    tracing::warn!(txn = %txn::id_hex(&id), error = %e, "recording an abort")
+                }
+            }
             return Err(e);
         }
-        let commit_ht = max_ht.next().max(self.client.inner.clock.now());
         let status = self
             .client
             .decide(
@@ -668,27 +848,49 @@ impl Transaction {
                 },
             )
             .await;
+        failpoint("txn_after_commit");
         match status {
             Ok(TxnStatus::Committed { commit_ht }) => {
                 let commit_ht = HybridTime(commit_ht);
                 self.client.inner.clock.update(commit_ht);
-                self.resolve_all(
-                    &per_tablet,
-                    &TxnStatus::Committed {
+                self.resolve_later(
+                    per_tablet,
+                    TxnStatus::Committed {
                         commit_ht: commit_ht.0,
                     },
-                )
-                .await;
+                );
                 Ok(commit_ht)
             }
-            Ok(TxnStatus::Aborted) => {
-                self.resolve_all(&per_tablet, &TxnStatus::Aborted).await;
+            Ok(_) => {
+                self.resolve_later(per_tablet, TxnStatus::Aborted);
                 Err(conflict("transaction aborted: it ran past its timeout"))
             }
             // Unknown: the status write may or may not have happened. The intents stay until
             // a reader or the sweep resolves them by the status record.
             Err(e) => Err(e),
         }
+    }
+
+    /// Serializable, distributed: check that no range this transaction scanned changed after
+    /// its snapshot, once the commit time is chosen. Each check raises its tablet's time to
+    /// `commit_ht`, so whatever lands in the range afterwards is above the commit: the
+    /// transaction's reads hold at `commit_ht`, where its writes appear.
+    async fn check_ranges(&self, commit_ht: HybridTime) -> Result<()> {
+        let mut per_tablet: BTreeMap<(String, usize), Vec<KvOp>> = BTreeMap::new();
+        for r in &self.ranges {
+            per_tablet
+                .entry((r.table.clone(), r.idx))
+                .or_default()
+                .push(r.check(&self.id, self.read_ht, commit_ht));
+        }
+        let checks = per_tablet.iter().map(|((tid, idx), ops)| {
+            let table = &self.tables[tid];
+            self.prewrite(table, *idx, ops.clone())
+        });
+        for r in futures::future::join_all(checks).await {
+            r?;
+        }
+        Ok(())
     }
 
     /// Prewrite `ops` on one tablet; the returned time is one the commit must exceed.
@@ -707,8 +909,9 @@ impl Transaction {
                     let other = txn_id_of(&c)?;
                     match self.client.txn_outcome(&other, c.written_at_us).await? {
                         Some(status) => {
-                            let op = Client::resolve_op(&other, c.key.clone(), &status);
-                            self.client.write_tablet_raw(table, idx, vec![op]).await?;
+                            if let Some(op) = Client::resolve_op(&other, c.key.clone(), &status) {
+                                self.client.write_tablet_raw(table, idx, vec![op]).await?;
+                            }
                         }
                         None => {
                             return Err(conflict(format!(
@@ -730,35 +933,33 @@ impl Transaction {
         }
     }
 
-    async fn abort_prewritten(&self, per_tablet: &BTreeMap<(String, usize), Vec<KvOp>>) {
-        // Record the abort first: an intent may have been written even where the call failed.
-        match self.client.decide(&self.id, TxnStatus::Aborted).await {
-            Ok(status) => self.resolve_all(per_tablet, &status).await,
-            Err(e) => {
-                tracing::warn!(txn = %txn::id_hex(&self.id), error = %e, "recording an abort")
+    /// Resolve every intent of this transaction as its final `status` says, in the
+    /// background, then remove the status record. Best effort: what fails here is resolved
+    /// later by readers or the sweep, from the status record, which then stays.
+    fn resolve_later(self, per_tablet: BTreeMap<(String, usize), Vec<KvOp>>, status: TxnStatus) {
+        let Transaction {
+            client, id, tables, ..
+        } = self;
+        tokio::spawn(async move {
+            let calls = per_tablet.iter().map(|((tid, idx), ops)| {
+                let ops: Vec<KvOp> = ops
+                    .iter()
+                    .filter_map(|o| Client::resolve_op(&id, o.key.clone(), &status))
+                    .collect();
+                client.write_tablet_raw(&tables[tid], *idx, ops)
+            });
+            let mut resolved = true;
+            for r in futures::future::join_all(calls).await {
+                if let Err(e) = r {
+                    tracing::debug!(txn = %txn::id_hex(&id), error = %e, "resolving intents");
+                    resolved = false;
+                }
             }
-        }
-    }
-
-    /// Resolve every intent of this transaction (best effort: what fails here is resolved
-    /// later by readers or the sweep, from the status record).
-    async fn resolve_all(
-        &self,
-        per_tablet: &BTreeMap<(String, usize), Vec<KvOp>>,
-        status: &TxnStatus,
-    ) {
-        let calls = per_tablet.iter().map(|((tid, idx), ops)| {
-            let table = &self.tables[tid];
-            let ops: Vec<KvOp> = ops
-                .iter()
-                .map(|o| Client::resolve_op(&self.id, o.key.clone(), status))
-                .collect();
-            self.client.write_tablet_raw(table, *idx, ops)
+            if resolved {
+                if let Err(e) = client.forget(&id).await {
+                    tracing::debug!(txn = %txn::id_hex(&id), error = %e, "removing a status record");
+                }
+            }
         });
-        for r in futures::future::join_all(calls).await {
-            if let Err(e) = r {
-                tracing::debug!(txn = %txn::id_hex(&self.id), error = %e, "resolving intents");
-            }
-        }
     }
 }

@@ -494,6 +494,8 @@ impl DbServer {
                     let commit_ht = match status {
                         txn::TxnStatus::Committed { commit_ht } => Some(commit_ht),
                         txn::TxnStatus::Aborted => None,
+                        // txn_outcome answers decided statuses only.
+                        txn::TxnStatus::Pending { .. } => continue,
                     };
                     let op = tablet::WriteOp {
                         key,

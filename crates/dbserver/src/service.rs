@@ -69,6 +69,12 @@ fn write_op(o: KvOp) -> WriteOp {
             since_ht: o.txn_ht,
             check_only: o.condition == Condition::UnchangedCheck as i32,
         },
+        Condition::RangeUnchanged => tablet::Condition::RangeUnchanged {
+            txn,
+            since_ht: o.txn_ht,
+            end: o.expected,
+            raise_to: o.raise_to_ht,
+        },
     };
     WriteOp {
         key: o.key,

@@ -246,6 +246,32 @@ pub fn scan_checked(
     Ok((out, uncertain))
 }
 
+/// The first key in `range` with a version (put or tombstone) newer than `since`, if any:
+/// a serializable transaction's check that a range it scanned did not change.
+pub fn changed_in_range(
+    engine: &dyn KvEngine,
+    prefix: &[u8; 16],
+    range: &ScanRange,
+    since: HybridTime,
+) -> Result<Option<Vec<u8>>> {
+    let start = match &range.start {
+        Some(s) => Bound::Included(key_prefix(prefix, s)),
+        None => Bound::Included(prefix.to_vec()),
+    };
+    let end = match &range.end {
+        Some(e) => Bound::Excluded(key_prefix(prefix, e)),
+        None => prefix_end(prefix),
+    };
+    for kv in engine.scan(Cf::Data, start, end, false) {
+        let (raw_key, _) = kv?;
+        let (user, ht) = split_key(&raw_key)?;
+        if ht > since {
+            return Ok(Some(user));
+        }
+    }
+    Ok(None)
+}
+
 /// The time of the newest version of `key` (put or tombstone, expired or not), if any.
 pub fn newest_ht(
     engine: &dyn KvEngine,

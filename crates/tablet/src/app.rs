@@ -41,6 +41,18 @@ pub enum Condition {
         since_ht: u64,
         check_only: bool,
     },
+    /// A serializable transaction's check of a range it scanned, `[op.key, end)` (`end`
+    /// empty: to the tablet's end): no key there has a version newer than `since_ht` (else
+    /// [`Conflict::Newer`]) or a write intent of another transaction (else
+    /// [`Conflict::Locked`]). Writes nothing. Once it holds, the tablet's time is raised to
+    /// `raise_to` (the transaction's commit time, 0: none), so nothing lands in the range at
+    /// or below that time after the check: no phantom can appear before the commit.
+    RangeUnchanged {
+        txn: TxnId,
+        since_ht: u64,
+        end: Vec<u8>,
+        raise_to: u64,
+    },
 }
 
 /// Why a write was refused by the transaction rules.
@@ -182,6 +194,11 @@ pub(crate) fn decode_outcomes(raw: &[u8]) -> Option<Vec<WriteOutcome>> {
     Some(out)
 }
 
+/// Whether `key` lies in `range`.
+fn range_holds(range: &storage::mvcc::ScanRange, key: &[u8]) -> bool {
+    range.start.as_deref().is_none_or(|s| key >= s) && range.end.as_deref().is_none_or(|e| key < e)
+}
+
 fn intent_kind(read: bool) -> IntentKind {
     if read {
         IntentKind::Read
@@ -303,6 +320,56 @@ impl TabletApp {
         pending_intents.insert(key.to_vec(), set);
     }
 
+    /// A key in `range` holding a write intent of a transaction other than `txn`, as this
+    /// apply round sees it.
+    fn foreign_intent_in(
+        &self,
+        range: &storage::mvcc::ScanRange,
+        txn: &TxnId,
+        pending_intents: &HashMap<Vec<u8>, IntentSet>,
+    ) -> Result<Option<(Vec<u8>, Intent)>, StorageError> {
+        let foreign = |set: &IntentSet| {
+            set.iter()
+                .find(|i| i.txn != *txn && i.kind == IntentKind::Write)
+                .cloned()
+        };
+        for (key, set) in pending_intents {
+            if range_holds(range, key) {
+                if let Some(i) = foreign(set) {
+                    return Ok(Some((key.clone(), i)));
+                }
+            }
+        }
+        if !self.may_have_intents() {
+            return Ok(None);
+        }
+        for (key, set) in intents::scan(self.engine.as_ref(), &self.prefix, range)? {
+            if pending_intents.contains_key(&key) {
+                continue; // the round's overlay decided it above
+            }
+            if let Some(i) = foreign(&set) {
+                return Ok(Some((key, i)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A key in `range` with a version newer than `since`, as this apply round sees it.
+    fn changed_in(
+        &self,
+        range: &storage::mvcc::ScanRange,
+        since: HybridTime,
+        pending: &HashMap<Vec<u8>, PendingValue>,
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        if let Some((key, _)) = pending
+            .iter()
+            .find(|(k, (_, _, ht))| *ht > since && range_holds(range, k))
+        {
+            return Ok(Some(key.clone()));
+        }
+        mvcc::changed_in_range(self.engine.as_ref(), &self.prefix, range, since)
+    }
+
     /// Time of the newest version of `key` as this apply round sees it.
     fn newest(
         &self,
@@ -404,6 +471,27 @@ impl TabletApp {
                     }
                 }
                 Condition::Resolve { .. } => {}
+                Condition::RangeUnchanged {
+                    txn, since_ht, end, ..
+                } => {
+                    let range = storage::mvcc::ScanRange {
+                        start: Some(op.key.clone()),
+                        end: (!end.is_empty()).then(|| end.clone()),
+                    };
+                    if let Some((key, i)) = self.foreign_intent_in(&range, txn, pending_intents)? {
+                        return Ok((
+                            Verdict::Conflict(Conflict::Locked {
+                                txn: i.txn,
+                                key,
+                                written_at_us: i.written_at_us,
+                            }),
+                            None,
+                        ));
+                    }
+                    if let Some(key) = self.changed_in(&range, HybridTime(*since_ht), pending)? {
+                        return Ok((Verdict::Conflict(Conflict::Newer { key }), None));
+                    }
+                }
                 other => {
                     if let Some(i) = self.intents_of(&op.key, pending_intents)?.first() {
                         return locked(i);
@@ -503,6 +591,11 @@ impl TabletApp {
                 Condition::Unchanged {
                     check_only: true, ..
                 } => {}
+                Condition::RangeUnchanged { raise_to, .. } => {
+                    if *raise_to > 0 {
+                        committed = committed.max(Some(HybridTime(*raise_to)));
+                    }
+                }
                 _ => self.write_version(
                     ht,
                     &op.key,

@@ -8,10 +8,12 @@
 //!   for it to be resolved. A serializable transaction also leaves *read* intents on the keys
 //!   it read, which block writers but not readers or other read intents.
 //! * **Status record** ([`TxnStatus`]): one key per transaction in the table
-//!   `system_txn.status`, written with compare-and-set. Its absence means *pending*. The
+//!   `system_txn.status`, written with compare-and-set. Its absence means *pending*; so does
+//!   `Pending { heartbeat_us }`, which a coordinator whose commit runs long keeps fresh. The
 //!   commit point is the write of `Committed { commit_ht }`; anyone may instead write
-//!   `Aborted` once the transaction's intents are older than the timeout. Exactly one of the
-//!   two wins, so every participant resolves the same way.
+//!   `Aborted` once the transaction's intents (and heartbeat) are older than the timeout.
+//!   Exactly one of the two wins, so every participant resolves the same way. The
+//!   coordinator deletes the record once every intent is resolved.
 //! * **Resolution**: an intent of a committed transaction becomes an MVCC version at the
 //!   commit time; one of an aborted transaction is dropped.
 //!
@@ -92,11 +94,22 @@ pub fn conflicts(kind: IntentKind, other: &Intent) -> bool {
     !(kind == IntentKind::Read && other.kind == IntentKind::Read)
 }
 
-/// The value of a transaction's status record.
+/// How often a coordinator whose commit is still running refreshes its `Pending`
+/// heartbeat (and how long it waits before writing the first one).
+pub const HEARTBEAT_INTERVAL_MICROS: u64 = 1_000_000;
+
+/// The value of a transaction's status record. (Variants are only ever appended: the
+/// encoding is bincode's variant index.)
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TxnStatus {
-    Committed { commit_ht: u64 },
+    Committed {
+        commit_ht: u64,
+    },
     Aborted,
+    /// Still running, alive at `heartbeat_us` (µs since the epoch, the coordinator's clock).
+    Pending {
+        heartbeat_us: u64,
+    },
 }
 
 impl TxnStatus {
@@ -106,6 +119,19 @@ impl TxnStatus {
     pub fn decode(raw: &[u8]) -> Option<TxnStatus> {
         bincode::deserialize(raw).ok()
     }
+
+    /// Whether the transaction is decided (committed or aborted).
+    pub fn is_final(&self) -> bool {
+        !matches!(self, TxnStatus::Pending { .. })
+    }
+}
+
+/// Whether a transaction with no final status may be aborted by anyone at `now_us`: its
+/// intent was written at `written_at_us`, its last heartbeat (if any) was `heartbeat_us`,
+/// and neither is within the timeout.
+pub fn abandoned(now_us: u64, written_at_us: u64, heartbeat_us: Option<u64>) -> bool {
+    let alive = written_at_us.max(heartbeat_us.unwrap_or(0));
+    now_us >= alive.saturating_add(DEFAULT_TIMEOUT_MICROS)
 }
 
 /// A fresh random transaction id.
@@ -154,6 +180,15 @@ mod tests {
         assert_eq!(decode_set(&encode_set(&vec![i.clone()])), Some(vec![i]));
         let s = TxnStatus::Committed { commit_ht: 9 };
         assert_eq!(TxnStatus::decode(&s.encode()), Some(s));
+        // Records written before `Pending` existed still decode the same.
+        assert_eq!(TxnStatus::Aborted.encode(), vec![1, 0, 0, 0]);
+        let p = TxnStatus::Pending { heartbeat_us: 7 };
+        assert_eq!(TxnStatus::decode(&p.encode()), Some(p.clone()));
+        assert!(!p.is_final() && TxnStatus::Aborted.is_final());
+        let t = DEFAULT_TIMEOUT_MICROS;
+        assert!(!abandoned(t, 1, None));
+        assert!(abandoned(t + 1, 1, None));
+        assert!(!abandoned(t + 1, 1, Some(2)));
         assert_ne!(new_id(), new_id());
         assert!(!conflicts(
             IntentKind::Read,

@@ -5,6 +5,11 @@
 //!   PostgreSQL's REPEATABLE READ);
 //! - a transaction whose coordinator died (intents left behind, no status record) is
 //!   resolved within the timeout, by a reader and by the dbservers' sweep;
+//! - phantoms are prevented under serializable (a scanned range is checked at commit);
+//! - a coordinator process killed mid-commit (`AISQL_FAILPOINT`: after its prewrites, and
+//!   after its commit record) leaves the transaction all or nothing, settled within the
+//!   timeout, as read through another server's BSQL;
+//! - a prewrite phase longer than the timeout survives through its heartbeat;
 //! - the bank test: 8 clients transfer between 10 accounts over 4 tablets while a random
 //!   dbserver is `kill -9`ed and restarted every few seconds (`AISQL_BANK_KILLS=0` turns
 //!   the kills off); every snapshot read sees the same total and the final balances are the
@@ -74,6 +79,61 @@ async fn lost_update(c: &Client, table: &Table) {
         assert!(is_conflict(&e), "{label}: {e}");
         for k in &keys {
             assert_eq!(num(c.get(table, k).await.unwrap()), 1, "{label}");
+        }
+    }
+}
+
+/// Phantoms: two transactions each scan a key range, find it empty, and insert one row into
+/// it. Serializable must refuse the second (its range changed under it), on the one-tablet
+/// path and on the distributed one (a marker row in another tablet); snapshot allows both.
+async fn phantom(c: &Client, table: &Table) {
+    for (iso, distributed, phantom_allowed) in [
+        (Isolation::Serializable, false, false),
+        (Isolation::Serializable, true, false),
+        (Isolation::Snapshot, true, true),
+    ] {
+        let prefix = format!("ph-{iso:?}-{distributed}-");
+        let first = format!("{prefix}0").into_bytes();
+        let idx = table.tablet_for(&first);
+        let second = (1..1000)
+            .map(|i| format!("{prefix}{i}").into_bytes())
+            .find(|k| table.tablet_for(k) == idx)
+            .expect("a second key in the same tablet");
+        let elsewhere = |n: usize| {
+            (0..1000)
+                .map(|i| format!("mark-{prefix}{n}-{i}").into_bytes())
+                .find(|k| table.tablet_for(k) != idx)
+                .expect("a key in another tablet")
+        };
+        let (start, end) = (
+            prefix.clone().into_bytes(),
+            format!("{prefix}~").into_bytes(),
+        );
+        let mut t1 = c.begin(iso);
+        let mut t2 = c.begin(iso);
+        for t in [&mut t1, &mut t2] {
+            let (rows, _) = t
+                .scan(table, idx, Some(start.clone()), Some(end.clone()), 0)
+                .await
+                .unwrap();
+            assert!(rows.is_empty(), "{rows:?}");
+        }
+        t1.put(table, &first, b"1");
+        t2.put(table, &second, b"1");
+        if distributed {
+            t1.put(table, &elsewhere(1), b"1");
+            t2.put(table, &elsewhere(2), b"1");
+        }
+        let a = t1.commit().await;
+        let b = t2.commit().await;
+        let label = format!("{iso:?}, distributed: {distributed}");
+        assert!(a.is_ok(), "{label}: {a:?}");
+        if phantom_allowed {
+            assert!(b.is_ok(), "{label}: {b:?}");
+        } else {
+            let e = b.expect_err("serializable must refuse the phantom");
+            assert!(is_conflict(&e), "{label}: {e}");
+            assert_eq!(c.get(table, &second).await.unwrap(), None, "{label}");
         }
     }
 }
@@ -154,6 +214,115 @@ async fn abandoned(c: &Client, table: &Table) {
         c.get(table, &idle_key).await.unwrap().as_deref(),
         Some(&b"after"[..])
     );
+}
+
+/// A BSQL connection to `addr`, retried while the server starts.
+async fn bsql(addr: &str) -> tokio_postgres::Client {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let t0 = Instant::now();
+    loop {
+        match tokio_postgres::connect(
+            &format!("host={host} port={port} user=yugabyte dbname=yugabyte"),
+            tokio_postgres::NoTls,
+        )
+        .await
+        {
+            Ok((pg, conn)) => {
+                tokio::spawn(conn);
+                return pg;
+            }
+            Err(e) if t0.elapsed() < Duration::from_secs(30) => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("connecting to BSQL at {addr}: {e}"),
+        }
+    }
+}
+
+/// The coordinator of a distributed transaction is a dbserver running a BSQL session, with
+/// a failpoint armed. It is killed (SIGKILL) in the middle of COMMIT: after the prewrites
+/// (no decision yet: the transaction must vanish) and after the commit record (decided:
+/// every row must appear). Another server's BSQL must see all or nothing, within the
+/// timeout. Then a commit whose prewrite phase outlasts the timeout, while another server
+/// reads its keys: the heartbeat keeps it from being aborted, and it commits.
+async fn coordinator_dies(cluster: &mut Cluster) {
+    const ROWS: i64 = 40;
+    let other = bsql(&cluster.db_addrs[1].pgsql).await;
+    let cases = [
+        ("txn_after_prewrite", Some(0)),
+        ("txn_after_commit", Some(ROWS)),
+        ("txn_slow_prewrite", None),
+    ];
+    for (n, (point, after_kill)) in cases.into_iter().enumerate() {
+        let victim = &mut cluster.dbservers[0];
+        victim.kill9();
+        victim.env = vec![("AISQL_FAILPOINT".into(), point.into())];
+        victim.start();
+        cluster.wait_for_dbservers(3).await;
+        let table = format!("coord{n}");
+        other
+            .batch_execute(&format!(
+                "create table {table} (id bigint primary key, v text)"
+            ))
+            .await
+            .unwrap();
+        let pg = bsql(&cluster.db_addrs[0].pgsql).await;
+        let values: Vec<String> = (0..ROWS).map(|i| format!("({i}, 'row{i}')")).collect();
+        let sql = format!(
+            "begin; insert into {table} values {}; commit;",
+            values.join(", ")
+        );
+        let count_sql = format!("select count(*) from {table}");
+        let Some(expected) = after_kill else {
+            // The slow commit: read its keys from another server while it runs.
+            let t0 = Instant::now();
+            let commit = tokio::spawn(async move { pg.batch_execute(&sql).await });
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            let during: i64 = other.query_one(&count_sql, &[]).await.unwrap().get(0);
+            assert!(during == 0 || during == ROWS, "{point}: {during} rows");
+            commit.await.unwrap().expect("the slow commit commits");
+            let took = t0.elapsed();
+            let after: i64 = other.query_one(&count_sql, &[]).await.unwrap().get(0);
+            println!("{point}: committed after {took:?}; a reader meanwhile saw {during}, then {after} rows");
+            assert!(took > Duration::from_secs(5), "{took:?}"); // the timeout
+            assert_eq!(after, ROWS, "{point}");
+            continue;
+        };
+        let r = pg.batch_execute(&sql).await;
+        assert!(r.is_err(), "{point}: the coordinator should have died");
+        let t0 = Instant::now();
+        while !cluster.dbservers[0].has_exited() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "{point}: still running"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let killed = Instant::now();
+        let count: i64 = other.query_one(&count_sql, &[]).await.unwrap().get(0);
+        let settled = killed.elapsed();
+        println!("{point}: {count} of {ROWS} rows visible, settled {settled:?} after the kill");
+        assert_eq!(count, expected, "{point}");
+        assert!(settled < Duration::from_secs(9), "{point}: {settled:?}");
+        // Every row, read one by one, agrees (no half-resolved intent anywhere).
+        for i in 0..ROWS {
+            let rows = other
+                .query(&format!("select v from {table} where id = {i}"), &[])
+                .await
+                .unwrap();
+            assert_eq!(
+                rows.len(),
+                usize::from(expected == ROWS),
+                "{point}: row {i}"
+            );
+        }
+    }
+    let victim = &mut cluster.dbservers[0];
+    victim.kill9();
+    victim.env.clear();
+    victim.start();
+    cluster.wait_for_dbservers(3).await;
 }
 
 fn txn_status_aborted() -> client::TxnStatus {
@@ -391,7 +560,9 @@ async fn transactions() {
     let c = cluster.client();
     lost_update(&c, &table).await;
     write_skew(&c, &table).await;
+    phantom(&c, &table).await;
     abandoned(&c, &table).await;
+    coordinator_dies(&mut cluster).await;
     let secs = std::env::var("AISQL_BANK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
