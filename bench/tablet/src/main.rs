@@ -14,6 +14,15 @@ use anyhow::Result;
 use clap::Parser;
 use rand::Rng;
 
+// The servers' allocator (as in `bins`), without linking the API layers.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Resolves once `rx` turns true (the servers' shutdown signal).
+async fn until(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "bench-tablet",
@@ -82,7 +91,7 @@ async fn main() -> Result<()> {
         timing,
     };
     let ms = mserver::Mserver::start(mcfg).await?;
-    tokio::spawn(ms.clone().serve(m_rpc, bins::until(stop.clone())));
+    tokio::spawn(ms.clone().serve(m_rpc, until(stop.clone())));
 
     let mut servers = Vec::new();
     for i in 0..args.rf {
@@ -99,7 +108,7 @@ async fn main() -> Result<()> {
             max_clock_skew_usec: 0,
         };
         let s = dbserver::DbServer::start(cfg).await?;
-        tokio::spawn(s.clone().serve(rpc, bins::until(stop.clone())));
+        tokio::spawn(s.clone().serve(rpc, until(stop.clone())));
         servers.push(s);
     }
     let client = if args.remote_client {

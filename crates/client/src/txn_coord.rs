@@ -490,34 +490,42 @@ impl Transaction {
                     None => per_tablet.entry((p.0.clone(), p.1)).or_default().push(i),
                 }
             }
-            for ((tid, idx), which) in per_tablet {
-                let table = self.tables[&tid].clone();
+            // Every tablet at once; each settles the locks it meets on its own.
+            let this = &*self;
+            let reads = per_tablet.iter().map(|((tid, idx), which)| {
+                let table = &this.tables[tid];
                 let ks: Vec<Vec<u8>> = which.iter().map(|&i| places[i].2.clone()).collect();
-                loop {
-                    let resp = self
-                        .client
-                        .read_tablet_raw(
-                            &table,
-                            idx,
-                            &ks,
-                            Some(self.read_ht),
-                            Some(self.uncertain_until(&tid, idx)),
-                        )
-                        .await?;
-                    self.note_local_limit(&tid, idx, resp.local_limit);
-                    if let Some(c) = &resp.locked {
-                        self.client.resolve_lock(&table, idx, c, started).await?;
-                        continue;
+                let until = this.uncertain_until(tid, *idx);
+                let client = &this.client;
+                let read_ht = this.read_ht;
+                async move {
+                    loop {
+                        let resp = client
+                            .read_tablet_raw(table, *idx, &ks, Some(read_ht), Some(until))
+                            .await?;
+                        match &resp.locked {
+                            Some(c) => client.resolve_lock(table, *idx, c, started).await?,
+                            None => return Ok::<_, ClientError>(resp),
+                        }
                     }
-                    if resp.restart_ht != 0 {
-                        self.restart(HybridTime(resp.restart_ht))?;
-                        continue 'restart;
-                    }
-                    for (&i, v) in which.iter().zip(resp.values) {
-                        out[i] = v.found.then_some(v.value);
-                    }
-                    break;
                 }
+            });
+            let resps = futures::future::join_all(reads).await;
+            let mut restart_at: Option<HybridTime> = None;
+            for (((tid, idx), which), resp) in per_tablet.iter().zip(resps) {
+                let resp = resp?;
+                self.note_local_limit(tid, *idx, resp.local_limit);
+                if resp.restart_ht != 0 {
+                    restart_at = restart_at.max(Some(HybridTime(resp.restart_ht)));
+                    continue;
+                }
+                for (&i, v) in which.iter().zip(resp.values) {
+                    out[i] = v.found.then_some(v.value);
+                }
+            }
+            if let Some(ht) = restart_at {
+                self.restart(ht)?;
+                continue 'restart;
             }
             self.exposed = true;
             if self.isolation == Isolation::Serializable {

@@ -315,3 +315,81 @@ async fn intents_lock_and_resolve() {
     assert_eq!(v[0].as_deref(), Some(&b"new"[..]));
     assert_eq!(t.old_intents(u64::MAX).unwrap().len(), 1);
 }
+
+/// A serializable range check: refused when a key in the range has a version newer than
+/// the snapshot or another transaction's write intent, ignoring the checker's own intents
+/// and keys outside the range; when it holds it raises the tablet's time to `raise_to`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn range_checks_see_phantoms() {
+    use tablet::{Condition, Conflict};
+    let dir = tempfile::tempdir().unwrap();
+    let env = env(dir.path());
+    let t = Tablet::open(&env, meta(), 1, Arc::new(Hlc::new()), true, 900_000_000)
+        .await
+        .unwrap();
+    wait_leader(&t).await;
+    let (me, other) = (txn::new_id(), txn::new_id());
+    let check = |start: &str, end: &str, since: u64, raise_to: u64| WriteOp {
+        key: start.into(),
+        condition: Condition::RangeUnchanged {
+            txn: me,
+            since_ht: since,
+            end: end.into(),
+            raise_to,
+        },
+        ..Default::default()
+    };
+    let intent = |k: &str, txn: txn::TxnId, since: u64| WriteOp {
+        key: k.into(),
+        value: Some(b"v".to_vec()),
+        condition: Condition::Intent {
+            txn,
+            since_ht: since,
+            read: false,
+        },
+        ..Default::default()
+    };
+    let s = t.write(vec![put("a", "1")]).await.unwrap().ht.0;
+    // Nothing new in [b, c): holds.
+    assert!(t.write(vec![check("b", "c", s, 0)]).await.unwrap().applied);
+    // A row appears in the range: refused as Newer, naming it.
+    t.write(vec![put("b5", "1")]).await.unwrap();
+    let o = t.write(vec![check("b", "c", s, 0)]).await.unwrap();
+    assert!(matches!(o.conflict, Some(Conflict::Newer { ref key }) if key == b"b5"));
+    // A row outside it, and an empty end (to the tablet's end) that covers it.
+    let s = t.write(vec![put("d", "1")]).await.unwrap().ht.0;
+    t.write(vec![put("z", "1")]).await.unwrap();
+    assert!(t.write(vec![check("b", "c", s, 0)]).await.unwrap().applied);
+    assert!(!t.write(vec![check("b", "", s, 0)]).await.unwrap().applied);
+    // Intents: the checker's own do not count, another transaction's do.
+    let s = t.write(vec![put("q", "1")]).await.unwrap().ht.0;
+    assert!(t.write(vec![intent("m1", me, s)]).await.unwrap().applied);
+    let now = t.write(vec![put("zz", "1")]).await.unwrap().ht.0;
+    assert!(
+        t.write(vec![check("m", "n", now, 0)])
+            .await
+            .unwrap()
+            .applied
+    );
+    assert!(
+        t.write(vec![intent("m2", other, now)])
+            .await
+            .unwrap()
+            .applied
+    );
+    let o = t.write(vec![check("m", "n", now, 0)]).await.unwrap();
+    assert!(
+        matches!(o.conflict, Some(Conflict::Locked { txn, ref key, .. }) if txn == other && key == b"m2")
+    );
+    // When it holds, later writes land above `raise_to`.
+    let raise_to = now + 5_000_000_000;
+    assert!(
+        t.write(vec![check("x", "y", now, raise_to)])
+            .await
+            .unwrap()
+            .applied
+    );
+    let after = t.write(vec![put("x1", "1")]).await.unwrap().ht.0;
+    assert!(after > raise_to, "{after} <= {raise_to}");
+    t.shutdown().await;
+}
