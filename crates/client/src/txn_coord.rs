@@ -259,7 +259,8 @@ impl Client {
     /// decision. For the coordinator only: it overrides the transaction's own `Pending`
     /// heartbeat, which nobody else writes.
     async fn decide(&self, id: &TxnId, outcome: TxnStatus) -> Result<TxnStatus> {
-        let mut current = self.txn_status(id).await?;
+        // Usually there is no record yet (no heartbeat was needed): try that first.
+        let mut current: Option<TxnStatus> = None;
         for _ in 0..8 {
             if let Some(s) = current.as_ref().filter(|s| s.is_final()) {
                 return Ok(s.clone());

@@ -549,13 +549,12 @@ impl Tablet {
         self.ensure_read_lease().await?;
         let limit = self.uncertainty_limit(ht, uncertain_until);
         let mut out = Vec::with_capacity(keys.len());
-        let check_intents = self.app.may_have_intents();
         for k in keys {
             if !mvcc::key_fits(k) {
                 out.push(None); // never stored
                 continue;
             }
-            if check_intents {
+            if self.app.intent_index.contains(k) {
                 self.check_intents(k)?;
             }
             // The key's newest version if known (outer `None`: unknown): from the cache, or for
@@ -620,7 +619,7 @@ impl Tablet {
         self.wait_for_writes_below(ht, read_ht.is_some()).await?;
         self.ensure_read_lease().await?;
         let until = self.uncertainty_limit(ht, uncertain_until);
-        if self.app.may_have_intents() {
+        if self.app.intent_index.any_in(range) {
             let found = txn::intents::scan(self.engine.as_ref(), &self.prefix, range)
                 .map_err(|e| self.storage(e))?;
             if let Some((key, i)) = found.into_iter().find_map(|(k, set)| {
@@ -693,16 +692,21 @@ impl Tablet {
         &self,
         older_than_us: u64,
     ) -> Result<Vec<(Vec<u8>, txn::Intent)>, TabletError> {
-        if !self.app.may_have_intents() {
-            return Ok(Vec::new());
+        // The in-memory index names every key with intents: no scan of `Cf::Intents`, whose
+        // deleted entries (every resolved intent leaves one until compaction) made the
+        // sweep a large part of a transaction workload.
+        let mut out = Vec::new();
+        for k in self.app.intent_index.keys() {
+            let set = txn::intents::get(self.engine.as_ref(), &self.prefix, &k)
+                .map_err(|e| self.storage(e))?
+                .unwrap_or_default();
+            out.extend(
+                set.into_iter()
+                    .filter(|i| i.written_at_us < older_than_us)
+                    .map(|i| (k.clone(), i)),
+            );
         }
-        let all = txn::intents::scan(self.engine.as_ref(), &self.prefix, &ScanRange::default())
-            .map_err(|e| self.storage(e))?;
-        Ok(all
-            .into_iter()
-            .flat_map(|(k, set)| set.into_iter().map(move |i| (k.clone(), i)))
-            .filter(|(_, i)| i.written_at_us < older_than_us)
-            .collect())
+        Ok(out)
     }
 
     /// Drop versions no allowed read (see `history_retention_micros`) can see; also measures
