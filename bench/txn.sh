@@ -9,6 +9,6 @@ conc=${2:-64}
 cargo build --release -q -p bench-tablet
 for rf in 1 3; do
     echo "== RF=$rf =="
-    ./target/release/bench-tablet --rf "$rf" --seconds "$secs" --concurrency "$conc" \
+    "${CARGO_TARGET_DIR:-target}"/release/bench-tablet --rf "$rf" --seconds "$secs" --concurrency "$conc" \
         --skip_reads --transfers | grep -E "write|transfer|RESULT"
 done
