@@ -51,6 +51,20 @@ pub struct TableDef {
     /// CHECK constraints, as SQL text.
     #[serde(default)]
     pub checks: Vec<String>,
+    /// The names given to `checks` (`CONSTRAINT name CHECK ...`), by position; missing or
+    /// `None`: PostgreSQL's default name (see `describe`). Tables made before names were kept
+    /// have none.
+    #[serde(default)]
+    pub check_names: Vec<Option<String>>,
+}
+
+impl TableDef {
+    /// Add a CHECK constraint (`name`: the one given in the DDL, if any).
+    pub fn add_check(&mut self, expr: String, name: Option<String>) {
+        self.check_names.resize(self.checks.len(), None);
+        self.checks.push(expr);
+        self.check_names.push(name);
+    }
 }
 
 impl TableDef {

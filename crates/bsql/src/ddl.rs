@@ -73,7 +73,10 @@ fn column_def(def: &mut TableDef, table: &str, c: &ast::ColumnDef) -> SqlResult<
                 is_pk = true;
             }
             ColumnOption::Unique(_) => {}
-            ColumnOption::Check(chk) => def.checks.push(chk.expr.to_string()),
+            ColumnOption::Check(chk) => def.add_check(
+                chk.expr.to_string(),
+                chk.name.as_ref().or(opt.name.as_ref()).map(ident),
+            ),
             ColumnOption::Identity(_) | ColumnOption::Generated { .. } => {
                 col.nullable = false;
                 col.default = Some(format!("nextval('{table}_{cname}_seq')"));
@@ -98,6 +101,7 @@ pub async fn create_table(catalog: &Catalog, db: &str, ct: &ast::CreateTable) ->
         pk: Vec::new(),
         next_column_id: 1,
         checks: Vec::new(),
+        check_names: Vec::new(),
     };
     let mut pk_names: Vec<(String, Option<bool>)> = Vec::new();
     for c in &ct.columns {
@@ -127,7 +131,9 @@ pub async fn create_table(catalog: &Catalog, db: &str, ct: &ast::CreateTable) ->
                     pk_names.push(index_column(ic)?);
                 }
             }
-            TableConstraint::Check(chk) => def.checks.push(chk.expr.to_string()),
+            TableConstraint::Check(chk) => {
+                def.add_check(chk.expr.to_string(), chk.name.as_ref().map(ident))
+            }
             TableConstraint::Unique(_) | TableConstraint::ForeignKey(_) => {}
             other => return Err(SqlError::unsupported(format!("constraint {other}"))),
         }
@@ -248,7 +254,9 @@ pub async fn alter_table(catalog: &Catalog, db: &str, at: &ast::AlterTable) -> S
                             .collect::<SqlResult<_>>()?,
                     );
                 }
-                TableConstraint::Check(chk) => def.checks.push(chk.expr.to_string()),
+                TableConstraint::Check(chk) => {
+                    def.add_check(chk.expr.to_string(), chk.name.as_ref().map(ident))
+                }
                 TableConstraint::Unique(_) | TableConstraint::ForeignKey(_) => {}
                 other => return Err(SqlError::unsupported(format!("constraint {other}"))),
             },

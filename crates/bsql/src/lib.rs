@@ -14,6 +14,7 @@ pub mod access;
 pub mod catalog;
 pub mod copy;
 pub mod ddl;
+pub mod describe;
 pub mod dml;
 pub mod error;
 pub mod fast;

@@ -275,6 +275,24 @@ impl SimpleQueryHandler for Conn {
                 .observe("maintenance", std::time::Duration::ZERO, true);
             return Ok(vec![Response::Execution(Tag::new(tag))]);
         }
+        // psql's `\d <table>` follow-up queries: PostgreSQL-only syntax, answered directly.
+        let described = self
+            .with_session(client, async |s| {
+                crate::describe::answer(&s.catalog, &s.db, query).await
+            })
+            .await;
+        if let Some(r) = described {
+            self.metrics
+                .observe("describe", std::time::Duration::ZERO, r.is_ok());
+            return Ok(vec![match r {
+                Ok(o) => respond(o, &Format::UnifiedText)?,
+                Err(e) => Response::Error(Box::new(ErrorInfo::new(
+                    "ERROR".to_owned(),
+                    e.code.to_owned(),
+                    e.message,
+                ))),
+            }]);
+        }
         let stmts = parse(query).map_err(to_pg)?;
         if stmts.is_empty() {
             return Ok(vec![Response::EmptyQuery]);

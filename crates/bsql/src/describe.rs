@@ -1,0 +1,427 @@
+//! psql's `\d <table>`: the catalog queries psql 15 sends to describe one relation, after it
+//! has found the relation's oid (that first query runs through `pg_catalog` and
+//! DataFusion). These follow-up queries lean on PostgreSQL-only syntax (`::regclass`,
+//! `= any(array)`, `array(select ...)`, `pg_get_expr`, `pg_get_indexdef` ...), so they are
+//! recognised by their text and answered here from our table definitions, with the columns
+//! psql reads (all as text, which is how psql reads them).
+//!
+//! What is shown matches PostgreSQL's output for the same table: the columns with their
+//! types, `not null` and defaults; the primary key index (`"<t>_pkey" PRIMARY KEY, btree
+//! (cols)`); CHECK constraints. Policies, extended statistics, publications, inheritance and
+//! partitions never exist here and answer with no rows.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+use crate::catalog::{Catalog, TableDef};
+use crate::error::{SqlError, SqlResult};
+use crate::pg_catalog::oid_of;
+use crate::session::Output;
+use crate::types::SqlType;
+
+/// One of the follow-up queries of psql's `\d`.
+#[derive(Debug, PartialEq)]
+enum Query {
+    /// relkind, relchecks, ... of the relation.
+    Relation,
+    /// Its columns.
+    Columns,
+    /// Its indexes.
+    Indexes,
+    /// Its CHECK constraints.
+    Checks,
+    /// A query whose answer is always empty here, with these column names.
+    Empty(&'static [&'static str]),
+}
+
+/// Each query by a fragment only it has, and the quoted oid after a second fragment.
+const QUERIES: &[(&str, &str, Query)] = &[
+    (
+        "SELECT c.relchecks, c.relkind, c.relhasindex",
+        "WHERE c.oid = '",
+        Query::Relation,
+    ),
+    (
+        "FROM pg_catalog.pg_attribute a\nWHERE a.attrelid = '",
+        "WHERE a.attrelid = '",
+        Query::Columns,
+    ),
+    (
+        "FROM pg_catalog.pg_class c, pg_catalog.pg_class c2, pg_catalog.pg_index i",
+        "WHERE c.oid = '",
+        Query::Indexes,
+    ),
+    (
+        "FROM pg_catalog.pg_constraint r\nWHERE r.conrelid = '",
+        "WHERE r.conrelid = '",
+        Query::Checks,
+    ),
+    (
+        "FROM pg_catalog.pg_policy pol",
+        "WHERE pol.polrelid = '",
+        Query::Empty(&[
+            "polname",
+            "polpermissive",
+            "array_to_string",
+            "pg_get_expr",
+            "pg_get_expr",
+            "cmd",
+        ]),
+    ),
+    (
+        "FROM pg_catalog.pg_statistic_ext\n",
+        "WHERE stxrelid = '",
+        Query::Empty(&[
+            "oid",
+            "stxrelid",
+            "nsp",
+            "stxname",
+            "columns",
+            "ndist_enabled",
+            "deps_enabled",
+            "mcv_enabled",
+            "stxstattarget",
+        ]),
+    ),
+    (
+        "FROM pg_catalog.pg_publication p\n",
+        "WHERE pc.oid ='",
+        Query::Empty(&["pubname", "?column?", "?column?"]),
+    ),
+    (
+        "WHERE c.oid = i.inhparent AND i.inhrelid = '",
+        "i.inhrelid = '",
+        Query::Empty(&["oid"]),
+    ),
+    (
+        "WHERE c.oid = i.inhrelid AND i.inhparent = '",
+        "i.inhparent = '",
+        Query::Empty(&["oid", "relkind", "inhdetachpending", "pg_get_expr"]),
+    ),
+];
+
+/// If `sql` is one of psql's `\d` follow-up queries, its answer.
+pub async fn answer(catalog: &Catalog, db: &str, sql: &str) -> Option<SqlResult<Output>> {
+    if !sql.contains("pg_catalog.") {
+        return None;
+    }
+    let (_, at, query) = QUERIES.iter().find(|(mark, _, _)| sql.contains(mark))?;
+    let oid: i64 = {
+        let rest = &sql[sql.find(at)? + at.len()..];
+        rest[..rest.find('\'')?].parse().ok()?
+    };
+    // `\d+` asks for storage, compression, statistics target and description too.
+    let verbose = *query == Query::Columns && sql.contains("a.attstorage");
+    Some(run(catalog, db, query, oid, verbose).await)
+}
+
+/// The extra columns of `\d+`'s column query.
+const VERBOSE_COLUMNS: [&str; 4] = [
+    "attstorage",
+    "attcompression",
+    "attstattarget",
+    "col_description",
+];
+
+async fn run(
+    catalog: &Catalog,
+    db: &str,
+    query: &Query,
+    oid: i64,
+    verbose: bool,
+) -> SqlResult<Output> {
+    let mut columns: Vec<&str> = columns_of(query).to_vec();
+    if verbose {
+        columns.extend(VERBOSE_COLUMNS);
+    }
+    if let Query::Empty(_) = query {
+        return rows(&columns, Vec::new());
+    }
+    let def = match table_of(catalog, db, oid).await? {
+        Some(d) => d,
+        None => return rows(&columns, Vec::new()),
+    };
+    let f = |b: bool| if b { "t" } else { "f" }.to_owned();
+    let out: Vec<Vec<Option<String>>> = match query {
+        Query::Relation => vec![[
+            Some(def.checks.len().to_string()),
+            Some("r".into()),
+            Some(f(!def.pk.is_empty())),
+            Some(f(false)),
+            Some(f(false)),
+            Some(f(false)),
+            Some(f(false)),
+            Some(f(false)),
+            Some(f(false)),
+            Some(String::new()),
+            Some("0".into()),
+            Some(String::new()),
+            Some("p".into()),
+            Some("d".into()),
+            Some("heap".into()),
+        ]
+        .to_vec()],
+        Query::Columns => def
+            .columns
+            .iter()
+            .map(|c| {
+                let mut row = vec![
+                    Some(c.name.clone()),
+                    Some(format_type(c.ty, c.len)),
+                    c.default.as_deref().map(|d| default_expr(d, c.ty)),
+                    Some(f(!c.nullable)),
+                    None,
+                    Some(String::new()),
+                    Some(String::new()),
+                ];
+                if verbose {
+                    row.extend([Some(storage(c.ty).into()), Some(String::new()), None, None]);
+                }
+                row
+            })
+            .collect(),
+        Query::Indexes if def.pk.is_empty() => Vec::new(),
+        Query::Indexes => {
+            let cols: Vec<&str> = def
+                .pk
+                .iter()
+                .map(|&i| def.columns[i].name.as_str())
+                .collect();
+            let cols = cols.join(", ");
+            let index = format!("{}_pkey", def.name);
+            vec![vec![
+                Some(index.clone()),
+                Some(f(true)),
+                Some(f(true)),
+                Some(f(false)),
+                Some(f(true)),
+                Some(format!(
+                    "CREATE UNIQUE INDEX {index} ON {}.{} USING btree ({cols})",
+                    def.schema, def.name
+                )),
+                Some(format!("PRIMARY KEY ({cols})")),
+                Some("p".into()),
+                Some(f(false)),
+                Some(f(false)),
+                Some(f(false)),
+                Some("0".into()),
+            ]]
+        }
+        Query::Checks => {
+            let mut named: Vec<(String, String)> = def
+                .checks
+                .iter()
+                .enumerate()
+                .map(|(i, text)| (check_name(&def, i), format!("CHECK ({text})")))
+                .collect();
+            named.sort();
+            named
+                .into_iter()
+                .map(|(n, d)| vec![Some(n), Some(d)])
+                .collect()
+        }
+        Query::Empty(_) => Vec::new(),
+    };
+    rows(&columns, out)
+}
+
+/// PostgreSQL's storage strategy of a type (`typstorage`): plain for fixed-size types,
+/// main for numeric, extended for the other variable-length ones.
+fn storage(ty: SqlType) -> &'static str {
+    match ty {
+        SqlType::Numeric { .. } => "m",
+        SqlType::Text
+        | SqlType::Varchar
+        | SqlType::Bpchar
+        | SqlType::Bytea
+        | SqlType::Json
+        | SqlType::Jsonb => "x",
+        _ => "p",
+    }
+}
+
+/// The column names psql's query selects.
+fn columns_of(query: &Query) -> &'static [&'static str] {
+    match query {
+        Query::Relation => &[
+            "relchecks",
+            "relkind",
+            "relhasindex",
+            "relhasrules",
+            "relhastriggers",
+            "relrowsecurity",
+            "relforcerowsecurity",
+            "relhasoids",
+            "relispartition",
+            "?column?",
+            "reltablespace",
+            "reloftype",
+            "relpersistence",
+            "relreplident",
+            "amname",
+        ],
+        Query::Columns => &[
+            "attname",
+            "format_type",
+            "pg_get_expr",
+            "attnotnull",
+            "attcollation",
+            "attidentity",
+            "attgenerated",
+        ],
+        Query::Indexes => &[
+            "relname",
+            "indisprimary",
+            "indisunique",
+            "indisclustered",
+            "indisvalid",
+            "pg_get_indexdef",
+            "pg_get_constraintdef",
+            "contype",
+            "condeferrable",
+            "condeferred",
+            "indisreplident",
+            "reltablespace",
+        ],
+        Query::Checks => &["conname", "pg_get_constraintdef"],
+        Query::Empty(c) => c,
+    }
+}
+
+/// A result set of text columns.
+fn rows(columns: &[&str], data: Vec<Vec<Option<String>>>) -> SqlResult<Output> {
+    let schema = Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|c| Field::new(*c, DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    let arrays: Vec<ArrayRef> = (0..columns.len())
+        .map(|i| {
+            Arc::new(StringArray::from(
+                data.iter()
+                    .map(|r| r.get(i).cloned().flatten())
+                    .collect::<Vec<_>>(),
+            )) as ArrayRef
+        })
+        .collect();
+    let batch = RecordBatch::try_new(schema.clone(), arrays)
+        .map_err(|e| SqlError::new("XX000", format!("describing a table: {e}")))?;
+    Ok(Output::Rows {
+        schema,
+        batches: vec![batch],
+    })
+}
+
+/// The table of database `db` whose oid (see [`oid_of`]) is `oid`.
+async fn table_of(catalog: &Catalog, db: &str, oid: i64) -> SqlResult<Option<TableDef>> {
+    for (schema, name) in catalog.table_names(db).await? {
+        if oid_of(&[db, &schema, &name]) == oid {
+            return Ok(catalog
+                .table(db, &schema, &name)
+                .await?
+                .map(|r| r.def.as_ref().clone()));
+        }
+    }
+    Ok(None)
+}
+
+/// `format_type`: the type as PostgreSQL prints it, with its length if it has one.
+fn format_type(ty: SqlType, len: Option<u32>) -> String {
+    match (ty, len) {
+        (SqlType::Varchar | SqlType::Bpchar, Some(n)) => format!("{}({n})", ty.name()),
+        (SqlType::Numeric { .. }, _) => ty.name(),
+        _ => ty.name(),
+    }
+}
+
+/// A default as PostgreSQL prints it: string literals carry a cast to the column's type
+/// (`'x'::text`), and `nextval` names its sequence as a `regclass`.
+fn default_expr(text: &str, ty: SqlType) -> String {
+    let t = text.trim();
+    if let Some(seq) = t
+        .strip_prefix("nextval('")
+        .and_then(|r| r.strip_suffix("')"))
+    {
+        return format!("nextval('{seq}'::regclass)");
+    }
+    let quoted = t.len() >= 2 && t.starts_with('\'') && t.ends_with('\'');
+    if quoted && !t[1..t.len() - 1].contains('\'') {
+        return format!("{t}::{}", ty.name());
+    }
+    t.to_owned()
+}
+
+/// The name PostgreSQL gives the `i`th CHECK of `def` when it has none: `<table>_<column>_check`
+/// for a check on one column, `<table>_check` otherwise; later duplicates get 1, 2, ...
+fn check_name(def: &TableDef, i: usize) -> String {
+    let base = |j: usize| {
+        let text = &def.checks[j];
+        let mentioned: Vec<&str> = def
+            .columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .filter(|c| mentions(text, c))
+            .collect();
+        match mentioned.as_slice() {
+            [one] => format!("{}_{one}_check", def.name),
+            _ => format!("{}_check", def.name),
+        }
+    };
+    if let Some(Some(given)) = def.check_names.get(i) {
+        return given.clone();
+    }
+    let mine = base(i);
+    let unnamed = |j: &usize| !matches!(def.check_names.get(*j), Some(Some(_)));
+    let before = (0..i).filter(unnamed).filter(|&j| base(j) == mine).count();
+    if before == 0 {
+        mine
+    } else {
+        format!("{mine}{before}")
+    }
+}
+
+/// Whether `text` names the identifier `name` as a whole word.
+fn mentions(text: &str, name: &str) -> bool {
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    text.match_indices(name).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + name.len()..].chars().next();
+        !before.is_some_and(word) && !after.is_some_and(word)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_names_print_as_postgresql_does() {
+        assert_eq!(default_expr("'x'", SqlType::Text), "'x'::text");
+        assert_eq!(
+            default_expr("'q'", SqlType::Varchar),
+            "'q'::character varying"
+        );
+        assert_eq!(default_expr("0", SqlType::Int4), "0");
+        assert_eq!(
+            default_expr("nextval('t_id_seq')", SqlType::Int8),
+            "nextval('t_id_seq'::regclass)"
+        );
+        assert_eq!(
+            format_type(SqlType::Varchar, Some(10)),
+            "character varying(10)"
+        );
+        assert!(mentions("k < 100", "k") && !mentions("kk < 100", "k"));
+    }
+
+    #[test]
+    fn queries_are_recognised_with_their_oid() {
+        let q = "SELECT a.attname,\n  pg_catalog.format_type(a.atttypid, a.atttypmod)\nFROM pg_catalog.pg_attribute a\nWHERE a.attrelid = '16385' AND a.attnum > 0";
+        let (_, at, kind) = QUERIES.iter().find(|(m, _, _)| q.contains(m)).unwrap();
+        assert_eq!(*kind, Query::Columns);
+        let rest = &q[q.find(at).unwrap() + at.len()..];
+        assert_eq!(&rest[..rest.find('\'').unwrap()], "16385");
+    }
+}

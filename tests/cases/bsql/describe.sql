@@ -1,0 +1,16 @@
+-- BSQL golden case: psql's \d and \d+ on tables (columns, types, not null, defaults, the
+-- primary key index, CHECK constraints); run with psql -X -q; expected output produced by
+-- PostgreSQL 15.
+\set VERBOSITY sqlstate
+create table d_people (id bigint primary key, name text not null default 'x', score double precision);
+create table d_items (sku varchar(12), shop int, qty int default 0 check (qty >= 0), note char(3), added date not null, ok boolean default true, primary key (sku, shop), constraint d_small check (shop < 1000));
+create table d_nokey (a int, b text);
+\d d_people
+\d+ d_people
+\d d_items
+\d+ d_items
+\d d_nokey
+\d d_nothing
+drop table d_people;
+drop table d_items;
+drop table d_nokey;
