@@ -543,8 +543,8 @@ async fn describe(s: &Session, stmt: &Statement, nparams: usize) -> (Vec<Type>, 
             }
         }
     }
-    let schema =
-        matches!(stmt, Statement::Query(_)).then(|| Arc::new(plan.schema().as_arrow().clone()));
+    let schema = matches!(stmt, Statement::Query(_))
+        .then(|| crate::session::pg_schema(stmt, &Arc::new(plan.schema().as_arrow().clone())));
     (types, schema)
 }
 

@@ -124,6 +124,8 @@ pub fn parse(sql: &str) -> SqlResult<Vec<Statement>> {
     })?;
     for s in &mut stmts {
         crate::pg_catalog::rewrite(s);
+        crate::types::type_integer_literals(s);
+        crate::types::unique_select_items(s);
     }
     Ok(stmts)
 }
@@ -668,6 +670,16 @@ impl Session {
     }
 }
 
+/// `schema` (a query's DataFusion result schema) with the column names PostgreSQL gives
+/// `stmt`'s results.
+pub fn pg_schema(stmt: &Statement, schema: &SchemaRef) -> SchemaRef {
+    let names = match stmt {
+        Statement::Query(q) => output_names(q),
+        _ => None,
+    };
+    rename(schema, names)
+}
+
 /// The column names PostgreSQL gives a query's results, when every item can be named
 /// (no wildcards): an alias, a column's name, a function's name, else `?column?`.
 fn output_names(q: &ast::Query) -> Option<Vec<String>> {
@@ -681,6 +693,11 @@ fn output_names(q: &ast::Query) -> Option<Vec<String>> {
     sel.projection
         .iter()
         .map(|item| match item {
+            ast::SelectItem::ExprWithAlias { alias, expr }
+                if alias.value.starts_with(crate::types::DUPLICATE_ALIAS) =>
+            {
+                Some(expr_name(expr))
+            }
             ast::SelectItem::ExprWithAlias { alias, .. } => Some(ddl::ident(alias)),
             ast::SelectItem::UnnamedExpr(e) => Some(expr_name(e)),
             _ => None,
@@ -700,6 +717,7 @@ fn expr_name(e: &ast::Expr) -> String {
             .and_then(|p| p.as_ident())
             .map(ddl::ident)
             .unwrap_or_else(|| "?column?".into()),
+        e if crate::types::is_typed_literal(e) => "?column?".into(),
         E::Cast {
             expr, data_type, ..
         } => match expr.as_ref() {

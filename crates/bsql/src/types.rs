@@ -227,3 +227,130 @@ impl SqlType {
         }
     }
 }
+
+/// Give integer literals in a query's output PostgreSQL's type: `integer` when the value
+/// fits in 32 bits (`select 1` is int4 in PostgreSQL; DataFusion would make it int8, and a
+/// driver reading it as a 32-bit integer fails). Only literals that are a whole output
+/// column are typed (in the select lists of the query and its set operations, in VALUES
+/// rows, as a CASE result, negated or in parentheses); literals in arithmetic keep int8,
+/// because DataFusion's 32-bit arithmetic wraps where PostgreSQL reports an overflow.
+/// WHERE clauses, function arguments and DML are untouched, so comparisons, function
+/// signatures and the point fast path are unchanged.
+pub fn type_integer_literals(stmt: &mut ast::Statement) {
+    if let ast::Statement::Query(q) = stmt {
+        query_literals(q);
+    }
+}
+
+fn query_literals(q: &mut ast::Query) {
+    set_expr_literals(&mut q.body);
+}
+
+/// Prefix of the aliases [`unique_select_items`] gives.
+pub const DUPLICATE_ALIAS: &str = "__bsql_dup_";
+
+/// PostgreSQL allows the same expression twice in a select list (`select 1, 1`); DataFusion
+/// refuses two output columns of the same name. A repeated unnamed item gets a private
+/// alias (the result's columns are named as PostgreSQL names them anyway, see
+/// `session::output_names`).
+pub fn unique_select_items(stmt: &mut ast::Statement) {
+    fn walk(body: &mut ast::SetExpr) {
+        match body {
+            ast::SetExpr::Select(s) => {
+                let mut seen = std::collections::HashSet::new();
+                for (i, item) in s.projection.iter_mut().enumerate() {
+                    if let ast::SelectItem::UnnamedExpr(e) = item {
+                        if !seen.insert(e.to_string()) {
+                            *item = ast::SelectItem::ExprWithAlias {
+                                expr: e.clone(),
+                                alias: ast::Ident::new(format!("{DUPLICATE_ALIAS}{i}")),
+                            };
+                        }
+                    }
+                }
+            }
+            ast::SetExpr::SetOperation { left, right, .. } => {
+                walk(left);
+                walk(right);
+            }
+            ast::SetExpr::Query(q) => walk(&mut q.body),
+            _ => {}
+        }
+    }
+    if let ast::Statement::Query(q) = stmt {
+        walk(&mut q.body);
+    }
+}
+
+fn set_expr_literals(body: &mut ast::SetExpr) {
+    match body {
+        ast::SetExpr::Select(s) => {
+            for item in &mut s.projection {
+                match item {
+                    ast::SelectItem::UnnamedExpr(e)
+                    | ast::SelectItem::ExprWithAlias { expr: e, .. } => expr_literals(e),
+                    _ => {}
+                }
+            }
+        }
+        ast::SetExpr::SetOperation { left, right, .. } => {
+            set_expr_literals(left);
+            set_expr_literals(right);
+        }
+        ast::SetExpr::Query(q) => query_literals(q),
+        ast::SetExpr::Values(v) => {
+            for row in &mut v.rows {
+                row.iter_mut().for_each(expr_literals);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether `e` is a literal typed by [`type_integer_literals`] (or written as
+/// `CAST(n AS INT4)`, which PostgreSQL would name `int4`; a rare spelling).
+pub fn is_typed_literal(e: &ast::Expr) -> bool {
+    matches!(e, ast::Expr::Cast {
+        kind: ast::CastKind::Cast,
+        expr,
+        data_type: ast::DataType::Int4(None),
+        ..
+    } if matches!(expr.as_ref(), ast::Expr::Value(_)))
+}
+
+fn expr_literals(e: &mut ast::Expr) {
+    match e {
+        ast::Expr::Value(v) => {
+            let fits = matches!(&v.value, ast::Value::Number(n, false) if n.parse::<i32>().is_ok());
+            if fits {
+                // Spelled as `CAST(n AS INT4)`, which `is_typed_literal` recognises: the column
+                // keeps the name PostgreSQL gives a bare literal (`?column?`), not `int4`.
+                *e = ast::Expr::Cast {
+                    kind: ast::CastKind::Cast,
+                    expr: Box::new(e.clone()),
+                    data_type: ast::DataType::Int4(None),
+                    array: false,
+                    format: None,
+                };
+            }
+        }
+        ast::Expr::UnaryOp {
+            op: ast::UnaryOperator::Minus | ast::UnaryOperator::Plus,
+            expr,
+        }
+        | ast::Expr::Nested(expr) => expr_literals(expr),
+        ast::Expr::Case {
+            conditions,
+            else_result,
+            ..
+        } => {
+            for c in conditions {
+                expr_literals(&mut c.result);
+            }
+            if let Some(e) = else_result {
+                expr_literals(e);
+            }
+        }
+        _ => {}
+    }
+}

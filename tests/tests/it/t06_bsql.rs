@@ -189,6 +189,19 @@ async fn psql_tokio_postgres_pgbench_and_kill_9() {
     sleeping.await.unwrap().expect("cancel request sent");
     let one: i64 = pg.query_one("select 1::bigint", &[]).await.unwrap().get(0);
     assert_eq!(one, 1);
+    // Integer literals are int4 as in PostgreSQL (drivers read `select 1` as a 32-bit
+    // integer), int8 once they do not fit; a repeated item is allowed.
+    let row = pg
+        .query_one("select 1, 1, 3000000000, -7, 2147483647 + 1", &[])
+        .await
+        .unwrap();
+    let (a, b, big, neg, sum): (i32, i32, i64, i32, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+    assert_eq!(
+        (a, b, big, neg, sum),
+        (1, 1, 3_000_000_000, -7, 2_147_483_648)
+    );
+    assert_eq!(row.columns()[0].name(), "?column?");
     let t0 = Instant::now();
     pg.simple_query("select pg_sleep(0.2)").await.unwrap();
     assert!(t0.elapsed() >= Duration::from_millis(200));
