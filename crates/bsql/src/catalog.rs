@@ -56,6 +56,18 @@ pub struct TableDef {
     /// have none.
     #[serde(default)]
     pub check_names: Vec<Option<String>>,
+    /// Secondary indexes (`CREATE INDEX`), in creation order.
+    #[serde(default)]
+    pub indexes: Vec<IndexDef>,
+}
+
+/// A secondary index. Recorded in the table's definition (so psql, `pg_class` and DROP
+/// INDEX see it); not yet backed by an index table: queries scan the table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IndexDef {
+    pub name: String,
+    /// Indexed columns by column id, each with whether it is descending.
+    pub columns: Vec<(u32, bool)>,
 }
 
 impl TableDef {
@@ -68,6 +80,30 @@ impl TableDef {
 }
 
 impl TableDef {
+    /// Every index of the table, the primary key's (`<table>_pkey`) first: (name, column
+    /// positions with their descending flag, whether it is the primary key).
+    pub fn all_indexes(&self) -> Vec<(String, Vec<(usize, bool)>, bool)> {
+        let mut out = Vec::new();
+        if !self.pk.is_empty() {
+            let cols = self.pk.iter().map(|&i| (i, false)).collect();
+            out.push((format!("{}_pkey", self.name), cols, true));
+        }
+        for ix in &self.indexes {
+            let cols = ix
+                .columns
+                .iter()
+                .filter_map(|(id, desc)| {
+                    self.columns
+                        .iter()
+                        .position(|c| c.id == *id)
+                        .map(|p| (p, *desc))
+                })
+                .collect();
+            out.push((ix.name.clone(), cols, false));
+        }
+        out
+    }
+
     pub fn column(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name == name)
     }

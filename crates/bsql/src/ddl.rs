@@ -102,6 +102,7 @@ pub async fn create_table(catalog: &Catalog, db: &str, ct: &ast::CreateTable) ->
         next_column_id: 1,
         checks: Vec::new(),
         check_names: Vec::new(),
+        indexes: Vec::new(),
     };
     let mut pk_names: Vec<(String, Option<bool>)> = Vec::new();
     for c in &ct.columns {
@@ -213,6 +214,21 @@ pub async fn alter_table(catalog: &Catalog, db: &str, at: &ast::AlterTable) -> S
                     if def.pk.contains(&idx) {
                         return Err(SqlError::unsupported("dropping a primary key column"));
                     }
+                    // As in PostgreSQL, indexes on the column go with it.
+                    let id = def.columns[idx].id;
+                    def.indexes
+                        .retain(|ix| ix.columns.iter().all(|(c, _)| *c != id));
+                    // So do the CHECK constraints that use it.
+                    def.check_names.resize(def.checks.len(), None);
+                    let keep: Vec<bool> = def
+                        .checks
+                        .iter()
+                        .map(|c| !crate::describe::mentions(c, &cname))
+                        .collect();
+                    let mut k = keep.iter();
+                    def.checks.retain(|_| *k.next().unwrap_or(&true));
+                    let mut k = keep.iter();
+                    def.check_names.retain(|_| *k.next().unwrap_or(&true));
                     def.columns.remove(idx);
                     for p in def.pk.iter_mut() {
                         if *p > idx {
@@ -406,6 +422,145 @@ async fn rewrite(
         .await?;
     catalog.client.delete_table(db, &retired).await?;
     catalog.invalidate(db);
+    Ok(())
+}
+
+/// Whether a relation (table or index) named `name` exists in schema `schema` of `db`.
+async fn relation_exists(catalog: &Catalog, db: &str, schema: &str, name: &str) -> SqlResult<bool> {
+    for (s, t) in catalog.table_names(db).await? {
+        if s != schema {
+            continue;
+        }
+        if t == name {
+            return Ok(true);
+        }
+        if let Some(r) = catalog.table(db, &s, &t).await? {
+            if r.def.all_indexes().iter().any(|(n, _, _)| n == name) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// CREATE INDEX: recorded in the table's definition (see [`crate::catalog::IndexDef`]).
+/// Returns false when IF NOT EXISTS found the name taken.
+pub async fn create_index(catalog: &Catalog, db: &str, ci: &ast::CreateIndex) -> SqlResult<bool> {
+    if ci.unique {
+        return Err(SqlError::unsupported("CREATE UNIQUE INDEX"));
+    }
+    if ci.predicate.is_some() {
+        return Err(SqlError::unsupported(
+            "a partial index (CREATE INDEX ... WHERE)",
+        ));
+    }
+    if !ci.include.is_empty() {
+        return Err(SqlError::unsupported("CREATE INDEX ... INCLUDE"));
+    }
+    let (schema, table) = table_name(&ci.table_name)?;
+    let r = catalog
+        .table(db, &schema, &table)
+        .await?
+        .ok_or_else(|| SqlError::no_table(&table))?;
+    let mut def = (*r.def).clone();
+    let mut columns = Vec::new();
+    for ic in &ci.columns {
+        let (cname, asc) = index_column(ic)?;
+        let pos = def
+            .column(&cname)
+            .ok_or_else(|| SqlError::new("42703", format!("column \"{cname}\" does not exist")))?;
+        columns.push((def.columns[pos].id, asc == Some(false)));
+    }
+    let name = match &ci.name {
+        Some(n) => table_name(n)?.1,
+        None => {
+            // PostgreSQL's default: <table>_<columns>_idx, then _idx1, _idx2, ...
+            let cols: Vec<&str> = ci
+                .columns
+                .iter()
+                .filter_map(|ic| match &ic.column.expr {
+                    ast::Expr::Identifier(i) => Some(i.value.as_str()),
+                    _ => None,
+                })
+                .collect();
+            let base = format!("{table}_{}_idx", cols.join("_"));
+            let mut name = base.clone();
+            let mut n = 0;
+            while relation_exists(catalog, db, &schema, &name).await? {
+                n += 1;
+                name = format!("{base}{n}");
+            }
+            name
+        }
+    };
+    if relation_exists(catalog, db, &schema, &name).await? {
+        if ci.if_not_exists {
+            return Ok(false);
+        }
+        return Err(SqlError::new(
+            "42P07",
+            format!("relation \"{name}\" already exists"),
+        ));
+    }
+    def.indexes.push(crate::catalog::IndexDef { name, columns });
+    catalog
+        .alter(
+            db,
+            &r.def.storage_name(),
+            None,
+            Some(&def),
+            Some(r.table.info.schema.clone()),
+        )
+        .await
+        .map(|_| true)
+}
+
+/// DROP INDEX a, b [IF EXISTS].
+pub async fn drop_indexes(
+    catalog: &Catalog,
+    db: &str,
+    names: &[ObjectName],
+    if_exists: bool,
+) -> SqlResult<()> {
+    'names: for n in names {
+        let (schema, index) = table_name(n)?;
+        for (s, t) in catalog.table_names(db).await? {
+            if s != schema {
+                continue;
+            }
+            let Some(r) = catalog.table(db, &s, &t).await? else {
+                continue;
+            };
+            if !r.def.pk.is_empty() && index == format!("{t}_pkey") {
+                return Err(SqlError::new(
+                    "2BP01",
+                    format!(
+                        "cannot drop index {index} because constraint {index} on table {t} requires it"
+                    ),
+                ));
+            }
+            if let Some(i) = r.def.indexes.iter().position(|x| x.name == index) {
+                let mut def = (*r.def).clone();
+                def.indexes.remove(i);
+                catalog
+                    .alter(
+                        db,
+                        &r.def.storage_name(),
+                        None,
+                        Some(&def),
+                        Some(r.table.info.schema.clone()),
+                    )
+                    .await?;
+                continue 'names;
+            }
+        }
+        if !if_exists {
+            return Err(SqlError::new(
+                "42704",
+                format!("index \"{index}\" does not exist"),
+            ));
+        }
+    }
     Ok(())
 }
 

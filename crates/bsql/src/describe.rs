@@ -148,7 +148,7 @@ async fn run(
         Query::Relation => vec![[
             Some(def.checks.len().to_string()),
             Some("r".into()),
-            Some(f(!def.pk.is_empty())),
+            Some(f(!def.all_indexes().is_empty())),
             Some(f(false)),
             Some(f(false)),
             Some(f(false)),
@@ -182,32 +182,48 @@ async fn run(
                 row
             })
             .collect(),
-        Query::Indexes if def.pk.is_empty() => Vec::new(),
         Query::Indexes => {
-            let cols: Vec<&str> = def
-                .pk
-                .iter()
-                .map(|&i| def.columns[i].name.as_str())
+            let mut out: Vec<Vec<Option<String>>> = def
+                .all_indexes()
+                .into_iter()
+                .map(|(index, cols, primary)| {
+                    let cols: Vec<String> = cols
+                        .iter()
+                        .map(|&(c, desc)| {
+                            let name = &def.columns[c].name;
+                            if desc {
+                                format!("{name} DESC")
+                            } else {
+                                name.clone()
+                            }
+                        })
+                        .collect();
+                    let cols = cols.join(", ");
+                    let unique = if primary { "UNIQUE " } else { "" };
+                    let indexdef = format!(
+                        "CREATE {unique}INDEX {index} ON {}.{} USING btree ({cols})",
+                        def.schema, def.name
+                    );
+                    let constraint = |v: &str| primary.then(|| v.to_owned());
+                    vec![
+                        Some(index),
+                        Some(f(primary)),
+                        Some(f(primary)),
+                        Some(f(false)),
+                        Some(f(true)),
+                        Some(indexdef),
+                        constraint(&format!("PRIMARY KEY ({cols})")),
+                        constraint("p"),
+                        constraint("f"),
+                        constraint("f"),
+                        Some(f(false)),
+                        Some("0".into()),
+                    ]
+                })
                 .collect();
-            let cols = cols.join(", ");
-            let index = format!("{}_pkey", def.name);
-            vec![vec![
-                Some(index.clone()),
-                Some(f(true)),
-                Some(f(true)),
-                Some(f(false)),
-                Some(f(true)),
-                Some(format!(
-                    "CREATE UNIQUE INDEX {index} ON {}.{} USING btree ({cols})",
-                    def.schema, def.name
-                )),
-                Some(format!("PRIMARY KEY ({cols})")),
-                Some("p".into()),
-                Some(f(false)),
-                Some(f(false)),
-                Some(f(false)),
-                Some("0".into()),
-            ]]
+            // psql's order: the primary key first, then by name.
+            out.sort_by(|a, b| (&b[1], &a[0]).cmp(&(&a[1], &b[0])));
+            out
         }
         Query::Checks => {
             let mut named: Vec<(String, String)> = def
@@ -384,7 +400,7 @@ fn check_name(def: &TableDef, i: usize) -> String {
 }
 
 /// Whether `text` names the identifier `name` as a whole word.
-fn mentions(text: &str, name: &str) -> bool {
+pub(crate) fn mentions(text: &str, name: &str) -> bool {
     let word = |c: char| c.is_alphanumeric() || c == '_';
     text.match_indices(name).any(|(at, _)| {
         let before = text[..at].chars().next_back();

@@ -60,6 +60,9 @@ pub fn oid_of(parts: &[&str]) -> i64 {
     16_384 + (d % (i32::MAX as u64 - 16_384)) as i64
 }
 
+/// An index of a table: name, column positions, whether it is the primary key.
+type TableIndex = (String, Vec<usize>, bool);
+
 /// `pg_catalog` of database `db`.
 #[derive(Debug)]
 pub struct PgCatalog {
@@ -87,18 +90,26 @@ fn table(fields: Vec<(&str, DataType, bool)>, columns: Vec<ArrayRef>) -> DfResul
 }
 
 impl PgCatalog {
-    /// (schema, table, primary-key column indexes) of every table, in name order.
-    async fn tables(&self) -> DfResult<Vec<(String, String, Vec<usize>)>> {
+    /// (schema, table, indexes) of every table, in name order; each index is (name, column
+    /// positions, primary key?), the primary key's first (`TableDef::all_indexes`).
+    async fn tables(&self) -> DfResult<Vec<(String, String, Vec<TableIndex>)>> {
         let external = |e: crate::error::SqlError| DataFusionError::External(Box::new(e));
         let mut names = self.catalog.table_names(&self.db).await.map_err(external)?;
         names.sort();
         let mut out = Vec::with_capacity(names.len());
         for (schema, name) in names {
-            let pk = match self.catalog.table(&self.db, &schema, &name).await {
-                Ok(Some(r)) => r.def.pk.clone(),
+            let indexes = match self.catalog.table(&self.db, &schema, &name).await {
+                Ok(Some(r)) => r
+                    .def
+                    .all_indexes()
+                    .into_iter()
+                    .map(|(n, cols, primary)| {
+                        (n, cols.into_iter().map(|(c, _)| c).collect(), primary)
+                    })
+                    .collect(),
                 _ => Vec::new(),
             };
-            out.push((schema, name, pk));
+            out.push((schema, name, indexes));
         }
         Ok(out)
     }
@@ -143,9 +154,8 @@ impl PgCatalog {
                 // (oid, name, namespace, kind, access method, has an index): each table, and
                 // the index of its primary key (`<table>_pkey`, as PostgreSQL names it).
                 let mut rels: Vec<(i64, String, i64, &str, i64, bool)> = Vec::new();
-                for (schema, name, pk) in self.tables().await? {
+                for (schema, name, indexes) in self.tables().await? {
                     let (schema, name) = (&schema, &name);
-                    let has_pk = !pk.is_empty();
                     let ns = ns_oid(schema);
                     rels.push((
                         oid_of(&[&self.db, schema, name]),
@@ -153,10 +163,9 @@ impl PgCatalog {
                         ns,
                         "r",
                         2,
-                        has_pk,
+                        !indexes.is_empty(),
                     ));
-                    if has_pk {
-                        let index = format!("{name}_pkey");
+                    for (index, _, _) in indexes {
                         rels.push((
                             oid_of(&[&self.db, schema, &index]),
                             index,
@@ -197,21 +206,27 @@ impl PgCatalog {
             }
             "pg_index" => {
                 // The primary keys: (index oid, table oid, key column numbers).
-                let mut rows: Vec<(i64, i64, String)> = Vec::new();
-                for (schema, name, pk) in self.tables().await? {
-                    if !pk.is_empty() {
-                        let index = format!("{name}_pkey");
-                        let keys: Vec<String> = pk.iter().map(|i| (i + 1).to_string()).collect();
+                // (index oid, table oid, key column numbers, primary key?)
+                let mut rows: Vec<(i64, i64, String, bool)> = Vec::new();
+                for (schema, name, indexes) in self.tables().await? {
+                    for (index, cols, primary) in indexes {
+                        let keys: Vec<String> = cols.iter().map(|i| (i + 1).to_string()).collect();
                         rows.push((
                             oid_of(&[&self.db, &schema, &index]),
                             oid_of(&[&self.db, &schema, &name]),
                             keys.join(" "),
+                            primary,
                         ));
                     }
                 }
                 let n = rows.len();
                 let yes = || -> ArrayRef { Arc::new(BooleanArray::from(vec![true; n])) };
                 let no = || -> ArrayRef { Arc::new(BooleanArray::from(vec![false; n])) };
+                let primary = || -> ArrayRef {
+                    Arc::new(BooleanArray::from(
+                        rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+                    ))
+                };
                 table(
                     vec![
                         ("indexrelid", DataType::Int64, false),
@@ -227,8 +242,9 @@ impl PgCatalog {
                     vec![
                         int64(rows.iter().map(|r| r.0).collect()),
                         int64(rows.iter().map(|r| r.1).collect()),
-                        yes(),
-                        yes(),
+                        primary(),
+                        // Only primary keys are unique so far (no CREATE UNIQUE INDEX).
+                        primary(),
                         no(),
                         yes(),
                         no(),

@@ -319,6 +319,10 @@ impl Session {
                 ddl::alter_table(&self.catalog, &self.db, &at).await?;
                 Ok(Output::tag("ALTER TABLE"))
             }
+            Statement::CreateIndex(ci) => {
+                ddl::create_index(&self.catalog, &self.db, &ci).await?;
+                Ok(Output::tag("CREATE INDEX"))
+            }
             Statement::Drop {
                 object_type,
                 if_exists,
@@ -328,6 +332,10 @@ impl Session {
                 ast::ObjectType::Table => {
                     ddl::drop_tables(&self.catalog, &self.db, &names, if_exists).await?;
                     Ok(Output::tag("DROP TABLE"))
+                }
+                ast::ObjectType::Index => {
+                    ddl::drop_indexes(&self.catalog, &self.db, &names, if_exists).await?;
+                    Ok(Output::tag("DROP INDEX"))
                 }
                 ast::ObjectType::Schema if if_exists => Ok(Output::tag("DROP SCHEMA")),
                 other => Err(SqlError::unsupported(format!("DROP {other}"))),
@@ -902,6 +910,7 @@ pub fn statement_kind(stmt: &Statement) -> &'static str {
         Statement::Truncate(_) => "truncate",
         Statement::CreateTable(_) => "create_table",
         Statement::AlterTable(_) => "alter_table",
+        Statement::CreateIndex(_) => "create_index",
         Statement::Drop { .. } => "drop",
         Statement::CreateDatabase { .. } => "create_database",
         Statement::CreateSchema { .. } => "create_schema",

@@ -1,7 +1,8 @@
 //! BSQL with real PostgreSQL clients: a psql golden script (`tests/cases/bsql/*.sql`, the
 //! expected output produced by PostgreSQL 15 itself), tokio-postgres (extended protocol,
 //! binary parameters and results, CancelRequest), pgbench (`-i`, then select-only and tpcb-like runs with
-//! no failed transaction), garbage bytes on the port, and durability across `kill -9`.
+//! no failed transaction), sysbench (oltp_read_write and oltp_point_select), garbage bytes on
+//! the port, and durability across `kill -9`.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -49,6 +50,32 @@ fn pgbench(addr: &str, args: &[&str]) -> String {
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "pgbench {args:?} failed:\n{text}");
+    text
+}
+
+/// One sysbench step (`prepare`, `run` for 3 s with 2 threads, `cleanup`) of `test` on two
+/// 500-row tables; fails the test on a non-zero exit.
+fn sysbench(addr: &str, test: &str, step: &str) -> String {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let out = Command::new("sysbench")
+        .args([
+            "--db-driver=pgsql",
+            &format!("--pgsql-host={host}"),
+            &format!("--pgsql-port={port}"),
+            "--pgsql-user=yugabyte",
+            "--pgsql-db=yugabyte",
+            "--tables=2",
+            "--table-size=500",
+            "--threads=2",
+            "--time=3",
+            test,
+            step,
+        ])
+        .output()
+        .expect("sysbench (apt-get install sysbench)");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "sysbench {test} {step} failed:\n{text}");
     text
 }
 
@@ -231,6 +258,25 @@ async fn psql_tokio_postgres_pgbench_and_kill_9() {
         &["-A", "-t", "-c", "select count(*) from pgbench_accounts"],
     );
     assert_eq!(sum.trim(), "100000");
+
+    // sysbench (Debian's, pgsql driver): prepare (tables, rows, CREATE INDEX), then
+    // oltp_read_write and oltp_point_select runs, then cleanup.
+    for (step, test) in [
+        ("prepare", "oltp_read_write"),
+        ("run", "oltp_read_write"),
+        ("run", "oltp_point_select"),
+        ("cleanup", "oltp_read_write"),
+    ] {
+        let out = sysbench(&addr, test, step);
+        if step == "run" {
+            let committed = out
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("transactions:"))
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|n| n.parse::<u64>().ok());
+            assert!(committed.is_some_and(|n| n > 0), "{out}");
+        }
+    }
 
     // Garbage on the port gets an error (or a close), and the server lives on.
     for junk in [
