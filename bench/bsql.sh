@@ -6,8 +6,9 @@
 #   pgbench -n    -M prepared -c 8 -j 2 -T $SECS --max-tries=100   (tpcb-like)
 # (BSQL's READ COMMITTED is optimistic: a transaction that lost a write conflict fails with
 # 40001 at COMMIT, and pgbench retries it; PostgreSQL waits on the row lock instead.)
-# against both and prints tps and the ratio BSQL/PG. (sysbench oltp_point_select: to come.)
-# Usage: bench/bsql.sh [SCALE=10] [SECS=30]   (needs postgresql-15: apt-get install postgresql-15)
+# and sysbench oltp_point_select (4 tables of 10,000 rows, 8 threads, $SECS s, prepared)
+# against both and prints tps and the ratio BSQL/PG.
+# Usage: bench/bsql.sh [SCALE=10] [SECS=30]   (needs postgresql-15 and sysbench: apt-get install ...)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SCALE=${1:-10}
@@ -51,3 +52,14 @@ for w in select-only tpcb-like; do
   p=$(tps "$PP" bench "${args[@]}"); b=$(tps "$BP" yugabyte "${args[@]}")
   printf "%-12s %12s %12s %8.2f\n" "$w" "${p:-0}" "${b:-0}" "$(echo "${b:-0} / ${p:-1}" | bc -l)"
 done
+# sysbench oltp_point_select: SELECT c FROM sbtestN WHERE id = ? (prepared), 8 threads.
+sb() { # port user step -> output
+  sysbench --db-driver=pgsql --pgsql-host=127.0.0.1 --pgsql-port="$1" --pgsql-user="$2" \
+    --pgsql-db=yugabyte --tables=4 --table-size=10000 --threads=8 --time="$SECS" \
+    oltp_point_select "$3" 2>&1
+}
+sb "$PP" bench prepare >/dev/null
+sb "$BP" yugabyte prepare >/dev/null
+sbtps() { sb "$1" "$2" run | grep -E '^ +transactions:' | sed -E 's/.*\(([0-9.]+) per sec.*/\1/'; }
+p=$(sbtps "$PP" bench); b=$(sbtps "$BP" yugabyte)
+printf "%-12s %12s %12s %8.2f\n" point-select "${p:-0}" "${b:-0}" "$(echo "${b:-0} / ${p:-1}" | bc -l)"

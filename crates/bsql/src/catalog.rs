@@ -383,6 +383,19 @@ impl Catalog {
         })
     }
 
+    /// Replace the definition of table `r` with `def` (compare-and-set against the stored
+    /// definition `r` was read from: a concurrent ALTER fails it with 40001).
+    pub async fn replace_def(&self, db: &str, r: &Resolved, def: &TableDef) -> SqlResult<()> {
+        self.alter(
+            db,
+            &r.def.storage_name(),
+            None,
+            Some(def),
+            Some(r.table.info.schema.clone()),
+        )
+        .await
+    }
+
     async fn sequence_table(&self) -> SqlResult<Arc<Table>> {
         self.seq_table
             .get_or_try_init(|| async {

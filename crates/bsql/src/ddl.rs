@@ -319,15 +319,7 @@ pub async fn alter_table(catalog: &Catalog, db: &str, at: &ast::AlterTable) -> S
     } else if def.columns.len() != r.def.columns.len()
         || serde_json::to_vec(&def).ok() != serde_json::to_vec(r.def.as_ref()).ok()
     {
-        catalog
-            .alter(
-                db,
-                &r.def.storage_name(),
-                None,
-                Some(&def),
-                Some(r.table.info.schema.clone()),
-            )
-            .await?;
+        catalog.replace_def(db, &r, &def).await?;
     }
     if let Some(new_name) = rename_to {
         def.name = new_name;
@@ -503,16 +495,7 @@ pub async fn create_index(catalog: &Catalog, db: &str, ci: &ast::CreateIndex) ->
         ));
     }
     def.indexes.push(crate::catalog::IndexDef { name, columns });
-    catalog
-        .alter(
-            db,
-            &r.def.storage_name(),
-            None,
-            Some(&def),
-            Some(r.table.info.schema.clone()),
-        )
-        .await
-        .map(|_| true)
+    catalog.replace_def(db, &r, &def).await.map(|_| true)
 }
 
 /// DROP INDEX a, b [IF EXISTS].
@@ -542,15 +525,7 @@ pub async fn drop_indexes(
             if let Some(i) = r.def.indexes.iter().position(|x| x.name == index) {
                 let mut def = (*r.def).clone();
                 def.indexes.remove(i);
-                catalog
-                    .alter(
-                        db,
-                        &r.def.storage_name(),
-                        None,
-                        Some(&def),
-                        Some(r.table.info.schema.clone()),
-                    )
-                    .await?;
+                catalog.replace_def(db, &r, &def).await?;
                 continue 'names;
             }
         }

@@ -250,8 +250,9 @@ fn query_literals(q: &mut ast::Query) {
 pub const DUPLICATE_ALIAS: &str = "__bsql_dup_";
 
 /// PostgreSQL allows the same expression twice in a select list (`select 1, 1`); DataFusion
-/// refuses two output columns of the same name. A repeated unnamed item gets a private
-/// alias (the result's columns are named as PostgreSQL names them anyway, see
+/// refuses two output columns of the same name, and names every subquery `(<subquery>)`.
+/// A repeated unnamed item, and one with a subquery in it, gets a private alias (the
+/// result's columns are named as PostgreSQL names them anyway, see
 /// `session::output_names`).
 pub fn unique_select_items(stmt: &mut ast::Statement) {
     fn walk(body: &mut ast::SetExpr) {
@@ -260,7 +261,7 @@ pub fn unique_select_items(stmt: &mut ast::Statement) {
                 let mut seen = std::collections::HashSet::new();
                 for (i, item) in s.projection.iter_mut().enumerate() {
                     if let ast::SelectItem::UnnamedExpr(e) = item {
-                        if !seen.insert(e.to_string()) {
+                        if !seen.insert(e.to_string()) || has_subquery(e) {
                             *item = ast::SelectItem::ExprWithAlias {
                                 expr: e.clone(),
                                 alias: ast::Ident::new(format!("{DUPLICATE_ALIAS}{i}")),
@@ -305,6 +306,17 @@ fn set_expr_literals(body: &mut ast::SetExpr) {
         }
         _ => {}
     }
+}
+
+/// Whether `e` contains a subquery (DataFusion names them all alike).
+fn has_subquery(e: &ast::Expr) -> bool {
+    let found = ast::visit_expressions(e, |x: &ast::Expr| match x {
+        ast::Expr::Subquery(_) | ast::Expr::Exists { .. } | ast::Expr::InSubquery { .. } => {
+            std::ops::ControlFlow::Break(())
+        }
+        _ => std::ops::ControlFlow::Continue(()),
+    });
+    found.is_break()
 }
 
 /// Whether `e` is a literal typed by [`type_integer_literals`] (or written as

@@ -187,6 +187,20 @@ pub struct ScanRange {
     pub end: Option<Vec<u8>>,
 }
 
+/// The stored-key bounds of user-key `range` in a tablet with `prefix` (keys stored as
+/// `prefix ‖ enc(key) ...`, as versions in `Cf::Data` and intents in `Cf::Intents` are).
+pub fn range_bounds(prefix: &[u8; 16], range: &ScanRange) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    let start = match &range.start {
+        Some(s) => Bound::Included(key_prefix(prefix, s)),
+        None => Bound::Included(prefix.to_vec()),
+    };
+    let end = match &range.end {
+        Some(e) => Bound::Excluded(key_prefix(prefix, e)),
+        None => prefix_end(prefix),
+    };
+    (start, end)
+}
+
 /// A user key and its value.
 pub type Row = (Vec<u8>, Vec<u8>);
 
@@ -212,14 +226,7 @@ pub fn scan_checked(
     limit: usize,
     uncertain_until: HybridTime,
 ) -> Result<(Vec<Row>, Option<HybridTime>)> {
-    let start = match &range.start {
-        Some(s) => Bound::Included(key_prefix(prefix, s)),
-        None => Bound::Included(prefix.to_vec()),
-    };
-    let end = match &range.end {
-        Some(e) => Bound::Excluded(key_prefix(prefix, e)),
-        None => prefix_end(prefix),
-    };
+    let (start, end) = range_bounds(prefix, range);
     let mut out = Vec::new();
     let mut uncertain: Option<HybridTime> = None;
     let mut current: Option<Vec<u8>> = None; // user key whose visible version was decided
@@ -254,14 +261,7 @@ pub fn changed_in_range(
     range: &ScanRange,
     since: HybridTime,
 ) -> Result<Option<Vec<u8>>> {
-    let start = match &range.start {
-        Some(s) => Bound::Included(key_prefix(prefix, s)),
-        None => Bound::Included(prefix.to_vec()),
-    };
-    let end = match &range.end {
-        Some(e) => Bound::Excluded(key_prefix(prefix, e)),
-        None => prefix_end(prefix),
-    };
+    let (start, end) = range_bounds(prefix, range);
     for kv in engine.scan(Cf::Data, start, end, false) {
         let (raw_key, _) = kv?;
         let (user, ht) = split_key(&raw_key)?;

@@ -10,7 +10,7 @@
 use std::ops::Bound;
 
 use common::keys::decode_bytes;
-use storage::mvcc::{key_prefix, ScanRange};
+use storage::mvcc::{key_prefix, range_bounds, ScanRange};
 use storage::{prefix_end, Cf, KvEngine, StorageError, WriteBatch};
 
 use crate::{decode_set, encode_set, IntentSet};
@@ -49,14 +49,7 @@ pub fn scan(
     prefix: &[u8; 16],
     range: &ScanRange,
 ) -> Result<Vec<(Vec<u8>, IntentSet)>> {
-    let start = match &range.start {
-        Some(s) => Bound::Included(key_prefix(prefix, s)),
-        None => Bound::Included(prefix.to_vec()),
-    };
-    let end = match &range.end {
-        Some(e) => Bound::Excluded(key_prefix(prefix, e)),
-        None => prefix_end(prefix),
-    };
+    let (start, end) = range_bounds(prefix, range);
     let mut out = Vec::new();
     for kv in engine.scan(Cf::Intents, start, end, false) {
         let (k, v) = kv?;

@@ -75,7 +75,10 @@ fn sysbench(addr: &str, test: &str, step: &str) -> String {
         .expect("sysbench (apt-get install sysbench)");
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "sysbench {test} {step} failed:\n{text}");
+    assert!(
+        out.status.success(),
+        "sysbench {test} {step} failed:\n{text}"
+    );
     text
 }
 
