@@ -79,14 +79,27 @@ impl TableDef {
     }
 }
 
+/// An index of a table as the catalog views show it.
+#[derive(Clone, Debug)]
+pub struct IndexInfo {
+    pub name: String,
+    /// Column positions in `TableDef::columns`, each with whether it is descending.
+    pub columns: Vec<(usize, bool)>,
+    /// The primary key's index.
+    pub primary: bool,
+}
+
 impl TableDef {
-    /// Every index of the table, the primary key's (`<table>_pkey`) first: (name, column
-    /// positions with their descending flag, whether it is the primary key).
-    pub fn all_indexes(&self) -> Vec<(String, Vec<(usize, bool)>, bool)> {
+    /// Every index of the table, the primary key's (`<table>_pkey`) first.
+    pub fn all_indexes(&self) -> Vec<IndexInfo> {
         let mut out = Vec::new();
         if !self.pk.is_empty() {
             let cols = self.pk.iter().map(|&i| (i, false)).collect();
-            out.push((format!("{}_pkey", self.name), cols, true));
+            out.push(IndexInfo {
+                name: format!("{}_pkey", self.name),
+                columns: cols,
+                primary: true,
+            });
         }
         for ix in &self.indexes {
             let cols = ix
@@ -99,7 +112,11 @@ impl TableDef {
                         .map(|p| (p, *desc))
                 })
                 .collect();
-            out.push((ix.name.clone(), cols, false));
+            out.push(IndexInfo {
+                name: ix.name.clone(),
+                columns: cols,
+                primary: false,
+            });
         }
         out
     }

@@ -427,7 +427,7 @@ async fn relation_exists(catalog: &Catalog, db: &str, schema: &str, name: &str) 
             return Ok(true);
         }
         if let Some(r) = catalog.table(db, &s, &t).await? {
-            if r.def.all_indexes().iter().any(|(n, _, _)| n == name) {
+            if r.def.all_indexes().iter().any(|i| i.name == name) {
                 return Ok(true);
             }
         }

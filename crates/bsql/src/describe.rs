@@ -186,8 +186,10 @@ async fn run(
             let mut out: Vec<Vec<Option<String>>> = def
                 .all_indexes()
                 .into_iter()
-                .map(|(index, cols, primary)| {
-                    let cols: Vec<String> = cols
+                .map(|ix| {
+                    let (index, primary) = (ix.name, ix.primary);
+                    let cols: Vec<String> = ix
+                        .columns
                         .iter()
                         .map(|&(c, desc)| {
                             let name = &def.columns[c].name;

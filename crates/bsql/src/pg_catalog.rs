@@ -103,8 +103,9 @@ impl PgCatalog {
                     .def
                     .all_indexes()
                     .into_iter()
-                    .map(|(n, cols, primary)| {
-                        (n, cols.into_iter().map(|(c, _)| c).collect(), primary)
+                    .map(|i| {
+                        let cols = i.columns.into_iter().map(|(c, _)| c).collect();
+                        (i.name, cols, i.primary)
                     })
                     .collect(),
                 _ => Vec::new(),
