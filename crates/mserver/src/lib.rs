@@ -295,6 +295,15 @@ impl Mserver {
                 leader_addr: self.leader_addr(),
             });
         }
+        // A new leader answers only once it has applied an entry of its own term (the blank
+        // entry it commits on election), so every entry committed before it is applied too.
+        // Before that its catalog can miss committed changes: right after a restart, until
+        // the log is replayed, a table could read as missing.
+        if m.last_applied.map(|l| l.leader_id.term) != Some(m.current_term) {
+            return Err(MserverError::Unavailable(
+                "new leader still applying its log".into(),
+            ));
+        }
         let mut since = self.leader_since.lock().unwrap_or_else(|e| e.into_inner());
         if since.map(|(t, _)| t) != Some(m.current_term) {
             *since = Some((m.current_term, Instant::now()));
