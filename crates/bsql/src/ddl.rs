@@ -436,8 +436,12 @@ async fn relation_exists(catalog: &Catalog, db: &str, schema: &str, name: &str) 
 }
 
 /// CREATE INDEX: recorded in the table's definition (see [`crate::catalog::IndexDef`]).
-/// Returns false when IF NOT EXISTS found the name taken.
-pub async fn create_index(catalog: &Catalog, db: &str, ci: &ast::CreateIndex) -> SqlResult<bool> {
+/// Returns the name when IF NOT EXISTS found it taken (and nothing was done).
+pub async fn create_index(
+    catalog: &Catalog,
+    db: &str,
+    ci: &ast::CreateIndex,
+) -> SqlResult<Option<String>> {
     if ci.unique {
         return Err(SqlError::unsupported("CREATE UNIQUE INDEX"));
     }
@@ -487,7 +491,7 @@ pub async fn create_index(catalog: &Catalog, db: &str, ci: &ast::CreateIndex) ->
     };
     if relation_exists(catalog, db, &schema, &name).await? {
         if ci.if_not_exists {
-            return Ok(false);
+            return Ok(Some(name));
         }
         return Err(SqlError::new(
             "42P07",
@@ -495,16 +499,17 @@ pub async fn create_index(catalog: &Catalog, db: &str, ci: &ast::CreateIndex) ->
         ));
     }
     def.indexes.push(crate::catalog::IndexDef { name, columns });
-    catalog.replace_def(db, &r, &def).await.map(|_| true)
+    catalog.replace_def(db, &r, &def).await.map(|_| None)
 }
 
-/// DROP INDEX a, b [IF EXISTS].
+/// DROP INDEX a, b [IF EXISTS]; returns the names IF EXISTS skipped.
 pub async fn drop_indexes(
     catalog: &Catalog,
     db: &str,
     names: &[ObjectName],
     if_exists: bool,
-) -> SqlResult<()> {
+) -> SqlResult<Vec<String>> {
+    let mut skipped = Vec::new();
     'names: for n in names {
         let (schema, index) = table_name(n)?;
         for (s, t) in catalog.table_names(db).await? {
@@ -535,8 +540,9 @@ pub async fn drop_indexes(
                 format!("index \"{index}\" does not exist"),
             ));
         }
+        skipped.push(index);
     }
-    Ok(())
+    Ok(skipped)
 }
 
 /// DROP TABLE a, b [IF EXISTS].

@@ -298,10 +298,12 @@ impl SimpleQueryHandler for Conn {
             return Ok(vec![Response::EmptyQuery]);
         }
         let mut out = Vec::with_capacity(stmts.len());
+        let mut notices = Vec::new();
         self.with_session(client, async |session| {
             for stmt in stmts {
                 let (kind, t0) = (statement_kind(&stmt), Instant::now());
                 let r = session.execute(stmt).await;
+                notices.append(&mut session.notices);
                 self.metrics.observe(kind, t0.elapsed(), r.is_ok());
                 match r {
                     Ok(o) => out.push(respond(o, &Format::UnifiedText)?),
@@ -319,6 +321,14 @@ impl SimpleQueryHandler for Conn {
             Ok::<_, PgWireError>(())
         })
         .await?;
+        // NOTICEs go out before the results (with one statement per query, as psql sends a
+        // script, that is where PostgreSQL puts them: before the command's completion).
+        for (code, message) in notices {
+            let notice = ErrorInfo::new("NOTICE".to_owned(), code.to_owned(), message);
+            client
+                .feed(PgWireBackendMessage::NoticeResponse(notice.into()))
+                .await?;
+        }
         Ok(out)
     }
 }

@@ -160,6 +160,8 @@ pub struct Session {
     pub access: Access,
     /// SQL-level prepared statements (`PREPARE name AS ...`): parameter types and statement.
     prepared: HashMap<String, (Vec<ast::DataType>, Statement)>,
+    /// NOTICEs the last statements raised (SQLSTATE, message), for the server to send.
+    pub notices: Vec<(&'static str, String)>,
 }
 
 impl Session {
@@ -197,6 +199,7 @@ impl Session {
             ctx,
             settings,
             txn: None,
+            notices: Vec::new(),
             access,
             prepared: HashMap::new(),
         }
@@ -320,7 +323,10 @@ impl Session {
                 Ok(Output::tag("ALTER TABLE"))
             }
             Statement::CreateIndex(ci) => {
-                ddl::create_index(&self.catalog, &self.db, &ci).await?;
+                if let Some(name) = ddl::create_index(&self.catalog, &self.db, &ci).await? {
+                    let msg = format!("relation \"{name}\" already exists, skipping");
+                    self.notices.push(("42P07", msg));
+                }
                 Ok(Output::tag("CREATE INDEX"))
             }
             Statement::Drop {
@@ -334,7 +340,12 @@ impl Session {
                     Ok(Output::tag("DROP TABLE"))
                 }
                 ast::ObjectType::Index => {
-                    ddl::drop_indexes(&self.catalog, &self.db, &names, if_exists).await?;
+                    for name in
+                        ddl::drop_indexes(&self.catalog, &self.db, &names, if_exists).await?
+                    {
+                        let msg = format!("index \"{name}\" does not exist, skipping");
+                        self.notices.push(("00000", msg));
+                    }
                     Ok(Output::tag("DROP INDEX"))
                 }
                 ast::ObjectType::Schema if if_exists => Ok(Output::tag("DROP SCHEMA")),

@@ -14,12 +14,14 @@ create table d_nokey (a int, b text);
 create index d_k on d_items (qty);
 create index on d_items (note desc, qty);
 create index on d_items (note desc, qty);
+create index if not exists d_k on d_items (shop);
 \d d_items
 \di d_*
 create index d_k on d_items (qty);
 create index on d_nothing (a);
 create index on d_items (nope);
 drop index d_nothing;
+drop index if exists d_nothing;
 drop index d_items_pkey;
 alter table d_items drop column qty;
 \d d_items
