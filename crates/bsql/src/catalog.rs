@@ -77,6 +77,34 @@ impl TableDef {
         self.checks.push(expr);
         self.check_names.push(name);
     }
+
+    /// Drop what depends on column `name` (as PostgreSQL's DROP COLUMN does): the indexes
+    /// on it and the CHECK constraints that use it.
+    pub fn drop_dependents_of(&mut self, name: &str) {
+        if let Some(id) = self.columns.iter().find(|c| c.name == name).map(|c| c.id) {
+            self.indexes
+                .retain(|ix| ix.columns.iter().all(|(c, _)| *c != id));
+        }
+        self.check_names.resize(self.checks.len(), None);
+        let (checks, names) = std::mem::take(&mut self.checks)
+            .into_iter()
+            .zip(std::mem::take(&mut self.check_names))
+            .filter(|(check, _)| !mentions(check, name))
+            .unzip();
+        self.checks = checks;
+        self.check_names = names;
+    }
+}
+
+/// Whether SQL text `text` names the identifier `name` as a whole word (which CHECK
+/// expressions use which columns).
+pub fn mentions(text: &str, name: &str) -> bool {
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    text.match_indices(name).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + name.len()..].chars().next();
+        !before.is_some_and(word) && !after.is_some_and(word)
+    })
 }
 
 /// An index of a table as the catalog views show it.
@@ -90,6 +118,11 @@ pub struct IndexInfo {
 }
 
 impl TableDef {
+    /// Whether the table has a relation (itself or an index) named `name`.
+    pub fn owns_relation(&self, name: &str) -> bool {
+        self.name == name || self.all_indexes().iter().any(|i| i.name == name)
+    }
+
     /// Every index of the table, the primary key's (`<table>_pkey`) first.
     pub fn all_indexes(&self) -> Vec<IndexInfo> {
         let mut out = Vec::new();

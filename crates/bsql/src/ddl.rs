@@ -1,11 +1,14 @@
 //! DDL: CREATE TABLE (columns, types, PRIMARY KEY, NOT NULL, DEFAULT, CHECK, SERIAL),
-//! DROP TABLE, CREATE DATABASE / SCHEMA, and turning parsed names into catalog names.
+//! ALTER TABLE, DROP TABLE, CREATE / DROP INDEX, and turning parsed names into catalog
+//! names.
+
+use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast::{
     self, ColumnOption, ObjectName, ObjectNamePart, TableConstraint,
 };
 
-use crate::catalog::{Catalog, ColumnDef, TableDef};
+use crate::catalog::{Catalog, ColumnDef, Resolved, TableDef};
 use crate::error::{SqlError, SqlResult};
 use crate::types::SqlType;
 
@@ -214,21 +217,7 @@ pub async fn alter_table(catalog: &Catalog, db: &str, at: &ast::AlterTable) -> S
                     if def.pk.contains(&idx) {
                         return Err(SqlError::unsupported("dropping a primary key column"));
                     }
-                    // As in PostgreSQL, indexes on the column go with it.
-                    let id = def.columns[idx].id;
-                    def.indexes
-                        .retain(|ix| ix.columns.iter().all(|(c, _)| *c != id));
-                    // So do the CHECK constraints that use it.
-                    def.check_names.resize(def.checks.len(), None);
-                    let keep: Vec<bool> = def
-                        .checks
-                        .iter()
-                        .map(|c| !crate::describe::mentions(c, &cname))
-                        .collect();
-                    let mut k = keep.iter();
-                    def.checks.retain(|_| *k.next().unwrap_or(&true));
-                    let mut k = keep.iter();
-                    def.check_names.retain(|_| *k.next().unwrap_or(&true));
+                    def.drop_dependents_of(&cname);
                     def.columns.remove(idx);
                     for p in def.pk.iter_mut() {
                         if *p > idx {
@@ -417,22 +406,15 @@ async fn rewrite(
     Ok(())
 }
 
-/// Whether a relation (table or index) named `name` exists in schema `schema` of `db`.
-async fn relation_exists(catalog: &Catalog, db: &str, schema: &str, name: &str) -> SqlResult<bool> {
+/// The tables of schema `schema` of `db`.
+async fn tables_in(catalog: &Catalog, db: &str, schema: &str) -> SqlResult<Vec<Arc<Resolved>>> {
+    let mut out = Vec::new();
     for (s, t) in catalog.table_names(db).await? {
-        if s != schema {
-            continue;
-        }
-        if t == name {
-            return Ok(true);
-        }
-        if let Some(r) = catalog.table(db, &s, &t).await? {
-            if r.def.all_indexes().iter().any(|i| i.name == name) {
-                return Ok(true);
-            }
+        if s == schema {
+            out.extend(catalog.table(db, &s, &t).await?);
         }
     }
-    Ok(false)
+    Ok(out)
 }
 
 /// CREATE INDEX: recorded in the table's definition (see [`crate::catalog::IndexDef`]).
@@ -460,36 +442,32 @@ pub async fn create_index(
         .ok_or_else(|| SqlError::no_table(&table))?;
     let mut def = (*r.def).clone();
     let mut columns = Vec::new();
+    let mut names = Vec::new();
     for ic in &ci.columns {
         let (cname, asc) = index_column(ic)?;
         let pos = def
             .column(&cname)
             .ok_or_else(|| SqlError::new("42703", format!("column \"{cname}\" does not exist")))?;
         columns.push((def.columns[pos].id, asc == Some(false)));
+        names.push(cname);
     }
+    let siblings = tables_in(catalog, db, &schema).await?;
+    let taken = |n: &str| siblings.iter().any(|t| t.def.owns_relation(n));
     let name = match &ci.name {
         Some(n) => table_name(n)?.1,
         None => {
             // PostgreSQL's default: <table>_<columns>_idx, then _idx1, _idx2, ...
-            let cols: Vec<&str> = ci
-                .columns
-                .iter()
-                .filter_map(|ic| match &ic.column.expr {
-                    ast::Expr::Identifier(i) => Some(i.value.as_str()),
-                    _ => None,
-                })
-                .collect();
-            let base = format!("{table}_{}_idx", cols.join("_"));
+            let base = format!("{table}_{}_idx", names.join("_"));
             let mut name = base.clone();
             let mut n = 0;
-            while relation_exists(catalog, db, &schema, &name).await? {
+            while taken(&name) {
                 n += 1;
                 name = format!("{base}{n}");
             }
             name
         }
     };
-    if relation_exists(catalog, db, &schema, &name).await? {
+    if taken(&name) {
         if ci.if_not_exists {
             return Ok(Some(name));
         }
@@ -512,13 +490,8 @@ pub async fn drop_indexes(
     let mut skipped = Vec::new();
     'names: for n in names {
         let (schema, index) = table_name(n)?;
-        for (s, t) in catalog.table_names(db).await? {
-            if s != schema {
-                continue;
-            }
-            let Some(r) = catalog.table(db, &s, &t).await? else {
-                continue;
-            };
+        for r in tables_in(catalog, db, &schema).await? {
+            let t = &r.def.name;
             if !r.def.pk.is_empty() && index == format!("{t}_pkey") {
                 return Err(SqlError::new(
                     "2BP01",

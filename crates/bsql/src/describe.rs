@@ -102,19 +102,34 @@ const QUERIES: &[(&str, &str, Query)] = &[
     ),
 ];
 
-/// If `sql` is one of psql's `\d` follow-up queries, its answer.
-pub async fn answer(catalog: &Catalog, db: &str, sql: &str) -> Option<SqlResult<Output>> {
+/// A recognised `\d` follow-up query: which one, about which relation.
+#[derive(Debug)]
+pub struct Request {
+    query: &'static Query,
+    oid: i64,
+    /// `\d+` asks for storage, compression, statistics target and description too.
+    verbose: bool,
+}
+
+/// Whether `sql` is one of psql's `\d` follow-up queries (cheap: a text search).
+pub fn recognise(sql: &str) -> Option<Request> {
     if !sql.contains("pg_catalog.") {
         return None;
     }
     let (_, at, query) = QUERIES.iter().find(|(mark, _, _)| sql.contains(mark))?;
-    let oid: i64 = {
-        let rest = &sql[sql.find(at)? + at.len()..];
-        rest[..rest.find('\'')?].parse().ok()?
-    };
-    // `\d+` asks for storage, compression, statistics target and description too.
+    let rest = &sql[sql.find(at)? + at.len()..];
+    let oid = rest[..rest.find('\'')?].parse().ok()?;
     let verbose = *query == Query::Columns && sql.contains("a.attstorage");
-    Some(run(catalog, db, query, oid, verbose).await)
+    Some(Request {
+        query,
+        oid,
+        verbose,
+    })
+}
+
+/// The answer to a recognised query.
+pub async fn answer(catalog: &Catalog, db: &str, req: &Request) -> SqlResult<Output> {
+    run(catalog, db, req.query, req.oid, req.verbose).await
 }
 
 /// The extra columns of `\d+`'s column query.
@@ -350,7 +365,6 @@ async fn table_of(catalog: &Catalog, db: &str, oid: i64) -> SqlResult<Option<Tab
 fn format_type(ty: SqlType, len: Option<u32>) -> String {
     match (ty, len) {
         (SqlType::Varchar | SqlType::Bpchar, Some(n)) => format!("{}({n})", ty.name()),
-        (SqlType::Numeric { .. }, _) => ty.name(),
         _ => ty.name(),
     }
 }
@@ -381,7 +395,7 @@ fn check_name(def: &TableDef, i: usize) -> String {
             .columns
             .iter()
             .map(|c| c.name.as_str())
-            .filter(|c| mentions(text, c))
+            .filter(|c| crate::catalog::mentions(text, c))
             .collect();
         match mentioned.as_slice() {
             [one] => format!("{}_{one}_check", def.name),
@@ -399,16 +413,6 @@ fn check_name(def: &TableDef, i: usize) -> String {
     } else {
         format!("{mine}{before}")
     }
-}
-
-/// Whether `text` names the identifier `name` as a whole word.
-pub(crate) fn mentions(text: &str, name: &str) -> bool {
-    let word = |c: char| c.is_alphanumeric() || c == '_';
-    text.match_indices(name).any(|(at, _)| {
-        let before = text[..at].chars().next_back();
-        let after = text[at + name.len()..].chars().next();
-        !before.is_some_and(word) && !after.is_some_and(word)
-    })
 }
 
 #[cfg(test)]
@@ -431,15 +435,19 @@ mod tests {
             format_type(SqlType::Varchar, Some(10)),
             "character varying(10)"
         );
-        assert!(mentions("k < 100", "k") && !mentions("kk < 100", "k"));
+        assert!(
+            crate::catalog::mentions("k < 100", "k") && !crate::catalog::mentions("kk < 100", "k")
+        );
     }
 
     #[test]
     fn queries_are_recognised_with_their_oid() {
         let q = "SELECT a.attname,\n  pg_catalog.format_type(a.atttypid, a.atttypmod)\nFROM pg_catalog.pg_attribute a\nWHERE a.attrelid = '16385' AND a.attnum > 0";
-        let (_, at, kind) = QUERIES.iter().find(|(m, _, _)| q.contains(m)).unwrap();
-        assert_eq!(*kind, Query::Columns);
-        let rest = &q[q.find(at).unwrap() + at.len()..];
-        assert_eq!(&rest[..rest.find('\'').unwrap()], "16385");
+        let req = recognise(q).unwrap();
+        assert_eq!(
+            (req.query, req.oid, req.verbose),
+            (&Query::Columns, 16385, false)
+        );
+        assert!(recognise("select 1").is_none());
     }
 }

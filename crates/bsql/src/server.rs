@@ -251,6 +251,15 @@ fn fields_of(schema: &SchemaRef, format: &Format) -> PgWireResult<Vec<FieldInfo>
     arrow_schema_to_pg_fields(schema, format, None)
 }
 
+/// An ErrorResponse for a statement that failed.
+fn error_response(e: SqlError) -> Response {
+    Response::Error(Box::new(ErrorInfo::new(
+        "ERROR".to_owned(),
+        e.code.to_owned(),
+        e.message,
+    )))
+}
+
 fn to_pg(e: SqlError) -> PgWireError {
     e.into()
 }
@@ -276,21 +285,17 @@ impl SimpleQueryHandler for Conn {
             return Ok(vec![Response::Execution(Tag::new(tag))]);
         }
         // psql's `\d <table>` follow-up queries: PostgreSQL-only syntax, answered directly.
-        let described = self
-            .with_session(client, async |s| {
-                crate::describe::answer(&s.catalog, &s.db, query).await
-            })
-            .await;
-        if let Some(r) = described {
+        if let Some(req) = crate::describe::recognise(query) {
+            let r = self
+                .with_session(client, async |s| {
+                    crate::describe::answer(&s.catalog, &s.db, &req).await
+                })
+                .await;
             self.metrics
                 .observe("describe", std::time::Duration::ZERO, r.is_ok());
             return Ok(vec![match r {
                 Ok(o) => respond(o, &Format::UnifiedText)?,
-                Err(e) => Response::Error(Box::new(ErrorInfo::new(
-                    "ERROR".to_owned(),
-                    e.code.to_owned(),
-                    e.message,
-                ))),
+                Err(e) => error_response(e),
             }]);
         }
         let stmts = parse(query).map_err(to_pg)?;
@@ -309,11 +314,7 @@ impl SimpleQueryHandler for Conn {
                     Ok(o) => out.push(respond(o, &Format::UnifiedText)?),
                     Err(e) => {
                         // Like PostgreSQL: the error ends this query string.
-                        out.push(Response::Error(Box::new(ErrorInfo::new(
-                            "ERROR".to_owned(),
-                            e.code.to_owned(),
-                            e.message,
-                        ))));
+                        out.push(error_response(e));
                         break;
                     }
                 }

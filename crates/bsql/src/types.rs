@@ -238,12 +238,20 @@ impl SqlType {
 /// signatures and the point fast path are unchanged.
 pub fn type_integer_literals(stmt: &mut ast::Statement) {
     if let ast::Statement::Query(q) = stmt {
-        query_literals(q);
+        for_each_output(
+            &mut q.body,
+            &mut |select| {
+                for item in &mut select.projection {
+                    match item {
+                        ast::SelectItem::UnnamedExpr(e)
+                        | ast::SelectItem::ExprWithAlias { expr: e, .. } => expr_literals(e),
+                        _ => {}
+                    }
+                }
+            },
+            &mut |row| row.iter_mut().for_each(expr_literals),
+        );
     }
-}
-
-fn query_literals(q: &mut ast::Query) {
-    set_expr_literals(&mut q.body);
 }
 
 /// Prefix of the aliases [`unique_select_items`] gives.
@@ -255,53 +263,47 @@ pub const DUPLICATE_ALIAS: &str = "__bsql_dup_";
 /// result's columns are named as PostgreSQL names them anyway, see
 /// `session::output_names`).
 pub fn unique_select_items(stmt: &mut ast::Statement) {
-    fn walk(body: &mut ast::SetExpr) {
-        match body {
-            ast::SetExpr::Select(s) => {
-                let mut seen = std::collections::HashSet::new();
-                for (i, item) in s.projection.iter_mut().enumerate() {
-                    if let ast::SelectItem::UnnamedExpr(e) = item {
-                        if !seen.insert(e.to_string()) || has_subquery(e) {
-                            *item = ast::SelectItem::ExprWithAlias {
-                                expr: e.clone(),
-                                alias: ast::Ident::new(format!("{DUPLICATE_ALIAS}{i}")),
-                            };
-                        }
+    let ast::Statement::Query(q) = stmt else {
+        return;
+    };
+    for_each_output(
+        &mut q.body,
+        &mut |select| {
+            // A lone item cannot collide (and most statements on the hot path have few).
+            let compare = select.projection.len() > 1;
+            let mut seen = std::collections::HashSet::new();
+            for (i, item) in select.projection.iter_mut().enumerate() {
+                if let ast::SelectItem::UnnamedExpr(e) = item {
+                    if has_subquery(e) || (compare && !seen.insert(e.to_string())) {
+                        *item = ast::SelectItem::ExprWithAlias {
+                            expr: e.clone(),
+                            alias: ast::Ident::new(format!("{DUPLICATE_ALIAS}{i}")),
+                        };
                     }
                 }
             }
-            ast::SetExpr::SetOperation { left, right, .. } => {
-                walk(left);
-                walk(right);
-            }
-            ast::SetExpr::Query(q) => walk(&mut q.body),
-            _ => {}
-        }
-    }
-    if let ast::Statement::Query(q) = stmt {
-        walk(&mut q.body);
-    }
+        },
+        &mut |_| {},
+    );
 }
 
-fn set_expr_literals(body: &mut ast::SetExpr) {
+/// Visit what makes a query's output: each SELECT of its body and set operations, and each
+/// VALUES row.
+fn for_each_output(
+    body: &mut ast::SetExpr,
+    select: &mut impl FnMut(&mut ast::Select),
+    row: &mut impl FnMut(&mut Vec<ast::Expr>),
+) {
     match body {
-        ast::SetExpr::Select(s) => {
-            for item in &mut s.projection {
-                match item {
-                    ast::SelectItem::UnnamedExpr(e)
-                    | ast::SelectItem::ExprWithAlias { expr: e, .. } => expr_literals(e),
-                    _ => {}
-                }
-            }
-        }
+        ast::SetExpr::Select(s) => select(s),
         ast::SetExpr::SetOperation { left, right, .. } => {
-            set_expr_literals(left);
-            set_expr_literals(right);
+            for_each_output(left, select, row);
+            for_each_output(right, select, row);
         }
-        ast::SetExpr::Query(q) => query_literals(q),
+        ast::SetExpr::Query(q) => for_each_output(&mut q.body, select, row),
         ast::SetExpr::Values(v) => {
-            for row in &mut v.rows {
-                row.iter_mut().for_each(expr_literals);
+            for r in &mut v.rows {
+                row(r);
             }
         }
         _ => {}
@@ -337,9 +339,10 @@ fn expr_literals(e: &mut ast::Expr) {
             if fits {
                 // Spelled as `CAST(n AS INT4)`, which `is_typed_literal` recognises: the column
                 // keeps the name PostgreSQL gives a bare literal (`?column?`), not `int4`.
+                let literal = std::mem::replace(e, ast::Expr::value(ast::Value::Null));
                 *e = ast::Expr::Cast {
                     kind: ast::CastKind::Cast,
-                    expr: Box::new(e.clone()),
+                    expr: Box::new(literal),
                     data_type: ast::DataType::Int4(None),
                     array: false,
                     format: None,

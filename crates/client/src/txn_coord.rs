@@ -802,11 +802,7 @@ impl Transaction {
         }
         let results = {
             let prewrites = async {
-                let r = futures::future::join_all(per_tablet.iter().map(|((tid, idx), ops)| {
-                    let table = &self.tables[tid];
-                    self.prewrite(table, *idx, ops.clone())
-                }))
-                .await;
+                let r = self.prewrite_all(&per_tablet).await;
                 // Test hook: a prewrite phase that outlasts the timeout.
                 if failpoint_armed("txn_slow_prewrite") {
                     tokio::time::sleep(Duration::from_micros(
@@ -892,14 +888,21 @@ impl Transaction {
                 .or_default()
                 .push(r.check(&self.id, self.read_ht, commit_ht));
         }
-        let checks = per_tablet.iter().map(|((tid, idx), ops)| {
-            let table = &self.tables[tid];
-            self.prewrite(table, *idx, ops.clone())
-        });
-        for r in futures::future::join_all(checks).await {
+        for r in self.prewrite_all(&per_tablet).await {
             r?;
         }
         Ok(())
+    }
+
+    /// [`Transaction::prewrite`] each tablet's ops, every tablet at once.
+    async fn prewrite_all(
+        &self,
+        per_tablet: &BTreeMap<(String, usize), Vec<KvOp>>,
+    ) -> Vec<Result<HybridTime>> {
+        let calls = per_tablet
+            .iter()
+            .map(|((tid, idx), ops)| self.prewrite(&self.tables[tid], *idx, ops.clone()));
+        futures::future::join_all(calls).await
     }
 
     /// Prewrite `ops` on one tablet; the returned time is one the commit must exceed.

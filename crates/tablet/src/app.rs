@@ -171,11 +171,11 @@ impl IntentIndex {
                 .contains(key)
     }
 
-    /// Whether any key in `range` may have intents.
-    pub(crate) fn any_in(&self, range: &storage::mvcc::ScanRange) -> bool {
+    /// The keys in `range` that may have intents, in key order (a copy).
+    pub(crate) fn keys_in(&self, range: &storage::mvcc::ScanRange) -> Vec<Vec<u8>> {
         use std::ops::Bound;
         if !self.any() {
-            return false;
+            return Vec::new();
         }
         let start = match &range.start {
             Some(s) => Bound::Included(s.as_slice()),
@@ -185,20 +185,12 @@ impl IntentIndex {
             Some(e) => Bound::Excluded(e.as_slice()),
             None => Bound::Unbounded,
         };
+        // `BTreeSet::range` panics on an empty or inverted range.
         if matches!((start, end), (Bound::Included(s), Bound::Excluded(e)) if s >= e) {
-            return false;
-        }
-        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
-        keys.range::<[u8], _>((start, end)).next().is_some()
-    }
-
-    /// The keys, in order (a copy).
-    pub(crate) fn keys(&self) -> Vec<Vec<u8>> {
-        if !self.any() {
             return Vec::new();
         }
         let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
-        keys.iter().cloned().collect()
+        keys.range::<[u8], _>((start, end)).cloned().collect()
     }
 
     fn add(&self, key: &[u8]) {
@@ -393,26 +385,13 @@ impl TabletApp {
         txn: &TxnId,
         pending_intents: &HashMap<Vec<u8>, IntentSet>,
     ) -> Result<Option<(Vec<u8>, Intent)>, StorageError> {
-        let foreign = |set: &IntentSet| {
-            set.iter()
+        // The index holds every key this round gave intents too.
+        for key in self.intent_index.keys_in(range) {
+            let set = self.intents_of(&key, pending_intents)?;
+            if let Some(i) = set
+                .into_iter()
                 .find(|i| i.txn != *txn && i.kind == IntentKind::Write)
-                .cloned()
-        };
-        for (key, set) in pending_intents {
-            if range_holds(range, key) {
-                if let Some(i) = foreign(set) {
-                    return Ok(Some((key.clone(), i)));
-                }
-            }
-        }
-        if !self.intent_index.any_in(range) {
-            return Ok(None);
-        }
-        for (key, set) in intents::scan(self.engine.as_ref(), &self.prefix, range)? {
-            if pending_intents.contains_key(&key) {
-                continue; // the round's overlay decided it above
-            }
-            if let Some(i) = foreign(&set) {
+            {
                 return Ok(Some((key, i)));
             }
         }

@@ -619,21 +619,9 @@ impl Tablet {
         self.wait_for_writes_below(ht, read_ht.is_some()).await?;
         self.ensure_read_lease().await?;
         let until = self.uncertainty_limit(ht, uncertain_until);
-        if self.app.intent_index.any_in(range) {
-            let found = txn::intents::scan(self.engine.as_ref(), &self.prefix, range)
-                .map_err(|e| self.storage(e))?;
-            if let Some((key, i)) = found.into_iter().find_map(|(k, set)| {
-                set.into_iter()
-                    .find(|i| i.kind == txn::IntentKind::Write)
-                    .map(|i| (k, i))
-            }) {
-                return Err(TabletError::Locked {
-                    tablet: self.meta.tablet_id.clone(),
-                    txn: i.txn,
-                    key,
-                    written_at_us: i.written_at_us,
-                });
-            }
+        // Only the keys the in-memory index names can hold intents (in key order).
+        for k in self.app.intent_index.keys_in(range) {
+            self.check_intents(&k)?;
         }
         let (rows, uncertain) =
             mvcc::scan_checked(self.engine.as_ref(), &self.prefix, range, ht, limit, until)
@@ -696,7 +684,7 @@ impl Tablet {
         // deleted entries (every resolved intent leaves one until compaction) made the
         // sweep a large part of a transaction workload.
         let mut out = Vec::new();
-        for k in self.app.intent_index.keys() {
+        for k in self.app.intent_index.keys_in(&ScanRange::default()) {
             let set = txn::intents::get(self.engine.as_ref(), &self.prefix, &k)
                 .map_err(|e| self.storage(e))?
                 .unwrap_or_default();

@@ -46,6 +46,15 @@ async fn wait_leader(t: &Tablet) {
     panic!("no leader");
 }
 
+/// Open (or reopen) the test tablet with a fresh clock and wait until it leads.
+async fn open_leader(env: &GroupEnv) -> Arc<Tablet> {
+    let t = Tablet::open(env, meta(), 1, Arc::new(Hlc::new()), true, 900_000_000)
+        .await
+        .unwrap();
+    wait_leader(&t).await;
+    t
+}
+
 fn put(k: &str, v: &str) -> WriteOp {
     WriteOp {
         key: k.into(),
@@ -59,10 +68,7 @@ async fn write_read_restart() {
     let dir = tempfile::tempdir().unwrap();
     {
         let env = env(dir.path());
-        let t = Tablet::open(&env, meta(), 1, Arc::new(Hlc::new()), true, 900_000_000)
-            .await
-            .unwrap();
-        wait_leader(&t).await;
+        let t = open_leader(&env).await;
         let h1 = t.write(vec![put("a", "1")]).await.unwrap().ht;
         let h2 = t
             .write(vec![put("a", "2"), put("b", "x")])
@@ -89,10 +95,7 @@ async fn write_read_restart() {
         env.group_commit.shutdown();
     }
     let env = env(dir.path());
-    let t = Tablet::open(&env, meta(), 1, Arc::new(Hlc::new()), true, 900_000_000)
-        .await
-        .unwrap();
-    wait_leader(&t).await;
+    let t = open_leader(&env).await;
     let (vals, _) = t
         .read(&[b"a".to_vec(), b"b".to_vec()], None, None)
         .await
@@ -171,10 +174,7 @@ async fn restart_after_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
     let last = {
         let env = env(dir.path());
-        let t = Tablet::open(&env, meta(), 1, Arc::new(Hlc::new()), true, 900_000_000)
-            .await
-            .unwrap();
-        wait_leader(&t).await;
+        let t = open_leader(&env).await;
         let mut last = None;
         for i in 0..1200 {
             last = Some(
@@ -236,10 +236,7 @@ async fn intents_lock_and_resolve() {
     let commit_ht;
     {
         let env = env(dir.path());
-        let t = Tablet::open(&env, meta(), 1, Arc::new(Hlc::new()), true, 900_000_000)
-            .await
-            .unwrap();
-        wait_leader(&t).await;
+        let t = open_leader(&env).await;
         let h0 = t.write(vec![put("k", "old")]).await.unwrap().ht;
         // A prewrite reading below the newest version conflicts.
         let o = t.write(vec![intent("k", "x", a, h0.0 - 1)]).await.unwrap();
@@ -324,10 +321,7 @@ async fn range_checks_see_phantoms() {
     use tablet::{Condition, Conflict};
     let dir = tempfile::tempdir().unwrap();
     let env = env(dir.path());
-    let t = Tablet::open(&env, meta(), 1, Arc::new(Hlc::new()), true, 900_000_000)
-        .await
-        .unwrap();
-    wait_leader(&t).await;
+    let t = open_leader(&env).await;
     let (me, other) = (txn::new_id(), txn::new_id());
     let check = |start: &str, end: &str, since: u64, raise_to: u64| WriteOp {
         key: start.into(),
