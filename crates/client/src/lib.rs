@@ -28,6 +28,7 @@ pub use rpc::tablet::{Condition, KvOp};
 pub use txn::{Isolation, TxnStatus};
 pub use txn_coord::{Savepoint, Transaction};
 
+mod requests;
 mod txn_coord;
 
 /// Outcome of [`Client::write`].
@@ -124,12 +125,15 @@ struct Inner {
     status_table: tokio::sync::OnceCell<Table>,
     /// The clock-skew bound transactions assume (µs).
     max_clock_skew_usec: std::sync::atomic::AtomicU64,
+    /// Names writes for the tablets' retry filters.
+    requests: Arc<requests::Requests>,
 }
 
 /// A write waiting in a batcher. The answer is the outcome, or the ops back for the
 /// single-write path (with its retries) when the batched call failed.
 struct Batched {
     ops: Vec<KvOp>,
+    request: RequestId,
     tx: tokio::sync::oneshot::Sender<Result<WriteOutcome, Vec<KvOp>>>,
 }
 
@@ -167,13 +171,21 @@ async fn batcher(
             .unwrap_or_else(|e| e.into_inner())
             .get(&tablet_id)
             .cloned();
-        let (ops, senders): (Vec<_>, Vec<_>) = waiting.into_iter().map(|b| (b.ops, b.tx)).unzip();
+        let mut writes = Vec::with_capacity(waiting.len());
+        let mut senders = Vec::with_capacity(waiting.len());
+        for b in waiting {
+            writes.push(WriteBatch {
+                ops: b.ops,
+                request: Some(b.request),
+            });
+            senders.push(b.tx);
+        }
         let answer = match (addr, inner.pool.clone()) {
             (Some(addr), pool) => match pool.get(&addr) {
                 Ok(ch) => {
                     let req = WriteManyRequest {
                         tablet_id: tablet_id.clone(),
-                        writes: ops.iter().map(|o| WriteBatch { ops: o.clone() }).collect(),
+                        writes: writes.clone(),
                         propagated_ht: inner.clock.now().0,
                     };
                     TabletServiceClient::new(ch)
@@ -194,8 +206,8 @@ async fn batcher(
                 }
             }
             _ => {
-                for (tx, o) in senders.into_iter().zip(ops) {
-                    let _ = tx.send(Err(o));
+                for (tx, w) in senders.into_iter().zip(writes) {
+                    let _ = tx.send(Err(w.ops));
                 }
             }
         }
@@ -249,6 +261,7 @@ impl Client {
                 max_clock_skew_usec: std::sync::atomic::AtomicU64::new(
                     txn_coord::DEFAULT_MAX_CLOCK_SKEW_USEC,
                 ),
+                requests: Arc::new(requests::Requests::new()),
             }),
         }
     }
@@ -270,6 +283,7 @@ impl Client {
                 max_clock_skew_usec: std::sync::atomic::AtomicU64::new(
                     txn_coord::DEFAULT_MAX_CLOCK_SKEW_USEC,
                 ),
+                requests: i.requests.clone(),
             }),
         }
     }
@@ -698,8 +712,10 @@ impl Client {
         ops: Vec<KvOp>,
     ) -> Result<(WriteResult, Option<rpc::tablet::Conflict>)> {
         let tablet_id = table.tablet_id(idx);
+        // One name for every attempt: a tablet that applied an earlier one answers the next.
+        let running = self.inner.requests.start(&tablet_id);
         // A remote leader we know: go through the tablet's batcher.
-        let ops = match self.batched_write(&tablet_id, ops).await {
+        let ops = match self.batched_write(&tablet_id, ops, running.id()).await {
             Batch::Done(result, conflict) => return Ok((result, conflict)),
             Batch::Fallback(ops) => ops,
             Batch::Lost => {
@@ -713,11 +729,13 @@ impl Client {
             tablet_id,
             ops,
             propagated_ht: 0,
+            request: None,
         };
         let resp = self
             .with_leader(table, idx, |addr| {
                 let mut req = req.clone();
                 req.propagated_ht = self.inner.clock.now().0;
+                req.request = Some(running.id());
                 self.send_write(addr, req)
             })
             .await?;
@@ -742,10 +760,13 @@ impl Client {
         idx: usize,
         ops: Vec<KvOp>,
     ) -> Result<(WriteResult, Option<rpc::tablet::Conflict>)> {
+        let tablet_id = table.tablet_id(idx);
+        let running = self.inner.requests.start(&tablet_id);
         let req = WriteRequest {
-            tablet_id: table.tablet_id(idx),
+            tablet_id,
             ops,
             propagated_ht: 0,
+            request: None,
         };
         let unknown = |detail: String| {
             Some(rpc::common::Status {
@@ -758,6 +779,7 @@ impl Client {
             .with_leader(table, idx, |addr| {
                 let mut req = req.clone();
                 req.propagated_ht = self.inner.clock.now().0;
+                req.request = Some(running.id());
                 async move {
                     match self.send_write(addr, req).await {
                         Ok((Some(s), r)) => {
@@ -787,7 +809,7 @@ impl Client {
 
     /// Send `ops` through the batcher of `tablet_id` if its cached leader is another server;
     /// gives the ops back if not, or if the batched call failed.
-    async fn batched_write(&self, tablet_id: &str, ops: Vec<KvOp>) -> Batch {
+    async fn batched_write(&self, tablet_id: &str, ops: Vec<KvOp>, request: RequestId) -> Batch {
         let remote = match self
             .inner
             .leaders
@@ -825,7 +847,7 @@ impl Client {
                 .clone()
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
-        if let Err(e) = queue.send(Batched { ops, tx }) {
+        if let Err(e) = queue.send(Batched { ops, request, tx }) {
             return Batch::Fallback(e.0.ops);
         }
         match rx.await {

@@ -144,7 +144,7 @@ impl LogStore {
         })
     }
 
-    fn last_entry_id(&self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+    pub(crate) fn last_entry_id(&self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
         let start = Bound::Included(self.entry_key(0));
         let end = Bound::Included(self.entry_key(u64::MAX));
         match self.engine.scan(Cf::RaftLog, start, end, true).next() {

@@ -127,6 +127,19 @@ fn read_conflict(e: &TabletError) -> Option<(Option<rpc::tablet::Conflict>, u64)
     }
 }
 
+/// A write's name for the tablet's retry filter (unset if the client gave none, or a
+/// malformed one).
+fn request_id(r: Option<&rpc::tablet::RequestId>) -> tablet::RequestId {
+    match r.and_then(|r| Some((<[u8; 16]>::try_from(&r.client[..]).ok()?, r))) {
+        Some((client, r)) => tablet::RequestId {
+            client,
+            seq: r.seq,
+            min_running: r.min_running,
+        },
+        None => tablet::RequestId::default(),
+    }
+}
+
 fn ht_opt(v: u64) -> Option<HybridTime> {
     (v != 0).then_some(HybridTime(v))
 }
@@ -148,7 +161,8 @@ impl Service {
             }
         };
         let ops = req.ops.into_iter().map(write_op).collect();
-        Ok(Response::new(match t.write(ops).await {
+        let id = request_id(req.request.as_ref());
+        Ok(Response::new(match t.write_request(ops, id).await {
             Ok(o) => WriteResponse {
                 status: None,
                 ht: o.ht.0,
@@ -179,7 +193,11 @@ impl Service {
         // Queued together, so the tablet's proposer folds them into one Raft entry.
         let writes = req.writes.into_iter().map(|b| {
             let t = t.clone();
-            async move { t.write(b.ops.into_iter().map(write_op).collect()).await }
+            async move {
+                let id = request_id(b.request.as_ref());
+                t.write_request(b.ops.into_iter().map(write_op).collect(), id)
+                    .await
+            }
         });
         let mut outcomes = Vec::new();
         for r in futures::future::join_all(writes).await {

@@ -11,6 +11,8 @@ use storage::mvcc::{self, Version};
 use storage::{Cf, KvEngine, StorageError, WriteBatch};
 use txn::{intents, Intent, IntentKind, IntentSet, TxnId};
 
+use crate::retries::{self, RequestId, Retries, Seen};
+
 /// A condition on the current value of a key, checked at apply time.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Condition {
@@ -107,6 +109,31 @@ enum Verdict {
 pub struct WriteCmd {
     pub ht: u64,
     pub writes: Vec<Vec<WriteOp>>,
+    /// Per write, its name for the retry filter (unset: not filtered); empty: none is.
+    pub ids: Vec<RequestId>,
+}
+
+/// A log entry written before writes had request ids.
+#[derive(serde::Deserialize)]
+struct WriteCmdV1 {
+    ht: u64,
+    writes: Vec<Vec<WriteOp>>,
+}
+
+impl WriteCmd {
+    /// Decode a log entry of either layout.
+    fn decode(payload: &[u8]) -> Result<WriteCmd, bincode::Error> {
+        bincode::deserialize(payload).or_else(|e| {
+            match bincode::deserialize::<WriteCmdV1>(payload) {
+                Ok(v1) => Ok(WriteCmd {
+                    ht: v1.ht,
+                    writes: v1.writes,
+                    ids: Vec::new(),
+                }),
+                Err(_) => Err(e),
+            }
+        })
+    }
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -115,6 +142,8 @@ struct Snapshot {
     rows: Vec<(Vec<u8>, Vec<u8>)>,
     /// Raw `Cf::Intents` pairs of the tablet.
     intents: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The retry filter's checkpointed pairs.
+    retries: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// A value written earlier in the current apply round: (value or `None` if deleted, expiry
@@ -139,6 +168,8 @@ pub(crate) struct TabletApp {
     /// Newest versions of recently written keys, for point reads; updated from `pending`
     /// once a round's batch is in the engine.
     pub(crate) latest: Latest,
+    /// Which writes of each client were applied recently (resends are answered, not applied).
+    retries: Mutex<Retries>,
 }
 
 /// The keys of a tablet that have intents, kept in memory beside `Cf::Intents` (intents are
@@ -314,10 +345,12 @@ impl TabletApp {
         for (key, _) in intents::scan(engine.as_ref(), &prefix, &Default::default())? {
             intent_index.add(&key);
         }
+        let retries = Mutex::new(Retries::load(engine.as_ref(), &prefix)?);
         Ok(Self {
             engine,
             prefix,
             clock,
+            retries,
             last_ht: Mutex::new(last),
             pending: Mutex::default(),
             pending_intents: Mutex::default(),
@@ -654,6 +687,17 @@ impl TabletApp {
     }
 }
 
+/// Hex of some bytes, for traces.
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A transaction id's random half (its first half is a clock reading, the same for every
+/// transaction begun in the same instant), for traces.
+fn short_id(txn: &TxnId) -> String {
+    hex(&txn[8..12])
+}
+
 impl TabletApp {
     /// One line per applied write (`RUST_LOG=aisql::apply=debug`): tablet, log index, time,
     /// verdict and each op's key tail, value tail and condition, so replicas' logs can be
@@ -677,13 +721,12 @@ impl TabletApp {
                         since_ht,
                         read,
                     } => format!(
-                        "I{}{:02x}{:02x}s{since_ht}",
+                        "I{}{}s{since_ht}",
                         if *read { "r" } else { "w" },
-                        txn[0],
-                        txn[1]
+                        short_id(txn)
                     ),
                     Condition::Resolve { txn, commit_ht } => {
-                        format!("R{:02x}{:02x}c{commit_ht:?}", txn[0], txn[1])
+                        format!("R{}c{commit_ht:?}", short_id(txn))
                     }
                     Condition::Unchanged {
                         since_ht,
@@ -698,7 +741,7 @@ impl TabletApp {
                 )
             })
             .collect();
-        tracing::debug!(target: "aisql::apply", "W t={:02x}{:02x} i={index} ht={} c={:?} {verdict:?} {}", self.prefix[0], self.prefix[1], ht.0, committed.map(|c| c.0), ops.join(" "));
+        tracing::debug!(target: "aisql::apply", "W t={} i={index} ht={} c={:?} {verdict:?} {}", hex(&self.prefix), ht.0, committed.map(|c| c.0), ops.join(" "));
     }
 }
 
@@ -709,7 +752,7 @@ impl StateMachineApp for TabletApp {
         payload: &[u8],
         batch: &mut WriteBatch,
     ) -> Result<Vec<u8>, StorageError> {
-        let cmd: WriteCmd = match bincode::deserialize(payload) {
+        let cmd = match WriteCmd::decode(payload) {
             Ok(c) => c,
             Err(e) => {
                 // Deterministic on every replica: the entry is skipped everywhere.
@@ -723,13 +766,39 @@ impl StateMachineApp for TabletApp {
             .pending_intents
             .lock()
             .unwrap_or_else(|e| e.into_inner());
+        let mut retries = self.retries.lock().unwrap_or_else(|e| e.into_inner());
         let mut reply = Vec::with_capacity(9 * cmd.writes.len());
-        for ops in &cmd.writes {
+        for (n, ops) in cmd.writes.iter().enumerate() {
+            let id = cmd.ids.get(n).filter(|id| id.is_set());
             let ht = HybridTime(cmd.ht).max(last.next());
+            // Once a minute of the log's time, forget idle clients (a function of the log, so
+            // every replica does it at the same write).
+            if ht.micros() / 60_000_000 != last.micros() / 60_000_000 {
+                retries.sweep(ht.micros());
+            }
+            if let Some(id) = id {
+                match retries.check(id, ht.micros()) {
+                    Seen::New => {}
+                    // A resend of an applied write: its answer, at a time at or above its own.
+                    Seen::Applied => {
+                        tracing::debug!(target: "aisql::apply", "W t={} i={index} resend of {}:{} answered", hex(&self.prefix), hex(&id.client[..4]), id.seq);
+                        encode_outcome(&mut reply, *last, &Verdict::Applied);
+                        continue;
+                    }
+                    Seen::Stale => {
+                        tracing::debug!(target: "aisql::apply", "W t={} i={index} stale resend of {}:{} dropped", hex(&self.prefix), hex(&id.client[..4]), id.seq);
+                        encode_outcome(&mut reply, *last, &Verdict::Failed);
+                        continue;
+                    }
+                }
+            }
             *last = ht;
             self.clock.update(ht);
             let (verdict, committed) =
                 self.apply_one(ht, ops, batch, &mut pending, &mut pending_intents)?;
+            if let (Some(id), Verdict::Applied) = (id, &verdict) {
+                retries.record(id);
+            }
             // Versions written at a transaction's commit time: later writes go above them.
             if let Some(c) = committed {
                 *last = (*last).max(c);
@@ -752,6 +821,10 @@ impl StateMachineApp for TabletApp {
             Self::last_ht_key(&self.prefix),
             ht.0.to_be_bytes().to_vec(),
         );
+        self.retries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .checkpoint(&self.prefix, batch);
     }
 
     fn applied(&self) {
@@ -793,10 +866,12 @@ impl StateMachineApp for TabletApp {
         };
         let rows = mvcc::export(self.engine.as_ref(), &self.prefix)?;
         let intents = intents::export(self.engine.as_ref(), &self.prefix)?;
+        let retries = retries::export(self.engine.as_ref(), &self.prefix)?;
         bincode::serialize(&Snapshot {
             last_ht,
             rows,
             intents,
+            retries,
         })
         .map_err(|e| StorageError::Io(e.to_string()))
     }
@@ -834,6 +909,10 @@ impl StateMachineApp for TabletApp {
             }
             batch.put(Cf::Intents, k, v);
         }
+        self.retries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .install(self.engine.as_ref(), &self.prefix, snap.retries, batch)?;
         let ht = HybridTime(snap.last_ht);
         *self.last_ht.lock().unwrap_or_else(|e| e.into_inner()) = ht;
         self.clock.update(ht);

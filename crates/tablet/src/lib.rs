@@ -13,9 +13,16 @@
 //! before is applied) less than [`consensus::Timing::lease`] ago, in the current term.
 //! Followers refuse to vote for a new leader for longer than that, so no read can miss a
 //! write acknowledged by a newer leader.
+//!
+//! **Nothing lands below a read.** An entry gets its time when proposed but applies later, so
+//! a read at a given time must not run while an entry stamped at or below it may still
+//! apply: it waits for those this process proposed ([`Fence`]), and, once after a restart,
+//! for every entry already in the log then (a leader restored in its old term has no new
+//! blank entry to wait for; `log_at_start`).
 
 mod app;
 mod meta;
+mod retries;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -31,6 +38,7 @@ use tokio::sync::watch;
 
 pub use app::{Condition, Conflict, WriteCmd, WriteOp, WriteOutcome};
 pub use meta::{PeerMeta, TabletMeta};
+pub use retries::RequestId;
 
 use app::TabletApp;
 
@@ -90,6 +98,7 @@ impl TabletError {
 /// A write waiting to be proposed.
 struct Queued {
     ops: Vec<WriteOp>,
+    id: RequestId,
     tx: tokio::sync::oneshot::Sender<Result<WriteOutcome, TabletError>>,
 }
 
@@ -129,10 +138,23 @@ async fn proposer(
                 Err(_) => break,
             }
         }
-        let (writes, senders): (Vec<_>, Vec<_>) =
-            waiting.into_iter().map(|q| (q.ops, q.tx)).unzip();
+        let mut writes = Vec::with_capacity(waiting.len());
+        let mut ids = Vec::with_capacity(waiting.len());
+        let mut senders = Vec::with_capacity(waiting.len());
+        for q in waiting {
+            writes.push(q.ops);
+            ids.push(q.id);
+            senders.push(q.tx);
+        }
+        if !ids.iter().any(RequestId::is_set) {
+            ids.clear();
+        }
         let stamp = fence.stamp(&clock);
-        let cmd = WriteCmd { ht: stamp, writes };
+        let cmd = WriteCmd {
+            ht: stamp,
+            writes,
+            ids,
+        };
         let answer = match bincode::serialize(&cmd) {
             Ok(payload) => raft
                 .client_write_ff(Payload(payload))
@@ -311,6 +333,13 @@ pub struct Tablet {
     history_retention_micros: u64,
     /// Reads at a given time wait here for writes that may land below it.
     fence: Arc<Fence>,
+    /// The last log index found on disk at start (0 once applied here). Those entries were
+    /// stamped by an earlier life of this process, so the [`Fence`] does not know them; and if
+    /// this replica was the leader then, openraft restores it as the leader of the same term
+    /// with no new blank entry, so a linearizable read does not wait for them either. One of
+    /// them committed after such a read would land below the read's time: reads wait until
+    /// they are applied.
+    log_at_start: std::sync::atomic::AtomicU64,
 }
 
 impl Tablet {
@@ -335,6 +364,11 @@ impl Tablet {
                 }
             })?,
         );
+        let log_at_start =
+            consensus::last_log_index(env, &tablet).map_err(|e| TabletError::Internal {
+                tablet: tablet.clone(),
+                detail: e.to_string(),
+            })?;
         let raft = consensus::start_group(env, &tablet, node_id, app.clone())
             .await
             .map_err(|e| TabletError::Internal {
@@ -392,6 +426,7 @@ impl Tablet {
             app,
             history_retention_micros,
             fence,
+            log_at_start: std::sync::atomic::AtomicU64::new(log_at_start),
         }))
     }
 
@@ -449,6 +484,16 @@ impl Tablet {
     /// Replicate `ops` as one atomic write; returns the hybrid time it committed at. Returns
     /// only once the entry is durable on a majority and applied here.
     pub async fn write(&self, ops: Vec<WriteOp>) -> Result<WriteOutcome, TabletError> {
+        self.write_request(ops, RequestId::default()).await
+    }
+
+    /// [`Tablet::write`] of a client's write named `id`: if the tablet applied it already (the
+    /// client is resending it), it is answered as applied and not applied again.
+    pub async fn write_request(
+        &self,
+        ops: Vec<WriteOp>,
+        id: RequestId,
+    ) -> Result<WriteOutcome, TabletError> {
         let (leader, term) = {
             let m = self.metrics.borrow();
             (m.current_leader, m.current_term)
@@ -465,7 +510,7 @@ impl Tablet {
             .any(|o| matches!(o.condition, Condition::Intent { .. }));
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.queue
-            .send(Queued { ops, tx })
+            .send(Queued { ops, id, tx })
             .map_err(|_| self.unavailable("tablet is shutting down"))?;
         let mut outcome = rx
             .await
@@ -498,6 +543,7 @@ impl Tablet {
         let start = Instant::now();
         match self.raft.ensure_linearizable().await {
             Ok(_) => {
+                self.wait_for_log_at_start().await?;
                 *self.lease_until.lock().unwrap_or_else(|e| e.into_inner()) =
                     Some((start + self.lease.lease(), term));
                 Ok(())
@@ -506,6 +552,30 @@ impl Tablet {
                 Err(self.not_leader(f.leader_id))
             }
             Err(e) => Err(self.unavailable(e)),
+        }
+    }
+
+    /// Wait until the entries that were in the log when this replica started are applied
+    /// (see `log_at_start`).
+    async fn wait_for_log_at_start(&self) -> Result<(), TabletError> {
+        use std::sync::atomic::Ordering;
+        let index = self.log_at_start.load(Ordering::Acquire);
+        if index == 0 {
+            return Ok(());
+        }
+        let applied = self
+            .raft
+            .wait(Some(std::time::Duration::from_secs(10)))
+            .applied_index_at_least(Some(index), "entries from before the restart")
+            .await;
+        match applied {
+            Ok(_) => {
+                self.log_at_start.store(0, Ordering::Release);
+                Ok(())
+            }
+            Err(e) => Err(self.unavailable(format!(
+                "entries up to {index} from before the restart are not applied yet: {e}"
+            ))),
         }
     }
 

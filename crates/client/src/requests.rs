@@ -1,0 +1,106 @@
+//! [`Requests`]: names a client's writes for the tablets' retry filters. Every write gets a
+//! number (`seq`, unique per client) that stays the same when the write is resent, and
+//! carries the lowest number the client still has running on that tablet (`min_running`), so
+//! the tablet can forget older ones. See `tablet::retries`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use rpc::tablet::RequestId;
+
+/// The numbering of one client (shared by its clones).
+pub(crate) struct Requests {
+    client: [u8; 16],
+    next: AtomicU64,
+    /// Per tablet id, the numbers of writes still running.
+    running: Mutex<HashMap<String, BTreeSet<u64>>>,
+}
+
+impl Requests {
+    pub(crate) fn new() -> Self {
+        Requests {
+            client: txn::new_id(),
+            next: AtomicU64::new(1),
+            running: Mutex::default(),
+        }
+    }
+
+    /// Number a new write to `tablet`; it counts as running until the guard is dropped.
+    pub(crate) fn start(&self, tablet: &str) -> Running<'_> {
+        let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(tablet.to_owned())
+            .or_default()
+            .insert(seq);
+        Running {
+            requests: self,
+            tablet: tablet.to_owned(),
+            seq,
+        }
+    }
+}
+
+/// A numbered write in flight.
+pub(crate) struct Running<'a> {
+    requests: &'a Requests,
+    tablet: String,
+    seq: u64,
+}
+
+impl Running<'_> {
+    /// The write's name, with the client's current lowest running number on its tablet.
+    pub(crate) fn id(&self) -> RequestId {
+        let min_running = self
+            .requests
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&self.tablet)
+            .and_then(|s| s.first().copied())
+            .unwrap_or(self.seq);
+        RequestId {
+            client: self.requests.client.to_vec(),
+            seq: self.seq,
+            min_running: min_running.min(self.seq),
+        }
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let mut running = self
+            .requests
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(set) = running.get_mut(&self.tablet) {
+            set.remove(&self.seq);
+            if set.is_empty() {
+                running.remove(&self.tablet);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn min_running_follows_the_oldest_write_in_flight() {
+        let r = Requests::new();
+        let a = r.start("t");
+        let b = r.start("t");
+        let other = r.start("u");
+        assert_eq!((b.id().seq, b.id().min_running), (2, 1));
+        assert_eq!(other.id().min_running, 3);
+        drop(a);
+        assert_eq!(b.id().min_running, 2);
+        let c = r.start("t");
+        assert_eq!(c.id().min_running, 2);
+        assert_eq!(c.id().client, b.id().client);
+    }
+}

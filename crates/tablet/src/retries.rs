@@ -1,0 +1,314 @@
+//! The retry filter: which writes of each client a tablet applied recently, so that a client
+//! resending a write whose answer it lost (its leader crashed, an election ran mid-write) gets
+//! the answer instead of a second application. Without it a resent put could land again
+//! after later writes of the same key and undo them.
+//!
+//! Part of the replicated state: every replica runs the log through it in order, its state
+//! is checkpointed with each apply round (`Cf::RaftMeta`, `tablet prefix ‖ "rq" ‖ client`)
+//! and travels in snapshots, so a new leader filters exactly as the old one did.
+//!
+//! A client numbers its writes (`seq`) and tells with each one the lowest number it still has
+//! running on this tablet (`min_running`): anything below is answered or given up, so the
+//! filter forgets it. A resend below that is stale and is not applied.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Bound;
+
+use serde::{Deserialize, Serialize};
+use storage::{Cf, KvEngine, StorageError, WriteBatch};
+
+/// Names one write of one client (the `RequestId` message).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestId {
+    /// Random per client; all zero: the write is not filtered.
+    pub client: [u8; 16],
+    pub seq: u64,
+    pub min_running: u64,
+}
+
+impl RequestId {
+    pub fn is_set(&self) -> bool {
+        self.client != [0; 16]
+    }
+}
+
+/// A client that has not written for this long (in the tablet's hybrid time) is forgotten.
+const IDLE_MICROS: u64 = 600_000_000;
+/// Applied writes remembered per client at most (as ranges of seqs); the oldest go first.
+const MAX_RANGES: usize = 10_000;
+
+/// What the filter knows of one write.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Seen {
+    /// Not applied before: apply it.
+    New,
+    /// Applied before: answer it as applied.
+    Applied,
+    /// Below what its client still has running: a leftover resend; do not apply it.
+    Stale,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct ClientWrites {
+    /// Every seq below it is answered or given up by the client.
+    min_running: u64,
+    /// Applied seqs at or above `min_running`, as ranges `start → end` (exclusive).
+    applied: BTreeMap<u64, u64>,
+    /// When the client last wrote (µs of the tablet's hybrid time).
+    last_us: u64,
+}
+
+impl ClientWrites {
+    fn contains(&self, seq: u64) -> bool {
+        self.applied
+            .range(..=seq)
+            .next_back()
+            .is_some_and(|(_, end)| seq < *end)
+    }
+
+    fn insert(&mut self, seq: u64) {
+        if self.contains(seq) {
+            return;
+        }
+        let before = self
+            .applied
+            .range(..seq)
+            .next_back()
+            .filter(|(_, end)| **end == seq)
+            .map(|(start, _)| *start);
+        let after = self.applied.remove(&(seq + 1));
+        let start = before.unwrap_or(seq);
+        let end = after.unwrap_or(seq + 1);
+        self.applied.insert(start, end);
+        while self.applied.len() > MAX_RANGES {
+            // Forget the oldest: a resend of one of them is refused as stale, never reapplied.
+            if let Some((_, end)) = self.applied.pop_first() {
+                self.min_running = self.min_running.max(end);
+            }
+        }
+    }
+
+    fn raise(&mut self, min_running: u64) {
+        if min_running <= self.min_running {
+            return;
+        }
+        self.min_running = min_running;
+        let below: Vec<u64> = self
+            .applied
+            .range(..min_running)
+            .map(|(start, _)| *start)
+            .collect();
+        for start in below {
+            if let Some(end) = self.applied.remove(&start) {
+                if end > min_running {
+                    self.applied.insert(min_running, end);
+                }
+            }
+        }
+    }
+}
+
+/// The filter of one tablet.
+#[derive(Default)]
+pub(crate) struct Retries {
+    clients: HashMap<[u8; 16], ClientWrites>,
+    /// Clients changed since the last checkpoint.
+    dirty: HashSet<[u8; 16]>,
+}
+
+fn key_start(prefix: &[u8; 16]) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    k.extend_from_slice(b"rq");
+    k
+}
+
+fn client_key(prefix: &[u8; 16], client: &[u8; 16]) -> Vec<u8> {
+    let mut k = key_start(prefix);
+    k.extend_from_slice(client);
+    k
+}
+
+fn corrupt(detail: String) -> StorageError {
+    StorageError::Corrupt {
+        what: "tablet retry filter",
+        detail,
+    }
+}
+
+impl Retries {
+    /// The filter as last checkpointed.
+    pub(crate) fn load(engine: &dyn KvEngine, prefix: &[u8; 16]) -> Result<Self, StorageError> {
+        let mut r = Retries::default();
+        for (k, v) in export(engine, prefix)? {
+            r.put_raw(&k, &v)?;
+        }
+        Ok(r)
+    }
+
+    fn put_raw(&mut self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        let client: [u8; 16] = key
+            .get(18..)
+            .and_then(|c| c.try_into().ok())
+            .ok_or_else(|| corrupt(format!("key of {} bytes", key.len())))?;
+        let c: ClientWrites = bincode::deserialize(value).map_err(|e| corrupt(e.to_string()))?;
+        self.clients.insert(client, c);
+        Ok(())
+    }
+
+    /// Look `id` up as of a write at `now_us`, taking its `min_running` into account.
+    pub(crate) fn check(&mut self, id: &RequestId, now_us: u64) -> Seen {
+        let c = self.clients.entry(id.client).or_default();
+        self.dirty.insert(id.client);
+        c.last_us = c.last_us.max(now_us);
+        c.raise(id.min_running);
+        if id.seq < c.min_running {
+            Seen::Stale
+        } else if c.contains(id.seq) {
+            Seen::Applied
+        } else {
+            Seen::New
+        }
+    }
+
+    /// `id` was applied.
+    pub(crate) fn record(&mut self, id: &RequestId) {
+        self.clients.entry(id.client).or_default().insert(id.seq);
+        self.dirty.insert(id.client);
+    }
+
+    /// Forget clients idle since before `now_us - IDLE_MICROS`.
+    pub(crate) fn sweep(&mut self, now_us: u64) {
+        let cutoff = now_us.saturating_sub(IDLE_MICROS);
+        let idle: Vec<[u8; 16]> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.last_us < cutoff)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in idle {
+            self.clients.remove(&id);
+            self.dirty.insert(id);
+        }
+    }
+
+    /// Add the changes since the last checkpoint to `batch`.
+    pub(crate) fn checkpoint(&mut self, prefix: &[u8; 16], batch: &mut WriteBatch) {
+        for id in self.dirty.drain() {
+            let key = client_key(prefix, &id);
+            match self.clients.get(&id) {
+                Some(c) => match bincode::serialize(c) {
+                    Ok(v) => batch.put(Cf::RaftMeta, key, v),
+                    Err(e) => tracing::error!(error = %e, "encoding the retry filter"),
+                },
+                None => batch.delete(Cf::RaftMeta, key),
+            }
+        }
+    }
+
+    /// Replace the filter with a snapshot's (`pairs` from [`export`]); the store's old entries
+    /// are deleted and the new ones written in `batch`.
+    pub(crate) fn install(
+        &mut self,
+        engine: &dyn KvEngine,
+        prefix: &[u8; 16],
+        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+        batch: &mut WriteBatch,
+    ) -> Result<(), StorageError> {
+        for (k, _) in export(engine, prefix)? {
+            batch.delete(Cf::RaftMeta, k);
+        }
+        self.clients.clear();
+        self.dirty.clear();
+        for (k, v) in pairs {
+            // The snapshot's keys carry the sender's prefix: the same tablet, the same prefix.
+            let client: [u8; 16] = k
+                .get(18..)
+                .and_then(|c| c.try_into().ok())
+                .ok_or_else(|| corrupt(format!("key of {} bytes", k.len())))?;
+            self.put_raw(&k, &v)?;
+            batch.put(Cf::RaftMeta, client_key(prefix, &client), v);
+        }
+        Ok(())
+    }
+}
+
+/// The checkpointed filter of a tablet as raw pairs (for snapshots).
+pub(crate) fn export(
+    engine: &dyn KvEngine,
+    prefix: &[u8; 16],
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    let start = key_start(prefix);
+    let mut end = start.clone();
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    engine
+        .scan(
+            Cf::RaftMeta,
+            Bound::Included(start),
+            Bound::Excluded(end),
+            false,
+        )
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(seq: u64, min_running: u64) -> RequestId {
+        RequestId {
+            client: [7; 16],
+            seq,
+            min_running,
+        }
+    }
+
+    #[test]
+    fn resends_are_answered_stale_ones_refused() {
+        let mut r = Retries::default();
+        assert_eq!(r.check(&id(1, 1), 10), Seen::New);
+        r.record(&id(1, 1));
+        assert_eq!(r.check(&id(1, 1), 11), Seen::Applied);
+        for s in [3, 2, 5] {
+            assert_eq!(r.check(&id(s, 1), 12), Seen::New);
+            r.record(&id(s, 1));
+        }
+        // 1..=3 merged, 5 alone; 4 never applied.
+        let c = &r.clients[&[7; 16]];
+        assert_eq!(
+            c.applied.iter().collect::<Vec<_>>(),
+            vec![(&1, &4), (&5, &6)]
+        );
+        assert_eq!(r.check(&id(4, 1), 13), Seen::New);
+        // The client says everything below 3 is done: 1 and 2 are forgotten, stale if resent.
+        assert_eq!(r.check(&id(3, 3), 14), Seen::Applied);
+        assert_eq!(r.check(&id(2, 3), 14), Seen::Stale);
+        let c = &r.clients[&[7; 16]];
+        assert_eq!(
+            c.applied.iter().collect::<Vec<_>>(),
+            vec![(&3, &4), (&5, &6)]
+        );
+        // Idle clients are forgotten (and deleted at the next checkpoint).
+        r.sweep(14 + IDLE_MICROS + 1);
+        assert!(r.clients.is_empty());
+        let mut b = WriteBatch::new();
+        r.checkpoint(&[1; 16], &mut b);
+        assert!(r.dirty.is_empty());
+    }
+
+    #[test]
+    fn survives_a_checkpoint() {
+        let engine = storage::MemEngine::new();
+        let prefix = [3; 16];
+        let mut r = Retries::default();
+        r.check(&id(9, 9), 1);
+        r.record(&id(9, 9));
+        let mut b = WriteBatch::new();
+        r.checkpoint(&prefix, &mut b);
+        engine.write(b).unwrap();
+        let mut loaded = Retries::load(&engine, &prefix).unwrap();
+        assert_eq!(loaded.check(&id(9, 9), 2), Seen::Applied);
+        assert_eq!(export(&engine, &prefix).unwrap().len(), 1);
+    }
+}
