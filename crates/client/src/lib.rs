@@ -750,63 +750,6 @@ impl Client {
         ))
     }
 
-    /// Apply `ops` to tablet `idx` at most once: retried only where the tablet certainly did
-    /// not take them (not the leader, not there). Anything that may have applied them (a
-    /// lost connection, an election mid-write) is an error saying the outcome is unknown.
-    /// For writes that are not idempotent, like a one-tablet transaction's commit.
-    pub(crate) async fn write_tablet_once(
-        &self,
-        table: &Table,
-        idx: usize,
-        ops: Vec<KvOp>,
-    ) -> Result<(WriteResult, Option<rpc::tablet::Conflict>)> {
-        let tablet_id = table.tablet_id(idx);
-        let running = self.inner.requests.start(&tablet_id);
-        let req = WriteRequest {
-            tablet_id,
-            ops,
-            propagated_ht: 0,
-            request: None,
-        };
-        let unknown = |detail: String| {
-            Some(rpc::common::Status {
-                code: StatusCode::Internal as i32,
-                message: format!("outcome unknown: {detail}"),
-                leader_hint: String::new(),
-            })
-        };
-        let resp = self
-            .with_leader(table, idx, |addr| {
-                let mut req = req.clone();
-                req.propagated_ht = self.inner.clock.now().0;
-                req.request = Some(running.id());
-                async move {
-                    match self.send_write(addr, req).await {
-                        Ok((Some(s), r)) => {
-                            let code = StatusCode::from_i32(s.code);
-                            if matches!(code, StatusCode::NotLeader | StatusCode::NotFound) {
-                                Ok((Some(s), r))
-                            } else {
-                                Ok((unknown(s.message), r))
-                            }
-                        }
-                        Ok(ok) => Ok(ok),
-                        Err(e) => Ok((unknown(e.message().to_owned()), WriteResponse::default())),
-                    }
-                }
-            })
-            .await?;
-        let ht = HybridTime(resp.ht);
-        self.inner.clock.update(ht);
-        Ok((
-            WriteResult {
-                ht,
-                applied: resp.applied,
-            },
-            resp.conflict,
-        ))
-    }
-
     /// Send `ops` through the batcher of `tablet_id` if its cached leader is another server;
     /// gives the ops back if not, or if the batched call failed.
     async fn batched_write(&self, tablet_id: &str, ops: Vec<KvOp>, request: RequestId) -> Batch {

@@ -728,7 +728,9 @@ impl Transaction {
         }
     }
 
-    /// The fast path: one conditional write.
+    /// The fast path: one conditional write. Resending it after a lost answer is safe: the
+    /// tablet's retry filter answers a resend of an applied commit instead of judging it
+    /// again (its own versions would now look like a conflict).
     async fn commit_one_tablet(self, checks: Vec<Place>) -> Result<HybridTime> {
         let Some(((tid, idx, _), _)) = self
             .writes
@@ -760,7 +762,7 @@ impl Transaction {
         loop {
             let (r, c) = self
                 .client
-                .write_tablet_once(&table, idx, ops.clone())
+                .write_tablet_raw(&table, idx, ops.clone())
                 .await?;
             match c {
                 Some(c) if c.locked => {
