@@ -28,13 +28,12 @@ impl Requests {
 
     /// Number a new write to `tablet`; it counts as running until the guard is dropped.
     pub(crate) fn start(&self, tablet: &str) -> Running<'_> {
+        // Numbered under the lock: a number handed out but not yet running could be below
+        // the `min_running` another write reports, and its tablet would drop it as stale.
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
-        self.running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(tablet.to_owned())
-            .or_default()
-            .insert(seq);
+        running.entry(tablet.to_owned()).or_default().insert(seq);
+        drop(running);
         Running {
             requests: self,
             tablet: tablet.to_owned(),
