@@ -17,6 +17,9 @@ use std::ops::Bound;
 use serde::{Deserialize, Serialize};
 use storage::{Cf, KvEngine, StorageError, WriteBatch};
 
+/// Raw key-value pairs of the store.
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Names one write of one client (the `RequestId` message).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestId {
@@ -211,7 +214,7 @@ impl Retries {
         &mut self,
         engine: &dyn KvEngine,
         prefix: &[u8; 16],
-        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+        pairs: Pairs,
         batch: &mut WriteBatch,
     ) -> Result<(), StorageError> {
         for (k, _) in export(engine, prefix)? {
@@ -233,10 +236,7 @@ impl Retries {
 }
 
 /// The checkpointed filter of a tablet as raw pairs (for snapshots).
-pub(crate) fn export(
-    engine: &dyn KvEngine,
-    prefix: &[u8; 16],
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+pub(crate) fn export(engine: &dyn KvEngine, prefix: &[u8; 16]) -> Result<Pairs, StorageError> {
     let start = key_start(prefix);
     let mut end = start.clone();
     if let Some(last) = end.last_mut() {
