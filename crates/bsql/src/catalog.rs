@@ -4,6 +4,9 @@
 //! A database is an mserver namespace; table `s.t` of database `d` is the mserver table
 //! `s.t` in namespace `d`. Cached definitions are re-read from the mserver once they are
 //! older than [`CACHE_TTL`], so DDL on another server is seen within that time.
+//!
+//! Views ([`ViewDef`]) and sequences live in BSQL's own system tables (namespace
+//! `system_bsql`), one row each keyed by database, schema and name.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -175,6 +178,15 @@ impl TableDef {
 }
 
 /// A table ready to use: its definition and where its tablets are.
+/// A view: its defining query, as SQL text, and the names of its columns.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ViewDef {
+    pub schema: String,
+    pub name: String,
+    pub query: String,
+    pub columns: Vec<String>,
+}
+
 #[derive(Debug)]
 pub struct Resolved {
     pub def: Arc<TableDef>,
@@ -184,6 +196,8 @@ pub struct Resolved {
 }
 
 type TableKey = (String, String, String);
+/// When a database's views were listed, and the views.
+type ListedViews = (Instant, Arc<Vec<ViewDef>>);
 /// When a database's `(schema, table)` names were listed, and the names.
 type Listed = (Instant, Vec<(String, String)>);
 
@@ -196,6 +210,9 @@ pub struct Catalog {
     names: RwLock<HashMap<String, Listed>>,
     sequences: Mutex<HashMap<String, (i64, i64)>>,
     seq_table: tokio::sync::OnceCell<Arc<Table>>,
+    view_table: tokio::sync::OnceCell<Arc<Table>>,
+    /// Views per database, with when they were listed.
+    views: RwLock<HashMap<String, ListedViews>>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -213,6 +230,8 @@ impl Catalog {
             names: RwLock::default(),
             sequences: Mutex::default(),
             seq_table: tokio::sync::OnceCell::new(),
+            view_table: tokio::sync::OnceCell::new(),
+            views: RwLock::default(),
         }
     }
 
@@ -447,26 +466,118 @@ impl Catalog {
     }
 
     async fn sequence_table(&self) -> SqlResult<Arc<Table>> {
-        self.seq_table
-            .get_or_try_init(|| async {
-                self.client.create_namespace(SYSTEM_NAMESPACE, true).await?;
-                let req = rpc::mserver::CreateTableRequest {
-                    namespace_name: SYSTEM_NAMESPACE.to_owned(),
-                    name: "sequences".to_owned(),
-                    num_tablets: 1,
-                    if_not_exists: true,
-                    ..Default::default()
-                };
-                self.client.create_table(req).await?;
-                let t = self
-                    .client
-                    .open_table(SYSTEM_NAMESPACE, "sequences")
-                    .await?;
-                self.client.wait_for_leaders(&t).await?;
-                Ok::<_, SqlError>(Arc::new(t))
-            })
-            .await
-            .cloned()
+        self.system_table(&self.seq_table, "sequences").await
+    }
+
+    /// BSQL's system table `name` (one tablet), created on first use.
+    async fn system_table(
+        &self,
+        cell: &tokio::sync::OnceCell<Arc<Table>>,
+        name: &str,
+    ) -> SqlResult<Arc<Table>> {
+        cell.get_or_try_init(|| async {
+            self.client.create_namespace(SYSTEM_NAMESPACE, true).await?;
+            let req = rpc::mserver::CreateTableRequest {
+                namespace_name: SYSTEM_NAMESPACE.to_owned(),
+                name: name.to_owned(),
+                num_tablets: 1,
+                if_not_exists: true,
+                ..Default::default()
+            };
+            self.client.create_table(req).await?;
+            let t = self.client.open_table(SYSTEM_NAMESPACE, name).await?;
+            self.client.wait_for_leaders(&t).await?;
+            Ok::<_, SqlError>(Arc::new(t))
+        })
+        .await
+        .cloned()
+    }
+
+    fn view_key(db: &str, schema: &str, name: &str) -> Vec<u8> {
+        format!("{db}\0{schema}\0{name}").into_bytes()
+    }
+
+    /// The views of database `db` (cached briefly, like table definitions).
+    pub async fn views(&self, db: &str) -> SqlResult<Arc<Vec<ViewDef>>> {
+        if let Some((at, v)) = self.views.read().unwrap_or_else(|e| e.into_inner()).get(db) {
+            if at.elapsed() < CACHE_TTL {
+                return Ok(v.clone());
+            }
+        }
+        // Reading does not create the table (the first query of a fresh cluster would wait
+        // for it): no table, no views.
+        let t = match self.view_table.get() {
+            Some(t) => Some(t.clone()),
+            None => match self.client.open_table(SYSTEM_NAMESPACE, "views").await {
+                Ok(t) => Some(Arc::new(t)),
+                Err(e) if e.code() == common::StatusCode::NotFound => None,
+                Err(e) => return Err(e.into()),
+            },
+        };
+        let prefix = format!("{db}\0").into_bytes();
+        let mut list = Vec::new();
+        let rows = match &t {
+            Some(t) => self.client.scan_all(t).await?,
+            None => Vec::new(),
+        };
+        for (k, v) in rows {
+            if !k.starts_with(&prefix) {
+                continue;
+            }
+            let def: ViewDef = serde_json::from_slice(&v)
+                .map_err(|e| SqlError::internal(format!("undecodable view definition: {e}")))?;
+            list.push(def);
+        }
+        let list = Arc::new(list);
+        self.views
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(db.to_owned(), (Instant::now(), list.clone()));
+        Ok(list)
+    }
+
+    /// Store view `def` of database `db`; with `replace`, over an existing one. False if one
+    /// existed and `replace` was not given.
+    pub async fn put_view(&self, db: &str, def: &ViewDef, replace: bool) -> SqlResult<bool> {
+        let t = self.system_table(&self.view_table, "views").await?;
+        let key = Self::view_key(db, &def.schema, &def.name);
+        let value = serde_json::to_vec(def)
+            .map_err(|e| SqlError::internal(format!("encoding a view: {e}")))?;
+        let condition = if replace {
+            Condition::None
+        } else {
+            Condition::IfAbsent
+        };
+        let op = KvOp {
+            key: key.clone(),
+            value,
+            condition: condition as i32,
+            ..Default::default()
+        };
+        let applied = self.client.write(&t, &key, vec![op]).await?.applied;
+        self.views
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(db);
+        Ok(applied)
+    }
+
+    /// Remove view `schema.name` of database `db`; false if there was none.
+    pub async fn drop_view(&self, db: &str, schema: &str, name: &str) -> SqlResult<bool> {
+        let t = self.system_table(&self.view_table, "views").await?;
+        let key = Self::view_key(db, schema, name);
+        let op = KvOp {
+            key: key.clone(),
+            delete: true,
+            condition: Condition::IfPresent as i32,
+            ..Default::default()
+        };
+        let applied = self.client.write(&t, &key, vec![op]).await?.applied;
+        self.views
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(db);
+        Ok(applied)
     }
 
     /// The next value of sequence `name` of database `db` (values are reserved

@@ -265,7 +265,11 @@ pub async fn run(
             key,
             columns,
         } => {
-            let r = dml::target(s, table).await?;
+            // Not a table (a view, or nothing): the general path expands or reports it.
+            let (schema, name) = crate::ddl::table_name(table)?;
+            let Some(r) = s.catalog.table(&s.db, &schema, &name).await? else {
+                return Ok(None);
+            };
             let def = &r.def;
             let cols: Vec<usize> = match columns {
                 None => (0..def.columns.len()).collect(),

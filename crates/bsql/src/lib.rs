@@ -24,6 +24,7 @@ pub mod row;
 pub mod server;
 pub mod session;
 pub mod types;
+pub mod views;
 
 use std::net::TcpListener;
 use std::sync::Arc;

@@ -532,6 +532,13 @@ async fn describe(s: &Session, stmt: &Statement, nparams: usize) -> (Vec<Type>, 
         return (types, None);
     }
     let _ = s.catalog.table_names(&s.db).await;
+    let mut stmt = stmt.clone();
+    if let Ok(views) = s.catalog.views(&s.db).await {
+        if crate::views::expand(&mut stmt, &views).is_err() {
+            return (types, None);
+        }
+    }
+    let stmt = &stmt;
     let plan = s
         .ctx
         .state()

@@ -322,6 +322,10 @@ impl Session {
                 ddl::alter_table(&self.catalog, &self.db, &at).await?;
                 Ok(Output::tag("ALTER TABLE"))
             }
+            Statement::CreateView(cv) => {
+                crate::views::create(self, &cv).await?;
+                Ok(Output::tag("CREATE VIEW"))
+            }
             Statement::CreateIndex(ci) => {
                 if let Some(name) = ddl::create_index(&self.catalog, &self.db, &ci).await? {
                     let msg = format!("relation \"{name}\" already exists, skipping");
@@ -347,6 +351,13 @@ impl Session {
                         self.notices.push(("00000", msg));
                     }
                     Ok(Output::tag("DROP INDEX"))
+                }
+                ast::ObjectType::View => {
+                    for name in crate::views::drop(self, &names, if_exists).await? {
+                        let msg = format!("view \"{name}\" does not exist, skipping");
+                        self.notices.push(("00000", msg));
+                    }
+                    Ok(Output::tag("DROP VIEW"))
                 }
                 ast::ObjectType::Schema if if_exists => Ok(Output::tag("DROP SCHEMA")),
                 other => Err(SqlError::unsupported(format!("DROP {other}"))),
@@ -568,9 +579,31 @@ impl Session {
         Ok(Output::Rows { schema, batches })
     }
 
+    /// The names of a query's output columns, as PostgreSQL names them (the query is
+    /// planned, not run: unknown tables and columns are errors).
+    pub async fn output_columns(&self, mut stmt: Statement) -> SqlResult<Vec<String>> {
+        let names = match &stmt {
+            Statement::Query(q) => output_names(q),
+            _ => None,
+        };
+        crate::views::expand(&mut stmt, &self.catalog.views(&self.db).await?)?;
+        let plan = self
+            .ctx
+            .state()
+            .statement_to_plan(DfStatement::Statement(Box::new(stmt)))
+            .await?;
+        let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
+        Ok(rename(&schema, names)
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect())
+    }
+
     /// Run a read-only statement through DataFusion and collect its result.
     /// Plan a query without running it: name resolution and type errors surface.
-    pub async fn plan_only(&self, stmt: Statement) -> SqlResult<()> {
+    pub async fn plan_only(&self, mut stmt: Statement) -> SqlResult<()> {
+        crate::views::expand(&mut stmt, &self.catalog.views(&self.db).await?)?;
         let state = self.ctx.state();
         state
             .statement_to_plan(DfStatement::Statement(Box::new(stmt)))
@@ -580,10 +613,11 @@ impl Session {
 
     pub async fn run_datafusion(
         &self,
-        stmt: Statement,
+        mut stmt: Statement,
     ) -> SqlResult<(SchemaRef, Vec<RecordBatch>)> {
         // information_schema lists from the cached names: refresh them.
         self.catalog.table_names(&self.db).await?;
+        crate::views::expand(&mut stmt, &self.catalog.views(&self.db).await?)?;
         let state = self.ctx.state();
         let plan = state
             .statement_to_plan(DfStatement::Statement(Box::new(stmt)))
