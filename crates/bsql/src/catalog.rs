@@ -536,6 +536,16 @@ impl Catalog {
         Ok(list)
     }
 
+    /// View `schema.name` of database `db`, if there is one.
+    pub async fn view(&self, db: &str, schema: &str, name: &str) -> SqlResult<Option<ViewDef>> {
+        Ok(self
+            .views(db)
+            .await?
+            .iter()
+            .find(|v| v.schema == schema && v.name == name)
+            .cloned())
+    }
+
     /// Store view `def` of database `db`; with `replace`, over an existing one. False if one
     /// existed and `replace` was not given.
     pub async fn put_view(&self, db: &str, def: &ViewDef, replace: bool) -> SqlResult<bool> {

@@ -92,10 +92,20 @@ fn column_def(def: &mut TableDef, table: &str, c: &ast::ColumnDef) -> SqlResult<
 }
 
 /// CREATE TABLE.
-pub async fn create_table(catalog: &Catalog, db: &str, ct: &ast::CreateTable) -> SqlResult<()> {
+/// CREATE TABLE; false if the relation existed and IF NOT EXISTS was given.
+pub async fn create_table(catalog: &Catalog, db: &str, ct: &ast::CreateTable) -> SqlResult<bool> {
     let (schema, name) = table_name(&ct.name)?;
     if ct.query.is_some() {
         return Err(SqlError::unsupported("CREATE TABLE ... AS"));
+    }
+    if catalog.view(db, &schema, &name).await?.is_some() {
+        if ct.if_not_exists {
+            return Ok(false);
+        }
+        return Err(SqlError::new(
+            "42P07",
+            format!("relation \"{name}\" already exists"),
+        ));
     }
     let mut def = TableDef {
         schema,
@@ -159,7 +169,6 @@ pub async fn create_table(catalog: &Catalog, db: &str, ct: &ast::CreateTable) ->
     catalog
         .create_table(db, &def, range, ct.if_not_exists)
         .await
-        .map(|_| ())
 }
 
 /// ALTER TABLE: add / drop / rename columns, rename the table, SET/DROP NOT NULL and
@@ -518,18 +527,25 @@ pub async fn drop_indexes(
     Ok(skipped)
 }
 
-/// DROP TABLE a, b [IF EXISTS].
+/// DROP TABLE [IF EXISTS] a, b: the names skipped because they did not exist.
 pub async fn drop_tables(
     catalog: &Catalog,
     db: &str,
     names: &[ObjectName],
     if_exists: bool,
-) -> SqlResult<()> {
+) -> SqlResult<Vec<String>> {
+    let mut skipped = Vec::new();
     for n in names {
         let (schema, name) = table_name(n)?;
-        if !catalog.drop_table(db, &schema, &name).await? && !if_exists {
-            return Err(SqlError::no_table(&name));
+        if catalog.view(db, &schema, &name).await?.is_some() {
+            return Err(SqlError::new("42809", format!("\"{name}\" is not a table")));
+        }
+        if !catalog.drop_table(db, &schema, &name).await? {
+            if !if_exists {
+                return Err(SqlError::no_table(&name));
+            }
+            skipped.push(name);
         }
     }
-    Ok(())
+    Ok(skipped)
 }

@@ -315,7 +315,11 @@ impl Session {
             Statement::Delete(del) => dml::delete(self, &del).await,
             Statement::Truncate(t) => dml::truncate(self, &t).await,
             Statement::CreateTable(ct) => {
-                ddl::create_table(&self.catalog, &self.db, &ct).await?;
+                if !ddl::create_table(&self.catalog, &self.db, &ct).await? {
+                    let (_, name) = ddl::table_name(&ct.name)?;
+                    let msg = format!("relation \"{name}\" already exists, skipping");
+                    self.notices.push(("42P07", msg));
+                }
                 Ok(Output::tag("CREATE TABLE"))
             }
             Statement::AlterTable(at) => {
@@ -340,7 +344,11 @@ impl Session {
                 ..
             } => match object_type {
                 ast::ObjectType::Table => {
-                    ddl::drop_tables(&self.catalog, &self.db, &names, if_exists).await?;
+                    for name in ddl::drop_tables(&self.catalog, &self.db, &names, if_exists).await?
+                    {
+                        let msg = format!("table \"{name}\" does not exist, skipping");
+                        self.notices.push(("00000", msg));
+                    }
                     Ok(Output::tag("DROP TABLE"))
                 }
                 ast::ObjectType::Index => {
