@@ -185,6 +185,9 @@ pub struct ViewDef {
     pub name: String,
     pub query: String,
     pub columns: Vec<String>,
+    /// The columns' types as planned at creation (for `\d`).
+    #[serde(default)]
+    pub types: Vec<SqlType>,
 }
 
 #[derive(Debug)]

@@ -154,12 +154,33 @@ async fn run(
     if let Query::Empty(_) = query {
         return rows(&columns, Vec::new());
     }
-    let def = match table_of(catalog, db, oid).await? {
-        Some(d) => d,
-        None => return rows(&columns, Vec::new()),
+    let (def, view) = match table_of(catalog, db, oid).await? {
+        Some(d) => (d, false),
+        None => match view_of(catalog, db, oid).await? {
+            Some(d) => (d, true),
+            None => return rows(&columns, Vec::new()),
+        },
     };
     let f = |b: bool| if b { "t" } else { "f" }.to_owned();
     let out: Vec<Vec<Option<String>>> = match query {
+        Query::Relation if view => vec![[
+            Some("0".into()),
+            Some("v".into()),
+            Some(f(false)),
+            Some(f(true)),
+            Some(f(false)),
+            Some(f(false)),
+            Some(f(false)),
+            Some(f(false)),
+            Some(f(false)),
+            Some(String::new()),
+            Some("0".into()),
+            Some(String::new()),
+            Some("p".into()),
+            Some("n".into()),
+            None,
+        ]
+        .to_vec()],
         Query::Relation => vec![[
             Some(def.checks.len().to_string()),
             Some("r".into()),
@@ -359,6 +380,40 @@ async fn table_of(catalog: &Catalog, db: &str, oid: i64) -> SqlResult<Option<Tab
         }
     }
     Ok(None)
+}
+
+/// A view with this oid, as a definition with its columns only (nullable, no default).
+async fn view_of(catalog: &Catalog, db: &str, oid: i64) -> SqlResult<Option<TableDef>> {
+    let views = catalog.views(db).await?;
+    let Some(v) = views
+        .iter()
+        .find(|v| oid_of(&[db, &v.schema, &v.name]) == oid)
+    else {
+        return Ok(None);
+    };
+    let columns = v
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, name)| crate::catalog::ColumnDef {
+            id: i as u32 + 1,
+            name: name.clone(),
+            ty: v.types.get(i).copied().unwrap_or(SqlType::Text),
+            len: None,
+            nullable: true,
+            default: None,
+        })
+        .collect();
+    Ok(Some(TableDef {
+        schema: v.schema.clone(),
+        name: v.name.clone(),
+        columns,
+        pk: Vec::new(),
+        next_column_id: v.columns.len() as u32 + 1,
+        checks: Vec::new(),
+        check_names: Vec::new(),
+        indexes: Vec::new(),
+    }))
 }
 
 /// `format_type`: the type as PostgreSQL prints it, with its length if it has one.

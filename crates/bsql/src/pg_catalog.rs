@@ -177,6 +177,21 @@ impl PgCatalog {
                         ));
                     }
                 }
+                let views = self
+                    .catalog
+                    .views(&self.db)
+                    .await
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                for v in views.iter() {
+                    rels.push((
+                        oid_of(&[&self.db, &v.schema, &v.name]),
+                        v.name.clone(),
+                        ns_oid(&v.schema),
+                        "v",
+                        0,
+                        false,
+                    ));
+                }
                 let n = rels.len();
                 table(
                     vec![

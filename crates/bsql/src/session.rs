@@ -589,7 +589,7 @@ impl Session {
 
     /// The names of a query's output columns, as PostgreSQL names them (the query is
     /// planned, not run: unknown tables and columns are errors).
-    pub async fn output_columns(&self, mut stmt: Statement) -> SqlResult<Vec<String>> {
+    pub async fn output_columns(&self, mut stmt: Statement) -> SqlResult<Vec<(String, DataType)>> {
         let names = match &stmt {
             Statement::Query(q) => output_names(q),
             _ => None,
@@ -604,7 +604,7 @@ impl Session {
         Ok(rename(&schema, names)
             .fields()
             .iter()
-            .map(|f| f.name().clone())
+            .map(|f| (f.name().clone(), f.data_type().clone()))
             .collect())
     }
 

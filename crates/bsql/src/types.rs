@@ -207,6 +207,30 @@ impl SqlType {
         }
     }
 
+    /// The type a query's Arrow result column is shown as (a view's columns): lengths and
+    /// the distinctions Arrow does not keep (varchar, uuid, json) are lost, as `text`.
+    pub fn of_arrow(dt: &DataType) -> SqlType {
+        match dt {
+            DataType::Boolean => SqlType::Bool,
+            DataType::Int8 | DataType::Int16 | DataType::UInt8 => SqlType::Int2,
+            DataType::Int32 | DataType::UInt16 => SqlType::Int4,
+            DataType::Int64 | DataType::UInt32 | DataType::UInt64 => SqlType::Int8,
+            DataType::Float16 | DataType::Float32 => SqlType::Float4,
+            DataType::Float64 => SqlType::Float8,
+            DataType::Decimal128(p, s) => SqlType::Numeric {
+                precision: *p,
+                scale: *s,
+            },
+            DataType::Binary | DataType::LargeBinary | DataType::BinaryView => SqlType::Bytea,
+            DataType::Date32 | DataType::Date64 => SqlType::Date,
+            DataType::Time32(_) | DataType::Time64(_) => SqlType::Time,
+            DataType::Timestamp(_, None) => SqlType::Timestamp,
+            DataType::Timestamp(_, Some(_)) => SqlType::TimestampTz,
+            DataType::Interval(_) | DataType::Duration(_) => SqlType::Interval,
+            _ => SqlType::Text,
+        }
+    }
+
     /// The PostgreSQL type an Arrow result column is described as.
     pub fn pg_of_arrow(dt: &DataType) -> Type {
         match dt {

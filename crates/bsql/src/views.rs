@@ -178,10 +178,14 @@ pub async fn create(s: &Session, cv: &ast::CreateView) -> SqlResult<()> {
     // Plan the query now: unknown tables and columns are errors of the CREATE, as in
     // PostgreSQL; the plan also gives the output column names.
     let query = cv.query.as_ref().clone();
-    let names = s
+    let planned = s
         .output_columns(Statement::Query(Box::new(query.clone())))
         .await?;
-    let mut columns = names;
+    let types = planned
+        .iter()
+        .map(|(_, t)| crate::types::SqlType::of_arrow(t))
+        .collect();
+    let mut columns: Vec<String> = planned.into_iter().map(|(n, _)| n).collect();
     if cv.columns.len() > columns.len() {
         return Err(SqlError::new(
             "42601",
@@ -203,6 +207,7 @@ pub async fn create(s: &Session, cv: &ast::CreateView) -> SqlResult<()> {
         name: name.clone(),
         query: query.to_string(),
         columns,
+        types,
     };
     if cv.or_replace {
         if let Some(old) = s

@@ -41,3 +41,7 @@ create table if not exists vw_again (a int primary key);
 drop table vw_again;
 drop table if exists vw_none, vw_totals_x;
 drop view vw_again;
+create view vw_shape as select id, name, salary > 100 as high from vw_emp;
+\d vw_shape
+\dv
+drop view vw_shape;
