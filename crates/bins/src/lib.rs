@@ -301,6 +301,18 @@ pub struct ApiOptions {
         action = clap::ArgAction::Set
     )]
     pub cql_password_auth: bool,
+    /// BSQL clients must log in with a role's password (SCRAM-SHA-256; the role `yugabyte`
+    /// has the password `yugabyte` until it is changed). `--bsql_enable_auth` or
+    /// `=true|false`.
+    #[arg(
+        long = "bsql_enable_auth",
+        value_name = "BOOL",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub sql_password_auth: bool,
 }
 
 /// Run a dbserver with all its listeners until `shutdown`; `flags` are shown on its `/varz`.
@@ -344,7 +356,10 @@ pub async fn run_dbserver(
     tasks.push(tokio::spawn(bsql::serve(
         l.pgsql,
         server.local_client(),
-        4,
+        bsql::Config {
+            num_tablets: 4,
+            password_auth: apis.sql_password_auth,
+        },
         api.bsql.clone(),
         until(shutdown.clone()),
     )));

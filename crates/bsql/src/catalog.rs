@@ -214,6 +214,7 @@ pub struct Catalog {
     sequences: Mutex<HashMap<String, (i64, i64)>>,
     seq_table: tokio::sync::OnceCell<Arc<Table>>,
     view_table: tokio::sync::OnceCell<Arc<Table>>,
+    role_table: tokio::sync::OnceCell<Arc<Table>>,
     /// Views per database, with when they were listed.
     views: RwLock<HashMap<String, ListedViews>>,
 }
@@ -234,6 +235,7 @@ impl Catalog {
             sequences: Mutex::default(),
             seq_table: tokio::sync::OnceCell::new(),
             view_table: tokio::sync::OnceCell::new(),
+            role_table: tokio::sync::OnceCell::new(),
             views: RwLock::default(),
         }
     }
@@ -509,14 +511,9 @@ impl Catalog {
         }
         // Reading does not create the table (the first query of a fresh cluster would wait
         // for it): no table, no views.
-        let t = match self.view_table.get() {
-            Some(t) => Some(t.clone()),
-            None => match self.client.open_table(SYSTEM_NAMESPACE, "views").await {
-                Ok(t) => Some(Arc::new(t)),
-                Err(e) if e.code() == common::StatusCode::NotFound => None,
-                Err(e) => return Err(e.into()),
-            },
-        };
+        let t = self
+            .existing_system_table(&self.view_table, "views")
+            .await?;
         let prefix = format!("{db}\0").into_bytes();
         let mut list = Vec::new();
         let rows = match &t {
@@ -537,6 +534,83 @@ impl Catalog {
             .unwrap_or_else(|e| e.into_inner())
             .insert(db.to_owned(), (Instant::now(), list.clone()));
         Ok(list)
+    }
+
+    /// BSQL's system table `name` if it exists (reading never creates one).
+    async fn existing_system_table(
+        &self,
+        cell: &tokio::sync::OnceCell<Arc<Table>>,
+        name: &str,
+    ) -> SqlResult<Option<Arc<Table>>> {
+        if let Some(t) = cell.get() {
+            return Ok(Some(t.clone()));
+        }
+        match self.client.open_table(SYSTEM_NAMESPACE, name).await {
+            Ok(t) => Ok(Some(Arc::new(t))),
+            Err(e) if e.code() == common::StatusCode::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Role `name` as stored (the default role `yugabyte` is not, until changed).
+    pub async fn role(&self, name: &str) -> SqlResult<Option<crate::auth::RoleDef>> {
+        let Some(t) = self
+            .existing_system_table(&self.role_table, "roles")
+            .await?
+        else {
+            return Ok(None);
+        };
+        match self.client.get(&t, name.as_bytes()).await? {
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| SqlError::internal(format!("undecodable role {name}: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    /// Store `role`; unless `replace`, only if no role of that name is stored (false if one
+    /// was).
+    pub async fn put_role(&self, role: &crate::auth::RoleDef, replace: bool) -> SqlResult<bool> {
+        let t = self.system_table(&self.role_table, "roles").await?;
+        let value = serde_json::to_vec(role)
+            .map_err(|e| SqlError::internal(format!("encoding a role: {e}")))?;
+        let condition = if replace {
+            Condition::None
+        } else {
+            Condition::IfAbsent
+        };
+        let op = KvOp {
+            key: role.name.as_bytes().to_vec(),
+            value,
+            condition: condition as i32,
+            ..Default::default()
+        };
+        Ok(self
+            .client
+            .write(&t, role.name.as_bytes(), vec![op])
+            .await?
+            .applied)
+    }
+
+    /// Remove role `name`; false if none was stored.
+    pub async fn drop_role(&self, name: &str) -> SqlResult<bool> {
+        let Some(t) = self
+            .existing_system_table(&self.role_table, "roles")
+            .await?
+        else {
+            return Ok(false);
+        };
+        let op = KvOp {
+            key: name.as_bytes().to_vec(),
+            delete: true,
+            condition: Condition::IfPresent as i32,
+            ..Default::default()
+        };
+        Ok(self
+            .client
+            .write(&t, name.as_bytes(), vec![op])
+            .await?
+            .applied)
     }
 
     /// View `schema.name` of database `db`, if there is one.

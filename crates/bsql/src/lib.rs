@@ -11,6 +11,7 @@
 //! * [`row`], [`types`]: how rows and values are stored and typed.
 
 pub mod access;
+pub mod auth;
 pub mod catalog;
 pub mod copy;
 pub mod ddl;
@@ -32,22 +33,32 @@ use std::sync::Arc;
 /// Connections served at once; more wait for a slot.
 const MAX_CONNECTIONS: usize = 1024;
 
+/// How a BSQL server runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Tablets of each hash table created through SQL.
+    pub num_tablets: u32,
+    /// Clients must log in with a role's password, by SCRAM-SHA-256 (`--bsql_enable_auth`).
+    pub password_auth: bool,
+}
+
 /// Serve the PostgreSQL protocol on `listener` until `shutdown` resolves; statements and
 /// connections are reported to `metrics`.
 pub async fn serve(
     listener: TcpListener,
     client: client::Client,
-    num_tablets: u32,
+    config: Config,
     metrics: common::metrics::ApiMetrics,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let catalog = Arc::new(catalog::Catalog::new(client, num_tablets));
+    let catalog = Arc::new(catalog::Catalog::new(client, config.num_tablets));
     let cancels = Arc::new(pgwire::api::ConnectionManager::new());
     rpc::serve_connections(listener, MAX_CONNECTIONS, shutdown, move |sock| {
         let handlers = server::Handlers(server::Conn::new(
             catalog.clone(),
             metrics.clone(),
             cancels.clone(),
+            config.password_auth,
         ));
         let conn = metrics.connection();
         async move {

@@ -15,9 +15,11 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, Expr, Statement};
 use futures::{stream, Sink, SinkExt};
+use pgwire::api::auth::sasl::scram::{ScramServerAuth, ScramServerAuthWaitingForClientFinal};
+use pgwire::api::auth::sasl::SCRAM_SHA_256_METHOD;
 use pgwire::api::auth::{
     finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
-    DefaultServerParameterProvider, StartupHandler,
+    DefaultServerParameterProvider, Password, StartupHandler,
 };
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use pgwire::api::copy::CopyHandler;
@@ -32,6 +34,7 @@ use pgwire::api::{
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
+use pgwire::messages::startup::{Authentication, PasswordMessageFamily};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::sync::Mutex;
 
@@ -54,6 +57,18 @@ pub struct Conn {
     metrics: ApiMetrics,
     /// Every connection of the server by (pid, secret key), for CancelRequest.
     cancels: Arc<ConnectionManager>,
+    /// Clients must log in with a password (`--bsql_enable_auth`).
+    password_auth: bool,
+    /// Where the SCRAM exchange stands (with `password_auth`).
+    scram: Mutex<Scram>,
+}
+
+/// The server side of a SCRAM-SHA-256 login.
+enum Scram {
+    /// Authentication requested; waiting for the client-first message.
+    Requested,
+    /// Server-first sent; waiting for the client's proof.
+    Challenged(Box<ScramServerAuthWaitingForClientFinal>),
 }
 
 impl Conn {
@@ -61,6 +76,7 @@ impl Conn {
         catalog: Arc<Catalog>,
         metrics: ApiMetrics,
         cancels: Arc<ConnectionManager>,
+        password_auth: bool,
     ) -> Arc<Conn> {
         Arc::new_cyclic(|weak| Conn {
             metrics,
@@ -69,7 +85,81 @@ impl Conn {
             parser: Arc::new(Parser { conn: weak.clone() }),
             copy_in: Mutex::new(None),
             cancels,
+            password_auth,
+            scram: Mutex::new(Scram::Requested),
         })
+    }
+
+    /// The SCRAM step of a login: answer the client-first message with a challenge, check
+    /// the client's proof. Returns whether the login is complete.
+    async fn scram_step<C>(&self, client: &mut C, msg: PasswordMessageFamily) -> PgWireResult<bool>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let user = client
+            .metadata()
+            .get(METADATA_USER)
+            .cloned()
+            .unwrap_or_default();
+        let failed = || {
+            fatal(
+                "28P01",
+                format!("password authentication failed for user \"{user}\""),
+            )
+        };
+        let mut state = self.scram.lock().await;
+        match &*state {
+            Scram::Requested => {
+                let first = msg.into_sasl_initial_response()?;
+                if first.auth_method != SCRAM_SHA_256_METHOD {
+                    return Err(PgWireError::UnsupportedSASLAuthMethod(first.auth_method));
+                }
+                let role = match self.catalog.role(&user).await {
+                    Ok(Some(r)) => r,
+                    Ok(None) if user == crate::auth::DEFAULT_ROLE => {
+                        crate::auth::RoleDef::default_role()
+                    }
+                    Ok(None) => return Err(failed()),
+                    Err(e) => return Err(fatal("57P03", format!("cannot read roles: {e}"))),
+                };
+                if !role.login {
+                    return Err(fatal(
+                        "28000",
+                        format!("role \"{user}\" is not permitted to log in"),
+                    ));
+                }
+                if role.salted.is_empty() {
+                    return Err(failed());
+                }
+                let data = first.data.unwrap_or_default();
+                let mut server = ScramServerAuth::new();
+                server.set_iterations(crate::auth::ITERATIONS);
+                let (server_first, waiting) = server
+                    .on_client_first_message(&data, Password::new(Some(role.salt), role.salted))?;
+                client
+                    .send(PgWireBackendMessage::Authentication(
+                        Authentication::SASLContinue(server_first.into()),
+                    ))
+                    .await?;
+                *state = Scram::Challenged(Box::new(waiting));
+                Ok(false)
+            }
+            Scram::Challenged(waiting) => {
+                let last = msg.into_sasl_response()?;
+                let server_final = waiting
+                    .on_client_final_message(&last.data)
+                    .map_err(|_| failed())?;
+                client
+                    .send(PgWireBackendMessage::Authentication(
+                        Authentication::SASLFinal(server_final.into()),
+                    ))
+                    .await?;
+                *state = Scram::Requested;
+                Ok(true)
+            }
+        }
     }
 
     async fn with_session<C: ClientInfo, T>(
@@ -139,11 +229,20 @@ impl StartupHandler for Conn {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let PgWireFrontendMessage::Startup(ref startup) = message else {
-            return Ok(());
+        let startup = match message {
+            PgWireFrontendMessage::Startup(ref startup) => Some(startup),
+            PgWireFrontendMessage::PasswordMessageFamily(msg) if self.password_auth => {
+                if !self.scram_step(client, msg).await? {
+                    return Ok(());
+                }
+                None
+            }
+            _ => return Ok(()),
         };
-        protocol_negotiation(client, startup).await?;
-        save_startup_parameters_to_metadata(client, startup);
+        if let Some(startup) = startup {
+            protocol_negotiation(client, startup).await?;
+            save_startup_parameters_to_metadata(client, startup);
+        }
         let user = client
             .metadata()
             .get(METADATA_USER)
@@ -162,6 +261,16 @@ impl StartupHandler for Conn {
         }
         if !database_exists(&self.catalog, &db).await? {
             return Err(fatal("3D000", format!("database \"{db}\" does not exist")));
+        }
+        if startup.is_some() && self.password_auth {
+            // Ask for a password; the login continues in `scram_step`.
+            client.set_state(PgWireConnectionState::AuthenticationInProgress);
+            client
+                .send(PgWireBackendMessage::Authentication(Authentication::SASL(
+                    vec![SCRAM_SHA_256_METHOD.to_owned()],
+                )))
+                .await?;
+            return Ok(());
         }
         let (pid, secret) = RandomPidSecretKeyGenerator::default().generate(client);
         client.set_pid_and_secret_key(pid, secret.clone());

@@ -114,7 +114,8 @@ pub fn maintenance(sql: &str) -> Option<&'static str> {
 
 /// Parse SQL text into statements (PostgreSQL dialect).
 pub fn parse(sql: &str) -> SqlResult<Vec<Statement>> {
-    let mut stmts = Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| {
+    let (sql, create_user) = crate::auth::user_as_role(sql);
+    let mut stmts = Parser::parse_sql(&PostgreSqlDialect {}, &sql).map_err(|e| {
         let msg = e.to_string();
         let msg = msg
             .trim_start_matches("sql parser error: ")
@@ -122,6 +123,10 @@ pub fn parse(sql: &str) -> SqlResult<Vec<Statement>> {
             .to_owned();
         SqlError::syntax(format!("syntax error: {msg}"))
     })?;
+    // Only the statement that began with CREATE USER.
+    if let (Some(Statement::CreateRole(c)), true) = (stmts.first_mut(), create_user) {
+        c.login.get_or_insert(true);
+    }
     for s in &mut stmts {
         crate::pg_catalog::rewrite(s);
         crate::types::type_integer_literals(s);
@@ -302,6 +307,9 @@ impl Session {
     }
 
     async fn execute_inner(&mut self, stmt: Statement) -> SqlResult<Output> {
+        if let Some(out) = crate::auth::execute(self, &stmt).await {
+            return out;
+        }
         if let Some(plan) = fast::plan(&stmt) {
             if let Some(out) = fast::run(self, &plan, &[]).await? {
                 return Ok(out);

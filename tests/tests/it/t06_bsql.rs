@@ -410,3 +410,108 @@ async fn two_sessions(pg: &tokio_postgres::Client, host: &str, port: &str) {
     pg2.batch_execute("commit").await.unwrap();
     pg.batch_execute("drop table tx2").await.unwrap();
 }
+
+/// psql as `user` with `password` (none: no password given) running `sql`; stdout+stderr.
+fn psql_as(addr: &str, user: &str, password: Option<&str>, sql: &str) -> String {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let mut cmd = Command::new("psql");
+    cmd.args([
+        "-h", host, "-p", port, "-U", user, "-d", "yugabyte", "-X", "-A", "-t", "-w", "-c", sql,
+    ])
+    .env("PGCONNECT_TIMEOUT", "10");
+    match password {
+        Some(p) => cmd.env("PGPASSWORD", p),
+        None => cmd.env_remove("PGPASSWORD"),
+    };
+    let out = cmd.output().expect("psql");
+    String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// `--bsql_enable_auth`: SCRAM-SHA-256 logins (psql and tokio-postgres), the default role
+/// yugabyte/yugabyte, CREATE USER / CREATE ROLE / ALTER USER / DROP ROLE, and PostgreSQL's
+/// FATAL errors for a wrong password, an unknown role and a role without LOGIN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_authentication() {
+    let cluster = Cluster::start(ClusterOpts {
+        dbserver_flags: vec!["--bsql_enable_auth".into()],
+        ..Default::default()
+    });
+    cluster.wait_for_dbservers(1).await;
+    let addr = cluster.db_addrs[0].pgsql.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = psql_as(&addr, "yugabyte", Some("yugabyte"), "select 1");
+        if out.trim() == "1" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no login: {out}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let out = psql_as(&addr, "yugabyte", Some("nope"), "select 1");
+    assert!(
+        out.contains("FATAL:  password authentication failed for user \"yugabyte\""),
+        "{out}"
+    );
+    let out = psql_as(&addr, "yugabyte", None, "select 1");
+    assert!(out.contains("no password supplied"), "{out}");
+    let out = psql_as(
+        &addr,
+        "yugabyte",
+        Some("yugabyte"),
+        "create user app with password 's3cret'; create role reader password 'r'",
+    );
+    assert!(!out.contains("ERROR"), "{out}");
+    assert_eq!(
+        psql_as(&addr, "app", Some("s3cret"), "select current_user").trim(),
+        "app"
+    );
+    let out = psql_as(&addr, "reader", Some("r"), "select 1");
+    assert!(
+        out.contains("role \"reader\" is not permitted to log in"),
+        "{out}"
+    );
+    let out = psql_as(&addr, "ghost", Some("x"), "select 1");
+    assert!(
+        out.contains("password authentication failed for user \"ghost\""),
+        "{out}"
+    );
+    let out = psql_as(&addr, "yugabyte", Some("yugabyte"), "create user app");
+    assert!(out.contains("role \"app\" already exists"), "{out}");
+    // A changed password: the old one stops working, the new one works, also for drivers.
+    let out = psql_as(
+        &addr,
+        "app",
+        Some("s3cret"),
+        "alter user app with password 'n3w'",
+    );
+    assert!(!out.contains("ERROR"), "{out}");
+    let out = psql_as(&addr, "app", Some("s3cret"), "select 1");
+    assert!(out.contains("password authentication failed"), "{out}");
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let conn_str =
+        |pw: &str| format!("host={host} port={port} user=app password={pw} dbname=yugabyte");
+    let (pg, conn) = tokio_postgres::connect(&conn_str("n3w"), tokio_postgres::NoTls)
+        .await
+        .expect("tokio-postgres SCRAM login");
+    tokio::spawn(conn);
+    let row = pg.query_one("select 6 * 7", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(0), 42);
+    let err = tokio_postgres::connect(&conn_str("bad"), tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("a wrong password is refused");
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD),
+        "{err}"
+    );
+    let out = psql_as(
+        &addr,
+        "yugabyte",
+        Some("yugabyte"),
+        "drop role app; drop role if exists app",
+    );
+    assert!(!out.contains("ERROR"), "{out}");
+    let out = psql_as(&addr, "app", Some("n3w"), "select 1");
+    assert!(out.contains("password authentication failed"), "{out}");
+}
