@@ -313,6 +313,31 @@ pub struct ApiOptions {
         action = clap::ArgAction::Set
     )]
     pub sql_password_auth: bool,
+    /// PEM certificate (chain) BSQL offers to clients that ask for TLS (`sslmode=require`);
+    /// with `--bsql_ssl_key_file`. Without them SSLRequest is answered `N`.
+    #[arg(
+        long = "bsql_ssl_cert_file",
+        value_name = "PATH",
+        requires = "sql_ssl_key"
+    )]
+    pub sql_ssl_cert: Option<std::path::PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `--bsql_ssl_cert_file`.
+    #[arg(
+        long = "bsql_ssl_key_file",
+        value_name = "PATH",
+        requires = "sql_ssl_cert"
+    )]
+    pub sql_ssl_key: Option<std::path::PathBuf>,
+}
+
+impl ApiOptions {
+    /// Check what can be checked before anything starts (the BSQL certificate and key).
+    pub fn validate(&self) -> Result<()> {
+        if let (Some(cert), Some(key)) = (&self.sql_ssl_cert, &self.sql_ssl_key) {
+            bsql::tls_acceptor(cert, key).context("BSQL TLS")?;
+        }
+        Ok(())
+    }
 }
 
 /// Run a dbserver with all its listeners until `shutdown`; `flags` are shown on its `/varz`.
@@ -324,6 +349,11 @@ pub async fn run_dbserver(
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     config.cql_addr = api_addr(&l.cql, &config.rpc_addr);
+    // A bad certificate or key stops the server before it starts, naming the file.
+    let sql_tls = match (&apis.sql_ssl_cert, &apis.sql_ssl_key) {
+        (Some(cert), Some(key)) => Some(bsql::tls_acceptor(cert, key).context("BSQL TLS")?),
+        _ => None,
+    };
     let server = dbserver::DbServer::start(config)
         .await
         .context("starting bm-dbserver")?;
@@ -359,6 +389,7 @@ pub async fn run_dbserver(
         bsql::Config {
             num_tablets: 4,
             password_auth: apis.sql_password_auth,
+            tls: sql_tls,
         },
         api.bsql.clone(),
         until(shutdown.clone()),

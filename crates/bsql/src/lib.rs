@@ -34,12 +34,44 @@ use std::sync::Arc;
 const MAX_CONNECTIONS: usize = 1024;
 
 /// How a BSQL server runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// Tablets of each hash table created through SQL.
     pub num_tablets: u32,
     /// Clients must log in with a role's password, by SCRAM-SHA-256 (`--bsql_enable_auth`).
     pub password_auth: bool,
+    /// TLS for clients that ask for it (`--bsql_ssl_cert_file`, `--bsql_ssl_key_file`).
+    pub tls: Option<TlsAcceptor>,
+}
+
+pub use pgwire::tokio::TlsAcceptor;
+
+/// A TLS acceptor from a PEM certificate chain and private key; errors name the file.
+pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> std::io::Result<TlsAcceptor> {
+    use pgwire::tokio::tokio_rustls::rustls::{self, pki_types};
+    use pki_types::pem::PemObject;
+    let bad = |path: &std::path::Path, e: &dyn std::fmt::Display| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{}: {e}", path.display()),
+        )
+    };
+    let certs = pki_types::CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| bad(cert, &e))?;
+    if certs.is_empty() {
+        return Err(bad(cert, &"no certificate in the file"));
+    }
+    let key_der = pki_types::PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, &e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(cert, &e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key_der)
+        .map_err(|e| bad(cert, &e))?;
+    config.alpn_protocols = vec![b"postgresql".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Serve the PostgreSQL protocol on `listener` until `shutdown` resolves; statements and
@@ -61,9 +93,10 @@ pub async fn serve(
             config.password_auth,
         ));
         let conn = metrics.connection();
+        let tls = config.tls.clone();
         async move {
             let _conn = conn;
-            if let Err(e) = pgwire::tokio::process_socket(sock, None, handlers).await {
+            if let Err(e) = pgwire::tokio::process_socket(sock, tls, handlers).await {
                 tracing::debug!("BSQL connection ended: {e}");
             }
         }

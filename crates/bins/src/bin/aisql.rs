@@ -181,6 +181,7 @@ async fn main() {
 }
 
 async fn start(f: StartFlags, varz: Vec<(String, String)>) -> Result<()> {
+    f.apis.validate()?;
     let base = f
         .base_dir
         .clone()

@@ -87,6 +87,7 @@ async fn main() {
 }
 
 async fn run(f: Flags, varz: Vec<(String, String)>) -> Result<()> {
+    f.apis.validate()?;
     let bind_addr = f.rpc_bind_addresses.0[0].clone();
     let listeners = DbAddrs {
         rpc: &bind_addr,
