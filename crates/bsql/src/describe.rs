@@ -443,7 +443,7 @@ fn default_expr(text: &str, ty: SqlType) -> String {
 
 /// The name PostgreSQL gives the `i`th CHECK of `def` when it has none: `<table>_<column>_check`
 /// for a check on one column, `<table>_check` otherwise; later duplicates get 1, 2, ...
-fn check_name(def: &TableDef, i: usize) -> String {
+pub(crate) fn check_name(def: &TableDef, i: usize) -> String {
     let base = |j: usize| {
         let text = &def.checks[j];
         let mentioned: Vec<&str> = def

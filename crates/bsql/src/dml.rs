@@ -405,6 +405,7 @@ pub async fn write_new_rows(
         });
         written.push(row);
     }
+    check_constraints(s, def, &written).await?;
     if distinct_keys {
         let mut keys: Vec<&[u8]> = ops.iter().map(|op| &op.key[..]).collect();
         keys.sort_unstable();
@@ -610,6 +611,66 @@ async fn write_grouped(access: &Access, r: &Resolved, ops: Vec<KvOp>) -> SqlResu
     .try_collect()
     .await?;
     Ok(results.into_iter().all(|a| a))
+}
+
+/// The table's CHECK constraints over new `rows` (full rows of `def`): one that is false
+/// for a row (NULL passes, as in PostgreSQL) is 23514, naming the constraint. Evaluated by
+/// DataFusion over the rows as a temporary table, one query for all constraints and rows.
+pub async fn check_constraints(s: &Session, def: &TableDef, rows: &[Row]) -> SqlResult<()> {
+    if def.checks.is_empty() || rows.is_empty() {
+        return Ok(());
+    }
+    let (tmp_ref, tmp_name) = register_rows(s, def, rows, "__check_")?;
+    let items: Vec<String> = def
+        .checks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("bool_or(({c}) IS FALSE) AS \"c{i}\""))
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM {tmp_name} AS {}",
+        items.join(", "),
+        quote(&def.name)
+    );
+    let result = async {
+        let stmt = parse(&sql)?
+            .pop()
+            .ok_or_else(|| SqlError::internal("empty CHECK query"))?;
+        s.run_datafusion(stmt).await
+    }
+    .await;
+    let _ = s.ctx.deregister_table(tmp_ref);
+    // A constraint DataFusion cannot evaluate (a function it lacks) is not enforced rather
+    // than failing every write; tables made before CHECKs were enforced may hold such.
+    let batches = match result {
+        Ok((_, batches)) => batches,
+        // A data exception (division by zero ...) is the row's fault, as in PostgreSQL.
+        Err(e) if e.code.starts_with("22") => return Err(e),
+        Err(e) => {
+            tracing::warn!(table = %def.name, error = %e.message, "CHECK constraints not evaluated");
+            return Ok(());
+        }
+    };
+    for b in &batches {
+        for i in 0..b.num_columns() {
+            let col = b.column(i);
+            let failed = col
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::BooleanArray>()
+                .is_some_and(|a| (0..a.len()).any(|j| a.is_valid(j) && a.value(j)));
+            if failed {
+                return Err(SqlError::new(
+                    "23514",
+                    format!(
+                        "new row for relation \"{}\" violates check constraint \"{}\"",
+                        def.name,
+                        crate::describe::check_name(def, i)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Register `rows` (full rows of `def`) as a temporary table named `<prefix><uuid>`; its
@@ -861,6 +922,7 @@ async fn update_once(s: &Session, upd: &ast::Update) -> Result<(Arc<TableDef>, V
     let n = changes.len();
     let single = n == 1;
     let new_rows: Vec<Row> = changes.iter().map(|(n, _, _)| n.clone()).collect();
+    check_constraints(s, &def, &new_rows).await?;
     futures::stream::iter(changes.into_iter().map(|(new, key, raw)| {
         let r = r.clone();
         let def = def.clone();

@@ -335,6 +335,7 @@ pub async fn run(
                     row[*i] = assign(def, *i, &row[*i], a, params)?;
                 }
                 dml::check_not_null(def, &row)?;
+                dml::check_constraints(s, def, std::slice::from_ref(&row)).await?;
                 let op = KvOp {
                     key: key.clone(),
                     value: row::encode_value(def, &row),
