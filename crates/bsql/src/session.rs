@@ -349,9 +349,15 @@ impl Session {
                 object_type,
                 if_exists,
                 names,
+                cascade,
                 ..
             } => match object_type {
                 ast::ObjectType::Table => {
+                    let relations = names
+                        .iter()
+                        .map(ddl::table_name)
+                        .collect::<SqlResult<Vec<_>>>()?;
+                    crate::views::drop_dependents(self, "table", &relations, cascade).await?;
                     for name in ddl::drop_tables(&self.catalog, &self.db, &names, if_exists).await?
                     {
                         let msg = format!("table \"{name}\" does not exist, skipping");
@@ -369,7 +375,7 @@ impl Session {
                     Ok(Output::tag("DROP INDEX"))
                 }
                 ast::ObjectType::View => {
-                    for name in crate::views::drop(self, &names, if_exists).await? {
+                    for name in crate::views::drop(self, &names, if_exists, cascade).await? {
                         let msg = format!("view \"{name}\" does not exist, skipping");
                         self.notices.push(("00000", msg));
                     }

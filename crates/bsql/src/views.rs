@@ -237,12 +237,89 @@ pub async fn create(s: &Session, cv: &ast::CreateView) -> SqlResult<()> {
     Ok(())
 }
 
-/// `DROP VIEW [IF EXISTS] names`: the names of views that did not exist (skipped with
-/// `IF EXISTS`).
+/// The relations (schema, name) a view's query reads.
+fn relations_of(view: &ViewDef) -> Vec<(String, String)> {
+    let Ok(mut query) = parse_query(&view.query) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let _ = ast::visit_relations_mut(&mut query, |name: &mut ast::ObjectName| {
+        if let Ok(r) = ddl::table_name(name) {
+            out.push(r);
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    out
+}
+
+/// The views that read `relations` (directly or through other views), except those in
+/// `relations` themselves.
+pub fn dependents(views: &[ViewDef], relations: &[(String, String)]) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = Vec::new();
+    let mut frontier: Vec<(String, String)> = relations.to_vec();
+    while let Some(r) = frontier.pop() {
+        for v in views {
+            let me = (v.schema.clone(), v.name.clone());
+            if relations.contains(&me) || found.contains(&me) {
+                continue;
+            }
+            if relations_of(v).contains(&r) {
+                found.push(me.clone());
+                frontier.push(me);
+            }
+        }
+    }
+    found
+}
+
+/// Refuse to drop `relations` that views depend on (2BP01), or with `cascade`, drop those
+/// views first (PostgreSQL's NOTICE then says so). `kind` is "table" or "view", for the
+/// message.
+pub async fn drop_dependents(
+    s: &mut Session,
+    kind: &str,
+    relations: &[(String, String)],
+    cascade: bool,
+) -> SqlResult<()> {
+    let views = s.catalog.views(&s.db).await?;
+    let deps = dependents(&views, relations);
+    if deps.is_empty() {
+        return Ok(());
+    }
+    if !cascade {
+        let name = relations
+            .iter()
+            .find(|r| {
+                views.iter().any(|v| {
+                    deps.contains(&(v.schema.clone(), v.name.clone()))
+                        && relations_of(v).contains(r)
+                })
+            })
+            .map(|r| r.1.clone())
+            .unwrap_or_default();
+        return Err(SqlError::new(
+            "2BP01",
+            format!("cannot drop {kind} {name} because other objects depend on it"),
+        ));
+    }
+    let notice = match deps.as_slice() {
+        [(_, one)] => format!("drop cascades to view {one}"),
+        more => format!("drop cascades to {} other objects", more.len()),
+    };
+    for (schema, name) in deps {
+        s.catalog.drop_view(&s.db, &schema, &name).await?;
+    }
+    s.notices.push(("00000", notice));
+    Ok(())
+}
+
+/// `DROP VIEW [IF EXISTS] names [CASCADE]`: the names of views that did not exist (skipped
+/// with `IF EXISTS`).
 pub async fn drop(
-    s: &Session,
+    s: &mut Session,
     names: &[ast::ObjectName],
     if_exists: bool,
+    cascade: bool,
 ) -> SqlResult<Vec<String>> {
     let views = s.catalog.views(&s.db).await?;
     let mut targets = Vec::new();
@@ -262,6 +339,7 @@ pub async fn drop(
             ));
         }
     }
+    drop_dependents(s, "view", &targets, cascade).await?;
     for (schema, name) in targets {
         s.catalog.drop_view(&s.db, &schema, &name).await?;
     }

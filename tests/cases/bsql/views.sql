@@ -45,3 +45,14 @@ create view vw_shape as select id, name, salary > 100 as high from vw_emp;
 \d vw_shape
 \dv
 drop view vw_shape;
+create view vw_base as select id, name from vw_emp;
+create view vw_top as select name from vw_base where id < 3;
+drop view vw_base;
+drop table vw_emp;
+drop view vw_base cascade;
+select * from vw_top;
+select count(*) from vw_emp;
+create view vw_a as select id from vw_emp;
+create view vw_b as select id from vw_emp;
+drop table vw_emp cascade;
+select * from vw_a;
