@@ -337,9 +337,67 @@ fn query_response(
     let fields = Arc::new(fields_of(schema, format)?);
     let mut rows = Vec::new();
     for b in batches {
-        rows.extend(encode_recordbatch(fields.clone(), b));
+        rows.extend(encode_recordbatch(
+            fields.clone(),
+            plain_numerics_as_text(b, format)?,
+        ));
     }
     Ok(QueryResponse::new(fields, stream::iter(rows)))
+}
+
+/// Plain `numeric` (stored as numeric(38,10)) in text format without the padding zeros:
+/// PostgreSQL prints `1.5`, not `1.5000000000`. (PostgreSQL keeps each value's own scale,
+/// which Arrow does not; trimming is the nearer match.) Binary-format columns are left alone.
+fn plain_numerics_as_text(
+    batch: datafusion::arrow::array::RecordBatch,
+    format: &Format,
+) -> PgWireResult<datafusion::arrow::array::RecordBatch> {
+    use datafusion::arrow::array::{Array, Decimal128Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let plain = |i: usize, dt: &DataType| {
+        *dt == DataType::Decimal128(38, 10) && format.format_for(i) == FieldFormat::Text
+    };
+    let schema = batch.schema();
+    if !schema
+        .fields()
+        .iter()
+        .enumerate()
+        .any(|(i, f)| plain(i, f.data_type()))
+    {
+        return Ok(batch);
+    }
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for (i, (f, c)) in schema.fields().iter().zip(batch.columns()).enumerate() {
+        match c.as_any().downcast_ref::<Decimal128Array>() {
+            Some(d) if plain(i, f.data_type()) => {
+                let text: StringArray = (0..d.len())
+                    .map(|j| d.is_valid(j).then(|| trimmed_decimal(d.value(j), 10)))
+                    .collect();
+                fields.push(Field::new(f.name(), DataType::Utf8, true));
+                columns.push(Arc::new(text) as datafusion::arrow::array::ArrayRef);
+            }
+            _ => {
+                fields.push(f.as_ref().clone());
+                columns.push(c.clone());
+            }
+        }
+    }
+    datafusion::arrow::array::RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| PgWireError::ApiError(Box::new(e)))
+}
+
+/// `value / 10^scale` in decimal, without trailing fractional zeros.
+fn trimmed_decimal(value: i128, scale: u32) -> String {
+    let unit = 10u128.pow(scale);
+    let abs = value.unsigned_abs();
+    let (int, frac) = (abs / unit, abs % unit);
+    let sign = if value < 0 { "-" } else { "" };
+    if frac == 0 {
+        return format!("{sign}{int}");
+    }
+    let frac = format!("{frac:0width$}", width = scale as usize);
+    format!("{sign}{int}.{}", frac.trim_end_matches('0'))
 }
 
 /// pgwire's Tag from a full command tag text (`INSERT 0 3`, `UPDATE 2`, `CREATE TABLE`).
@@ -869,5 +927,18 @@ impl Conn {
             .with_session(client, async |s| s.execute(stmt).await)
             .await;
         respond(out.map_err(to_pg)?, &portal.result_column_format)
+    }
+}
+
+#[cfg(test)]
+mod numeric_tests {
+    #[test]
+    fn plain_numerics_lose_their_padding() {
+        use super::trimmed_decimal as t;
+        assert_eq!(t(15_000_000_000, 10), "1.5");
+        assert_eq!(t(100_000_000_000, 10), "10");
+        assert_eq!(t(-1_250_000_000, 10), "-0.125");
+        assert_eq!(t(1, 10), "0.0000000001");
+        assert_eq!(t(0, 10), "0");
     }
 }

@@ -191,6 +191,11 @@ impl SqlType {
             SqlType::Int8 => "bigint".into(),
             SqlType::Float4 => "real".into(),
             SqlType::Float8 => "double precision".into(),
+            // Plain `numeric` is stored as numeric(38,10).
+            SqlType::Numeric {
+                precision: 38,
+                scale: 10,
+            } => "numeric".into(),
             SqlType::Numeric { precision, scale } => format!("numeric({precision},{scale})"),
             SqlType::Text => "text".into(),
             SqlType::Varchar => "character varying".into(),
