@@ -112,6 +112,29 @@ pub fn maintenance(sql: &str) -> Option<&'static str> {
         .find(|t| first.eq_ignore_ascii_case(t))
 }
 
+/// Whether a statement outside a transaction block needs a transaction of its own to be
+/// atomic: every INSERT but a one-row `VALUES` without `ON CONFLICT DO UPDATE`, and every
+/// UPDATE and DELETE but those of one row by its whole primary key (the point fast path,
+/// one atomic write).
+fn needs_statement_txn(stmt: &Statement) -> bool {
+    match stmt {
+        Statement::Insert(ins) => {
+            let one_row = matches!(
+                ins.source.as_deref().map(|q| q.body.as_ref()),
+                Some(ast::SetExpr::Values(v)) if v.rows.len() == 1
+            );
+            let upsert = matches!(
+                &ins.on,
+                Some(ast::OnInsert::OnConflict(oc))
+                    if matches!(oc.action, ast::OnConflictAction::DoUpdate(_))
+            );
+            !one_row || upsert
+        }
+        Statement::Update(_) | Statement::Delete(_) => crate::fast::plan(stmt).is_none(),
+        _ => false,
+    }
+}
+
 /// Parse SQL text into statements (PostgreSQL dialect).
 pub fn parse(sql: &str) -> SqlResult<Vec<Statement>> {
     let (sql, create_user) = crate::auth::user_as_role(sql);
@@ -253,11 +276,42 @@ impl Session {
         if !ends_block {
             self.statement_starts().await?;
         }
-        let r = self.execute_inner(stmt).await;
+        let r = if self.txn.is_none() && needs_statement_txn(&stmt) {
+            self.execute_atomically(stmt).await
+        } else {
+            self.execute_inner(stmt).await
+        };
         if ends_block {
             return r;
         }
         self.statement_ended(r)
+    }
+
+    /// Run a data-changing statement outside a transaction block as one transaction of its
+    /// own, so it is atomic (PostgreSQL's statements are: a duplicate key in row 3 of an
+    /// INSERT leaves rows 1 and 2 unwritten). Nothing reaches the tablets before the commit,
+    /// so a statement that lost a race (40001) is simply run again on a fresh snapshot, as
+    /// PostgreSQL's READ COMMITTED re-reads a row a concurrent transaction changed.
+    async fn execute_atomically(&mut self, stmt: Statement) -> SqlResult<Output> {
+        const ATTEMPTS: u32 = 20;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.access.begin(Isolation::Snapshot).await;
+            let r = self.execute_inner(stmt.clone()).await;
+            let txn = self.access.take().await;
+            let r = match (r, txn) {
+                (Ok(out), Some(t)) => t.commit().await.map(|_| out).map_err(SqlError::from),
+                (r, _) => r,
+            };
+            match r {
+                Err(e) if e.code == "40001" && attempt < ATTEMPTS => {
+                    let ms = (5u64 << attempt.min(6)).min(200);
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                }
+                r => return r,
+            }
+        }
     }
 
     /// The statement `EXECUTE name (args)` runs: the prepared one with each `$n` replaced
