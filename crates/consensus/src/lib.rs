@@ -139,15 +139,16 @@ pub async fn start_group(
     Ok(raft)
 }
 
-/// The index of the last entry in group `group_id`'s log on this node (0: none). Read before
-/// [`start_group`]: the entries up to it may have been proposed by this node in an earlier
-/// life, and if it was the leader then, openraft restores it as the leader of the same term
-/// without a new blank entry, so its linearizable reads do not wait for those entries.
-pub fn last_log_index(env: &GroupEnv, group_id: &str) -> Result<u64, ConsensusError> {
+/// `(term, index)` of the last entry in group `group_id`'s log on this node (`(0, 0)`: none).
+/// Read before [`start_group`]: the entries up to it may have been proposed by this node in
+/// an earlier life, and if it was the leader then, openraft restores it as the leader of the
+/// same term without a new blank entry, so its linearizable reads do not wait for those
+/// entries.
+pub fn last_log_id(env: &GroupEnv, group_id: &str) -> Result<(u64, u64), ConsensusError> {
     let prefix = common::ids::id_prefix(group_id);
     let log = LogStore::new(env.engine.clone(), env.group_commit.clone(), prefix);
     log.last_entry_id()
-        .map(|id| id.map(|l| l.index).unwrap_or(0))
+        .map(|id| id.map(|l| (l.leader_id.term, l.index)).unwrap_or((0, 0)))
         .map_err(|e| ConsensusError::Start {
             group: group_id.to_owned(),
             detail: e.to_string(),

@@ -333,13 +333,16 @@ pub struct Tablet {
     history_retention_micros: u64,
     /// Reads at a given time wait here for writes that may land below it.
     fence: Arc<Fence>,
-    /// The last log index found on disk at start (0 once applied here). Those entries were
-    /// stamped by an earlier life of this process, so the [`Fence`] does not know them; and if
-    /// this replica was the leader then, openraft restores it as the leader of the same term
-    /// with no new blank entry, so a linearizable read does not wait for them either. One of
-    /// them committed after such a read would land below the read's time: reads wait until
-    /// they are applied.
-    log_at_start: std::sync::atomic::AtomicU64,
+    /// `(term, index)` of the last log entry found on disk at start (`None` once waited for).
+    /// Those entries were stamped by an earlier life of this process, so the [`Fence`] does
+    /// not know them; and if this replica was the leader of that term, openraft restores it
+    /// as that term's leader with no new blank entry, so a linearizable read does not wait
+    /// for them either. One of them committed after such a read would land below the read's
+    /// time: a leader of that same term serves no read until they are applied. (A leader of a
+    /// later term has its own blank entry after them, which `ensure_linearizable` waits
+    /// for; entries truncated meanwhile never apply, so waiting for their index could
+    /// stall.)
+    log_at_start: Mutex<Option<(u64, u64)>>,
 }
 
 impl Tablet {
@@ -365,7 +368,7 @@ impl Tablet {
             })?,
         );
         let log_at_start =
-            consensus::last_log_index(env, &tablet).map_err(|e| TabletError::Internal {
+            consensus::last_log_id(env, &tablet).map_err(|e| TabletError::Internal {
                 tablet: tablet.clone(),
                 detail: e.to_string(),
             })?;
@@ -426,7 +429,7 @@ impl Tablet {
             app,
             history_retention_micros,
             fence,
-            log_at_start: std::sync::atomic::AtomicU64::new(log_at_start),
+            log_at_start: Mutex::new((log_at_start.1 > 0).then_some(log_at_start)),
         }))
     }
 
@@ -558,9 +561,12 @@ impl Tablet {
     /// Wait until the entries that were in the log when this replica started are applied
     /// (see `log_at_start`).
     async fn wait_for_log_at_start(&self) -> Result<(), TabletError> {
-        use std::sync::atomic::Ordering;
-        let index = self.log_at_start.load(Ordering::Acquire);
-        if index == 0 {
+        let Some((term, index)) = *self.log_at_start.lock().unwrap_or_else(|e| e.into_inner())
+        else {
+            return Ok(());
+        };
+        if self.metrics.borrow().current_term != term {
+            *self.log_at_start.lock().unwrap_or_else(|e| e.into_inner()) = None;
             return Ok(());
         }
         let applied = self
@@ -570,7 +576,7 @@ impl Tablet {
             .await;
         match applied {
             Ok(_) => {
-                self.log_at_start.store(0, Ordering::Release);
+                *self.log_at_start.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 Ok(())
             }
             Err(e) => Err(self.unavailable(format!(
