@@ -96,21 +96,41 @@ impl Access {
             drop(guard);
             return Ok(self.client.write(table, key, ops).await?.applied);
         };
+        // The keys with conditions, read together (one round per tablet, not one per row).
+        let cond = |op: &KvOp| Condition::try_from(op.condition).unwrap_or(Condition::None);
+        let conditional: Vec<(&Table, &[u8])> = ops
+            .iter()
+            .filter(|op| cond(op) != Condition::None)
+            .map(|op| (table, &op.key[..]))
+            .collect();
+        let mut read = if conditional.is_empty() {
+            Vec::new()
+        } else {
+            t.get_many(&conditional).await?
+        }
+        .into_iter();
+        // Each op's condition sees the ops before it in the same write (two rows with one
+        // key in one INSERT: the second finds the first).
+        let mut earlier: std::collections::HashMap<&[u8], Option<&[u8]>> = Default::default();
         for op in &ops {
-            let cond = Condition::try_from(op.condition).unwrap_or(Condition::None);
-            if cond == Condition::None {
-                continue;
+            let c = cond(op);
+            if c != Condition::None {
+                let stored = read.next().flatten();
+                let current = match earlier.get(&op.key[..]) {
+                    Some(v) => v.map(|v| v.to_vec()),
+                    None => stored,
+                };
+                let holds = match c {
+                    Condition::IfAbsent => current.is_none(),
+                    Condition::IfPresent => current.is_some(),
+                    Condition::IfEquals => current.as_deref() == Some(&op.expected[..]),
+                    _ => true,
+                };
+                if !holds {
+                    return Ok(false);
+                }
             }
-            let current = t.get(table, &op.key).await?;
-            let holds = match cond {
-                Condition::IfAbsent => current.is_none(),
-                Condition::IfPresent => current.is_some(),
-                Condition::IfEquals => current.as_deref() == Some(&op.expected[..]),
-                _ => true,
-            };
-            if !holds {
-                return Ok(false);
-            }
+            earlier.insert(&op.key[..], (!op.delete).then_some(&op.value[..]));
         }
         for op in ops {
             if op.delete {

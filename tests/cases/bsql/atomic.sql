@@ -6,6 +6,7 @@ create table at_rows (id int primary key, v int not null);
 insert into at_rows values (1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 6), (7, 7), (8, 8);
 insert into at_rows values (10, 10), (11, 11), (3, 33), (12, 12);
 insert into at_rows values (20, 20), (21, null);
+insert into at_rows values (30, 1), (30, 2);
 insert into at_rows select id + 100, v from at_rows union all select 5, 0;
 select count(*), sum(v) from at_rows;
 update at_rows set v = v * 10 where id > 0;
