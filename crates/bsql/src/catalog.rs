@@ -572,45 +572,19 @@ impl Catalog {
     /// was).
     pub async fn put_role(&self, role: &crate::auth::RoleDef, replace: bool) -> SqlResult<bool> {
         let t = self.system_table(&self.role_table, "roles").await?;
-        let value = serde_json::to_vec(role)
-            .map_err(|e| SqlError::internal(format!("encoding a role: {e}")))?;
-        let condition = if replace {
-            Condition::None
-        } else {
-            Condition::IfAbsent
-        };
-        let op = KvOp {
-            key: role.name.as_bytes().to_vec(),
-            value,
-            condition: condition as i32,
-            ..Default::default()
-        };
-        Ok(self
-            .client
-            .write(&t, role.name.as_bytes(), vec![op])
-            .await?
-            .applied)
+        self.put_json(&t, role.name.as_bytes().to_vec(), role, replace)
+            .await
     }
 
     /// Remove role `name`; false if none was stored.
     pub async fn drop_role(&self, name: &str) -> SqlResult<bool> {
-        let Some(t) = self
+        match self
             .existing_system_table(&self.role_table, "roles")
             .await?
-        else {
-            return Ok(false);
-        };
-        let op = KvOp {
-            key: name.as_bytes().to_vec(),
-            delete: true,
-            condition: Condition::IfPresent as i32,
-            ..Default::default()
-        };
-        Ok(self
-            .client
-            .write(&t, name.as_bytes(), vec![op])
-            .await?
-            .applied)
+        {
+            Some(t) => self.delete_present(&t, name.as_bytes().to_vec()).await,
+            None => Ok(false),
+        }
     }
 
     /// View `schema.name` of database `db`, if there is one.
@@ -628,8 +602,39 @@ impl Catalog {
     pub async fn put_view(&self, db: &str, def: &ViewDef, replace: bool) -> SqlResult<bool> {
         let t = self.system_table(&self.view_table, "views").await?;
         let key = Self::view_key(db, &def.schema, &def.name);
-        let value = serde_json::to_vec(def)
-            .map_err(|e| SqlError::internal(format!("encoding a view: {e}")))?;
+        let applied = self.put_json(&t, key, def, replace).await;
+        self.forget_views(db);
+        applied
+    }
+
+    /// Remove view `schema.name` of database `db`; false if there was none.
+    pub async fn drop_view(&self, db: &str, schema: &str, name: &str) -> SqlResult<bool> {
+        let t = self.system_table(&self.view_table, "views").await?;
+        let applied = self
+            .delete_present(&t, Self::view_key(db, schema, name))
+            .await;
+        self.forget_views(db);
+        applied
+    }
+
+    fn forget_views(&self, db: &str) {
+        self.views
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(db);
+    }
+
+    /// Write `value` as JSON under `key` of system table `t`: over what is there with
+    /// `replace`, else only if nothing is (false if something was).
+    async fn put_json<T: Serialize>(
+        &self,
+        t: &Table,
+        key: Vec<u8>,
+        value: &T,
+        replace: bool,
+    ) -> SqlResult<bool> {
+        let value = serde_json::to_vec(value)
+            .map_err(|e| SqlError::internal(format!("encoding a catalog row: {e}")))?;
         let condition = if replace {
             Condition::None
         } else {
@@ -641,30 +646,18 @@ impl Catalog {
             condition: condition as i32,
             ..Default::default()
         };
-        let applied = self.client.write(&t, &key, vec![op]).await?.applied;
-        self.views
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(db);
-        Ok(applied)
+        Ok(self.client.write(t, &key, vec![op]).await?.applied)
     }
 
-    /// Remove view `schema.name` of database `db`; false if there was none.
-    pub async fn drop_view(&self, db: &str, schema: &str, name: &str) -> SqlResult<bool> {
-        let t = self.system_table(&self.view_table, "views").await?;
-        let key = Self::view_key(db, schema, name);
+    /// Delete `key` of system table `t`; false if it was not there.
+    async fn delete_present(&self, t: &Table, key: Vec<u8>) -> SqlResult<bool> {
         let op = KvOp {
             key: key.clone(),
             delete: true,
             condition: Condition::IfPresent as i32,
             ..Default::default()
         };
-        let applied = self.client.write(&t, &key, vec![op]).await?.applied;
-        self.views
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(db);
-        Ok(applied)
+        Ok(self.client.write(t, &key, vec![op]).await?.applied)
     }
 
     /// The next value of sequence `name` of database `db` (values are reserved

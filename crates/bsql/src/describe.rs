@@ -163,29 +163,13 @@ async fn run(
     };
     let f = |b: bool| if b { "t" } else { "f" }.to_owned();
     let out: Vec<Vec<Option<String>>> = match query {
-        Query::Relation if view => vec![[
-            Some("0".into()),
-            Some("v".into()),
-            Some(f(false)),
-            Some(f(true)),
-            Some(f(false)),
-            Some(f(false)),
-            Some(f(false)),
-            Some(f(false)),
-            Some(f(false)),
-            Some(String::new()),
-            Some("0".into()),
-            Some(String::new()),
-            Some("p".into()),
-            Some("n".into()),
-            None,
-        ]
-        .to_vec()],
-        Query::Relation => vec![[
+        // A view has no checks or indexes, a rewrite rule, replica identity "nothing" and no
+        // access method; a table is a heap.
+        Query::Relation => vec![vec![
             Some(def.checks.len().to_string()),
-            Some("r".into()),
+            Some(if view { "v" } else { "r" }.into()),
             Some(f(!def.all_indexes().is_empty())),
-            Some(f(false)),
+            Some(f(view)),
             Some(f(false)),
             Some(f(false)),
             Some(f(false)),
@@ -195,10 +179,9 @@ async fn run(
             Some("0".into()),
             Some(String::new()),
             Some("p".into()),
-            Some("d".into()),
-            Some("heap".into()),
-        ]
-        .to_vec()],
+            Some(if view { "n" } else { "d" }.into()),
+            (!view).then(|| "heap".into()),
+        ]],
         Query::Columns => def
             .columns
             .iter()

@@ -222,7 +222,7 @@ impl SqlType {
             DataType::Int64 | DataType::UInt32 | DataType::UInt64 => SqlType::Int8,
             DataType::Float16 | DataType::Float32 => SqlType::Float4,
             DataType::Float64 => SqlType::Float8,
-            DataType::Decimal128(p, s) => SqlType::Numeric {
+            DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => SqlType::Numeric {
                 precision: *p,
                 scale: *s,
             },
@@ -238,22 +238,7 @@ impl SqlType {
 
     /// The PostgreSQL type an Arrow result column is described as.
     pub fn pg_of_arrow(dt: &DataType) -> Type {
-        match dt {
-            DataType::Boolean => Type::BOOL,
-            DataType::Int8 | DataType::Int16 | DataType::UInt8 => Type::INT2,
-            DataType::Int32 | DataType::UInt16 => Type::INT4,
-            DataType::Int64 | DataType::UInt32 | DataType::UInt64 => Type::INT8,
-            DataType::Float16 | DataType::Float32 => Type::FLOAT4,
-            DataType::Float64 => Type::FLOAT8,
-            DataType::Decimal128(..) | DataType::Decimal256(..) => Type::NUMERIC,
-            DataType::Binary | DataType::LargeBinary | DataType::BinaryView => Type::BYTEA,
-            DataType::Date32 | DataType::Date64 => Type::DATE,
-            DataType::Time32(_) | DataType::Time64(_) => Type::TIME,
-            DataType::Timestamp(_, None) => Type::TIMESTAMP,
-            DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
-            DataType::Interval(_) | DataType::Duration(_) => Type::INTERVAL,
-            _ => Type::TEXT,
-        }
+        SqlType::of_arrow(dt).pg()
     }
 }
 

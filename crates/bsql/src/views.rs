@@ -210,13 +210,7 @@ pub async fn create(s: &Session, cv: &ast::CreateView) -> SqlResult<()> {
         types,
     };
     if cv.or_replace {
-        if let Some(old) = s
-            .catalog
-            .views(&s.db)
-            .await?
-            .iter()
-            .find(|v| v.schema == def.schema && v.name == def.name)
-        {
+        if let Some(old) = s.catalog.view(&s.db, &def.schema, &def.name).await? {
             // PostgreSQL lets a replacement add columns at the end, nothing else.
             if old.columns.len() > def.columns.len()
                 || old.columns.iter().zip(&def.columns).any(|(a, b)| a != b)
