@@ -88,6 +88,58 @@ impl Access {
         }
     }
 
+    /// The rows of one-tablet (range-partitioned) `table` with keys in `[start, end)`.
+    pub async fn scan_range(
+        &self,
+        table: &Table,
+        start: Vec<u8>,
+        end: Option<Vec<u8>>,
+    ) -> SqlResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        let mut from = Some(start);
+        while let Some(s) = from.take() {
+            let (rows, more) = match self.txn.lock().await.as_mut() {
+                Some(t) => t.scan(table, 0, Some(s), end.clone(), 10_000).await?,
+                None => {
+                    let r = self
+                        .client
+                        .scan_tablet(table, 0, Some(s), end.clone(), 10_000)
+                        .await?;
+                    let rows = r.kvs.into_iter().map(|kv| (kv.key, kv.value)).collect();
+                    (rows, r.more)
+                }
+            };
+            let last = rows.last().map(|(k, _): &(Vec<u8>, Vec<u8>)| k.clone());
+            out.extend(rows);
+            from = client::next_page(more, last);
+        }
+        Ok(out)
+    }
+
+    /// Several keys of `table` (concurrently, or together inside a transaction).
+    pub async fn get_many(
+        &self,
+        table: &Table,
+        keys: &[Vec<u8>],
+    ) -> SqlResult<Vec<Option<Vec<u8>>>> {
+        if let Some(t) = self.txn.lock().await.as_mut() {
+            let keys: Vec<(&Table, &[u8])> = keys.iter().map(|k| (table, &k[..])).collect();
+            return Ok(t.get_many(&keys).await?);
+        }
+        use futures::TryStreamExt;
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(64) {
+            let mut reads = futures::stream::FuturesOrdered::new();
+            for k in chunk {
+                reads.push_back(self.client.get(table, k));
+            }
+            while let Some(v) = reads.try_next().await? {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+
     /// Apply `ops` (all in the tablet of `key`) atomically if every condition holds; false
     /// if one does not (then nothing is written).
     pub async fn write(&self, table: &Table, key: &[u8], ops: Vec<KvOp>) -> SqlResult<bool> {

@@ -17,6 +17,7 @@ use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{SqlError, SqlResult};
+use crate::index::IndexTable;
 use crate::types::SqlType;
 
 /// How long a cached table definition is trusted.
@@ -64,13 +65,37 @@ pub struct TableDef {
     pub indexes: Vec<IndexDef>,
 }
 
-/// A secondary index. Recorded in the table's definition (so psql, `pg_class` and DROP
-/// INDEX see it); not yet backed by an index table: queries scan the table.
+/// A secondary index, recorded in the table's definition (so psql, `pg_class` and DROP
+/// INDEX see it) and kept in its index table (see [`crate::index`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct IndexDef {
     pub name: String,
     /// Indexed columns by column id, each with whether it is descending.
     pub columns: Vec<(u32, bool)>,
+    /// No two rows with the same non-null values.
+    #[serde(default)]
+    pub unique: bool,
+    /// Made by a UNIQUE constraint (`\d` shows it as one; DROP INDEX refuses it).
+    #[serde(default)]
+    pub constraint: bool,
+    /// The mserver table holding its entries. Indexes made before indexes had tables have
+    /// none: they are names only.
+    #[serde(default)]
+    pub storage: Option<String>,
+}
+
+/// Mark of an index table's mserver name (`<schema>.\u{1}<table>\u{1}<index>\u{1}<tag>`),
+/// which no listing of tables shows.
+pub const INDEX_MARK: char = '\u{1}';
+
+/// A new mserver name for an index table of index `index` on `schema.table` (unique even
+/// if a renamed table's index kept the same names).
+pub fn index_storage_name(schema: &str, table: &str, index: &str) -> String {
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    format!(
+        "{schema}.{INDEX_MARK}{table}{INDEX_MARK}{index}{INDEX_MARK}{}",
+        &tag[..8]
+    )
 }
 
 impl TableDef {
@@ -118,6 +143,10 @@ pub struct IndexInfo {
     pub columns: Vec<(usize, bool)>,
     /// The primary key's index.
     pub primary: bool,
+    /// A unique index (the primary key's is).
+    pub unique: bool,
+    /// Made by a constraint (PRIMARY KEY, UNIQUE).
+    pub constraint: bool,
 }
 
 impl TableDef {
@@ -135,6 +164,8 @@ impl TableDef {
                 name: format!("{}_pkey", self.name),
                 columns: cols,
                 primary: true,
+                unique: true,
+                constraint: true,
             });
         }
         for ix in &self.indexes {
@@ -152,6 +183,8 @@ impl TableDef {
                 name: ix.name.clone(),
                 columns: cols,
                 primary: false,
+                unique: ix.unique,
+                constraint: ix.constraint,
             });
         }
         out
@@ -195,6 +228,8 @@ pub struct Resolved {
     pub def: Arc<TableDef>,
     pub table: Arc<Table>,
     pub schema: SchemaRef,
+    /// The indexes with index tables.
+    pub indexes: Vec<IndexTable>,
     loaded: Instant,
 }
 
@@ -276,11 +311,19 @@ impl Catalog {
         let def: TableDef = serde_json::from_slice(&table.info.schema).map_err(|e| {
             SqlError::internal(format!("table {schema}.{name} has no SQL definition: {e}"))
         })?;
+        let mut indexes = Vec::new();
+        for ix in &def.indexes {
+            if let Some(storage) = &ix.storage {
+                let t = self.client.open_table(db, storage).await?;
+                indexes.push(IndexTable::new(&def, ix.clone(), t));
+            }
+        }
         let def = Arc::new(def);
         let resolved = Arc::new(Resolved {
             schema: def.arrow_schema(),
             def,
             table: Arc::new(table),
+            indexes,
             loaded: Instant::now(),
         });
         self.tables
@@ -309,6 +352,7 @@ impl Catalog {
             .tables
             .iter()
             .filter(|t| t.namespace_name == db)
+            .filter(|t| !t.name.contains(INDEX_MARK))
             .filter_map(|t| {
                 t.name
                     .split_once('.')
@@ -409,6 +453,37 @@ impl Catalog {
             self.client.wait_for_leaders(&t).await?;
         }
         Ok(created)
+    }
+
+    /// Create the (empty, one-tablet, range-partitioned) index table `storage`.
+    pub async fn create_index_table(&self, db: &str, storage: &str) -> SqlResult<()> {
+        let req = rpc::mserver::CreateTableRequest {
+            namespace_name: db.to_owned(),
+            name: storage.to_owned(),
+            schema: b"{\"index\":true}".to_vec(),
+            num_tablets: 1,
+            range_partitioned: true,
+            replication_factor: 0,
+            if_not_exists: false,
+        };
+        self.client.create_table(req).await?;
+        let t = self.client.open_table(db, storage).await?;
+        self.client.wait_for_leaders(&t).await?;
+        Ok(())
+    }
+
+    /// Drop the index tables of `indexes` (those that have one).
+    pub async fn drop_index_tables(&self, db: &str, indexes: &[IndexDef]) -> SqlResult<()> {
+        for ix in indexes {
+            if let Some(storage) = &ix.storage {
+                match self.client.delete_table(db, storage).await {
+                    Ok(()) => {}
+                    Err(e) if e.code() == common::StatusCode::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Drop a table; false if it did not exist.

@@ -1,6 +1,6 @@
-//! DDL: CREATE TABLE (columns, types, PRIMARY KEY, NOT NULL, DEFAULT, CHECK, SERIAL),
-//! ALTER TABLE, DROP TABLE, CREATE / DROP INDEX, and turning parsed names into catalog
-//! names.
+//! DDL: CREATE TABLE (columns, types, PRIMARY KEY, NOT NULL, DEFAULT, CHECK, UNIQUE,
+//! SERIAL), ALTER TABLE, DROP TABLE, CREATE [UNIQUE] / DROP INDEX (with their index tables,
+//! see [`crate::index`]), and turning parsed names into catalog names.
 
 use std::sync::Arc;
 
@@ -8,7 +8,7 @@ use datafusion::sql::sqlparser::ast::{
     self, ColumnOption, ObjectName, ObjectNamePart, TableConstraint,
 };
 
-use crate::catalog::{Catalog, ColumnDef, Resolved, TableDef};
+use crate::catalog::{index_storage_name, Catalog, ColumnDef, IndexDef, Resolved, TableDef};
 use crate::error::{SqlError, SqlResult};
 use crate::types::SqlType;
 
@@ -46,9 +46,17 @@ fn index_column(c: &ast::IndexColumn) -> SqlResult<(String, Option<bool>)> {
     }
 }
 
+/// A UNIQUE constraint to create: its name if given, and its columns.
+type UniqueSpec = (Option<String>, Vec<String>);
+
 /// A column of `def` from its AST; true if it is declared PRIMARY KEY. Takes the next
-/// column id (CHECKs go to `def.checks`).
-fn column_def(def: &mut TableDef, table: &str, c: &ast::ColumnDef) -> SqlResult<(ColumnDef, bool)> {
+/// column id (CHECKs go to `def.checks`, a UNIQUE to `uniques`).
+fn column_def(
+    def: &mut TableDef,
+    table: &str,
+    c: &ast::ColumnDef,
+    uniques: &mut Vec<UniqueSpec>,
+) -> SqlResult<(ColumnDef, bool)> {
     let cname = ident(&c.name);
     let (ty, len) = SqlType::from_ast(&c.data_type)?;
     let type_text = c.data_type.to_string().to_ascii_lowercase();
@@ -75,7 +83,10 @@ fn column_def(def: &mut TableDef, table: &str, c: &ast::ColumnDef) -> SqlResult<
                 col.nullable = false;
                 is_pk = true;
             }
-            ColumnOption::Unique(_) => {}
+            ColumnOption::Unique(u) => uniques.push((
+                u.name.as_ref().or(opt.name.as_ref()).map(ident),
+                vec![cname.clone()],
+            )),
             ColumnOption::Check(chk) => def.add_check(
                 chk.expr.to_string(),
                 chk.name.as_ref().or(opt.name.as_ref()).map(ident),
@@ -118,6 +129,7 @@ pub async fn create_table(catalog: &Catalog, db: &str, ct: &ast::CreateTable) ->
         indexes: Vec::new(),
     };
     let mut pk_names: Vec<(String, Option<bool>)> = Vec::new();
+    let mut uniques = Vec::new();
     for c in &ct.columns {
         let cname = ident(&c.name);
         if def.column(&cname).is_some() {
@@ -126,7 +138,7 @@ pub async fn create_table(catalog: &Catalog, db: &str, ct: &ast::CreateTable) ->
                 format!("column \"{cname}\" specified more than once"),
             ));
         }
-        let (col, is_pk) = column_def(&mut def, &name, c)?;
+        let (col, is_pk) = column_def(&mut def, &name, c, &mut uniques)?;
         if is_pk {
             pk_names.push((cname.clone(), None));
         }
@@ -148,7 +160,8 @@ pub async fn create_table(catalog: &Catalog, db: &str, ct: &ast::CreateTable) ->
             TableConstraint::Check(chk) => {
                 def.add_check(chk.expr.to_string(), chk.name.as_ref().map(ident))
             }
-            TableConstraint::Unique(_) | TableConstraint::ForeignKey(_) => {}
+            TableConstraint::Unique(u) => uniques.push(unique_spec(u)?),
+            TableConstraint::ForeignKey(_) => {}
             other => return Err(SqlError::unsupported(format!("constraint {other}"))),
         }
     }
@@ -166,9 +179,128 @@ pub async fn create_table(catalog: &Catalog, db: &str, ct: &ast::CreateTable) ->
         def.columns[idx].nullable = false;
         def.pk.push(idx);
     }
-    catalog
+    let siblings = tables_in(catalog, db, &def.schema).await?;
+    for (given, cols) in uniques {
+        let taken = |n: &str| {
+            def.owns_relation(n)
+                || (!def.pk.is_empty() && n == format!("{name}_pkey"))
+                || siblings.iter().any(|t| t.def.owns_relation(n))
+        };
+        let ix = unique_index(&def, given, &cols, &taken)?;
+        def.indexes.push(ix);
+    }
+    if !catalog
         .create_table(db, &def, range, ct.if_not_exists)
-        .await
+        .await?
+    {
+        return Ok(false);
+    }
+    // The new table has no rows: its index tables start empty.
+    for ix in &def.indexes {
+        if let Some(storage) = &ix.storage {
+            if let Err(e) = catalog.create_index_table(db, storage).await {
+                let _ = catalog.drop_table(db, &def.schema, &name).await;
+                let _ = catalog.drop_index_tables(db, &def.indexes).await;
+                return Err(e);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// The columns of a table UNIQUE constraint.
+fn unique_spec(u: &ast::UniqueConstraint) -> SqlResult<UniqueSpec> {
+    let cols = u
+        .columns
+        .iter()
+        .map(|c| index_column(c).map(|(n, _)| n))
+        .collect::<SqlResult<_>>()?;
+    Ok((u.name.as_ref().map(ident), cols))
+}
+
+/// The index of a UNIQUE constraint on `cols` of `def`: named `given`, or as PostgreSQL
+/// names it (`<table>_<columns>_key`, then `key1`, `key2` ... while `taken`).
+fn unique_index(
+    def: &TableDef,
+    given: Option<String>,
+    cols: &[String],
+    taken: &dyn Fn(&str) -> bool,
+) -> SqlResult<IndexDef> {
+    let mut columns = Vec::new();
+    for n in cols {
+        let pos = def.column(n).ok_or_else(|| {
+            SqlError::new(
+                "42703",
+                format!("column \"{n}\" named in key does not exist"),
+            )
+        })?;
+        columns.push((def.columns[pos].id, false));
+    }
+    let name = match given {
+        Some(n) => {
+            if taken(&n) {
+                return Err(SqlError::new(
+                    "42P07",
+                    format!("relation \"{n}\" already exists"),
+                ));
+            }
+            n
+        }
+        None => free_name(&format!("{}_{}_key", def.name, cols.join("_")), taken),
+    };
+    Ok(IndexDef {
+        storage: Some(index_storage_name(&def.schema, &def.name, &name)),
+        name,
+        columns,
+        unique: true,
+        constraint: true,
+    })
+}
+
+/// `base`, or `base1`, `base2` ... the first one not `taken`.
+fn free_name(base: &str, taken: &dyn Fn(&str) -> bool) -> String {
+    let mut name = base.to_owned();
+    let mut n = 0;
+    while taken(&name) {
+        n += 1;
+        name = format!("{base}{n}");
+    }
+    name
+}
+
+/// Add index `ix` (its `storage` set) to table `r` of `db`: create its index table, record
+/// it in the definition, let every server's writers see it, then build its entries from
+/// the rows stored. If the build fails (a duplicate of a unique index: 23505), the index is
+/// removed again.
+pub async fn add_index(catalog: &Catalog, db: &str, r: &Resolved, ix: IndexDef) -> SqlResult<()> {
+    let Some(storage) = ix.storage.clone() else {
+        return Err(SqlError::internal("an index without an index table"));
+    };
+    catalog.create_index_table(db, &storage).await?;
+    let mut def = (*r.def).clone();
+    def.indexes.push(ix.clone());
+    if let Err(e) = catalog.replace_def(db, r, &def).await {
+        let _ = catalog.drop_index_tables(db, &[ix]).await;
+        return Err(e);
+    }
+    // Servers trust a cached definition for CACHE_TTL: after that every writer maintains
+    // the index, so no row written from now on is missed by the build below.
+    let servers = catalog.client.list_servers().await?;
+    if servers.servers.iter().filter(|s| s.alive).count() > 1 {
+        tokio::time::sleep(crate::catalog::CACHE_TTL + std::time::Duration::from_millis(200)).await;
+    }
+    let index_table = catalog.client.open_table(db, &storage).await?;
+    let built = crate::index::IndexTable::new(&def, ix.clone(), index_table);
+    if let Err(e) = crate::index::build(&catalog.client, &def, &r.table, &built).await {
+        if let Some(now) = catalog.table(db, &def.schema, &def.name).await? {
+            let mut undone = (*now.def).clone();
+            undone.indexes.retain(|x| x.name != ix.name);
+            catalog.replace_def(db, &now, &undone).await?;
+        }
+        let _ = catalog.drop_index_tables(db, &[ix]).await;
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// ALTER TABLE: add / drop / rename columns, rename the table, SET/DROP NOT NULL and
@@ -183,6 +315,7 @@ pub async fn alter_table(catalog: &Catalog, db: &str, at: &ast::AlterTable) -> S
     let mut def = (*r.def).clone();
     let mut rename_to = None;
     let mut new_pk: Option<Vec<String>> = None;
+    let mut new_uniques: Vec<UniqueSpec> = Vec::new();
     for op in &at.operations {
         use ast::AlterTableOperation as Op;
         match op {
@@ -201,7 +334,7 @@ pub async fn alter_table(catalog: &Catalog, db: &str, at: &ast::AlterTable) -> S
                         format!("column \"{cname}\" of relation \"{name}\" already exists"),
                     ));
                 }
-                let (col, is_pk) = column_def(&mut def, &name, c)?;
+                let (col, is_pk) = column_def(&mut def, &name, c, &mut new_uniques)?;
                 def.columns.push(col);
                 if is_pk {
                     new_pk = Some(vec![cname]);
@@ -271,7 +404,8 @@ pub async fn alter_table(catalog: &Catalog, db: &str, at: &ast::AlterTable) -> S
                 TableConstraint::Check(chk) => {
                     def.add_check(chk.expr.to_string(), chk.name.as_ref().map(ident))
                 }
-                TableConstraint::Unique(_) | TableConstraint::ForeignKey(_) => {}
+                TableConstraint::Unique(u) => new_uniques.push(unique_spec(u)?),
+                TableConstraint::ForeignKey(_) => {}
                 other => return Err(SqlError::unsupported(format!("constraint {other}"))),
             },
             Op::AlterColumn { column_name, op } => {
@@ -318,6 +452,25 @@ pub async fn alter_table(catalog: &Catalog, db: &str, at: &ast::AlterTable) -> S
         || serde_json::to_vec(&def).ok() != serde_json::to_vec(r.def.as_ref()).ok()
     {
         catalog.replace_def(db, &r, &def).await?;
+    }
+    // The index tables of indexes dropped with their columns.
+    let dropped: Vec<IndexDef> = r
+        .def
+        .indexes
+        .iter()
+        .filter(|ix| !def.indexes.iter().any(|x| x.name == ix.name))
+        .cloned()
+        .collect();
+    catalog.drop_index_tables(db, &dropped).await?;
+    if !new_uniques.is_empty() {
+        for (given, cols) in new_uniques {
+            let now = catalog.require(db, &schema, &name).await?;
+            let siblings = tables_in(catalog, db, &schema).await?;
+            let taken = |n: &str| siblings.iter().any(|t| t.def.owns_relation(n));
+            let ix = unique_index(&now.def, given, &cols, &taken)?;
+            add_index(catalog, db, &now, ix).await?;
+        }
+        def = (*catalog.require(db, &schema, &name).await?.def).clone();
     }
     if let Some(new_name) = rename_to {
         def.name = new_name;
@@ -412,6 +565,24 @@ async fn rewrite(
         .await?;
     catalog.client.delete_table(db, &retired).await?;
     catalog.invalidate(db);
+    // Rows have new storage keys: the index entries are built again.
+    if let Some(now) = catalog.table(db, &def.schema, &def.name).await? {
+        for ix in &now.indexes {
+            let stale = catalog.client.scan_all(&ix.table).await?;
+            for chunk in stale.chunks(1000) {
+                let ops: Vec<KvOp> = chunk
+                    .iter()
+                    .map(|(k, _)| KvOp {
+                        key: k.clone(),
+                        delete: true,
+                        ..Default::default()
+                    })
+                    .collect();
+                catalog.client.write(&ix.table, &chunk[0].0, ops).await?;
+            }
+            crate::index::build(&catalog.client, &now.def, &now.table, ix).await?;
+        }
+    }
     Ok(())
 }
 
@@ -433,9 +604,6 @@ pub async fn create_index(
     db: &str,
     ci: &ast::CreateIndex,
 ) -> SqlResult<Option<String>> {
-    if ci.unique {
-        return Err(SqlError::unsupported("CREATE UNIQUE INDEX"));
-    }
     if ci.predicate.is_some() {
         return Err(SqlError::unsupported(
             "a partial index (CREATE INDEX ... WHERE)",
@@ -449,7 +617,7 @@ pub async fn create_index(
         .table(db, &schema, &table)
         .await?
         .ok_or_else(|| SqlError::no_table(&table))?;
-    let mut def = (*r.def).clone();
+    let def = &r.def;
     let mut columns = Vec::new();
     let mut names = Vec::new();
     for ic in &ci.columns {
@@ -466,14 +634,7 @@ pub async fn create_index(
         Some(n) => table_name(n)?.1,
         None => {
             // PostgreSQL's default: <table>_<columns>_idx, then _idx1, _idx2, ...
-            let base = format!("{table}_{}_idx", names.join("_"));
-            let mut name = base.clone();
-            let mut n = 0;
-            while taken(&name) {
-                n += 1;
-                name = format!("{base}{n}");
-            }
-            name
+            free_name(&format!("{table}_{}_idx", names.join("_")), &taken)
         }
     };
     if taken(&name) {
@@ -485,8 +646,14 @@ pub async fn create_index(
             format!("relation \"{name}\" already exists"),
         ));
     }
-    def.indexes.push(crate::catalog::IndexDef { name, columns });
-    catalog.replace_def(db, &r, &def).await.map(|_| None)
+    let ix = IndexDef {
+        storage: Some(index_storage_name(&schema, &table, &name)),
+        name,
+        columns,
+        unique: ci.unique,
+        constraint: false,
+    };
+    add_index(catalog, db, &r, ix).await.map(|_| None)
 }
 
 /// DROP INDEX a, b [IF EXISTS]; returns the names IF EXISTS skipped.
@@ -510,9 +677,18 @@ pub async fn drop_indexes(
                 ));
             }
             if let Some(i) = r.def.indexes.iter().position(|x| x.name == index) {
+                if r.def.indexes[i].constraint {
+                    return Err(SqlError::new(
+                        "2BP01",
+                        format!(
+                            "cannot drop index {index} because constraint {index} on table {t} requires it"
+                        ),
+                    ));
+                }
                 let mut def = (*r.def).clone();
-                def.indexes.remove(i);
+                let removed = def.indexes.remove(i);
                 catalog.replace_def(db, &r, &def).await?;
+                catalog.drop_index_tables(db, &[removed]).await?;
                 continue 'names;
             }
         }
@@ -540,7 +716,13 @@ pub async fn drop_tables(
         if catalog.view(db, &schema, &name).await?.is_some() {
             return Err(SqlError::new("42809", format!("\"{name}\" is not a table")));
         }
-        if !catalog.drop_table(db, &schema, &name).await? {
+        let indexes = match catalog.table(db, &schema, &name).await? {
+            Some(r) => r.def.indexes.clone(),
+            None => Vec::new(),
+        };
+        if catalog.drop_table(db, &schema, &name).await? {
+            catalog.drop_index_tables(db, &indexes).await?;
+        } else {
             if !if_exists {
                 return Err(SqlError::no_table(&name));
             }

@@ -206,7 +206,8 @@ async fn run(
                 .all_indexes()
                 .into_iter()
                 .map(|ix| {
-                    let (index, primary) = (ix.name, ix.primary);
+                    let (index, primary, is_unique) = (ix.name, ix.primary, ix.unique);
+                    let is_constraint = ix.constraint;
                     let cols: Vec<String> = ix
                         .columns
                         .iter()
@@ -220,21 +221,26 @@ async fn run(
                         })
                         .collect();
                     let cols = cols.join(", ");
-                    let unique = if primary { "UNIQUE " } else { "" };
+                    let unique = if is_unique { "UNIQUE " } else { "" };
                     let indexdef = format!(
                         "CREATE {unique}INDEX {index} ON {}.{} USING btree ({cols})",
                         def.schema, def.name
                     );
-                    let constraint = |v: &str| primary.then(|| v.to_owned());
+                    let constraint = |v: &str| is_constraint.then(|| v.to_owned());
+                    let (condef, contype) = if primary {
+                        (format!("PRIMARY KEY ({cols})"), "p")
+                    } else {
+                        (format!("UNIQUE ({cols})"), "u")
+                    };
                     vec![
                         Some(index),
                         Some(f(primary)),
-                        Some(f(primary)),
+                        Some(f(is_unique)),
                         Some(f(false)),
                         Some(f(true)),
                         Some(indexdef),
-                        constraint(&format!("PRIMARY KEY ({cols})")),
-                        constraint("p"),
+                        constraint(&condef),
+                        constraint(contype),
                         constraint("f"),
                         constraint("f"),
                         Some(f(false)),

@@ -413,7 +413,9 @@ pub async fn write_new_rows(
             return Err(affect_twice());
         }
     }
-    let applied = if do_nothing {
+    let applied = if !r.indexes.is_empty() {
+        write_indexed_rows(access, r, ops, &written, do_nothing, !distinct_keys).await?
+    } else if do_nothing {
         // Row by row, so one taken key skips only that row.
         futures::stream::iter(ops.into_iter().map(|op| {
             let r = r.clone();
@@ -440,6 +442,55 @@ pub async fn write_new_rows(
         }
     }
     Ok((new, taken))
+}
+
+/// [`write_new_rows`]' writes for a table with indexes: the rows, then their index
+/// entries. With `do_nothing`, row by row, and a row whose key is taken is skipped, as is
+/// one that would duplicate a unique index if `skip_index_conflicts`; returns which rows
+/// were written.
+async fn write_indexed_rows(
+    access: &Access,
+    r: &Resolved,
+    ops: Vec<KvOp>,
+    rows: &[Row],
+    do_nothing: bool,
+    skip_index_conflicts: bool,
+) -> SqlResult<Vec<bool>> {
+    if !do_nothing {
+        let keys: Vec<Vec<u8>> = ops.iter().map(|op| op.key.clone()).collect();
+        if !write_grouped(access, r, ops).await? {
+            return Err(duplicate(&r.def));
+        }
+        let changes: Vec<crate::index::Change> = keys
+            .iter()
+            .zip(rows)
+            .map(|(k, row)| (None, Some((&k[..], row))))
+            .collect();
+        crate::index::maintain(access, &r.indexes, &changes).await?;
+        return Ok(vec![true; rows.len()]);
+    }
+    let mut applied = Vec::with_capacity(rows.len());
+    for (op, row) in ops.into_iter().zip(rows) {
+        let key = op.key.clone();
+        let sp = access.savepoint().await;
+        if !access.write(&r.table, &key, vec![op]).await? {
+            applied.push(false);
+            continue;
+        }
+        let change = [(None, Some((&key[..], row)))];
+        match crate::index::maintain(access, &r.indexes, &change).await {
+            Ok(()) => applied.push(true),
+            Err(e) if e.code == "23505" && skip_index_conflicts => {
+                match sp {
+                    Some(sp) => access.rollback_to(sp).await,
+                    None => return Err(e),
+                }
+                applied.push(false);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(applied)
 }
 
 fn affect_twice() -> SqlError {
@@ -911,12 +962,22 @@ async fn update_once(s: &Session, upd: &ast::Update) -> Result<(Arc<TableDef>, V
     let sql = dml_select(&def, alias, &exprs, &from, upd.selection.as_ref());
     let selected = select_affected(s, &def, &sql, exprs.len()).await?;
     let mut changes = Vec::with_capacity(selected.rows.len());
+    // For the indexes: (old key, old row, new key, new row).
+    let mut index_changes = Vec::new();
     for ((old, key, raw), (arrays, i)) in selected.rows.into_iter().zip(selected.extras) {
         let mut new = old.clone();
         for (j, &col) in assigned.iter().enumerate() {
             new[col] = cell(&def, col, &arrays[j], i)?;
         }
         check_not_null(&def, &new)?;
+        if !r.indexes.is_empty() {
+            let new_key = if def.pk.is_empty() {
+                key.clone()
+            } else {
+                row::encode_key(&def, &new)
+            };
+            index_changes.push((key.clone(), old, new_key, new.clone()));
+        }
         changes.push((new, key, raw));
     }
     let n = changes.len();
@@ -980,6 +1041,11 @@ async fn update_once(s: &Session, upd: &ast::Update) -> Result<(Arc<TableDef>, V
             Retry::Fail(e)
         }
     })?;
+    let index_changes: Vec<crate::index::Change> = index_changes
+        .iter()
+        .map(|(ok, o, nk, n)| (Some((&ok[..], o)), Some((&nk[..], n))))
+        .collect();
+    crate::index::maintain(&s.access, &r.indexes, &index_changes).await?;
     Ok((def, new_rows))
 }
 
@@ -1010,9 +1076,16 @@ pub async fn delete(s: &Session, del: &ast::Delete) -> SqlResult<Output> {
         });
         rows.push(row);
     }
+    let keys: Vec<Vec<u8>> = ops.iter().map(|op| op.key.clone()).collect();
     if !write_grouped(&s.access, &r, ops).await? {
         return Err(serialization_failure());
     }
+    let changes: Vec<crate::index::Change> = keys
+        .iter()
+        .zip(&rows)
+        .map(|(k, row)| (Some((&k[..], row)), None))
+        .collect();
+    crate::index::maintain(&s.access, &r.indexes, &changes).await?;
     match &del.returning {
         Some(items) => returning(s, &def, &rows, items, "DELETE").await,
         None => Ok(Output::Command(format!("DELETE {n}"))),
@@ -1033,6 +1106,20 @@ pub async fn truncate(s: &Session, t: &ast::Truncate) -> SqlResult<Output> {
             })
             .collect();
         write_grouped(&s.access, &r, ops).await?;
+        for ix in &r.indexes {
+            let entries = s.access.scan_all(&ix.table).await?;
+            for chunk in entries.chunks(OPS_PER_WRITE) {
+                let ops = chunk
+                    .iter()
+                    .map(|(key, _)| KvOp {
+                        key: key.clone(),
+                        delete: true,
+                        ..Default::default()
+                    })
+                    .collect();
+                s.access.write(&ix.table, &chunk[0].0, ops).await?;
+            }
+        }
     }
     Ok(Output::tag("TRUNCATE TABLE"))
 }

@@ -320,6 +320,14 @@ pub async fn run(
                     _ => return Ok(None),
                 }
             }
+            // An indexed column changes: its entries too (the general path).
+            if r.indexes.iter().any(|ix| {
+                ix.columns
+                    .iter()
+                    .any(|(c, _)| targets.iter().any(|(i, _)| i == c))
+            }) {
+                return Ok(None);
+            }
             let Some(key) = key_of(def, key, params)? else {
                 return Ok(None);
             };
@@ -352,6 +360,9 @@ pub async fn run(
         }
         FastPlan::Delete { table, key } => {
             let r = dml::target(s, table).await?;
+            if !r.indexes.is_empty() {
+                return Ok(None);
+            }
             let Some(key) = key_of(&r.def, key, params)? else {
                 return Ok(None);
             };

@@ -60,8 +60,9 @@ pub fn oid_of(parts: &[&str]) -> i64 {
     16_384 + (d % (i32::MAX as u64 - 16_384)) as i64
 }
 
-/// An index of a table: name, column positions, whether it is the primary key.
-type TableIndex = (String, Vec<usize>, bool);
+/// An index of a table: name, column positions, whether it is the primary key, whether it
+/// is unique.
+type TableIndex = (String, Vec<usize>, bool, bool);
 
 /// `pg_catalog` of database `db`.
 #[derive(Debug)]
@@ -105,7 +106,7 @@ impl PgCatalog {
                     .into_iter()
                     .map(|i| {
                         let cols = i.columns.into_iter().map(|(c, _)| c).collect();
-                        (i.name, cols, i.primary)
+                        (i.name, cols, i.primary, i.unique)
                     })
                     .collect(),
                 _ => Vec::new(),
@@ -166,7 +167,7 @@ impl PgCatalog {
                         2,
                         !indexes.is_empty(),
                     ));
-                    for (index, _, _) in indexes {
+                    for (index, _, _, _) in indexes {
                         rels.push((
                             oid_of(&[&self.db, schema, &index]),
                             index,
@@ -221,17 +222,17 @@ impl PgCatalog {
                 )?
             }
             "pg_index" => {
-                // The primary keys: (index oid, table oid, key column numbers).
-                // (index oid, table oid, key column numbers, primary key?)
-                let mut rows: Vec<(i64, i64, String, bool)> = Vec::new();
+                // (index oid, table oid, key column numbers, primary key?, unique?)
+                let mut rows: Vec<(i64, i64, String, bool, bool)> = Vec::new();
                 for (schema, name, indexes) in self.tables().await? {
-                    for (index, cols, primary) in indexes {
+                    for (index, cols, primary, unique) in indexes {
                         let keys: Vec<String> = cols.iter().map(|i| (i + 1).to_string()).collect();
                         rows.push((
                             oid_of(&[&self.db, &schema, &index]),
                             oid_of(&[&self.db, &schema, &name]),
                             keys.join(" "),
                             primary,
+                            unique,
                         ));
                     }
                 }
@@ -259,8 +260,9 @@ impl PgCatalog {
                         int64(rows.iter().map(|r| r.0).collect()),
                         int64(rows.iter().map(|r| r.1).collect()),
                         primary(),
-                        // Only primary keys are unique so far (no CREATE UNIQUE INDEX).
-                        primary(),
+                        Arc::new(BooleanArray::from(
+                            rows.iter().map(|r| r.4).collect::<Vec<_>>(),
+                        )),
                         no(),
                         yes(),
                         no(),

@@ -1,6 +1,7 @@
 //! DataFusion's view of BSQL tables: a `CatalogProvider` per database whose schemas resolve
 //! tables from the [`Catalog`], and a `TableProvider` that reads a table's rows from its
-//! tablets (a point read when the filters pin the whole primary key, else a full scan).
+//! tablets (a point read when the filters pin the whole primary key, an index lookup when
+//! they pin the leading columns of an index, else a full scan).
 //!
 //! The name `__dml__<table>` resolves to the same table with two more columns, `__key`
 //! (the row's storage key) and `__value` (its stored bytes): UPDATE and DELETE select them to
@@ -12,7 +13,7 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, BinaryArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvider};
-use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableType;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
@@ -20,6 +21,7 @@ use datafusion::physical_plan::ExecutionPlan;
 
 use crate::access::Access;
 use crate::catalog::{Catalog, Resolved};
+use crate::index::IndexTable;
 use crate::row::{self, Row};
 
 /// Prefix of the table name that adds the `__key` column.
@@ -190,6 +192,45 @@ impl BsqlTable {
         (found == def.pk.len()).then(|| row::encode_key(def, &row))
     }
 
+    /// The index that `filters` pin the most leading columns of (each `col = literal`, not
+    /// NULL), and those columns' values.
+    fn index_prefix(&self, filters: &[Expr]) -> Option<(&IndexTable, Vec<row::Datum>)> {
+        let def = &self.resolved.def;
+        let mut pinned: Vec<Option<&ScalarValue>> = vec![None; def.columns.len()];
+        for f in filters {
+            let Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::Eq,
+                right,
+            }) = f
+            else {
+                continue;
+            };
+            if let (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c)) =
+                (left.as_ref(), right.as_ref())
+            {
+                if let Some(i) = def.column(&c.name) {
+                    pinned[i] = Some(v);
+                }
+            }
+        }
+        let mut best: Option<(&IndexTable, Vec<row::Datum>)> = None;
+        for ix in &self.resolved.indexes {
+            let mut values = Vec::new();
+            for &(c, _) in &ix.columns {
+                let Some(v) = pinned[c] else { break };
+                match row::datum_from_any_scalar(v, def.columns[c].ty) {
+                    Ok(d) if !d.is_null() => values.push(d),
+                    _ => break,
+                }
+            }
+            if !values.is_empty() && best.as_ref().is_none_or(|(_, b)| values.len() > b.len()) {
+                best = Some((ix, values));
+            }
+        }
+        best
+    }
+
     async fn rows(&self, filters: &[Expr]) -> crate::error::SqlResult<Vec<(Vec<u8>, Vec<u8>)>> {
         let table = &self.resolved.table;
         if let Some(key) = self.point_key(filters) {
@@ -199,6 +240,16 @@ impl BsqlTable {
                 .await?
                 .map(|v| vec![(key, v)])
                 .unwrap_or_default());
+        }
+        if let Some((ix, values)) = self.index_prefix(filters) {
+            // The rows the index names (DataFusion applies every filter to them again).
+            let keys = crate::index::lookup(&self.access, ix, &values).await?;
+            let found = self.access.get_many(table, &keys).await?;
+            return Ok(keys
+                .into_iter()
+                .zip(found)
+                .filter_map(|(k, v)| v.map(|v| (k, v)))
+                .collect());
         }
         self.access.scan_all(table).await
     }

@@ -276,7 +276,9 @@ impl Session {
         if !ends_block {
             self.statement_starts().await?;
         }
-        let r = if self.txn.is_none() && needs_statement_txn(&stmt) {
+        let r = if self.txn.is_none()
+            && (needs_statement_txn(&stmt) || self.writes_indexed_table(&stmt).await)
+        {
             self.execute_atomically(stmt).await
         } else {
             self.execute_inner(stmt).await
@@ -285,6 +287,37 @@ impl Session {
             return r;
         }
         self.statement_ended(r)
+    }
+
+    /// Whether `stmt` writes a table with indexes (then its rows and their index entries
+    /// are written in one transaction).
+    async fn writes_indexed_table(&self, stmt: &Statement) -> bool {
+        let name = match stmt {
+            Statement::Insert(ins) => match &ins.table {
+                ast::TableObject::TableName(n) => n,
+                _ => return false,
+            },
+            Statement::Update(upd) => match &upd.table.relation {
+                ast::TableFactor::Table { name, .. } => name,
+                _ => return false,
+            },
+            Statement::Delete(del) => {
+                let (ast::FromTable::WithFromKeyword(t) | ast::FromTable::WithoutKeyword(t)) =
+                    &del.from;
+                match t.first().map(|t| &t.relation) {
+                    Some(ast::TableFactor::Table { name, .. }) => name,
+                    _ => return false,
+                }
+            }
+            _ => return false,
+        };
+        let Ok((schema, table)) = crate::ddl::table_name(name) else {
+            return false;
+        };
+        matches!(
+            self.catalog.table(&self.db, &schema, &table).await,
+            Ok(Some(r)) if !r.indexes.is_empty()
+        )
     }
 
     /// Run a data-changing statement outside a transaction block as one transaction of its
