@@ -195,6 +195,7 @@ async fn psql_tokio_postgres_pgbench_and_kill_9() {
     );
 
     two_sessions(&pg, host, port).await;
+    unique_races(&pg, host, port).await;
 
     // CancelRequest (from BackendKeyData) stops a running statement with 57014; the
     // connection then serves the next one.
@@ -330,6 +331,68 @@ async fn psql_tokio_postgres_pgbench_and_kill_9() {
 /// Transaction blocks seen from two sessions: uncommitted writes are invisible to others,
 /// COMMIT publishes them at once, a lost update is refused with 40001, REPEATABLE READ keeps
 /// its snapshot and READ COMMITTED takes a new one per statement.
+/// Eight sessions insert rows with 16 emails of a UNIQUE column at once: every email ends up
+/// in exactly one row, each acknowledged insert is there, every refusal is 23505 (or 40001),
+/// and a lookup by the index finds each row.
+async fn unique_races(pg: &tokio_postgres::Client, host: &str, port: &str) {
+    pg.batch_execute("create table uq (id int primary key, email text unique)")
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..8i32 {
+        let conninfo = format!("host={host} port={port} user=yugabyte dbname=yugabyte");
+        tasks.push(tokio::spawn(async move {
+            let (c, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let mut won = Vec::new();
+            for i in 0..16i32 {
+                let id = w * 100 + i;
+                let email = format!("e{}", (i + w) % 16);
+                match c
+                    .execute("insert into uq values ($1, $2)", &[&id, &email])
+                    .await
+                {
+                    Ok(_) => won.push((id, email)),
+                    Err(e) => {
+                        let code = e.code().cloned();
+                        assert!(
+                            code == Some(tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+                                || code
+                                    == Some(
+                                        tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
+                                    ),
+                            "{e:?}"
+                        );
+                    }
+                }
+            }
+            won
+        }));
+    }
+    let mut won = Vec::new();
+    for t in tasks {
+        won.extend(t.await.unwrap());
+    }
+    let rows = pg
+        .query("select id, email from uq order by email", &[])
+        .await
+        .unwrap();
+    let stored: Vec<(i32, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    won.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(stored, won, "rows differ from the acknowledged inserts");
+    assert_eq!(stored.len(), 16, "one row per email: {stored:?}");
+    for (id, email) in &stored {
+        let r = pg
+            .query_one("select id from uq where email = $1", &[email])
+            .await
+            .unwrap();
+        assert_eq!(r.get::<_, i32>(0), *id);
+    }
+    pg.batch_execute("drop table uq").await.unwrap();
+}
+
 async fn two_sessions(pg: &tokio_postgres::Client, host: &str, port: &str) {
     let (pg2, conn) = tokio_postgres::connect(
         &format!("host={host} port={port} user=yugabyte dbname=yugabyte"),
