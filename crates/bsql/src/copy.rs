@@ -30,6 +30,8 @@ pub struct CopyCmd {
     pub null: String,
     pub header: bool,
     pub quote: char,
+    /// `FROM 'file'` / `TO 'file'`: a file on the server (superusers only), not the client.
+    pub file: Option<String>,
 }
 
 /// Whether `sql` is a COPY statement (so it is parsed by [`parse`]).
@@ -114,6 +116,7 @@ pub fn parse(sql: &str) -> SqlResult<CopyCmd> {
         null: "\\N".into(),
         header: false,
         quote: '"',
+        file: None,
     };
     let mut t = next(&mut i)?;
     if t == "(" {
@@ -135,12 +138,16 @@ pub fn parse(sql: &str) -> SqlResult<CopyCmd> {
             )))
         }
     }
-    let target = next(&mut i)?.to_lowercase();
-    if target != "stdin" && target != "stdout" {
-        return Err(SqlError::new(
-            "42501",
-            "COPY to or from a file is not supported: use COPY ... FROM STDIN / TO STDOUT (psql's \\copy)",
-        ));
+    let target = next(&mut i)?;
+    match target.to_lowercase().as_str() {
+        "stdin" | "stdout" => {}
+        "program" => return Err(SqlError::unsupported("COPY ... PROGRAM")),
+        _ if target.starts_with('\'') => cmd.file = Some(target[1..].to_owned()),
+        other => {
+            return Err(SqlError::syntax(format!(
+                "syntax error at or near \"{other}\""
+            )))
+        }
     }
     let mut null_set = false;
     let mut delim_set = false;
@@ -417,6 +424,55 @@ fn split_csv(line: &str, delim: char, quote: char, null: &str) -> Vec<Option<Str
 }
 
 /// Rows of `COPY t TO STDOUT`, as text-format (or CSV) lines.
+/// `COPY t FROM 'file'` / `COPY t TO 'file'`: the file is read or written by the server,
+/// so only a superuser may (as in PostgreSQL). Returns the row count.
+pub async fn copy_file(s: &mut Session, cmd: CopyCmd, path: &str) -> SqlResult<usize> {
+    let superuser = match s.catalog.role(&s.user).await? {
+        Some(r) => r.superuser,
+        None => s.user == crate::auth::DEFAULT_ROLE,
+    };
+    if !superuser {
+        let role = if cmd.from {
+            "pg_read_server_files"
+        } else {
+            "pg_write_server_files"
+        };
+        return Err(SqlError::new(
+            "42501",
+            format!(
+                "must be superuser or have privileges of the {role} role to COPY {} a file",
+                if cmd.from { "from" } else { "to" }
+            ),
+        ));
+    }
+    if !std::path::Path::new(path).is_absolute() {
+        return Err(SqlError::new(
+            "42602",
+            "relative path not allowed for COPY to file",
+        ));
+    }
+    if cmd.from {
+        let data = tokio::fs::read(path).await.map_err(|e| {
+            SqlError::new(
+                "58P01",
+                format!("could not open file \"{path}\" for reading: {e}"),
+            )
+        })?;
+        let mut load = CopyIn::start(s, cmd).await?;
+        load.data(s, &data).await?;
+        load.done(s).await
+    } else {
+        let (n, lines) = copy_out(s, &cmd).await?;
+        tokio::fs::write(path, lines.concat()).await.map_err(|e| {
+            SqlError::new(
+                "58P01",
+                format!("could not open file \"{path}\" for writing: {e}"),
+            )
+        })?;
+        Ok(n)
+    }
+}
+
 pub async fn copy_out(s: &Session, cmd: &CopyCmd) -> SqlResult<(usize, Vec<Vec<u8>>)> {
     let cols = if cmd.columns.is_empty() {
         "*".to_owned()

@@ -1092,6 +1092,87 @@ pub async fn delete(s: &Session, del: &ast::Delete) -> SqlResult<Output> {
     }
 }
 
+/// CREATE TABLE ... AS query: a table (without a primary key) with the query's columns and
+/// types, filled with its rows. Returns the row count, or `None` if IF NOT EXISTS found the
+/// name taken.
+pub async fn create_table_as(s: &Session, ct: &ast::CreateTable) -> SqlResult<Option<usize>> {
+    let Some(q) = &ct.query else {
+        return Err(SqlError::internal("CREATE TABLE AS without a query"));
+    };
+    let (schema, name) = ddl::table_name(&ct.name)?;
+    if s.catalog.view(&s.db, &schema, &name).await?.is_some()
+        || s.catalog.table(&s.db, &schema, &name).await?.is_some()
+    {
+        if ct.if_not_exists {
+            return Ok(None);
+        }
+        return Err(SqlError::new(
+            "42P07",
+            format!("relation \"{name}\" already exists"),
+        ));
+    }
+    let (result, batches) = s.run_datafusion(Statement::Query(q.clone())).await?;
+    if ct.columns.len() > result.fields().len() {
+        return Err(SqlError::syntax("too many column names were specified"));
+    }
+    let mut def = TableDef {
+        schema,
+        name: name.clone(),
+        columns: Vec::new(),
+        pk: Vec::new(),
+        next_column_id: 1,
+        checks: Vec::new(),
+        check_names: Vec::new(),
+        indexes: Vec::new(),
+    };
+    for (i, f) in result.fields().iter().enumerate() {
+        let cname = ct
+            .columns
+            .get(i)
+            .map(|c| ident(&c.name))
+            .unwrap_or_else(|| f.name().clone());
+        if def.column(&cname).is_some() {
+            return Err(SqlError::new(
+                "42701",
+                format!("column \"{cname}\" specified more than once"),
+            ));
+        }
+        def.columns.push(crate::catalog::ColumnDef {
+            id: def.next_column_id,
+            name: cname,
+            ty: SqlType::of_arrow(f.data_type()),
+            len: None,
+            nullable: true,
+            default: None,
+        });
+        def.next_column_id += 1;
+    }
+    if !s
+        .catalog
+        .create_table(&s.db, &def, false, ct.if_not_exists)
+        .await?
+    {
+        return Ok(None);
+    }
+    let r = s.catalog.require(&s.db, &def.schema, &name).await?;
+    let ncols = def.columns.len();
+    let mut rows = Vec::new();
+    for b in &batches {
+        for i in 0..b.num_rows() {
+            let mut row = Vec::with_capacity(ncols);
+            for col in 0..ncols {
+                row.push(cell(&r.def, col, b.column(col), i)?);
+            }
+            rows.push((row, vec![true; ncols]));
+        }
+    }
+    let n = rows.len();
+    for chunk in rows.chunks(OPS_PER_WRITE * 4) {
+        write_new_rows(s, &s.access, &r, chunk.to_vec(), false, false).await?;
+    }
+    Ok(Some(n))
+}
+
 /// TRUNCATE a, b.
 pub async fn truncate(s: &Session, t: &ast::Truncate) -> SqlResult<Output> {
     for target_name in &t.table_names {

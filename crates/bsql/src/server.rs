@@ -505,6 +505,13 @@ impl Conn {
     /// Start a COPY.
     async fn copy<C: ClientInfo>(&self, client: &C, sql: &str) -> PgWireResult<Response> {
         let cmd = copy::parse(sql).map_err(to_pg)?;
+        if let Some(path) = cmd.file.clone() {
+            let n = self
+                .with_session(client, async |s| copy::copy_file(s, cmd, &path).await)
+                .await
+                .map_err(to_pg)?;
+            return Ok(Response::Execution(Tag::new("COPY").with_rows(n)));
+        }
         if cmd.from {
             let started = self
                 .with_session(client, async |s| CopyIn::start(s, cmd).await)

@@ -409,6 +409,17 @@ impl Session {
             Statement::Update(upd) => dml::update(self, &upd).await,
             Statement::Delete(del) => dml::delete(self, &del).await,
             Statement::Truncate(t) => dml::truncate(self, &t).await,
+            Statement::CreateTable(ct) if ct.query.is_some() => {
+                match dml::create_table_as(self, &ct).await? {
+                    Some(n) => Ok(Output::Command(format!("SELECT {n}"))),
+                    None => {
+                        let (_, name) = ddl::table_name(&ct.name)?;
+                        let msg = format!("relation \"{name}\" already exists, skipping");
+                        self.notices.push(("42P07", msg));
+                        Ok(Output::tag("CREATE TABLE AS"))
+                    }
+                }
+            }
             Statement::CreateTable(ct) => {
                 if !ddl::create_table(&self.catalog, &self.db, &ct).await? {
                     let (_, name) = ddl::table_name(&ct.name)?;

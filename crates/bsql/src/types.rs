@@ -111,6 +111,8 @@ impl SqlType {
                     "smallserial" | "serial2" => (SqlType::Int2, None),
                     "timestamptz" => (SqlType::TimestampTz, None),
                     "bpchar" => (SqlType::Bpchar, None),
+                    // PostgreSQL's type of identifiers (at most 63 bytes).
+                    "name" => (SqlType::Varchar, Some(63)),
                     "float4" => (SqlType::Float4, None),
                     "float8" => (SqlType::Float8, None),
                     "int2" => (SqlType::Int2, None),
