@@ -44,7 +44,7 @@ pub struct ColumnDef {
 }
 
 /// One table.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct TableDef {
     pub schema: String,
     pub name: String,
@@ -63,6 +63,44 @@ pub struct TableDef {
     /// Secondary indexes (`CREATE INDEX`), in creation order.
     #[serde(default)]
     pub indexes: Vec<IndexDef>,
+    /// FOREIGN KEY constraints of this table (see [`crate::foreign`]).
+    #[serde(default)]
+    pub foreign_keys: Vec<ForeignKeyDef>,
+    /// The foreign keys of other tables (or this one) that reference this table.
+    #[serde(default)]
+    pub referenced_by: Vec<Reference>,
+}
+
+/// A FOREIGN KEY constraint: `columns` of this table reference `parent_columns` of table
+/// `parent_schema.parent_table` (its primary key or a unique index).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ForeignKeyDef {
+    pub name: String,
+    /// Referencing columns, by column id.
+    pub columns: Vec<u32>,
+    pub parent_schema: String,
+    pub parent_table: String,
+    /// Referenced columns, by name.
+    pub parent_columns: Vec<String>,
+    pub on_delete: FkAction,
+    pub on_update: FkAction,
+}
+
+/// What deleting or updating a referenced row does to the rows referencing it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FkAction {
+    /// Refuse (23503): NO ACTION and RESTRICT (checked at once, not deferred).
+    NoAction,
+    Cascade,
+    SetNull,
+}
+
+/// A foreign key of table `schema.table`, named `constraint`, that references this table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reference {
+    pub schema: String,
+    pub table: String,
+    pub constraint: String,
 }
 
 /// A secondary index, recorded in the table's definition (so psql, `pg_class` and DROP

@@ -8,7 +8,10 @@ use datafusion::sql::sqlparser::ast::{
     self, ColumnOption, ObjectName, ObjectNamePart, TableConstraint,
 };
 
-use crate::catalog::{index_storage_name, Catalog, ColumnDef, IndexDef, Resolved, TableDef};
+use crate::catalog::{
+    index_storage_name, Catalog, ColumnDef, FkAction, ForeignKeyDef, IndexDef, Reference, Resolved,
+    TableDef,
+};
 use crate::error::{SqlError, SqlResult};
 use crate::types::SqlType;
 
@@ -56,6 +59,7 @@ fn column_def(
     table: &str,
     c: &ast::ColumnDef,
     uniques: &mut Vec<UniqueSpec>,
+    fks: &mut Vec<ast::ForeignKeyConstraint>,
 ) -> SqlResult<(ColumnDef, bool)> {
     let cname = ident(&c.name);
     let (ty, len) = SqlType::from_ast(&c.data_type)?;
@@ -95,7 +99,15 @@ fn column_def(
                 col.nullable = false;
                 col.default = Some(format!("nextval('{table}_{cname}_seq')"));
             }
-            ColumnOption::ForeignKey(_) | ColumnOption::Comment(_) => {}
+            ColumnOption::ForeignKey(fk) => {
+                let mut fk = fk.clone();
+                fk.columns = vec![c.name.clone()];
+                if fk.name.is_none() {
+                    fk.name = opt.name.clone();
+                }
+                fks.push(fk);
+            }
+            ColumnOption::Comment(_) => {}
             other => return Err(SqlError::unsupported(format!("column option {other}"))),
         }
     }
@@ -127,9 +139,11 @@ pub async fn create_table(catalog: &Catalog, db: &str, ct: &ast::CreateTable) ->
         checks: Vec::new(),
         check_names: Vec::new(),
         indexes: Vec::new(),
+        ..Default::default()
     };
     let mut pk_names: Vec<(String, Option<bool>)> = Vec::new();
     let mut uniques = Vec::new();
+    let mut fks = Vec::new();
     for c in &ct.columns {
         let cname = ident(&c.name);
         if def.column(&cname).is_some() {
@@ -138,7 +152,7 @@ pub async fn create_table(catalog: &Catalog, db: &str, ct: &ast::CreateTable) ->
                 format!("column \"{cname}\" specified more than once"),
             ));
         }
-        let (col, is_pk) = column_def(&mut def, &name, c, &mut uniques)?;
+        let (col, is_pk) = column_def(&mut def, &name, c, &mut uniques, &mut fks)?;
         if is_pk {
             pk_names.push((cname.clone(), None));
         }
@@ -161,7 +175,7 @@ pub async fn create_table(catalog: &Catalog, db: &str, ct: &ast::CreateTable) ->
                 def.add_check(chk.expr.to_string(), chk.name.as_ref().map(ident))
             }
             TableConstraint::Unique(u) => uniques.push(unique_spec(u)?),
-            TableConstraint::ForeignKey(_) => {}
+            TableConstraint::ForeignKey(fk) => fks.push(fk.clone()),
             other => return Err(SqlError::unsupported(format!("constraint {other}"))),
         }
     }
@@ -189,11 +203,32 @@ pub async fn create_table(catalog: &Catalog, db: &str, ct: &ast::CreateTable) ->
         let ix = unique_index(&def, given, &cols, &taken)?;
         def.indexes.push(ix);
     }
+    for fk in &fks {
+        let (pschema, pname) = table_name(&fk.foreign_table)?;
+        let fk = if pschema == def.schema && pname == def.name {
+            let f = foreign_key(&def, fk, &def, &[])?;
+            def.referenced_by.push(Reference {
+                schema: def.schema.clone(),
+                table: def.name.clone(),
+                constraint: f.name.clone(),
+            });
+            f
+        } else {
+            let parent = catalog.require(db, &pschema, &pname).await?;
+            foreign_key(&def, fk, &parent.def, &parent.indexes)?
+        };
+        def.foreign_keys.push(fk);
+    }
     if !catalog
         .create_table(db, &def, range, ct.if_not_exists)
         .await?
     {
         return Ok(false);
+    }
+    for fk in &def.foreign_keys {
+        if fk.parent_schema != def.schema || fk.parent_table != def.name {
+            add_reference(catalog, db, &def, fk).await?;
+        }
     }
     // The new table has no rows: its index tables start empty.
     for ix in &def.indexes {
@@ -206,6 +241,184 @@ pub async fn create_table(catalog: &Catalog, db: &str, ct: &ast::CreateTable) ->
         }
     }
     Ok(true)
+}
+
+/// The definition of FOREIGN KEY `fk` of table `def`, referencing table `parent` (whose
+/// indexes with index tables are `parent_indexes`): the referenced columns must be its
+/// primary key or a unique index's columns, in order (42830).
+fn foreign_key(
+    def: &TableDef,
+    fk: &ast::ForeignKeyConstraint,
+    parent: &TableDef,
+    parent_indexes: &[crate::index::IndexTable],
+) -> SqlResult<ForeignKeyDef> {
+    let mut columns = Vec::new();
+    let mut names = Vec::new();
+    for c in &fk.columns {
+        let n = ident(c);
+        let pos = def.column(&n).ok_or_else(|| {
+            SqlError::new(
+                "42703",
+                format!("column \"{n}\" referenced in foreign key constraint does not exist"),
+            )
+        })?;
+        columns.push(def.columns[pos].id);
+        names.push(n);
+    }
+    let parent_columns: Vec<String> = if fk.referred_columns.is_empty() {
+        if parent.pk.is_empty() {
+            return Err(SqlError::new(
+                "42830",
+                format!(
+                    "there is no primary key for referenced table \"{}\"",
+                    parent.name
+                ),
+            ));
+        }
+        parent
+            .pk
+            .iter()
+            .map(|&i| parent.columns[i].name.clone())
+            .collect()
+    } else {
+        fk.referred_columns.iter().map(ident).collect()
+    };
+    if parent_columns.len() != columns.len() {
+        return Err(SqlError::new(
+            "42830",
+            "number of referencing and referenced columns for foreign key disagree",
+        ));
+    }
+    let mut pcols = Vec::new();
+    for n in &parent_columns {
+        pcols.push(parent.column(n).ok_or_else(|| {
+            SqlError::new(
+                "42703",
+                format!("column \"{n}\" referenced in foreign key constraint does not exist"),
+            )
+        })?);
+    }
+    let unique = pcols == parent.pk
+        || parent_indexes.iter().any(|ix| {
+            ix.def.unique && ix.columns.iter().map(|(c, _)| *c).eq(pcols.iter().copied())
+        })
+        || (parent.name == def.name
+            && parent.indexes.iter().any(|ix| {
+                ix.unique
+                    && ix
+                        .columns
+                        .iter()
+                        .map(|(id, _)| parent.columns.iter().position(|c| c.id == *id))
+                        .eq(pcols.iter().map(|&p| Some(p)))
+            }));
+    if !unique {
+        return Err(SqlError::new(
+            "42830",
+            format!(
+                "there is no unique constraint matching given keys for referenced table \"{}\"",
+                parent.name
+            ),
+        ));
+    }
+    let action = |a: &Option<ast::ReferentialAction>, on: &str| match a {
+        None | Some(ast::ReferentialAction::NoAction | ast::ReferentialAction::Restrict) => {
+            Ok(FkAction::NoAction)
+        }
+        Some(ast::ReferentialAction::Cascade) if on == "DELETE" => Ok(FkAction::Cascade),
+        Some(ast::ReferentialAction::SetNull) if on == "DELETE" => Ok(FkAction::SetNull),
+        Some(other) => Err(SqlError::unsupported(format!("ON {on} {other}"))),
+    };
+    let taken = |n: &str| def.foreign_keys.iter().any(|f| f.name == n);
+    let name = match &fk.name {
+        Some(n) => ident(n),
+        None => free_name(&format!("{}_{}_fkey", def.name, names.join("_")), &taken),
+    };
+    Ok(ForeignKeyDef {
+        name,
+        columns,
+        parent_schema: parent.schema.clone(),
+        parent_table: parent.name.clone(),
+        parent_columns,
+        on_delete: action(&fk.on_delete, "DELETE")?,
+        on_update: action(&fk.on_update, "UPDATE")?,
+    })
+}
+
+/// Record in the parent's definition that foreign key `fk` of `child` references it
+/// (retried if a concurrent change to the parent wins).
+async fn add_reference(
+    catalog: &Catalog,
+    db: &str,
+    child: &TableDef,
+    fk: &ForeignKeyDef,
+) -> SqlResult<()> {
+    change_parent(catalog, db, &fk.parent_schema, &fk.parent_table, |p| {
+        p.referenced_by.push(Reference {
+            schema: child.schema.clone(),
+            table: child.name.clone(),
+            constraint: fk.name.clone(),
+        })
+    })
+    .await
+}
+
+/// Apply `f` to the definition of table `schema.name` (compare-and-set, retried).
+async fn change_parent(
+    catalog: &Catalog,
+    db: &str,
+    schema: &str,
+    name: &str,
+    f: impl Fn(&mut TableDef),
+) -> SqlResult<()> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        catalog.invalidate(db);
+        let Some(r) = catalog.table(db, schema, name).await? else {
+            return Ok(());
+        };
+        let mut def = (*r.def).clone();
+        f(&mut def);
+        match catalog.replace_def(db, &r, &def).await {
+            Err(e) if e.code == "40001" && attempt < 10 => continue,
+            r => return r,
+        }
+    }
+}
+
+/// ALTER TABLE ADD FOREIGN KEY: every stored row must find its parent (23503).
+async fn validate_foreign_key(
+    catalog: &Catalog,
+    child: &Resolved,
+    parent: &Resolved,
+    fk: &ForeignKeyDef,
+) -> SqlResult<()> {
+    let access = crate::access::Access::new(catalog.client.clone());
+    let cols: Vec<usize> = fk
+        .columns
+        .iter()
+        .filter_map(|id| child.def.columns.iter().position(|c| c.id == *id))
+        .collect();
+    for (_, raw) in catalog.client.scan_all(&child.table).await? {
+        let row = crate::row::decode_value(&child.def, &raw)?;
+        if cols.iter().any(|&c| row[c].is_null()) {
+            continue;
+        }
+        let values: Vec<_> = cols.iter().map(|&c| row[c].clone()).collect();
+        if crate::foreign::find_parent(&access, parent, fk, &values)
+            .await?
+            .is_none()
+        {
+            return Err(SqlError::new(
+                "23503",
+                format!(
+                    "insert or update on table \"{}\" violates foreign key constraint \"{}\"",
+                    child.def.name, fk.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The columns of a table UNIQUE constraint.
@@ -316,6 +529,7 @@ pub async fn alter_table(catalog: &Catalog, db: &str, at: &ast::AlterTable) -> S
     let mut rename_to = None;
     let mut new_pk: Option<Vec<String>> = None;
     let mut new_uniques: Vec<UniqueSpec> = Vec::new();
+    let mut new_fks: Vec<ast::ForeignKeyConstraint> = Vec::new();
     for op in &at.operations {
         use ast::AlterTableOperation as Op;
         match op {
@@ -334,7 +548,7 @@ pub async fn alter_table(catalog: &Catalog, db: &str, at: &ast::AlterTable) -> S
                         format!("column \"{cname}\" of relation \"{name}\" already exists"),
                     ));
                 }
-                let (col, is_pk) = column_def(&mut def, &name, c, &mut new_uniques)?;
+                let (col, is_pk) = column_def(&mut def, &name, c, &mut new_uniques, &mut new_fks)?;
                 def.columns.push(col);
                 if is_pk {
                     new_pk = Some(vec![cname]);
@@ -405,7 +619,7 @@ pub async fn alter_table(catalog: &Catalog, db: &str, at: &ast::AlterTable) -> S
                     def.add_check(chk.expr.to_string(), chk.name.as_ref().map(ident))
                 }
                 TableConstraint::Unique(u) => new_uniques.push(unique_spec(u)?),
-                TableConstraint::ForeignKey(_) => {}
+                TableConstraint::ForeignKey(fk) => new_fks.push(fk.clone()),
                 other => return Err(SqlError::unsupported(format!("constraint {other}"))),
             },
             Op::AlterColumn { column_name, op } => {
@@ -470,6 +684,18 @@ pub async fn alter_table(catalog: &Catalog, db: &str, at: &ast::AlterTable) -> S
             let ix = unique_index(&now.def, given, &cols, &taken)?;
             add_index(catalog, db, &now, ix).await?;
         }
+        def = (*catalog.require(db, &schema, &name).await?.def).clone();
+    }
+    for fk in new_fks {
+        let now = catalog.require(db, &schema, &name).await?;
+        let (pschema, pname) = table_name(&fk.foreign_table)?;
+        let parent = catalog.require(db, &pschema, &pname).await?;
+        let f = foreign_key(&now.def, &fk, &parent.def, &parent.indexes)?;
+        validate_foreign_key(catalog, &now, &parent, &f).await?;
+        let mut changed = (*now.def).clone();
+        changed.foreign_keys.push(f.clone());
+        catalog.replace_def(db, &now, &changed).await?;
+        add_reference(catalog, db, &changed, &f).await?;
         def = (*catalog.require(db, &schema, &name).await?.def).clone();
     }
     if let Some(new_name) = rename_to {
@@ -709,19 +935,53 @@ pub async fn drop_tables(
     db: &str,
     names: &[ObjectName],
     if_exists: bool,
+    cascade: bool,
 ) -> SqlResult<Vec<String>> {
     let mut skipped = Vec::new();
+    let dropping: Vec<(String, String)> = names.iter().map(table_name).collect::<SqlResult<_>>()?;
     for n in names {
         let (schema, name) = table_name(n)?;
         if catalog.view(db, &schema, &name).await?.is_some() {
             return Err(SqlError::new("42809", format!("\"{name}\" is not a table")));
         }
-        let indexes = match catalog.table(db, &schema, &name).await? {
-            Some(r) => r.def.indexes.clone(),
-            None => Vec::new(),
-        };
+        let def = catalog
+            .table(db, &schema, &name)
+            .await?
+            .map(|r| r.def.clone());
+        if let Some(def) = &def {
+            // Foreign keys of other tables that reference this one.
+            let others: Vec<&Reference> = def
+                .referenced_by
+                .iter()
+                .filter(|r| !dropping.contains(&(r.schema.clone(), r.table.clone())))
+                .collect();
+            if let (Some(r), false) = (others.first(), cascade) {
+                return Err(SqlError::new(
+                    "2BP01",
+                    format!(
+                        "cannot drop table {name} because other objects depend on it (constraint {} on table {})",
+                        r.constraint, r.table
+                    ),
+                ));
+            }
+            for r in others {
+                change_parent(catalog, db, &r.schema, &r.table, |c| {
+                    c.foreign_keys.retain(|f| f.name != r.constraint)
+                })
+                .await?;
+            }
+        }
         if catalog.drop_table(db, &schema, &name).await? {
-            catalog.drop_index_tables(db, &indexes).await?;
+            if let Some(def) = def {
+                catalog.drop_index_tables(db, &def.indexes).await?;
+                for fk in &def.foreign_keys {
+                    change_parent(catalog, db, &fk.parent_schema, &fk.parent_table, |p| {
+                        p.referenced_by
+                            .retain(|r| !(r.table == def.name && r.schema == def.schema))
+                    })
+                    .await?;
+                }
+            }
         } else {
             if !if_exists {
                 return Err(SqlError::no_table(&name));

@@ -32,6 +32,10 @@ enum Query {
     Indexes,
     /// Its CHECK constraints.
     Checks,
+    /// Its FOREIGN KEY constraints.
+    ForeignKeys,
+    /// The foreign keys that reference it.
+    ReferencedBy,
     /// A query whose answer is always empty here, with these column names.
     Empty(&'static [&'static str]),
 }
@@ -54,9 +58,30 @@ const QUERIES: &[(&str, &str, Query)] = &[
         Query::Indexes,
     ),
     (
+        "AND r.contype = 'f'",
+        "WHERE r.conrelid = '",
+        Query::ForeignKeys,
+    ),
+    (
+        "WHERE confrelid IN (SELECT pg_catalog.pg_partition_ancestors('",
+        "pg_partition_ancestors('",
+        Query::ReferencedBy,
+    ),
+    (
         "FROM pg_catalog.pg_constraint r\nWHERE r.conrelid = '",
         "WHERE r.conrelid = '",
         Query::Checks,
+    ),
+    (
+        "FROM pg_catalog.pg_trigger t\nWHERE t.tgrelid = '",
+        "WHERE t.tgrelid = '",
+        Query::Empty(&[
+            "tgname",
+            "pg_get_triggerdef",
+            "tgenabled",
+            "tgisinternal",
+            "parent",
+        ]),
     ),
     (
         "FROM pg_catalog.pg_policy pol",
@@ -170,7 +195,10 @@ async fn run(
             Some(if view { "v" } else { "r" }.into()),
             Some(f(!def.all_indexes().is_empty())),
             Some(f(view)),
-            Some(f(false)),
+            // Foreign keys are triggers in PostgreSQL: psql lists them only then.
+            Some(f(
+                !def.foreign_keys.is_empty() || !def.referenced_by.is_empty()
+            )),
             Some(f(false)),
             Some(f(false)),
             Some(f(false)),
@@ -252,6 +280,44 @@ async fn run(
             out.sort_by(|a, b| (&b[1], &a[0]).cmp(&(&a[1], &b[0])));
             out
         }
+        Query::ForeignKeys => {
+            let mut fks: Vec<_> = def
+                .foreign_keys
+                .iter()
+                .map(|fk| {
+                    vec![
+                        Some(f(true)),
+                        Some(fk.name.clone()),
+                        Some(foreign_key_def(&def, fk)),
+                        Some(def.name.clone()),
+                    ]
+                })
+                .collect();
+            fks.sort_by(|a, b| a[1].cmp(&b[1]));
+            fks
+        }
+        Query::ReferencedBy => {
+            let mut refs = Vec::new();
+            for r in &def.referenced_by {
+                let Some(child) = catalog.table(db, &r.schema, &r.table).await? else {
+                    continue;
+                };
+                if let Some(fk) = child
+                    .def
+                    .foreign_keys
+                    .iter()
+                    .find(|f| f.name == r.constraint)
+                {
+                    refs.push(vec![
+                        Some(fk.name.clone()),
+                        Some(child.def.name.clone()),
+                        Some(foreign_key_def(&child.def, fk)),
+                    ]);
+                }
+            }
+            refs.sort_by(|a, b| a[0].cmp(&b[0]));
+            refs
+        }
         Query::Checks => {
             let mut named: Vec<(String, String)> = def
                 .checks
@@ -283,6 +349,31 @@ fn storage(ty: SqlType) -> &'static str {
         | SqlType::Jsonb => "x",
         _ => "p",
     }
+}
+
+/// A foreign key as `pg_get_constraintdef` prints it.
+fn foreign_key_def(def: &TableDef, fk: &crate::catalog::ForeignKeyDef) -> String {
+    let cols: Vec<&str> = fk
+        .columns
+        .iter()
+        .filter_map(|id| def.columns.iter().find(|c| c.id == *id))
+        .map(|c| c.name.as_str())
+        .collect();
+    let parent = if fk.parent_schema == "public" {
+        fk.parent_table.clone()
+    } else {
+        format!("{}.{}", fk.parent_schema, fk.parent_table)
+    };
+    let action = match fk.on_delete {
+        crate::catalog::FkAction::NoAction => "",
+        crate::catalog::FkAction::Cascade => " ON DELETE CASCADE",
+        crate::catalog::FkAction::SetNull => " ON DELETE SET NULL",
+    };
+    format!(
+        "FOREIGN KEY ({}) REFERENCES {parent}({}){action}",
+        cols.join(", "),
+        fk.parent_columns.join(", ")
+    )
 }
 
 /// The column names psql's query selects.
@@ -329,6 +420,8 @@ fn columns_of(query: &Query) -> &'static [&'static str] {
             "reltablespace",
         ],
         Query::Checks => &["conname", "pg_get_constraintdef"],
+        Query::ForeignKeys => &["sametable", "conname", "condef", "ontable"],
+        Query::ReferencedBy => &["conname", "ontable", "condef"],
         Query::Empty(c) => c,
     }
 }
@@ -402,6 +495,7 @@ async fn view_of(catalog: &Catalog, db: &str, oid: i64) -> SqlResult<Option<Tabl
         checks: Vec::new(),
         check_names: Vec::new(),
         indexes: Vec::new(),
+        ..Default::default()
     }))
 }
 

@@ -406,6 +406,10 @@ pub async fn write_new_rows(
         written.push(row);
     }
     check_constraints(s, def, &written).await?;
+    if !def.foreign_keys.is_empty() {
+        let refs: Vec<&Row> = written.iter().collect();
+        crate::foreign::check_parents(s, access, r, &refs).await?;
+    }
     if distinct_keys {
         let mut keys: Vec<&[u8]> = ops.iter().map(|op| &op.key[..]).collect();
         keys.sort_unstable();
@@ -964,12 +968,17 @@ async fn update_once(s: &Session, upd: &ast::Update) -> Result<(Arc<TableDef>, V
     let mut changes = Vec::with_capacity(selected.rows.len());
     // For the indexes: (old key, old row, new key, new row).
     let mut index_changes = Vec::new();
+    // For the foreign keys that reference this table: (key, old row).
+    let mut olds = Vec::new();
     for ((old, key, raw), (arrays, i)) in selected.rows.into_iter().zip(selected.extras) {
         let mut new = old.clone();
         for (j, &col) in assigned.iter().enumerate() {
             new[col] = cell(&def, col, &arrays[j], i)?;
         }
         check_not_null(&def, &new)?;
+        if !def.referenced_by.is_empty() {
+            olds.push((key.clone(), old.clone()));
+        }
         if !r.indexes.is_empty() {
             let new_key = if def.pk.is_empty() {
                 key.clone()
@@ -984,6 +993,10 @@ async fn update_once(s: &Session, upd: &ast::Update) -> Result<(Arc<TableDef>, V
     let single = n == 1;
     let new_rows: Vec<Row> = changes.iter().map(|(n, _, _)| n.clone()).collect();
     check_constraints(s, &def, &new_rows).await?;
+    if !def.foreign_keys.is_empty() {
+        let refs: Vec<&Row> = new_rows.iter().collect();
+        crate::foreign::check_parents(s, &s.access, &r, &refs).await?;
+    }
     futures::stream::iter(changes.into_iter().map(|(new, key, raw)| {
         let r = r.clone();
         let def = def.clone();
@@ -1046,6 +1059,9 @@ async fn update_once(s: &Session, upd: &ast::Update) -> Result<(Arc<TableDef>, V
         .map(|(ok, o, nk, n)| (Some((&ok[..], o)), Some((&nk[..], n))))
         .collect();
     crate::index::maintain(&s.access, &r.indexes, &index_changes).await?;
+    if !olds.is_empty() {
+        crate::foreign::parents_changed(s, &r, &olds, Some(&new_rows)).await?;
+    }
     Ok((def, new_rows))
 }
 
@@ -1086,6 +1102,10 @@ pub async fn delete(s: &Session, del: &ast::Delete) -> SqlResult<Output> {
         .map(|(k, row)| (Some((&k[..], row)), None))
         .collect();
     crate::index::maintain(&s.access, &r.indexes, &changes).await?;
+    if !def.referenced_by.is_empty() {
+        let old: Vec<(Vec<u8>, Row)> = keys.into_iter().zip(rows.iter().cloned()).collect();
+        crate::foreign::parents_changed(s, &r, &old, None).await?;
+    }
     match &del.returning {
         Some(items) => returning(s, &def, &rows, items, "DELETE").await,
         None => Ok(Output::Command(format!("DELETE {n}"))),
@@ -1124,6 +1144,7 @@ pub async fn create_table_as(s: &Session, ct: &ast::CreateTable) -> SqlResult<Op
         checks: Vec::new(),
         check_names: Vec::new(),
         indexes: Vec::new(),
+        ..Default::default()
     };
     for (i, f) in result.fields().iter().enumerate() {
         let cname = ct
@@ -1177,6 +1198,15 @@ pub async fn create_table_as(s: &Session, ct: &ast::CreateTable) -> SqlResult<Op
 pub async fn truncate(s: &Session, t: &ast::Truncate) -> SqlResult<Output> {
     for target_name in &t.table_names {
         let r = target(s, &target_name.name).await?;
+        if r.def.referenced_by.iter().any(|x| x.table != r.def.name) {
+            return Err(SqlError::new(
+                "0A000",
+                format!(
+                    "cannot truncate a table referenced in a foreign key constraint (table \"{}\")",
+                    r.def.name
+                ),
+            ));
+        }
         let kvs = s.access.scan_all(&r.table).await?;
         let ops = kvs
             .into_iter()

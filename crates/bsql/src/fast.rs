@@ -320,7 +320,11 @@ pub async fn run(
                     _ => return Ok(None),
                 }
             }
-            // An indexed column changes: its entries too (the general path).
+            // An indexed column changes: its entries too (the general path), as do foreign
+            // keys.
+            if !def.foreign_keys.is_empty() || !def.referenced_by.is_empty() {
+                return Ok(None);
+            }
             if r.indexes.iter().any(|ix| {
                 ix.columns
                     .iter()
@@ -360,7 +364,7 @@ pub async fn run(
         }
         FastPlan::Delete { table, key } => {
             let r = dml::target(s, table).await?;
-            if !r.indexes.is_empty() {
+            if !r.indexes.is_empty() || !r.def.referenced_by.is_empty() {
                 return Ok(None);
             }
             let Some(key) = key_of(&r.def, key, params)? else {

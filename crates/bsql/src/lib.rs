@@ -4,6 +4,7 @@
 //! * [`session`]: a connection's session and the statement dispatcher;
 //! * [`ddl`], [`dml`], [`copy`]: CREATE/ALTER/DROP, INSERT/UPDATE/DELETE/TRUNCATE, COPY;
 //! * [`fast`]: point reads and writes by primary key, without query planning;
+//! * [`foreign`]: FOREIGN KEY checks and ON DELETE actions;
 //! * [`index`]: secondary and unique indexes, each kept in an index table of its own;
 //! * [`access`]: where reads and writes go (the open transaction block, or the tablets);
 //! * [`provider`]: tables as DataFusion sees them (queries are planned and run by DataFusion);
@@ -20,6 +21,7 @@ pub mod describe;
 pub mod dml;
 pub mod error;
 pub mod fast;
+pub mod foreign;
 pub mod index;
 pub mod pg_catalog;
 pub mod provider;

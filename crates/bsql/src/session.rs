@@ -289,8 +289,8 @@ impl Session {
         self.statement_ended(r)
     }
 
-    /// Whether `stmt` writes a table with indexes (then its rows and their index entries
-    /// are written in one transaction).
+    /// Whether `stmt` writes a table with indexes or foreign keys (then its rows, their index
+    /// entries and the foreign-key checks run in one transaction).
     async fn writes_indexed_table(&self, stmt: &Statement) -> bool {
         let name = match stmt {
             Statement::Insert(ins) => match &ins.table {
@@ -317,6 +317,8 @@ impl Session {
         matches!(
             self.catalog.table(&self.db, &schema, &table).await,
             Ok(Some(r)) if !r.indexes.is_empty()
+                || !r.def.foreign_keys.is_empty()
+                || !r.def.referenced_by.is_empty()
         )
     }
 
@@ -456,7 +458,9 @@ impl Session {
                         .map(ddl::table_name)
                         .collect::<SqlResult<Vec<_>>>()?;
                     crate::views::drop_dependents(self, "table", &relations, cascade).await?;
-                    for name in ddl::drop_tables(&self.catalog, &self.db, &names, if_exists).await?
+                    for name in
+                        ddl::drop_tables(&self.catalog, &self.db, &names, if_exists, cascade)
+                            .await?
                     {
                         let msg = format!("table \"{name}\" does not exist, skipping");
                         self.notices.push(("00000", msg));
