@@ -196,6 +196,7 @@ async fn psql_tokio_postgres_pgbench_and_kill_9() {
 
     two_sessions(&pg, host, port).await;
     unique_races(&pg, host, port).await;
+    foreign_key_races(&pg, host, port).await;
 
     // CancelRequest (from BackendKeyData) stops a running statement with 57014; the
     // connection then serves the next one.
@@ -391,6 +392,57 @@ async fn unique_races(pg: &tokio_postgres::Client, host: &str, port: &str) {
         assert_eq!(r.get::<_, i32>(0), *id);
     }
     pg.batch_execute("drop table uq").await.unwrap();
+}
+
+/// One session inserts children of parents 1..=30 while another deletes those parents: no
+/// child may end up without its parent (the child's check and the parent's delete conflict).
+async fn foreign_key_races(pg: &tokio_postgres::Client, host: &str, port: &str) {
+    pg.batch_execute(
+        "create table fk_rp (id int primary key); \
+         create table fk_rc (id int primary key, pid int references fk_rp); \
+         insert into fk_rp select i from generate_series(1, 30) as t(i)",
+    )
+    .await
+    .unwrap();
+    let conninfo = format!("host={host} port={port} user=yugabyte dbname=yugabyte");
+    let connect = || async {
+        let (c, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        c
+    };
+    let (children, parents) = (connect().await, connect().await);
+    let insert = async {
+        for round in 0..3i32 {
+            for p in 1..=30i32 {
+                let _ = children
+                    .execute(
+                        "insert into fk_rc values ($1, $2)",
+                        &[&(round * 100 + p), &p],
+                    )
+                    .await;
+            }
+        }
+    };
+    let delete = async {
+        for p in (1..=30i32).rev() {
+            let _ = parents
+                .execute("delete from fk_rp where id = $1", &[&p])
+                .await;
+        }
+    };
+    tokio::join!(insert, delete);
+    let orphans: i64 = pg
+        .query_one(
+            "select count(*) from fk_rc c left join fk_rp p on c.pid = p.id where p.id is null",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(orphans, 0, "children without their parent");
+    pg.batch_execute("drop table fk_rc, fk_rp").await.unwrap();
 }
 
 async fn two_sessions(pg: &tokio_postgres::Client, host: &str, port: &str) {
