@@ -26,13 +26,17 @@ use crate::catalog::Catalog;
 /// The schema's name.
 pub const SCHEMA: &str = "pg_catalog";
 /// Tables it has.
-const TABLES: [&str; 5] = [
+const TABLES: [&str; 6] = [
     "pg_namespace",
     "pg_class",
     "pg_am",
     "pg_database",
     "pg_index",
+    "pg_description",
 ];
+/// The oid of `pg_class` in PostgreSQL (`'pg_class'::regclass`, as `classoid` in
+/// `pg_description`).
+const PG_CLASS_OID: i64 = 1259;
 /// The owner of everything (PostgreSQL's bootstrap superuser oid).
 const OWNER: i64 = 10;
 /// The role that owns `public` in PostgreSQL 15.
@@ -270,6 +274,21 @@ impl PgCatalog {
                     ],
                 )?
             }
+            // No comments (COMMENT ON is not supported): JDBC's getTables joins it.
+            "pg_description" => table(
+                vec![
+                    ("objoid", DataType::Int64, false),
+                    ("classoid", DataType::Int64, false),
+                    ("objsubid", DataType::Int32, false),
+                    ("description", DataType::Utf8, false),
+                ],
+                vec![
+                    int64(Vec::new()),
+                    int64(Vec::new()),
+                    Arc::new(datafusion::arrow::array::Int32Array::from(Vec::<i32>::new())),
+                    utf8(Vec::new()),
+                ],
+            )?,
             "pg_am" => table(
                 vec![
                     ("oid", DataType::Int64, false),
@@ -386,6 +405,15 @@ pub fn rewrite(stmt: &mut ast::Statement) {
                         *op = r;
                     }
                 }
+            }
+            // 'pg_class'::regclass (JDBC's metadata queries).
+            ast::Expr::Cast {
+                expr, data_type, ..
+            } if data_type.to_string().eq_ignore_ascii_case("regclass")
+                && matches!(expr.as_ref(), ast::Expr::Value(v)
+                    if matches!(&v.value, ast::Value::SingleQuotedString(n) if n == "pg_class")) =>
+            {
+                *e = ast::Expr::Value(ast::Value::Number(PG_CLASS_OID.to_string(), false).into());
             }
             ast::Expr::Collate { expr, collation } => {
                 let is_default = collation

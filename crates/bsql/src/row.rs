@@ -80,7 +80,15 @@ pub fn datum_from_array(array: &ArrayRef, idx: usize, ty: SqlType) -> SqlResult<
     let array = if array.data_type() == &target {
         array.slice(idx, 1)
     } else {
-        let one = array.slice(idx, 1);
+        let mut one = array.slice(idx, 1);
+        if let Some(text) = one
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::StringArray>()
+            .filter(|a| !a.is_null(0))
+            .and_then(|a| temporal_input(a.value(0), ty))
+        {
+            one = Arc::new(datafusion::arrow::array::StringArray::from(vec![text]));
+        }
         let opts = datafusion::arrow::compute::CastOptions {
             safe: false,
             ..Default::default()
@@ -98,6 +106,37 @@ pub fn datum_from_array(array: &ArrayRef, idx: usize, ty: SqlType) -> SqlResult<
     }
     let scalar = ScalarValue::try_from_array(&array, 0)?;
     Ok(datum_from_scalar(&scalar))
+}
+
+/// A date or timestamp as PostgreSQL reads it but Arrow does not: a time zone after a date
+/// or a timestamp without time zone is ignored (JDBC sends `2026-01-02 +00`), and an offset
+/// of hours alone (`+00`) gets its minutes. `None`: the text is fine as it is.
+fn temporal_input(text: &str, ty: SqlType) -> Option<String> {
+    if !matches!(
+        ty,
+        SqlType::Date | SqlType::Timestamp | SqlType::TimestampTz
+    ) {
+        return None;
+    }
+    let t = text.trim();
+    // The offset at the end: [+-]HH[:MM[:SS]], maybe after a space.
+    let b = t.as_bytes();
+    let sign = t.rfind(['+', '-'])?;
+    let offset = &t[sign + 1..];
+    let digits_ok = !offset.is_empty()
+        && offset
+            .split(':')
+            .all(|p| p.len() == 2 && p.bytes().all(|c| c.is_ascii_digit()));
+    // A '-' inside the date part (2026-01-02) is not an offset.
+    if !digits_ok || sign < 10 || !(b[sign - 1] == b' ' || b[sign - 1].is_ascii_digit()) {
+        return None;
+    }
+    let head = t[..sign].trim_end();
+    match ty {
+        SqlType::TimestampTz if !offset.contains(':') => Some(format!("{head}{}:00", &t[sign..])),
+        SqlType::TimestampTz => None,
+        _ => Some(head.to_owned()),
+    }
 }
 
 /// Convert a scalar that already has a column's Arrow type into a datum.
@@ -241,5 +280,29 @@ pub fn build_array<'a>(ty: SqlType, values: impl Iterator<Item = &'a Datum>) -> 
         | SqlType::Uuid
         | SqlType::Json
         | SqlType::Jsonb => build!(StringBuilder::new(), Datum::Text(v) => v),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporal_input_drops_or_completes_offsets() {
+        let d = |t: &str, ty| temporal_input(t, ty);
+        assert_eq!(
+            d("2026-01-02 +00", SqlType::Date).as_deref(),
+            Some("2026-01-02")
+        );
+        assert_eq!(d("2026-01-02", SqlType::Date), None);
+        assert_eq!(
+            d("2026-01-02 03:04:05+00", SqlType::Timestamp).as_deref(),
+            Some("2026-01-02 03:04:05")
+        );
+        assert_eq!(
+            d("2026-01-02 03:04:05-08", SqlType::TimestampTz).as_deref(),
+            Some("2026-01-02 03:04:05-08:00")
+        );
+        assert_eq!(d("2026-01-02 03:04:05+05:30", SqlType::TimestampTz), None);
     }
 }

@@ -25,7 +25,10 @@ use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{CopyResponse, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::results::{
+    CopyResponse, DescribeResponse, DescribeStatementResponse, FieldFormat, FieldInfo,
+    QueryResponse, Response, Tag,
+};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
@@ -678,6 +681,27 @@ impl QueryParser for Parser {
     }
 }
 
+/// A statement's description whose "no rows" is NoData even with parameters.
+struct StatementDescription(DescribeStatementResponse);
+
+impl DescribeResponse for StatementDescription {
+    fn parameters(&self) -> Option<&[Type]> {
+        Some(&self.0.parameters)
+    }
+
+    fn fields(&self) -> &[FieldInfo] {
+        &self.0.fields
+    }
+
+    fn no_data() -> Self {
+        StatementDescription(DescribeStatementResponse::no_data())
+    }
+
+    fn is_no_data(&self) -> bool {
+        self.0.fields.is_empty()
+    }
+}
+
 /// Number of `$n` parameters (the highest n).
 fn count_params(stmt: &Statement) -> usize {
     let mut stmt = stmt.clone();
@@ -805,6 +829,17 @@ fn param_text<S: Clone>(portal: &Portal<S>, i: usize, ty: &Type) -> PgWireResult
                 }
                 s
             }
+            Type::UUID => uuid::Uuid::from_slice(&raw)
+                .map_err(|_| SqlError::invalid_input("invalid binary uuid parameter"))
+                .map_err(to_pg)?
+                .to_string(),
+            // jsonb's binary form is a version byte (1) and the text.
+            Type::JSONB if raw.first() == Some(&1) => String::from_utf8(raw[1..].to_vec())
+                .map_err(|_| SqlError::new("22021", "invalid byte sequence for encoding \"UTF8\""))
+                .map_err(to_pg)?,
+            Type::JSON => String::from_utf8(raw.to_vec())
+                .map_err(|_| SqlError::new("22021", "invalid byte sequence for encoding \"UTF8\""))
+                .map_err(to_pg)?,
             _ => portal.parameter::<String>(i, ty)?.unwrap_or_default(),
         }
     };
@@ -883,6 +918,33 @@ fn bind<S: Clone>(stmt: &mut Statement, portal: &Portal<S>, types: &[Type]) -> P
 impl ExtendedQueryHandler for Conn {
     type Statement = Prepared;
     type QueryParser = Parser;
+
+    /// As pgwire's, except that Describe of a statement returning no rows ends with NoData,
+    /// as PostgreSQL's does (pgwire sends an empty RowDescription when the statement has
+    /// parameters, and JDBC then takes an INSERT for a query).
+    async fn on_describe<C>(
+        &self,
+        client: &mut C,
+        message: pgwire::messages::extendedquery::Describe,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        use pgwire::api::store::Entry;
+        if message.target_type != pgwire::messages::extendedquery::TARGET_TYPE_BYTE_STATEMENT {
+            return self._on_describe(client, message).await;
+        }
+        let name = message.name.as_deref().unwrap_or("");
+        let described = match client.portal_store().get_statement(name) {
+            Some(Entry::Value(stmt)) => self.do_describe_statement(client, &stmt).await?,
+            Some(Entry::Empty) => DescribeStatementResponse::no_data(),
+            None => return Err(PgWireError::StatementNotFound(name.to_owned())),
+        };
+        pgwire::api::query::send_describe_response(client, &StatementDescription(described)).await
+    }
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
         self.parser.clone()

@@ -1,5 +1,6 @@
 //! BSQL with real PostgreSQL clients: a psql golden script (`tests/cases/bsql/*.sql`, the
-//! expected output produced by PostgreSQL 15 itself), tokio-postgres (extended protocol,
+//! expected output produced by PostgreSQL 15 itself), psycopg 3 and JDBC programs
+//! (`psycopg_check.py`, `Jdbc.java`), tokio-postgres (extended protocol,
 //! binary parameters and results, CancelRequest), pgbench (`-i`, then select-only and tpcb-like runs with
 //! no failed transaction), sysbench (oltp_read_write and oltp_point_select), garbage bytes on
 //! the port, and durability across `kill -9`.
@@ -138,6 +139,33 @@ async fn psql_tokio_postgres_pgbench_and_kill_9() {
             && listed.contains("postgres"),
         "{listed}"
     );
+
+    // psycopg 3 and PostgreSQL's JDBC driver, each a program of its own.
+    let (h, p) = addr.rsplit_once(':').unwrap();
+    let cases = Path::new(env!("CARGO_MANIFEST_DIR")).join("cases/bsql");
+    let out = Command::new("python3")
+        .arg(cases.join("psycopg_check.py"))
+        .arg(format!("host={h} port={p} user=yugabyte dbname=yugabyte"))
+        .output()
+        .expect("python3");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("PSYCOPG OK"), "psycopg: {text}");
+    let out = Command::new("java")
+        .args(["-cp", "/usr/share/java/postgresql.jar"])
+        .arg(cases.join("Jdbc.java"))
+        .arg(format!("jdbc:postgresql://{h}:{p}/yugabyte"))
+        .output()
+        .expect("java");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("JDBC OK"), "JDBC: {text}");
 
     // tokio-postgres: extended protocol with binary parameters and results.
     let (host, port) = addr.rsplit_once(':').unwrap();
