@@ -119,6 +119,7 @@ impl From<DataFusionError> for SqlError {
             _ if lower.contains("no field named") || lower.contains("field not found") => "42703",
             _ if lower.contains("cannot cast") || lower.contains("cast error") => "22P02",
             _ if lower.contains("overflow") => "22003",
+            _ if lower.contains("subquery returned more than one row") => "21000",
             _ if lower.contains("sql error") || lower.contains("parsererror") => "42601",
             DataFusionError::Plan(_) | DataFusionError::SchemaError(..) => "42804",
             _ => "XX000",
@@ -139,6 +140,8 @@ impl From<DataFusionError> for SqlError {
                 .unwrap_or_default()
                 .trim_matches('"');
             format!("column reference \"{name}\" is ambiguous")
+        } else if code == "21000" {
+            "more than one row returned by a subquery used as an expression".to_owned()
         } else if code == "22012" {
             "division by zero".to_owned()
         } else if code == "42P01" {

@@ -3,6 +3,7 @@
 //! * [`server`]: the wire protocol (pgwire) and per-connection handlers;
 //! * [`session`]: a connection's session and the statement dispatcher;
 //! * [`ddl`], [`dml`], [`copy`]: CREATE/ALTER/DROP, INSERT/UPDATE/DELETE/TRUNCATE, COPY;
+//! * [`correlated`]: correlated subqueries DataFusion cannot decorrelate, row by row;
 //! * [`fast`]: point reads and writes by primary key, without query planning;
 //! * [`foreign`]: FOREIGN KEY checks and ON DELETE actions;
 //! * [`index`]: secondary and unique indexes, each kept in an index table of its own;
@@ -16,6 +17,7 @@ pub mod access;
 pub mod auth;
 pub mod catalog;
 pub mod copy;
+pub mod correlated;
 pub mod ddl;
 pub mod describe;
 pub mod dml;

@@ -694,7 +694,15 @@ impl Session {
             Statement::Query(q) => output_names(q),
             _ => None,
         };
-        let (schema, batches) = self.run_datafusion(stmt).await?;
+        let (schema, batches) = match self.run_datafusion(stmt.clone()).await {
+            Err(e) if crate::correlated::refused(&e) => {
+                match crate::correlated::run(self, &stmt).await? {
+                    Some(result) => result,
+                    None => return Err(e),
+                }
+            }
+            r => r?,
+        };
         let schema = rename(&schema, names);
         let batches = batches
             .into_iter()
