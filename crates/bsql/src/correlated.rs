@@ -195,6 +195,7 @@ pub async fn run(
         // Outer references inside subqueries become the row's values.
         let names: Vec<String> = columns.iter().map(|(n, _)| n.clone()).collect();
         substitute(&mut one, &outer, &names, &literals);
+        nullable_subqueries(&mut one);
         if probe {
             one.selection = Some(Expr::Value(ast::Value::Boolean(false).into()));
         }
@@ -370,6 +371,58 @@ fn substitute(sel: &mut ast::Select, outer: &str, names: &[String], literals: &[
                 }
                 ControlFlow::<()>::Continue(())
             });
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// Whether DataFusion failed on the NULL of a scalar subquery that returned no row: it
+/// types `(SELECT 1 FROM t WHERE false)` as never NULL.
+pub fn null_subquery(e: &SqlError) -> bool {
+    e.message
+        .contains("declared as non-nullable but contains null values")
+}
+
+/// Make every scalar subquery's result nullable for DataFusion: its select items become
+/// `CASE WHEN random() >= 0 THEN item END` (always the item, but neither folded away nor
+/// typed as never NULL). See [`null_subquery`].
+pub fn nullable_subqueries<V: ast::VisitMut>(stmt: &mut V) {
+    let _ = ast::visit_expressions_mut(stmt, |x: &mut Expr| {
+        if let Expr::Subquery(q) = x {
+            if let SetExpr::Select(sel) = q.body.as_mut() {
+                for item in &mut sel.projection {
+                    let e = match item {
+                        ast::SelectItem::UnnamedExpr(e)
+                        | ast::SelectItem::ExprWithAlias { expr: e, .. } => e,
+                        _ => continue,
+                    };
+                    let inner = std::mem::replace(e, Expr::Value(ast::Value::Null.into()));
+                    let always = "random() >= 0";
+                    let Ok(Some(Statement::Query(cq))) =
+                        crate::session::parse(&format!("SELECT {always}")).map(|mut v| v.pop())
+                    else {
+                        *e = inner;
+                        continue;
+                    };
+                    let condition = match *cq.body {
+                        SetExpr::Select(s) => match s.projection.into_iter().next() {
+                            Some(ast::SelectItem::UnnamedExpr(c)) => c,
+                            _ => Expr::Value(ast::Value::Boolean(true).into()),
+                        },
+                        _ => Expr::Value(ast::Value::Boolean(true).into()),
+                    };
+                    *e = Expr::Case {
+                        case_token: ast::helpers::attached_token::AttachedToken::empty(),
+                        end_token: ast::helpers::attached_token::AttachedToken::empty(),
+                        operand: None,
+                        conditions: vec![ast::CaseWhen {
+                            condition,
+                            result: inner,
+                        }],
+                        else_result: None,
+                    };
+                }
+            }
         }
         ControlFlow::<()>::Continue(())
     });

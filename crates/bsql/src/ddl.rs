@@ -415,7 +415,12 @@ async fn validate_foreign_key(
                     "insert or update on table \"{}\" violates foreign key constraint \"{}\"",
                     child.def.name, fk.name
                 ),
-            ));
+            )
+            .with_detail(format!(
+                "{} is not present in table \"{}\".",
+                crate::row::key_detail(&child.def, &row, &cols),
+                fk.parent_table
+            )));
         }
     }
     Ok(())

@@ -238,20 +238,52 @@ fn new_key(def: &TableDef, row: &Row) -> Vec<u8> {
     }
 }
 
-fn duplicate(def: &TableDef) -> SqlError {
-    let cols: Vec<&str> = def
-        .pk
-        .iter()
-        .map(|&i| def.columns[i].name.as_str())
-        .collect();
-    SqlError::new(
+/// 23505 for the primary key of `def`, with the key of `row` as DETAIL when it is known.
+fn duplicate(def: &TableDef, row: Option<&Row>) -> SqlError {
+    let e = SqlError::new(
         "23505",
         format!(
-            "duplicate key value violates unique constraint \"{}_pkey\" (key columns: {})",
-            def.name,
-            cols.join(", ")
+            "duplicate key value violates unique constraint \"{}_pkey\"",
+            def.name
         ),
-    )
+    );
+    match row {
+        Some(row) if !def.pk.is_empty() => e.with_detail(format!(
+            "{} already exists.",
+            row::key_detail(def, row, &def.pk)
+        )),
+        _ => e,
+    }
+}
+
+/// Which of `ops` (if-absent puts of `rows`, in order) found its key taken, after a write
+/// of them failed: one whose key an earlier op of the statement has, or one whose stored
+/// value is not what this statement wrote (its other groups' writes may be buffered).
+async fn taken_row<'a>(
+    access: &Access,
+    r: &Resolved,
+    keys: &[Vec<u8>],
+    values: &[Vec<u8>],
+    rows: &'a [Row],
+) -> SqlResult<Option<&'a Row>> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, k) in keys.iter().enumerate() {
+        if !seen.insert(k) {
+            return Ok(rows.get(i));
+        }
+    }
+    let stored = access.get_many(&r.table, keys).await?;
+    let mut fallback = None;
+    for (i, v) in stored.iter().enumerate() {
+        match v {
+            Some(v) if *v != values[i] => return Ok(rows.get(i)),
+            Some(_) => {
+                fallback.get_or_insert(i);
+            }
+            None => {}
+        }
+    }
+    Ok(fallback.and_then(|i| rows.get(i)))
 }
 
 pub fn serialization_failure() -> SqlError {
@@ -408,7 +440,7 @@ pub async fn write_new_rows(
     check_constraints(s, def, &written).await?;
     if !def.foreign_keys.is_empty() {
         let refs: Vec<&Row> = written.iter().collect();
-        crate::foreign::check_parents(s, access, r, &refs).await?;
+        Box::pin(crate::foreign::check_parents(s, access, r, &refs)).await?;
     }
     if distinct_keys {
         let mut keys: Vec<&[u8]> = ops.iter().map(|op| &op.key[..]).collect();
@@ -432,8 +464,11 @@ pub async fn write_new_rows(
         .try_collect::<Vec<bool>>()
         .await?
     } else {
+        let keys: Vec<Vec<u8>> = ops.iter().map(|op| op.key.clone()).collect();
+        let values: Vec<Vec<u8>> = ops.iter().map(|op| op.value.clone()).collect();
         if !write_grouped(access, r, ops).await? {
-            return Err(duplicate(def));
+            let row = taken_row(access, r, &keys, &values, &written).await?;
+            return Err(duplicate(def, row));
         }
         vec![true; written.len()]
     };
@@ -462,15 +497,17 @@ async fn write_indexed_rows(
 ) -> SqlResult<Vec<bool>> {
     if !do_nothing {
         let keys: Vec<Vec<u8>> = ops.iter().map(|op| op.key.clone()).collect();
+        let values: Vec<Vec<u8>> = ops.iter().map(|op| op.value.clone()).collect();
         if !write_grouped(access, r, ops).await? {
-            return Err(duplicate(&r.def));
+            let row = taken_row(access, r, &keys, &values, rows).await?;
+            return Err(duplicate(&r.def, row));
         }
         let changes: Vec<crate::index::Change> = keys
             .iter()
             .zip(rows)
             .map(|(k, row)| (None, Some((&k[..], row))))
             .collect();
-        crate::index::maintain(access, &r.indexes, &changes).await?;
+        Box::pin(crate::index::maintain(access, &r.def, &r.indexes, &changes)).await?;
         return Ok(vec![true; rows.len()]);
     }
     let mut applied = Vec::with_capacity(rows.len());
@@ -482,7 +519,7 @@ async fn write_indexed_rows(
             continue;
         }
         let change = [(None, Some((&key[..], row)))];
-        match crate::index::maintain(access, &r.indexes, &change).await {
+        match Box::pin(crate::index::maintain(access, &r.def, &r.indexes, &change)).await {
             Ok(()) => applied.push(true),
             Err(e) if e.code == "23505" && skip_index_conflicts => {
                 match sp {
@@ -995,7 +1032,7 @@ async fn update_once(s: &Session, upd: &ast::Update) -> Result<(Arc<TableDef>, V
     check_constraints(s, &def, &new_rows).await?;
     if !def.foreign_keys.is_empty() {
         let refs: Vec<&Row> = new_rows.iter().collect();
-        crate::foreign::check_parents(s, &s.access, &r, &refs).await?;
+        Box::pin(crate::foreign::check_parents(s, &s.access, &r, &refs)).await?;
     }
     futures::stream::iter(changes.into_iter().map(|(new, key, raw)| {
         let r = r.clone();
@@ -1028,7 +1065,7 @@ async fn update_once(s: &Session, upd: &ast::Update) -> Result<(Arc<TableDef>, V
                     ..Default::default()
                 };
                 if !access.write(&r.table, &new_key, vec![put]).await? {
-                    return Err(duplicate(&def));
+                    return Err(duplicate(&def, Some(&new)));
                 }
                 let del = KvOp {
                     key: key.clone(),
@@ -1058,9 +1095,21 @@ async fn update_once(s: &Session, upd: &ast::Update) -> Result<(Arc<TableDef>, V
         .iter()
         .map(|(ok, o, nk, n)| (Some((&ok[..], o)), Some((&nk[..], n))))
         .collect();
-    crate::index::maintain(&s.access, &r.indexes, &index_changes).await?;
+    Box::pin(crate::index::maintain(
+        &s.access,
+        &r.def,
+        &r.indexes,
+        &index_changes,
+    ))
+    .await?;
     if !olds.is_empty() {
-        crate::foreign::parents_changed(s, &r, &olds, Some(&new_rows)).await?;
+        Box::pin(crate::foreign::parents_changed(
+            s,
+            &r,
+            &olds,
+            Some(&new_rows),
+        ))
+        .await?;
     }
     Ok((def, new_rows))
 }
@@ -1101,10 +1150,13 @@ pub async fn delete(s: &Session, del: &ast::Delete) -> SqlResult<Output> {
         .zip(&rows)
         .map(|(k, row)| (Some((&k[..], row)), None))
         .collect();
-    crate::index::maintain(&s.access, &r.indexes, &changes).await?;
+    Box::pin(crate::index::maintain(
+        &s.access, &r.def, &r.indexes, &changes,
+    ))
+    .await?;
     if !def.referenced_by.is_empty() {
         let old: Vec<(Vec<u8>, Row)> = keys.into_iter().zip(rows.iter().cloned()).collect();
-        crate::foreign::parents_changed(s, &r, &old, None).await?;
+        Box::pin(crate::foreign::parents_changed(s, &r, &old, None)).await?;
     }
     match &del.returning {
         Some(items) => returning(s, &def, &rows, items, "DELETE").await,

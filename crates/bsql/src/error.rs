@@ -11,6 +11,8 @@ pub struct SqlError {
     /// Five-character SQLSTATE.
     pub code: &'static str,
     pub message: String,
+    /// PostgreSQL's DETAIL line (`Key (id)=(1) already exists.`).
+    pub detail: Option<String>,
 }
 
 pub type SqlResult<T> = Result<T, SqlError>;
@@ -22,7 +24,21 @@ impl SqlError {
             // A NUL would end the message's C string on the wire (and break the client's
             // parser): keys and values quoted in messages may contain one.
             message: message.into().replace('\0', "\\0"),
+            detail: None,
         }
+    }
+
+    /// The same error with a DETAIL line.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into().replace('\0', "\\0"));
+        self
+    }
+
+    /// The ErrorResponse fields of this error.
+    pub fn info(self) -> ErrorInfo {
+        let mut info = ErrorInfo::new("ERROR".to_owned(), self.code.to_owned(), self.message);
+        info.detail = self.detail;
+        info
     }
 
     /// 0A000 feature_not_supported.
@@ -58,11 +74,7 @@ impl SqlError {
 
 impl From<SqlError> for PgWireError {
     fn from(e: SqlError) -> Self {
-        PgWireError::UserError(Box::new(ErrorInfo::new(
-            "ERROR".to_owned(),
-            e.code.to_owned(),
-            e.message,
-        )))
+        PgWireError::UserError(Box::new(e.info()))
     }
 }
 
@@ -87,7 +99,7 @@ impl From<DataFusionError> for SqlError {
         // Our own errors raised inside a plan (a table provider's read) keep their SQLSTATE.
         if let DataFusionError::External(inner) = e {
             if let Some(own) = inner.downcast_ref::<SqlError>() {
-                return SqlError::new(own.code, own.message.clone());
+                return own.clone();
             }
         }
         let msg = e.to_string();

@@ -45,8 +45,8 @@ fn tuple(row: &Row, cols: &[usize]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// 23503 for a child row without its parent.
-fn missing_parent(child: &TableDef, fk: &ForeignKeyDef) -> SqlError {
+/// 23503 for a child row without its parent (`cols`: the key columns in `row`).
+fn missing_parent(child: &TableDef, fk: &ForeignKeyDef, row: &Row, cols: &[usize]) -> SqlError {
     SqlError::new(
         "23503",
         format!(
@@ -54,6 +54,11 @@ fn missing_parent(child: &TableDef, fk: &ForeignKeyDef) -> SqlError {
             child.name, fk.name
         ),
     )
+    .with_detail(format!(
+        "{} is not present in table \"{}\".",
+        row::key_detail(child, row, cols),
+        fk.parent_table
+    ))
 }
 
 /// Where the parent row of values `values` (for `fk.parent_columns`) is: its storage key and
@@ -154,7 +159,7 @@ pub async fn check_parents(
                 continue;
             }
             match find_parent(access, &parent, fk, &values).await? {
-                None => return Err(missing_parent(def, fk)),
+                None => return Err(missing_parent(def, fk, row, &cols)),
                 Some((key, raw)) if touch => {
                     let op = KvOp {
                         key: key.clone(),
@@ -255,13 +260,24 @@ async fn parents_changed_at(
         };
         match action {
             FkAction::NoAction => {
+                let (_, _, first) = &referencing[0];
+                let values: Vec<String> = ccols
+                    .iter()
+                    .map(|&c| row::datum_text(&first[c], child.def.columns[c].ty))
+                    .collect();
                 return Err(SqlError::new(
                     "23503",
                     format!(
                         "update or delete on table \"{}\" violates foreign key constraint \"{}\" on table \"{}\"",
                         pdef.name, fk.name, child.def.name
                     ),
-                ))
+                )
+                .with_detail(format!(
+                    "Key ({})=({}) is still referenced from table \"{}\".",
+                    fk.parent_columns.join(", "),
+                    values.join(", "),
+                    child.def.name
+                )));
             }
             _ if depth >= MAX_CASCADE_DEPTH => {
                 return Err(SqlError::new(
@@ -301,7 +317,13 @@ fn delete_rows<'a>(
             .iter()
             .map(|(k, _, r)| (Some((&k[..], r)), None))
             .collect();
-        crate::index::maintain(&s.access, &table.indexes, &changes).await?;
+        Box::pin(crate::index::maintain(
+            &s.access,
+            &table.def,
+            &table.indexes,
+            &changes,
+        ))
+        .await?;
         let old: Vec<(Vec<u8>, Row)> = rows.into_iter().map(|(k, _, r)| (k, r)).collect();
         parents_changed_at(s, table, &old, None, depth + 1).await
     })
@@ -339,7 +361,13 @@ fn set_null<'a>(
             .iter()
             .map(|(k, o, n)| (Some((&k[..], o)), Some((&k[..], n))))
             .collect();
-        crate::index::maintain(&s.access, &table.indexes, &changes).await?;
+        Box::pin(crate::index::maintain(
+            &s.access,
+            &table.def,
+            &table.indexes,
+            &changes,
+        ))
+        .await?;
         let old: Vec<(Vec<u8>, Row)> = changed
             .iter()
             .map(|(k, o, _)| (k.clone(), o.clone()))

@@ -94,15 +94,26 @@ impl IndexTable {
         (start, end)
     }
 
-    /// 23505 for this index.
-    pub fn duplicate(&self) -> SqlError {
-        SqlError::new(
+    /// 23505 for this index, with the values of `row` (of table `table`) as DETAIL when
+    /// known.
+    pub fn duplicate(&self, table: &TableDef, row: Option<&Row>) -> SqlError {
+        let e = SqlError::new(
             "23505",
             format!(
                 "duplicate key value violates unique constraint \"{}\"",
                 self.def.name
             ),
-        )
+        );
+        match row {
+            Some(row) => {
+                let cols: Vec<usize> = self.columns.iter().map(|(c, _)| *c).collect();
+                e.with_detail(format!(
+                    "{} already exists.",
+                    crate::row::key_detail(table, row, &cols)
+                ))
+            }
+            None => e,
+        }
     }
 }
 
@@ -148,12 +159,15 @@ pub type Change<'a> = (Option<(&'a [u8], &'a Row)>, Option<(&'a [u8], &'a Row)>)
 /// not conflict), a taken unique key is 23505. The caller runs inside a transaction.
 pub async fn maintain(
     access: &Access,
+    table: &TableDef,
     indexes: &[IndexTable],
     changes: &[Change<'_>],
 ) -> SqlResult<()> {
     for ix in indexes {
         let mut deletes = Vec::new();
         let mut puts = Vec::new();
+        // The new rows of unique entries, with their keys (for the error's DETAIL).
+        let mut unique_rows: Vec<(Vec<u8>, &[u8], &Row)> = Vec::new();
         for (old, new) in changes {
             let old_entry = old.map(|(k, r)| (ix.entry_key(r, k), k));
             let new_entry = new.map(|(k, r)| (ix.entry_key(r, k), k));
@@ -170,6 +184,9 @@ pub async fn maintain(
                 });
             }
             if let Some(((key, unique), row_key)) = new_entry {
+                if let (true, Some((_, row))) = (unique, new) {
+                    unique_rows.push((key.clone(), row_key, row));
+                }
                 puts.push(KvOp {
                     key,
                     value: row_key.to_vec(),
@@ -190,11 +207,34 @@ pub async fn maintain(
         for chunk in chunks(ops) {
             let key = chunk[0].key.clone();
             if !access.write(&ix.table, &key, chunk).await? {
-                return Err(ix.duplicate());
+                let row = taken(access, ix, &unique_rows).await?;
+                return Err(ix.duplicate(table, row));
             }
         }
     }
     Ok(())
+}
+
+/// Which new row's unique entry was taken (by an earlier row of the statement, or by an
+/// entry for another row).
+async fn taken<'a>(
+    access: &Access,
+    ix: &IndexTable,
+    rows: &[(Vec<u8>, &[u8], &'a Row)],
+) -> SqlResult<Option<&'a Row>> {
+    let mut seen = std::collections::HashSet::new();
+    for (key, _, row) in rows {
+        if !seen.insert(key) {
+            return Ok(Some(row));
+        }
+    }
+    let keys: Vec<Vec<u8>> = rows.iter().map(|(k, _, _)| k.clone()).collect();
+    let stored = access.get_many(&ix.table, &keys).await?;
+    Ok(rows
+        .iter()
+        .zip(stored)
+        .find(|((_, row_key, _), v)| v.as_deref().is_some_and(|v| v != *row_key))
+        .map(|((_, _, row), _)| *row))
 }
 
 /// `ops` in writes of at most 1000 ops, in order.
@@ -264,22 +304,27 @@ async fn build_batch(
     for (row_key, value) in batch {
         let row = crate::row::decode_value(def, value)?;
         let (key, unique) = ix.entry_key(&row, row_key);
-        entries.push((key, unique, row_key.clone()));
+        entries.push((key, unique, row_key.clone(), row));
     }
     let keys: Vec<(&Table, &[u8])> = entries
         .iter()
-        .map(|(k, _, _)| (ix.table.as_ref(), &k[..]))
+        .map(|(k, _, _, _)| (ix.table.as_ref(), &k[..]))
         .collect();
     let stored = txn.get_many(&keys).await?;
     let mut seen: std::collections::HashMap<&[u8], &[u8]> = Default::default();
-    for ((key, unique, row_key), stored) in entries.iter().zip(stored) {
+    for ((key, unique, row_key, row), stored) in entries.iter().zip(stored) {
         if *unique {
             let other = seen.get(&key[..]).copied().or(stored.as_deref());
             if other.is_some_and(|o| o != &row_key[..]) {
+                let cols: Vec<usize> = ix.columns.iter().map(|(c, _)| *c).collect();
                 return Err(SqlError::new(
                     "23505",
                     format!("could not create unique index \"{}\"", ix.def.name),
-                ));
+                )
+                .with_detail(format!(
+                    "{} is duplicated.",
+                    crate::row::key_detail(def, row, &cols)
+                )));
             }
             seen.insert(key, row_key);
         }

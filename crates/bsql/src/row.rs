@@ -174,6 +174,37 @@ pub fn datum_from_any_scalar(s: &ScalarValue, ty: SqlType) -> SqlResult<Datum> {
     datum_from_array(&array, 0, ty)
 }
 
+/// A value as PostgreSQL prints it in messages (`Key (a)=(1) already exists.`).
+pub fn datum_text(d: &Datum, ty: SqlType) -> String {
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    match d {
+        Datum::Null => return "null".into(),
+        Datum::Bool(b) => return if *b { "t" } else { "f" }.into(),
+        Datum::Text(t) => return t.clone(),
+        _ => {}
+    }
+    let array = build_array(ty, std::iter::once(d));
+    let opts = FormatOptions::default();
+    let text = match ArrayFormatter::try_new(array.as_ref(), &opts) {
+        Ok(f) => f.value(0).to_string(),
+        Err(_) => return format!("{d:?}"),
+    };
+    match ty {
+        SqlType::Timestamp | SqlType::TimestampTz => text.replacen('T', " ", 1),
+        _ => text,
+    }
+}
+
+/// `Key (a, b)=(1, x)` of `row`'s columns `cols` (PostgreSQL's DETAIL of key errors).
+pub fn key_detail(def: &TableDef, row: &Row, cols: &[usize]) -> String {
+    let names: Vec<&str> = cols.iter().map(|&c| def.columns[c].name.as_str()).collect();
+    let values: Vec<String> = cols
+        .iter()
+        .map(|&c| datum_text(&row[c], def.columns[c].ty))
+        .collect();
+    format!("Key ({})=({})", names.join(", "), values.join(", "))
+}
+
 /// A row's values, in the table's column order.
 pub type Row = Vec<Datum>;
 

@@ -423,11 +423,7 @@ fn fields_of(schema: &SchemaRef, format: &Format) -> PgWireResult<Vec<FieldInfo>
 
 /// An ErrorResponse for a statement that failed.
 fn error_response(e: SqlError) -> Response {
-    Response::Error(Box::new(ErrorInfo::new(
-        "ERROR".to_owned(),
-        e.code.to_owned(),
-        e.message,
-    )))
+    Response::Error(Box::new(e.info()))
 }
 
 fn to_pg(e: SqlError) -> PgWireError {
@@ -510,7 +506,9 @@ impl Conn {
         let cmd = copy::parse(sql).map_err(to_pg)?;
         if let Some(path) = cmd.file.clone() {
             let n = self
-                .with_session(client, async |s| copy::copy_file(s, cmd, &path).await)
+                .with_session(client, async |s| {
+                    Box::pin(copy::copy_file(s, cmd, &path)).await
+                })
                 .await
                 .map_err(to_pg)?;
             return Ok(Response::Execution(Tag::new("COPY").with_rows(n)));

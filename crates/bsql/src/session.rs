@@ -412,7 +412,7 @@ impl Session {
             Statement::Delete(del) => dml::delete(self, &del).await,
             Statement::Truncate(t) => dml::truncate(self, &t).await,
             Statement::CreateTable(ct) if ct.query.is_some() => {
-                match dml::create_table_as(self, &ct).await? {
+                match Box::pin(dml::create_table_as(self, &ct)).await? {
                     Some(n) => Ok(Output::Command(format!("SELECT {n}"))),
                     None => {
                         let (_, name) = ddl::table_name(&ct.name)?;
@@ -696,10 +696,15 @@ impl Session {
         };
         let (schema, batches) = match self.run_datafusion(stmt.clone()).await {
             Err(e) if crate::correlated::refused(&e) => {
-                match crate::correlated::run(self, &stmt).await? {
+                match Box::pin(crate::correlated::run(self, &stmt)).await? {
                     Some(result) => result,
                     None => return Err(e),
                 }
+            }
+            Err(e) if crate::correlated::null_subquery(&e) => {
+                let mut again = stmt.clone();
+                crate::correlated::nullable_subqueries(&mut again);
+                self.run_datafusion(again).await?
             }
             r => r?,
         };
