@@ -7,7 +7,8 @@
 //!   them gets 40001), so a committed child never loses its parent. This is the role of
 //!   PostgreSQL's `FOR KEY SHARE` lock on the parent row.
 //! - A parent row deleted, or whose referenced columns change, is checked against each
-//!   referencing table ([`crate::catalog::TableDef::referenced_by`]): referencing rows are
+//!   referencing table ([`crate::catalog::TableDef::referenced_by`]), through a child index
+//!   on the referencing columns if there is one, else by a scan: referencing rows are
 //!   refused (NO ACTION / RESTRICT, 23503), deleted (ON DELETE CASCADE) or have their key
 //!   columns set to NULL (ON DELETE SET NULL). ON UPDATE is always NO ACTION (the DDL
 //!   refuses the others).
@@ -25,6 +26,9 @@ use crate::session::Session;
 
 /// How deep ON DELETE CASCADE may chain.
 const MAX_CASCADE_DEPTH: usize = 16;
+/// Up to this many removed parent keys, referencing rows are found through a child index
+/// (when one starts with the referencing columns); more, and the child is scanned once.
+const INDEX_LOOKUPS: usize = 1000;
 
 /// Positions in `def` of the columns with ids `ids`.
 fn positions(def: &TableDef, ids: &[u32]) -> Option<Vec<usize>> {
@@ -230,16 +234,43 @@ async fn parents_changed_at(
             .iter()
             .filter_map(|r| tuple(r, &pcols))
             .collect();
-        let gone: HashSet<Vec<u8>> = old
-            .iter()
-            .filter_map(|(_, r)| tuple(r, &pcols))
-            .filter(|t| !kept.contains(t))
-            .collect();
+        let mut gone: HashSet<Vec<u8>> = HashSet::new();
+        // The gone values themselves, once each (for an index lookup).
+        let mut gone_values: Vec<Vec<Datum>> = Vec::new();
+        for (_, r) in old {
+            if let Some(t) = tuple(r, &pcols).filter(|t| !kept.contains(t)) {
+                if gone.insert(t) {
+                    gone_values.push(pcols.iter().map(|&c| r[c].clone()).collect());
+                }
+            }
+        }
         if gone.is_empty() {
             continue;
         }
         let mut referencing = Vec::new();
-        for (key, raw) in s.access.scan_all(&child.table).await? {
+        // An index of the child that starts with the referencing columns finds the rows;
+        // else the child is scanned.
+        let index = child.indexes.iter().find(|ix| {
+            ix.columns.len() >= ccols.len()
+                && ix.columns.iter().zip(&ccols).all(|((c, _), k)| c == k)
+        });
+        let candidates: Vec<(Vec<u8>, Vec<u8>)> = match index {
+            Some(ix) if gone_values.len() <= INDEX_LOOKUPS => {
+                let mut keys = Vec::new();
+                for values in &gone_values {
+                    keys.extend(crate::index::lookup(&s.access, ix, values).await?);
+                }
+                keys.sort();
+                keys.dedup();
+                let found = s.access.get_many(&child.table, &keys).await?;
+                keys.into_iter()
+                    .zip(found)
+                    .filter_map(|(k, v)| v.map(|v| (k, v)))
+                    .collect()
+            }
+            _ => s.access.scan_all(&child.table).await?,
+        };
+        for (key, raw) in candidates {
             let row = row::decode_value(&child.def, &raw)?;
             if tuple(&row, &ccols).is_some_and(|t| gone.contains(&t)) {
                 referencing.push((key, raw, row));

@@ -6,6 +6,7 @@
 create table fk_parent (id int primary key, code text unique, name text);
 insert into fk_parent values (1, 'a', 'one'), (2, 'b', 'two'), (3, 'c', 'three');
 create table fk_child (id int primary key, pid int references fk_parent, note text);
+create index fk_child_pid on fk_child (pid);
 insert into fk_child values (10, 1, 'x'), (11, 1, 'y'), (12, 2, 'z');
 insert into fk_child values (13, 9, 'orphan');
 insert into fk_child values (14, null, 'no parent');
@@ -23,6 +24,7 @@ select id, name from fk_parent order by id;
 truncate fk_parent;
 drop table fk_parent;
 create table fk_cascade (id int primary key, pid int, constraint fk_c foreign key (pid) references fk_parent (id) on delete cascade);
+create index on fk_cascade (pid, id);
 insert into fk_cascade values (1, 1), (2, 1), (3, 3);
 delete from fk_parent where id = 1;
 select id, pid from fk_cascade order by id;
