@@ -321,12 +321,13 @@ pub async fn insert(s: &Session, ins: &ast::Insert) -> SqlResult<Output> {
             .collect::<SqlResult<_>>()?
     };
     let mut do_update: Option<&ast::DoUpdate> = None;
+    let mut arbiter: Option<usize> = None;
     let do_nothing = match &ins.on {
         None => false,
         Some(ast::OnInsert::OnConflict(oc)) => match &oc.action {
             ast::OnConflictAction::DoNothing => true,
             ast::OnConflictAction::DoUpdate(u) => {
-                check_conflict_target(&def, oc.conflict_target.as_ref())?;
+                arbiter = check_conflict_target(&r, oc.conflict_target.as_ref())?;
                 do_update = Some(u);
                 true
             }
@@ -397,12 +398,20 @@ pub async fn insert(s: &Session, ins: &ast::Insert) -> SqlResult<Output> {
     let alias = ins.table_alias.as_ref().map(|a| ident(&a.alias));
     if let Some(u) = do_update {
         // Errors in the DO UPDATE clause fail the statement before anything is written.
-        upsert(s, &r, alias.clone(), &[], &[], u, true).await?;
+        upsert(s, &r, alias.clone(), &[], &[], u, arbiter, true).await?;
     }
-    let (mut rows, taken) =
-        write_new_rows(s, &s.access, &r, rows, do_nothing, do_update.is_some()).await?;
+    let (mut rows, taken) = write_new_rows_arbiter(
+        s,
+        &s.access,
+        &r,
+        rows,
+        do_nothing,
+        do_update.is_some(),
+        arbiter,
+    )
+    .await?;
     if let (Some(u), false) = (do_update, taken.is_empty()) {
-        rows.extend(upsert(s, &r, alias, &rows, &taken, u, false).await?);
+        rows.extend(upsert(s, &r, alias, &rows, &taken, u, arbiter, false).await?);
     }
     match &ins.returning {
         Some(items) => returning(s, &def, &rows, items, "INSERT 0").await,
@@ -421,6 +430,20 @@ pub async fn write_new_rows(
     rows: Vec<(Row, Vec<bool>)>,
     do_nothing: bool,
     distinct_keys: bool,
+) -> SqlResult<(Vec<Row>, Vec<Row>)> {
+    write_new_rows_arbiter(s, access, r, rows, do_nothing, distinct_keys, None).await
+}
+
+/// [`write_new_rows`] where a conflict is decided by `arbiter` (see
+/// [`check_conflict_target`]; `None`: the primary key).
+async fn write_new_rows_arbiter(
+    s: &Session,
+    access: &Access,
+    r: &Arc<Resolved>,
+    rows: Vec<(Row, Vec<bool>)>,
+    do_nothing: bool,
+    distinct_keys: bool,
+    arbiter: Option<usize>,
 ) -> SqlResult<(Vec<Row>, Vec<Row>)> {
     let def = &r.def;
     let mut written = Vec::with_capacity(rows.len());
@@ -443,14 +466,29 @@ pub async fn write_new_rows(
         Box::pin(crate::foreign::check_parents(s, access, r, &refs)).await?;
     }
     if distinct_keys {
-        let mut keys: Vec<&[u8]> = ops.iter().map(|op| &op.key[..]).collect();
+        let cols = arbiter_columns(r, arbiter);
+        let mut keys: Vec<Vec<u8>> = written
+            .iter()
+            .filter_map(|row| arbiter_key(row, &cols))
+            .collect();
+        if arbiter.is_none() {
+            keys = ops.iter().map(|op| op.key.clone()).collect();
+        }
         keys.sort_unstable();
         if keys.windows(2).any(|w| w[0] == w[1]) {
             return Err(affect_twice());
         }
     }
     let applied = if !r.indexes.is_empty() {
-        write_indexed_rows(access, r, ops, &written, do_nothing, !distinct_keys).await?
+        let conflicts = if !distinct_keys {
+            Conflicts::Any
+        } else {
+            match arbiter {
+                Some(i) => Conflicts::Index(i),
+                None => Conflicts::PrimaryKey,
+            }
+        };
+        write_indexed_rows(access, r, ops, &written, do_nothing, conflicts).await?
     } else if do_nothing {
         // Row by row, so one taken key skips only that row.
         futures::stream::iter(ops.into_iter().map(|op| {
@@ -493,7 +531,7 @@ async fn write_indexed_rows(
     ops: Vec<KvOp>,
     rows: &[Row],
     do_nothing: bool,
-    skip_index_conflicts: bool,
+    conflicts: Conflicts,
 ) -> SqlResult<Vec<bool>> {
     if !do_nothing {
         let keys: Vec<Vec<u8>> = ops.iter().map(|op| op.key.clone()).collect();
@@ -511,27 +549,51 @@ async fn write_indexed_rows(
         return Ok(vec![true; rows.len()]);
     }
     let mut applied = Vec::with_capacity(rows.len());
-    for (op, row) in ops.into_iter().zip(rows) {
+    'rows: for (op, row) in ops.into_iter().zip(rows) {
         let key = op.key.clone();
+        let value = op.value.clone();
         let sp = access.savepoint().await;
         if !access.write(&r.table, &key, vec![op]).await? {
+            if matches!(conflicts, Conflicts::Index(_)) {
+                let row = taken_row(access, r, &[key], &[value], std::slice::from_ref(row)).await?;
+                return Err(duplicate(&r.def, row));
+            }
             applied.push(false);
             continue;
         }
         let change = [(None, Some((&key[..], row)))];
-        match Box::pin(crate::index::maintain(access, &r.def, &r.indexes, &change)).await {
-            Ok(()) => applied.push(true),
-            Err(e) if e.code == "23505" && skip_index_conflicts => {
-                match sp {
-                    Some(sp) => access.rollback_to(sp).await,
-                    None => return Err(e),
+        for (i, ix) in r.indexes.iter().enumerate() {
+            let one = std::slice::from_ref(ix);
+            match Box::pin(crate::index::maintain(access, &r.def, one, &change)).await {
+                Ok(()) => {}
+                Err(e)
+                    if e.code == "23505"
+                        && (conflicts == Conflicts::Any || conflicts == Conflicts::Index(i)) =>
+                {
+                    match sp {
+                        Some(sp) => access.rollback_to(sp).await,
+                        None => return Err(e),
+                    }
+                    applied.push(false);
+                    continue 'rows;
                 }
-                applied.push(false);
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
         }
+        applied.push(true);
     }
     Ok(applied)
+}
+
+/// Which conflicts skip a row of an `ON CONFLICT` insert (the others are errors).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Conflicts {
+    /// DO NOTHING without a target: any unique constraint.
+    Any,
+    /// DO UPDATE on the primary key.
+    PrimaryKey,
+    /// DO UPDATE on the unique index at this position of `Resolved::indexes`.
+    Index(usize),
 }
 
 fn affect_twice() -> SqlError {
@@ -543,12 +605,24 @@ fn affect_twice() -> SqlError {
 
 /// `ON CONFLICT (...)` of a DO UPDATE must name the primary key (the one unique constraint
 /// enforced), by its columns or as `ON CONSTRAINT <table>_pkey`.
-fn check_conflict_target(def: &TableDef, target: Option<&ast::ConflictTarget>) -> SqlResult<()> {
+/// The arbiter of an `ON CONFLICT ... DO UPDATE`: `None` for the primary key, or the
+/// position in `r.indexes` of the unique index whose columns (or constraint name) the
+/// target names.
+fn check_conflict_target(
+    r: &Resolved,
+    target: Option<&ast::ConflictTarget>,
+) -> SqlResult<Option<usize>> {
+    let def = &r.def;
     let no_match = || {
         SqlError::new(
             "42P10",
             "there is no unique or exclusion constraint matching the ON CONFLICT specification",
         )
+    };
+    let sorted_names = |cols: &mut dyn Iterator<Item = usize>| {
+        let mut v: Vec<String> = cols.map(|i| def.columns[i].name.clone()).collect();
+        v.sort();
+        v
     };
     match target {
         None => Err(SqlError::syntax(
@@ -556,17 +630,17 @@ fn check_conflict_target(def: &TableDef, target: Option<&ast::ConflictTarget>) -
         )),
         Some(ast::ConflictTarget::Columns(cols)) => {
             let mut given: Vec<String> = cols.iter().map(ident).collect();
-            let mut pk: Vec<String> = def
-                .pk
-                .iter()
-                .map(|&i| def.columns[i].name.clone())
-                .collect();
             given.sort();
-            pk.sort();
-            if pk.is_empty() || given != pk {
-                return Err(no_match());
+            if !def.pk.is_empty() && given == sorted_names(&mut def.pk.iter().copied()) {
+                return Ok(None);
             }
-            Ok(())
+            r.indexes
+                .iter()
+                .position(|ix| {
+                    ix.def.unique && given == sorted_names(&mut ix.columns.iter().map(|(c, _)| *c))
+                })
+                .map(Some)
+                .ok_or_else(no_match)
         }
         Some(ast::ConflictTarget::OnConstraint(name)) => {
             let n = name
@@ -576,24 +650,51 @@ fn check_conflict_target(def: &TableDef, target: Option<&ast::ConflictTarget>) -
                 .map(ident)
                 .unwrap_or_default();
             if n == format!("{}_pkey", def.name) && !def.pk.is_empty() {
-                Ok(())
-            } else {
-                Err(SqlError::new(
-                    "42704",
-                    format!(
-                        "constraint \"{n}\" for table \"{}\" does not exist",
-                        def.name
-                    ),
-                ))
+                return Ok(None);
             }
+            r.indexes
+                .iter()
+                .position(|ix| ix.def.unique && ix.def.constraint && ix.def.name == n)
+                .map(Some)
+                .ok_or_else(|| {
+                    SqlError::new(
+                        "42704",
+                        format!(
+                            "constraint \"{n}\" for table \"{}\" does not exist",
+                            def.name
+                        ),
+                    )
+                })
         }
     }
+}
+
+/// The columns that decide a conflict: the primary key's, or the arbiter index's.
+fn arbiter_columns(r: &Resolved, arbiter: Option<usize>) -> Vec<usize> {
+    match arbiter.and_then(|i| r.indexes.get(i)) {
+        Some(ix) => ix.columns.iter().map(|(c, _)| *c).collect(),
+        None => r.def.pk.clone(),
+    }
+}
+
+/// The values of `row` at `cols`, encoded for comparison (`None` if one is NULL: such a
+/// row conflicts with nothing).
+fn arbiter_key(row: &Row, cols: &[usize]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    for &c in cols {
+        if row[c].is_null() {
+            return None;
+        }
+        row[c].encode_key(&mut out);
+    }
+    Some(out)
 }
 
 /// The DO UPDATE of `INSERT ... ON CONFLICT`: the proposed rows whose key was `taken`
 /// update the stored rows, run as `UPDATE t SET ... FROM excluded WHERE t.pk =
 /// excluded.pk [AND cond]` over a temporary `excluded` table (so a bare column name that
 /// both have is ambiguous, as in PostgreSQL). Returns the rows as updated.
+#[allow(clippy::too_many_arguments)]
 async fn upsert(
     s: &Session,
     r: &Arc<Resolved>,
@@ -601,14 +702,19 @@ async fn upsert(
     inserted: &[Row],
     taken: &[Row],
     u: &ast::DoUpdate,
+    arbiter: Option<usize>,
     plan_only: bool,
 ) -> SqlResult<Vec<Row>> {
     let def = &r.def;
+    let arbiter_cols = arbiter_columns(r, arbiter);
     // One statement may not both insert and update a row, or update it twice.
     let mut keys: Vec<Vec<u8>> = inserted
         .iter()
         .chain(taken)
-        .map(|row| new_key(def, row))
+        .map(|row| match arbiter {
+            None => new_key(def, row),
+            Some(_) => arbiter_key(row, &arbiter_cols).unwrap_or_else(|| new_key(def, row)),
+        })
         .collect();
     let n = keys.len();
     keys.sort();
@@ -622,8 +728,7 @@ async fn upsert(
     for a in &u.assignments {
         sets.push(a.to_string());
     }
-    let mut cond: Vec<String> = def
-        .pk
+    let mut cond: Vec<String> = arbiter_cols
         .iter()
         .map(|&i| {
             let c = quote(&def.columns[i].name);
