@@ -94,6 +94,28 @@ impl IndexTable {
         (start, end)
     }
 
+    /// The keys whose first column lies between `low` and `high` (both included; `None`:
+    /// unbounded, NULLs excluded), for an ascending first column.
+    pub fn value_range(&self, low: Option<&Datum>, high: Option<&Datum>) -> (Vec<u8>, Vec<u8>) {
+        let start = match low {
+            Some(d) => {
+                let mut k = Vec::new();
+                encode_column(d, false, &mut k);
+                k
+            }
+            None => vec![VALUE],
+        };
+        let end = match high {
+            Some(d) => {
+                let mut k = Vec::new();
+                encode_column(d, false, &mut k);
+                successor(&k)
+            }
+            None => vec![NULL],
+        };
+        (start, end)
+    }
+
     /// 23505 for this index, with the values of `row` (of table `table`) as DETAIL when
     /// known.
     pub fn duplicate(&self, table: &TableDef, row: Option<&Row>) -> SqlError {

@@ -1,7 +1,7 @@
 //! DataFusion's view of BSQL tables: a `CatalogProvider` per database whose schemas resolve
 //! tables from the [`Catalog`], and a `TableProvider` that reads a table's rows from its
 //! tablets (a point read when the filters pin the whole primary key, an index lookup when
-//! they pin the leading columns of an index, else a full scan).
+//! they pin the leading columns of an index or bound its first column, else a full scan).
 //!
 //! The name `__dml__<table>` resolves to the same table with two more columns, `__key`
 //! (the row's storage key) and `__value` (its stored bytes): UPDATE and DELETE select them to
@@ -231,6 +231,73 @@ impl BsqlTable {
         best
     }
 
+    /// An ascending index whose first column `filters` bound (`<`, `<=`, `>`, `>=`,
+    /// BETWEEN against literals), and the range of its entries' keys. Bounds are taken
+    /// inclusively after conversion to the column's type: a superset, which DataFusion's
+    /// own filters then cut to the exact rows.
+    fn index_range(&self, filters: &[Expr]) -> Option<(&IndexTable, Vec<u8>, Vec<u8>)> {
+        let def = &self.resolved.def;
+        let n = def.columns.len();
+        let mut low: Vec<Option<&ScalarValue>> = vec![None; n];
+        let mut high: Vec<Option<&ScalarValue>> = vec![None; n];
+        for f in filters {
+            match f {
+                Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                    let (c, v, op) = match (left.as_ref(), right.as_ref()) {
+                        (Expr::Column(c), Expr::Literal(v, _)) => (c, v, *op),
+                        (Expr::Literal(v, _), Expr::Column(c)) => match op.swap() {
+                            Some(o) => (c, v, o),
+                            None => continue,
+                        },
+                        _ => continue,
+                    };
+                    let Some(i) = def.column(&c.name) else {
+                        continue;
+                    };
+                    match op {
+                        Operator::Gt | Operator::GtEq => low[i] = Some(v),
+                        Operator::Lt | Operator::LtEq => high[i] = Some(v),
+                        _ => {}
+                    }
+                }
+                Expr::Between(b) if !b.negated => {
+                    if let (Expr::Column(c), Expr::Literal(lo, _), Expr::Literal(hi, _)) =
+                        (b.expr.as_ref(), b.low.as_ref(), b.high.as_ref())
+                    {
+                        if let Some(i) = def.column(&c.name) {
+                            low[i] = Some(lo);
+                            high[i] = Some(hi);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let convert = |v: Option<&ScalarValue>, c: usize| -> Option<Option<row::Datum>> {
+            match v {
+                None => Some(None),
+                Some(v) => match row::datum_from_any_scalar(v, def.columns[c].ty) {
+                    Ok(d) if !d.is_null() => Some(Some(d)),
+                    _ => None,
+                },
+            }
+        };
+        for ix in &self.resolved.indexes {
+            let Some(&(c, false)) = ix.columns.first() else {
+                continue;
+            };
+            if low[c].is_none() && high[c].is_none() {
+                continue;
+            }
+            let (Some(lo), Some(hi)) = (convert(low[c], c), convert(high[c], c)) else {
+                continue;
+            };
+            let (start, end) = ix.value_range(lo.as_ref(), hi.as_ref());
+            return Some((ix, start, end));
+        }
+        None
+    }
+
     async fn rows(&self, filters: &[Expr]) -> crate::error::SqlResult<Vec<(Vec<u8>, Vec<u8>)>> {
         let table = &self.resolved.table;
         if let Some(key) = self.point_key(filters) {
@@ -244,6 +311,22 @@ impl BsqlTable {
         if let Some((ix, values)) = self.index_prefix(filters) {
             // The rows the index names (DataFusion applies every filter to them again).
             let keys = crate::index::lookup(&self.access, ix, &values).await?;
+            let found = self.access.get_many(table, &keys).await?;
+            return Ok(keys
+                .into_iter()
+                .zip(found)
+                .filter_map(|(k, v)| v.map(|v| (k, v)))
+                .collect());
+        }
+        if let Some((ix, start, end)) = self.index_range(filters) {
+            let end = (!end.is_empty()).then_some(end);
+            let keys: Vec<Vec<u8>> = self
+                .access
+                .scan_range(&ix.table, start, end)
+                .await?
+                .into_iter()
+                .map(|(_, row_key)| row_key)
+                .collect();
             let found = self.access.get_many(table, &keys).await?;
             return Ok(keys
                 .into_iter()

@@ -279,8 +279,14 @@ pub const DUPLICATE_ALIAS: &str = "__bsql_dup_";
 /// result's columns are named as PostgreSQL names them anyway, see
 /// `session::output_names`).
 pub fn unique_select_items(stmt: &mut ast::Statement) {
-    let ast::Statement::Query(q) = stmt else {
-        return;
+    let q = match stmt {
+        ast::Statement::Query(q) => q,
+        // INSERT ... SELECT i, i: the source's names do not matter.
+        ast::Statement::Insert(ins) => match ins.source.as_mut() {
+            Some(q) => q,
+            None => return,
+        },
+        _ => return,
     };
     for_each_output(
         &mut q.body,
