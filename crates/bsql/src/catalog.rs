@@ -439,6 +439,28 @@ impl Catalog {
             })
     }
 
+    /// Drop database `db` with everything in it: its tables (with their index tables) and
+    /// views, then its namespace. False if it does not exist.
+    pub async fn drop_database(&self, db: &str) -> SqlResult<bool> {
+        let listed = self.client.list_tables().await?;
+        if !listed.namespaces.iter().any(|n| n == db) {
+            return Ok(false);
+        }
+        for t in listed.tables.iter().filter(|t| t.namespace_name == db) {
+            match self.client.delete_table(db, &t.name).await {
+                Ok(()) => {}
+                Err(e) if e.code() == common::StatusCode::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for v in self.views(db).await?.iter() {
+            self.drop_view(db, &v.schema, &v.name).await?;
+        }
+        self.invalidate(db);
+        self.client.delete_namespace(db, true).await?;
+        Ok(true)
+    }
+
     /// Create a table; false if it existed and `if_not_exists` was given.
     pub async fn create_table(
         &self,

@@ -483,6 +483,34 @@ impl Session {
                     }
                     Ok(Output::tag("DROP VIEW"))
                 }
+                ast::ObjectType::Database => {
+                    for n in &names {
+                        let (_, db) = ddl::table_name(n)?;
+                        if db == self.db {
+                            return Err(SqlError::new(
+                                "55006",
+                                "cannot drop the currently open database",
+                            ));
+                        }
+                        if db.starts_with("template") || db.starts_with("system") {
+                            return Err(SqlError::new(
+                                "55006",
+                                format!("cannot drop database \"{db}\": it is a template or system database"),
+                            ));
+                        }
+                        if !self.catalog.drop_database(&db).await? {
+                            if !if_exists {
+                                return Err(SqlError::new(
+                                    "3D000",
+                                    format!("database \"{db}\" does not exist"),
+                                ));
+                            }
+                            let msg = format!("database \"{db}\" does not exist, skipping");
+                            self.notices.push(("00000", msg));
+                        }
+                    }
+                    Ok(Output::tag("DROP DATABASE"))
+                }
                 ast::ObjectType::Schema if if_exists => Ok(Output::tag("DROP SCHEMA")),
                 other => Err(SqlError::unsupported(format!("DROP {other}"))),
             },
