@@ -396,21 +396,21 @@ impl Session {
     }
 
     async fn execute_inner(&mut self, stmt: Statement) -> SqlResult<Output> {
-        if let Some(out) = crate::auth::execute(self, &stmt).await {
+        if let Some(out) = Box::pin(crate::auth::execute(self, &stmt)).await {
             return out;
         }
         if let Some(plan) = fast::plan(&stmt) {
-            if let Some(out) = fast::run(self, &plan, &[]).await? {
+            if let Some(out) = Box::pin(fast::run(self, &plan, &[])).await? {
                 return Ok(out);
             }
         }
         match stmt {
-            Statement::Query(_) => self.query(stmt).await,
-            Statement::Explain { .. } => self.query(stmt).await,
-            Statement::Insert(ins) => dml::insert(self, &ins).await,
-            Statement::Update(upd) => dml::update(self, &upd).await,
-            Statement::Delete(del) => dml::delete(self, &del).await,
-            Statement::Truncate(t) => dml::truncate(self, &t).await,
+            Statement::Query(_) => Box::pin(self.query(stmt)).await,
+            Statement::Explain { .. } => Box::pin(self.query(stmt)).await,
+            Statement::Insert(ins) => Box::pin(dml::insert(self, &ins)).await,
+            Statement::Update(upd) => Box::pin(dml::update(self, &upd)).await,
+            Statement::Delete(del) => Box::pin(dml::delete(self, &del)).await,
+            Statement::Truncate(t) => Box::pin(dml::truncate(self, &t)).await,
             Statement::CreateTable(ct) if ct.query.is_some() => {
                 match Box::pin(dml::create_table_as(self, &ct)).await? {
                     Some(n) => Ok(Output::Command(format!("SELECT {n}"))),
@@ -423,7 +423,7 @@ impl Session {
                 }
             }
             Statement::CreateTable(ct) => {
-                if !ddl::create_table(&self.catalog, &self.db, &ct).await? {
+                if !Box::pin(ddl::create_table(&self.catalog, &self.db, &ct)).await? {
                     let (_, name) = ddl::table_name(&ct.name)?;
                     let msg = format!("relation \"{name}\" already exists, skipping");
                     self.notices.push(("42P07", msg));
@@ -431,15 +431,17 @@ impl Session {
                 Ok(Output::tag("CREATE TABLE"))
             }
             Statement::AlterTable(at) => {
-                ddl::alter_table(&self.catalog, &self.db, &at).await?;
+                Box::pin(ddl::alter_table(&self.catalog, &self.db, &at)).await?;
                 Ok(Output::tag("ALTER TABLE"))
             }
             Statement::CreateView(cv) => {
-                crate::views::create(self, &cv).await?;
+                Box::pin(crate::views::create(self, &cv)).await?;
                 Ok(Output::tag("CREATE VIEW"))
             }
             Statement::CreateIndex(ci) => {
-                if let Some(name) = ddl::create_index(&self.catalog, &self.db, &ci).await? {
+                if let Some(name) =
+                    Box::pin(ddl::create_index(&self.catalog, &self.db, &ci)).await?
+                {
                     let msg = format!("relation \"{name}\" already exists, skipping");
                     self.notices.push(("42P07", msg));
                 }
@@ -457,10 +459,18 @@ impl Session {
                         .iter()
                         .map(ddl::table_name)
                         .collect::<SqlResult<Vec<_>>>()?;
-                    crate::views::drop_dependents(self, "table", &relations, cascade).await?;
-                    for name in
-                        ddl::drop_tables(&self.catalog, &self.db, &names, if_exists, cascade)
-                            .await?
+                    Box::pin(crate::views::drop_dependents(
+                        self, "table", &relations, cascade,
+                    ))
+                    .await?;
+                    for name in Box::pin(ddl::drop_tables(
+                        &self.catalog,
+                        &self.db,
+                        &names,
+                        if_exists,
+                        cascade,
+                    ))
+                    .await?
                     {
                         let msg = format!("table \"{name}\" does not exist, skipping");
                         self.notices.push(("00000", msg));
@@ -468,8 +478,13 @@ impl Session {
                     Ok(Output::tag("DROP TABLE"))
                 }
                 ast::ObjectType::Index => {
-                    for name in
-                        ddl::drop_indexes(&self.catalog, &self.db, &names, if_exists).await?
+                    for name in Box::pin(ddl::drop_indexes(
+                        &self.catalog,
+                        &self.db,
+                        &names,
+                        if_exists,
+                    ))
+                    .await?
                     {
                         let msg = format!("index \"{name}\" does not exist, skipping");
                         self.notices.push(("00000", msg));
@@ -477,7 +492,9 @@ impl Session {
                     Ok(Output::tag("DROP INDEX"))
                 }
                 ast::ObjectType::View => {
-                    for name in crate::views::drop(self, &names, if_exists, cascade).await? {
+                    for name in
+                        Box::pin(crate::views::drop(self, &names, if_exists, cascade)).await?
+                    {
                         let msg = format!("view \"{name}\" does not exist, skipping");
                         self.notices.push(("00000", msg));
                     }
@@ -498,7 +515,7 @@ impl Session {
                                 format!("cannot drop database \"{db}\": it is a template or system database"),
                             ));
                         }
-                        if !self.catalog.drop_database(&db).await? {
+                        if !Box::pin(self.catalog.drop_database(&db)).await? {
                             if !if_exists {
                                 return Err(SqlError::new(
                                     "3D000",

@@ -76,8 +76,25 @@ struct Flags {
     flagfile: Option<PathBuf>,
 }
 
-#[tokio::main]
-async fn main() {
+/// Stack of each runtime thread: statements run deep async state machines (BSQL's
+/// EXECUTE of a prepared UPDATE nests two), which debug builds keep large.
+const THREAD_STACK: usize = 16 << 20;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(THREAD_STACK)
+        .build();
+    match runtime {
+        Ok(rt) => rt.block_on(async_main()),
+        Err(e) => {
+            eprintln!("bm-dbserver: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn async_main() {
     let (flags, matches) = bins::parse_with_matches::<Flags>();
     bins::init_logging();
     if let Err(e) = run(flags, bins::flag_values(&matches)).await {
