@@ -414,3 +414,23 @@ pub async fn run_dbserver(
     }
     Ok(())
 }
+
+/// Stack of each runtime thread: statements run deep async state machines (BSQL's EXECUTE
+/// of a prepared UPDATE nests two), which debug builds keep large.
+const THREAD_STACK: usize = 16 << 20;
+
+/// Run `main` on a multi-threaded tokio runtime whose threads have [`THREAD_STACK`]; a
+/// runtime that cannot start ends the process (exit code 1), naming `program`.
+pub fn block_on(program: &str, main: impl std::future::Future<Output = ()>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(THREAD_STACK)
+        .build();
+    match runtime {
+        Ok(rt) => rt.block_on(main),
+        Err(e) => {
+            eprintln!("{program}: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    }
+}

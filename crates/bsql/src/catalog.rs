@@ -210,12 +210,7 @@ impl TableDef {
             let cols = ix
                 .columns
                 .iter()
-                .filter_map(|(id, desc)| {
-                    self.columns
-                        .iter()
-                        .position(|c| c.id == *id)
-                        .map(|p| (p, *desc))
-                })
+                .filter_map(|(id, desc)| self.position_of(*id).map(|p| (p, *desc)))
                 .collect();
             out.push(IndexInfo {
                 name: ix.name.clone(),
@@ -226,6 +221,11 @@ impl TableDef {
             });
         }
         out
+    }
+
+    /// Position in `columns` of the column with id `id`.
+    pub fn position_of(&self, id: u32) -> Option<usize> {
+        self.columns.iter().position(|c| c.id == id)
     }
 
     pub fn column(&self, name: &str) -> Option<usize> {

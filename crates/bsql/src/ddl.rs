@@ -133,12 +133,7 @@ pub async fn create_table(catalog: &Catalog, db: &str, ct: &ast::CreateTable) ->
     let mut def = TableDef {
         schema,
         name: name.clone(),
-        columns: Vec::new(),
-        pk: Vec::new(),
         next_column_id: 1,
-        checks: Vec::new(),
-        check_names: Vec::new(),
-        indexes: Vec::new(),
         ..Default::default()
     };
     let mut pk_names: Vec<(String, Option<bool>)> = Vec::new();
@@ -308,7 +303,7 @@ fn foreign_key(
                     && ix
                         .columns
                         .iter()
-                        .map(|(id, _)| parent.columns.iter().position(|c| c.id == *id))
+                        .map(|(id, _)| parent.position_of(*id))
                         .eq(pcols.iter().map(|&p| Some(p)))
             }));
     if !unique {
@@ -397,7 +392,7 @@ async fn validate_foreign_key(
     let cols: Vec<usize> = fk
         .columns
         .iter()
-        .filter_map(|id| child.def.columns.iter().position(|c| c.id == *id))
+        .filter_map(|id| child.def.position_of(*id))
         .collect();
     for (_, raw) in catalog.client.scan_all(&child.table).await? {
         let row = crate::row::decode_value(&child.def, &raw)?;

@@ -469,7 +469,7 @@ async fn write_new_rows_arbiter(
         let cols = arbiter_columns(r, arbiter);
         let mut keys: Vec<Vec<u8>> = written
             .iter()
-            .filter_map(|row| arbiter_key(row, &cols))
+            .filter_map(|row| row::key_tuple(row, &cols))
             .collect();
         if arbiter.is_none() {
             keys = ops.iter().map(|op| op.key.clone()).collect();
@@ -677,19 +677,6 @@ fn arbiter_columns(r: &Resolved, arbiter: Option<usize>) -> Vec<usize> {
     }
 }
 
-/// The values of `row` at `cols`, encoded for comparison (`None` if one is NULL: such a
-/// row conflicts with nothing).
-fn arbiter_key(row: &Row, cols: &[usize]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    for &c in cols {
-        if row[c].is_null() {
-            return None;
-        }
-        row[c].encode_key(&mut out);
-    }
-    Some(out)
-}
-
 /// The DO UPDATE of `INSERT ... ON CONFLICT`: the proposed rows whose key was `taken`
 /// update the stored rows, run as `UPDATE t SET ... FROM excluded WHERE t.pk =
 /// excluded.pk [AND cond]` over a temporary `excluded` table (so a bare column name that
@@ -713,7 +700,7 @@ async fn upsert(
         .chain(taken)
         .map(|row| match arbiter {
             None => new_key(def, row),
-            Some(_) => arbiter_key(row, &arbiter_cols).unwrap_or_else(|| new_key(def, row)),
+            Some(_) => row::key_tuple(row, &arbiter_cols).unwrap_or_else(|| new_key(def, row)),
         })
         .collect();
     let n = keys.len();
@@ -1295,12 +1282,7 @@ pub async fn create_table_as(s: &Session, ct: &ast::CreateTable) -> SqlResult<Op
     let mut def = TableDef {
         schema,
         name: name.clone(),
-        columns: Vec::new(),
-        pk: Vec::new(),
         next_column_id: 1,
-        checks: Vec::new(),
-        check_names: Vec::new(),
-        indexes: Vec::new(),
         ..Default::default()
     };
     for (i, f) in result.fields().iter().enumerate() {

@@ -32,21 +32,7 @@ const INDEX_LOOKUPS: usize = 1000;
 
 /// Positions in `def` of the columns with ids `ids`.
 fn positions(def: &TableDef, ids: &[u32]) -> Option<Vec<usize>> {
-    ids.iter()
-        .map(|id| def.columns.iter().position(|c| c.id == *id))
-        .collect()
-}
-
-/// The order-preserving encoding of `row`'s values at `cols` (a tuple to compare).
-fn tuple(row: &Row, cols: &[usize]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    for &c in cols {
-        if row[c].is_null() {
-            return None;
-        }
-        row[c].encode_key(&mut out);
-    }
-    Some(out)
+    ids.iter().map(|id| def.position_of(*id)).collect()
 }
 
 /// 23503 for a child row without its parent (`cols`: the key columns in `row`).
@@ -143,7 +129,7 @@ pub async fn check_parents(
         };
         let mut checked = HashSet::new();
         for row in rows {
-            let Some(t) = tuple(row, &cols) else {
+            let Some(t) = row::key_tuple(row, &cols) else {
                 continue; // MATCH SIMPLE: a NULL in the key references nothing.
             };
             if !checked.insert(t) {
@@ -232,13 +218,13 @@ async fn parents_changed_at(
         let kept: HashSet<Vec<u8>> = new
             .unwrap_or_default()
             .iter()
-            .filter_map(|r| tuple(r, &pcols))
+            .filter_map(|r| row::key_tuple(r, &pcols))
             .collect();
         let mut gone: HashSet<Vec<u8>> = HashSet::new();
         // The gone values themselves, once each (for an index lookup).
         let mut gone_values: Vec<Vec<Datum>> = Vec::new();
         for (_, r) in old {
-            if let Some(t) = tuple(r, &pcols).filter(|t| !kept.contains(t)) {
+            if let Some(t) = row::key_tuple(r, &pcols).filter(|t| !kept.contains(t)) {
                 if gone.insert(t) {
                     gone_values.push(pcols.iter().map(|&c| r[c].clone()).collect());
                 }
@@ -272,7 +258,7 @@ async fn parents_changed_at(
         };
         for (key, raw) in candidates {
             let row = row::decode_value(&child.def, &raw)?;
-            if tuple(&row, &ccols).is_some_and(|t| gone.contains(&t)) {
+            if row::key_tuple(&row, &ccols).is_some_and(|t| gone.contains(&t)) {
                 referencing.push((key, raw, row));
             }
         }

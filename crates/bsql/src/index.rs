@@ -45,13 +45,7 @@ impl IndexTable {
         let columns = def
             .columns
             .iter()
-            .filter_map(|(id, desc)| {
-                table_def
-                    .columns
-                    .iter()
-                    .position(|c| c.id == *id)
-                    .map(|p| (p, *desc))
-            })
+            .filter_map(|(id, desc)| table_def.position_of(*id).map(|p| (p, *desc)))
             .collect();
         IndexTable {
             def,

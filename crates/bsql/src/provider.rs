@@ -153,50 +153,10 @@ impl BsqlTable {
         }
     }
 
-    /// The primary key, if `filters` pin every key column to a literal.
-    fn point_key(&self, filters: &[Expr]) -> Option<Vec<u8>> {
+    /// The literal each column is pinned to by a `col = literal` filter (the first one).
+    fn pinned<'a>(&self, filters: &'a [Expr]) -> Vec<Option<&'a ScalarValue>> {
         let def = &self.resolved.def;
-        if def.pk.is_empty() {
-            return None;
-        }
-        let mut row: Row = vec![row::Datum::Null; def.columns.len()];
-        let mut found = 0;
-        for f in filters {
-            let Expr::BinaryExpr(BinaryExpr {
-                left,
-                op: Operator::Eq,
-                right,
-            }) = f
-            else {
-                continue;
-            };
-            let (col, lit) = match (left.as_ref(), right.as_ref()) {
-                (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c)) => {
-                    (c, v)
-                }
-                _ => continue,
-            };
-            let Some(i) = def.column(&col.name) else {
-                continue;
-            };
-            if !def.pk.contains(&i) || !row[i].is_null() {
-                continue;
-            }
-            let d = row::datum_from_any_scalar(lit, def.columns[i].ty).ok()?;
-            if d.is_null() {
-                return None;
-            }
-            row[i] = d;
-            found += 1;
-        }
-        (found == def.pk.len()).then(|| row::encode_key(def, &row))
-    }
-
-    /// The index that `filters` pin the most leading columns of (each `col = literal`, not
-    /// NULL), and those columns' values.
-    fn index_prefix(&self, filters: &[Expr]) -> Option<(&IndexTable, Vec<row::Datum>)> {
-        let def = &self.resolved.def;
-        let mut pinned: Vec<Option<&ScalarValue>> = vec![None; def.columns.len()];
+        let mut pinned = vec![None; def.columns.len()];
         for f in filters {
             let Expr::BinaryExpr(BinaryExpr {
                 left,
@@ -210,10 +170,36 @@ impl BsqlTable {
                 (left.as_ref(), right.as_ref())
             {
                 if let Some(i) = def.column(&c.name) {
-                    pinned[i] = Some(v);
+                    pinned[i].get_or_insert(v);
                 }
             }
         }
+        pinned
+    }
+
+    /// The primary key, if `filters` pin every key column to a literal.
+    fn point_key(&self, filters: &[Expr]) -> Option<Vec<u8>> {
+        let def = &self.resolved.def;
+        if def.pk.is_empty() {
+            return None;
+        }
+        let pinned = self.pinned(filters);
+        let mut row: Row = vec![row::Datum::Null; def.columns.len()];
+        for &i in &def.pk {
+            let d = row::datum_from_any_scalar(pinned[i]?, def.columns[i].ty).ok()?;
+            if d.is_null() {
+                return None;
+            }
+            row[i] = d;
+        }
+        Some(row::encode_key(def, &row))
+    }
+
+    /// The index that `filters` pin the most leading columns of (each `col = literal`, not
+    /// NULL), and those columns' values.
+    fn index_prefix(&self, filters: &[Expr]) -> Option<(&IndexTable, Vec<row::Datum>)> {
+        let def = &self.resolved.def;
+        let pinned = self.pinned(filters);
         let mut best: Option<(&IndexTable, Vec<row::Datum>)> = None;
         for ix in &self.resolved.indexes {
             let mut values = Vec::new();

@@ -174,6 +174,19 @@ pub fn datum_from_any_scalar(s: &ScalarValue, ty: SqlType) -> SqlResult<Datum> {
     datum_from_array(&array, 0, ty)
 }
 
+/// The order-preserving encoding of `row`'s values at `cols`, to compare rows by those
+/// columns; `None` if one is NULL (such a row matches no other).
+pub fn key_tuple(row: &Row, cols: &[usize]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    for &c in cols {
+        if row[c].is_null() {
+            return None;
+        }
+        row[c].encode_key(&mut out);
+    }
+    Some(out)
+}
+
 /// A value as PostgreSQL prints it in messages (`Key (a)=(1) already exists.`).
 pub fn datum_text(d: &Datum, ty: SqlType) -> String {
     use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};

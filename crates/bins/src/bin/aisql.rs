@@ -141,22 +141,8 @@ struct StartFlags {
     apis: bins::ApiOptions,
 }
 
-/// Stack of each runtime thread: statements run deep async state machines (BSQL's
-/// EXECUTE of a prepared UPDATE nests two), which debug builds keep large.
-const THREAD_STACK: usize = 16 << 20;
-
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_stack_size(THREAD_STACK)
-        .build();
-    match runtime {
-        Ok(rt) => rt.block_on(async_main()),
-        Err(e) => {
-            eprintln!("aisql: cannot start the async runtime: {e}");
-            std::process::exit(1);
-        }
-    }
+    bins::block_on("aisql", async_main());
 }
 
 async fn async_main() {

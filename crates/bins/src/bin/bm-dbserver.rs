@@ -76,22 +76,8 @@ struct Flags {
     flagfile: Option<PathBuf>,
 }
 
-/// Stack of each runtime thread: statements run deep async state machines (BSQL's
-/// EXECUTE of a prepared UPDATE nests two), which debug builds keep large.
-const THREAD_STACK: usize = 16 << 20;
-
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_stack_size(THREAD_STACK)
-        .build();
-    match runtime {
-        Ok(rt) => rt.block_on(async_main()),
-        Err(e) => {
-            eprintln!("bm-dbserver: cannot start the async runtime: {e}");
-            std::process::exit(1);
-        }
-    }
+    bins::block_on("bm-dbserver", async_main());
 }
 
 async fn async_main() {
