@@ -2,7 +2,8 @@
 //! split): the [`TypeConfig`], the [`LogStore`], the state machine ([`StateMachine`], which
 //! adapts any [`StateMachineApp`]: a tablet, or the mserver catalog) and the network
 //! ([`Network`] to send, [`RaftRouter`] to receive). Many groups share one server: one
-//! storage engine, one group-commit syncer, one channel pool and one router keyed by group id.
+//! storage engine, one Raft log ([`open_wal`]), one channel pool and one router keyed by
+//! group id.
 //! [`ConsensusMetrics`] reports them all to Prometheus (term, role, applied index and
 //! replication lag per group, leader changes, log append latency).
 
@@ -22,7 +23,7 @@ pub use metrics::ConsensusMetrics;
 pub use network::{Network, RaftRouter};
 pub use state_machine::{StateMachine, StateMachineApp};
 
-use storage::{GroupCommit, KvEngine};
+use storage::{KvEngine, Wal};
 
 /// Opaque application payload of a log entry, and of an apply result.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -79,7 +80,8 @@ impl Timing {
 #[derive(Clone)]
 pub struct GroupEnv {
     pub engine: Arc<dyn KvEngine>,
-    pub group_commit: Arc<GroupCommit>,
+    /// The Raft log of every group (see [`open_wal`]).
+    pub wal: Arc<Wal>,
     pub pool: rpc::ChannelPool,
     pub router: RaftRouter,
     pub timing: Timing,
@@ -120,7 +122,7 @@ pub async fn start_group(
             .map_err(|e| ConsensusError::Config(e.to_string()))?,
     );
     let prefix = common::ids::id_prefix(group_id);
-    let log = LogStore::new(env.engine.clone(), env.group_commit.clone(), prefix)
+    let log = LogStore::new(env.wal.clone(), env.engine.clone(), prefix)
         .with_append_latency(env.metrics.append_latency.clone());
     let sm =
         StateMachine::open(env.engine.clone(), prefix, app).map_err(|e| ConsensusError::Start {
@@ -146,7 +148,7 @@ pub async fn start_group(
 /// entries.
 pub fn last_log_id(env: &GroupEnv, group_id: &str) -> Result<(u64, u64), ConsensusError> {
     let prefix = common::ids::id_prefix(group_id);
-    let log = LogStore::new(env.engine.clone(), env.group_commit.clone(), prefix);
+    let log = LogStore::new(env.wal.clone(), env.engine.clone(), prefix);
     log.last_entry_id()
         .map(|id| id.map(|l| (l.leader_id.term, l.index)).unwrap_or((0, 0)))
         .map_err(|e| ConsensusError::Start {
@@ -159,12 +161,72 @@ pub fn last_log_id(env: &GroupEnv, group_id: &str) -> Result<(u64, u64), Consens
 /// own data is the app's to delete. The group must already be shut down.
 pub fn destroy_group_state(
     engine: &dyn KvEngine,
+    wal: &Wal,
     group_id: &str,
 ) -> Result<(), storage::StorageError> {
     let prefix = common::ids::id_prefix(group_id);
-    storage::delete_prefix(engine, storage::Cf::RaftLog, &prefix)?;
+    wal.destroy(&prefix)?;
+    wal.sync()?;
     storage::delete_prefix(engine, storage::Cf::RaftMeta, &prefix)?;
     Ok(())
+}
+
+/// Open the server's Raft log in `dir` (conventionally `<data dir>/wal`). A store written
+/// before the log moved out of the LSM has its entries, votes and purge marks in the
+/// `raft_log` and `raft_meta` families: they are copied into the log, synced, then deleted.
+pub fn open_wal(
+    engine: &dyn KvEngine,
+    dir: &std::path::Path,
+) -> Result<Arc<Wal>, storage::StorageError> {
+    use std::ops::Bound;
+    use storage::{Cf, WriteBatch};
+    let wal = Wal::open(dir)?;
+    let mut moved = WriteBatch::new();
+    for kv in engine.scan(Cf::RaftMeta, Bound::Unbounded, Bound::Unbounded, false) {
+        let (k, v) = kv?;
+        let Some(group) = k.get(..16).and_then(|g| <[u8; 16]>::try_from(g).ok()) else {
+            continue;
+        };
+        match &k[16..] {
+            b"vote" => wal.save_vote(&group, &v)?,
+            b"purged" => {
+                let mark: Option<openraft::LogId<NodeId>> =
+                    bincode::deserialize(&v).map_err(|e| storage::StorageError::Corrupt {
+                        what: "raft purge mark",
+                        detail: e.to_string(),
+                    })?;
+                if let Some(id) = mark {
+                    wal.purge(&group, id.index, &v)?;
+                }
+            }
+            _ => continue,
+        }
+        moved.delete(Cf::RaftMeta, k);
+    }
+    for kv in engine.scan(Cf::RaftLog, Bound::Unbounded, Bound::Unbounded, false) {
+        let (k, v) = kv?;
+        if let (Some(group), Some(index)) = (
+            k.get(..16).and_then(|g| <[u8; 16]>::try_from(g).ok()),
+            k.get(16..24).and_then(|i| <[u8; 8]>::try_from(i).ok()),
+        ) {
+            wal.append(&group, [(u64::from_be_bytes(index), &v[..])])?;
+        }
+        moved.delete(Cf::RaftLog, k);
+    }
+    if !moved.is_empty() {
+        tracing::info!(
+            records = moved.len(),
+            "moving the raft log out of the LSM store"
+        );
+        wal.sync()?;
+        for chunk in moved.ops.chunks(10_000) {
+            engine.write(WriteBatch {
+                ops: chunk.to_vec(),
+            })?;
+        }
+        engine.sync()?;
+    }
+    Ok(Arc::new(wal))
 }
 
 pub(crate) fn storage_err(

@@ -1,17 +1,19 @@
-//! [`LogStore`]: the Raft log of one group inside the server's shared storage engine.
+//! [`LogStore`]: the Raft log of one group, in the server's shared write-ahead log
+//! ([`storage::Wal`]: append-only segments outside the LSM, `docs/design/storage.md` §3).
 //!
-//! Layout (see `docs/design/storage.md`):
-//! * `Cf::RaftLog`:  `group prefix (16) ‖ index (u64 BE)` → bincode `Entry`
-//! * `Cf::RaftMeta`: `group prefix ‖ "vote"` → bincode `Vote`,
-//!   `‖ "purged"` → bincode `Option<LogId>`
+//! Entries are bincode `Entry`s; the vote is a bincode `Vote`; the purge mark is a bincode
+//! `Option<LogId>`. Appends are buffered and acknowledged to openraft by the WAL's
+//! group-commit thread once an `fdatasync` covering them returns: an entry is never reported
+//! durable before it is.
 //!
-//! Appends are written without syncing and acknowledged to openraft by the group-commit
-//! thread once an `fdatasync` covering them returns: an entry is never reported durable
-//! before it is.
+//! The state machine's store is *not* synced on the write path: after a crash, the entries
+//! after its persisted applied index are applied again from this log. So before a purge
+//! drops entries, the store is synced ([`storage::KvEngine::sync`]), making the applied state
+//! that covers them durable.
 //!
 //! openraft reads entries back to apply them and to replicate them; the most recent
-//! [`CACHE_ENTRIES`] of each group are kept in memory so those reads rarely touch the LSM.
-//! The committed index is not persisted (openraft's default): after a restart the leader
+//! [`CACHE_ENTRIES`] of each group are kept decoded in memory so those reads rarely touch the
+//! disk. The committed index is not persisted (openraft's default): after a restart the leader
 //! re-establishes it, which costs one round trip instead of a write per commit.
 
 use std::collections::BTreeMap;
@@ -23,7 +25,7 @@ use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{
     Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogId, StorageError, Vote,
 };
-use storage::{Cf, GroupCommit, KvEngine, WriteBatch};
+use storage::{KvEngine, Wal};
 
 use crate::{storage_err, NodeId, TypeConfig};
 
@@ -33,8 +35,9 @@ pub const CACHE_ENTRIES: usize = 4096;
 /// The log store of one Raft group.
 #[derive(Clone)]
 pub struct LogStore {
+    wal: Arc<Wal>,
+    /// The state machine's store, synced before a purge.
     engine: Arc<dyn KvEngine>,
-    group_commit: Arc<GroupCommit>,
     prefix: [u8; 16],
     /// The newest entries by index; always a contiguous suffix of the stored log.
     cache: Arc<Mutex<BTreeMap<u64, Entry<TypeConfig>>>>,
@@ -43,14 +46,10 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    pub fn new(
-        engine: Arc<dyn KvEngine>,
-        group_commit: Arc<GroupCommit>,
-        prefix: [u8; 16],
-    ) -> Self {
+    pub fn new(wal: Arc<Wal>, engine: Arc<dyn KvEngine>, prefix: [u8; 16]) -> Self {
         Self {
+            wal,
             engine,
-            group_commit,
             prefix,
             cache: Arc::default(),
             append_latency: None,
@@ -67,66 +66,10 @@ impl LogStore {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn entry_key(&self, index: u64) -> Vec<u8> {
-        let mut k = Vec::with_capacity(24);
-        k.extend_from_slice(&self.prefix);
-        k.extend_from_slice(&index.to_be_bytes());
-        k
-    }
-
-    fn meta_key(&self, name: &str) -> Vec<u8> {
-        let mut k = self.prefix.to_vec();
-        k.extend_from_slice(name.as_bytes());
-        k
-    }
-
-    fn read_meta<T: serde::de::DeserializeOwned>(
-        &self,
-        name: &str,
-    ) -> Result<Option<T>, StorageError<NodeId>> {
-        let subject = || ErrorSubject::Store;
-        match self
-            .engine
-            .get(Cf::RaftMeta, &self.meta_key(name))
-            .map_err(|e| storage_err(subject(), ErrorVerb::Read, e))?
-        {
-            Some(raw) => bincode::deserialize(&raw).map(Some).map_err(|e| {
-                storage_err(
-                    subject(),
-                    ErrorVerb::Read,
-                    format!("corrupt raft {name}: {e}"),
-                )
-            }),
-            None => Ok(None),
-        }
-    }
-
-    fn put_meta<T: serde::Serialize>(
-        &self,
-        batch: &mut WriteBatch,
-        name: &str,
-        v: &T,
-    ) -> Result<(), StorageError<NodeId>> {
-        let raw = bincode::serialize(v)
-            .map_err(|e| storage_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
-        batch.put(Cf::RaftMeta, self.meta_key(name), raw);
-        Ok(())
-    }
-
-    fn write(
-        &self,
-        batch: WriteBatch,
-        subject: ErrorSubject<NodeId>,
-    ) -> Result<(), StorageError<NodeId>> {
-        self.engine
-            .write(batch)
-            .map_err(|e| storage_err(subject, ErrorVerb::Write, e))
-    }
-
     /// Wait until everything written so far is durable.
     async fn durable(&self) -> Result<(), StorageError<NodeId>> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.group_commit.sync_then(move |r| {
+        self.wal.sync_then(move |r| {
             let _ = tx.send(r);
         });
         rx.await
@@ -134,49 +77,33 @@ impl LogStore {
             .map_err(|e| storage_err(ErrorSubject::Store, ErrorVerb::Write, e))
     }
 
-    fn decode_entry(raw: &[u8]) -> Result<Entry<TypeConfig>, StorageError<NodeId>> {
+    fn decode<T: serde::de::DeserializeOwned>(
+        raw: &[u8],
+        subject: ErrorSubject<NodeId>,
+        what: &str,
+    ) -> Result<T, StorageError<NodeId>> {
         bincode::deserialize(raw).map_err(|e| {
             storage_err(
-                ErrorSubject::Logs,
+                subject,
                 ErrorVerb::Read,
-                format!("corrupt log entry: {e}"),
+                format!("corrupt raft {what}: {e}"),
             )
         })
     }
 
-    pub(crate) fn last_entry_id(&self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
-        let start = Bound::Included(self.entry_key(0));
-        let end = Bound::Included(self.entry_key(u64::MAX));
-        match self.engine.scan(Cf::RaftLog, start, end, true).next() {
-            Some(kv) => {
-                let (_, raw) =
-                    kv.map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-                Ok(Some(*Self::decode_entry(&raw)?.get_log_id()))
-            }
-            None => Ok(None),
-        }
+    fn decode_entry(raw: &[u8]) -> Result<Entry<TypeConfig>, StorageError<NodeId>> {
+        Self::decode(raw, ErrorSubject::Logs, "log entry")
     }
 
-    fn delete_range(&self, from: u64, to_inclusive: u64) -> Result<(), StorageError<NodeId>> {
-        let keys: Vec<Vec<u8>> = self
-            .engine
-            .scan(
-                Cf::RaftLog,
-                Bound::Included(self.entry_key(from)),
-                Bound::Included(self.entry_key(to_inclusive)),
-                false,
-            )
-            .map(|kv| kv.map(|(k, _)| k))
-            .collect::<Result<_, _>>()
-            .map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-        for chunk in keys.chunks(10_000) {
-            let mut b = WriteBatch::new();
-            for k in chunk {
-                b.delete(Cf::RaftLog, k.clone());
-            }
-            self.write(b, ErrorSubject::Logs)?;
+    pub(crate) fn last_entry_id(&self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+        match self
+            .wal
+            .last(&self.prefix)
+            .map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Read, e))?
+        {
+            Some((_, raw)) => Ok(Some(*Self::decode_entry(&raw)?.get_log_id())),
+            None => Ok(None),
         }
-        Ok(())
     }
 }
 
@@ -196,22 +123,17 @@ impl RaftLogReader<TypeConfig> for LogStore {
                 return Ok(cache.range(range.clone()).map(|(_, e)| e.clone()).collect());
             }
         }
-        let start = match range.start_bound() {
-            Bound::Included(i) => Bound::Included(self.entry_key(*i)),
-            Bound::Excluded(i) => Bound::Excluded(self.entry_key(*i)),
-            Bound::Unbounded => Bound::Included(self.entry_key(0)),
-        };
         let end = match range.end_bound() {
-            Bound::Included(i) => Bound::Included(self.entry_key(*i)),
-            Bound::Excluded(i) => Bound::Excluded(self.entry_key(*i)),
-            Bound::Unbounded => Bound::Included(self.entry_key(u64::MAX)),
+            Bound::Included(i) => i.saturating_add(1),
+            Bound::Excluded(i) => *i,
+            Bound::Unbounded => u64::MAX,
         };
-        let mut out = Vec::new();
-        for kv in self.engine.scan(Cf::RaftLog, start, end, false) {
-            let (_, raw) = kv.map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-            out.push(Self::decode_entry(&raw)?);
-        }
-        Ok(out)
+        self.wal
+            .read(&self.prefix, first, end)
+            .map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Read, e))?
+            .iter()
+            .map(|(_, raw)| Self::decode_entry(raw))
+            .collect()
     }
 }
 
@@ -219,8 +141,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
-        let last_purged_log_id: Option<LogId<NodeId>> =
-            self.read_meta::<Option<LogId<NodeId>>>("purged")?.flatten();
+        let last_purged_log_id: Option<LogId<NodeId>> = match self.wal.purged(&self.prefix) {
+            Some((_, mark)) => {
+                Self::decode::<Option<LogId<NodeId>>>(&mark, ErrorSubject::Logs, "purge mark")?
+            }
+            None => None,
+        };
         let last_log_id = self.last_entry_id()?.or(last_purged_log_id);
         Ok(LogState {
             last_purged_log_id,
@@ -233,14 +159,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let mut b = WriteBatch::new();
-        self.put_meta(&mut b, "vote", vote)?;
-        self.write(b, ErrorSubject::Vote)?;
+        let raw = bincode::serialize(vote)
+            .map_err(|e| storage_err(ErrorSubject::Vote, ErrorVerb::Write, e))?;
+        self.wal
+            .save_vote(&self.prefix, &raw)
+            .map_err(|e| storage_err(ErrorSubject::Vote, ErrorVerb::Write, e))?;
         self.durable().await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
-        self.read_meta("vote")
+        match self.wal.vote(&self.prefix) {
+            Some(raw) => Self::decode(&raw, ErrorSubject::Vote, "vote").map(Some),
+            None => Ok(None),
+        }
     }
 
     async fn append<I>(
@@ -253,15 +184,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let t0 = std::time::Instant::now();
-        let mut b = WriteBatch::new();
+        let mut raws = Vec::new();
         let mut new = Vec::new();
         for entry in entries {
             let raw = bincode::serialize(&entry)
                 .map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
-            b.put(Cf::RaftLog, self.entry_key(entry.get_log_id().index), raw);
+            raws.push((entry.get_log_id().index, raw));
             new.push(entry);
         }
-        self.write(b, ErrorSubject::Logs)?;
+        self.wal
+            .append(&self.prefix, raws.iter().map(|(i, r)| (*i, &r[..])))
+            .map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
         {
             let mut cache = self.cache();
             for e in new {
@@ -288,7 +221,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
         }
         let latency = self.append_latency.clone();
-        self.group_commit.sync_then(move |r| {
+        self.wal.sync_then(move |r| {
             if let Some(h) = latency {
                 h.observe(t0.elapsed().as_secs_f64());
             }
@@ -299,18 +232,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         let _ = self.cache().split_off(&log_id.index);
-        self.delete_range(log_id.index, u64::MAX)?;
+        self.wal
+            .truncate(&self.prefix, log_id.index)
+            .map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
         self.durable().await
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let mut b = WriteBatch::new();
-        self.put_meta(&mut b, "purged", &Some(log_id))?;
-        self.write(b, ErrorSubject::Logs)?;
+        // The applied state covering these entries is in the store but maybe not on disk.
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || engine.sync())
+            .await
+            .map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Write, e))?
+            .map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        let mark = bincode::serialize(&Some(log_id))
+            .map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
         {
             let mut cache = self.cache();
             *cache = cache.split_off(&(log_id.index + 1));
         }
-        self.delete_range(0, log_id.index)
+        self.wal
+            .purge(&self.prefix, log_id.index, &mark)
+            .map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Write, e))
     }
 }

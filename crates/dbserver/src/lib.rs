@@ -27,7 +27,7 @@ use common::Hlc;
 use consensus::{GroupEnv, NodeId, RaftRouter, Timing};
 use rpc::mserver::mserver_service_client::MserverServiceClient;
 use rpc::mserver::{CreateTabletRequest, HeartbeatRequest, TabletReport};
-use storage::{Cf, FjallEngine, GroupCommit, KvEngine, WriteBatch};
+use storage::{Cf, FjallEngine, KvEngine, WriteBatch};
 use tablet::{PeerMeta, Tablet, TabletMeta};
 
 pub use api_stub::{serve_placeholder, Protocol};
@@ -172,7 +172,7 @@ impl DbServer {
             }
         };
         let env = GroupEnv {
-            group_commit: Arc::new(GroupCommit::start(engine.clone())),
+            wal: consensus::open_wal(engine.as_ref(), &config.data_dir.join("wal"))?,
             engine: engine.clone(),
             pool: rpc::ChannelPool::new(),
             router: RaftRouter::new(),
@@ -204,7 +204,7 @@ impl DbServer {
         storage::register_metrics(
             &server.metrics,
             server.env.engine.clone(),
-            server.env.group_commit.clone(),
+            server.env.wal.clone(),
         );
         web_ui::register_metrics(&server);
         for meta in TabletMeta::load_all(engine.as_ref())? {
@@ -256,7 +256,7 @@ impl DbServer {
 
     /// Group-commit counters of this server's store.
     pub fn sync_stats(&self) -> &storage::SyncStats {
-        self.env.group_commit.stats()
+        self.env.wal.stats()
     }
 
     pub fn pool(&self) -> rpc::ChannelPool {
@@ -575,7 +575,7 @@ impl DbServer {
         for t in self.tablet_list() {
             t.shutdown().await;
         }
-        self.env.group_commit.shutdown();
+        self.env.wal.shutdown();
         let _ = self.env.engine.sync();
     }
 }

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use consensus::{BasicNode, GroupEnv, NodeId, Payload, Raft, RaftRouter, Timing};
 use openraft::error::{ClientWriteError, RaftError};
 use rpc::mserver::TabletReport;
-use storage::{FjallEngine, GroupCommit, KvEngine};
+use storage::{FjallEngine, KvEngine};
 
 use catalog::{Catalog, CatalogApp, CatalogCmd};
 
@@ -169,7 +169,7 @@ impl Mserver {
         let engine: Arc<dyn KvEngine> = Arc::new(FjallEngine::open(&config.data_dir)?);
         let pool = rpc::ChannelPool::new();
         let env = GroupEnv {
-            group_commit: Arc::new(GroupCommit::start(engine.clone())),
+            wal: consensus::open_wal(engine.as_ref(), &config.data_dir.join("wal"))?,
             engine: engine.clone(),
             pool: pool.clone(),
             router: RaftRouter::new(),
@@ -201,7 +201,7 @@ impl Mserver {
         let rpc_metrics = common::metrics::RpcMetrics::new();
         rpc_metrics.register(&metrics);
         env.metrics.register(&metrics, env.router.clone());
-        storage::register_metrics(&metrics, env.engine.clone(), env.group_commit.clone());
+        storage::register_metrics(&metrics, env.engine.clone(), env.wal.clone());
         let m = Arc::new(Mserver {
             config: MserverConfig {
                 mserver_addrs: peers,
@@ -255,7 +255,7 @@ impl Mserver {
     /// Stop the catalog group and flush storage.
     pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;
-        self.env.group_commit.shutdown();
+        self.env.wal.shutdown();
         let _ = self.env.engine.sync();
     }
 

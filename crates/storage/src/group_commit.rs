@@ -1,10 +1,10 @@
 //! [`GroupCommit`]: many writers, one fsync.
 //!
-//! Writers apply their batch with [`KvEngine::write`] (fast, not durable) and then hand a
-//! callback to [`GroupCommit::sync_then`]. A dedicated thread takes every callback queued so
-//! far, calls [`KvEngine::sync`] once, and runs them all. Under load one `fdatasync` covers
-//! hundreds of Raft log appends from every tablet on the server; idle, a lone append pays
-//! one fsync and no added wait.
+//! Writers write without syncing (a [`KvEngine::write`], an append to the [`crate::Wal`]) and
+//! then hand a callback to [`GroupCommit::sync_then`]. A dedicated thread takes every callback
+//! queued so far, syncs once, and runs them all. Under load one `fdatasync` covers the Raft
+//! log appends of every tablet on the server; idle, a lone append pays one fsync and no added
+//! wait.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -41,12 +41,23 @@ pub struct GroupCommit {
 impl GroupCommit {
     /// Start the syncer thread for `engine`.
     pub fn start(engine: Arc<dyn KvEngine>) -> Self {
+        Self::start_with("group-commit", move || {
+            engine.sync().map_err(|e| e.to_string())
+        })
+    }
+
+    /// Start a syncer thread named `name` whose every round calls `sync` once: `sync` must
+    /// make every write issued before it was called durable.
+    pub fn start_with(
+        name: &str,
+        mut sync: impl FnMut() -> Result<(), String> + Send + 'static,
+    ) -> Self {
         let shared: Arc<(Mutex<Queue>, Condvar)> = Arc::default();
         let stats: Arc<SyncStats> = Arc::default();
         let st = stats.clone();
         let s = shared.clone();
         let thread = std::thread::Builder::new()
-            .name("group-commit".into())
+            .name(name.into())
             .spawn(move || loop {
                 let batch = {
                     let (lock, cv) = &*s;
@@ -60,7 +71,7 @@ impl GroupCommit {
                     std::mem::take(&mut q.waiting)
                 };
                 let t0 = Instant::now();
-                let res = engine.sync().map_err(|e| e.to_string());
+                let res = sync();
                 st.syncs.fetch_add(1, Ordering::Relaxed);
                 st.waiters.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 st.sync_micros

@@ -9,8 +9,9 @@
 //!
 //! Both pass the same conformance suite (`conformance` tests below). On top of the trait:
 //! [`mvcc`] (versions keyed by hybrid time, snapshot reads, TTL, garbage collection) and
-//! [`GroupCommit`] (many writers share one fsync) and [`latest`] (a cache of recently
-//! written keys' newest versions for point reads). The on-disk layout is described in
+//! [`GroupCommit`] (many writers share one fsync), [`Wal`] (the Raft log: append-only
+//! segments outside the LSM) and [`latest`] (a cache of recently written keys' newest
+//! versions for point reads). The on-disk layout is described in
 //! `docs/design/storage.md`. [`register_metrics`] reports an engine to Prometheus.
 
 mod fjall_engine;
@@ -19,6 +20,7 @@ pub mod latest;
 mod mem_engine;
 mod metrics;
 pub mod mvcc;
+mod wal;
 
 use std::ops::Bound;
 
@@ -26,6 +28,7 @@ pub use fjall_engine::FjallEngine;
 pub use group_commit::{GroupCommit, SyncStats};
 pub use mem_engine::MemEngine;
 pub use metrics::register_metrics;
+pub use wal::{GroupKey, Wal};
 
 /// The column families of a server's store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

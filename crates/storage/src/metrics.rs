@@ -1,16 +1,16 @@
 //! Storage metrics for `/prometheus-metrics`: engine sizes, compactions and write stalls
-//! ([`crate::KvEngine::stats`]) and group-commit fsyncs ([`crate::SyncStats`]), read at
-//! scrape time.
+//! ([`crate::KvEngine::stats`]), the Raft log's segments and group-commit fsyncs
+//! ([`crate::SyncStats`]), read at scrape time.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use common::metrics::Registry;
 
-use crate::{GroupCommit, KvEngine};
+use crate::{KvEngine, Wal};
 
-/// Report `engine` and its group-commit syncer on `registry`.
-pub fn register_metrics(registry: &Registry, engine: Arc<dyn KvEngine>, sync: Arc<GroupCommit>) {
+/// Report `engine` and the Raft log `wal` (its group-commit syncer) on `registry`.
+pub fn register_metrics(registry: &Registry, engine: Arc<dyn KvEngine>, wal: Arc<Wal>) {
     registry.register_fn(move |s| {
         let st = engine.stats();
         s.gauge(
@@ -88,10 +88,16 @@ pub fn register_metrics(registry: &Registry, engine: Arc<dyn KvEngine>, sync: Ar
                 f64::from(u8::from(cf.write_stalled)),
             );
         }
-        let g = sync.stats();
+        s.gauge(
+            "aisql_raft_wal_segments",
+            "Segment files of the Raft write-ahead log",
+            &[],
+            wal.segment_count() as f64,
+        );
+        let g = wal.stats();
         s.counter(
             "aisql_storage_syncs",
-            "fdatasyncs done by group commit",
+            "fdatasyncs of the Raft log done by group commit",
             &[],
             g.syncs.load(Ordering::Relaxed) as f64,
         );

@@ -318,6 +318,7 @@ pub struct Tablet {
     raft: Raft,
     metrics: watch::Receiver<RaftMetrics<NodeId, BasicNode>>,
     engine: Arc<dyn KvEngine>,
+    wal: Arc<storage::Wal>,
     prefix: [u8; 16],
     clock: Arc<Hlc>,
     lease: consensus::Timing,
@@ -420,6 +421,7 @@ impl Tablet {
             raft,
             metrics,
             engine: env.engine.clone(),
+            wal: env.wal.clone(),
             prefix,
             clock,
             lease: env.timing,
@@ -799,7 +801,8 @@ impl Tablet {
         storage::delete_prefix(e, storage::Cf::Data, &self.prefix).map_err(|s| self.storage(s))?;
         storage::delete_prefix(e, storage::Cf::Intents, &self.prefix)
             .map_err(|s| self.storage(s))?;
-        consensus::destroy_group_state(e, &self.meta.tablet_id).map_err(|s| self.storage(s))?;
+        consensus::destroy_group_state(e, &self.wal, &self.meta.tablet_id)
+            .map_err(|s| self.storage(s))?;
         TabletMeta::remove(e, &self.meta.tablet_id).map_err(|s| self.storage(s))
     }
 

@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use common::Hlc;
 use consensus::{GroupEnv, RaftRouter, Timing};
-use storage::{FjallEngine, GroupCommit, KvEngine};
+use storage::{FjallEngine, KvEngine};
 use tablet::{PeerMeta, Tablet, TabletMeta, WriteOp};
 
 fn env(dir: &std::path::Path) -> GroupEnv {
     let engine: Arc<dyn KvEngine> = Arc::new(FjallEngine::open(dir).unwrap());
     GroupEnv {
-        group_commit: Arc::new(GroupCommit::start(engine.clone())),
+        wal: consensus::open_wal(engine.as_ref(), &dir.join("wal")).unwrap(),
         engine,
         pool: rpc::ChannelPool::new(),
         router: RaftRouter::new(),
@@ -92,7 +92,7 @@ async fn write_read_restart() {
         .unwrap();
         conditional_writes(&t).await;
         t.shutdown().await;
-        env.group_commit.shutdown();
+        env.wal.shutdown();
     }
     let env = env(dir.path());
     let t = open_leader(&env).await;
@@ -185,7 +185,7 @@ async fn restart_after_checkpoints() {
             );
         }
         t.shutdown().await;
-        env.group_commit.shutdown();
+        env.wal.shutdown();
         last.unwrap()
     };
     let env = env(dir.path());
@@ -420,7 +420,7 @@ async fn resent_writes_apply_once() {
         assert!(again.applied, "a resend is answered as applied");
         assert_eq!(read(t.clone()).await.as_deref(), Some(&b"2"[..]));
         t.shutdown().await;
-        env.group_commit.shutdown();
+        env.wal.shutdown();
     }
     let env = env(dir.path());
     let t = open_leader(&env).await;
