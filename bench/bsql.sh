@@ -14,8 +14,11 @@ cd "$(dirname "$0")/.."
 SCALE=${1:-10}
 SECS=${2:-30}
 PGBIN=/usr/lib/postgresql/15/bin
-cargo build --release --bin aisql >/dev/null
-BIN=$(realpath "${CARGO_TARGET_DIR:-target}/release/aisql")
+# AISQL_BIN: use this binary as it is (default: build the release binary first).
+if [ -z "${AISQL_BIN:-}" ]; then
+  cargo build --release --bin aisql >/dev/null
+fi
+BIN=$(realpath "${AISQL_BIN:-${CARGO_TARGET_DIR:-target}/release/aisql}")
 work=$(mktemp -d)
 chmod 755 "$work"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

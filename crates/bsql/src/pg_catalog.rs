@@ -373,8 +373,39 @@ impl SchemaProvider for PgCatalog {
 
 /// Rewrite what psql's catalog queries say in ways DataFusion does not take:
 /// `pg_catalog.f(...)` is `f(...)`, `OPERATOR(pg_catalog.~)` is `~`, and `COLLATE
-/// pg_catalog.default` is dropped.
+/// pg_catalog.default` is dropped. Also `FROM generate_series(1, 3) g`: as in PostgreSQL, the
+/// alias of a function returning one column names that column too.
 pub fn rewrite(stmt: &mut ast::Statement) {
+    struct ScalarFunctionAliases;
+    impl ast::VisitorMut for ScalarFunctionAliases {
+        type Break = ();
+        fn pre_visit_table_factor(
+            &mut self,
+            tf: &mut ast::TableFactor,
+        ) -> std::ops::ControlFlow<()> {
+            if let ast::TableFactor::Table {
+                name,
+                args: Some(_),
+                alias: Some(alias),
+                ..
+            } = tf
+            {
+                let single_column = name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| {
+                    ["generate_series", "unnest"]
+                        .iter()
+                        .any(|f| i.value.eq_ignore_ascii_case(f))
+                });
+                if single_column && alias.columns.is_empty() {
+                    alias.columns.push(ast::TableAliasColumnDef {
+                        name: alias.name.clone(),
+                        data_type: None,
+                    });
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let _ = ast::VisitMut::visit(stmt, &mut ScalarFunctionAliases);
     let _ = ast::visit_expressions_mut(stmt, |e: &mut ast::Expr| {
         match e {
             ast::Expr::Function(f) if f.name.0.len() == 2 => {

@@ -175,6 +175,7 @@ impl DbServer {
             wal: consensus::open_wal(engine.as_ref(), &config.data_dir.join("wal"))?,
             engine: engine.clone(),
             pool: rpc::ChannelPool::new(),
+            streams: Default::default(),
             router: RaftRouter::new(),
             timing: config.timing,
             metrics: Default::default(),

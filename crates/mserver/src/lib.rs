@@ -172,6 +172,7 @@ impl Mserver {
             wal: consensus::open_wal(engine.as_ref(), &config.data_dir.join("wal"))?,
             engine: engine.clone(),
             pool: pool.clone(),
+            streams: Default::default(),
             router: RaftRouter::new(),
             timing: config.timing,
             metrics: Default::default(),
