@@ -13,6 +13,24 @@ pub struct SqlError {
     pub message: String,
     /// PostgreSQL's DETAIL line (`Key (id)=(1) already exists.`).
     pub detail: Option<String>,
+    /// PostgreSQL's HINT line.
+    pub hint: Option<String>,
+    /// 1-based character offset in the query text of what the error is about; psql shows it
+    /// as `LINE n: ...` with a caret.
+    pub position: Option<usize>,
+}
+
+/// The 1-based character offset in `sql` of (`line`, `column`), both 1-based (sqlparser's
+/// locations).
+pub fn char_offset(sql: &str, line: usize, column: usize) -> usize {
+    let mut pos = 0;
+    for (i, l) in sql.split('\n').enumerate() {
+        if i + 1 == line {
+            return pos + column.max(1);
+        }
+        pos += l.chars().count() + 1;
+    }
+    pos.max(1)
 }
 
 pub type SqlResult<T> = Result<T, SqlError>;
@@ -25,6 +43,65 @@ impl SqlError {
             // parser): keys and values quoted in messages may contain one.
             message: message.into().replace('\0', "\\0"),
             detail: None,
+            hint: None,
+            position: None,
+        }
+    }
+
+    /// The same error with a HINT line.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into().replace('\0', "\\0"));
+        self
+    }
+
+    /// The same error pointing at character `position` (1-based) of the query.
+    pub fn at(mut self, position: usize) -> Self {
+        self.position = Some(position);
+        self
+    }
+
+    /// A parse error of `sql` as PostgreSQL words it: `syntax error at or near "tok"` (or `at
+    /// end of input`) pointing at the token, from sqlparser's `Expected: ..., found: tok at
+    /// Line: l, Column: c`. Other parser messages keep their text.
+    pub fn from_parser(sql: &str, msg: &str) -> Self {
+        let msg = msg
+            .trim_start_matches("sql parser error: ")
+            .trim_start_matches("ParserError(\"")
+            .trim_end_matches("\")");
+        let located = msg.rsplit_once(" at Line: ").and_then(|(head, loc)| {
+            let (line, col) = loc.split_once(", Column: ")?;
+            let line: usize = line.trim().parse().ok()?;
+            let col: usize = col.trim().parse().ok()?;
+            Some((head, line, col))
+        });
+        let Some((head, line, col)) = located else {
+            if msg.ends_with("found: EOF") {
+                return SqlError::syntax("syntax error at end of input").at(sql
+                    .trim_end()
+                    .chars()
+                    .count()
+                    + 1);
+            }
+            return SqlError::syntax(format!("syntax error: {msg}"));
+        };
+        let pos = char_offset(sql, line, col);
+        if head.starts_with("Unterminated string literal") {
+            let rest: String = sql.chars().skip(pos - 1).collect();
+            return SqlError::syntax(format!(
+                "unterminated quoted string at or near \"{}\"",
+                rest.trim_end()
+            ))
+            .at(pos);
+        }
+        match head.rsplit_once("found: ") {
+            Some((_, "EOF")) => {
+                SqlError::syntax("syntax error at end of input")
+                    .at(sql.trim_end().chars().count() + 1)
+            }
+            Some((_, tok)) => {
+                SqlError::syntax(format!("syntax error at or near \"{tok}\"")).at(pos)
+            }
+            None => SqlError::syntax(format!("syntax error: {head}")).at(pos),
         }
     }
 
@@ -38,6 +115,8 @@ impl SqlError {
     pub fn info(self) -> ErrorInfo {
         let mut info = ErrorInfo::new("ERROR".to_owned(), self.code.to_owned(), self.message);
         info.detail = self.detail;
+        info.hint = self.hint;
+        info.position = self.position.map(|p| p.to_string());
         info
     }
 
@@ -174,5 +253,29 @@ impl From<DataFusionError> for SqlError {
 impl From<datafusion::arrow::error::ArrowError> for SqlError {
     fn from(e: datafusion::arrow::error::ArrowError) -> Self {
         SqlError::from(DataFusionError::ArrowError(Box::new(e), None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parser_errors_read_like_postgresql() {
+        let e = SqlError::from_parser(
+            "SELECT *\n  FROM t\n WHERE id = = 1",
+            "sql parser error: Expected: an expression, found: = at Line: 3, Column: 13",
+        );
+        assert_eq!(e.message, "syntax error at or near \"=\"");
+        assert_eq!(e.position, Some(31));
+        let e = SqlError::from_parser("SELECT 1 +", "Expected: an expression, found: EOF");
+        assert_eq!(e.message, "syntax error at end of input");
+        assert_eq!(e.position, Some(11));
+        let e = SqlError::from_parser(
+            "SELECT 'abc",
+            "Unterminated string literal at Line: 1, Column: 8",
+        );
+        assert_eq!(e.message, "unterminated quoted string at or near \"'abc\"");
+        assert_eq!(e.position, Some(8));
     }
 }

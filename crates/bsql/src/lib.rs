@@ -27,6 +27,7 @@ pub mod foreign;
 pub mod index;
 pub mod pg_catalog;
 pub mod provider;
+pub mod references;
 pub mod row;
 pub mod server;
 pub mod session;

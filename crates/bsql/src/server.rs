@@ -473,6 +473,10 @@ impl SimpleQueryHandler for Conn {
         self.with_session(client, async |session| {
             for stmt in stmts {
                 let (kind, t0) = (statement_kind(&stmt), Instant::now());
+                if let Err(e) = crate::references::check(&stmt, query) {
+                    out.push(error_response(e));
+                    break;
+                }
                 let r = session.execute(stmt).await;
                 notices.append(&mut session.notices);
                 self.metrics.observe(kind, t0.elapsed(), r.is_ok());
@@ -637,6 +641,7 @@ impl QueryParser for Parser {
         let Some(stmt) = stmts.pop() else {
             return Ok(None);
         };
+        crate::references::check(&stmt, sql).map_err(to_pg)?;
         let Some(conn) = self.conn.upgrade() else {
             return Err(SqlError::internal("connection closed").into());
         };

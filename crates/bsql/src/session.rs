@@ -138,14 +138,8 @@ fn needs_statement_txn(stmt: &Statement) -> bool {
 /// Parse SQL text into statements (PostgreSQL dialect).
 pub fn parse(sql: &str) -> SqlResult<Vec<Statement>> {
     let (sql, create_user) = crate::auth::user_as_role(sql);
-    let mut stmts = Parser::parse_sql(&PostgreSqlDialect {}, &sql).map_err(|e| {
-        let msg = e.to_string();
-        let msg = msg
-            .trim_start_matches("sql parser error: ")
-            .trim_start_matches("ParserError(\"")
-            .to_owned();
-        SqlError::syntax(format!("syntax error: {msg}"))
-    })?;
+    let mut stmts = Parser::parse_sql(&PostgreSqlDialect {}, &sql)
+        .map_err(|e| SqlError::from_parser(&sql, &e.to_string()))?;
     // Only the statement that began with CREATE USER.
     if let (Some(Statement::CreateRole(c)), true) = (stmts.first_mut(), create_user) {
         c.login.get_or_insert(true);
@@ -370,11 +364,12 @@ impl Session {
         if args.len() != highest {
             return Err(SqlError::new(
                 "42601",
-                format!(
-                    "wrong number of parameters for prepared statement \"{n}\": expected {highest} parameters but got {}",
-                    args.len()
-                ),
-            ));
+                format!("wrong number of parameters for prepared statement \"{n}\""),
+            )
+            .with_detail(format!(
+                "Expected {highest} parameters but got {}.",
+                args.len()
+            )));
         }
         let _ = ast::visit_expressions_mut(&mut stmt, |e: &mut ast::Expr| {
             if let Some(i) = placeholder(e) {

@@ -135,7 +135,11 @@ impl Group {
         match kind {
             ENTRY => {
                 if let Some(i) = index(payload) {
-                    if self.entries.last_key_value().is_some_and(|(&last, _)| last >= i) {
+                    if self
+                        .entries
+                        .last_key_value()
+                        .is_some_and(|(&last, _)| last >= i)
+                    {
                         let _ = self.entries.split_off(&i);
                     }
                     self.entries.insert(i, loc);
