@@ -85,7 +85,15 @@ pub fn datum_from_array(array: &ArrayRef, idx: usize, ty: SqlType) -> SqlResult<
             .as_any()
             .downcast_ref::<datafusion::arrow::array::StringArray>()
             .filter(|a| !a.is_null(0))
-            .and_then(|a| temporal_input(a.value(0), ty))
+            .and_then(|a| {
+                let v = a.value(0);
+                let int = matches!(ty, SqlType::Int2 | SqlType::Int4 | SqlType::Int8);
+                // PostgreSQL's integer input allows blanks around the digits.
+                if int && v.trim().len() != v.len() {
+                    return Some(v.trim().to_owned());
+                }
+                temporal_input(v, ty)
+            })
         {
             one = Arc::new(datafusion::arrow::array::StringArray::from(vec![text]));
         }
@@ -94,11 +102,33 @@ pub fn datum_from_array(array: &ArrayRef, idx: usize, ty: SqlType) -> SqlResult<
             ..Default::default()
         };
         datafusion::arrow::compute::cast_with_options(&one, &target, &opts).map_err(|e| {
-            SqlError::invalid_input(format!(
-                "invalid input syntax for type {}: {}",
-                ty.name(),
-                e.to_string().trim_start_matches("Cast error: ")
-            ))
+            let input = one
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::StringArray>()
+                .filter(|a| !a.is_null(0))
+                .map(|a| a.value(0).to_owned());
+            match input {
+                // PostgreSQL's wording: the input quoted, and an integer that does not fit
+                // is out of range rather than malformed.
+                Some(v)
+                    if matches!(ty, SqlType::Int2 | SqlType::Int4 | SqlType::Int8)
+                        && v.trim().parse::<i128>().is_ok() =>
+                {
+                    SqlError::new(
+                        "22003",
+                        format!("value \"{v}\" is out of range for type {}", ty.name()),
+                    )
+                }
+                Some(v) => SqlError::invalid_input(format!(
+                    "invalid input syntax for type {}: \"{v}\"",
+                    ty.name()
+                )),
+                None => SqlError::invalid_input(format!(
+                    "invalid input syntax for type {}: {}",
+                    ty.name(),
+                    e.to_string().trim_start_matches("Cast error: ")
+                )),
+            }
         })?
     };
     if array.is_null(0) {
@@ -330,6 +360,31 @@ pub fn build_array<'a>(ty: SqlType, values: impl Iterator<Item = &'a Datum>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integer_input_errors_read_like_postgresql() {
+        let text = |v: &str| -> ArrayRef {
+            Arc::new(datafusion::arrow::array::StringArray::from(vec![v]))
+        };
+        let err = |v: &str| datum_from_array(&text(v), 0, SqlType::Int2).unwrap_err();
+        let e = err("100000");
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (
+                "22003",
+                "value \"100000\" is out of range for type smallint"
+            )
+        );
+        let e = err("34.5");
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            ("22P02", "invalid input syntax for type smallint: \"34.5\"")
+        );
+        assert!(matches!(
+            datum_from_array(&text(" 12 "), 0, SqlType::Int2),
+            Ok(Datum::Int(12))
+        ));
+    }
 
     #[test]
     fn temporal_input_drops_or_completes_offsets() {
