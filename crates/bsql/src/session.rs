@@ -135,9 +135,45 @@ fn needs_statement_txn(stmt: &Statement) -> bool {
     }
 }
 
+/// `CREATE TABLE t (a, b) AS query` (column names without types, which sqlparser does not
+/// take) as `CREATE TABLE t AS SELECT * FROM (query) AS _ctas (a, b)`. Only a whole string
+/// of that one statement is rewritten.
+fn ctas_column_names(sql: &str) -> Option<String> {
+    let t = sql.trim().trim_end_matches(';').trim_end();
+    let head = "create table ";
+    if !t.get(..head.len())?.eq_ignore_ascii_case(head) || t.contains(';') {
+        return None;
+    }
+    let open = t.find('(')?;
+    let close = open + t[open..].find(')')?;
+    let name = t[head.len()..open].trim();
+    let names: Vec<&str> = t[open + 1..close].split(',').map(str::trim).collect();
+    let bare = |n: &str| {
+        !n.is_empty()
+            && (n.chars().all(|c| c.is_alphanumeric() || c == '_')
+                || (n.len() > 2 && n.starts_with('"') && n.ends_with('"')))
+    };
+    if name.is_empty() || name.contains(char::is_whitespace) || !names.iter().all(|n| bare(n)) {
+        return None;
+    }
+    let rest = t[close + 1..].trim_start();
+    let query = rest
+        .get(..3)
+        .filter(|a| a.eq_ignore_ascii_case("as ") || a.eq_ignore_ascii_case("as\n"))
+        .map(|_| rest[3..].trim())?;
+    Some(format!(
+        "CREATE TABLE {name} AS SELECT * FROM ({query}) AS _ctas ({})",
+        names.join(", ")
+    ))
+}
+
 /// Parse SQL text into statements (PostgreSQL dialect).
 pub fn parse(sql: &str) -> SqlResult<Vec<Statement>> {
     let (sql, create_user) = crate::auth::user_as_role(sql);
+    let sql = match ctas_column_names(&sql) {
+        Some(rewritten) => std::borrow::Cow::Owned(rewritten),
+        None => sql,
+    };
     let mut stmts = Parser::parse_sql(&PostgreSqlDialect {}, &sql)
         .map_err(|e| SqlError::from_parser(&sql, &e.to_string()))?;
     // Only the statement that began with CREATE USER.
@@ -1145,5 +1181,26 @@ pub fn statement_kind(stmt: &Statement) -> &'static str {
         Statement::Vacuum(_) | Statement::Analyze(_) => "maintenance",
         Statement::Discard { .. } | Statement::Reset(_) => "reset",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod ctas_tests {
+    use super::ctas_column_names;
+
+    #[test]
+    fn column_names_without_types_become_a_derived_table_alias() {
+        assert_eq!(
+            ctas_column_names("CREATE TABLE t (a, \"B\") AS SELECT 1, 2;").as_deref(),
+            Some("CREATE TABLE t AS SELECT * FROM (SELECT 1, 2) AS _ctas (a, \"B\")")
+        );
+        for untouched in [
+            "CREATE TABLE t (a int, b text)",
+            "CREATE TABLE t AS SELECT 1",
+            "CREATE TABLE t (a, b) AS SELECT 1, 2; SELECT 1",
+            "SELECT 1",
+        ] {
+            assert_eq!(ctas_column_names(untouched), None, "{untouched}");
+        }
     }
 }
