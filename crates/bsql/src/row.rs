@@ -81,20 +81,20 @@ pub fn datum_from_array(array: &ArrayRef, idx: usize, ty: SqlType) -> SqlResult<
         array.slice(idx, 1)
     } else {
         let mut one = array.slice(idx, 1);
-        if let Some(text) = one
+        let input: Option<String> = one
             .as_any()
             .downcast_ref::<datafusion::arrow::array::StringArray>()
             .filter(|a| !a.is_null(0))
-            .and_then(|a| {
-                let v = a.value(0);
-                let int = matches!(ty, SqlType::Int2 | SqlType::Int4 | SqlType::Int8);
-                // PostgreSQL's integer input allows blanks around the digits.
-                if int && v.trim().len() != v.len() {
-                    return Some(v.trim().to_owned());
-                }
-                temporal_input(v, ty)
-            })
-        {
+            .map(|a| a.value(0).to_owned());
+        let int = matches!(ty, SqlType::Int2 | SqlType::Int4 | SqlType::Int8);
+        let normalized = input.as_deref().and_then(|v| {
+            // PostgreSQL's integer input allows blanks around the digits.
+            if int && v.trim().len() != v.len() {
+                return Some(v.trim().to_owned());
+            }
+            temporal_input(v, ty)
+        });
+        if let Some(text) = normalized {
             one = Arc::new(datafusion::arrow::array::StringArray::from(vec![text]));
         }
         let opts = datafusion::arrow::compute::CastOptions {
@@ -102,23 +102,13 @@ pub fn datum_from_array(array: &ArrayRef, idx: usize, ty: SqlType) -> SqlResult<
             ..Default::default()
         };
         datafusion::arrow::compute::cast_with_options(&one, &target, &opts).map_err(|e| {
-            let input = one
-                .as_any()
-                .downcast_ref::<datafusion::arrow::array::StringArray>()
-                .filter(|a| !a.is_null(0))
-                .map(|a| a.value(0).to_owned());
             match input {
                 // PostgreSQL's wording: the input quoted, and an integer that does not fit
                 // is out of range rather than malformed.
-                Some(v)
-                    if matches!(ty, SqlType::Int2 | SqlType::Int4 | SqlType::Int8)
-                        && v.trim().parse::<i128>().is_ok() =>
-                {
-                    SqlError::new(
-                        "22003",
-                        format!("value \"{v}\" is out of range for type {}", ty.name()),
-                    )
-                }
+                Some(v) if int && v.trim().parse::<i128>().is_ok() => SqlError::new(
+                    "22003",
+                    format!("value \"{v}\" is out of range for type {}", ty.name()),
+                ),
                 Some(v) => SqlError::invalid_input(format!(
                     "invalid input syntax for type {}: \"{v}\"",
                     ty.name()

@@ -125,8 +125,46 @@ fn preallocate(f: &File, len: u64) -> std::io::Result<()> {
     f.sync_all()
 }
 
+/// Create segment `seq` in `dir`: preallocated to `size`, header written and synced.
+fn create_segment(dir: &Path, seq: u64, size: u64) -> Result<File> {
+    let path = seg_path(dir, seq);
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| io_err("creating", &path, e))?;
+    preallocate(&f, size).map_err(|e| io_err("preallocating", &path, e))?;
+    write_header(&f, &path)?;
+    Ok(f)
+}
+
+/// Write and sync a segment's [`MAGIC`] and version.
+fn write_header(f: &File, path: &Path) -> Result<()> {
+    let mut head = MAGIC.to_vec();
+    head.extend_from_slice(&VERSION.to_le_bytes());
+    f.write_all_at(&head, 0)
+        .and_then(|_| f.sync_data())
+        .map_err(|e| io_err("writing", path, e))
+}
+
+/// Apply one record of `group` to the index (recovery and live writes share this).
+fn apply_record(
+    groups: &mut HashMap<GroupKey, Group>,
+    kind: u8,
+    group: &GroupKey,
+    payload: &[u8],
+    loc: Loc,
+) {
+    if kind == DESTROY {
+        groups.remove(group);
+    } else {
+        groups.entry(*group).or_default().apply(kind, payload, loc);
+    }
+}
+
 impl Group {
-    /// Apply one record to the group's index (recovery and live writes share this).
+    /// Apply one record to the group's index.
     fn apply(&mut self, kind: u8, payload: &[u8], loc: Loc) {
         let index = |p: &[u8]| {
             p.get(..8)
@@ -216,15 +254,9 @@ impl Inner {
             self.rotate(len)?;
         }
         let loc = self.push(kind, group, parts);
-        let payload: Vec<u8> = parts.concat();
-        if kind == DESTROY {
-            self.groups.remove(group);
-        } else {
-            self.groups
-                .entry(*group)
-                .or_default()
-                .apply(kind, &payload, loc);
-        }
+        // The payload as just buffered: no copy of the entry.
+        let payload = &self.buf[self.buf.len() + REC_HEAD + BODY_HEAD - loc.len as usize..];
+        apply_record(&mut self.groups, kind, group, payload, loc);
         if self.buf.len() >= FLUSH_AT {
             self.flush()?;
         }
@@ -261,19 +293,7 @@ impl Inner {
     fn rotate(&mut self, need: u64) -> Result<()> {
         self.sync_active()?;
         let seq = self.active + 1;
-        let path = seg_path(&self.dir, seq);
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| io_err("creating", &path, e))?;
-        preallocate(&f, SEGMENT_BYTES.max(need + HEADER))
-            .map_err(|e| io_err("preallocating", &path, e))?;
-        let mut head = MAGIC.to_vec();
-        head.extend_from_slice(&VERSION.to_le_bytes());
-        f.write_all_at(&head, 0)
-            .map_err(|e| io_err("writing", &path, e))?;
+        let f = create_segment(&self.dir, seq, SEGMENT_BYTES.max(need + HEADER))?;
         self.segments.insert(seq, f);
         self.active = seq;
         self.flushed = HEADER;
@@ -433,11 +453,7 @@ impl Wal {
             {
                 if newest && data.iter().all(|&b| b == 0) {
                     // Created, never written: a crash during rotation.
-                    let mut head = MAGIC.to_vec();
-                    head.extend_from_slice(&VERSION.to_le_bytes());
-                    f.write_all_at(&head, 0)
-                        .and_then(|_| f.sync_data())
-                        .map_err(|e| io_err("writing", &path, e))?;
+                    write_header(&f, &path)?;
                 } else {
                     return Err(corrupt(format!("{} is not a segment", path.display())));
                 }
@@ -452,15 +468,7 @@ impl Wal {
                     pos: pos as u64,
                     len: len as u32,
                 };
-                if kind == DESTROY {
-                    inner.groups.remove(&group);
-                } else {
-                    inner
-                        .groups
-                        .entry(group)
-                        .or_default()
-                        .apply(kind, &body[BODY_HEAD..], loc);
-                }
+                apply_record(&mut inner.groups, kind, &group, &body[BODY_HEAD..], loc);
                 pos += len;
             }
             let rest = &data[pos.min(data.len())..];
@@ -486,19 +494,7 @@ impl Wal {
             inner.segments.insert(seq, f);
         }
         if inner.segments.is_empty() {
-            let path = seg_path(dir, 1);
-            let f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .map_err(|e| io_err("creating", &path, e))?;
-            preallocate(&f, SEGMENT_BYTES).map_err(|e| io_err("preallocating", &path, e))?;
-            let mut head = MAGIC.to_vec();
-            head.extend_from_slice(&VERSION.to_le_bytes());
-            f.write_all_at(&head, 0)
-                .and_then(|_| f.sync_data())
-                .map_err(|e| io_err("writing", &path, e))?;
+            let f = create_segment(dir, 1, SEGMENT_BYTES)?;
             fsync_dir(dir)?;
             inner.segments.insert(1, f);
             inner.active = 1;
