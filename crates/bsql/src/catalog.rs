@@ -484,6 +484,9 @@ impl Catalog {
     ) -> SqlResult<bool> {
         let schema = serde_json::to_vec(def)
             .map_err(|e| SqlError::internal(format!("encoding table: {e}")))?;
+        // Without a primary key, rows are keyed by insertion-ordered hidden ids: one range
+        // tablet keeps a scan in insertion order.
+        let range = range || def.pk.is_empty();
         let req = rpc::mserver::CreateTableRequest {
             namespace_name: db.to_owned(),
             name: storage_name.to_owned(),

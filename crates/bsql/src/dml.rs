@@ -113,13 +113,7 @@ fn check_len(def: &TableDef, col: usize, d: &Datum) -> SqlResult<()> {
 
 /// PostgreSQL boolean input.
 pub fn parse_bool(s: &str) -> SqlResult<bool> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "t" | "true" | "y" | "yes" | "on" | "1" => Ok(true),
-        "f" | "false" | "n" | "no" | "off" | "0" => Ok(false),
-        _ => Err(SqlError::invalid_input(format!(
-            "invalid input syntax for type boolean: \"{s}\""
-        ))),
-    }
+    crate::literals::parse_bool(s).ok_or_else(|| crate::literals::bad_bool(s))
 }
 
 /// PostgreSQL bytea input (`\x` hex, or the escape format's plain bytes).
@@ -229,13 +223,39 @@ pub fn check_not_null(def: &TableDef, row: &Row) -> SqlResult<()> {
     Ok(())
 }
 
-/// The storage key of a new row (a random hidden id for tables without a primary key).
+/// The storage key of a new row (a hidden, insertion-ordered id for tables without a
+/// primary key).
 fn new_key(def: &TableDef, row: &Row) -> Vec<u8> {
     if def.pk.is_empty() {
-        uuid::Uuid::new_v4().as_bytes().to_vec()
+        hidden_row_id()
     } else {
         row::encode_key(def, row)
     }
+}
+
+/// A hidden row id for a table without a primary key: 8 bytes of a per-process clock in
+/// microseconds that never repeats or goes back, then 8 random bytes (unique across
+/// servers). Such tables are one range tablet, so a scan returns rows in the order they
+/// were inserted, as PostgreSQL's heap does for a table that was only appended to.
+pub(crate) fn hidden_row_id() -> Vec<u8> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
+    let mut prev = LAST.load(Ordering::Relaxed);
+    let id = loop {
+        let next = now.max(prev + 1);
+        match LAST.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => break next,
+            Err(seen) => prev = seen,
+        }
+    };
+    let mut key = Vec::with_capacity(16);
+    key.extend_from_slice(&id.to_be_bytes());
+    key.extend_from_slice(&uuid::Uuid::new_v4().as_bytes()[..8]);
+    key
 }
 
 /// 23505 for the primary key of `def`, with the key of `row` as DETAIL when it is known.
@@ -357,7 +377,16 @@ pub async fn insert(s: &Session, ins: &ast::Insert) -> SqlResult<Output> {
                         }
                         given[col] = true;
                         match literal(e) {
-                            Some(v) => row[col] = to_datum(&def, col, &v)?,
+                            Some(v) => {
+                                // A literal that is not valid input: PostgreSQL points at it.
+                                row[col] = to_datum(&def, col, &v).map_err(|err| {
+                                    if matches!(err.code, "22P02" | "22003") {
+                                        err.at_node(e)
+                                    } else {
+                                        err
+                                    }
+                                })?
+                            }
                             None => pending.push((col, e)),
                         }
                     }

@@ -18,6 +18,10 @@ pub struct SqlError {
     /// 1-based character offset in the query text of what the error is about; psql shows it
     /// as `LINE n: ...` with a caret.
     pub position: Option<usize>,
+    /// Where in the query text (line, column; 1-based) the error points, when the code
+    /// that raised it had the parsed statement but not the text: the server turns it into
+    /// `position` ([`SqlError::locate`]).
+    pub span: Option<(u64, u64)>,
 }
 
 /// The 1-based character offset in `sql` of (`line`, `column`), both 1-based (sqlparser's
@@ -45,7 +49,25 @@ impl SqlError {
             detail: None,
             hint: None,
             position: None,
+            span: None,
         }
+    }
+
+    /// The same error pointing at where `node` was written (if the parser recorded it).
+    pub fn at_node(mut self, node: &impl datafusion::sql::sqlparser::ast::Spanned) -> Self {
+        let start = node.span().start;
+        if start.line > 0 {
+            self.span = Some((start.line, start.column));
+        }
+        self
+    }
+
+    /// Turn a recorded line and column into the character position in `sql`.
+    pub fn locate(mut self, sql: &str) -> Self {
+        if let (None, Some((line, column))) = (self.position, self.span) {
+            self.position = Some(char_offset(sql, line as usize, column as usize));
+        }
+        self
     }
 
     /// The same error with a HINT line.

@@ -2,6 +2,7 @@
 //!
 //! * [`server`]: the wire protocol (pgwire) and per-connection handlers;
 //! * [`session`]: a connection's session and the statement dispatcher;
+//! * [`temp`]: temporary tables, in a schema of the session's own;
 //! * [`ddl`], [`dml`], [`copy`]: CREATE/ALTER/DROP, INSERT/UPDATE/DELETE/TRUNCATE, COPY;
 //! * [`correlated`]: correlated subqueries DataFusion cannot decorrelate, row by row;
 //! * [`fast`]: point reads and writes by primary key, without query planning;
@@ -11,11 +12,14 @@
 //! * [`provider`]: tables as DataFusion sees them (queries are planned and run by DataFusion);
 //! * [`catalog`]: table definitions kept in the mserver's catalog, cached per server;
 //! * [`pg_catalog`]: the PostgreSQL system tables and functions psql's listings read;
-//! * [`row`], [`types`]: how rows and values are stored and typed.
+//! * [`row`], [`types`]: how rows and values are stored and typed;
+//! * [`checked`]: integer arithmetic and conversions as PostgreSQL does them;
+//! * [`references`], [`literals`]: errors PostgreSQL raises before planning, with positions.
 
 pub mod access;
 pub mod auth;
 pub mod catalog;
+pub mod checked;
 pub mod copy;
 pub mod correlated;
 pub mod ddl;
@@ -25,12 +29,14 @@ pub mod error;
 pub mod fast;
 pub mod foreign;
 pub mod index;
+pub mod literals;
 pub mod pg_catalog;
 pub mod provider;
 pub mod references;
 pub mod row;
 pub mod server;
 pub mod session;
+pub mod temp;
 pub mod types;
 pub mod views;
 
@@ -103,9 +109,11 @@ pub async fn serve(
         let tls = config.tls.clone();
         async move {
             let _conn = conn;
+            let conn = handlers.0.clone();
             if let Err(e) = pgwire::tokio::process_socket(sock, tls, handlers).await {
                 tracing::debug!("BSQL connection ended: {e}");
             }
+            conn.close().await;
         }
     })
     .await

@@ -165,6 +165,13 @@ impl Conn {
         }
     }
 
+    /// The connection ended: end its session.
+    pub async fn close(&self) {
+        if let Some(mut s) = self.session.lock().await.take() {
+            s.close().await;
+        }
+    }
+
     async fn with_session<C: ClientInfo, T>(
         &self,
         client: &C,
@@ -473,7 +480,9 @@ impl SimpleQueryHandler for Conn {
         self.with_session(client, async |session| {
             for stmt in stmts {
                 let (kind, t0) = (statement_kind(&stmt), Instant::now());
-                if let Err(e) = crate::references::check(&stmt, query) {
+                if let Err(e) = crate::references::check(&stmt, query)
+                    .and_then(|()| crate::literals::check(&stmt, query))
+                {
                     out.push(error_response(e));
                     break;
                 }
@@ -484,7 +493,7 @@ impl SimpleQueryHandler for Conn {
                     Ok(o) => out.push(respond(o, &Format::UnifiedText)?),
                     Err(e) => {
                         // Like PostgreSQL: the error ends this query string.
-                        out.push(error_response(e));
+                        out.push(error_response(e.locate(query)));
                         break;
                     }
                 }
@@ -642,12 +651,17 @@ impl QueryParser for Parser {
             return Ok(None);
         };
         crate::references::check(&stmt, sql).map_err(to_pg)?;
+        crate::literals::check(&stmt, sql).map_err(to_pg)?;
         let Some(conn) = self.conn.upgrade() else {
             return Err(SqlError::internal("connection closed").into());
         };
+        let mut stmt = stmt;
         let nparams = count_params(&stmt);
         let (params, schema) = conn
-            .with_session(client, async |s| describe(s, &stmt, nparams).await)
+            .with_session(client, async |s| {
+                s.temp.rewrite_names(&mut stmt);
+                describe(s, &stmt, nparams).await
+            })
             .await;
         let params = (0..nparams)
             .map(|i| {

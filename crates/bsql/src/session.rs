@@ -220,6 +220,8 @@ pub struct Session {
     prepared: HashMap<String, (Vec<ast::DataType>, Statement)>,
     /// NOTICEs the last statements raised (SQLSTATE, message), for the server to send.
     pub notices: Vec<(&'static str, String)>,
+    /// The session's temporary tables.
+    pub temp: crate::temp::TempTables,
 }
 
 impl Session {
@@ -230,6 +232,7 @@ impl Session {
             .with_information_schema(true);
         config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
         let ctx = SessionContext::new_with_config(config);
+        ctx.add_analyzer_rule(Arc::new(crate::checked::PgArithmetic));
         let access = Access::new(catalog.client.clone());
         ctx.register_catalog(
             db,
@@ -260,6 +263,20 @@ impl Session {
             notices: Vec::new(),
             access,
             prepared: HashMap::new(),
+            temp: Default::default(),
+        }
+    }
+
+    /// The session ends: drop its temporary tables.
+    pub async fn close(&mut self) {
+        for name in self.temp.drain() {
+            let sql = format!("DROP TABLE IF EXISTS {name}");
+            let Ok(Some(stmt)) = parse(&sql).map(|mut v| v.pop()) else {
+                continue;
+            };
+            if let Err(e) = Box::pin(self.execute_inner(stmt)).await {
+                tracing::warn!("dropping temporary table {name}: {e}");
+            }
         }
     }
 
@@ -301,11 +318,12 @@ impl Session {
     }
 
     /// Run one statement.
-    pub async fn execute(&mut self, stmt: Statement) -> SqlResult<Output> {
+    pub async fn execute(&mut self, mut stmt: Statement) -> SqlResult<Output> {
         let ends_block = matches!(stmt, Statement::Commit { .. } | Statement::Rollback { .. });
         if !ends_block {
             self.statement_starts().await?;
         }
+        let temp_change = self.temp.rewrite(&mut stmt);
         let r = if self.txn.is_none()
             && (needs_statement_txn(&stmt) || self.writes_indexed_table(&stmt).await)
         {
@@ -313,6 +331,9 @@ impl Session {
         } else {
             self.execute_inner(stmt).await
         };
+        if r.is_ok() {
+            self.temp.apply(temp_change);
+        }
         if ends_block {
             return r;
         }
@@ -972,40 +993,53 @@ fn output_names(q: &ast::Query) -> Option<Vec<String>> {
 }
 
 fn expr_name(e: &ast::Expr) -> String {
+    figure_colname(e).0
+}
+
+/// PostgreSQL's `FigureColname`: a result column's name and how strongly the expression
+/// suggests it (2: a column or function name; 1: a fallback such as `case`; 0: none, so
+/// `?column?`). A cast of a weakly named expression is named for its type.
+fn figure_colname(e: &ast::Expr) -> (String, u8) {
     use ast::Expr as E;
+    let none = || ("?column?".to_owned(), 0);
     match e {
-        E::Identifier(i) => ddl::ident(i),
-        E::CompoundIdentifier(parts) => parts.last().map(ddl::ident).unwrap_or_default(),
+        E::Identifier(i) => (ddl::ident(i), 2),
+        E::CompoundIdentifier(parts) => (parts.last().map(ddl::ident).unwrap_or_default(), 2),
         E::Function(f) => f
             .name
             .0
             .last()
             .and_then(|p| p.as_ident())
-            .map(ddl::ident)
-            .unwrap_or_else(|| "?column?".into()),
-        e if crate::types::is_typed_literal(e) => "?column?".into(),
+            .map(|i| (ddl::ident(i), 2))
+            .unwrap_or_else(none),
+        e if crate::types::is_typed_literal(e) => none(),
         E::Cast {
             expr, data_type, ..
-        } => match expr.as_ref() {
-            E::Value(_) => crate::types::SqlType::from_ast(data_type)
-                .map(|(t, _)| t.pg().name().to_owned())
-                .unwrap_or_else(|_| "?column?".into()),
-            inner => expr_name(inner),
-        },
-        E::Nested(inner) => expr_name(inner),
-        E::Case { .. } => "case".into(),
-        E::Exists { .. } => "exists".into(),
+        } => {
+            let inner = figure_colname(expr);
+            if inner.1 > 1 {
+                return inner;
+            }
+            crate::types::SqlType::from_ast(data_type)
+                .map(|(t, _)| (t.pg().name().to_owned(), 1))
+                .unwrap_or(inner)
+        }
+        E::Nested(inner) => figure_colname(inner),
+        E::Collate { expr, .. } => figure_colname(expr),
+        E::Case { .. } => ("case".into(), 1),
+        E::Exists { .. } => ("exists".into(), 2),
         E::Subquery(q) => output_names(q)
             .and_then(|n| n.into_iter().next())
-            .unwrap_or_else(|| "?column?".into()),
-        E::Extract { field, .. } => field.to_string().to_lowercase(),
-        E::Substring { .. } => "substring".into(),
-        E::Trim { .. } => "btrim".into(),
-        E::Position { .. } => "position".into(),
-        E::Ceil { .. } => "ceil".into(),
-        E::Floor { .. } => "floor".into(),
-        E::Array(_) => "array".into(),
-        _ => "?column?".into(),
+            .map(|n| (n, 2))
+            .unwrap_or_else(none),
+        E::Extract { field, .. } => (field.to_string().to_lowercase(), 2),
+        E::Substring { .. } => ("substring".into(), 2),
+        E::Trim { .. } => ("btrim".into(), 2),
+        E::Position { .. } => ("position".into(), 2),
+        E::Ceil { .. } => ("ceil".into(), 2),
+        E::Floor { .. } => ("floor".into(), 2),
+        E::Array(_) => ("array".into(), 2),
+        _ => none(),
     }
 }
 
@@ -1083,6 +1117,25 @@ fn register_functions(ctx: &SessionContext, db: &str, user: &str) {
     ctx.register_udf(constant("current_schema", "public".to_owned()));
     ctx.register_udf(constant("current_user", user.to_owned()));
     ctx.register_udf(constant("session_user", user.to_owned()));
+    // booleq(a, b) and boolne(a, b): the functions behind boolean `=` and `<>`.
+    for (name, ne) in [("booleq", false), ("boolne", true)] {
+        let f = move |args: &[ColumnarValue]| {
+            use datafusion::arrow::compute::kernels::cmp;
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let [a, b] = arrays.as_slice() else {
+                return datafusion::common::exec_err!("{name} takes two arguments");
+            };
+            let out = if ne { cmp::neq(a, b) } else { cmp::eq(a, b) }?;
+            Ok(ColumnarValue::Array(Arc::new(out)))
+        };
+        ctx.register_udf(datafusion::logical_expr::create_udf(
+            name,
+            vec![DataType::Boolean, DataType::Boolean],
+            DataType::Boolean,
+            Volatility::Immutable,
+            Arc::new(f),
+        ));
+    }
     ctx.register_udf(
         datafusion::logical_expr::async_udf::AsyncScalarUDF::new(Arc::new(PgSleep::new()))
             .into_scalar_udf(),

@@ -1,0 +1,425 @@
+//! Integer arithmetic and conversions as PostgreSQL does them, where DataFusion's differ:
+//! `+ - * /` on smallint, integer and bigint fail with "smallint out of range" (SQLSTATE
+//! 22003) instead of wrapping around, and a float or numeric converted to an integer is
+//! rounded (floats to the nearest even, numerics away from zero) instead of truncated, and
+//! text converted to boolean follows PostgreSQL's input rules and error.
+//!
+//! [`PgArithmetic`], an analyzer rule that runs after DataFusion's type coercion, replaces
+//! those expressions with the functions here. Constants fold through them too, so
+//! `SELECT 32767::int2 + 1::int2` fails at planning as it fails in PostgreSQL.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::datatypes::{
+    DataType, Decimal128Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type,
+};
+use datafusion::arrow::error::ArrowError;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{DFSchema, DataFusionError, Result};
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::{
+    BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs,
+    ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::optimizer::AnalyzerRule;
+
+use crate::error::SqlError;
+
+/// PostgreSQL's name of an integer type, for "... out of range".
+fn int_name(ty: &DataType) -> Option<&'static str> {
+    match ty {
+        DataType::Int16 => Some("smallint"),
+        DataType::Int32 => Some("integer"),
+        DataType::Int64 => Some("bigint"),
+        _ => None,
+    }
+}
+
+fn out_of_range(ty: &DataType) -> DataFusionError {
+    let name = int_name(ty).unwrap_or("integer");
+    DataFusionError::External(Box::new(SqlError::new(
+        "22003",
+        format!("{name} out of range"),
+    )))
+}
+
+/// `a op b` on one integer type, failing on overflow.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CheckedOp {
+    name: &'static str,
+    op: Operator,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for CheckedOp {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        Ok(args.first().cloned().unwrap_or(DataType::Int64))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::compute::kernels::numeric;
+        let all_scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let [l, r] = arrays.as_slice() else {
+            return Err(DataFusionError::Internal(format!(
+                "{} takes two arguments",
+                self.name
+            )));
+        };
+        let ty = l.data_type().clone();
+        let out = match self.op {
+            Operator::Plus => numeric::add(l, r),
+            Operator::Minus => numeric::sub(l, r),
+            Operator::Multiply => numeric::mul(l, r),
+            _ => numeric::div(l, r),
+        }
+        .map_err(|e| match e {
+            ArrowError::DivideByZero => {
+                DataFusionError::External(Box::new(SqlError::new("22012", "division by zero")))
+            }
+            ArrowError::ArithmeticOverflow(_) => out_of_range(&ty),
+            other => DataFusionError::ArrowError(Box::new(other), None),
+        })?;
+        if all_scalar {
+            Ok(ColumnarValue::Scalar(
+                datafusion::common::ScalarValue::try_from_array(&out, 0)?,
+            ))
+        } else {
+            Ok(ColumnarValue::Array(out))
+        }
+    }
+}
+
+/// A float or numeric converted to an integer type, rounded and range-checked.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ToInt {
+    name: &'static str,
+    target: DataType,
+    signature: Signature,
+}
+
+impl ToInt {
+    /// `v` (already rounded) as the target type, or "out of range".
+    fn fit(&self, v: f64) -> Result<i64> {
+        let (lo, hi) = match self.target {
+            DataType::Int16 => (i16::MIN as f64, i16::MAX as f64),
+            DataType::Int32 => (i32::MIN as f64, i32::MAX as f64),
+            // i64::MAX as f64 rounds up to 2^63, which does not fit.
+            _ => (i64::MIN as f64, 9_223_372_036_854_774_784.0),
+        };
+        if v.is_nan() || v < lo || v > hi {
+            return Err(out_of_range(&self.target));
+        }
+        Ok(v as i64)
+    }
+
+    fn convert(&self, input: &ArrayRef) -> Result<ArrayRef> {
+        let n = input.len();
+        let mut out: Vec<Option<i64>> = Vec::with_capacity(n);
+        match input.data_type() {
+            DataType::Float64 | DataType::Float32 => {
+                let values: Vec<Option<f64>> = if input.data_type() == &DataType::Float64 {
+                    input.as_primitive::<Float64Type>().iter().collect()
+                } else {
+                    input
+                        .as_primitive::<Float32Type>()
+                        .iter()
+                        .map(|v| v.map(f64::from))
+                        .collect()
+                };
+                for v in values {
+                    // PostgreSQL rounds with rint(): halves to the even neighbour.
+                    out.push(v.map(|v| self.fit(v.round_ties_even())).transpose()?);
+                }
+            }
+            DataType::Decimal128(_, scale) => {
+                let scale = *scale;
+                for v in input.as_primitive::<Decimal128Type>().iter() {
+                    out.push(
+                        v.map(|v| self.fit(round_decimal(v, scale) as f64))
+                            .transpose()?,
+                    );
+                }
+            }
+            other => {
+                return Err(DataFusionError::Internal(format!(
+                    "{} of {other}",
+                    self.name
+                )))
+            }
+        }
+        Ok(match self.target {
+            DataType::Int16 => Arc::new(
+                out.into_iter()
+                    .map(|v| v.map(|v| v as i16))
+                    .collect::<datafusion::arrow::array::PrimitiveArray<Int16Type>>(),
+            ),
+            DataType::Int32 => Arc::new(
+                out.into_iter()
+                    .map(|v| v.map(|v| v as i32))
+                    .collect::<datafusion::arrow::array::PrimitiveArray<Int32Type>>(),
+            ),
+            _ => Arc::new(
+                out.into_iter()
+                    .collect::<datafusion::arrow::array::PrimitiveArray<Int64Type>>(),
+            ),
+        })
+    }
+}
+
+/// A decimal's unscaled value `v` at `scale`, rounded to an integer, halves away from zero.
+fn round_decimal(v: i128, scale: i8) -> i128 {
+    if scale <= 0 {
+        return v.saturating_mul(10i128.saturating_pow(scale.unsigned_abs() as u32));
+    }
+    let div = 10i128.saturating_pow(scale as u32);
+    let (q, r) = (v / div, v % div);
+    if r.abs() * 2 >= div {
+        q + v.signum()
+    } else {
+        q
+    }
+}
+
+impl ScalarUDFImpl for ToInt {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(self.target.clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let Some(arg) = args.args.first() else {
+            return Err(DataFusionError::Internal(format!(
+                "{} takes one argument",
+                self.name
+            )));
+        };
+        match arg {
+            ColumnarValue::Array(a) => Ok(ColumnarValue::Array(self.convert(a)?)),
+            ColumnarValue::Scalar(s) => {
+                let out = self.convert(&s.to_array()?)?;
+                Ok(ColumnarValue::Scalar(
+                    datafusion::common::ScalarValue::try_from_array(&out, 0)?,
+                ))
+            }
+        }
+    }
+}
+
+/// Text converted to boolean with PostgreSQL's input rules and error.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ToBool {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for ToBool {
+    fn name(&self) -> &str {
+        "to_bool"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let all_scalar = matches!(args.args.first(), Some(ColumnarValue::Scalar(_)));
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let Some(input) = arrays.first() else {
+            return Err(DataFusionError::Internal(
+                "to_bool takes one argument".into(),
+            ));
+        };
+        let text = datafusion::arrow::compute::cast(input, &DataType::Utf8)?;
+        let mut out = Vec::with_capacity(text.len());
+        for v in text.as_string::<i32>().iter() {
+            out.push(match v {
+                None => None,
+                Some(v) => Some(crate::literals::parse_bool(v).ok_or_else(|| {
+                    DataFusionError::External(Box::new(crate::literals::bad_bool(v)))
+                })?),
+            });
+        }
+        let out: ArrayRef = Arc::new(datafusion::arrow::array::BooleanArray::from(out));
+        if all_scalar {
+            Ok(ColumnarValue::Scalar(
+                datafusion::common::ScalarValue::try_from_array(&out, 0)?,
+            ))
+        } else {
+            Ok(ColumnarValue::Array(out))
+        }
+    }
+}
+
+/// The functions the rule rewrites to, made once.
+struct Functions {
+    ops: Vec<(Operator, Arc<ScalarUDF>)>,
+    to_int: Vec<(DataType, Arc<ScalarUDF>)>,
+    to_bool: Arc<ScalarUDF>,
+}
+
+fn functions() -> &'static Functions {
+    static F: std::sync::OnceLock<Functions> = std::sync::OnceLock::new();
+    F.get_or_init(|| {
+        let op = |name, op| {
+            (
+                op,
+                Arc::new(ScalarUDF::new_from_impl(CheckedOp {
+                    name,
+                    op,
+                    signature: Signature::any(2, Volatility::Immutable),
+                })),
+            )
+        };
+        let to_int = |name, target: DataType| {
+            (
+                target.clone(),
+                Arc::new(ScalarUDF::new_from_impl(ToInt {
+                    name,
+                    target,
+                    signature: Signature::any(1, Volatility::Immutable),
+                })),
+            )
+        };
+        Functions {
+            ops: vec![
+                op("int_pl", Operator::Plus),
+                op("int_mi", Operator::Minus),
+                op("int_mul", Operator::Multiply),
+                op("int_div", Operator::Divide),
+            ],
+            to_int: vec![
+                to_int("to_int2", DataType::Int16),
+                to_int("to_int4", DataType::Int32),
+                to_int("to_int8", DataType::Int64),
+            ],
+            to_bool: Arc::new(ScalarUDF::new_from_impl(ToBool {
+                signature: Signature::any(1, Volatility::Immutable),
+            })),
+        }
+    })
+}
+
+/// The analyzer rule: see the module doc.
+#[derive(Debug, Default)]
+pub struct PgArithmetic;
+
+impl PgArithmetic {
+    fn rewrite(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+        let f = functions();
+        expr.transform_up(|e| match &e {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                let Some((_, udf)) = f.ops.iter().find(|(o, _)| o == op) else {
+                    return Ok(Transformed::no(e));
+                };
+                let (Ok(lt), Ok(rt)) = (left.get_type(schema), right.get_type(schema)) else {
+                    return Ok(Transformed::no(e));
+                };
+                if lt != rt || int_name(&lt).is_none() {
+                    return Ok(Transformed::no(e));
+                }
+                let args = vec![left.as_ref().clone(), right.as_ref().clone()];
+                Ok(Transformed::yes(Expr::ScalarFunction(
+                    ScalarFunction::new_udf(udf.clone(), args),
+                )))
+            }
+            Expr::Cast(c) if c.field.data_type() == &DataType::Boolean => {
+                let Ok(from) = c.expr.get_type(schema) else {
+                    return Ok(Transformed::no(e));
+                };
+                if !matches!(
+                    from,
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                ) {
+                    return Ok(Transformed::no(e));
+                }
+                Ok(Transformed::yes(Expr::ScalarFunction(
+                    ScalarFunction::new_udf(f.to_bool.clone(), vec![c.expr.as_ref().clone()]),
+                )))
+            }
+            Expr::Cast(c) => {
+                let Some((_, udf)) = f.to_int.iter().find(|(t, _)| t == c.field.data_type()) else {
+                    return Ok(Transformed::no(e));
+                };
+                let Ok(from) = c.expr.get_type(schema) else {
+                    return Ok(Transformed::no(e));
+                };
+                if !matches!(
+                    from,
+                    DataType::Float32 | DataType::Float64 | DataType::Decimal128(..)
+                ) {
+                    return Ok(Transformed::no(e));
+                }
+                Ok(Transformed::yes(Expr::ScalarFunction(
+                    ScalarFunction::new_udf(udf.clone(), vec![c.expr.as_ref().clone()]),
+                )))
+            }
+            _ => Ok(Transformed::no(e)),
+        })
+    }
+}
+
+impl AnalyzerRule for PgArithmetic {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(|plan| {
+            let mut schema = datafusion::logical_expr::utils::merge_schema(&plan.inputs());
+            if let LogicalPlan::TableScan(ts) = &plan {
+                if let Ok(s) =
+                    DFSchema::try_from_qualified_schema(ts.table_name.clone(), &ts.source.schema())
+                {
+                    schema.merge(&s);
+                }
+            }
+            let names = NamePreserver::new(&plan);
+            plan.map_expressions(|expr| {
+                let name = names.save(&expr);
+                Self::rewrite(expr, &schema).map(|t| t.update_data(|e| name.restore(e)))
+            })?
+            .map_data(|plan| plan.recompute_schema())
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "pg_arithmetic"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round_decimal;
+
+    #[test]
+    fn decimals_round_halves_away_from_zero() {
+        assert_eq!(round_decimal(25, 1), 3);
+        assert_eq!(round_decimal(-25, 1), -3);
+        assert_eq!(round_decimal(-5, 1), -1);
+        assert_eq!(round_decimal(4, 1), 0);
+        assert_eq!(round_decimal(-149, 2), -1);
+        assert_eq!(round_decimal(7, 0), 7);
+    }
+}
