@@ -109,20 +109,22 @@ impl ScalarUDFImpl for CheckedOp {
 struct ToInt {
     name: &'static str,
     target: DataType,
+    /// The type whose range the value must fit (the target's, or a narrower one).
+    range: DataType,
     signature: Signature,
 }
 
 impl ToInt {
     /// `v` (already rounded) as the target type, or "out of range".
     fn fit(&self, v: f64) -> Result<i64> {
-        let (lo, hi) = match self.target {
+        let (lo, hi) = match self.range {
             DataType::Int16 => (i16::MIN as f64, i16::MAX as f64),
             DataType::Int32 => (i32::MIN as f64, i32::MAX as f64),
             // i64::MAX as f64 rounds up to 2^63, which does not fit.
             _ => (i64::MIN as f64, 9_223_372_036_854_774_784.0),
         };
         if v.is_nan() || v < lo || v > hi {
-            return Err(out_of_range(&self.target));
+            return Err(out_of_range(&self.range));
         }
         Ok(v as i64)
     }
@@ -153,6 +155,11 @@ impl ToInt {
                         v.map(|v| self.fit(round_decimal(v, scale) as f64))
                             .transpose()?,
                     );
+                }
+            }
+            DataType::Int64 => {
+                for v in input.as_primitive::<Int64Type>().iter() {
+                    out.push(v.map(|v| self.fit(v as f64)).transpose()?);
                 }
             }
             other => {
@@ -280,6 +287,9 @@ struct Functions {
     ops: Vec<(Operator, Arc<ScalarUDF>)>,
     to_int: Vec<(DataType, Arc<ScalarUDF>)>,
     to_bool: Arc<ScalarUDF>,
+    /// bigint results that must fit a smallint or an integer (the type stays bigint: the
+    /// statement's result columns were typed before this rule ran).
+    fit: Vec<(DataType, Arc<ScalarUDF>)>,
 }
 
 fn functions() -> &'static Functions {
@@ -295,16 +305,15 @@ fn functions() -> &'static Functions {
                 })),
             )
         };
-        let to_int = |name, target: DataType| {
-            (
-                target.clone(),
-                Arc::new(ScalarUDF::new_from_impl(ToInt {
-                    name,
-                    target,
-                    signature: Signature::any(1, Volatility::Immutable),
-                })),
-            )
+        let int = |name, target: DataType, range: DataType| {
+            Arc::new(ScalarUDF::new_from_impl(ToInt {
+                name,
+                target,
+                range,
+                signature: Signature::any(1, Volatility::Immutable),
+            }))
         };
+        let to_int = |name, target: DataType| (target.clone(), int(name, target.clone(), target));
         Functions {
             ops: vec![
                 op("int_pl", Operator::Plus),
@@ -316,6 +325,16 @@ fn functions() -> &'static Functions {
                 to_int("to_int2", DataType::Int16),
                 to_int("to_int4", DataType::Int32),
                 to_int("to_int8", DataType::Int64),
+            ],
+            fit: vec![
+                (
+                    DataType::Int16,
+                    int("fit_int2", DataType::Int64, DataType::Int16),
+                ),
+                (
+                    DataType::Int32,
+                    int("fit_int4", DataType::Int64, DataType::Int32),
+                ),
             ],
             to_bool: Arc::new(ScalarUDF::new_from_impl(ToBool {
                 signature: Signature::any(1, Volatility::Immutable),
@@ -376,6 +395,24 @@ impl PgArithmetic {
                 }
                 Ok(Transformed::yes(Expr::ScalarFunction(
                     ScalarFunction::new_udf(udf.clone(), vec![c.expr.as_ref().clone()]),
+                )))
+            }
+            // gcd() and lcm() of smallints or integers compute in bigint here; in
+            // PostgreSQL their result has the arguments' type, and may not fit it.
+            Expr::ScalarFunction(sf) if matches!(sf.func.name(), "gcd" | "lcm") => {
+                // Type coercion casts the arguments to bigint: look through that.
+                let first = sf.args.first().map(|a| match a {
+                    Expr::Cast(c) => c.expr.as_ref(),
+                    a => a,
+                });
+                let Some(Ok(arg)) = first.map(|a| a.get_type(schema)) else {
+                    return Ok(Transformed::no(e));
+                };
+                let Some((_, udf)) = f.fit.iter().find(|(t, _)| *t == arg) else {
+                    return Ok(Transformed::no(e));
+                };
+                Ok(Transformed::yes(Expr::ScalarFunction(
+                    ScalarFunction::new_udf(udf.clone(), vec![e.clone()]),
                 )))
             }
             _ => Ok(Transformed::no(e)),

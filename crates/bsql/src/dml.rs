@@ -88,15 +88,19 @@ pub fn to_datum(def: &TableDef, col: usize, v: &ScalarValue) -> SqlResult<Datum>
     } else {
         row::datum_from_any_scalar(v, c.ty)?
     };
-    check_len(def, col, &d)?;
-    Ok(d)
+    fit_len(def, col, d)
 }
 
-fn check_len(def: &TableDef, col: usize, d: &Datum) -> SqlResult<()> {
+/// A varchar(n) or char(n) value cut to its length: only trailing blanks may be cut (as
+/// PostgreSQL does), anything else is 22001.
+fn fit_len(def: &TableDef, col: usize, d: Datum) -> SqlResult<Datum> {
     let c = &def.columns[col];
-    if let (Some(max), Datum::Text(s)) = (c.len, d) {
+    if let (Some(max), Datum::Text(s)) = (c.len, &d) {
         let n = s.chars().count();
-        if n > max as usize && s.chars().skip(max as usize).any(|ch| ch != ' ') {
+        if n > max as usize && s.chars().skip(max as usize).all(|ch| ch == ' ') {
+            return Ok(Datum::Text(s.chars().take(max as usize).collect()));
+        }
+        if n > max as usize {
             let ty = if c.ty == SqlType::Bpchar {
                 "character"
             } else {
@@ -108,7 +112,7 @@ fn check_len(def: &TableDef, col: usize, d: &Datum) -> SqlResult<()> {
             ));
         }
     }
-    Ok(())
+    Ok(d)
 }
 
 /// PostgreSQL boolean input.

@@ -21,7 +21,7 @@ pub struct SqlError {
     /// Where in the query text (line, column; 1-based) the error points, when the code
     /// that raised it had the parsed statement but not the text: the server turns it into
     /// `position` ([`SqlError::locate`]).
-    pub span: Option<(u64, u64)>,
+    pub span: Option<(u32, u32)>,
 }
 
 /// The 1-based character offset in `sql` of (`line`, `column`), both 1-based (sqlparser's
@@ -57,7 +57,7 @@ impl SqlError {
     pub fn at_node(mut self, node: &impl datafusion::sql::sqlparser::ast::Spanned) -> Self {
         let start = node.span().start;
         if start.line > 0 {
-            self.span = Some((start.line, start.column));
+            self.span = Some((start.line as u32, start.column as u32));
         }
         self
     }

@@ -167,10 +167,63 @@ fn ctas_column_names(sql: &str) -> Option<String> {
     ))
 }
 
+/// `TABLE t` (a query) spelled `SELECT * FROM t`, where a query may start: sqlparser
+/// reads three tokens after `TABLE`, so `(TABLE t) AS s` and `TABLE t; ...` fail to parse.
+/// `None`: no such `TABLE` in `sql`.
+fn table_queries(sql: &str) -> Option<String> {
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    if !sql.to_ascii_lowercase().contains("table") {
+        return None;
+    }
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .tokenize_with_location()
+        .ok()?;
+    let mut starts = Vec::new();
+    let mut prev: Option<&Token> = None;
+    for (i, t) in tokens.iter().enumerate() {
+        if matches!(t.token, Token::Whitespace(_)) {
+            continue;
+        }
+        let is_table = matches!(&t.token, Token::Word(w) if w.keyword == Keyword::TABLE);
+        let query_may_start = match prev {
+            None | Some(Token::SemiColon) | Some(Token::LParen) => true,
+            Some(Token::Word(w)) => matches!(
+                w.keyword,
+                Keyword::UNION | Keyword::INTERSECT | Keyword::EXCEPT | Keyword::ALL
+            ),
+            _ => false,
+        };
+        let next_is_name = tokens[i + 1..]
+            .iter()
+            .find(|n| !matches!(n.token, Token::Whitespace(_)))
+            .is_some_and(|n| matches!(n.token, Token::Word(_)));
+        if is_table && query_may_start && next_is_name {
+            starts.push(t.span.start);
+        }
+        prev = Some(&t.token);
+    }
+    if starts.is_empty() {
+        return None;
+    }
+    // Replace from the end, so earlier offsets stay valid.
+    let mut out = sql.to_owned();
+    for at in starts.iter().rev() {
+        let chars = crate::error::char_offset(sql, at.line as usize, at.column as usize) - 1;
+        let byte = sql.char_indices().nth(chars).map(|(b, _)| b)?;
+        out.replace_range(byte..byte + "TABLE".len(), "SELECT * FROM");
+    }
+    Some(out)
+}
+
 /// Parse SQL text into statements (PostgreSQL dialect).
 pub fn parse(sql: &str) -> SqlResult<Vec<Statement>> {
     let (sql, create_user) = crate::auth::user_as_role(sql);
     let sql = match ctas_column_names(&sql) {
+        Some(rewritten) => std::borrow::Cow::Owned(rewritten),
+        None => sql,
+    };
+    let sql = match table_queries(&sql) {
         Some(rewritten) => std::borrow::Cow::Owned(rewritten),
         None => sql,
     };
@@ -183,6 +236,7 @@ pub fn parse(sql: &str) -> SqlResult<Vec<Statement>> {
     for s in &mut stmts {
         crate::pg_catalog::rewrite(s);
         crate::types::type_integer_literals(s);
+        crate::types::numeric_literal_scales(s);
         crate::types::unique_select_items(s);
     }
     Ok(stmts)
@@ -853,9 +907,11 @@ impl Session {
         self.catalog.table_names(&self.db).await?;
         crate::views::expand(&mut stmt, &self.catalog.views(&self.db).await?)?;
         let state = self.ctx.state();
+        let aliases = column_aliases(&stmt);
         let plan = state
             .statement_to_plan(DfStatement::Statement(Box::new(stmt)))
-            .await?;
+            .await
+            .map_err(|e| alias_count_error(SqlError::from(e), &aliases))?;
         SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -1092,6 +1148,54 @@ fn default_settings() -> BTreeMap<String, String> {
     .collect()
 }
 
+/// The FROM items of `stmt` given column aliases: (alias, how many columns it names).
+fn column_aliases(stmt: &Statement) -> Vec<(String, usize)> {
+    let mut out = Vec::new();
+    let _ = ast::Visit::visit(stmt, &mut AliasCollector { out: &mut out });
+    out
+}
+
+struct AliasCollector<'a> {
+    out: &'a mut Vec<(String, usize)>,
+}
+
+impl ast::Visitor for AliasCollector<'_> {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, tf: &ast::TableFactor) -> std::ops::ControlFlow<()> {
+        let alias = match tf {
+            ast::TableFactor::Table { alias, .. }
+            | ast::TableFactor::Derived { alias, .. }
+            | ast::TableFactor::Function { alias, .. }
+            | ast::TableFactor::TableFunction { alias, .. } => alias.as_ref(),
+            _ => None,
+        };
+        if let Some(a) = alias.filter(|a| !a.columns.is_empty()) {
+            self.out.push((ddl::ident(&a.name), a.columns.len()));
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+}
+
+/// DataFusion's "Source table contains 1 columns but only 2 names given as column alias"
+/// in PostgreSQL's words, naming the alias.
+fn alias_count_error(e: SqlError, aliases: &[(String, usize)]) -> SqlError {
+    let Some(rest) = e.message.strip_prefix("Source table contains ") else {
+        return e;
+    };
+    let nums: Vec<usize> = rest.split(' ').filter_map(|w| w.parse().ok()).collect();
+    let [have, given] = nums[..] else {
+        return e;
+    };
+    match aliases.iter().find(|(_, n)| *n == given) {
+        Some((name, _)) => SqlError::new(
+            "42P10",
+            format!("table \"{name}\" has {have} columns available but {given} columns specified"),
+        ),
+        None => e,
+    }
+}
+
 /// PostgreSQL functions DataFusion lacks or names differently.
 fn register_functions(ctx: &SessionContext, db: &str, user: &str) {
     let constant = |name: &str, value: String| {
@@ -1239,7 +1343,17 @@ pub fn statement_kind(stmt: &Statement) -> &'static str {
 
 #[cfg(test)]
 mod ctas_tests {
-    use super::ctas_column_names;
+    use super::{ctas_column_names, table_queries};
+
+    #[test]
+    fn table_queries_become_selects() {
+        assert_eq!(
+            table_queries("SELECT * FROM (TABLE t) AS s (a, b); TABLE u").as_deref(),
+            Some("SELECT * FROM (SELECT * FROM t) AS s (a, b); SELECT * FROM u")
+        );
+        assert_eq!(table_queries("CREATE TABLE t (a int); DROP TABLE t"), None);
+        assert_eq!(table_queries("SELECT 'TABLE x'"), None);
+    }
 
     #[test]
     fn column_names_without_types_become_a_derived_table_alias() {

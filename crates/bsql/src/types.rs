@@ -270,6 +270,35 @@ pub fn type_integer_literals(stmt: &mut ast::Statement) {
     }
 }
 
+/// `2.50::numeric` keeps its scale, as PostgreSQL's numeric keeps each value's: a number
+/// literal cast to plain `numeric` is cast to `numeric(38, <its digits after the point>)`
+/// instead (plain numeric is numeric(38,10) here, shown without trailing zeros).
+pub fn numeric_literal_scales(stmt: &mut ast::Statement) {
+    let _ = ast::visit_expressions_mut(stmt, |e: &mut ast::Expr| {
+        if let ast::Expr::Cast {
+            expr, data_type, ..
+        } = e
+        {
+            let plain = matches!(
+                data_type,
+                ast::DataType::Numeric(ast::ExactNumberInfo::None)
+                    | ast::DataType::Decimal(ast::ExactNumberInfo::None)
+            );
+            if let (true, ast::Expr::Value(v)) = (plain, expr.as_ref()) {
+                if let ast::Value::Number(n, _) = &v.value {
+                    if !n.contains(['e', 'E']) && n.len() <= 38 {
+                        let scale = n.split_once('.').map_or(0, |(_, f)| f.len()) as u64;
+                        *data_type = ast::DataType::Numeric(
+                            ast::ExactNumberInfo::PrecisionAndScale(38, scale as i64),
+                        );
+                    }
+                }
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
 /// Prefix of the aliases [`unique_select_items`] gives.
 pub const DUPLICATE_ALIAS: &str = "__bsql_dup_";
 
@@ -296,7 +325,13 @@ pub fn unique_select_items(stmt: &mut ast::Statement) {
             let mut seen = std::collections::HashSet::new();
             for (i, item) in select.projection.iter_mut().enumerate() {
                 if let ast::SelectItem::UnnamedExpr(e) = item {
-                    if has_subquery(e) || (compare && !seen.insert(e.to_string())) {
+                    // DataFusion names a cast after what it casts: `0.0::numeric` and
+                    // `0.0` collide.
+                    let mut base = &*e;
+                    while let ast::Expr::Cast { expr, .. } | ast::Expr::Nested(expr) = base {
+                        base = expr;
+                    }
+                    if has_subquery(e) || (compare && !seen.insert(base.to_string())) {
                         *item = ast::SelectItem::ExprWithAlias {
                             expr: e.clone(),
                             alias: ast::Ident::new(format!("{DUPLICATE_ALIAS}{i}")),
