@@ -3,6 +3,7 @@
 //! * [`server`]: the wire protocol (pgwire) and per-connection handlers;
 //! * [`session`]: a connection's session and the statement dispatcher;
 //! * [`temp`]: temporary tables, in a schema of the session's own;
+//! * [`cursor`]: DECLARE / FETCH / CLOSE;
 //! * [`ddl`], [`dml`], [`copy`]: CREATE/ALTER/DROP, INSERT/UPDATE/DELETE/TRUNCATE, COPY;
 //! * [`correlated`]: correlated subqueries DataFusion cannot decorrelate, row by row;
 //! * [`fast`]: point reads and writes by primary key, without query planning;
@@ -22,6 +23,7 @@ pub mod catalog;
 pub mod checked;
 pub mod copy;
 pub mod correlated;
+pub mod cursor;
 pub mod ddl;
 pub mod describe;
 pub mod dml;

@@ -983,11 +983,58 @@ impl ExtendedQueryHandler for Conn {
         let (kind, t0) = (statement_kind(&prepared.stmt), Instant::now());
         let r = self.execute_portal(client, portal).await;
         self.metrics.observe(kind, t0.elapsed(), r.is_ok());
+        if r.is_ok() {
+            self.cursor_portals(client, &prepared.stmt).await;
+        }
         r
     }
 }
 
 impl Conn {
+    /// After `stmt` succeeded: a cursor it declared is also a portal of the connection, as
+    /// in PostgreSQL (drivers Describe it: psycopg does before FETCHing from it), and one it
+    /// closed is no longer.
+    async fn cursor_portals<C>(&self, client: &C, stmt: &Statement)
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+    {
+        match stmt {
+            Statement::Declare { stmts } => {
+                for d in stmts {
+                    let (Some(name), Some(q)) = (d.names.first(), &d.for_query) else {
+                        continue;
+                    };
+                    let name = crate::ddl::ident(name);
+                    let parse = pgwire::messages::extendedquery::Parse::new(
+                        None,
+                        q.to_string(),
+                        Vec::new(),
+                    );
+                    let Ok(Some(stored)) = pgwire::api::stmt::StoredStatement::parse(
+                        client,
+                        &parse,
+                        self.parser.clone(),
+                    )
+                    .await
+                    else {
+                        continue;
+                    };
+                    client
+                        .portal_store()
+                        .put_portal(Arc::new(Portal::new_cursor(name, Arc::new(stored))));
+                }
+            }
+            Statement::Close { cursor } => match cursor {
+                ast::CloseCursor::Specific { name } => {
+                    client.portal_store().rm_portal(&crate::ddl::ident(name))
+                }
+                ast::CloseCursor::All => {}
+            },
+            _ => {}
+        }
+    }
+
     /// Run a bound portal (the extended protocol's Execute).
     async fn execute_portal<C: ClientInfo>(
         &self,

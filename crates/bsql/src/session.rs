@@ -227,6 +227,9 @@ pub fn parse(sql: &str) -> SqlResult<Vec<Statement>> {
         Some(rewritten) => std::borrow::Cow::Owned(rewritten),
         None => sql,
     };
+    if let Some(fetch) = crate::cursor::parse(&sql) {
+        return Ok(vec![fetch?]);
+    }
     let mut stmts = Parser::parse_sql(&PostgreSqlDialect {}, &sql)
         .map_err(|e| SqlError::from_parser(&sql, &e.to_string()))?;
     // Only the statement that began with CREATE USER.
@@ -276,6 +279,8 @@ pub struct Session {
     pub notices: Vec<(&'static str, String)>,
     /// The session's temporary tables.
     pub temp: crate::temp::TempTables,
+    /// Open cursors (`DECLARE`).
+    cursors: crate::cursor::Cursors,
 }
 
 impl Session {
@@ -318,6 +323,7 @@ impl Session {
             access,
             prepared: HashMap::new(),
             temp: Default::default(),
+            cursors: Default::default(),
         }
     }
 
@@ -696,6 +702,58 @@ impl Session {
                 }
                 Ok(Output::tag("SET"))
             }
+            Statement::Declare { stmts } => {
+                for d in stmts {
+                    let (Some(ast::DeclareType::Cursor), Some(q), [name]) =
+                        (&d.declare_type, d.for_query, d.names.as_slice())
+                    else {
+                        return Err(SqlError::unsupported("this DECLARE"));
+                    };
+                    let hold = d.hold == Some(true);
+                    if !hold && self.txn.is_none() {
+                        return Err(SqlError::new(
+                            "25P01",
+                            "DECLARE CURSOR can only be used in transaction blocks",
+                        ));
+                    }
+                    let name = ddl::ident(name);
+                    let Output::Rows { schema, batches } =
+                        Box::pin(self.query(Statement::Query(q))).await?
+                    else {
+                        return Err(SqlError::internal("a cursor's query returned no rows"));
+                    };
+                    let scroll = d.scroll != Some(false);
+                    let cursor = crate::cursor::Cursor::new(schema, &batches, scroll, hold)?;
+                    self.cursors.declare(name, cursor)?;
+                }
+                Ok(Output::tag("DECLARE CURSOR"))
+            }
+            Statement::Fetch {
+                name,
+                direction,
+                into,
+                ..
+            } => {
+                let (schema, batches) = self.cursors.get(&ddl::ident(&name))?.fetch(&direction)?;
+                if into.is_some_and(|i| i.to_string() == crate::cursor::MOVE_MARKER) {
+                    let n: usize = batches.iter().map(|b| b.num_rows()).sum();
+                    return Ok(Output::Command(format!("MOVE {n}")));
+                }
+                Ok(Output::Returning {
+                    command: "FETCH",
+                    schema,
+                    batches,
+                })
+            }
+            Statement::Close { cursor } => {
+                match cursor {
+                    ast::CloseCursor::All => self.cursors.close(None)?,
+                    ast::CloseCursor::Specific { name } => {
+                        self.cursors.close(Some(&ddl::ident(&name)))?
+                    }
+                }
+                Ok(Output::tag("CLOSE CURSOR"))
+            }
             Statement::Commit { .. } => self.commit().await,
             Statement::Rollback { savepoint, .. } => match savepoint {
                 Some(name) => self.rollback_to(&name.value).await,
@@ -810,6 +868,7 @@ impl Session {
     async fn end_block(&mut self) {
         drop(self.access.take().await);
         self.txn = None;
+        self.cursors.end_of_block();
         let default = self
             .setting("default_transaction_isolation")
             .unwrap_or_else(|| "read committed".into());

@@ -84,6 +84,20 @@ def main(conninfo):
         got = conn.execute("select id, score from pg_t where id <= 2 order by id").fetchall()
         assert got == [(1, 0.25), (2, 200.0)], got
         conn.commit()
+        # A server-side (named) cursor: DECLARE, Describe of its portal, FETCH, MOVE, CLOSE.
+        with conn.cursor(name="pg_cur") as named:
+            named.itersize = 2
+            named.execute("select id from pg_t where id < 105 order by id")
+            assert named.fetchone() == (1,)
+            rest = [r[0] for r in named.fetchall()]
+            assert rest[:2] == [2, 3] and rest[-1] == 104, rest
+        with conn.cursor(name="pg_scroll", scrollable=True) as named:
+            named.execute("select id from pg_t where id > %s order by id", (100,))
+            named.scroll(2)
+            assert named.fetchone() == (103,), "scroll"
+            named.scroll(0, mode="absolute")
+            assert named.fetchone() == (101,), "absolute"
+        conn.commit()
         conn.execute("drop table pg_t")
         conn.commit()
     print("PSYCOPG OK")
