@@ -2,7 +2,7 @@
 //! `+ - * /` on smallint, integer and bigint fail with "smallint out of range" (SQLSTATE
 //! 22003) instead of wrapping around, and a float or numeric converted to an integer is
 //! rounded (floats to the nearest even, numerics away from zero) instead of truncated, and
-//! text converted to boolean follows PostgreSQL's input rules and error.
+//! text converted to boolean or a float follows PostgreSQL's input rules and errors.
 //!
 //! [`PgArithmetic`], an analyzer rule that runs after DataFusion's type coercion, replaces
 //! those expressions with the functions here. Constants fold through them too, so
@@ -282,11 +282,77 @@ impl ScalarUDFImpl for ToBool {
     }
 }
 
+/// Text converted to a float with PostgreSQL's input rules and errors.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ToFloat {
+    name: &'static str,
+    real: bool,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for ToFloat {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(if self.real {
+            DataType::Float32
+        } else {
+            DataType::Float64
+        })
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let all_scalar = matches!(args.args.first(), Some(ColumnarValue::Scalar(_)));
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let Some(input) = arrays.first() else {
+            return Err(DataFusionError::Internal(format!(
+                "{} takes one argument",
+                self.name
+            )));
+        };
+        let text = datafusion::arrow::compute::cast(input, &DataType::Utf8)?;
+        let mut out = Vec::with_capacity(text.len());
+        for v in text.as_string::<i32>().iter() {
+            out.push(match v {
+                None => None,
+                Some(v) => Some(
+                    crate::literals::parse_float(v, self.real)
+                        .map_err(|e| DataFusionError::External(Box::new(e)))?,
+                ),
+            });
+        }
+        let out: ArrayRef = if self.real {
+            Arc::new(datafusion::arrow::array::Float32Array::from(
+                out.into_iter()
+                    .map(|v| v.map(|v| v as f32))
+                    .collect::<Vec<_>>(),
+            ))
+        } else {
+            Arc::new(datafusion::arrow::array::Float64Array::from(out))
+        };
+        if all_scalar {
+            Ok(ColumnarValue::Scalar(
+                datafusion::common::ScalarValue::try_from_array(&out, 0)?,
+            ))
+        } else {
+            Ok(ColumnarValue::Array(out))
+        }
+    }
+}
+
 /// The functions the rule rewrites to, made once.
 struct Functions {
     ops: Vec<(Operator, Arc<ScalarUDF>)>,
     to_int: Vec<(DataType, Arc<ScalarUDF>)>,
     to_bool: Arc<ScalarUDF>,
+    to_float8: Arc<ScalarUDF>,
+    to_float4: Arc<ScalarUDF>,
     /// bigint results that must fit a smallint or an integer (the type stays bigint: the
     /// statement's result columns were typed before this rule ran).
     fit: Vec<(DataType, Arc<ScalarUDF>)>,
@@ -336,6 +402,16 @@ fn functions() -> &'static Functions {
                     int("fit_int4", DataType::Int64, DataType::Int32),
                 ),
             ],
+            to_float8: Arc::new(ScalarUDF::new_from_impl(ToFloat {
+                name: "to_float8",
+                real: false,
+                signature: Signature::any(1, Volatility::Immutable),
+            })),
+            to_float4: Arc::new(ScalarUDF::new_from_impl(ToFloat {
+                name: "to_float4",
+                real: true,
+                signature: Signature::any(1, Volatility::Immutable),
+            })),
             to_bool: Arc::new(ScalarUDF::new_from_impl(ToBool {
                 signature: Signature::any(1, Volatility::Immutable),
             })),
@@ -366,7 +442,12 @@ impl PgArithmetic {
                     ScalarFunction::new_udf(udf.clone(), args),
                 )))
             }
-            Expr::Cast(c) if c.field.data_type() == &DataType::Boolean => {
+            Expr::Cast(c)
+                if matches!(
+                    c.field.data_type(),
+                    DataType::Boolean | DataType::Float64 | DataType::Float32
+                ) =>
+            {
                 let Ok(from) = c.expr.get_type(schema) else {
                     return Ok(Transformed::no(e));
                 };
@@ -376,8 +457,13 @@ impl PgArithmetic {
                 ) {
                     return Ok(Transformed::no(e));
                 }
+                let udf = match c.field.data_type() {
+                    DataType::Boolean => &f.to_bool,
+                    DataType::Float64 => &f.to_float8,
+                    _ => &f.to_float4,
+                };
                 Ok(Transformed::yes(Expr::ScalarFunction(
-                    ScalarFunction::new_udf(f.to_bool.clone(), vec![c.expr.as_ref().clone()]),
+                    ScalarFunction::new_udf(udf.clone(), vec![c.expr.as_ref().clone()]),
                 )))
             }
             Expr::Cast(c) => {

@@ -85,6 +85,15 @@ pub fn to_datum(def: &TableDef, col: usize, v: &ScalarValue) -> SqlResult<Datum>
             ScalarValue::Utf8(Some(s)) => Datum::Bool(parse_bool(s)?),
             other => row::datum_from_any_scalar(other, c.ty)?,
         }
+    } else if matches!(c.ty, SqlType::Float4 | SqlType::Float8) {
+        match v {
+            ScalarValue::Utf8(Some(s)) => {
+                let real = c.ty == SqlType::Float4;
+                let f = crate::literals::parse_float(s, real)?;
+                Datum::Float(if real { f64::from(f as f32) } else { f })
+            }
+            other => row::datum_from_any_scalar(other, c.ty)?,
+        }
     } else {
         row::datum_from_any_scalar(v, c.ty)?
     };

@@ -66,6 +66,48 @@ pub fn parse_int(text: &str, bits: u32) -> SqlResult<i64> {
     Ok(v as i64)
 }
 
+/// PostgreSQL's `float8in` / `float4in` (`real`: 32 bits): blanks around the text, a
+/// decimal number, or `NaN`, `Infinity`, `inf` with a sign, in any case; a number beyond
+/// the type's range (or one that underflows to zero) is out of range.
+pub fn parse_float(text: &str, real: bool) -> SqlResult<f64> {
+    let name = if real { "real" } else { "double precision" };
+    let t = text.trim_matches(|c: char| c.is_ascii_whitespace());
+    let invalid =
+        || SqlError::invalid_input(format!("invalid input syntax for type {name}: \"{text}\""));
+    let out_of_range = || {
+        SqlError::new(
+            "22003",
+            format!("\"{text}\" is out of range for type {name}"),
+        )
+    };
+    let unsigned = t.strip_prefix(['+', '-']).unwrap_or(t).to_ascii_lowercase();
+    if matches!(unsigned.as_str(), "nan" | "inf" | "infinity") {
+        return t.parse::<f64>().map_err(|_| invalid());
+    }
+    if t.is_empty()
+        || !t
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b))
+    {
+        return Err(invalid());
+    }
+    let v: f64 = t.parse().map_err(|_| invalid())?;
+    let nonzero_digits = t
+        .split(['e', 'E'])
+        .next()
+        .is_some_and(|m| m.bytes().any(|b| (b'1'..=b'9').contains(&b)));
+    let (too_big, too_small) = if real {
+        let f = v as f32;
+        (f.is_infinite(), f == 0.0 && nonzero_digits)
+    } else {
+        (v.is_infinite(), v == 0.0 && nonzero_digits)
+    };
+    if too_big || too_small {
+        return Err(out_of_range());
+    }
+    Ok(v)
+}
+
 /// Check every typed literal of `stmt` (from the query text `sql`).
 pub fn check(stmt: &ast::Statement, sql: &str) -> SqlResult<()> {
     let mut found = None;
@@ -115,6 +157,8 @@ impl Visitor for Literals<'_> {
             D::SmallInt(_) | D::Int2(_) => parse_int(text, 16).err(),
             D::Int(_) | D::Integer(_) | D::Int4(_) => parse_int(text, 32).err(),
             D::BigInt(_) | D::Int8(_) => parse_int(text, 64).err(),
+            D::DoublePrecision | D::Float8 | D::Float64 => parse_float(text, false).err(),
+            D::Real | D::Float4 | D::Float32 => parse_float(text, true).err(),
             _ => None,
         };
         match err {
@@ -156,5 +200,16 @@ mod tests {
         let e = check(&stmt, sql).unwrap_err();
         assert_eq!(e.code, "22003");
         assert_eq!(parse_int(" -12 ", 16).unwrap(), -12);
+        assert_eq!(
+            parse_float(" -Infinity ", false).unwrap(),
+            f64::NEG_INFINITY
+        );
+        assert!(parse_float("NaN", false).unwrap().is_nan());
+        assert_eq!(parse_float("1e-5", false).unwrap(), 1e-5);
+        assert_eq!(parse_float("10e400", false).unwrap_err().code, "22003");
+        assert_eq!(parse_float("10e-400", false).unwrap_err().code, "22003");
+        assert_eq!(parse_float("10e70", true).unwrap_err().code, "22003");
+        assert_eq!(parse_float("N A N", false).unwrap_err().code, "22P02");
+        assert_eq!(parse_float("", false).unwrap_err().code, "22P02");
     }
 }

@@ -437,6 +437,22 @@ pub fn rewrite(stmt: &mut ast::Statement) {
                     }
                 }
             }
+            // PostgreSQL's prefix operators `@ x`, `|/ x`, `||/ x`: abs, sqrt, cbrt.
+            ast::Expr::UnaryOp { op, expr }
+                if matches!(
+                    op,
+                    ast::UnaryOperator::PGAbs
+                        | ast::UnaryOperator::PGSquareRoot
+                        | ast::UnaryOperator::PGCubeRoot
+                ) =>
+            {
+                let name = match op {
+                    ast::UnaryOperator::PGAbs => "abs",
+                    ast::UnaryOperator::PGSquareRoot => "sqrt",
+                    _ => "cbrt",
+                };
+                *e = call(name, ast::Expr::Nested(expr.clone()));
+            }
             // 'pg_class'::regclass (JDBC's metadata queries).
             ast::Expr::Cast {
                 expr, data_type, ..
@@ -460,6 +476,24 @@ pub fn rewrite(stmt: &mut ast::Statement) {
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
+}
+
+/// `name(arg)`.
+fn call(name: &str, arg: ast::Expr) -> ast::Expr {
+    ast::Expr::Function(ast::Function {
+        name: ast::ObjectName::from(vec![ast::Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: ast::FunctionArguments::None,
+        args: ast::FunctionArguments::List(ast::FunctionArgumentList {
+            duplicate_treatment: None,
+            args: vec![ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(arg))],
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    })
 }
 
 /// A one-argument function that ignores its argument and answers `value`.

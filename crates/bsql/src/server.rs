@@ -355,46 +355,121 @@ fn query_response(
     Ok(QueryResponse::new(fields, stream::iter(rows)))
 }
 
-/// Plain `numeric` (stored as numeric(38,10)) in text format without the padding zeros:
-/// PostgreSQL prints `1.5`, not `1.5000000000`. (PostgreSQL keeps each value's own scale,
-/// which Arrow does not; trimming is the nearer match.) Binary-format columns are left alone.
+/// Text-format columns whose text PostgreSQL writes differently from Arrow, as that text:
+/// plain `numeric` (stored as numeric(38,10)) without the padding zeros (PostgreSQL prints
+/// `1.5`, not `1.5000000000`; it keeps each value's own scale, which Arrow does not, so
+/// trimming is the nearer match), and floats as `float8out` writes them ([`pg_float`]).
+/// Binary-format columns are left alone.
 fn plain_numerics_as_text(
     batch: datafusion::arrow::array::RecordBatch,
     format: &Format,
 ) -> PgWireResult<datafusion::arrow::array::RecordBatch> {
-    use datafusion::arrow::array::{Array, Decimal128Array, StringArray};
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
-    let plain = |i: usize, dt: &DataType| {
-        *dt == DataType::Decimal128(38, 10) && format.format_for(i) == FieldFormat::Text
+    use datafusion::arrow::array::{Array, AsArray, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Float32Type, Float64Type, Schema};
+    let text = |i: usize, dt: &DataType| {
+        matches!(
+            dt,
+            DataType::Decimal128(38, 10) | DataType::Float64 | DataType::Float32
+        ) && format.format_for(i) == FieldFormat::Text
     };
     let schema = batch.schema();
     if !schema
         .fields()
         .iter()
         .enumerate()
-        .any(|(i, f)| plain(i, f.data_type()))
+        .any(|(i, f)| text(i, f.data_type()))
     {
         return Ok(batch);
     }
     let mut fields = Vec::with_capacity(schema.fields().len());
     let mut columns = Vec::with_capacity(schema.fields().len());
     for (i, (f, c)) in schema.fields().iter().zip(batch.columns()).enumerate() {
-        match c.as_any().downcast_ref::<Decimal128Array>() {
-            Some(d) if plain(i, f.data_type()) => {
-                let text: StringArray = (0..d.len())
-                    .map(|j| d.is_valid(j).then(|| trimmed_decimal(d.value(j), 10)))
-                    .collect();
-                fields.push(Field::new(f.name(), DataType::Utf8, true));
-                columns.push(Arc::new(text) as datafusion::arrow::array::ArrayRef);
-            }
-            _ => {
-                fields.push(f.as_ref().clone());
-                columns.push(c.clone());
-            }
+        if !text(i, f.data_type()) {
+            fields.push(f.as_ref().clone());
+            columns.push(c.clone());
+            continue;
         }
+        let out: StringArray = match f.data_type() {
+            DataType::Float64 => c
+                .as_primitive::<Float64Type>()
+                .iter()
+                .map(|v| v.map(|v| pg_float(v, 15)))
+                .collect(),
+            DataType::Float32 => c
+                .as_primitive::<Float32Type>()
+                .iter()
+                .map(|v| v.map(pg_float4))
+                .collect(),
+            _ => {
+                let d = c.as_primitive::<datafusion::arrow::datatypes::Decimal128Type>();
+                (0..d.len())
+                    .map(|j| d.is_valid(j).then(|| trimmed_decimal(d.value(j), 10)))
+                    .collect()
+            }
+        };
+        fields.push(Field::new(f.name(), DataType::Utf8, true));
+        columns.push(Arc::new(out) as datafusion::arrow::array::ArrayRef);
     }
     datafusion::arrow::array::RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
         .map_err(|e| PgWireError::ApiError(Box::new(e)))
+}
+
+/// A double as PostgreSQL's `float8out` writes it (with the default `extra_float_digits`):
+/// the shortest text that reads back as the same value, in exponent form (`1e+15`,
+/// `1.5e-05`) when the decimal exponent is below -4 or at least `digits` (15 for double,
+/// 6 for real), and `Infinity`, `-Infinity`, `NaN`.
+fn pg_float(v: f64, digits: i32) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    if v == 0.0 {
+        return if v.is_sign_negative() { "-0" } else { "0" }.into();
+    }
+    shortest_to_pg(&format!("{v:e}"), digits)
+}
+
+/// A real as `float4out` writes it: the shortest text for the f32 value.
+fn pg_float4(v: f32) -> String {
+    if v.is_nan() || v.is_infinite() || v == 0.0 {
+        return pg_float(f64::from(v), 6);
+    }
+    shortest_to_pg(&format!("{v:e}"), 6)
+}
+
+/// Rust's shortest `{:e}` text (`-1.2345e200`) in PostgreSQL's layout.
+fn shortest_to_pg(sci: &str, digits: i32) -> String {
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let all: String = mantissa.chars().filter(|c| *c != '.').collect();
+    if exp < -4 || exp >= digits {
+        let (first, rest) = all.split_at(1);
+        let frac = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
+        let esign = if exp < 0 { '-' } else { '+' };
+        return format!("{sign}{first}{frac}e{esign}{:02}", exp.abs());
+    }
+    // Fixed notation: the digits with the point moved to exponent + 1.
+    let point = exp + 1;
+    if point <= 0 {
+        let zeros = "0".repeat((-point) as usize);
+        format!("{sign}0.{zeros}{all}")
+    } else if point as usize >= all.len() {
+        let zeros = "0".repeat(point as usize - all.len());
+        format!("{sign}{all}{zeros}")
+    } else {
+        let (int, frac) = all.split_at(point as usize);
+        format!("{sign}{int}.{frac}")
+    }
 }
 
 /// `value / 10^scale` in decimal, without trailing fractional zeros.
@@ -1060,6 +1135,36 @@ impl Conn {
             .with_session(client, async |s| s.execute(stmt).await)
             .await;
         respond(out.map_err(to_pg)?, &portal.result_column_format)
+    }
+}
+
+#[cfg(test)]
+mod float_tests {
+    use super::{pg_float, pg_float4};
+
+    #[test]
+    fn floats_read_as_postgresql_writes_them() {
+        for (v, want) in [
+            (0.1, "0.1"),
+            (1e15, "1e+15"),
+            (1e14, "100000000000000"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (1.2345678901234e200, "1.2345678901234e+200"),
+            (-34.84, "-34.84"),
+            (123456789012345678.0, "1.2345678901234568e+17"),
+            (f64::INFINITY, "Infinity"),
+            (f64::NEG_INFINITY, "-Infinity"),
+            (f64::NAN, "NaN"),
+            (-0.0, "-0"),
+            (1004.3, "1004.3"),
+            (2.0, "2"),
+        ] {
+            assert_eq!(pg_float(v, 15), want, "{v}");
+        }
+        assert_eq!(pg_float4(1e6), "1e+06");
+        assert_eq!(pg_float4(100000.0), "100000");
+        assert_eq!(pg_float4(1.1), "1.1");
     }
 }
 

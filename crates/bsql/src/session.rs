@@ -240,6 +240,7 @@ pub fn parse(sql: &str) -> SqlResult<Vec<Statement>> {
         crate::pg_catalog::rewrite(s);
         crate::types::type_integer_literals(s);
         crate::types::numeric_literal_scales(s);
+        crate::types::quoted_numbers_in_arithmetic(s);
         crate::types::unique_select_items(s);
     }
     Ok(stmts)
@@ -1280,6 +1281,12 @@ fn register_functions(ctx: &SessionContext, db: &str, user: &str) {
     ctx.register_udf(constant("current_schema", "public".to_owned()));
     ctx.register_udf(constant("current_user", user.to_owned()));
     ctx.register_udf(constant("session_user", user.to_owned()));
+    // PostgreSQL's names for functions DataFusion has under others.
+    for (name, alias) in [("ceil", "ceiling"), ("signum", "sign")] {
+        if let Ok(f) = datafusion::execution::FunctionRegistry::udf(ctx, name) {
+            ctx.register_udf(f.as_ref().clone().with_aliases([alias]));
+        }
+    }
     // booleq(a, b) and boolne(a, b): the functions behind boolean `=` and `<>`.
     for (name, ne) in [("booleq", false), ("boolne", true)] {
         let f = move |args: &[ColumnarValue]| {

@@ -299,6 +299,55 @@ pub fn numeric_literal_scales(stmt: &mut ast::Statement) {
     });
 }
 
+/// A quoted number in arithmetic (`f1 * '-10'`): PostgreSQL gives a literal of unknown type
+/// the other operand's type, DataFusion refuses to add a number and a string. The literal
+/// is cast to `bigint` (an integer) or `double precision` (any other number), which
+/// DataFusion then coerces to the other operand's type; other text is left alone
+/// (`date + '1 day'`).
+pub fn quoted_numbers_in_arithmetic(stmt: &mut ast::Statement) {
+    let _ = ast::visit_expressions_mut(stmt, |e: &mut ast::Expr| {
+        if let ast::Expr::BinaryOp { left, op, right } = e {
+            if matches!(
+                op,
+                ast::BinaryOperator::Plus
+                    | ast::BinaryOperator::Minus
+                    | ast::BinaryOperator::Multiply
+                    | ast::BinaryOperator::Divide
+                    | ast::BinaryOperator::Modulo
+            ) {
+                for side in [left, right] {
+                    let ast::Expr::Value(v) = side.as_ref() else {
+                        continue;
+                    };
+                    let ast::Value::SingleQuotedString(text) = &v.value else {
+                        continue;
+                    };
+                    let t = text.trim();
+                    let data_type = if t.parse::<i64>().is_ok() {
+                        ast::DataType::BigInt(None)
+                    } else if t.parse::<f64>().is_ok_and(f64::is_finite)
+                        && t.bytes().any(|b| b.is_ascii_digit())
+                    {
+                        ast::DataType::DoublePrecision
+                    } else {
+                        continue;
+                    };
+                    let literal =
+                        std::mem::replace(side.as_mut(), ast::Expr::value(ast::Value::Null));
+                    **side = ast::Expr::Cast {
+                        kind: ast::CastKind::DoubleColon,
+                        expr: Box::new(literal),
+                        data_type,
+                        array: false,
+                        format: None,
+                    };
+                }
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
 /// Prefix of the aliases [`unique_select_items`] gives.
 pub const DUPLICATE_ALIAS: &str = "__bsql_dup_";
 

@@ -24,6 +24,14 @@ SELECT bool 'yes' AS t, bool ' of ' AS f, 'TRU'::boolean AS t2;
 SELECT bool 'yeah' AS error;
 SELECT 'o'::text::boolean AS error;
 SELECT booleq(true, false), boolne(true, false);
+-- Floats as PostgreSQL writes and reads them.
+SELECT 1e15::float8 AS a, 1e14::float8 AS b, 0.00001::float8 AS c, 1.5e-7::float4 AS d,
+  'Infinity'::float8 AS e, '-inf'::float8 AS f, 'NaN'::float8 AS g;
+SELECT f1, f1 * '-10' AS x, @ f1 AS a, |/ 16.0 AS s, ceiling(f1) AS c, sign(f1) AS g
+  FROM (VALUES (1004.3::float8), (-34.84::float8), (1.2345678901234e+200::float8)) t(f1);
+SELECT '10e400'::float8;
+SELECT 'N A N'::float8;
+SELECT ' 7 '::text::float8 + 1 AS eight;
 -- Input errors point at the literal.
 INSERT INTO sem_heap (f1) VALUES ('34.5');
 INSERT INTO sem_heap (f1)
