@@ -1,8 +1,10 @@
-//! Integer arithmetic and conversions as PostgreSQL does them, where DataFusion's differ:
-//! `+ - * /` on smallint, integer and bigint fail with "smallint out of range" (SQLSTATE
-//! 22003) instead of wrapping around, and a float or numeric converted to an integer is
-//! rounded (floats to the nearest even, numerics away from zero) instead of truncated, and
-//! text converted to boolean or a float follows PostgreSQL's input rules and errors.
+//! Arithmetic and conversions as PostgreSQL does them, where DataFusion's differ: `+ - * /`
+//! on smallint, integer and bigint fail with "smallint out of range" (SQLSTATE 22003)
+//! instead of wrapping around; on floats with "value out of range: overflow" (or underflow,
+//! or division by zero) instead of giving infinity or zero; a float or numeric converted to
+//! an integer is rounded (floats to the nearest even, numerics away from zero) instead of
+//! truncated; text converted to boolean or a float follows PostgreSQL's input rules and
+//! errors.
 //!
 //! [`PgArithmetic`], an analyzer rule that runs after DataFusion's type coercion, replaces
 //! those expressions with the functions here. Constants fold through them too, so
@@ -94,6 +96,9 @@ impl ScalarUDFImpl for CheckedOp {
             ArrowError::ArithmeticOverflow(_) => out_of_range(&ty),
             other => DataFusionError::ArrowError(Box::new(other), None),
         })?;
+        if matches!(ty, DataType::Float64 | DataType::Float32) {
+            check_float(self.op, l, r, &out)?;
+        }
         if all_scalar {
             Ok(ColumnarValue::Scalar(
                 datafusion::common::ScalarValue::try_from_array(&out, 0)?,
@@ -102,6 +107,45 @@ impl ScalarUDFImpl for CheckedOp {
             Ok(ColumnarValue::Array(out))
         }
     }
+}
+
+/// PostgreSQL's float arithmetic errors where IEEE gives infinity or zero: a finite result
+/// too large (`value out of range: overflow`), a nonzero product or quotient that
+/// vanished (`underflow`), and a division by zero (22012).
+fn check_float(op: Operator, l: &ArrayRef, r: &ArrayRef, out: &ArrayRef) -> Result<()> {
+    let as_f64 = |a: &ArrayRef| datafusion::arrow::compute::cast(a, &DataType::Float64);
+    let (l, r, out) = (as_f64(l)?, as_f64(r)?, as_f64(out)?);
+    let (l, r, out) = (
+        l.as_primitive::<Float64Type>(),
+        r.as_primitive::<Float64Type>(),
+        out.as_primitive::<Float64Type>(),
+    );
+    let err = |code: &'static str, msg: &str| {
+        Err(DataFusionError::External(Box::new(SqlError::new(
+            code, msg,
+        ))))
+    };
+    for i in 0..out.len() {
+        if out.is_null(i) {
+            continue;
+        }
+        let (a, b, v) = (l.value(i), r.value(i), out.value(i));
+        if op == Operator::Divide && b == 0.0 && !a.is_nan() {
+            return err("22012", "division by zero");
+        }
+        if v.is_infinite() && a.is_finite() && b.is_finite() {
+            return err("22003", "value out of range: overflow");
+        }
+        let vanished = match op {
+            Operator::Multiply => a != 0.0 && b != 0.0,
+            Operator::Divide => a != 0.0 && b.is_finite(),
+            _ => false,
+        };
+        if v == 0.0 && vanished {
+            return err("22003", "value out of range: underflow");
+        }
+    }
+    Ok(())
 }
 
 /// A float or numeric converted to an integer type, rounded and range-checked.
@@ -434,7 +478,8 @@ impl PgArithmetic {
                 let (Ok(lt), Ok(rt)) = (left.get_type(schema), right.get_type(schema)) else {
                     return Ok(Transformed::no(e));
                 };
-                if lt != rt || int_name(&lt).is_none() {
+                let float = matches!(lt, DataType::Float64 | DataType::Float32);
+                if lt != rt || (int_name(&lt).is_none() && !float) {
                     return Ok(Transformed::no(e));
                 }
                 let args = vec![left.as_ref().clone(), right.as_ref().clone()];

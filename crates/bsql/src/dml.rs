@@ -230,10 +230,28 @@ pub fn check_not_null(def: &TableDef, row: &Row) -> SqlResult<()> {
                     "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
                     c.name, def.name
                 ),
-            ));
+            )
+            .with_detail(failing_row(def, row)));
         }
     }
     Ok(())
+}
+
+/// PostgreSQL's DETAIL for a row that breaks a constraint: `Failing row contains (1, null).`
+pub fn failing_row(def: &TableDef, row: &Row) -> String {
+    let values: Vec<String> = def
+        .columns
+        .iter()
+        .zip(row)
+        .map(|(c, d)| {
+            if d.is_null() {
+                "null".to_owned()
+            } else {
+                row::datum_text(d, c.ty)
+            }
+        })
+        .collect();
+    format!("Failing row contains ({}).", values.join(", "))
 }
 
 /// The storage key of a new row (a hidden, insertion-ordered id for tables without a
@@ -379,7 +397,15 @@ pub async fn insert(s: &Session, ins: &ast::Insert) -> SqlResult<Output> {
                     if exprs.len() > targets.len() {
                         return Err(SqlError::syntax(
                             "INSERT has more expressions than target columns",
-                        ));
+                        )
+                        .at_node(&exprs[targets.len()]));
+                    }
+                    // With a column list, every listed column needs a value.
+                    if exprs.len() < targets.len() && !ins.columns.is_empty() {
+                        return Err(SqlError::syntax(
+                            "INSERT has more target columns than expressions",
+                        )
+                        .at_node(&ins.columns[exprs.len()]));
                     }
                     let mut row = vec![Datum::Null; ncols];
                     let mut given = vec![false; ncols];
@@ -885,14 +911,20 @@ pub async fn check_constraints(s: &Session, def: &TableDef, rows: &[Row]) -> Sql
                 .downcast_ref::<datafusion::arrow::array::BooleanArray>()
                 .is_some_and(|a| (0..a.len()).any(|j| a.is_valid(j) && a.value(j)));
             if failed {
-                return Err(SqlError::new(
+                let err = SqlError::new(
                     "23514",
                     format!(
                         "new row for relation \"{}\" violates check constraint \"{}\"",
                         def.name,
                         crate::describe::check_name(def, i)
                     ),
-                ));
+                );
+                // The check runs over all rows at once: the failing one is known when
+                // there is one.
+                return Err(match rows {
+                    [row] => err.with_detail(failing_row(def, row)),
+                    _ => err,
+                });
             }
         }
     }
@@ -1122,11 +1154,21 @@ async fn update_once(s: &Session, upd: &ast::Update) -> Result<(Arc<TableDef>, V
             )
         })?;
         assigned.push(i);
-        exprs.push(if is_default(&a.value) {
-            "NULL".into()
+        // SET c = DEFAULT: the column's default expression, or NULL.
+        let value = if is_default(&a.value) {
+            match &def.columns[i].default {
+                Some(d) if d.starts_with("nextval(") => {
+                    return Err(
+                        SqlError::unsupported("SET col = DEFAULT of a serial column").into(),
+                    );
+                }
+                Some(d) => format!("({d})"),
+                None => "NULL".into(),
+            }
         } else {
             format!("({})", a.value)
-        });
+        };
+        exprs.push(value);
     }
     let from: Vec<ast::TableWithJoins> = match &upd.from {
         Some(ast::UpdateTableFromKind::BeforeSet(f) | ast::UpdateTableFromKind::AfterSet(f)) => {

@@ -204,24 +204,29 @@ impl From<DataFusionError> for SqlError {
             }
         }
         let msg = e.to_string();
-        // Strip DataFusion's "Error during planning: " style prefixes for the client.
-        let clean = msg
-            .split_once(": ")
-            .filter(|(head, _)| {
-                head.starts_with("Error during planning")
-                    || head.starts_with("Schema error")
-                    || head.starts_with("Arrow error")
-                    || head.starts_with("Execution error")
-                    || head.starts_with("This feature is not implemented")
-                    || head.starts_with("SQL error")
-                    || head.starts_with("Invalid argument error")
-                    || head.starts_with("Cast error")
-                    || head.starts_with("Compute error")
-                    || head.starts_with("Parser error")
-                    || head.starts_with("Optimizer rule")
-            })
-            .map(|(_, rest)| rest.to_owned())
-            .unwrap_or_else(|| msg.clone());
+        // Strip DataFusion's "Error during planning: " style prefixes for the client (they
+        // nest: "Arrow error: Compute error: ...").
+        let prefixes = [
+            "Error during planning",
+            "Schema error",
+            "Arrow error",
+            "Execution error",
+            "This feature is not implemented",
+            "SQL error",
+            "Invalid argument error",
+            "Cast error",
+            "Compute error",
+            "Parser error",
+            "Optimizer rule",
+        ];
+        let mut clean = msg.as_str();
+        while let Some((head, rest)) = clean.split_once(": ") {
+            if !prefixes.iter().any(|p| head.starts_with(p)) {
+                break;
+            }
+            clean = rest;
+        }
+        let clean = clean.to_owned();
         let lower = msg.to_ascii_lowercase();
         let code = match e {
             DataFusionError::SQL(..) => "42601",

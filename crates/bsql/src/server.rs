@@ -64,6 +64,8 @@ pub struct Conn {
     password_auth: bool,
     /// Where the SCRAM exchange stands (with `password_auth`).
     scram: Mutex<Scram>,
+    /// The session's `extra_float_digits`, for writing floats in results.
+    float_digits: std::sync::atomic::AtomicI32,
 }
 
 /// The server side of a SCRAM-SHA-256 login.
@@ -90,6 +92,7 @@ impl Conn {
             cancels,
             password_auth,
             scram: Mutex::new(Scram::Requested),
+            float_digits: std::sync::atomic::AtomicI32::new(1),
         })
     }
 
@@ -163,6 +166,11 @@ impl Conn {
                 Ok(true)
             }
         }
+    }
+
+    /// The session's `extra_float_digits` as of its last statement.
+    fn float_digits(&self) -> i32 {
+        self.float_digits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The connection ended: end its session.
@@ -318,17 +326,17 @@ async fn database_exists(catalog: &Catalog, db: &str) -> PgWireResult<bool> {
 }
 
 /// Turn an [`Output`] into a pgwire response (`format`: the result column formats).
-fn respond(out: Output, format: &Format) -> PgWireResult<Response> {
+fn respond(out: Output, format: &Format, float_digits: i32) -> PgWireResult<Response> {
     Ok(match out {
         Output::Rows { schema, batches } => {
-            Response::Query(query_response(&schema, batches, format)?)
+            Response::Query(query_response(&schema, batches, format, float_digits)?)
         }
         Output::Returning {
             command,
             schema,
             batches,
         } => {
-            let mut r = query_response(&schema, batches, format)?;
+            let mut r = query_response(&schema, batches, format, float_digits)?;
             r.set_command_tag(command);
             Response::Query(r)
         }
@@ -343,13 +351,14 @@ fn query_response(
     schema: &SchemaRef,
     batches: Vec<datafusion::arrow::array::RecordBatch>,
     format: &Format,
+    float_digits: i32,
 ) -> PgWireResult<QueryResponse> {
     let fields = Arc::new(fields_of(schema, format)?);
     let mut rows = Vec::new();
     for b in batches {
         rows.extend(encode_recordbatch(
             fields.clone(),
-            plain_numerics_as_text(b, format)?,
+            plain_numerics_as_text(b, format, float_digits)?,
         ));
     }
     Ok(QueryResponse::new(fields, stream::iter(rows)))
@@ -363,6 +372,7 @@ fn query_response(
 fn plain_numerics_as_text(
     batch: datafusion::arrow::array::RecordBatch,
     format: &Format,
+    float_digits: i32,
 ) -> PgWireResult<datafusion::arrow::array::RecordBatch> {
     use datafusion::arrow::array::{Array, AsArray, StringArray};
     use datafusion::arrow::datatypes::{DataType, Field, Float32Type, Float64Type, Schema};
@@ -393,12 +403,12 @@ fn plain_numerics_as_text(
             DataType::Float64 => c
                 .as_primitive::<Float64Type>()
                 .iter()
-                .map(|v| v.map(|v| pg_float(v, 15)))
+                .map(|v| v.map(|v| pg_float(v, 15, float_digits)))
                 .collect(),
             DataType::Float32 => c
                 .as_primitive::<Float32Type>()
                 .iter()
-                .map(|v| v.map(pg_float4))
+                .map(|v| v.map(|v| pg_float4(v, float_digits)))
                 .collect(),
             _ => {
                 let d = c.as_primitive::<datafusion::arrow::datatypes::Decimal128Type>();
@@ -414,11 +424,12 @@ fn plain_numerics_as_text(
         .map_err(|e| PgWireError::ApiError(Box::new(e)))
 }
 
-/// A double as PostgreSQL's `float8out` writes it (with the default `extra_float_digits`):
-/// the shortest text that reads back as the same value, in exponent form (`1e+15`,
-/// `1.5e-05`) when the decimal exponent is below -4 or at least `digits` (15 for double,
-/// 6 for real), and `Infinity`, `-Infinity`, `NaN`.
-fn pg_float(v: f64, digits: i32) -> String {
+/// A double as PostgreSQL's `float8out` writes it: with `extra_float_digits` above 0 (the
+/// default, 1) the shortest text that reads back as the same value, else `digits +
+/// extra_float_digits` significant digits (`%.15g`); in exponent form (`1e+15`, `1.5e-05`)
+/// when the decimal exponent is below -4 or at least the digits (15 for double, 6 for
+/// real); `Infinity`, `-Infinity`, `NaN`.
+fn pg_float(v: f64, digits: i32, extra: i32) -> String {
     if v.is_nan() {
         return "NaN".into();
     }
@@ -428,15 +439,30 @@ fn pg_float(v: f64, digits: i32) -> String {
     if v == 0.0 {
         return if v.is_sign_negative() { "-0" } else { "0" }.into();
     }
-    shortest_to_pg(&format!("{v:e}"), digits)
+    if extra > 0 {
+        return shortest_to_pg(&format!("{v:e}"), digits);
+    }
+    let precision = (digits + extra).max(1);
+    rounded_to_pg(&format!("{:.*e}", (precision - 1) as usize, v), precision)
 }
 
-/// A real as `float4out` writes it: the shortest text for the f32 value.
-fn pg_float4(v: f32) -> String {
-    if v.is_nan() || v.is_infinite() || v == 0.0 {
-        return pg_float(f64::from(v), 6);
+/// A real as `float4out` writes it (see [`pg_float`]; the shortest text of the f32 value).
+fn pg_float4(v: f32, extra: i32) -> String {
+    if v.is_nan() || v.is_infinite() || v == 0.0 || extra <= 0 {
+        return pg_float(f64::from(v), 6, extra);
     }
     shortest_to_pg(&format!("{v:e}"), 6)
+}
+
+/// `%.Ng` from Rust's `{:.(N-1)e}` text: trailing zeros of the mantissa dropped.
+fn rounded_to_pg(sci: &str, precision: i32) -> String {
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci, "0"));
+    let mantissa = if mantissa.contains('.') {
+        mantissa.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        mantissa
+    };
+    shortest_to_pg(&format!("{mantissa}e{exp}"), precision)
 }
 
 /// Rust's shortest `{:e}` text (`-1.2345e200`) in PostgreSQL's layout.
@@ -542,7 +568,7 @@ impl SimpleQueryHandler for Conn {
             self.metrics
                 .observe("describe", std::time::Duration::ZERO, r.is_ok());
             return Ok(vec![match r {
-                Ok(o) => respond(o, &Format::UnifiedText)?,
+                Ok(o) => respond(o, &Format::UnifiedText, self.float_digits())?,
                 Err(e) => error_response(e),
             }]);
         }
@@ -564,8 +590,12 @@ impl SimpleQueryHandler for Conn {
                 let r = session.execute(stmt).await;
                 notices.append(&mut session.notices);
                 self.metrics.observe(kind, t0.elapsed(), r.is_ok());
+                self.float_digits.store(
+                    session.extra_float_digits(),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 match r {
-                    Ok(o) => out.push(respond(o, &Format::UnifiedText)?),
+                    Ok(o) => out.push(respond(o, &Format::UnifiedText, self.float_digits())?),
                     Err(e) => {
                         // Like PostgreSQL: the error ends this query string.
                         out.push(error_response(e.locate(query)));
@@ -1126,15 +1156,24 @@ impl Conn {
                 .await
                 .map_err(to_pg)?;
             if let Some(out) = out {
-                return respond(out, &portal.result_column_format);
+                return respond(out, &portal.result_column_format, self.float_digits());
             }
         }
         let mut stmt = prepared.stmt.clone();
         bind(&mut stmt, portal, &prepared.params)?;
         let out: SqlResult<Output> = self
-            .with_session(client, async |s| s.execute(stmt).await)
+            .with_session(client, async |s| {
+                let out = s.execute(stmt).await;
+                self.float_digits
+                    .store(s.extra_float_digits(), std::sync::atomic::Ordering::Relaxed);
+                out
+            })
             .await;
-        respond(out.map_err(to_pg)?, &portal.result_column_format)
+        respond(
+            out.map_err(to_pg)?,
+            &portal.result_column_format,
+            self.float_digits(),
+        )
     }
 }
 
@@ -1160,11 +1199,19 @@ mod float_tests {
             (1004.3, "1004.3"),
             (2.0, "2"),
         ] {
-            assert_eq!(pg_float(v, 15), want, "{v}");
+            assert_eq!(pg_float(v, 15, 1), want, "{v}");
         }
-        assert_eq!(pg_float4(1e6), "1e+06");
-        assert_eq!(pg_float4(100000.0), "100000");
-        assert_eq!(pg_float4(1.1), "1.1");
+        assert_eq!(pg_float4(1e6, 1), "1e+06");
+        assert_eq!(pg_float4(100000.0, 1), "100000");
+        assert_eq!(pg_float4(1.1, 1), "1.1");
+        // extra_float_digits = 0: %.15g.
+        assert_eq!(pg_float(31.690692639953454, 15, 0), "31.6906926399535");
+        assert_eq!(
+            pg_float(1.1111111061110856e100, 15, 0),
+            "1.11111110611109e+100"
+        );
+        assert_eq!(pg_float(1004.3000000000004, 15, 0), "1004.3");
+        assert_eq!(pg_float(1e15, 15, 0), "1e+15");
     }
 }
 

@@ -836,7 +836,31 @@ impl Session {
                 }
                 Ok(Output::tag("DEALLOCATE"))
             }
-            Statement::Reset(_) => Ok(Output::tag("RESET")),
+            Statement::Reset(r) => {
+                let defaults = default_settings();
+                match r.reset {
+                    ast::Reset::ALL => {
+                        // The transaction's own settings stay as they are.
+                        for (k, v) in defaults {
+                            if !k.starts_with("transaction_") {
+                                self.settings.insert(k, v);
+                            }
+                        }
+                    }
+                    ast::Reset::ConfigurationParameter(name) => {
+                        let name = name.to_string().to_ascii_lowercase();
+                        match defaults.get(&name) {
+                            Some(v) => {
+                                self.settings.insert(name, v.clone());
+                            }
+                            None => {
+                                self.settings.remove(&name);
+                            }
+                        }
+                    }
+                }
+                Ok(Output::tag("RESET"))
+            }
             other => {
                 let text = other.to_string();
                 let head: String = text
@@ -1018,6 +1042,14 @@ impl Session {
     }
 
     /// Current value of a setting, as `SHOW` prints it.
+    /// `extra_float_digits` (default 1): how floats are written in results.
+    pub fn extra_float_digits(&self) -> i32 {
+        self.setting("extra_float_digits")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(1)
+            .clamp(-15, 3)
+    }
+
     pub fn setting(&self, name: &str) -> Option<String> {
         self.settings.get(&name.to_ascii_lowercase()).cloned()
     }

@@ -32,6 +32,21 @@ SELECT f1, f1 * '-10' AS x, @ f1 AS a, |/ 16.0 AS s, ceiling(f1) AS c, sign(f1) 
 SELECT '10e400'::float8;
 SELECT 'N A N'::float8;
 SELECT ' 7 '::text::float8 + 1 AS eight;
+SELECT 1e308::float8 * 10;
+SELECT 1::float8 / 0;
+SET extra_float_digits = 0;
+SELECT sqrt(1004.3::float8) AS s, 1.1::float4 AS r;
+RESET extra_float_digits;
+SELECT sqrt(1004.3::float8) AS s;
+-- INSERT's column list and values, NOT NULL's failing row, UPDATE ... SET c = DEFAULT.
+CREATE TABLE sem_ins (a int NOT NULL, b int DEFAULT 10, c text);
+INSERT INTO sem_ins (a, b, c) VALUES (1, 2);
+INSERT INTO sem_ins (a) VALUES (1, 2);
+INSERT INTO sem_ins VALUES (NULL, 5, 'x');
+INSERT INTO sem_ins VALUES (1, 5, 'x');
+UPDATE sem_ins SET b = DEFAULT, c = DEFAULT;
+SELECT * FROM sem_ins;
+DROP TABLE sem_ins;
 -- Input errors point at the literal.
 INSERT INTO sem_heap (f1) VALUES ('34.5');
 INSERT INTO sem_heap (f1)
