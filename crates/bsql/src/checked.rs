@@ -4,7 +4,9 @@
 //! or division by zero) instead of giving infinity or zero; a float or numeric converted to
 //! an integer is rounded (floats to the nearest even, numerics away from zero) instead of
 //! truncated; text converted to boolean or a float follows PostgreSQL's input rules and
-//! errors.
+//! errors; `ln`, `log`, `sqrt`, `exp`, `power`, `acosh`, `atanh`, `acos`, `asin` refuse
+//! arguments outside their domain and results beyond a double as PostgreSQL does, where
+//! IEEE gives NaN or infinity.
 //!
 //! [`PgArithmetic`], an analyzer rule that runs after DataFusion's type coercion, replaces
 //! those expressions with the functions here. Constants fold through them too, so
@@ -390,6 +392,108 @@ impl ScalarUDFImpl for ToFloat {
     }
 }
 
+/// The math functions whose domain and range PostgreSQL checks, where IEEE (and DataFusion)
+/// give NaN or infinity.
+const CHECKED_MATH: &[&str] = &[
+    "ln", "log10", "log", "sqrt", "exp", "power", "acosh", "atanh", "acos", "asin",
+];
+
+/// `check(result, args...)`: `result` of math function `func` of `args`, or PostgreSQL's
+/// error for those arguments.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CheckedMath {
+    func: &'static str,
+    name: String,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for CheckedMath {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        Ok(args.first().cloned().unwrap_or(DataType::Float64))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let first = args.args.first().cloned();
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let floats = arrays
+            .iter()
+            .map(|a| datafusion::arrow::compute::cast(a, &DataType::Float64))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let cols: Vec<&datafusion::arrow::array::Float64Array> = floats
+            .iter()
+            .map(|a| a.as_primitive::<Float64Type>())
+            .collect();
+        let err = |code: &'static str, msg: &str| {
+            Err(DataFusionError::External(Box::new(SqlError::new(
+                code, msg,
+            ))))
+        };
+        let Some(result) = cols.first() else {
+            return err("XX000", "checked math without arguments");
+        };
+        for i in 0..result.len() {
+            if cols.iter().any(|c| c.is_null(i)) {
+                continue;
+            }
+            let r = result.value(i);
+            let x = cols.get(1).map_or(f64::NAN, |c| c.value(i));
+            // log(b, x): the argument is the last one.
+            let last = cols.last().map_or(f64::NAN, |c| c.value(i));
+            match self.func {
+                "ln" | "log10" | "log" if last == 0.0 => {
+                    return err("2201E", "cannot take logarithm of zero")
+                }
+                "ln" | "log10" | "log" if last < 0.0 => {
+                    return err("2201E", "cannot take logarithm of a negative number")
+                }
+                "sqrt" if x < 0.0 => {
+                    return err("2201F", "cannot take square root of a negative number")
+                }
+                "exp" | "power"
+                    if r.is_infinite() && cols[1..].iter().all(|c| c.value(i).is_finite()) =>
+                {
+                    return err("22003", "value out of range: overflow")
+                }
+                "exp" if r == 0.0 && x.is_finite() => {
+                    return err("22003", "value out of range: underflow")
+                }
+                "power" => {
+                    let y = cols.get(2).map_or(f64::NAN, |c| c.value(i));
+                    if x == 0.0 && y < 0.0 {
+                        return err("2201F", "zero raised to a negative power is undefined");
+                    }
+                    if x < 0.0 && y.is_finite() && y.fract() != 0.0 {
+                        return err(
+                            "2201F",
+                            "a negative number raised to a non-integer power yields a complex result",
+                        );
+                    }
+                    if r == 0.0 && x != 0.0 && x.is_finite() && y.is_finite() {
+                        return err("22003", "value out of range: underflow");
+                    }
+                }
+                "acosh" if x < 1.0 => return err("22003", "input is out of range"),
+                "atanh" | "acos" | "asin" if !(-1.0..=1.0).contains(&x) => {
+                    return err("22003", "input is out of range")
+                }
+                _ => {}
+            }
+        }
+        match first {
+            Some(v) => Ok(v),
+            None => err("XX000", "checked math without arguments"),
+        }
+    }
+}
+
 /// The functions the rule rewrites to, made once.
 struct Functions {
     ops: Vec<(Operator, Arc<ScalarUDF>)>,
@@ -397,6 +501,7 @@ struct Functions {
     to_bool: Arc<ScalarUDF>,
     to_float8: Arc<ScalarUDF>,
     to_float4: Arc<ScalarUDF>,
+    math: Vec<(&'static str, Arc<ScalarUDF>)>,
     /// bigint results that must fit a smallint or an integer (the type stays bigint: the
     /// statement's result columns were typed before this rule ran).
     fit: Vec<(DataType, Arc<ScalarUDF>)>,
@@ -446,6 +551,19 @@ fn functions() -> &'static Functions {
                     int("fit_int4", DataType::Int64, DataType::Int32),
                 ),
             ],
+            math: CHECKED_MATH
+                .iter()
+                .map(|&func| {
+                    (
+                        func,
+                        Arc::new(ScalarUDF::new_from_impl(CheckedMath {
+                            func,
+                            name: format!("checked_{func}"),
+                            signature: Signature::variadic_any(Volatility::Immutable),
+                        })),
+                    )
+                })
+                .collect(),
             to_float8: Arc::new(ScalarUDF::new_from_impl(ToFloat {
                 name: "to_float8",
                 real: false,
@@ -526,6 +644,19 @@ impl PgArithmetic {
                 }
                 Ok(Transformed::yes(Expr::ScalarFunction(
                     ScalarFunction::new_udf(udf.clone(), vec![c.expr.as_ref().clone()]),
+                )))
+            }
+            Expr::ScalarFunction(sf)
+                if CHECKED_MATH.contains(&sf.func.name())
+                    && e.get_type(schema).is_ok_and(|t| t == DataType::Float64) =>
+            {
+                let Some((_, udf)) = f.math.iter().find(|(n, _)| *n == sf.func.name()) else {
+                    return Ok(Transformed::no(e));
+                };
+                let mut args = vec![e.clone()];
+                args.extend(sf.args.iter().cloned());
+                Ok(Transformed::yes(Expr::ScalarFunction(
+                    ScalarFunction::new_udf(udf.clone(), args),
                 )))
             }
             // gcd() and lcm() of smallints or integers compute in bigint here; in

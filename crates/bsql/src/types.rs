@@ -306,6 +306,20 @@ pub fn numeric_literal_scales(stmt: &mut ast::Statement) {
 /// (`date + '1 day'`).
 pub fn quoted_numbers_in_arithmetic(stmt: &mut ast::Statement) {
     let _ = ast::visit_expressions_mut(stmt, |e: &mut ast::Expr| {
+        // The arguments of math functions too (`power(f1, '2')`).
+        if let ast::Expr::Function(f) = e {
+            let math =
+                f.name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| {
+                    MATH_FUNCTIONS.contains(&i.value.to_ascii_lowercase().as_str())
+                });
+            if let (true, ast::FunctionArguments::List(list)) = (math, &mut f.args) {
+                for arg in &mut list.args {
+                    if let ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(a)) = arg {
+                        number_literal(a);
+                    }
+                }
+            }
+        }
         if let ast::Expr::BinaryOp { left, op, right } = e {
             if matches!(
                 op,
@@ -316,36 +330,46 @@ pub fn quoted_numbers_in_arithmetic(stmt: &mut ast::Statement) {
                     | ast::BinaryOperator::Modulo
             ) {
                 for side in [left, right] {
-                    let ast::Expr::Value(v) = side.as_ref() else {
-                        continue;
-                    };
-                    let ast::Value::SingleQuotedString(text) = &v.value else {
-                        continue;
-                    };
-                    let t = text.trim();
-                    let data_type = if t.parse::<i64>().is_ok() {
-                        ast::DataType::BigInt(None)
-                    } else if t.parse::<f64>().is_ok_and(f64::is_finite)
-                        && t.bytes().any(|b| b.is_ascii_digit())
-                    {
-                        ast::DataType::DoublePrecision
-                    } else {
-                        continue;
-                    };
-                    let literal =
-                        std::mem::replace(side.as_mut(), ast::Expr::value(ast::Value::Null));
-                    **side = ast::Expr::Cast {
-                        kind: ast::CastKind::DoubleColon,
-                        expr: Box::new(literal),
-                        data_type,
-                        array: false,
-                        format: None,
-                    };
+                    number_literal(side);
                 }
             }
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
+}
+
+/// Functions whose quoted-number arguments are numbers (see
+/// [`quoted_numbers_in_arithmetic`]).
+const MATH_FUNCTIONS: &[&str] = &[
+    "abs", "acos", "acosh", "asin", "asinh", "atan", "atan2", "atanh", "cbrt", "ceil", "ceiling",
+    "cos", "cosh", "cot", "degrees", "exp", "floor", "gcd", "lcm", "ln", "log", "log10", "mod",
+    "pow", "power", "radians", "round", "sign", "sin", "sinh", "sqrt", "tan", "tanh", "trunc",
+];
+
+/// A quoted number made a number: cast to `bigint` (an integer) or `double precision`.
+fn number_literal(e: &mut ast::Expr) {
+    let ast::Expr::Value(v) = &*e else {
+        return;
+    };
+    let ast::Value::SingleQuotedString(text) = &v.value else {
+        return;
+    };
+    let t = text.trim();
+    let data_type = if t.parse::<i64>().is_ok() {
+        ast::DataType::BigInt(None)
+    } else if t.parse::<f64>().is_ok_and(f64::is_finite) && t.bytes().any(|b| b.is_ascii_digit()) {
+        ast::DataType::DoublePrecision
+    } else {
+        return;
+    };
+    let literal = std::mem::replace(e, ast::Expr::value(ast::Value::Null));
+    *e = ast::Expr::Cast {
+        kind: ast::CastKind::DoubleColon,
+        expr: Box::new(literal),
+        data_type,
+        array: false,
+        format: None,
+    };
 }
 
 /// Prefix of the aliases [`unique_select_items`] gives.
