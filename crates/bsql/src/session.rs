@@ -67,6 +67,41 @@ pub struct TxnBlock {
     pub failed: bool,
     /// Savepoints, oldest first.
     savepoints: Vec<(String, client::Savepoint)>,
+    /// `BEGIN READ ONLY` / `SET TRANSACTION READ ONLY`: writes are refused (25006).
+    read_only: bool,
+}
+
+/// The access mode `modes` set, if any: true for READ ONLY.
+fn read_only_of(modes: &[ast::TransactionMode]) -> Option<bool> {
+    modes.iter().find_map(|m| match m {
+        ast::TransactionMode::AccessMode(a) => Some(*a == ast::TransactionAccessMode::ReadOnly),
+        _ => None,
+    })
+}
+
+/// The name PostgreSQL gives a statement that writes, for "cannot execute X in a read-only
+/// transaction"; `None` for statements that do not write.
+fn write_kind(stmt: &Statement) -> Option<&'static str> {
+    Some(match stmt {
+        Statement::Insert(_) => "INSERT",
+        Statement::Update(_) => "UPDATE",
+        Statement::Delete(_) => "DELETE",
+        Statement::Truncate(_) => "TRUNCATE TABLE",
+        Statement::CreateTable(ct) if ct.query.is_some() => "CREATE TABLE AS",
+        Statement::CreateTable(_) => "CREATE TABLE",
+        Statement::AlterTable(_) => "ALTER TABLE",
+        Statement::CreateIndex(_) => "CREATE INDEX",
+        Statement::CreateView(_) => "CREATE VIEW",
+        Statement::Drop { object_type, .. } => match object_type {
+            ast::ObjectType::Table => "DROP TABLE",
+            ast::ObjectType::View => "DROP VIEW",
+            ast::ObjectType::Index => "DROP INDEX",
+            _ => "DROP",
+        },
+        Statement::CreateDatabase { .. } => "CREATE DATABASE",
+        Statement::CreateSchema { .. } => "CREATE SCHEMA",
+        _ => return None,
+    })
 }
 
 /// The isolation level a `transaction_isolation` setting names (PostgreSQL's READ
@@ -230,6 +265,23 @@ pub fn parse(sql: &str) -> SqlResult<Vec<Statement>> {
     if let Some(fetch) = crate::cursor::parse(&sql) {
         return Ok(vec![fetch?]);
     }
+    // ABORT [WORK | TRANSACTION]: PostgreSQL's ROLLBACK, which sqlparser does not know.
+    let words: Vec<String> = sql
+        .trim()
+        .trim_end_matches(';')
+        .split_ascii_whitespace()
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if matches!(
+        words
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice(),
+        ["abort"] | ["abort", "work" | "transaction"]
+    ) {
+        return parse("ROLLBACK");
+    }
     let mut stmts = Parser::parse_sql(&PostgreSqlDialect {}, &sql)
         .map_err(|e| SqlError::from_parser(&sql, &e.to_string()))?;
     // Only the statement that began with CREATE USER.
@@ -383,6 +435,16 @@ impl Session {
         let ends_block = matches!(stmt, Statement::Commit { .. } | Statement::Rollback { .. });
         if !ends_block {
             self.statement_starts().await?;
+        }
+        let read_only = match &self.txn {
+            Some(t) => t.read_only,
+            None => self.setting_on("default_transaction_read_only"),
+        };
+        if let (true, Some(kind)) = (read_only, write_kind(&stmt)) {
+            return self.statement_ended(Err(SqlError::new(
+                "25006",
+                format!("cannot execute {kind} in a read-only transaction"),
+            )));
         }
         let temp_change = self.temp.rewrite(&mut stmt);
         let r = if self.txn.is_none()
@@ -672,7 +734,13 @@ impl Session {
                     "transaction_isolation".into(),
                     isolation_setting(isolation).into(),
                 );
-                self.txn = Some(TxnBlock::default());
+                let read_only = read_only_of(&modes)
+                    .unwrap_or_else(|| self.setting_on("default_transaction_read_only"));
+                self.set_read_only(read_only);
+                self.txn = Some(TxnBlock {
+                    read_only,
+                    ..Default::default()
+                });
                 Ok(Output::Begin("BEGIN".into()))
             }
             Statement::Set(ast::Set::SetTransaction {
@@ -680,6 +748,11 @@ impl Session {
                 session: true,
                 ..
             }) => {
+                if let Some(ro) = read_only_of(&modes) {
+                    let v = if ro { "on" } else { "off" };
+                    self.settings
+                        .insert("default_transaction_read_only".into(), v.into());
+                }
                 if let Some(i) = isolation_of(&modes) {
                     self.settings.insert(
                         "default_transaction_isolation".into(),
@@ -693,6 +766,10 @@ impl Session {
                 Ok(Output::tag("SET"))
             }
             Statement::Set(ast::Set::SetTransaction { modes, .. }) => {
+                if let (Some(ro), Some(t)) = (read_only_of(&modes), &mut self.txn) {
+                    t.read_only = ro;
+                    self.set_read_only(ro);
+                }
                 if let (Some(i), Some(_)) = (isolation_of(&modes), &self.txn) {
                     // Before anything is read or written the block may change its level.
                     if self.access.isolation().await != Some(i) {
@@ -890,9 +967,28 @@ impl Session {
     }
 
     /// Leave the transaction block (its buffered writes are dropped).
+    /// Whether boolean setting `name` is on (`on`, `true`, `yes`, `1`).
+    fn setting_on(&self, name: &str) -> bool {
+        self.setting(name).is_some_and(|v| {
+            matches!(
+                v.trim().trim_matches('\'').to_ascii_lowercase().as_str(),
+                "on" | "true" | "yes" | "1"
+            )
+        })
+    }
+
+    /// `transaction_read_only` as SHOW reports it.
+    fn set_read_only(&mut self, read_only: bool) {
+        let v = if read_only { "on" } else { "off" };
+        self.settings
+            .insert("transaction_read_only".into(), v.into());
+    }
+
     async fn end_block(&mut self) {
         drop(self.access.take().await);
         self.txn = None;
+        let default_ro = self.setting_on("default_transaction_read_only");
+        self.set_read_only(default_ro);
         self.cursors.end_of_block();
         let default = self
             .setting("default_transaction_isolation")
@@ -1226,6 +1322,7 @@ fn default_settings() -> BTreeMap<String, String> {
         ("transaction_isolation", "read committed"),
         ("default_transaction_isolation", "read committed"),
         ("transaction_read_only", "off"),
+        ("default_transaction_read_only", "off"),
         ("max_identifier_length", "63"),
         ("application_name", ""),
         ("extra_float_digits", "1"),
