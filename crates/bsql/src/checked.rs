@@ -50,6 +50,47 @@ fn out_of_range(ty: &DataType) -> DataFusionError {
     )))
 }
 
+/// The function's arguments as arrays, and whether all were scalars (then so is its answer).
+fn arrays_of(args: &ScalarFunctionArgs) -> Result<(Vec<ArrayRef>, bool)> {
+    let scalar = args
+        .args
+        .iter()
+        .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+    Ok((ColumnarValue::values_to_arrays(&args.args)?, scalar))
+}
+
+/// `out` as the function's answer: one value when its arguments were scalars.
+fn answer(out: ArrayRef, scalar: bool) -> Result<ColumnarValue> {
+    Ok(if scalar {
+        ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&out, 0)?)
+    } else {
+        ColumnarValue::Array(out)
+    })
+}
+
+/// The text of the function's one argument, each value read with `parse` (nulls stay
+/// null), and whether the argument was a scalar.
+fn parse_text<T>(
+    args: &ScalarFunctionArgs,
+    name: &str,
+    parse: impl Fn(&str) -> std::result::Result<T, SqlError>,
+) -> Result<(Vec<Option<T>>, bool)> {
+    let (arrays, scalar) = arrays_of(args)?;
+    let Some(input) = arrays.first() else {
+        return Err(DataFusionError::Internal(format!(
+            "{name} takes one argument"
+        )));
+    };
+    let text = datafusion::arrow::compute::cast(input, &DataType::Utf8)?;
+    let values = text
+        .as_string::<i32>()
+        .iter()
+        .map(|v| v.map(&parse).transpose())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    Ok((values, scalar))
+}
+
 /// `a op b` on one integer type, failing on overflow.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct CheckedOp {
@@ -73,11 +114,7 @@ impl ScalarUDFImpl for CheckedOp {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         use datafusion::arrow::compute::kernels::numeric;
-        let all_scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let (arrays, scalar) = arrays_of(&args)?;
         let [l, r] = arrays.as_slice() else {
             return Err(DataFusionError::Internal(format!(
                 "{} takes two arguments",
@@ -101,13 +138,7 @@ impl ScalarUDFImpl for CheckedOp {
         if matches!(ty, DataType::Float64 | DataType::Float32) {
             check_float(self.op, l, r, &out)?;
         }
-        if all_scalar {
-            Ok(ColumnarValue::Scalar(
-                datafusion::common::ScalarValue::try_from_array(&out, 0)?,
-            ))
-        } else {
-            Ok(ColumnarValue::Array(out))
-        }
+        answer(out, scalar)
     }
 }
 
@@ -270,12 +301,7 @@ impl ScalarUDFImpl for ToInt {
         };
         match arg {
             ColumnarValue::Array(a) => Ok(ColumnarValue::Array(self.convert(a)?)),
-            ColumnarValue::Scalar(s) => {
-                let out = self.convert(&s.to_array()?)?;
-                Ok(ColumnarValue::Scalar(
-                    datafusion::common::ScalarValue::try_from_array(&out, 0)?,
-                ))
-            }
+            ColumnarValue::Scalar(s) => answer(self.convert(&s.to_array()?)?, true),
         }
     }
 }
@@ -300,31 +326,13 @@ impl ScalarUDFImpl for ToBool {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let all_scalar = matches!(args.args.first(), Some(ColumnarValue::Scalar(_)));
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let Some(input) = arrays.first() else {
-            return Err(DataFusionError::Internal(
-                "to_bool takes one argument".into(),
-            ));
-        };
-        let text = datafusion::arrow::compute::cast(input, &DataType::Utf8)?;
-        let mut out = Vec::with_capacity(text.len());
-        for v in text.as_string::<i32>().iter() {
-            out.push(match v {
-                None => None,
-                Some(v) => Some(crate::literals::parse_bool(v).ok_or_else(|| {
-                    DataFusionError::External(Box::new(crate::literals::bad_bool(v)))
-                })?),
-            });
-        }
-        let out: ArrayRef = Arc::new(datafusion::arrow::array::BooleanArray::from(out));
-        if all_scalar {
-            Ok(ColumnarValue::Scalar(
-                datafusion::common::ScalarValue::try_from_array(&out, 0)?,
-            ))
-        } else {
-            Ok(ColumnarValue::Array(out))
-        }
+        let (values, scalar) = parse_text(&args, "to_bool", |v| {
+            crate::literals::parse_bool(v).ok_or_else(|| crate::literals::bad_bool(v))
+        })?;
+        answer(
+            Arc::new(datafusion::arrow::array::BooleanArray::from(values)),
+            scalar,
+        )
     }
 }
 
@@ -354,41 +362,20 @@ impl ScalarUDFImpl for ToFloat {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let all_scalar = matches!(args.args.first(), Some(ColumnarValue::Scalar(_)));
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let Some(input) = arrays.first() else {
-            return Err(DataFusionError::Internal(format!(
-                "{} takes one argument",
-                self.name
-            )));
-        };
-        let text = datafusion::arrow::compute::cast(input, &DataType::Utf8)?;
-        let mut out = Vec::with_capacity(text.len());
-        for v in text.as_string::<i32>().iter() {
-            out.push(match v {
-                None => None,
-                Some(v) => Some(
-                    crate::literals::parse_float(v, self.real)
-                        .map_err(|e| DataFusionError::External(Box::new(e)))?,
-                ),
-            });
-        }
+        let (values, scalar) = parse_text(&args, self.name, |v| {
+            crate::literals::parse_float(v, self.real)
+        })?;
         let out: ArrayRef = if self.real {
-            Arc::new(datafusion::arrow::array::Float32Array::from(
-                out.into_iter()
+            Arc::new(
+                values
+                    .into_iter()
                     .map(|v| v.map(|v| v as f32))
-                    .collect::<Vec<_>>(),
-            ))
+                    .collect::<datafusion::arrow::array::Float32Array>(),
+            )
         } else {
-            Arc::new(datafusion::arrow::array::Float64Array::from(out))
+            Arc::new(datafusion::arrow::array::Float64Array::from(values))
         };
-        if all_scalar {
-            Ok(ColumnarValue::Scalar(
-                datafusion::common::ScalarValue::try_from_array(&out, 0)?,
-            ))
-        } else {
-            Ok(ColumnarValue::Array(out))
-        }
+        answer(out, scalar)
     }
 }
 

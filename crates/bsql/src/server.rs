@@ -358,7 +358,7 @@ fn query_response(
     for b in batches {
         rows.extend(encode_recordbatch(
             fields.clone(),
-            plain_numerics_as_text(b, format, float_digits)?,
+            pg_text_columns(b, format, float_digits)?,
         ));
     }
     Ok(QueryResponse::new(fields, stream::iter(rows)))
@@ -369,7 +369,7 @@ fn query_response(
 /// `1.5`, not `1.5000000000`; it keeps each value's own scale, which Arrow does not, so
 /// trimming is the nearer match), and floats as `float8out` writes them ([`pg_float`]).
 /// Binary-format columns are left alone.
-fn plain_numerics_as_text(
+fn pg_text_columns(
     batch: datafusion::arrow::array::RecordBatch,
     format: &Format,
     float_digits: i32,
