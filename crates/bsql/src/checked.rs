@@ -51,7 +51,7 @@ fn out_of_range(ty: &DataType) -> DataFusionError {
 }
 
 /// The function's arguments as arrays, and whether all were scalars (then so is its answer).
-fn arrays_of(args: &ScalarFunctionArgs) -> Result<(Vec<ArrayRef>, bool)> {
+pub(crate) fn arrays_of(args: &ScalarFunctionArgs) -> Result<(Vec<ArrayRef>, bool)> {
     let scalar = args
         .args
         .iter()
@@ -60,7 +60,7 @@ fn arrays_of(args: &ScalarFunctionArgs) -> Result<(Vec<ArrayRef>, bool)> {
 }
 
 /// `out` as the function's answer: one value when its arguments were scalars.
-fn answer(out: ArrayRef, scalar: bool) -> Result<ColumnarValue> {
+pub(crate) fn answer(out: ArrayRef, scalar: bool) -> Result<ColumnarValue> {
     Ok(if scalar {
         ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&out, 0)?)
     } else {

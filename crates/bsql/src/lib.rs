@@ -15,6 +15,8 @@
 //! * [`pg_catalog`]: the PostgreSQL system tables and functions psql's listings read;
 //! * [`row`], [`types`]: how rows and values are stored and typed;
 //! * [`checked`]: integer arithmetic and conversions as PostgreSQL does them;
+//! * [`strings`]: `format`, `quote_*`, `concat`, `VARIADIC`, `to_date` as PostgreSQL has them;
+//! * [`pgtext`]: values written as PostgreSQL writes them (floats, dates, timestamps);
 //! * [`references`], [`literals`]: errors PostgreSQL raises before planning, with positions.
 
 pub mod access;
@@ -33,11 +35,13 @@ pub mod foreign;
 pub mod index;
 pub mod literals;
 pub mod pg_catalog;
+pub mod pgtext;
 pub mod provider;
 pub mod references;
 pub mod row;
 pub mod server;
 pub mod session;
+pub mod strings;
 pub mod temp;
 pub mod types;
 pub mod views;

@@ -45,6 +45,7 @@ use crate::catalog::Catalog;
 use crate::copy::{self, CopyIn};
 use crate::error::{SqlError, SqlResult};
 use crate::fast::{self, FastPlan};
+use crate::pgtext::Style;
 use crate::session::{parse, statement_kind, Output, Session, SERVER_VERSION};
 use crate::types::SqlType;
 
@@ -64,8 +65,9 @@ pub struct Conn {
     password_auth: bool,
     /// Where the SCRAM exchange stands (with `password_auth`).
     scram: Mutex<Scram>,
-    /// The session's `extra_float_digits`, for writing floats in results.
-    float_digits: std::sync::atomic::AtomicI32,
+    /// How the session writes values (`extra_float_digits`, `DateStyle`) as of its last
+    /// statement, for writing results.
+    style: std::sync::Mutex<Style>,
 }
 
 /// The server side of a SCRAM-SHA-256 login.
@@ -92,7 +94,7 @@ impl Conn {
             cancels,
             password_auth,
             scram: Mutex::new(Scram::Requested),
-            float_digits: std::sync::atomic::AtomicI32::new(1),
+            style: Default::default(),
         })
     }
 
@@ -168,9 +170,16 @@ impl Conn {
         }
     }
 
-    /// The session's `extra_float_digits` as of its last statement.
-    fn float_digits(&self) -> i32 {
-        self.float_digits.load(std::sync::atomic::Ordering::Relaxed)
+    /// How the session wrote values as of its last statement.
+    fn style(&self) -> Style {
+        self.style.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    /// Remember how the session writes values now.
+    fn keep_style(&self, session: &Session) {
+        if let Ok(mut s) = self.style.lock() {
+            *s = session.text_style();
+        }
     }
 
     /// The connection ended: end its session.
@@ -196,7 +205,9 @@ impl Conn {
                 .get(METADATA_DATABASE)
                 .cloned()
                 .unwrap_or_else(|| user.clone());
-            Session::new(self.catalog.clone(), &db, &user)
+            let mut session = Session::new(self.catalog.clone(), &db, &user);
+            session.apply_startup(md.iter());
+            session
         });
         f(session).await
     }
@@ -326,17 +337,17 @@ async fn database_exists(catalog: &Catalog, db: &str) -> PgWireResult<bool> {
 }
 
 /// Turn an [`Output`] into a pgwire response (`format`: the result column formats).
-fn respond(out: Output, format: &Format, float_digits: i32) -> PgWireResult<Response> {
+fn respond(out: Output, format: &Format, style: Style) -> PgWireResult<Response> {
     Ok(match out {
         Output::Rows { schema, batches } => {
-            Response::Query(query_response(&schema, batches, format, float_digits)?)
+            Response::Query(query_response(&schema, batches, format, style)?)
         }
         Output::Returning {
             command,
             schema,
             batches,
         } => {
-            let mut r = query_response(&schema, batches, format, float_digits)?;
+            let mut r = query_response(&schema, batches, format, style)?;
             r.set_command_tag(command);
             Response::Query(r)
         }
@@ -351,36 +362,30 @@ fn query_response(
     schema: &SchemaRef,
     batches: Vec<datafusion::arrow::array::RecordBatch>,
     format: &Format,
-    float_digits: i32,
+    style: Style,
 ) -> PgWireResult<QueryResponse> {
     let fields = Arc::new(fields_of(schema, format)?);
     let mut rows = Vec::new();
     for b in batches {
         rows.extend(encode_recordbatch(
             fields.clone(),
-            pg_text_columns(b, format, float_digits)?,
+            pg_text_columns(b, format, style)?,
         ));
     }
     Ok(QueryResponse::new(fields, stream::iter(rows)))
 }
 
-/// Text-format columns whose text PostgreSQL writes differently from Arrow, as that text:
-/// plain `numeric` (stored as numeric(38,10)) without the padding zeros (PostgreSQL prints
-/// `1.5`, not `1.5000000000`; it keeps each value's own scale, which Arrow does not, so
-/// trimming is the nearer match), and floats as `float8out` writes them ([`pg_float`]).
+/// Text-format columns whose text PostgreSQL writes differently from Arrow, as that text
+/// ([`crate::pgtext::column_text`]: floats, plain numerics, dates and timestamps).
 /// Binary-format columns are left alone.
 fn pg_text_columns(
     batch: datafusion::arrow::array::RecordBatch,
     format: &Format,
-    float_digits: i32,
+    style: Style,
 ) -> PgWireResult<datafusion::arrow::array::RecordBatch> {
-    use datafusion::arrow::array::{Array, AsArray, StringArray};
-    use datafusion::arrow::datatypes::{DataType, Field, Float32Type, Float64Type, Schema};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
     let text = |i: usize, dt: &DataType| {
-        matches!(
-            dt,
-            DataType::Decimal128(38, 10) | DataType::Float64 | DataType::Float32
-        ) && format.format_for(i) == FieldFormat::Text
+        crate::pgtext::rewrites(dt) && format.format_for(i) == FieldFormat::Text
     };
     let schema = batch.schema();
     if !schema
@@ -394,121 +399,22 @@ fn pg_text_columns(
     let mut fields = Vec::with_capacity(schema.fields().len());
     let mut columns = Vec::with_capacity(schema.fields().len());
     for (i, (f, c)) in schema.fields().iter().zip(batch.columns()).enumerate() {
-        if !text(i, f.data_type()) {
-            fields.push(f.as_ref().clone());
-            columns.push(c.clone());
-            continue;
-        }
-        let out: StringArray = match f.data_type() {
-            DataType::Float64 => c
-                .as_primitive::<Float64Type>()
-                .iter()
-                .map(|v| v.map(|v| pg_float(v, 15, float_digits)))
-                .collect(),
-            DataType::Float32 => c
-                .as_primitive::<Float32Type>()
-                .iter()
-                .map(|v| v.map(|v| pg_float4(v, float_digits)))
-                .collect(),
-            _ => {
-                let d = c.as_primitive::<datafusion::arrow::datatypes::Decimal128Type>();
-                (0..d.len())
-                    .map(|j| d.is_valid(j).then(|| trimmed_decimal(d.value(j), 10)))
-                    .collect()
+        let out = text(i, f.data_type())
+            .then(|| crate::pgtext::column_text(c, style))
+            .flatten();
+        match out {
+            Some(out) => {
+                fields.push(Field::new(f.name(), DataType::Utf8, true));
+                columns.push(Arc::new(out) as datafusion::arrow::array::ArrayRef);
             }
-        };
-        fields.push(Field::new(f.name(), DataType::Utf8, true));
-        columns.push(Arc::new(out) as datafusion::arrow::array::ArrayRef);
+            None => {
+                fields.push(f.as_ref().clone());
+                columns.push(c.clone());
+            }
+        }
     }
     datafusion::arrow::array::RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
         .map_err(|e| PgWireError::ApiError(Box::new(e)))
-}
-
-/// A double as PostgreSQL's `float8out` writes it: with `extra_float_digits` above 0 (the
-/// default, 1) the shortest text that reads back as the same value, else `digits +
-/// extra_float_digits` significant digits (`%.15g`); in exponent form (`1e+15`, `1.5e-05`)
-/// when the decimal exponent is below -4 or at least the digits (15 for double, 6 for
-/// real); `Infinity`, `-Infinity`, `NaN`.
-fn pg_float(v: f64, digits: i32, extra: i32) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 { "Infinity" } else { "-Infinity" }.into();
-    }
-    if v == 0.0 {
-        return if v.is_sign_negative() { "-0" } else { "0" }.into();
-    }
-    if extra > 0 {
-        return shortest_to_pg(&format!("{v:e}"), digits);
-    }
-    let precision = (digits + extra).max(1);
-    rounded_to_pg(&format!("{:.*e}", (precision - 1) as usize, v), precision)
-}
-
-/// A real as `float4out` writes it (see [`pg_float`]; the shortest text of the f32 value).
-fn pg_float4(v: f32, extra: i32) -> String {
-    if v.is_nan() || v.is_infinite() || v == 0.0 || extra <= 0 {
-        return pg_float(f64::from(v), 6, extra);
-    }
-    shortest_to_pg(&format!("{v:e}"), 6)
-}
-
-/// `%.Ng` from Rust's `{:.(N-1)e}` text: trailing zeros of the mantissa dropped.
-fn rounded_to_pg(sci: &str, precision: i32) -> String {
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci, "0"));
-    let mantissa = if mantissa.contains('.') {
-        mantissa.trim_end_matches('0').trim_end_matches('.')
-    } else {
-        mantissa
-    };
-    shortest_to_pg(&format!("{mantissa}e{exp}"), precision)
-}
-
-/// Rust's shortest `{:e}` text (`-1.2345e200`) in PostgreSQL's layout.
-fn shortest_to_pg(sci: &str, digits: i32) -> String {
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let (sign, mantissa) = match mantissa.strip_prefix('-') {
-        Some(m) => ("-", m),
-        None => ("", mantissa),
-    };
-    let all: String = mantissa.chars().filter(|c| *c != '.').collect();
-    if exp < -4 || exp >= digits {
-        let (first, rest) = all.split_at(1);
-        let frac = if rest.is_empty() {
-            String::new()
-        } else {
-            format!(".{rest}")
-        };
-        let esign = if exp < 0 { '-' } else { '+' };
-        return format!("{sign}{first}{frac}e{esign}{:02}", exp.abs());
-    }
-    // Fixed notation: the digits with the point moved to exponent + 1.
-    let point = exp + 1;
-    if point <= 0 {
-        let zeros = "0".repeat((-point) as usize);
-        format!("{sign}0.{zeros}{all}")
-    } else if point as usize >= all.len() {
-        let zeros = "0".repeat(point as usize - all.len());
-        format!("{sign}{all}{zeros}")
-    } else {
-        let (int, frac) = all.split_at(point as usize);
-        format!("{sign}{int}.{frac}")
-    }
-}
-
-/// `value / 10^scale` in decimal, without trailing fractional zeros.
-fn trimmed_decimal(value: i128, scale: u32) -> String {
-    let unit = 10u128.pow(scale);
-    let abs = value.unsigned_abs();
-    let (int, frac) = (abs / unit, abs % unit);
-    let sign = if value < 0 { "-" } else { "" };
-    if frac == 0 {
-        return format!("{sign}{int}");
-    }
-    let frac = format!("{frac:0width$}", width = scale as usize);
-    format!("{sign}{int}.{}", frac.trim_end_matches('0'))
 }
 
 /// pgwire's Tag from a full command tag text (`INSERT 0 3`, `UPDATE 2`, `CREATE TABLE`).
@@ -568,7 +474,7 @@ impl SimpleQueryHandler for Conn {
             self.metrics
                 .observe("describe", std::time::Duration::ZERO, r.is_ok());
             return Ok(vec![match r {
-                Ok(o) => respond(o, &Format::UnifiedText, self.float_digits())?,
+                Ok(o) => respond(o, &Format::UnifiedText, self.style())?,
                 Err(e) => error_response(e),
             }]);
         }
@@ -583,6 +489,7 @@ impl SimpleQueryHandler for Conn {
                 let (kind, t0) = (statement_kind(&stmt), Instant::now());
                 if let Err(e) = crate::references::check(&stmt, query)
                     .and_then(|()| crate::literals::check(&stmt, query))
+                    .and_then(|()| crate::strings::check(&stmt, query))
                 {
                     out.push(error_response(e));
                     break;
@@ -590,12 +497,9 @@ impl SimpleQueryHandler for Conn {
                 let r = session.execute(stmt).await;
                 notices.append(&mut session.notices);
                 self.metrics.observe(kind, t0.elapsed(), r.is_ok());
-                self.float_digits.store(
-                    session.extra_float_digits(),
-                    std::sync::atomic::Ordering::Relaxed,
-                );
+                self.keep_style(session);
                 match r {
-                    Ok(o) => out.push(respond(o, &Format::UnifiedText, self.float_digits())?),
+                    Ok(o) => out.push(respond(o, &Format::UnifiedText, self.style())?),
                     Err(e) => {
                         // Like PostgreSQL: the error ends this query string.
                         out.push(error_response(e.locate(query)));
@@ -757,6 +661,7 @@ impl QueryParser for Parser {
         };
         crate::references::check(&stmt, sql).map_err(to_pg)?;
         crate::literals::check(&stmt, sql).map_err(to_pg)?;
+        crate::strings::check(&stmt, sql).map_err(to_pg)?;
         let Some(conn) = self.conn.upgrade() else {
             return Err(SqlError::internal("connection closed").into());
         };
@@ -1156,7 +1061,7 @@ impl Conn {
                 .await
                 .map_err(to_pg)?;
             if let Some(out) = out {
-                return respond(out, &portal.result_column_format, self.float_digits());
+                return respond(out, &portal.result_column_format, self.style());
             }
         }
         let mut stmt = prepared.stmt.clone();
@@ -1164,66 +1069,14 @@ impl Conn {
         let out: SqlResult<Output> = self
             .with_session(client, async |s| {
                 let out = s.execute(stmt).await;
-                self.float_digits
-                    .store(s.extra_float_digits(), std::sync::atomic::Ordering::Relaxed);
+                self.keep_style(s);
                 out
             })
             .await;
         respond(
             out.map_err(to_pg)?,
             &portal.result_column_format,
-            self.float_digits(),
+            self.style(),
         )
-    }
-}
-
-#[cfg(test)]
-mod float_tests {
-    use super::{pg_float, pg_float4};
-
-    #[test]
-    fn floats_read_as_postgresql_writes_them() {
-        for (v, want) in [
-            (0.1, "0.1"),
-            (1e15, "1e+15"),
-            (1e14, "100000000000000"),
-            (0.0001, "0.0001"),
-            (0.00001, "1e-05"),
-            (1.2345678901234e200, "1.2345678901234e+200"),
-            (-34.84, "-34.84"),
-            (123456789012345678.0, "1.2345678901234568e+17"),
-            (f64::INFINITY, "Infinity"),
-            (f64::NEG_INFINITY, "-Infinity"),
-            (f64::NAN, "NaN"),
-            (-0.0, "-0"),
-            (1004.3, "1004.3"),
-            (2.0, "2"),
-        ] {
-            assert_eq!(pg_float(v, 15, 1), want, "{v}");
-        }
-        assert_eq!(pg_float4(1e6, 1), "1e+06");
-        assert_eq!(pg_float4(100000.0, 1), "100000");
-        assert_eq!(pg_float4(1.1, 1), "1.1");
-        // extra_float_digits = 0: %.15g.
-        assert_eq!(pg_float(31.690692639953454, 15, 0), "31.6906926399535");
-        assert_eq!(
-            pg_float(1.1111111061110856e100, 15, 0),
-            "1.11111110611109e+100"
-        );
-        assert_eq!(pg_float(1004.3000000000004, 15, 0), "1004.3");
-        assert_eq!(pg_float(1e15, 15, 0), "1e+15");
-    }
-}
-
-#[cfg(test)]
-mod numeric_tests {
-    #[test]
-    fn plain_numerics_lose_their_padding() {
-        use super::trimmed_decimal as t;
-        assert_eq!(t(15_000_000_000, 10), "1.5");
-        assert_eq!(t(100_000_000_000, 10), "10");
-        assert_eq!(t(-1_250_000_000, 10), "-0.125");
-        assert_eq!(t(1, 10), "0.0000000001");
-        assert_eq!(t(0, 10), "0");
     }
 }

@@ -262,6 +262,10 @@ pub fn parse(sql: &str) -> SqlResult<Vec<Statement>> {
         Some(rewritten) => std::borrow::Cow::Owned(rewritten),
         None => sql,
     };
+    let sql = match crate::strings::variadic_marks(&sql) {
+        Some(rewritten) => std::borrow::Cow::Owned(rewritten),
+        None => sql,
+    };
     if let Some(fetch) = crate::cursor::parse(&sql) {
         return Ok(vec![fetch?]);
     }
@@ -290,6 +294,8 @@ pub fn parse(sql: &str) -> SqlResult<Vec<Statement>> {
     }
     for s in &mut stmts {
         crate::pg_catalog::rewrite(s);
+        crate::strings::rename_variadic(s);
+        crate::types::array_literals(s);
         crate::types::type_integer_literals(s);
         crate::types::numeric_literal_scales(s);
         crate::types::quoted_numbers_in_arithmetic(s);
@@ -334,6 +340,9 @@ pub struct Session {
     pub temp: crate::temp::TempTables,
     /// Open cursors (`DECLARE`).
     cursors: crate::cursor::Cursors,
+    /// How values are written (from `extra_float_digits` and `DateStyle`), shared with the
+    /// functions that print values.
+    style: Arc<crate::pgtext::SharedStyle>,
 }
 
 impl Session {
@@ -364,6 +373,8 @@ impl Session {
         ctx.register_catalog(TMP_CATALOG, Arc::new(tmp));
         register_functions(&ctx, db, user);
         crate::pg_catalog::register_functions(&ctx, user);
+        let style = Arc::new(crate::pgtext::SharedStyle::default());
+        crate::strings::register(&ctx, &style);
         let settings = default_settings();
         Session {
             db: db.to_owned(),
@@ -377,6 +388,7 @@ impl Session {
             prepared: HashMap::new(),
             temp: Default::default(),
             cursors: Default::default(),
+            style,
         }
     }
 
@@ -936,6 +948,7 @@ impl Session {
                         }
                     }
                 }
+                self.sync_style();
                 Ok(Output::tag("RESET"))
             }
             other => {
@@ -1120,7 +1133,7 @@ impl Session {
                     })
                     .collect::<Vec<_>>()
                     .join(", ");
-                self.settings.insert(name, value);
+                self.set_setting(name, value)?;
             }
             ast::Set::SetTimeZone { value, .. } => {
                 let v = match &value {
@@ -1135,6 +1148,89 @@ impl Session {
             _ => {}
         }
         Ok(Output::tag("SET"))
+    }
+
+    /// Set one setting (by `SET`, or from the startup packet). `DateStyle` keeps the part
+    /// not named (`SET DateStyle = 'Postgres'` keeps `MDY`) and refuses what is not one.
+    pub fn set_setting(&mut self, name: String, value: String) -> SqlResult<()> {
+        let value = if name == "datestyle" {
+            let style = self.text_style().with_datestyle(&value).ok_or_else(|| {
+                let word = value
+                    .split(',')
+                    .map(str::trim)
+                    .find(|w| crate::pgtext::Style::default().with_datestyle(w).is_none())
+                    .unwrap_or(&value);
+                SqlError::new(
+                    "22023",
+                    format!("invalid value for parameter \"DateStyle\": \"{value}\""),
+                )
+                .with_detail(format!("Unrecognized key word: \"{word}\"."))
+            })?;
+            style.datestyle()
+        } else {
+            value
+        };
+        self.settings.insert(name, value);
+        self.sync_style();
+        Ok(())
+    }
+
+    /// The startup packet's settings (`DateStyle`, `TimeZone`, `extra_float_digits`,
+    /// `application_name` ..., and `-c name=value` in `options`), as libpq sends them from
+    /// `PGDATESTYLE`, `PGTZ` and `PGOPTIONS`. Unknown names and bad values are ignored.
+    pub fn apply_startup<'a>(
+        &mut self,
+        params: impl IntoIterator<Item = (&'a String, &'a String)>,
+    ) {
+        let known = default_settings();
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for (k, v) in params {
+            let k = k.to_ascii_lowercase();
+            if k == "options" {
+                let mut words = v.split_ascii_whitespace();
+                while let Some(w) = words.next() {
+                    let kv = match w {
+                        "-c" => words.next().unwrap_or_default(),
+                        w => w
+                            .strip_prefix("-c")
+                            .or_else(|| w.strip_prefix("--"))
+                            .unwrap_or_default(),
+                    };
+                    if let Some((k, v)) = kv.split_once('=') {
+                        pairs.push((k.to_ascii_lowercase().replace('-', "_"), v.to_owned()));
+                    }
+                }
+            } else {
+                pairs.push((k, v.clone()));
+            }
+        }
+        for (k, v) in pairs {
+            let settable = known.contains_key(&k)
+                && !k.starts_with("server_")
+                && !k.starts_with("transaction_")
+                && k != "integer_datetimes";
+            if settable {
+                let _ = self.set_setting(k, v);
+            }
+        }
+    }
+
+    /// How values are written now.
+    pub fn text_style(&self) -> crate::pgtext::Style {
+        self.style.get()
+    }
+
+    /// Recompute how values are written from the settings.
+    fn sync_style(&self) {
+        let base = crate::pgtext::Style {
+            float_digits: self.extra_float_digits(),
+            ..Default::default()
+        };
+        let style = self
+            .setting("datestyle")
+            .and_then(|d| base.with_datestyle(&d))
+            .unwrap_or(base);
+        self.style.set(style);
     }
 
     /// Current value of a setting, as `SHOW` prints it.
@@ -1181,6 +1277,10 @@ impl Session {
                 "transaction_isolation".to_owned(),
                 self.setting("transaction_isolation"),
             ),
+            // The names PostgreSQL spells in mixed case are shown so.
+            "datestyle" => ("DateStyle".to_owned(), self.setting(&name)),
+            "timezone" => ("TimeZone".to_owned(), self.setting(&name)),
+            "intervalstyle" => ("IntervalStyle".to_owned(), self.setting(&name)),
             n => (n.to_owned(), self.setting(n)),
         };
         let value = value.ok_or_else(|| {
@@ -1254,9 +1354,10 @@ fn figure_colname(e: &ast::Expr) -> (String, u8) {
             .0
             .last()
             .and_then(|p| p.as_ident())
-            .map(|i| (ddl::ident(i), 2))
+            .map(|i| (crate::strings::shown_name(&ddl::ident(i)).to_owned(), 2))
             .unwrap_or_else(none),
         e if crate::types::is_typed_literal(e) => none(),
+        E::TypedString(ts) => type_colname(&ts.data_type).unwrap_or_else(none),
         E::Cast {
             expr, data_type, ..
         } => {
@@ -1264,9 +1365,7 @@ fn figure_colname(e: &ast::Expr) -> (String, u8) {
             if inner.1 > 1 {
                 return inner;
             }
-            crate::types::SqlType::from_ast(data_type)
-                .map(|(t, _)| (t.pg().name().to_owned(), 1))
-                .unwrap_or(inner)
+            type_colname(data_type).unwrap_or(inner)
         }
         E::Nested(inner) => figure_colname(inner),
         E::Collate { expr, .. } => figure_colname(expr),
@@ -1282,9 +1381,23 @@ fn figure_colname(e: &ast::Expr) -> (String, u8) {
         E::Position { .. } => ("position".into(), 2),
         E::Ceil { .. } => ("ceil".into(), 2),
         E::Floor { .. } => ("floor".into(), 2),
-        E::Array(_) => ("array".into(), 2),
+        // `'{1,2}'::int[]` is an unnamed array here (see `types::array_literals`).
+        E::Array(a) if a.named => ("array".into(), 2),
         _ => none(),
     }
+}
+
+/// The name PostgreSQL gives a value cast to `ty` (`int4`; an array: its element's).
+fn type_colname(ty: &ast::DataType) -> Option<(String, u8)> {
+    let ty = match ty {
+        ast::DataType::Array(
+            ast::ArrayElemTypeDef::SquareBracket(t, _) | ast::ArrayElemTypeDef::AngleBracket(t),
+        ) => t.as_ref(),
+        t => t,
+    };
+    crate::types::SqlType::from_ast(ty)
+        .ok()
+        .map(|(t, _)| (t.pg().name().to_owned(), 1))
 }
 
 /// `schema` with its columns renamed to `names` (when the counts match), and DataFusion's

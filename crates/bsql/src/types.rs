@@ -499,3 +499,80 @@ fn expr_literals(e: &mut ast::Expr) {
         _ => {}
     }
 }
+
+/// `'{1,2,NULL}'::int[]`: an array literal's text cast to an array type, read as
+/// `array_in` reads a one-dimensional array (elements quoted with `"` or bare, `NULL`),
+/// written as the `ARRAY['1','2',NULL]` that DataFusion casts element by element.
+pub fn array_literals(stmt: &mut ast::Statement) {
+    let _ = ast::visit_expressions_mut(stmt, |e: &mut ast::Expr| {
+        if let ast::Expr::Cast {
+            expr,
+            data_type: ast::DataType::Array(_),
+            ..
+        } = e
+        {
+            let items = match expr.as_ref() {
+                ast::Expr::Value(v) => match &v.value {
+                    ast::Value::SingleQuotedString(s) => array_items(s),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some(items) = items {
+                let elem = items
+                    .into_iter()
+                    .map(|i| {
+                        ast::Expr::value(match i {
+                            Some(t) => ast::Value::SingleQuotedString(t),
+                            None => ast::Value::Null,
+                        })
+                    })
+                    .collect();
+                **expr = ast::Expr::Array(ast::Array { elem, named: false });
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
+/// The elements of a one-dimensional array literal (`{a,"b c",NULL}`); `None` if `text`
+/// is not one.
+fn array_items(text: &str) -> Option<Vec<Option<String>>> {
+    let body = text.trim().strip_prefix('{')?.strip_suffix('}')?;
+    if body.trim().is_empty() {
+        return Some(Vec::new());
+    }
+    let mut items = Vec::new();
+    let mut chars = body.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_ascii_whitespace()).is_some() {}
+        let mut item = String::new();
+        let mut quoted = false;
+        if chars.next_if_eq(&'"').is_some() {
+            quoted = true;
+            loop {
+                match chars.next()? {
+                    '"' => break,
+                    '\\' => item.push(chars.next()?),
+                    c => item.push(c),
+                }
+            }
+            while chars.next_if(|c| c.is_ascii_whitespace()).is_some() {}
+        } else {
+            while let Some(c) = chars.next_if(|c| *c != ',') {
+                match c {
+                    '{' | '}' | '"' => return None,
+                    '\\' => item.push(chars.next()?),
+                    c => item.push(c),
+                }
+            }
+            item = item.trim_end().to_owned();
+        }
+        items.push((quoted || !item.eq_ignore_ascii_case("null")).then_some(item));
+        match chars.next() {
+            None => return Some(items),
+            Some(',') => {}
+            Some(_) => return None,
+        }
+    }
+}

@@ -1,0 +1,30 @@
+-- PostgreSQL's string functions and value output: format, quote_*, concat, VARIADIC,
+-- to_date, timestamps and DateStyle, array literals.
+select format('Hello %s, %1$s and %2$L', 'World', 'it''s');
+select format('%-8s|%8s|%I', 'left', 'right', 'Mixed Case');
+select format('%s %s', 'one');
+select format('%L', NULL), quote_nullable(NULL), quote_literal('a\b'), quote_ident('select');
+select concat(1, true, NULL, 2.5::float8, 'x'), concat_ws('-', 'a', NULL, 'b');
+select concat(variadic array['a', 'b']), format('%2$s %1$s', variadic array['x', 'y']);
+select concat_ws(',', variadic 5);
+select length(7);
+select 1 || 2;
+select to_date('20240229', 'YYYYMMDD'), to_date('05 Mar 2023', 'DD Mon YYYY');
+select to_timestamp('2024-01-02 13:14:15', 'YYYY-MM-DD HH24:MI:SS');
+select timestamp '2024-01-02 03:04:05', timestamp '2024-01-02 03:04:05.250', time '10:11:12';
+create table ts_out (id int primary key, t timestamp, d date);
+insert into ts_out values (1, '2010-03-09 01:02:03', '2010-03-09'), (2, '1999-12-31 23:59:59.5', '1999-12-31');
+select * from ts_out order by id;
+set datestyle = 'Postgres, MDY';
+show datestyle;
+select * from ts_out order by id;
+select concat('on ', d) from ts_out order by id;
+set datestyle = 'German';
+show datestyle;
+select d from ts_out order by id;
+set datestyle = 'SQL, DMY';
+select d, t from ts_out order by id;
+set datestyle = 'nonsense';
+reset datestyle;
+select '{1,2,3}'::int[], '{}'::text[], '{a,"b c",NULL}'::text[];
+drop table ts_out;
