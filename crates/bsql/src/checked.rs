@@ -568,6 +568,64 @@ fn functions() -> &'static Functions {
     })
 }
 
+/// The type a function named for a type converts to (`float8(x)` is `x::float8`).
+fn type_function(name: &str) -> Option<DataType> {
+    Some(match name {
+        "float8" => DataType::Float64,
+        "float4" => DataType::Float32,
+        "int8" => DataType::Int64,
+        "int4" => DataType::Int32,
+        "int2" => DataType::Int16,
+        _ => return None,
+    })
+}
+
+/// A function named for a type: a cast (the analyzer rule plans it as one).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct TypeFunction {
+    name: &'static str,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for TypeFunction {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        type_function(self.name).ok_or_else(|| DataFusionError::Internal(self.name.into()))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let (arrays, scalar) = arrays_of(&args)?;
+        let (Some(ty), Some(a)) = (type_function(self.name), arrays.first()) else {
+            return Err(DataFusionError::Internal(self.name.into()));
+        };
+        let options = datafusion::arrow::compute::CastOptions {
+            safe: false,
+            ..Default::default()
+        };
+        answer(
+            datafusion::arrow::compute::cast_with_options(a, &ty, &options)?,
+            scalar,
+        )
+    }
+}
+
+/// Register the functions named for types (`float8(x)`, `int4(x)` ...).
+pub fn register_type_functions(ctx: &datafusion::prelude::SessionContext) {
+    for name in ["float8", "float4", "int8", "int4", "int2"] {
+        ctx.register_udf(ScalarUDF::new_from_impl(TypeFunction {
+            name,
+            signature: Signature::any(1, Volatility::Immutable),
+        }));
+    }
+}
+
 /// The analyzer rule: see the module doc.
 #[derive(Debug, Default)]
 pub struct PgArithmetic;
@@ -645,6 +703,33 @@ impl PgArithmetic {
                 Ok(Transformed::yes(Expr::ScalarFunction(
                     ScalarFunction::new_udf(udf.clone(), args),
                 )))
+            }
+            // `-x` on an integer type: `0 - x`, checked.
+            Expr::Negative(inner) => {
+                let Ok(ty) = inner.get_type(schema) else {
+                    return Ok(Transformed::no(e));
+                };
+                let Some((_, udf)) = f.ops.iter().find(|(o, _)| *o == Operator::Minus) else {
+                    return Ok(Transformed::no(e));
+                };
+                if int_name(&ty).is_none() {
+                    return Ok(Transformed::no(e));
+                }
+                let zero = Expr::Literal(datafusion::common::ScalarValue::new_zero(&ty)?, None);
+                Ok(Transformed::yes(Expr::ScalarFunction(
+                    ScalarFunction::new_udf(udf.clone(), vec![zero, inner.as_ref().clone()]),
+                )))
+            }
+            // `float8(x)`, `int4(x)`: casts, with PostgreSQL's conversion rules.
+            Expr::ScalarFunction(sf) if type_function(sf.func.name()).is_some() => {
+                let (Some(ty), [arg]) = (type_function(sf.func.name()), sf.args.as_slice()) else {
+                    return Ok(Transformed::no(e));
+                };
+                let cast = Expr::Cast(datafusion::logical_expr::Cast::new(
+                    Box::new(arg.clone()),
+                    ty,
+                ));
+                Ok(Transformed::yes(Self::rewrite(cast, schema)?.data))
             }
             // gcd() and lcm() of smallints or integers compute in bigint here; in
             // PostgreSQL their result has the arguments' type, and may not fit it.

@@ -226,6 +226,9 @@ impl From<DataFusionError> for SqlError {
             }
             clean = rest;
         }
+        if let Some(pg) = pg_message(clean) {
+            return pg;
+        }
         let clean = clean.to_owned();
         let lower = msg.to_ascii_lowercase();
         let code = match e {
@@ -275,6 +278,36 @@ impl From<DataFusionError> for SqlError {
         };
         SqlError::new(code, message)
     }
+}
+
+/// PostgreSQL's error for DataFusion and Arrow messages that have one: integer overflow in
+/// a cast, `abs`, `gcd` or `lcm` ("integer out of range"), a zero `generate_series` step.
+fn pg_message(clean: &str) -> Option<SqlError> {
+    let type_name = |arrow: &str| match arrow {
+        "Int16" => Some("smallint out of range"),
+        "Int32" => Some("integer out of range"),
+        "Int64" => Some("bigint out of range"),
+        "UInt32" => Some("OID out of range"),
+        _ => None,
+    };
+    // "Can't cast value 4567890123456789 to type Int32"
+    if let Some(rest) = clean.strip_prefix("Can't cast value ") {
+        let ty = rest.rsplit(' ').next().unwrap_or_default();
+        return type_name(ty).map(|m| SqlError::new("22003", m));
+    }
+    // "Int64Array overflow on abs(-9223372036854775808)"
+    if let Some((array, _)) = clean.split_once("Array overflow on abs(") {
+        return type_name(array).map(|m| SqlError::new("22003", m));
+    }
+    if clean.starts_with("Signed integer overflow in GCD")
+        || clean.starts_with("Signed integer overflow in LCM")
+    {
+        return Some(SqlError::new("22003", "bigint out of range"));
+    }
+    if clean == "Step cannot be zero" {
+        return Some(SqlError::new("22023", "step size cannot equal zero"));
+    }
+    None
 }
 
 impl From<datafusion::arrow::error::ArrowError> for SqlError {

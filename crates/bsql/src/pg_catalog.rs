@@ -34,6 +34,15 @@ const TABLES: [&str; 6] = [
     "pg_index",
     "pg_description",
 ];
+/// The system tables here, with their oids in PostgreSQL (rows of `pg_class`).
+const SYSTEM_OIDS: [(&str, i64); 6] = [
+    ("pg_namespace", 2615),
+    ("pg_class", 1259),
+    ("pg_am", 2601),
+    ("pg_database", 1262),
+    ("pg_index", 2610),
+    ("pg_description", 2609),
+];
 /// The oid of `pg_class` in PostgreSQL (`'pg_class'::regclass`, as `classoid` in
 /// `pg_description`).
 const PG_CLASS_OID: i64 = 1259;
@@ -159,7 +168,10 @@ impl PgCatalog {
                 };
                 // (oid, name, namespace, kind, access method, has an index): each table, and
                 // the index of its primary key (`<table>_pkey`, as PostgreSQL names it).
-                let mut rels: Vec<(i64, String, i64, &str, i64, bool)> = Vec::new();
+                let mut rels: Vec<(i64, String, i64, &str, i64, bool)> = SYSTEM_OIDS
+                    .iter()
+                    .map(|(name, oid)| (*oid, (*name).to_owned(), 11, "r", 2, true))
+                    .collect();
                 for (schema, name, indexes) in self.tables().await? {
                     let (schema, name) = (&schema, &name);
                     let ns = ns_oid(schema);
@@ -462,6 +474,12 @@ pub fn rewrite(stmt: &mut ast::Statement) {
             {
                 *e = ast::Expr::Value(ast::Value::Number(PG_CLASS_OID.to_string(), false).into());
             }
+            // `x::oid`: a bigint in 0..2^32 here.
+            ast::Expr::Cast {
+                expr, data_type, ..
+            } if data_type.to_string().eq_ignore_ascii_case("oid") => {
+                *e = call("to_oid", ast::Expr::Nested(expr.clone()));
+            }
             ast::Expr::Collate { expr, collation } => {
                 let is_default = collation
                     .0
@@ -545,6 +563,36 @@ pub fn register_functions(ctx: &SessionContext, user: &str) {
         "pg_table_is_visible",
         DataType::Int64,
         ScalarValue::Boolean(Some(true)),
+    ));
+    let to_oid = |args: &[ColumnarValue]| -> DfResult<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(args)?;
+        let Some(a) = arrays.first() else {
+            return Err(DataFusionError::Internal(
+                "to_oid takes one argument".into(),
+            ));
+        };
+        let ints = datafusion::arrow::compute::cast(a, &DataType::Int64)?;
+        let ints = ints
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .ok_or_else(|| DataFusionError::Internal("to_oid: not int8".into()))?;
+        if ints
+            .iter()
+            .flatten()
+            .any(|v| !(0..=i64::from(u32::MAX)).contains(&v))
+        {
+            return Err(DataFusionError::External(Box::new(
+                crate::error::SqlError::new("22003", "OID out of range"),
+            )));
+        }
+        Ok(ColumnarValue::Array(Arc::new(ints.clone())))
+    };
+    ctx.register_udf(datafusion::logical_expr::create_udf(
+        "to_oid",
+        vec![DataType::Int64],
+        DataType::Int64,
+        Volatility::Immutable,
+        Arc::new(to_oid),
     ));
     ctx.register_udf(constant_of_one(
         "pg_encoding_to_char",

@@ -296,6 +296,8 @@ pub fn parse(sql: &str) -> SqlResult<Vec<Statement>> {
         crate::pg_catalog::rewrite(s);
         crate::strings::rename_variadic(s);
         crate::types::array_literals(s);
+        crate::types::bitwise_not(s);
+        crate::types::function_columns(s);
         crate::types::type_integer_literals(s);
         crate::types::numeric_literal_scales(s);
         crate::types::quoted_numbers_in_arithmetic(s);
@@ -373,6 +375,7 @@ impl Session {
         ctx.register_catalog(TMP_CATALOG, Arc::new(tmp));
         register_functions(&ctx, db, user);
         crate::pg_catalog::register_functions(&ctx, user);
+        crate::checked::register_type_functions(&ctx);
         let style = Arc::new(crate::pgtext::SharedStyle::default());
         crate::strings::register(&ctx, &style);
         let settings = default_settings();

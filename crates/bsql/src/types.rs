@@ -576,3 +576,70 @@ fn array_items(text: &str) -> Option<Vec<Option<String>>> {
         }
     }
 }
+
+/// `~x` (bitwise not), which DataFusion lacks, as `x # -1` (exclusive or with all bits set).
+pub fn bitwise_not(stmt: &mut ast::Statement) {
+    let _ = ast::visit_expressions_mut(stmt, |e: &mut ast::Expr| {
+        if let ast::Expr::UnaryOp {
+            op: ast::UnaryOperator::BitwiseNot,
+            expr,
+        } = e
+        {
+            let inner = std::mem::replace(expr.as_mut(), ast::Expr::value(ast::Value::Null));
+            *e = ast::Expr::Nested(Box::new(ast::Expr::BinaryOp {
+                left: Box::new(ast::Expr::Nested(Box::new(inner))),
+                op: ast::BinaryOperator::PGBitwiseXor,
+                right: Box::new(ast::Expr::UnaryOp {
+                    op: ast::UnaryOperator::Minus,
+                    expr: Box::new(ast::Expr::value(ast::Value::Number("1".into(), false))),
+                }),
+            }));
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
+/// The column of a set-returning function in FROM named as PostgreSQL names it: for the
+/// alias (`generate_series(1, 3) g` → `g`), else for the function (`generate_series`).
+pub fn function_columns(stmt: &mut ast::Statement) {
+    struct Namer;
+    impl ast::VisitorMut for Namer {
+        type Break = ();
+        fn pre_visit_table_factor(
+            &mut self,
+            t: &mut ast::TableFactor,
+        ) -> std::ops::ControlFlow<()> {
+            if let ast::TableFactor::Table {
+                name,
+                alias,
+                args: Some(_),
+                with_ordinality: false,
+                ..
+            } = t
+            {
+                let func = name.to_string().to_ascii_lowercase();
+                if matches!(func.as_str(), "generate_series" | "unnest") {
+                    match alias {
+                        None => {
+                            *alias = Some(ast::TableAlias {
+                                explicit: true,
+                                name: ast::Ident::new(&func),
+                                columns: vec![ast::TableAliasColumnDef::from_name(&func)],
+                                at: None,
+                            })
+                        }
+                        Some(a) if a.columns.is_empty() => {
+                            a.columns = vec![ast::TableAliasColumnDef {
+                                name: a.name.clone(),
+                                data_type: None,
+                            }]
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let _ = ast::VisitMut::visit(stmt, &mut Namer);
+}

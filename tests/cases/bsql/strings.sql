@@ -28,3 +28,18 @@ set datestyle = 'nonsense';
 reset datestyle;
 select '{1,2,3}'::int[], '{}'::text[], '{a,"b c",NULL}'::text[];
 drop table ts_out;
+-- Integer corner cases: functions named for types, overflow errors, ~, set-returning
+-- functions' column names, oid.
+select float8(3), int4(2.5::float8), int2(7);
+select int2(70000);
+select -('-9223372036854775808'::int8);
+select abs('-9223372036854775808'::int8);
+select '4567890123456789'::int8::int4;
+select gcd('-9223372036854775808'::int8, 0);
+select ~5 as not5, 6 # 3 as xor;
+select * from generate_series(1, 2);
+select * from generate_series(1, 2) g;
+select * from generate_series(1, 5, 0);
+select cast(123::int8 as oid) as o;
+select cast(4567890123456789::int8 as oid);
+select oid::int8 from pg_class where relname = 'pg_class';
