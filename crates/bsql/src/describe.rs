@@ -346,7 +346,8 @@ fn storage(ty: SqlType) -> &'static str {
         | SqlType::Bpchar
         | SqlType::Bytea
         | SqlType::Json
-        | SqlType::Jsonb => "x",
+        | SqlType::Jsonb
+        | SqlType::Path => "x",
         _ => "p",
     }
 }

@@ -95,7 +95,11 @@ pub fn to_datum(def: &TableDef, col: usize, v: &ScalarValue) -> SqlResult<Datum>
             other => row::datum_from_any_scalar(other, c.ty)?,
         }
     } else {
-        row::datum_from_any_scalar(v, c.ty)?
+        match (c.ty, row::datum_from_any_scalar(v, c.ty)?) {
+            (SqlType::Name, Datum::Text(t)) => Datum::Text(crate::types::name_in(&t)),
+            (SqlType::Path, Datum::Text(t)) => Datum::Text(crate::types::path_in(&t)?),
+            (_, d) => d,
+        }
     };
     fit_len(def, col, d)
 }

@@ -16,6 +16,7 @@
 //! * [`row`], [`types`]: how rows and values are stored and typed;
 //! * [`checked`]: integer arithmetic and conversions as PostgreSQL does them;
 //! * [`strings`]: `format`, `quote_*`, `concat`, `VARIADIC`, `to_date` as PostgreSQL has them;
+//! * [`to_char`]: `to_char` of numbers and timestamps (PostgreSQL's `formatting.c`, ported);
 //! * [`pgtext`]: values written as PostgreSQL writes them (floats, dates, timestamps);
 //! * [`references`], [`literals`]: errors PostgreSQL raises before planning, with positions.
 
@@ -43,6 +44,7 @@ pub mod server;
 pub mod session;
 pub mod strings;
 pub mod temp;
+pub mod to_char;
 pub mod types;
 pub mod views;
 

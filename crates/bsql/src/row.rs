@@ -343,7 +343,9 @@ pub fn build_array<'a>(ty: SqlType, values: impl Iterator<Item = &'a Datum>) -> 
         | SqlType::Bpchar
         | SqlType::Uuid
         | SqlType::Json
-        | SqlType::Jsonb => build!(StringBuilder::new(), Datum::Text(v) => v),
+        | SqlType::Jsonb
+        | SqlType::Name
+        | SqlType::Path => build!(StringBuilder::new(), Datum::Text(v) => v),
     }
 }
 

@@ -485,6 +485,7 @@ impl SimpleQueryHandler for Conn {
         let mut out = Vec::with_capacity(stmts.len());
         let mut notices = Vec::new();
         self.with_session(client, async |session| {
+            session.source = query.to_owned();
             for stmt in stmts {
                 let (kind, t0) = (statement_kind(&stmt), Instant::now());
                 if let Err(e) = crate::references::check(&stmt, query)

@@ -324,6 +324,18 @@ fn no_prepared(name: &str) -> SqlError {
     )
 }
 
+/// A statement prepared with `PREPARE name [(types)] AS ...`.
+struct SqlPrepared {
+    /// Declared parameter types (`None`: not declared, or `unknown`).
+    types: Vec<Option<ast::DataType>>,
+    stmt: Statement,
+    /// The query string that prepared it.
+    source: String,
+    /// Each parameter's type as `pg_prepared_statements` names it (declared or inferred).
+    shown: Vec<String>,
+    prepared_at: i64,
+}
+
 /// A connection's session.
 pub struct Session {
     pub db: String,
@@ -334,8 +346,10 @@ pub struct Session {
     pub txn: Option<TxnBlock>,
     /// Where reads and writes go (the open transaction, if any).
     pub access: Access,
-    /// SQL-level prepared statements (`PREPARE name AS ...`): parameter types and statement.
-    prepared: HashMap<String, (Vec<ast::DataType>, Statement)>,
+    /// SQL-level prepared statements (`PREPARE name AS ...`).
+    prepared: HashMap<String, SqlPrepared>,
+    /// The text of the query string being run (`pg_prepared_statements.statement`).
+    pub source: String,
     /// NOTICEs the last statements raised (SQLSTATE, message), for the server to send.
     pub notices: Vec<(&'static str, String)>,
     /// The session's temporary tables.
@@ -389,6 +403,7 @@ impl Session {
             notices: Vec::new(),
             access,
             prepared: HashMap::new(),
+            source: String::new(),
             temp: Default::default(),
             cursors: Default::default(),
             style,
@@ -547,8 +562,8 @@ impl Session {
             .and_then(|p| p.as_ident())
             .map(crate::ddl::ident)
             .unwrap_or_default();
-        let (types, stmt) = self.prepared.get(&n).ok_or_else(|| no_prepared(&n))?;
-        let mut stmt = stmt.clone();
+        let p = self.prepared.get(&n).ok_or_else(|| no_prepared(&n))?;
+        let (types, mut stmt) = (&p.types, p.stmt.clone());
         let mut highest = types.len();
         let _ = ast::visit_expressions(&stmt, |e: &ast::Expr| {
             if let Some(i) = placeholder(e) {
@@ -569,7 +584,7 @@ impl Session {
         let _ = ast::visit_expressions_mut(&mut stmt, |e: &mut ast::Expr| {
             if let Some(i) = placeholder(e) {
                 let arg = ast::Expr::Nested(Box::new(args[i - 1].clone()));
-                *e = match types.get(i - 1) {
+                *e = match types.get(i - 1).and_then(Option::as_ref) {
                     Some(t) => ast::Expr::Cast {
                         kind: ast::CastKind::DoubleColon,
                         expr: Box::new(arg),
@@ -583,6 +598,184 @@ impl Session {
             std::ops::ControlFlow::<()>::Continue(())
         });
         Ok(stmt)
+    }
+
+    /// `PREPARE`: the declared types checked (`unknown` leaves one to inference), and each
+    /// parameter's type named, declared or inferred from the column it is compared with.
+    async fn prepare_sql(
+        &self,
+        data_types: Vec<ast::DataType>,
+        stmt: Statement,
+    ) -> SqlResult<SqlPrepared> {
+        let mut types = Vec::with_capacity(data_types.len());
+        for t in data_types {
+            if t.to_string().eq_ignore_ascii_case("unknown") {
+                types.push(None);
+                continue;
+            }
+            crate::types::SqlType::from_ast(&t).map_err(|e| {
+                let name = t.to_string().to_ascii_lowercase();
+                match self.source.to_ascii_lowercase().find(&name) {
+                    Some(at) => e.at(self.source[..at].chars().count() + 1),
+                    None => e,
+                }
+            })?;
+            types.push(Some(t));
+        }
+        let mut highest = types.len();
+        let _ = ast::visit_expressions(&stmt, |e: &ast::Expr| {
+            if let Some(i) = placeholder(e) {
+                highest = highest.max(i);
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+        let inferred = self.infer_parameters(&stmt).await;
+        let shown = (1..=highest)
+            .map(|i| {
+                let declared = types
+                    .get(i - 1)
+                    .and_then(Option::as_ref)
+                    .and_then(|t| crate::types::SqlType::from_ast(t).ok())
+                    .map(|(t, _)| t);
+                declared
+                    .or_else(|| inferred.get(&i).copied())
+                    .map_or_else(|| "unknown".to_owned(), |t| t.name())
+            })
+            .collect();
+        Ok(SqlPrepared {
+            types,
+            stmt,
+            source: self.source.clone(),
+            shown,
+            prepared_at: chrono::Utc::now().timestamp_micros(),
+        })
+    }
+
+    /// Parameter types read from the columns they are compared with (`col = $1`), for the
+    /// tables of `public` the statement names.
+    async fn infer_parameters(&self, stmt: &Statement) -> HashMap<usize, crate::types::SqlType> {
+        let mut tables = Vec::new();
+        let _ = ast::visit_relations(stmt, |r: &ast::ObjectName| {
+            if let [ast::ObjectNamePart::Identifier(id)] = r.0.as_slice() {
+                tables.push(crate::ddl::ident(id));
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+        let mut columns: HashMap<String, crate::types::SqlType> = HashMap::new();
+        for t in tables {
+            if let Ok(Some(r)) = self.catalog.table(&self.db, "public", &t).await {
+                for c in &r.def.columns {
+                    columns.entry(c.name.clone()).or_insert(c.ty);
+                }
+            }
+        }
+        let mut out = HashMap::new();
+        let _ = ast::visit_expressions(stmt, |e: &ast::Expr| {
+            if let ast::Expr::BinaryOp { left, right, .. } = e {
+                for (a, b) in [(left, right), (right, left)] {
+                    let col = match a.as_ref() {
+                        ast::Expr::Identifier(i) => Some(crate::ddl::ident(i)),
+                        ast::Expr::CompoundIdentifier(p) => p.last().map(crate::ddl::ident),
+                        _ => None,
+                    };
+                    if let (Some(c), Some(i)) = (col, placeholder(b)) {
+                        if let Some(ty) = columns.get(&c) {
+                            out.entry(i).or_insert(*ty);
+                        }
+                    }
+                }
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+        out
+    }
+
+    /// `pg_prepared_statements`: this session's SQL-level prepared statements, as a table
+    /// registered for the query that reads it (which is pointed at it).
+    fn prepared_statements_table(&self, stmt: &mut Statement) -> SqlResult<()> {
+        let mut reads = false;
+        let _ = ast::visit_relations_mut(stmt, |r: &mut ast::ObjectName| {
+            let last = r.0.last().and_then(|p| p.as_ident()).map(crate::ddl::ident);
+            let schema_ok = r.0.len() == 1
+                || (r.0.len() == 2
+                    && r.0[0]
+                        .as_ident()
+                        .is_some_and(|i| crate::ddl::ident(i) == "pg_catalog"));
+            if schema_ok && last.as_deref() == Some("pg_prepared_statements") {
+                reads = true;
+                *r = ast::ObjectName::from(vec![
+                    ast::Ident::new(TMP_CATALOG),
+                    ast::Ident::new(TMP_SCHEMA),
+                    ast::Ident::new("pg_prepared_statements"),
+                ]);
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+        if !reads {
+            return Ok(());
+        }
+        let mut rows: Vec<(&String, &SqlPrepared)> = self.prepared.iter().collect();
+        rows.sort_by_key(|(_, p)| p.prepared_at);
+        let array = |types: &[String]| {
+            let items: Vec<String> = types
+                .iter()
+                .map(|t| {
+                    if t.contains(' ') {
+                        format!("\"{t}\"")
+                    } else {
+                        t.clone()
+                    }
+                })
+                .collect();
+            format!("{{{}}}", items.join(","))
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("name", DataType::Utf8, false),
+            Field::new("statement", DataType::Utf8, false),
+            Field::new(
+                "prepare_time",
+                DataType::Timestamp(
+                    datafusion::arrow::datatypes::TimeUnit::Microsecond,
+                    Some(Arc::from(crate::types::UTC)),
+                ),
+                false,
+            ),
+            Field::new("parameter_types", DataType::Utf8, false),
+            Field::new("from_sql", DataType::Boolean, false),
+            Field::new("generic_plans", DataType::Int64, false),
+            Field::new("custom_plans", DataType::Int64, false),
+        ]));
+        let n = rows.len();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))) as ArrayRef,
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.1.source.as_str()),
+                )),
+                Arc::new(
+                    datafusion::arrow::array::TimestampMicrosecondArray::from_iter_values(
+                        rows.iter().map(|r| r.1.prepared_at),
+                    )
+                    .with_timezone(crate::types::UTC),
+                ),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| array(&r.1.shown)),
+                )),
+                Arc::new(datafusion::arrow::array::BooleanArray::from(vec![true; n])),
+                Arc::new(datafusion::arrow::array::Int64Array::from(vec![0; n])),
+                Arc::new(datafusion::arrow::array::Int64Array::from(vec![0; n])),
+            ],
+        )?;
+        let table = datafusion::datasource::MemTable::try_new(schema, vec![vec![batch]])?;
+        let name = datafusion::common::TableReference::full(
+            TMP_CATALOG,
+            TMP_SCHEMA,
+            "pg_prepared_statements",
+        );
+        let _ = self.ctx.deregister_table(name.clone());
+        self.ctx.register_table(name, Arc::new(table))?;
+        Ok(())
     }
 
     async fn execute_inner(&mut self, stmt: Statement) -> SqlResult<Output> {
@@ -905,7 +1098,8 @@ impl Session {
                         format!("prepared statement \"{name}\" already exists"),
                     ));
                 }
-                self.prepared.insert(name, (data_types, *statement));
+                let p = self.prepare_sql(data_types, *statement).await?;
+                self.prepared.insert(name, p);
                 Ok(Output::tag("PREPARE"))
             }
             Statement::Execute {
@@ -1036,7 +1230,8 @@ impl Session {
     }
 
     /// Plan and run a query with DataFusion; result columns get PostgreSQL's names.
-    pub async fn query(&self, stmt: Statement) -> SqlResult<Output> {
+    pub async fn query(&self, mut stmt: Statement) -> SqlResult<Output> {
+        self.prepared_statements_table(&mut stmt)?;
         let names = match &stmt {
             Statement::Query(q) => output_names(q),
             _ => None,

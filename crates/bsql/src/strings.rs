@@ -42,6 +42,7 @@ pub fn register(ctx: &SessionContext, style: &Arc<SharedStyle>) {
         Kind::FormatVariadic,
         Kind::ToDate,
         Kind::ToTimestamp,
+        Kind::ToChar,
     ] {
         ctx.register_udf(ScalarUDF::new_from_impl(PgString {
             kind,
@@ -64,6 +65,7 @@ enum Kind {
     FormatVariadic,
     ToDate,
     ToTimestamp,
+    ToChar,
 }
 
 impl Kind {
@@ -80,6 +82,7 @@ impl Kind {
             Kind::FormatVariadic => "format_variadic",
             Kind::ToDate => "to_date",
             Kind::ToTimestamp => "to_timestamp",
+            Kind::ToChar => "to_char",
         }
     }
 }
@@ -142,7 +145,7 @@ impl ScalarUDFImpl for PgString {
             Kind::QuoteLiteral | Kind::QuoteIdent | Kind::QuoteNullable | Kind::ConcatVariadic => {
                 1..=1
             }
-            Kind::ConcatWsVariadic | Kind::FormatVariadic | Kind::ToDate => 2..=2,
+            Kind::ConcatWsVariadic | Kind::FormatVariadic | Kind::ToDate | Kind::ToChar => 2..=2,
             Kind::ToTimestamp => 1..=2,
             Kind::ConcatWs | Kind::Format => 1..=usize::MAX,
             Kind::Concat => 0..=usize::MAX,
@@ -171,6 +174,9 @@ impl ScalarUDFImpl for PgString {
         let style = self.style.get();
         if matches!(self.kind, Kind::ToDate | Kind::ToTimestamp) {
             return answer(to_datetime(self.kind, &arrays, rows, style)?, scalar);
+        }
+        if self.kind == Kind::ToChar {
+            return answer(to_char(&arrays, rows, style)?, scalar);
         }
         let text = |c: usize, row: usize| value_text(&arrays[c], row, style);
         let mut out: Vec<Option<String>> = Vec::with_capacity(rows);
@@ -220,7 +226,7 @@ impl ScalarUDFImpl for PgString {
                         .unwrap_or_else(|| "NULL".into()),
                 ),
                 Kind::QuoteIdent => text(0, row).map(|t| quote_ident(&t)),
-                Kind::ToDate | Kind::ToTimestamp => None,
+                Kind::ToDate | Kind::ToTimestamp | Kind::ToChar => None,
             };
             out.push(value);
         }
@@ -690,6 +696,95 @@ fn to_datetime(kind: Kind, arrays: &[ArrayRef], rows: usize, style: Style) -> Re
         Kind::ToDate => Arc::new(Date32Array::from(days)),
         _ => Arc::new(TimestampMicrosecondArray::from(micros).with_timezone(crate::types::UTC)),
     })
+}
+
+/// `to_char(value, template)`: numbers and dates/timestamps as PostgreSQL formats them
+/// ([`crate::to_char`]).
+fn to_char(arrays: &[ArrayRef], rows: usize, style: Style) -> Result<ArrayRef> {
+    use crate::to_char::{datetime, number, Num};
+    use datafusion::arrow::datatypes::{
+        Date32Type, Decimal128Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type,
+    };
+    let [value, template] = arrays else {
+        return Err(DataFusionError::Internal(
+            "to_char takes two arguments".into(),
+        ));
+    };
+    // Timestamps in microseconds, PostgreSQL's precision.
+    let value = match value.data_type() {
+        DataType::Timestamp(unit, tz) if *unit != TimeUnit::Microsecond => {
+            datafusion::arrow::compute::cast(
+                value,
+                &DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
+            )?
+        }
+        _ => value.clone(),
+    };
+    let bad = |e: crate::to_char::ToCharError| sql_err(SqlError::new(e.code, e.message));
+    let mut out: Vec<Option<String>> = Vec::with_capacity(rows);
+    for row in 0..rows {
+        let Some(fmt) = value_text(template, row, style) else {
+            out.push(None);
+            continue;
+        };
+        if value.data_type() == &DataType::Null || value.is_null(row) {
+            out.push(None);
+            continue;
+        }
+        let num = match value.data_type() {
+            DataType::Int16 => Some(Num::Int(
+                value.as_primitive::<Int16Type>().value(row).into(),
+            )),
+            DataType::Int32 => Some(Num::Int(
+                value.as_primitive::<Int32Type>().value(row).into(),
+            )),
+            DataType::Int64 => Some(Num::Int(value.as_primitive::<Int64Type>().value(row))),
+            DataType::Float32 => Some(Num::Float4(value.as_primitive::<Float32Type>().value(row))),
+            DataType::Float64 => Some(Num::Float8(value.as_primitive::<Float64Type>().value(row))),
+            DataType::Decimal128(_, scale) => Some(Num::Numeric {
+                unscaled: value.as_primitive::<Decimal128Type>().value(row),
+                scale: (*scale).max(0) as u32,
+            }),
+            _ => None,
+        };
+        if let Some(num) = num {
+            out.push(Some(number(&num, &fmt).map_err(bad)?));
+            continue;
+        }
+        let (t, zone) = match value.data_type() {
+            DataType::Date32 => {
+                let days = value.as_primitive::<Date32Type>().value(row);
+                let t = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)
+                    .and_then(|d| d.checked_add_signed(chrono::Duration::days(days.into())))
+                    .and_then(|d| d.and_hms_opt(0, 0, 0));
+                (t, None)
+            }
+            DataType::Timestamp(TimeUnit::Microsecond, tz) => {
+                let micros = value
+                    .as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
+                    .value(row);
+                let t = chrono::DateTime::from_timestamp_micros(micros).map(|t| t.naive_utc());
+                (t, tz.as_ref().map(|_| (0, "UTC")))
+            }
+            other => {
+                return Err(sql_err(
+                    SqlError::new(
+                        "42883",
+                        format!(
+                            "function to_char({}, text) does not exist",
+                            crate::types::SqlType::of_arrow(other).name()
+                        ),
+                    )
+                    .with_hint("No function matches the given name and argument types. You might need to add explicit type casts."),
+                ))
+            }
+        };
+        let t = t.ok_or_else(|| sql_err(SqlError::new("22008", "timestamp out of range")))?;
+        let text = datetime(&t, zone, &fmt).map_err(bad)?;
+        // An empty template gives NULL for dates and times.
+        out.push((!text.is_empty()).then_some(text));
+    }
+    Ok(Arc::new(StringArray::from(out)))
 }
 
 /// SQL text with each `VARIADIC` argument keyword rewritten to a named argument

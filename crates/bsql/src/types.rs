@@ -36,6 +36,10 @@ pub enum SqlType {
     Uuid,
     Json,
     Jsonb,
+    /// PostgreSQL's type of identifiers: text of at most 63 bytes (longer is cut).
+    Name,
+    /// A geometric path: points, open (`[...]`) or closed (`(...)`), kept as its text.
+    Path,
 }
 
 /// Time zone DataFusion attaches to `timestamptz` values.
@@ -112,7 +116,8 @@ impl SqlType {
                     "timestamptz" => (SqlType::TimestampTz, None),
                     "bpchar" => (SqlType::Bpchar, None),
                     // PostgreSQL's type of identifiers (at most 63 bytes).
-                    "name" => (SqlType::Varchar, Some(63)),
+                    "name" => (SqlType::Name, None),
+                    "path" => (SqlType::Path, None),
                     "float4" => (SqlType::Float4, None),
                     "float8" => (SqlType::Float8, None),
                     "int2" => (SqlType::Int2, None),
@@ -147,7 +152,9 @@ impl SqlType {
             | SqlType::Bpchar
             | SqlType::Uuid
             | SqlType::Json
-            | SqlType::Jsonb => DataType::Utf8,
+            | SqlType::Jsonb
+            | SqlType::Name
+            | SqlType::Path => DataType::Utf8,
             SqlType::Bytea => DataType::Binary,
             SqlType::Date => DataType::Date32,
             SqlType::Time => DataType::Time64(TimeUnit::Microsecond),
@@ -181,6 +188,8 @@ impl SqlType {
             SqlType::Uuid => Type::UUID,
             SqlType::Json => Type::JSON,
             SqlType::Jsonb => Type::JSONB,
+            SqlType::Name => Type::NAME,
+            SqlType::Path => Type::PATH,
         }
     }
 
@@ -211,6 +220,8 @@ impl SqlType {
             SqlType::Uuid => "uuid".into(),
             SqlType::Json => "json".into(),
             SqlType::Jsonb => "jsonb".into(),
+            SqlType::Name => "name".into(),
+            SqlType::Path => "path".into(),
         }
     }
 
@@ -642,4 +653,50 @@ pub fn function_columns(stmt: &mut ast::Statement) {
         }
     }
     let _ = ast::VisitMut::visit(stmt, &mut Namer);
+}
+
+/// A `name` value: cut to 63 bytes (at a character boundary), as PostgreSQL cuts it.
+pub fn name_in(text: &str) -> String {
+    let mut end = text.len().min(63);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+/// PostgreSQL's `path_in`: `[(x1,y1),...]` (open), `((x1,y1),...)` or `(x1,y1),...`
+/// (closed), blanks allowed between the parts; the path as `path_out` writes it.
+pub fn path_in(text: &str) -> SqlResult<String> {
+    let bad = || SqlError::invalid_input(format!("invalid input syntax for type path: \"{text}\""));
+    let t = text.trim();
+    let (open, body) = if let Some(b) = t.strip_prefix('[') {
+        (true, b.strip_suffix(']').ok_or_else(bad)?)
+    } else if t.starts_with("((") || (t.starts_with('(') && t[1..].trim_start().starts_with('(')) {
+        (false, t[1..].strip_suffix(')').ok_or_else(bad)?)
+    } else {
+        (false, t)
+    };
+    // The numbers, in pairs.
+    let numbers: Vec<&str> = body
+        .split([',', '(', ')'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    let shape_ok = body.chars().filter(|c| *c == '(').count() * 2 == numbers.len()
+        && body.chars().filter(|c| *c == ')').count() * 2 == numbers.len();
+    if numbers.is_empty() || !numbers.len().is_multiple_of(2) || !shape_ok {
+        return Err(bad());
+    }
+    let mut points = Vec::with_capacity(numbers.len() / 2);
+    for pair in numbers.chunks(2) {
+        let x = crate::literals::parse_float(pair[0], false).map_err(|_| bad())?;
+        let y = crate::literals::parse_float(pair[1], false).map_err(|_| bad())?;
+        points.push(format!(
+            "({},{})",
+            crate::pgtext::pg_float(x, 15, 1),
+            crate::pgtext::pg_float(y, 15, 1)
+        ));
+    }
+    let (l, r) = if open { ('[', ']') } else { ('(', ')') };
+    Ok(format!("{l}{}{r}", points.join(",")))
 }

@@ -43,3 +43,21 @@ select * from generate_series(1, 5, 0);
 select cast(123::int8 as oid) as o;
 select cast(4567890123456789::int8 as oid);
 select oid::int8 from pg_class where relname = 'pg_class';
+-- to_char of numbers and timestamps, PostgreSQL's templates.
+select to_char(4567890123456789::int8, '9G999G999G999G999G999'), to_char(-123, '9999PR'), to_char(1234.5::numeric, 'FM9,999.00');
+select to_char(485, 'RN'), to_char(0.00012::float8, '9.99EEEE'), to_char(12, '99th');
+select to_char(timestamp '2024-03-05 14:07:09.25', 'YYYY-MM-DD HH24:MI:SS.MS Dy Month DDth');
+select to_char(date '2024-03-05', 'FMDay, DD Mon YYYY');
+-- Prepared statements and pg_prepared_statements; name and path columns.
+create table prep_t (id int primary key, n name, p path);
+insert into prep_t values (1, 'alpha', '[(1,2),(3,4.5)]'), (2, 'beta', '((0,0),(1,1))');
+select * from prep_t order by id;
+insert into prep_t values (3, 'x', 'not a path');
+prepare pq(int) as select n from prep_t where id = $1;
+prepare pq2 as select id from prep_t where n = $1 and p = $2;
+execute pq(1);
+select name, statement, parameter_types from pg_prepared_statements order by name;
+prepare pq3(nosuchtype) as select $1;
+deallocate all;
+select count(*) from pg_prepared_statements;
+drop table prep_t;
