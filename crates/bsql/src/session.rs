@@ -202,6 +202,52 @@ fn ctas_column_names(sql: &str) -> Option<String> {
     ))
 }
 
+/// `CREATE [TEMP] TABLE t AS EXECUTE name (args) [WITH [NO] DATA]`, which sqlparser does
+/// not take: a CREATE TABLE whose query carries the EXECUTE statement (as the body of an
+/// `INSERT` set expression, which no query of a client's can have), bound to the prepared
+/// statement when it runs ([`Session::bind_ctas_execute`]); `WITH NO DATA` is `LIMIT 0`.
+/// `None`: `sql` is not one such statement.
+fn ctas_execute(sql: &str) -> Option<SqlResult<Statement>> {
+    let t = sql.trim().trim_end_matches(';').trim_end();
+    let lower = t.to_ascii_lowercase();
+    if !lower.starts_with("create ") || t.contains(';') {
+        return None;
+    }
+    let at = lower.find(" as execute ")?;
+    let (head, tail) = (&t[..at], &t[at + " as ".len()..]);
+    let tail_lower = tail.to_ascii_lowercase();
+    let (execute, no_data) = if tail_lower.ends_with("with no data") {
+        (&tail[..tail.len() - "with no data".len()], true)
+    } else if tail_lower.ends_with("with data") {
+        (&tail[..tail.len() - "with data".len()], false)
+    } else {
+        (tail, false)
+    };
+    Some((|| {
+        let mut create = Parser::parse_sql(&PostgreSqlDialect {}, &format!("{head} AS SELECT 1"))
+            .map_err(|e| SqlError::from_parser(sql, &e.to_string()))?;
+        let exec = Parser::parse_sql(&PostgreSqlDialect {}, execute.trim())
+            .map_err(|e| SqlError::from_parser(sql, &e.to_string()))?;
+        let (Some(Statement::CreateTable(mut ct)), Some(exec @ Statement::Execute { .. })) =
+            (create.pop(), exec.into_iter().next())
+        else {
+            return Err(SqlError::syntax("syntax error at or near \"EXECUTE\""));
+        };
+        let Some(q) = ct.query.as_mut() else {
+            return Err(SqlError::syntax("syntax error at or near \"EXECUTE\""));
+        };
+        *q.body = ast::SetExpr::Insert(exec);
+        if no_data {
+            q.limit_clause = Some(ast::LimitClause::LimitOffset {
+                limit: Some(ast::Expr::value(ast::Value::Number("0".into(), false))),
+                offset: None,
+                limit_by: vec![],
+            });
+        }
+        Ok(Statement::CreateTable(ct))
+    })())
+}
+
 /// `TABLE t` (a query) spelled `SELECT * FROM t`, where a query may start: sqlparser
 /// reads three tokens after `TABLE`, so `(TABLE t) AS s` and `TABLE t; ...` fail to parse.
 /// `None`: no such `TABLE` in `sql`.
@@ -268,6 +314,9 @@ pub fn parse(sql: &str) -> SqlResult<Vec<Statement>> {
     };
     if let Some(fetch) = crate::cursor::parse(&sql) {
         return Ok(vec![fetch?]);
+    }
+    if let Some(ctas) = ctas_execute(&sql) {
+        return Ok(vec![ctas?]);
     }
     // ABORT [WORK | TRANSACTION]: PostgreSQL's ROLLBACK, which sqlparser does not know.
     let words: Vec<String> = sql
@@ -581,6 +630,28 @@ impl Session {
                 args.len()
             )));
         }
+        for (i, arg) in args.iter().enumerate() {
+            let target = types
+                .get(i)
+                .and_then(Option::as_ref)
+                .and_then(|t| crate::types::SqlType::from_ast(t).ok())
+                .map(|(t, _)| t);
+            if let (Some(to), Some(from)) = (target, crate::types::known_type(arg)) {
+                if !crate::types::assignable(from, to) {
+                    return Err(SqlError::new(
+                        "42804",
+                        format!(
+                            "parameter ${} of type {} cannot be coerced to the expected type {}",
+                            i + 1,
+                            from.name(),
+                            to.name()
+                        ),
+                    )
+                    .with_hint("You will need to rewrite or cast the expression.")
+                    .at_node(arg));
+                }
+            }
+        }
         let _ = ast::visit_expressions_mut(&mut stmt, |e: &mut ast::Expr| {
             if let Some(i) = placeholder(e) {
                 let arg = ast::Expr::Nested(Box::new(args[i - 1].clone()));
@@ -598,6 +669,36 @@ impl Session {
             std::ops::ControlFlow::<()>::Continue(())
         });
         Ok(stmt)
+    }
+
+    /// A `CREATE TABLE ... AS EXECUTE` ([`ctas_execute`]) given the prepared query, bound
+    /// to its arguments; other statements are left alone.
+    fn bind_ctas_execute(&self, ct: &mut ast::CreateTable) -> SqlResult<()> {
+        let Some(q) = ct.query.as_mut() else {
+            return Ok(());
+        };
+        let ast::SetExpr::Insert(Statement::Execute {
+            name: Some(name),
+            parameters,
+            ..
+        }) = q.body.as_ref()
+        else {
+            return Ok(());
+        };
+        let Statement::Query(bound) = self.bind_prepared(name, parameters)? else {
+            return Err(SqlError::new("42809", "prepared statement is not a SELECT"));
+        };
+        if q.limit_clause.is_some() {
+            // WITH NO DATA: the columns, no rows.
+            let sql = format!("SELECT * FROM ({bound}) AS _execute LIMIT 0");
+            let Some(Statement::Query(empty)) = parse(&sql)?.pop() else {
+                return Err(SqlError::internal("WITH NO DATA"));
+            };
+            *q = empty;
+        } else {
+            *q = bound;
+        }
+        Ok(())
     }
 
     /// `PREPARE`: the declared types checked (`unknown` leaves one to inference), and each
@@ -794,7 +895,8 @@ impl Session {
             Statement::Update(upd) => Box::pin(dml::update(self, &upd)).await,
             Statement::Delete(del) => Box::pin(dml::delete(self, &del)).await,
             Statement::Truncate(t) => Box::pin(dml::truncate(self, &t)).await,
-            Statement::CreateTable(ct) if ct.query.is_some() => {
+            Statement::CreateTable(mut ct) if ct.query.is_some() => {
+                self.bind_ctas_execute(&mut ct)?;
                 match Box::pin(dml::create_table_as(self, &ct)).await? {
                     Some(n) => Ok(Output::Command(format!("SELECT {n}"))),
                     None => {

@@ -700,3 +700,44 @@ pub fn path_in(text: &str) -> SqlResult<String> {
     let (l, r) = if open { ('[', ']') } else { ('(', ')') };
     Ok(format!("{l}{}{r}", points.join(",")))
 }
+
+/// The type of an expression whose type is plain from its text: a cast, a boolean or a
+/// number literal (a quoted literal has none yet: it takes the type it is given).
+pub fn known_type(e: &ast::Expr) -> Option<SqlType> {
+    match e {
+        ast::Expr::Cast { data_type, .. } => SqlType::from_ast(data_type).ok().map(|(t, _)| t),
+        ast::Expr::Nested(inner) => known_type(inner),
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::Boolean(_) => Some(SqlType::Bool),
+            ast::Value::Number(n, _) if n.parse::<i32>().is_ok() => Some(SqlType::Int4),
+            ast::Value::Number(n, _) if n.parse::<i64>().is_ok() => Some(SqlType::Int8),
+            ast::Value::Number(..) => Some(SqlType::Numeric {
+                precision: 38,
+                scale: 10,
+            }),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Whether PostgreSQL converts a `from` value to `to` where a value is assigned (a column,
+/// a parameter): within the number types, to any string type, between dates and
+/// timestamps, json to jsonb and back.
+pub fn assignable(from: SqlType, to: SqlType) -> bool {
+    use SqlType as T;
+    let number = |t: T| {
+        matches!(
+            t,
+            T::Int2 | T::Int4 | T::Int8 | T::Float4 | T::Float8 | T::Numeric { .. }
+        )
+    };
+    let string = |t: T| matches!(t, T::Text | T::Varchar | T::Bpchar | T::Name);
+    let datetime = |t: T| matches!(t, T::Date | T::Timestamp | T::TimestampTz);
+    let json = |t: T| matches!(t, T::Json | T::Jsonb);
+    std::mem::discriminant(&from) == std::mem::discriminant(&to)
+        || string(to)
+        || (number(from) && number(to))
+        || (datetime(from) && datetime(to))
+        || (json(from) && json(to))
+}

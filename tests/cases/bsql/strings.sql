@@ -61,3 +61,15 @@ prepare pq3(nosuchtype) as select $1;
 deallocate all;
 select count(*) from pg_prepared_statements;
 drop table prep_t;
+-- EXECUTE arguments are checked against the declared types; CREATE TABLE AS EXECUTE.
+create table prep_u (id int primary key, v text);
+insert into prep_u values (1, 'one'), (2, 'two');
+prepare pu(int, float8) as select id, v from prep_u where id >= $1 and id < $2 order by id;
+execute pu(1, true);
+execute pu('1', 10.5::numeric);
+create temporary table pu_copy as execute pu(1, 3);
+select * from pu_copy order by id;
+create temporary table pu_empty as execute pu(1, 3) with no data;
+select * from pu_empty;
+deallocate pu;
+drop table prep_u;
