@@ -570,15 +570,20 @@ fn functions() -> &'static Functions {
 
 /// The type a function named for a type converts to (`float8(x)` is `x::float8`).
 fn type_function(name: &str) -> Option<DataType> {
-    Some(match name {
-        "float8" => DataType::Float64,
-        "float4" => DataType::Float32,
-        "int8" => DataType::Int64,
-        "int4" => DataType::Int32,
-        "int2" => DataType::Int16,
-        _ => return None,
-    })
+    TYPE_FUNCTIONS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, t)| t.clone())
 }
+
+/// The functions named for types, and the types they convert to.
+const TYPE_FUNCTIONS: [(&str, DataType); 5] = [
+    ("float8", DataType::Float64),
+    ("float4", DataType::Float32),
+    ("int8", DataType::Int64),
+    ("int4", DataType::Int32),
+    ("int2", DataType::Int16),
+];
 
 /// A function named for a type: a cast (the analyzer rule plans it as one).
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -618,7 +623,7 @@ impl ScalarUDFImpl for TypeFunction {
 
 /// Register the functions named for types (`float8(x)`, `int4(x)` ...).
 pub fn register_type_functions(ctx: &datafusion::prelude::SessionContext) {
-    for name in ["float8", "float4", "int8", "int4", "int2"] {
+    for (name, _) in TYPE_FUNCTIONS {
         ctx.register_udf(ScalarUDF::new_from_impl(TypeFunction {
             name,
             signature: Signature::any(1, Volatility::Immutable),

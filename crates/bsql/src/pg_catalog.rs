@@ -386,7 +386,8 @@ impl SchemaProvider for PgCatalog {
 /// Rewrite what psql's catalog queries say in ways DataFusion does not take:
 /// `pg_catalog.f(...)` is `f(...)`, `OPERATOR(pg_catalog.~)` is `~`, and `COLLATE
 /// pg_catalog.default` is dropped. Also `FROM generate_series(1, 3) g`: as in PostgreSQL, the
-/// alias of a function returning one column names that column too.
+/// alias of a function returning one column names that column too, and without an alias the
+/// function's name does (`generate_series`).
 pub fn rewrite(stmt: &mut ast::Statement) {
     struct ScalarFunctionAliases;
     impl ast::VisitorMut for ScalarFunctionAliases {
@@ -398,20 +399,30 @@ pub fn rewrite(stmt: &mut ast::Statement) {
             if let ast::TableFactor::Table {
                 name,
                 args: Some(_),
-                alias: Some(alias),
+                alias,
+                with_ordinality: false,
                 ..
             } = tf
             {
-                let single_column = name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| {
-                    ["generate_series", "unnest"]
-                        .iter()
-                        .any(|f| i.value.eq_ignore_ascii_case(f))
-                });
-                if single_column && alias.columns.is_empty() {
-                    alias.columns.push(ast::TableAliasColumnDef {
-                        name: alias.name.clone(),
-                        data_type: None,
+                let single_column = name
+                    .0
+                    .last()
+                    .and_then(|p| p.as_ident())
+                    .map(|i| i.value.to_ascii_lowercase())
+                    .filter(|f| ["generate_series", "unnest"].contains(&f.as_str()));
+                if let Some(function) = single_column {
+                    let alias = alias.get_or_insert_with(|| ast::TableAlias {
+                        explicit: true,
+                        name: ast::Ident::new(&function),
+                        columns: vec![],
+                        at: None,
                     });
+                    if alias.columns.is_empty() {
+                        alias.columns.push(ast::TableAliasColumnDef {
+                            name: alias.name.clone(),
+                            data_type: None,
+                        });
+                    }
                 }
             }
             std::ops::ControlFlow::Continue(())

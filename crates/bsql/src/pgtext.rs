@@ -222,54 +222,60 @@ pub fn rewrites(ty: &DataType) -> bool {
     )
 }
 
-/// A column's values as PostgreSQL writes them, for the types [`rewrites`] names.
-pub fn column_text(c: &ArrayRef, style: Style) -> Option<StringArray> {
-    // Other units in microseconds, PostgreSQL's precision.
-    let micros = match c.data_type() {
-        DataType::Time64(TimeUnit::Nanosecond) => Some(DataType::Time64(TimeUnit::Microsecond)),
+/// `c` with its times and timestamps in microseconds, PostgreSQL's precision.
+fn in_micros(c: &ArrayRef) -> Option<ArrayRef> {
+    let ty = match c.data_type() {
+        DataType::Time64(TimeUnit::Nanosecond) => DataType::Time64(TimeUnit::Microsecond),
         DataType::Timestamp(unit, tz) if *unit != TimeUnit::Microsecond => {
-            Some(DataType::Timestamp(TimeUnit::Microsecond, tz.clone()))
+            DataType::Timestamp(TimeUnit::Microsecond, tz.clone())
         }
-        _ => None,
+        _ => return Some(c.clone()),
     };
-    if let Some(ty) = micros {
-        let c = datafusion::arrow::compute::cast(c, &ty).ok()?;
-        return column_text(&c, style);
-    }
+    datafusion::arrow::compute::cast(c, &ty).ok()
+}
+
+/// Row `j` (not null) of a column of a type [`rewrites`] names, in microseconds.
+fn rewritten_text(c: &ArrayRef, j: usize, style: Style) -> Option<String> {
     Some(match c.data_type() {
-        DataType::Float64 => c
-            .as_primitive::<Float64Type>()
-            .iter()
-            .map(|v| v.map(|v| pg_float(v, 15, style.float_digits)))
-            .collect(),
-        DataType::Float32 => c
-            .as_primitive::<Float32Type>()
-            .iter()
-            .map(|v| v.map(|v| pg_float4(v, style.float_digits)))
-            .collect(),
-        DataType::Decimal128(38, 10) => {
-            let d = c.as_primitive::<Decimal128Type>();
-            (0..d.len())
-                .map(|j| d.is_valid(j).then(|| trimmed_decimal(d.value(j), 10)))
-                .collect()
+        DataType::Float64 => pg_float(
+            c.as_primitive::<Float64Type>().value(j),
+            15,
+            style.float_digits,
+        ),
+        DataType::Float32 => {
+            pg_float4(c.as_primitive::<Float32Type>().value(j), style.float_digits)
         }
-        DataType::Date32 => c
-            .as_primitive::<Date32Type>()
-            .iter()
-            .map(|v| v.map(|v| date_text(v, style)))
-            .collect(),
-        DataType::Time64(TimeUnit::Microsecond) => c
-            .as_primitive::<Time64MicrosecondType>()
-            .iter()
-            .map(|v| v.map(time_text))
-            .collect(),
-        DataType::Timestamp(TimeUnit::Microsecond, tz) => c
-            .as_primitive::<TimestampMicrosecondType>()
-            .iter()
-            .map(|v| v.map(|v| timestamp_text(v, tz.is_some(), style)))
-            .collect(),
+        DataType::Decimal128(38, 10) => {
+            trimmed_decimal(c.as_primitive::<Decimal128Type>().value(j), 10)
+        }
+        DataType::Date32 => date_text(c.as_primitive::<Date32Type>().value(j), style),
+        DataType::Time64(TimeUnit::Microsecond) => {
+            time_text(c.as_primitive::<Time64MicrosecondType>().value(j))
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, tz) => timestamp_text(
+            c.as_primitive::<TimestampMicrosecondType>().value(j),
+            tz.is_some(),
+            style,
+        ),
         _ => return None,
     })
+}
+
+/// A column's values as PostgreSQL writes them, for the types [`rewrites`] names.
+pub fn column_text(c: &ArrayRef, style: Style) -> Option<StringArray> {
+    if !rewrites(c.data_type()) {
+        return None;
+    }
+    let c = in_micros(c)?;
+    Some(
+        (0..c.len())
+            .map(|j| {
+                c.is_valid(j)
+                    .then(|| rewritten_text(&c, j, style))
+                    .flatten()
+            })
+            .collect(),
+    )
 }
 
 /// Row `row` of `c` as PostgreSQL's output function writes it (`None` for NULL).
@@ -278,8 +284,7 @@ pub fn value_text(c: &ArrayRef, row: usize, style: Style) -> Option<String> {
         return None;
     }
     if rewrites(c.data_type()) {
-        let one = c.slice(row, 1);
-        return column_text(&one, style).and_then(|s| s.is_valid(0).then(|| s.value(0).to_owned()));
+        return rewritten_text(&in_micros(&c.slice(row, 1))?, 0, style);
     }
     Some(match c.data_type() {
         DataType::Boolean => if c.as_boolean().value(row) { "t" } else { "f" }.to_owned(),

@@ -65,9 +65,6 @@ pub struct Conn {
     password_auth: bool,
     /// Where the SCRAM exchange stands (with `password_auth`).
     scram: Mutex<Scram>,
-    /// How the session writes values (`extra_float_digits`, `DateStyle`) as of its last
-    /// statement, for writing results.
-    style: std::sync::Mutex<Style>,
 }
 
 /// The server side of a SCRAM-SHA-256 login.
@@ -94,7 +91,6 @@ impl Conn {
             cancels,
             password_auth,
             scram: Mutex::new(Scram::Requested),
-            style: Default::default(),
         })
     }
 
@@ -167,18 +163,6 @@ impl Conn {
                 *state = Scram::Requested;
                 Ok(true)
             }
-        }
-    }
-
-    /// How the session wrote values as of its last statement.
-    fn style(&self) -> Style {
-        self.style.lock().map(|s| *s).unwrap_or_default()
-    }
-
-    /// Remember how the session writes values now.
-    fn keep_style(&self, session: &Session) {
-        if let Ok(mut s) = self.style.lock() {
-            *s = session.text_style();
         }
     }
 
@@ -466,15 +450,16 @@ impl SimpleQueryHandler for Conn {
         }
         // psql's `\d <table>` follow-up queries: PostgreSQL-only syntax, answered directly.
         if let Some(req) = crate::describe::recognise(query) {
-            let r = self
+            let (r, style) = self
                 .with_session(client, async |s| {
-                    crate::describe::answer(&s.catalog, &s.db, &req).await
+                    let r = crate::describe::answer(&s.catalog, &s.db, &req).await;
+                    (r, s.text_style())
                 })
                 .await;
             self.metrics
                 .observe("describe", std::time::Duration::ZERO, r.is_ok());
             return Ok(vec![match r {
-                Ok(o) => respond(o, &Format::UnifiedText, self.style())?,
+                Ok(o) => respond(o, &Format::UnifiedText, style)?,
                 Err(e) => error_response(e),
             }]);
         }
@@ -498,9 +483,8 @@ impl SimpleQueryHandler for Conn {
                 let r = session.execute(stmt).await;
                 notices.append(&mut session.notices);
                 self.metrics.observe(kind, t0.elapsed(), r.is_ok());
-                self.keep_style(session);
                 match r {
-                    Ok(o) => out.push(respond(o, &Format::UnifiedText, self.style())?),
+                    Ok(o) => out.push(respond(o, &Format::UnifiedText, session.text_style())?),
                     Err(e) => {
                         // Like PostgreSQL: the error ends this query string.
                         out.push(error_response(e.locate(query)));
@@ -1057,27 +1041,20 @@ impl Conn {
             let params = (0..portal.parameter_len())
                 .map(|i| param_text(portal, i, prepared.params.get(i).unwrap_or(&Type::TEXT)))
                 .collect::<PgWireResult<Vec<_>>>()?;
-            let out = self
-                .with_session(client, async |s| s.execute_fast(plan, &params).await)
-                .await
-                .map_err(to_pg)?;
-            if let Some(out) = out {
-                return respond(out, &portal.result_column_format, self.style());
+            let (out, style) = self
+                .with_session(client, async |s| {
+                    (s.execute_fast(plan, &params).await, s.text_style())
+                })
+                .await;
+            if let Some(out) = out.map_err(to_pg)? {
+                return respond(out, &portal.result_column_format, style);
             }
         }
         let mut stmt = prepared.stmt.clone();
         bind(&mut stmt, portal, &prepared.params)?;
-        let out: SqlResult<Output> = self
-            .with_session(client, async |s| {
-                let out = s.execute(stmt).await;
-                self.keep_style(s);
-                out
-            })
+        let (out, style): (SqlResult<Output>, Style) = self
+            .with_session(client, async |s| (s.execute(stmt).await, s.text_style()))
             .await;
-        respond(
-            out.map_err(to_pg)?,
-            &portal.result_column_format,
-            self.style(),
-        )
+        respond(out.map_err(to_pg)?, &portal.result_column_format, style)
     }
 }

@@ -284,6 +284,17 @@ fn table_queries(sql: &str) -> Option<String> {
         }
         prev = Some(&t.token);
     }
+    replace_tokens(sql, &starts, "TABLE".len(), "SELECT * FROM")
+}
+
+/// `sql` with the `len` bytes at each token start (as the tokenizer located them) replaced
+/// by `with`; `None` if there are none (or a location is not in `sql`).
+pub(crate) fn replace_tokens(
+    sql: &str,
+    starts: &[datafusion::sql::sqlparser::tokenizer::Location],
+    len: usize,
+    with: &str,
+) -> Option<String> {
     if starts.is_empty() {
         return None;
     }
@@ -292,7 +303,7 @@ fn table_queries(sql: &str) -> Option<String> {
     for at in starts.iter().rev() {
         let chars = crate::error::char_offset(sql, at.line as usize, at.column as usize) - 1;
         let byte = sql.char_indices().nth(chars).map(|(b, _)| b)?;
-        out.replace_range(byte..byte + "TABLE".len(), "SELECT * FROM");
+        out.replace_range(byte..byte + len, with);
     }
     Some(out)
 }
@@ -346,7 +357,6 @@ pub fn parse(sql: &str) -> SqlResult<Vec<Statement>> {
         crate::strings::rename_variadic(s);
         crate::types::array_literals(s);
         crate::types::bitwise_not(s);
-        crate::types::function_columns(s);
         crate::types::type_integer_literals(s);
         crate::types::numeric_literal_scales(s);
         crate::types::quoted_numbers_in_arithmetic(s);
@@ -380,7 +390,8 @@ struct SqlPrepared {
     stmt: Statement,
     /// The query string that prepared it.
     source: String,
-    /// Each parameter's type as `pg_prepared_statements` names it (declared or inferred).
+    /// Each parameter's type as `pg_prepared_statements` names it (declared or inferred):
+    /// one per parameter, declared or used (`$n`), so also their count.
     shown: Vec<String>,
     prepared_at: i64,
 }
@@ -613,13 +624,7 @@ impl Session {
             .unwrap_or_default();
         let p = self.prepared.get(&n).ok_or_else(|| no_prepared(&n))?;
         let (types, mut stmt) = (&p.types, p.stmt.clone());
-        let mut highest = types.len();
-        let _ = ast::visit_expressions(&stmt, |e: &ast::Expr| {
-            if let Some(i) = placeholder(e) {
-                highest = highest.max(i);
-            }
-            std::ops::ControlFlow::<()>::Continue(())
-        });
+        let highest = p.shown.len();
         if args.len() != highest {
             return Err(SqlError::new(
                 "42601",

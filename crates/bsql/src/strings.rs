@@ -652,14 +652,12 @@ fn to_datetime(kind: Kind, arrays: &[ArrayRef], rows: usize, style: Style) -> Re
             .collect();
         return Ok(Arc::new(out.with_timezone(crate::types::UTC)));
     }
-    let mut days = Vec::with_capacity(rows);
-    let mut micros = Vec::with_capacity(rows);
+    let mut micros: Vec<Option<i64>> = Vec::with_capacity(rows);
     for row in 0..rows {
         let (Some(text), Some(template)) = (
             value_text(&arrays[0], row, style),
             value_text(&arrays[1], row, style),
         ) else {
-            days.push(None);
             micros.push(None);
             continue;
         };
@@ -686,14 +684,17 @@ fn to_datetime(kind: Kind, arrays: &[ArrayRef], rows: usize, style: Style) -> Re
         if p.minute().is_none() {
             let _ = p.set_minute(0);
         }
-        let date = p.to_naive_date().map_err(|_| bad())?;
-        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).ok_or_else(bad)?;
-        days.push(Some((date - epoch).num_days() as i32));
         let ts = p.to_naive_datetime_with_offset(0).map_err(|_| bad())?;
         micros.push(Some(ts.and_utc().timestamp_micros()));
     }
+    const MICROS_PER_DAY: i64 = 86_400_000_000;
     Ok(match kind {
-        Kind::ToDate => Arc::new(Date32Array::from(days)),
+        Kind::ToDate => Arc::new(
+            micros
+                .iter()
+                .map(|m| m.map(|m| m.div_euclid(MICROS_PER_DAY) as i32))
+                .collect::<Date32Array>(),
+        ),
         _ => Arc::new(TimestampMicrosecondArray::from(micros).with_timezone(crate::types::UTC)),
     })
 }
@@ -811,16 +812,7 @@ pub fn variadic_marks(sql: &str) -> Option<String> {
         }
         prev = Some(&t.token);
     }
-    if at.is_empty() {
-        return None;
-    }
-    let mut out = sql.to_owned();
-    for loc in at.iter().rev() {
-        let chars = char_offset(sql, loc.line as usize, loc.column as usize) - 1;
-        let byte = sql.char_indices().nth(chars).map(|(b, _)| b)?;
-        out.replace_range(byte..byte + "variadic".len(), "variad=>");
-    }
-    Some(out)
+    crate::session::replace_tokens(sql, &at, "variadic".len(), "variad=>")
 }
 
 /// The argument of a `VARIADIC` mark ([`variadic_marks`]), if `a` is one.
@@ -837,9 +829,8 @@ fn variadic_arg(a: &ast::FunctionArg) -> Option<&ast::FunctionArgExpr> {
 }
 
 /// Whether a `VARIADIC` argument is a literal that cannot be an array (`VARIADIC 10`).
-fn is_scalar_literal(a: &ast::FunctionArgExpr) -> bool {
-    matches!(a, ast::FunctionArgExpr::Expr(ast::Expr::Value(v))
-        if !matches!(v.value, ast::Value::Null))
+fn is_scalar_literal(a: &ast::Expr) -> bool {
+    matches!(a, ast::Expr::Value(v) if !matches!(v.value, ast::Value::Null))
 }
 
 /// Calls with a `VARIADIC` argument (marked by [`variadic_marks`]) as the `_variadic` form
@@ -861,7 +852,7 @@ pub fn rename_variadic(stmt: &mut ast::Statement) {
             let Some(arg) = variadic_arg(last) else {
                 return ControlFlow::Continue(());
             };
-            if is_scalar_literal(arg) {
+            if matches!(arg, ast::FunctionArgExpr::Expr(e) if is_scalar_literal(e)) {
                 // Left marked, for [`check`] to refuse with its position.
                 return ControlFlow::Continue(());
             }
@@ -963,7 +954,7 @@ pub fn check(stmt: &ast::Statement, sql: &str) -> SqlResult<()> {
                     if let Some(ast::FunctionArgExpr::Expr(arg)) =
                         list.args.last().and_then(variadic_arg)
                     {
-                        if is_scalar_literal(&ast::FunctionArgExpr::Expr(arg.clone())) {
+                        if is_scalar_literal(arg) {
                             let mut err =
                                 SqlError::new("42804", "VARIADIC argument must be an array");
                             if let Some(p) = at(arg) {

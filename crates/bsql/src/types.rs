@@ -610,51 +610,6 @@ pub fn bitwise_not(stmt: &mut ast::Statement) {
     });
 }
 
-/// The column of a set-returning function in FROM named as PostgreSQL names it: for the
-/// alias (`generate_series(1, 3) g` → `g`), else for the function (`generate_series`).
-pub fn function_columns(stmt: &mut ast::Statement) {
-    struct Namer;
-    impl ast::VisitorMut for Namer {
-        type Break = ();
-        fn pre_visit_table_factor(
-            &mut self,
-            t: &mut ast::TableFactor,
-        ) -> std::ops::ControlFlow<()> {
-            if let ast::TableFactor::Table {
-                name,
-                alias,
-                args: Some(_),
-                with_ordinality: false,
-                ..
-            } = t
-            {
-                let func = name.to_string().to_ascii_lowercase();
-                if matches!(func.as_str(), "generate_series" | "unnest") {
-                    match alias {
-                        None => {
-                            *alias = Some(ast::TableAlias {
-                                explicit: true,
-                                name: ast::Ident::new(&func),
-                                columns: vec![ast::TableAliasColumnDef::from_name(&func)],
-                                at: None,
-                            })
-                        }
-                        Some(a) if a.columns.is_empty() => {
-                            a.columns = vec![ast::TableAliasColumnDef {
-                                name: a.name.clone(),
-                                data_type: None,
-                            }]
-                        }
-                        Some(_) => {}
-                    }
-                }
-            }
-            std::ops::ControlFlow::Continue(())
-        }
-    }
-    let _ = ast::VisitMut::visit(stmt, &mut Namer);
-}
-
 /// A `name` value: cut to 63 bytes (at a character boundary), as PostgreSQL cuts it.
 pub fn name_in(text: &str) -> String {
     let mut end = text.len().min(63);
