@@ -72,6 +72,27 @@ impl Access {
         }
     }
 
+    /// Inside a block: buffer `value` as the new version of `key`, a row just read in the
+    /// block, and return true. Under READ COMMITTED, if another transaction commits a newer
+    /// version first, COMMIT redoes the change on it with `reapply` instead of failing
+    /// (PostgreSQL's UPDATE waits for the row and applies itself to the newest version).
+    /// Outside a block: false, nothing done (the caller writes with a compare-and-set).
+    pub async fn buffer_update(
+        &self,
+        table: &Table,
+        key: &[u8],
+        value: &[u8],
+        reapply: impl FnOnce() -> client::Reapply,
+    ) -> bool {
+        match self.txn.lock().await.as_mut() {
+            Some(t) => {
+                t.put_reapplicable(table, key, value, reapply());
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Read one key.
     pub async fn get(&self, table: &Table, key: &[u8]) -> SqlResult<Option<Vec<u8>>> {
         match self.txn.lock().await.as_mut() {

@@ -65,6 +65,38 @@ pub fn literal(e: &Expr) -> Option<ScalarValue> {
     }
 }
 
+/// The value of a clock function (`now()`, `CURRENT_TIMESTAMP`, `LOCALTIMESTAMP`,
+/// `CURRENT_DATE` ...) stored into a column of type `ty`, without planning; `None` for
+/// anything else (then the planner evaluates it).
+fn clock_datum(e: &Expr, ty: SqlType) -> Option<Datum> {
+    let Expr::Function(f) = e else { return None };
+    let no_args = match &f.args {
+        ast::FunctionArguments::None => true,
+        ast::FunctionArguments::List(l) => l.args.is_empty(),
+        ast::FunctionArguments::Subquery(_) => false,
+    };
+    if !no_args || f.over.is_some() || f.filter.is_some() || f.name.0.len() != 1 {
+        return None;
+    }
+    let name = f.name.0[0].as_ident()?.value.to_ascii_lowercase();
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_micros() as i64;
+    match (name.as_str(), ty) {
+        (
+            "now"
+            | "current_timestamp"
+            | "localtimestamp"
+            | "transaction_timestamp"
+            | "statement_timestamp",
+            SqlType::Timestamp | SqlType::TimestampTz,
+        ) => Some(Datum::Int(micros)),
+        ("current_date", SqlType::Date) => Some(Datum::Int(micros.div_euclid(86_400_000_000))),
+        _ => None,
+    }
+}
+
 fn is_default(e: &Expr) -> bool {
     matches!(e, Expr::Identifier(i) if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default"))
 }
@@ -212,9 +244,10 @@ async fn fill_defaults(
                 },
                 _ => return Err(SqlError::internal("bad default")),
             };
-            match literal(&expr) {
-                Some(v) => to_datum(def, i, &v)?,
-                None => {
+            match (literal(&expr), clock_datum(&expr, c.ty)) {
+                (Some(v), _) => to_datum(def, i, &v)?,
+                (None, Some(d)) => d,
+                (None, None) => {
                     let arrays = eval_exprs(s, &[&expr]).await?;
                     row::datum_from_array(&arrays[0], 0, c.ty)?
                 }
@@ -430,7 +463,10 @@ pub async fn insert(s: &Session, ins: &ast::Insert) -> SqlResult<Output> {
                                     }
                                 })?
                             }
-                            None => pending.push((col, e)),
+                            None => match clock_datum(e, def.columns[col].ty) {
+                                Some(d) => row[col] = d,
+                                None => pending.push((col, e)),
+                            },
                         }
                     }
                     if !pending.is_empty() {
@@ -524,10 +560,16 @@ async fn write_new_rows_arbiter(
         fill_defaults(s, def, &mut row, &given).await?;
         check_not_null(def, &row)?;
         let key = new_key(def, &row);
+        // A hidden row id is unique: nothing to check (inside a block, a check is a read).
+        let condition = if def.pk.is_empty() {
+            Condition::None
+        } else {
+            Condition::IfAbsent
+        };
         ops.push(KvOp {
             value: row::encode_value(def, &row),
             key,
-            condition: Condition::IfAbsent as i32,
+            condition: condition as i32,
             ..Default::default()
         });
         written.push(row);

@@ -24,6 +24,7 @@ pub mod access;
 pub mod auth;
 pub mod catalog;
 pub mod checked;
+pub mod coalesce;
 pub mod copy;
 pub mod correlated;
 pub mod cursor;

@@ -26,7 +26,7 @@ use tonic::transport::Channel;
 pub use rpc::mserver::{ServerInfo, TableInfo, TabletLocation};
 pub use rpc::tablet::{Condition, KvOp};
 pub use txn::{Isolation, TxnStatus};
-pub use txn_coord::{Savepoint, Transaction};
+pub use txn_coord::{Reapply, Savepoint, Transaction};
 
 mod requests;
 mod txn_coord;

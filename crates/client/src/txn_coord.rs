@@ -12,6 +12,7 @@
 //!   then resolves the intents into versions at `commit_ht`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{HybridTime, StatusCode};
@@ -53,6 +54,13 @@ fn failpoint(name: &str) {
     }
 }
 
+/// Put `op` in place of the op of the same key in `ops`.
+fn replace_op(ops: &mut [KvOp], op: KvOp) {
+    if let Some(o) = ops.iter_mut().find(|o| o.key == op.key) {
+        *o = op;
+    }
+}
+
 fn conflict(msg: impl Into<String>) -> ClientError {
     ClientError::Server {
         code: StatusCode::TxnConflict,
@@ -70,15 +78,33 @@ fn txn_id_of(c: &Conflict) -> Result<TxnId> {
         })
 }
 
+/// How a read-committed write is redone on a newer version of its key: given the newest
+/// committed value, the value to write instead, or `None` when it cannot be redone (then
+/// the conflict fails the transaction, as without it).
+pub type Reapply = Arc<dyn Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync>;
+
 /// One buffered write.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 struct Buffered {
     /// `None` deletes.
     value: Option<Vec<u8>>,
     ttl_ms: u64,
     /// The snapshot the write was made at: a version of the key newer than this fails the
-    /// commit.
+    /// commit (unless `reapply` redoes the write on it).
     since: HybridTime,
+    /// Read committed: how to redo this write on a newer version met at commit
+    /// ([`Transaction::put_reapplicable`]).
+    reapply: Option<Reapply>,
+}
+
+impl std::fmt::Debug for Buffered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Buffered")
+            .field("value", &self.value)
+            .field("since", &self.since)
+            .field("reapply", &self.reapply.is_some())
+            .finish()
+    }
 }
 
 /// A key's place: (table id, tablet index, key).
@@ -443,6 +469,32 @@ impl Transaction {
                 value,
                 ttl_ms,
                 since: self.read_ht,
+                reapply: None,
+            },
+        );
+    }
+
+    /// Buffer a put of `key` that `reapply` can redo on a newer version of the key: if one
+    /// is committed before this transaction commits, the commit redoes the write on it
+    /// instead of failing — as PostgreSQL's UPDATE under read committed waits for the row
+    /// and applies itself to the newest version. Only under read committed, only for a key
+    /// this transaction has not written yet, and only while the transaction does not read
+    /// the buffered value back (a read makes it part of what the transaction saw, so it
+    /// can no longer change); otherwise this is [`Transaction::put`].
+    pub fn put_reapplicable(&mut self, table: &Table, key: &[u8], value: &[u8], reapply: Reapply) {
+        let idx = table.tablet_for(key);
+        let tid = self.remember(table);
+        let place = (tid, idx, key.to_vec());
+        let reapply = (self.isolation == Isolation::ReadCommitted
+            && !self.writes.contains_key(&place))
+        .then_some(reapply);
+        self.writes.insert(
+            place,
+            Buffered {
+                value: Some(value.to_vec()),
+                ttl_ms: 0,
+                since: self.read_ht,
+                reapply,
             },
         );
     }
@@ -486,8 +538,12 @@ impl Transaction {
             // Group the keys not written by this transaction per tablet.
             let mut per_tablet: BTreeMap<(String, usize), Vec<usize>> = BTreeMap::new();
             for (i, p) in places.iter().enumerate() {
-                match self.writes.get(p) {
-                    Some(b) => out[i] = b.value.clone(),
+                match self.writes.get_mut(p) {
+                    Some(b) => {
+                        // Seen now: it can no longer be redone on another version.
+                        b.reapply = None;
+                        out[i] = b.value.clone();
+                    }
                     None => per_tablet.entry((p.0.clone(), p.1)).or_default().push(i),
                 }
             }
@@ -609,7 +665,7 @@ impl Transaction {
             resp.kvs.into_iter().map(|kv| (kv.key, kv.value)).collect();
         // Own writes in the range (up to the last row returned if the tablet has more).
         let lo = (tid.clone(), idx, start.clone().unwrap_or_default());
-        for ((t, i, k), b) in self.writes.range(lo..) {
+        for ((t, i, k), b) in self.writes.range_mut(lo..) {
             if *t != tid || *i != idx {
                 break;
             }
@@ -619,6 +675,7 @@ impl Transaction {
             if more && last.as_ref().is_some_and(|l| k > l) {
                 break;
             }
+            b.reapply = None;
             match &b.value {
                 Some(v) => rows.insert(k.clone(), v.clone()),
                 None => rows.remove(k),
@@ -769,14 +826,119 @@ impl Transaction {
                     self.client.resolve_lock(&table, idx, &c, started).await?;
                 }
                 Some(c) => {
-                    tracing::debug!(key = ?String::from_utf8_lossy(&c.key), ht = r.ht.0, "one-tablet commit refused");
-                    return Err(conflict(
-                        "could not serialize access due to concurrent update",
-                    ));
+                    // A read-committed write redone on the newer version (this commit holds
+                    // no intents, so it may wait for others while it reads).
+                    match self
+                        .redo(&table, idx, &c.key, Condition::Unchanged, started)
+                        .await?
+                    {
+                        Some(op) => replace_op(&mut ops, op),
+                        None => {
+                            tracing::debug!(key = ?String::from_utf8_lossy(&c.key), ht = r.ht.0, "one-tablet commit refused");
+                            return Err(conflict(
+                                "could not serialize access due to concurrent update",
+                            ));
+                        }
+                    }
                 }
                 None => return Ok(r.ht),
             }
+            if started.elapsed() > self.client.inner.timeout {
+                return Err(conflict("commit timed out"));
+            }
         }
+    }
+
+    /// The buffered write of `key` (tablet `idx` of `table`) redone on the key's newest
+    /// committed version, as an op with `condition` against that version; `None` if the
+    /// write has no [`Reapply`] or it declines (the key is gone, ...). An intent met on
+    /// the key is waited for only as [`Transaction::may_wait`] allows.
+    async fn redo(
+        &self,
+        table: &Table,
+        idx: usize,
+        key: &[u8],
+        condition: Condition,
+        started: Instant,
+    ) -> Result<Option<KvOp>> {
+        let place = (table.info.table_id.clone(), idx, key.to_vec());
+        let Some(b) = self.writes.get(&place) else {
+            return Ok(None);
+        };
+        let Some(reapply) = &b.reapply else {
+            return Ok(None);
+        };
+        let keys = [key.to_vec()];
+        let resp = loop {
+            let resp = self
+                .client
+                .read_tablet_raw(table, idx, &keys, None, None)
+                .await?;
+            match &resp.locked {
+                None => break resp,
+                Some(c) => {
+                    if !self.settle(table, idx, c, true, started).await? {
+                        return Ok(None);
+                    }
+                }
+            }
+        };
+        let Some(newest) = resp.values.into_iter().next().filter(|v| v.found) else {
+            return Ok(None);
+        };
+        let Some(value) = reapply(&newest.value) else {
+            return Ok(None);
+        };
+        let redone = Buffered {
+            value: Some(value),
+            ttl_ms: b.ttl_ms,
+            since: HybridTime(resp.read_ht),
+            reapply: None,
+        };
+        let id: &[u8] = if condition == Condition::Unchanged {
+            &[]
+        } else {
+            &self.id
+        };
+        Ok(Some(Self::op_for(key, &redone, condition, id)))
+    }
+
+    /// Deal with another transaction's intent `c` met in tablet `idx` of `table` during this
+    /// commit: a decided or abandoned holder's intent is resolved (true: try again). A
+    /// pending holder is waited for (true, after a pause) only if `redoable` (the key's
+    /// write can be redone once the holder is done) and [`Transaction::may_wait`] allows;
+    /// otherwise false (this transaction fails).
+    async fn settle(
+        &self,
+        table: &Table,
+        idx: usize,
+        c: &Conflict,
+        redoable: bool,
+        started: Instant,
+    ) -> Result<bool> {
+        let other = txn_id_of(c)?;
+        match self.client.txn_outcome(&other, c.written_at_us).await? {
+            Some(status) => {
+                if let Some(op) = Client::resolve_op(&other, c.key.clone(), &status) {
+                    self.client.write_tablet_raw(table, idx, vec![op]).await?;
+                }
+                Ok(true)
+            }
+            None if redoable
+                && self.may_wait(&other)
+                && started.elapsed() < self.client.inner.timeout =>
+            {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Whether this transaction, holding intents, may wait for `other`'s: wait-die on the
+    /// transaction ids, so waits all go one way and no cycle (deadlock) can form.
+    fn may_wait(&self, other: &TxnId) -> bool {
+        self.id < *other
     }
 
     /// Prewrite every tablet, commit the status record; the intents are resolved (and the
@@ -908,7 +1070,7 @@ impl Transaction {
     }
 
     /// Prewrite `ops` on one tablet; the returned time is one the commit must exceed.
-    async fn prewrite(&self, table: &Table, idx: usize, ops: Vec<KvOp>) -> Result<HybridTime> {
+    async fn prewrite(&self, table: &Table, idx: usize, mut ops: Vec<KvOp>) -> Result<HybridTime> {
         let started = Instant::now();
         loop {
             let (r, c) = self
@@ -918,31 +1080,33 @@ impl Transaction {
             match c {
                 None => return Ok(r.ht),
                 Some(c) if c.locked => {
-                    // No waiting while holding intents (no deadlock): only a decided or
-                    // abandoned holder is cleared out of the way.
-                    let other = txn_id_of(&c)?;
-                    match self.client.txn_outcome(&other, c.written_at_us).await? {
-                        Some(status) => {
-                            if let Some(op) = Client::resolve_op(&other, c.key.clone(), &status) {
-                                self.client.write_tablet_raw(table, idx, vec![op]).await?;
-                            }
-                        }
+                    // A decided or abandoned holder is cleared out of the way; a pending one
+                    // is waited for only by a write that can be redone, under wait-die.
+                    let place = (table.info.table_id.clone(), idx, c.key.clone());
+                    let redoable = self.writes.get(&place).is_some_and(|b| b.reapply.is_some());
+                    if !self.settle(table, idx, &c, redoable, started).await? {
+                        return Err(conflict(format!(
+                            "could not serialize access: key locked by transaction {}",
+                            txn::id_hex(&txn_id_of(&c)?)
+                        )));
+                    }
+                }
+                Some(c) => {
+                    match self
+                        .redo(table, idx, &c.key, Condition::IntentWrite, started)
+                        .await?
+                    {
+                        Some(op) => replace_op(&mut ops, op),
                         None => {
-                            return Err(conflict(format!(
-                                "could not serialize access: key locked by transaction {}",
-                                txn::id_hex(&other)
-                            )))
+                            return Err(conflict(
+                                "could not serialize access due to concurrent update (prewrite)",
+                            ))
                         }
                     }
-                    if started.elapsed() > self.client.inner.timeout {
-                        return Err(conflict("prewrite timed out"));
-                    }
                 }
-                Some(_) => {
-                    return Err(conflict(
-                        "could not serialize access due to concurrent update (prewrite)",
-                    ))
-                }
+            }
+            if started.elapsed() > self.client.inner.timeout {
+                return Err(conflict("prewrite timed out"));
             }
         }
     }
