@@ -126,6 +126,19 @@ pub fn to_datum(def: &TableDef, col: usize, v: &ScalarValue) -> SqlResult<Datum>
             }
             other => row::datum_from_any_scalar(other, c.ty)?,
         }
+    } else if let (Some(n), SqlType::Int2 | SqlType::Int4 | SqlType::Int8) = (plain_int(v), c.ty) {
+        // The common case (a bound parameter's text) without an Arrow cast; anything
+        // unusual, out of range included, takes the cast and its errors.
+        let (lo, hi) = match c.ty {
+            SqlType::Int2 => (i16::MIN as i64, i16::MAX as i64),
+            SqlType::Int4 => (i32::MIN as i64, i32::MAX as i64),
+            _ => (i64::MIN, i64::MAX),
+        };
+        if (lo..=hi).contains(&n) {
+            Datum::Int(n)
+        } else {
+            row::datum_from_any_scalar(v, c.ty)?
+        }
     } else {
         match (c.ty, row::datum_from_any_scalar(v, c.ty)?) {
             (SqlType::Name, Datum::Text(t)) => Datum::Text(crate::types::name_in(&t)),
@@ -134,6 +147,23 @@ pub fn to_datum(def: &TableDef, col: usize, v: &ScalarValue) -> SqlResult<Datum>
         }
     };
     fit_len(def, col, d)
+}
+
+/// `v` as an integer when it is one already or text of only an optional `-` and digits.
+fn plain_int(v: &ScalarValue) -> Option<i64> {
+    match v {
+        ScalarValue::Int64(Some(n)) => Some(*n),
+        ScalarValue::Int32(Some(n)) => Some(i64::from(*n)),
+        ScalarValue::Utf8(Some(s)) => {
+            let digits = s.strip_prefix('-').unwrap_or(s);
+            if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
+                return None;
+            }
+            s.parse().ok()
+        }
+        _ => None,
+    }
 }
 
 /// A varchar(n) or char(n) value cut to its length: only trailing blanks may be cut (as

@@ -946,6 +946,9 @@ impl ExtendedQueryHandler for Conn {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         use pgwire::api::store::Entry;
+        // Answers are queued for the Sync's write (`crate::coalesce`): libpq describes the
+        // portal of every prepared execution.
+        let client = &mut crate::coalesce::Coalesced::new(client);
         if message.target_type != pgwire::messages::extendedquery::TARGET_TYPE_BYTE_STATEMENT {
             return self._on_describe(client, message).await;
         }

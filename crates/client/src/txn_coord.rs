@@ -54,6 +54,10 @@ fn failpoint(name: &str) {
     }
 }
 
+/// How long a redoable write waits for a pending transaction with a lower id before it
+/// fails its own ([`Transaction::may_wait`]).
+const DIE_AFTER: Duration = Duration::from_millis(20);
+
 /// Put `op` in place of the op of the same key in `ops`.
 fn replace_op(ops: &mut [KvOp], op: KvOp) {
     if let Some(o) = ops.iter_mut().find(|o| o.key == op.key) {
@@ -925,20 +929,26 @@ impl Transaction {
                 Ok(true)
             }
             None if redoable
-                && self.may_wait(&other)
+                && self.may_wait(&other, started)
                 && started.elapsed() < self.client.inner.timeout =>
             {
-                tokio::time::sleep(Duration::from_micros(200)).await;
+                // The holder is mid-commit: its intents last a few Raft rounds.
+                let pause = (started.elapsed() / 4)
+                    .clamp(Duration::from_micros(200), Duration::from_millis(2));
+                tokio::time::sleep(pause).await;
                 Ok(true)
             }
             None => Ok(false),
         }
     }
 
-    /// Whether this transaction, holding intents, may wait for `other`'s: wait-die on the
-    /// transaction ids, so waits all go one way and no cycle (deadlock) can form.
-    fn may_wait(&self, other: &TxnId) -> bool {
-        self.id < *other
+    /// Whether this transaction, holding intents, may (still) wait for `other`'s, having
+    /// waited since `started`: wait-die on the transaction ids, so that the waits with no
+    /// end all go one way and no cycle (deadlock) can form, softened by a short grace for
+    /// the other way ([`DIE_AFTER`]): a holder is usually done within a few Raft rounds,
+    /// and in a cycle the waiter with the higher id gives up after the grace.
+    fn may_wait(&self, other: &TxnId, started: Instant) -> bool {
+        self.id < *other || started.elapsed() < DIE_AFTER
     }
 
     /// Prewrite every tablet, commit the status record; the intents are resolved (and the

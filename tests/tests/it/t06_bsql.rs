@@ -533,6 +533,52 @@ async fn two_sessions(pg: &tokio_postgres::Client, host: &str, port: &str) {
     pg2.batch_execute("rollback").await.unwrap();
     assert_eq!(v(pg, 2).await, 21);
 
+    // READ COMMITTED: the second block's UPDATE is redone on the first's committed row at
+    // COMMIT, as PostgreSQL's waits for the row and applies itself to it: both increments
+    // land and nobody gets 40001. Also across tables (a distributed commit).
+    pg.batch_execute(
+        "create table tx3 (id int primary key, v bigint); insert into tx3 values (1, 0)",
+    )
+    .await
+    .unwrap();
+    pg.batch_execute(
+        "begin; update tx2 set v = v + 1 where id = 2; update tx3 set v = v + 1 where id = 1",
+    )
+    .await
+    .unwrap();
+    pg2.batch_execute(
+        "begin; update tx2 set v = v + 5 where id = 2; update tx3 set v = v + 5 where id = 1",
+    )
+    .await
+    .unwrap();
+    pg.batch_execute("commit").await.unwrap();
+    pg2.batch_execute("commit").await.unwrap();
+    assert_eq!(v(pg, 2).await, 27);
+    let t3: i64 = pg
+        .query_one("select v from tx3 where id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(t3, 6);
+    // Not once the block has read its own update back: what it saw cannot change.
+    pg.batch_execute("begin; update tx2 set v = v + 1 where id = 2")
+        .await
+        .unwrap();
+    pg2.batch_execute("begin; update tx2 set v = v + 5 where id = 2")
+        .await
+        .unwrap();
+    assert_eq!(v(&pg2, 2).await, 32);
+    pg.batch_execute("commit").await.unwrap();
+    let err = pg2.batch_execute("commit").await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE),
+        "{err}"
+    );
+    pg2.batch_execute("rollback").await.unwrap();
+    assert_eq!(v(pg, 2).await, 28);
+    pg.batch_execute("drop table tx3").await.unwrap();
+
     // REPEATABLE READ keeps its snapshot; READ COMMITTED moves per statement.
     pg2.batch_execute("begin isolation level repeatable read")
         .await
