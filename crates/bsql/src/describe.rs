@@ -347,7 +347,8 @@ fn storage(ty: SqlType) -> &'static str {
         | SqlType::Bytea
         | SqlType::Json
         | SqlType::Jsonb
-        | SqlType::Path => "x",
+        | SqlType::Path
+        | SqlType::Array(_) => "x",
         _ => "p",
     }
 }
@@ -504,6 +505,7 @@ async fn view_of(catalog: &Catalog, db: &str, oid: i64) -> SqlResult<Option<Tabl
 fn format_type(ty: SqlType, len: Option<u32>) -> String {
     match (ty, len) {
         (SqlType::Varchar | SqlType::Bpchar, Some(n)) => format!("{}({n})", ty.name()),
+        (SqlType::Array(a), Some(n)) => format!("{}[]", format_type(a.elem(), Some(n))),
         _ => ty.name(),
     }
 }

@@ -21,6 +21,7 @@
 //! * [`references`], [`literals`]: errors PostgreSQL raises before planning, with positions.
 
 pub mod access;
+pub mod arrays;
 pub mod auth;
 pub mod catalog;
 pub mod checked;

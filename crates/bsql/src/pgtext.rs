@@ -6,6 +6,8 @@
 
 use std::sync::Mutex;
 
+use std::sync::Arc;
+
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray};
 use datafusion::arrow::datatypes::{
     DataType, Date32Type, Decimal128Type, Float32Type, Float64Type, Time64MicrosecondType,
@@ -209,8 +211,17 @@ pub fn timestamp_text(micros: i64, with_zone: bool, style: Style) -> String {
     s
 }
 
-/// Whether [`column_text`] writes a column of this type differently from Arrow.
+/// Whether [`column_text`] writes a column of this type differently from Arrow (arrays:
+/// their elements are written as [`value_text`] writes them).
 pub fn rewrites(ty: &DataType) -> bool {
+    match ty {
+        DataType::List(f) => matches!(f.data_type(), DataType::Float64 | DataType::Float32),
+        _ => rewrites_scalar(ty),
+    }
+}
+
+/// The scalar types [`rewrites`] names.
+fn rewrites_scalar(ty: &DataType) -> bool {
     matches!(
         ty,
         DataType::Decimal128(38, 10)
@@ -262,20 +273,34 @@ fn rewritten_text(c: &ArrayRef, j: usize, style: Style) -> Option<String> {
 }
 
 /// A column's values as PostgreSQL writes them, for the types [`rewrites`] names.
-pub fn column_text(c: &ArrayRef, style: Style) -> Option<StringArray> {
-    if !rewrites(c.data_type()) {
+pub fn column_text(c: &ArrayRef, style: Style) -> Option<ArrayRef> {
+    // An array of floats: the same lists, of the elements' text.
+    if let DataType::List(_) = c.data_type() {
+        let list = c.as_list::<i32>();
+        let values = column_text(list.values(), style)?;
+        let field = Arc::new(datafusion::arrow::datatypes::Field::new_list_field(
+            DataType::Utf8,
+            true,
+        ));
+        return Some(Arc::new(datafusion::arrow::array::ListArray::new(
+            field,
+            list.offsets().clone(),
+            values,
+            list.nulls().cloned(),
+        )));
+    }
+    if !rewrites_scalar(c.data_type()) {
         return None;
     }
     let c = in_micros(c)?;
-    Some(
-        (0..c.len())
-            .map(|j| {
-                c.is_valid(j)
-                    .then(|| rewritten_text(&c, j, style))
-                    .flatten()
-            })
-            .collect(),
-    )
+    let text: StringArray = (0..c.len())
+        .map(|j| {
+            c.is_valid(j)
+                .then(|| rewritten_text(&c, j, style))
+                .flatten()
+        })
+        .collect();
+    Some(Arc::new(text))
 }
 
 /// Row `row` of `c` as PostgreSQL's output function writes it (`None` for NULL).
@@ -283,7 +308,7 @@ pub fn value_text(c: &ArrayRef, row: usize, style: Style) -> Option<String> {
     if c.data_type() == &DataType::Null || c.is_null(row) {
         return None;
     }
-    if rewrites(c.data_type()) {
+    if rewrites_scalar(c.data_type()) {
         return rewritten_text(&in_micros(&c.slice(row, 1))?, 0, style);
     }
     Some(match c.data_type() {
@@ -314,7 +339,7 @@ pub fn value_text(c: &ArrayRef, row: usize, style: Style) -> Option<String> {
 
 /// An array element as `array_out` writes it: quoted when empty, `NULL`, or holding
 /// blanks, quotes, backslashes, braces or commas.
-fn array_item(t: &str) -> String {
+pub(crate) fn array_item(t: &str) -> String {
     let plain = !t.is_empty()
         && !t.eq_ignore_ascii_case("null")
         && !t

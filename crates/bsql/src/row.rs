@@ -35,6 +35,8 @@ pub enum Datum {
         days: i32,
         nanos: i64,
     },
+    /// A one-dimensional array's elements.
+    Array(Vec<Datum>),
 }
 
 impl Datum {
@@ -69,6 +71,15 @@ impl Datum {
                 out.extend_from_slice(&((*days as u32) ^ (1 << 31)).to_be_bytes());
                 out.extend_from_slice(&((*nanos as u64) ^ (1 << 63)).to_be_bytes());
             }
+            // Element by element, each after a 1; a 0 ends the array (so a prefix sorts
+            // first).
+            Datum::Array(items) => {
+                for d in items {
+                    out.push(1);
+                    d.encode_key(out);
+                }
+                out.push(0);
+            }
         }
     }
 }
@@ -76,6 +87,9 @@ impl Datum {
 /// Convert element `idx` of `array` (any Arrow type) into a datum of column type `ty`,
 /// casting as PostgreSQL's assignment cast would.
 pub fn datum_from_array(array: &ArrayRef, idx: usize, ty: SqlType) -> SqlResult<Datum> {
+    if let SqlType::Array(a) = ty {
+        return array_datum(array, idx, a);
+    }
     let target = ty.arrow();
     let array = if array.data_type() == &target {
         array.slice(idx, 1)
@@ -346,7 +360,73 @@ pub fn build_array<'a>(ty: SqlType, values: impl Iterator<Item = &'a Datum>) -> 
         | SqlType::Jsonb
         | SqlType::Name
         | SqlType::Path => build!(StringBuilder::new(), Datum::Text(v) => v),
+        SqlType::Array(a) => {
+            // The elements of every row in one child array, cut by offsets.
+            let mut offsets = vec![0i32];
+            let mut nulls = Vec::new();
+            let mut elems: Vec<&Datum> = Vec::new();
+            for d in values {
+                if let Datum::Array(items) = d {
+                    elems.extend(items.iter());
+                    nulls.push(true);
+                } else {
+                    nulls.push(false);
+                }
+                offsets.push(elems.len() as i32);
+            }
+            let child = build_array(a.elem(), elems.into_iter());
+            let field = Arc::new(datafusion::arrow::datatypes::Field::new_list_field(
+                a.elem().arrow(),
+                true,
+            ));
+            Arc::new(datafusion::arrow::array::ListArray::new(
+                field,
+                datafusion::arrow::buffer::OffsetBuffer::new(offsets.into()),
+                child,
+                Some(nulls.into()),
+            ))
+        }
     }
+}
+
+/// Element `idx` of `array` as a value of array type `a`: from a list (each element
+/// converted to the element type) or from an array literal's text (`{1,2,NULL}`).
+fn array_datum(array: &ArrayRef, idx: usize, a: crate::types::ArrayOf) -> SqlResult<Datum> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::DataType;
+    if array.is_null(idx) {
+        return Ok(Datum::Null);
+    }
+    let elems: ArrayRef = match array.data_type() {
+        DataType::List(_) => array.as_list::<i32>().value(idx),
+        DataType::LargeList(_) => array.as_list::<i64>().value(idx),
+        DataType::Utf8 => {
+            let text = array.as_string::<i32>().value(idx);
+            let items = crate::types::array_items(text).ok_or_else(|| {
+                let e = SqlError::invalid_input(format!("malformed array literal: \"{text}\""));
+                if text.trim_start().starts_with('{') {
+                    e
+                } else {
+                    e.with_detail("Array value must start with \"{\" or dimension information.")
+                }
+            })?;
+            Arc::new(datafusion::arrow::array::StringArray::from(items))
+        }
+        other => {
+            return Err(SqlError::new(
+                "42804",
+                format!(
+                    "cannot store a value of type {} in a column of type {}",
+                    SqlType::of_arrow(other).name(),
+                    SqlType::Array(a).name()
+                ),
+            ))
+        }
+    };
+    let items = (0..elems.len())
+        .map(|j| datum_from_array(&elems, j, a.elem()))
+        .collect::<SqlResult<Vec<_>>>()?;
+    Ok(Datum::Array(items))
 }
 
 #[cfg(test)]

@@ -388,8 +388,8 @@ fn pg_text_columns(
             .flatten();
         match out {
             Some(out) => {
-                fields.push(Field::new(f.name(), DataType::Utf8, true));
-                columns.push(Arc::new(out) as datafusion::arrow::array::ArrayRef);
+                fields.push(Field::new(f.name(), out.data_type().clone(), true));
+                columns.push(out);
             }
             None => {
                 fields.push(f.as_ref().clone());
@@ -777,6 +777,19 @@ async fn describe(s: &Session, stmt: &Statement, nparams: usize) -> (Vec<Type>, 
 }
 
 /// The value of parameter `i` as PostgreSQL text (`None`: NULL), whatever its format.
+/// A binary array parameter as array input text (`{1,2,NULL}`).
+fn array_text<T: ToString>(items: Option<Vec<Option<T>>>) -> String {
+    let items: Vec<String> = items
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| match i {
+            Some(v) => crate::pgtext::array_item(&v.to_string()),
+            None => "NULL".to_owned(),
+        })
+        .collect();
+    format!("{{{}}}", items.join(","))
+}
+
 fn param_text<S: Clone>(portal: &Portal<S>, i: usize, ty: &Type) -> PgWireResult<Option<String>> {
     let raw = portal.parameters.get(i).cloned().flatten();
     let Some(raw) = raw else {
@@ -849,6 +862,15 @@ fn param_text<S: Clone>(portal: &Portal<S>, i: usize, ty: &Type) -> PgWireResult
             Type::JSONB if raw.first() == Some(&1) => String::from_utf8(raw[1..].to_vec())
                 .map_err(|_| SqlError::new("22021", "invalid byte sequence for encoding \"UTF8\""))
                 .map_err(to_pg)?,
+            Type::BOOL_ARRAY => array_text(portal.parameter::<Vec<Option<bool>>>(i, ty)?),
+            Type::INT2_ARRAY => array_text(portal.parameter::<Vec<Option<i16>>>(i, ty)?),
+            Type::INT4_ARRAY => array_text(portal.parameter::<Vec<Option<i32>>>(i, ty)?),
+            Type::INT8_ARRAY => array_text(portal.parameter::<Vec<Option<i64>>>(i, ty)?),
+            Type::FLOAT4_ARRAY => array_text(portal.parameter::<Vec<Option<f32>>>(i, ty)?),
+            Type::FLOAT8_ARRAY => array_text(portal.parameter::<Vec<Option<f64>>>(i, ty)?),
+            Type::TEXT_ARRAY | Type::VARCHAR_ARRAY => {
+                array_text(portal.parameter::<Vec<Option<String>>>(i, ty)?)
+            }
             Type::JSON => String::from_utf8(raw.to_vec())
                 .map_err(|_| SqlError::new("22021", "invalid byte sequence for encoding \"UTF8\""))
                 .map_err(to_pg)?,
@@ -863,7 +885,7 @@ fn param_expr<S: Clone>(portal: &Portal<S>, i: usize, ty: &Type) -> PgWireResult
     let Some(text) = param_text(portal, i, ty)? else {
         return Ok(Expr::value(ast::Value::Null));
     };
-    let lit = Expr::value(ast::Value::SingleQuotedString(text));
+    let mut lit = Expr::value(ast::Value::SingleQuotedString(text));
     let data_type = match *ty {
         Type::BOOL => ast::DataType::Boolean,
         Type::INT2 => ast::DataType::SmallInt(None),
@@ -876,6 +898,44 @@ fn param_expr<S: Clone>(portal: &Portal<S>, i: usize, ty: &Type) -> PgWireResult
         Type::TIME => ast::DataType::Time(None, ast::TimezoneInfo::None),
         Type::TIMESTAMP => ast::DataType::Timestamp(None, ast::TimezoneInfo::None),
         Type::TIMESTAMPTZ => ast::DataType::Timestamp(None, ast::TimezoneInfo::WithTimeZone),
+        // Arrays: `'{1,2}'::int[]` (read by `types::array_literals`).
+        Type::BOOL_ARRAY
+        | Type::INT2_ARRAY
+        | Type::INT4_ARRAY
+        | Type::INT8_ARRAY
+        | Type::FLOAT4_ARRAY
+        | Type::FLOAT8_ARRAY
+        | Type::TEXT_ARRAY
+        | Type::VARCHAR_ARRAY => {
+            let elem = match *ty {
+                Type::BOOL_ARRAY => ast::DataType::Boolean,
+                Type::INT2_ARRAY => ast::DataType::SmallInt(None),
+                Type::INT4_ARRAY => ast::DataType::Integer(None),
+                Type::INT8_ARRAY => ast::DataType::BigInt(None),
+                Type::FLOAT4_ARRAY => ast::DataType::Real,
+                Type::FLOAT8_ARRAY => ast::DataType::DoublePrecision,
+                _ => ast::DataType::Text,
+            };
+            // As `ARRAY['1','2']::int[]`, which DataFusion casts element by element (the
+            // statement's rewrites, `types::array_literals` among them, ran at Parse).
+            if let Expr::Value(v) = &lit {
+                if let ast::Value::SingleQuotedString(t) = &v.value {
+                    if let Some(items) = crate::types::array_items(t) {
+                        let elem = items
+                            .into_iter()
+                            .map(|i| {
+                                Expr::value(match i {
+                                    Some(t) => ast::Value::SingleQuotedString(t),
+                                    None => ast::Value::Null,
+                                })
+                            })
+                            .collect();
+                        lit = Expr::Array(ast::Array { elem, named: true });
+                    }
+                }
+            }
+            ast::DataType::Array(ast::ArrayElemTypeDef::SquareBracket(Box::new(elem), None))
+        }
         // Text-like and unknown: a plain string literal, cast where it is used.
         _ => return Ok(lit),
     };

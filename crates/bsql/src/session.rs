@@ -450,6 +450,7 @@ impl Session {
         register_functions(&ctx, db, user);
         crate::pg_catalog::register_functions(&ctx, user);
         crate::checked::register_type_functions(&ctx);
+        crate::arrays::register(&ctx);
         let style = Arc::new(crate::pgtext::SharedStyle::default());
         crate::strings::register(&ctx, &style);
         let settings = default_settings();
@@ -1673,6 +1674,14 @@ fn figure_colname(e: &ast::Expr) -> (String, u8) {
             type_colname(data_type).unwrap_or(inner)
         }
         E::Nested(inner) => figure_colname(inner),
+        // `a[1]` is named for its array.
+        E::CompoundFieldAccess { root, access_chain }
+            if access_chain
+                .iter()
+                .all(|a| matches!(a, ast::AccessExpr::Subscript(_))) =>
+        {
+            figure_colname(root)
+        }
         E::Collate { expr, .. } => figure_colname(expr),
         E::Case { .. } => ("case".into(), 1),
         E::Exists { .. } => ("exists".into(), 2),

@@ -40,6 +40,52 @@ pub enum SqlType {
     Name,
     /// A geometric path: points, open (`[...]`) or closed (`(...)`), kept as its text.
     Path,
+    /// A one-dimensional array of `ArrayOf` (`int[]`, `text[]` ...).
+    Array(ArrayOf),
+}
+
+/// The element types an array column may have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ArrayOf {
+    Bool,
+    Int2,
+    Int4,
+    Int8,
+    Float4,
+    Float8,
+    Text,
+    Varchar,
+}
+
+impl ArrayOf {
+    /// The element type.
+    pub fn elem(self) -> SqlType {
+        match self {
+            ArrayOf::Bool => SqlType::Bool,
+            ArrayOf::Int2 => SqlType::Int2,
+            ArrayOf::Int4 => SqlType::Int4,
+            ArrayOf::Int8 => SqlType::Int8,
+            ArrayOf::Float4 => SqlType::Float4,
+            ArrayOf::Float8 => SqlType::Float8,
+            ArrayOf::Text => SqlType::Text,
+            ArrayOf::Varchar => SqlType::Varchar,
+        }
+    }
+
+    /// The array type of elements of type `t`, if BSQL has it.
+    pub fn of(t: SqlType) -> Option<ArrayOf> {
+        Some(match t {
+            SqlType::Bool => ArrayOf::Bool,
+            SqlType::Int2 => ArrayOf::Int2,
+            SqlType::Int4 => ArrayOf::Int4,
+            SqlType::Int8 => ArrayOf::Int8,
+            SqlType::Float4 => ArrayOf::Float4,
+            SqlType::Float8 => ArrayOf::Float8,
+            SqlType::Text => ArrayOf::Text,
+            SqlType::Varchar => ArrayOf::Varchar,
+            _ => return None,
+        })
+    }
 }
 
 /// Time zone DataFusion attaches to `timestamptz` values.
@@ -104,6 +150,22 @@ impl SqlType {
                 _ => (SqlType::Timestamp, None),
             },
             D::Interval { .. } => (SqlType::Interval, None),
+            D::Array(
+                ast::ArrayElemTypeDef::SquareBracket(inner, _)
+                | ast::ArrayElemTypeDef::AngleBracket(inner)
+                | ast::ArrayElemTypeDef::Parenthesis(inner),
+            ) => {
+                let (elem, len) = SqlType::from_ast(inner)?;
+                match ArrayOf::of(elem) {
+                    Some(a) => (SqlType::Array(a), len),
+                    None => {
+                        return Err(SqlError::unsupported(format!(
+                            "arrays of type {}",
+                            elem.name()
+                        )))
+                    }
+                }
+            }
             D::Uuid => (SqlType::Uuid, None),
             D::JSON => (SqlType::Json, None),
             D::JSONB => (SqlType::Jsonb, None),
@@ -163,6 +225,9 @@ impl SqlType {
                 DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from(UTC)))
             }
             SqlType::Interval => DataType::Interval(IntervalUnit::MonthDayNano),
+            SqlType::Array(a) => DataType::List(Arc::new(
+                datafusion::arrow::datatypes::Field::new_list_field(a.elem().arrow(), true),
+            )),
         }
     }
 
@@ -190,6 +255,16 @@ impl SqlType {
             SqlType::Jsonb => Type::JSONB,
             SqlType::Name => Type::NAME,
             SqlType::Path => Type::PATH,
+            SqlType::Array(a) => match a {
+                ArrayOf::Bool => Type::BOOL_ARRAY,
+                ArrayOf::Int2 => Type::INT2_ARRAY,
+                ArrayOf::Int4 => Type::INT4_ARRAY,
+                ArrayOf::Int8 => Type::INT8_ARRAY,
+                ArrayOf::Float4 => Type::FLOAT4_ARRAY,
+                ArrayOf::Float8 => Type::FLOAT8_ARRAY,
+                ArrayOf::Text => Type::TEXT_ARRAY,
+                ArrayOf::Varchar => Type::VARCHAR_ARRAY,
+            },
         }
     }
 
@@ -222,6 +297,7 @@ impl SqlType {
             SqlType::Jsonb => "jsonb".into(),
             SqlType::Name => "name".into(),
             SqlType::Path => "path".into(),
+            SqlType::Array(a) => format!("{}[]", a.elem().name()),
         }
     }
 
@@ -245,6 +321,12 @@ impl SqlType {
             DataType::Timestamp(_, None) => SqlType::Timestamp,
             DataType::Timestamp(_, Some(_)) => SqlType::TimestampTz,
             DataType::Interval(_) | DataType::Duration(_) => SqlType::Interval,
+            DataType::List(f) | DataType::LargeList(f) => {
+                match ArrayOf::of(SqlType::of_arrow(f.data_type())) {
+                    Some(a) => SqlType::Array(a),
+                    None => SqlType::Text,
+                }
+            }
             _ => SqlType::Text,
         }
     }
@@ -548,7 +630,7 @@ pub fn array_literals(stmt: &mut ast::Statement) {
 
 /// The elements of a one-dimensional array literal (`{a,"b c",NULL}`); `None` if `text`
 /// is not one.
-fn array_items(text: &str) -> Option<Vec<Option<String>>> {
+pub(crate) fn array_items(text: &str) -> Option<Vec<Option<String>>> {
     let body = text.trim().strip_prefix('{')?.strip_suffix('}')?;
     if body.trim().is_empty() {
         return Some(Vec::new());

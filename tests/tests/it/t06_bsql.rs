@@ -262,6 +262,35 @@ async fn psql_tokio_postgres_pgbench_and_kill_9() {
         (1, 1, 3_000_000_000, -7, 2_147_483_648)
     );
     assert_eq!(row.columns()[0].name(), "?column?");
+
+    // Array columns: binary parameters and results (tokio-postgres), NULL elements.
+    pg.batch_execute("create table tarr (id int primary key, ints int[], words text[])")
+        .await
+        .unwrap();
+    let ints = vec![Some(1i32), None, Some(3)];
+    let words = vec!["a".to_string(), "b c".to_string()];
+    pg.execute(
+        "insert into tarr values ($1, $2, $3)",
+        &[&1i32, &ints, &words],
+    )
+    .await
+    .unwrap();
+    pg.execute("insert into tarr values (2, $1, '{}')", &[&vec![4i32, 5]])
+        .await
+        .unwrap();
+    let row = pg
+        .query_one("select ints, words from tarr where id = $1", &[&1i32])
+        .await
+        .unwrap();
+    let (got_ints, got_words): (Vec<Option<i32>>, Vec<String>) = (row.get(0), row.get(1));
+    assert_eq!((got_ints, got_words), (ints, words));
+    let rows = pg
+        .query("select id from tarr where ints = $1", &[&vec![4i32, 5]])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, i32>(0), 2);
+    pg.batch_execute("drop table tarr").await.unwrap();
     let t0 = Instant::now();
     pg.simple_query("select pg_sleep(0.2)").await.unwrap();
     assert!(t0.elapsed() >= Duration::from_millis(200));
