@@ -1,9 +1,9 @@
-//! One write per round trip of the extended protocol. pgwire's default Bind and Execute
-//! handlers `send` (write and flush) BindComplete and CommandComplete one by one, so a
-//! prepared statement's Bind/Execute/Sync answer took three `sendto` calls and woke the
-//! client up to three times. [`Coalesced`] wraps the connection for those handlers: it
-//! queues messages without flushing, and the Sync (or Flush) that ends the round writes
-//! them all at once, as PostgreSQL does.
+//! One write per round trip of the extended protocol. pgwire's default Bind, Describe and
+//! Execute handlers `send` (write and flush) BindComplete, the description and
+//! CommandComplete one by one, so libpq's prepared execution (Bind, Describe, Execute,
+//! Sync) took four `sendto` calls and woke the client up to four times. [`Coalesced`]
+//! wraps the connection for those handlers: it queues messages without flushing, and the
+//! Sync (or Flush) that ends the round writes them all at once, as PostgreSQL does.
 //!
 //! A COPY's start (CopyInResponse ...) is still flushed at once: the client sends the
 //! data only after it has seen it.

@@ -126,19 +126,13 @@ pub fn to_datum(def: &TableDef, col: usize, v: &ScalarValue) -> SqlResult<Datum>
             }
             other => row::datum_from_any_scalar(other, c.ty)?,
         }
-    } else if let (Some(n), SqlType::Int2 | SqlType::Int4 | SqlType::Int8) = (plain_int(v), c.ty) {
+    } else if let Some(n) = plain_int(v).filter(|n| {
         // The common case (a bound parameter's text) without an Arrow cast; anything
         // unusual, out of range included, takes the cast and its errors.
-        let (lo, hi) = match c.ty {
-            SqlType::Int2 => (i16::MIN as i64, i16::MAX as i64),
-            SqlType::Int4 => (i32::MIN as i64, i32::MAX as i64),
-            _ => (i64::MIN, i64::MAX),
-        };
-        if (lo..=hi).contains(&n) {
-            Datum::Int(n)
-        } else {
-            row::datum_from_any_scalar(v, c.ty)?
-        }
+        c.ty.int_range()
+            .is_some_and(|(lo, hi)| (lo..=hi).contains(n))
+    }) {
+        Datum::Int(n)
     } else {
         match (c.ty, row::datum_from_any_scalar(v, c.ty)?) {
             (SqlType::Name, Datum::Text(t)) => Datum::Text(crate::types::name_in(&t)),
@@ -274,13 +268,15 @@ async fn fill_defaults(
                 },
                 _ => return Err(SqlError::internal("bad default")),
             };
-            match (literal(&expr), clock_datum(&expr, c.ty)) {
-                (Some(v), _) => to_datum(def, i, &v)?,
-                (None, Some(d)) => d,
-                (None, None) => {
-                    let arrays = eval_exprs(s, &[&expr]).await?;
-                    row::datum_from_array(&arrays[0], 0, c.ty)?
-                }
+            match literal(&expr) {
+                Some(v) => to_datum(def, i, &v)?,
+                None => match clock_datum(&expr, c.ty) {
+                    Some(d) => d,
+                    None => {
+                        let arrays = eval_exprs(s, &[&expr]).await?;
+                        row::datum_from_array(&arrays[0], 0, c.ty)?
+                    }
+                },
             }
         };
     }

@@ -439,11 +439,10 @@ fn assign(
                 a.checked_sub(b)
             }
             .ok_or_else(overflow)?;
-            let (lo, hi) = match def.columns[i].ty {
-                crate::types::SqlType::Int2 => (i16::MIN as i64, i16::MAX as i64),
-                crate::types::SqlType::Int4 => (i32::MIN as i64, i32::MAX as i64),
-                _ => (i64::MIN, i64::MAX),
-            };
+            let (lo, hi) = def.columns[i]
+                .ty
+                .int_range()
+                .unwrap_or((i64::MIN, i64::MAX));
             if v < lo || v > hi {
                 return Err(overflow());
             }

@@ -4,9 +4,7 @@
 //! as `{a,b}`. Result columns sent as text use it ([`column_text`]), and so do functions
 //! that print values ([`value_text`]: `concat`, `format`).
 
-use std::sync::Mutex;
-
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray};
 use datafusion::arrow::datatypes::{

@@ -776,7 +776,6 @@ async fn describe(s: &Session, stmt: &Statement, nparams: usize) -> (Vec<Type>, 
     (types, schema)
 }
 
-/// The value of parameter `i` as PostgreSQL text (`None`: NULL), whatever its format.
 /// A binary array parameter as array input text (`{1,2,NULL}`).
 fn array_text<T: ToString>(items: Option<Vec<Option<T>>>) -> String {
     let items: Vec<String> = items
@@ -790,6 +789,7 @@ fn array_text<T: ToString>(items: Option<Vec<Option<T>>>) -> String {
     format!("{{{}}}", items.join(","))
 }
 
+/// The value of parameter `i` as PostgreSQL text (`None`: NULL), whatever its format.
 fn param_text<S: Clone>(portal: &Portal<S>, i: usize, ty: &Type) -> PgWireResult<Option<String>> {
     let raw = portal.parameters.get(i).cloned().flatten();
     let Some(raw) = raw else {
@@ -885,8 +885,37 @@ fn param_expr<S: Clone>(portal: &Portal<S>, i: usize, ty: &Type) -> PgWireResult
     let Some(text) = param_text(portal, i, ty)? else {
         return Ok(Expr::value(ast::Value::Null));
     };
-    let mut lit = Expr::value(ast::Value::SingleQuotedString(text));
-    let data_type = match *ty {
+    let cast = |expr, data_type| Expr::Cast {
+        kind: ast::CastKind::DoubleColon,
+        expr: Box::new(expr),
+        data_type,
+        array: false,
+        format: None,
+    };
+    // An array of a type BSQL stores: `ARRAY['1','2']::int[]`, which DataFusion casts
+    // element by element (the statement's rewrites, `types::array_literals` among them,
+    // ran at Parse).
+    let stored = crate::types::ArrayOf::ALL
+        .into_iter()
+        .find(|a| SqlType::Array(*a).pg() == *ty);
+    if let (Some(a), Some(array)) = (stored, crate::types::array_expr(&text, true)) {
+        let elem = cast_type(&a.elem().pg()).unwrap_or(ast::DataType::Text);
+        let data_type =
+            ast::DataType::Array(ast::ArrayElemTypeDef::SquareBracket(Box::new(elem), None));
+        return Ok(cast(array, data_type));
+    }
+    let lit = Expr::value(ast::Value::SingleQuotedString(text));
+    Ok(match cast_type(ty) {
+        Some(data_type) => cast(lit, data_type),
+        // Text-like and unknown: a plain string literal, cast where it is used.
+        None => lit,
+    })
+}
+
+/// The type a bound parameter of PostgreSQL type `ty` is cast to (`None`: text-like or
+/// unknown, left a string literal).
+fn cast_type(ty: &Type) -> Option<ast::DataType> {
+    Some(match *ty {
         Type::BOOL => ast::DataType::Boolean,
         Type::INT2 => ast::DataType::SmallInt(None),
         Type::INT4 => ast::DataType::Integer(None),
@@ -898,53 +927,7 @@ fn param_expr<S: Clone>(portal: &Portal<S>, i: usize, ty: &Type) -> PgWireResult
         Type::TIME => ast::DataType::Time(None, ast::TimezoneInfo::None),
         Type::TIMESTAMP => ast::DataType::Timestamp(None, ast::TimezoneInfo::None),
         Type::TIMESTAMPTZ => ast::DataType::Timestamp(None, ast::TimezoneInfo::WithTimeZone),
-        // Arrays: `'{1,2}'::int[]` (read by `types::array_literals`).
-        Type::BOOL_ARRAY
-        | Type::INT2_ARRAY
-        | Type::INT4_ARRAY
-        | Type::INT8_ARRAY
-        | Type::FLOAT4_ARRAY
-        | Type::FLOAT8_ARRAY
-        | Type::TEXT_ARRAY
-        | Type::VARCHAR_ARRAY => {
-            let elem = match *ty {
-                Type::BOOL_ARRAY => ast::DataType::Boolean,
-                Type::INT2_ARRAY => ast::DataType::SmallInt(None),
-                Type::INT4_ARRAY => ast::DataType::Integer(None),
-                Type::INT8_ARRAY => ast::DataType::BigInt(None),
-                Type::FLOAT4_ARRAY => ast::DataType::Real,
-                Type::FLOAT8_ARRAY => ast::DataType::DoublePrecision,
-                _ => ast::DataType::Text,
-            };
-            // As `ARRAY['1','2']::int[]`, which DataFusion casts element by element (the
-            // statement's rewrites, `types::array_literals` among them, ran at Parse).
-            if let Expr::Value(v) = &lit {
-                if let ast::Value::SingleQuotedString(t) = &v.value {
-                    if let Some(items) = crate::types::array_items(t) {
-                        let elem = items
-                            .into_iter()
-                            .map(|i| {
-                                Expr::value(match i {
-                                    Some(t) => ast::Value::SingleQuotedString(t),
-                                    None => ast::Value::Null,
-                                })
-                            })
-                            .collect();
-                        lit = Expr::Array(ast::Array { elem, named: true });
-                    }
-                }
-            }
-            ast::DataType::Array(ast::ArrayElemTypeDef::SquareBracket(Box::new(elem), None))
-        }
-        // Text-like and unknown: a plain string literal, cast where it is used.
-        _ => return Ok(lit),
-    };
-    Ok(Expr::Cast {
-        kind: ast::CastKind::DoubleColon,
-        expr: Box::new(lit),
-        data_type,
-        array: false,
-        format: None,
+        _ => return None,
     })
 }
 

@@ -58,6 +58,18 @@ pub enum ArrayOf {
 }
 
 impl ArrayOf {
+    /// Every element type, in declaration order.
+    pub const ALL: [ArrayOf; 8] = [
+        ArrayOf::Bool,
+        ArrayOf::Int2,
+        ArrayOf::Int4,
+        ArrayOf::Int8,
+        ArrayOf::Float4,
+        ArrayOf::Float8,
+        ArrayOf::Text,
+        ArrayOf::Varchar,
+    ];
+
     /// The element type.
     pub fn elem(self) -> SqlType {
         match self {
@@ -74,17 +86,7 @@ impl ArrayOf {
 
     /// The array type of elements of type `t`, if BSQL has it.
     pub fn of(t: SqlType) -> Option<ArrayOf> {
-        Some(match t {
-            SqlType::Bool => ArrayOf::Bool,
-            SqlType::Int2 => ArrayOf::Int2,
-            SqlType::Int4 => ArrayOf::Int4,
-            SqlType::Int8 => ArrayOf::Int8,
-            SqlType::Float4 => ArrayOf::Float4,
-            SqlType::Float8 => ArrayOf::Float8,
-            SqlType::Text => ArrayOf::Text,
-            SqlType::Varchar => ArrayOf::Varchar,
-            _ => return None,
-        })
+        ArrayOf::ALL.into_iter().find(|a| a.elem() == t)
     }
 }
 
@@ -228,6 +230,16 @@ impl SqlType {
             SqlType::Array(a) => DataType::List(Arc::new(
                 datafusion::arrow::datatypes::Field::new_list_field(a.elem().arrow(), true),
             )),
+        }
+    }
+
+    /// The values an integer type holds (`None`: not an integer type).
+    pub fn int_range(self) -> Option<(i64, i64)> {
+        match self {
+            SqlType::Int2 => Some((i16::MIN.into(), i16::MAX.into())),
+            SqlType::Int4 => Some((i32::MIN.into(), i32::MAX.into())),
+            SqlType::Int8 => Some((i64::MIN, i64::MAX)),
+            _ => None,
         }
     }
 
@@ -604,28 +616,34 @@ pub fn array_literals(stmt: &mut ast::Statement) {
             ..
         } = e
         {
-            let items = match expr.as_ref() {
+            let array = match expr.as_ref() {
                 ast::Expr::Value(v) => match &v.value {
-                    ast::Value::SingleQuotedString(s) => array_items(s),
+                    ast::Value::SingleQuotedString(s) => array_expr(s, false),
                     _ => None,
                 },
                 _ => None,
             };
-            if let Some(items) = items {
-                let elem = items
-                    .into_iter()
-                    .map(|i| {
-                        ast::Expr::value(match i {
-                            Some(t) => ast::Value::SingleQuotedString(t),
-                            None => ast::Value::Null,
-                        })
-                    })
-                    .collect();
-                **expr = ast::Expr::Array(ast::Array { elem, named: false });
+            if let Some(array) = array {
+                **expr = array;
             }
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
+}
+
+/// An array literal's text (`{1,NULL}`) as the array of its elements' text
+/// (`ARRAY['1',NULL]`; `named`: spelled with `ARRAY`); `None` if `text` is not one.
+pub fn array_expr(text: &str, named: bool) -> Option<ast::Expr> {
+    let elem = array_items(text)?
+        .into_iter()
+        .map(|i| {
+            ast::Expr::value(match i {
+                Some(t) => ast::Value::SingleQuotedString(t),
+                None => ast::Value::Null,
+            })
+        })
+        .collect();
+    Some(ast::Expr::Array(ast::Array { elem, named }))
 }
 
 /// The elements of a one-dimensional array literal (`{a,"b c",NULL}`); `None` if `text`

@@ -832,11 +832,11 @@ impl Transaction {
                 Some(c) => {
                     // A read-committed write redone on the newer version (this commit holds
                     // no intents, so it may wait for others while it reads).
-                    match self
-                        .redo(&table, idx, &c.key, Condition::Unchanged, started)
-                        .await?
-                    {
-                        Some(op) => replace_op(&mut ops, op),
+                    match self.redo(&table, idx, &c.key, started).await? {
+                        Some(b) => replace_op(
+                            &mut ops,
+                            Self::op_for(&c.key, &b, Condition::Unchanged, &[]),
+                        ),
                         None => {
                             tracing::debug!(key = ?String::from_utf8_lossy(&c.key), ht = r.ht.0, "one-tablet commit refused");
                             return Err(conflict(
@@ -853,23 +853,24 @@ impl Transaction {
         }
     }
 
+    /// The [`Reapply`] of the buffered write of `key` in tablet `idx` of `table`, if any.
+    fn reapply_of(&self, table: &Table, idx: usize, key: &[u8]) -> Option<&Reapply> {
+        let place = (table.info.table_id.clone(), idx, key.to_vec());
+        self.writes.get(&place)?.reapply.as_ref()
+    }
+
     /// The buffered write of `key` (tablet `idx` of `table`) redone on the key's newest
-    /// committed version, as an op with `condition` against that version; `None` if the
-    /// write has no [`Reapply`] or it declines (the key is gone, ...). An intent met on
-    /// the key is waited for only as [`Transaction::may_wait`] allows.
+    /// committed version, which becomes its snapshot; `None` if the write has no
+    /// [`Reapply`] or it declines (the key is gone, ...). An intent met on the key is
+    /// waited for only as [`Transaction::may_wait`] allows.
     async fn redo(
         &self,
         table: &Table,
         idx: usize,
         key: &[u8],
-        condition: Condition,
         started: Instant,
-    ) -> Result<Option<KvOp>> {
-        let place = (table.info.table_id.clone(), idx, key.to_vec());
-        let Some(b) = self.writes.get(&place) else {
-            return Ok(None);
-        };
-        let Some(reapply) = &b.reapply else {
+    ) -> Result<Option<Buffered>> {
+        let Some(reapply) = self.reapply_of(table, idx, key) else {
             return Ok(None);
         };
         let keys = [key.to_vec()];
@@ -890,21 +891,12 @@ impl Transaction {
         let Some(newest) = resp.values.into_iter().next().filter(|v| v.found) else {
             return Ok(None);
         };
-        let Some(value) = reapply(&newest.value) else {
-            return Ok(None);
-        };
-        let redone = Buffered {
+        Ok(reapply(&newest.value).map(|value| Buffered {
             value: Some(value),
-            ttl_ms: b.ttl_ms,
+            ttl_ms: 0,
             since: HybridTime(resp.read_ht),
             reapply: None,
-        };
-        let id: &[u8] = if condition == Condition::Unchanged {
-            &[]
-        } else {
-            &self.id
-        };
-        Ok(Some(Self::op_for(key, &redone, condition, id)))
+        }))
     }
 
     /// Deal with another transaction's intent `c` met in tablet `idx` of `table` during this
@@ -1092,8 +1084,7 @@ impl Transaction {
                 Some(c) if c.locked => {
                     // A decided or abandoned holder is cleared out of the way; a pending one
                     // is waited for only by a write that can be redone, under wait-die.
-                    let place = (table.info.table_id.clone(), idx, c.key.clone());
-                    let redoable = self.writes.get(&place).is_some_and(|b| b.reapply.is_some());
+                    let redoable = self.reapply_of(table, idx, &c.key).is_some();
                     if !self.settle(table, idx, &c, redoable, started).await? {
                         return Err(conflict(format!(
                             "could not serialize access: key locked by transaction {}",
@@ -1101,19 +1092,17 @@ impl Transaction {
                         )));
                     }
                 }
-                Some(c) => {
-                    match self
-                        .redo(table, idx, &c.key, Condition::IntentWrite, started)
-                        .await?
-                    {
-                        Some(op) => replace_op(&mut ops, op),
-                        None => {
-                            return Err(conflict(
-                                "could not serialize access due to concurrent update (prewrite)",
-                            ))
-                        }
+                Some(c) => match self.redo(table, idx, &c.key, started).await? {
+                    Some(b) => replace_op(
+                        &mut ops,
+                        Self::op_for(&c.key, &b, Condition::IntentWrite, &self.id),
+                    ),
+                    None => {
+                        return Err(conflict(
+                            "could not serialize access due to concurrent update (prewrite)",
+                        ))
                     }
-                }
+                },
             }
             if started.elapsed() > self.client.inner.timeout {
                 return Err(conflict("prewrite timed out"));
