@@ -25,7 +25,7 @@ use tonic::transport::Channel;
 
 pub use rpc::mserver::{ServerInfo, TableInfo, TabletLocation};
 pub use rpc::tablet::{Condition, KvOp};
-pub use txn::{Isolation, TxnStatus};
+pub use txn::{Isolation, StatusAt, TxnStatus};
 pub use txn_coord::{Reapply, Savepoint, Transaction};
 
 mod requests;
@@ -123,6 +123,8 @@ struct Inner {
     batchers: Mutex<HashMap<String, tokio::sync::mpsc::UnboundedSender<Batched>>>,
     /// The transaction status table, once opened (see `txn_coord`).
     status_table: tokio::sync::OnceCell<Table>,
+    /// Tables looked up by id (where transactions anchored elsewhere keep their status).
+    tables_by_id: RwLock<HashMap<String, Table>>,
     /// The clock-skew bound transactions assume (µs).
     max_clock_skew_usec: std::sync::atomic::AtomicU64,
     /// Names writes for the tablets' retry filters.
@@ -258,6 +260,7 @@ impl Client {
                 timeout: Duration::from_secs(30),
                 batchers: Mutex::default(),
                 status_table: tokio::sync::OnceCell::new(),
+                tables_by_id: RwLock::default(),
                 max_clock_skew_usec: std::sync::atomic::AtomicU64::new(
                     txn_coord::DEFAULT_MAX_CLOCK_SKEW_USEC,
                 ),
@@ -280,6 +283,7 @@ impl Client {
                 timeout,
                 batchers: Mutex::default(),
                 status_table: tokio::sync::OnceCell::new(),
+                tables_by_id: RwLock::default(),
                 max_clock_skew_usec: std::sync::atomic::AtomicU64::new(
                     txn_coord::DEFAULT_MAX_CLOCK_SKEW_USEC,
                 ),
@@ -471,6 +475,45 @@ impl Client {
             info: resp.table.unwrap_or_default(),
             tablets,
         })
+    }
+
+    /// The table with id `id`, from a cache filled on first use (placement changes are
+    /// followed by [`Client::with_leader`] as for any table).
+    pub(crate) async fn table_by_id(&self, id: &str) -> Result<Table> {
+        if let Some(t) = self
+            .inner
+            .tables_by_id
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+        {
+            return Ok(t.clone());
+        }
+        let resp = self
+            .mserver(|mut c| {
+                let req = GetTableLocationsRequest {
+                    table_id: id.to_owned(),
+                    ..Default::default()
+                };
+                async move {
+                    c.get_table_locations(req)
+                        .await
+                        .map(|r| (r.get_ref().status.clone(), r.into_inner()))
+                }
+            })
+            .await?;
+        let mut tablets = resp.tablets;
+        tablets.sort_by_key(|t| t.hash_start);
+        let t = Table {
+            info: resp.table.unwrap_or_default(),
+            tablets,
+        };
+        self.inner
+            .tables_by_id
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_owned(), t.clone());
+        Ok(t)
     }
 
     /// Wait until every tablet of the table has a leader that accepts reads.
@@ -906,7 +949,33 @@ impl Client {
             read_ht: read_ht.map(|h| h.0).unwrap_or(0),
             propagated_ht: 0,
             uncertain_until: uncertain_until.map(|h| h.0).unwrap_or(0),
+            txn_status: false,
         };
+        self.read_request(table, idx, req).await
+    }
+
+    /// The status records of transactions anchored in tablet `idx` (keys: their ids).
+    pub(crate) async fn read_status_raw(
+        &self,
+        table: &Table,
+        idx: usize,
+        ids: &[Vec<u8>],
+    ) -> Result<ReadResponse> {
+        let req = ReadRequest {
+            tablet_id: table.tablet_id(idx),
+            keys: ids.to_vec(),
+            txn_status: true,
+            ..Default::default()
+        };
+        self.read_request(table, idx, req).await
+    }
+
+    async fn read_request(
+        &self,
+        table: &Table,
+        idx: usize,
+        req: ReadRequest,
+    ) -> Result<ReadResponse> {
         let resp = self
             .with_leader(table, idx, |addr| {
                 let mut req = req.clone();
@@ -996,28 +1065,54 @@ impl Client {
         Ok(resp)
     }
 
-    /// Every live row of the table (tablet by tablet; keys sorted within a tablet).
+    /// Every live row of the table (tablet by tablet; keys sorted within a tablet), as of
+    /// one snapshot, as a PostgreSQL statement sees one: the time the first tablet was read
+    /// at. (Tablets read at their own "now" one after the other could show part of a
+    /// transaction that commits meanwhile.) A version on a later tablet in the clock-skew
+    /// window above that time restarts the scan above it.
     pub async fn scan_all(&self, table: &Table) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut out = Vec::new();
-        for idx in 0..table.tablets.len() {
-            let mut start = None;
-            loop {
-                let resp = self
-                    .scan_tablet(table, idx, start.clone(), None, 10_000)
-                    .await?;
-                let more = resp.more;
-                let mut last = None;
-                for kv in resp.kvs {
-                    last = Some(kv.key.clone());
-                    out.push((kv.key, kv.value));
-                }
-                match next_page(more, last) {
-                    Some(k) => start = Some(k),
-                    None => break,
+        let started = Instant::now();
+        let mut read_ht: Option<HybridTime> = None;
+        'again: loop {
+            let mut out = Vec::new();
+            for idx in 0..table.tablets.len() {
+                let mut start = None;
+                loop {
+                    let uncertain = read_ht.map(|r| r.add_micros(self.max_clock_skew_usec()));
+                    let resp = self
+                        .scan_tablet_raw(
+                            table,
+                            idx,
+                            start.clone(),
+                            None,
+                            10_000,
+                            read_ht,
+                            uncertain,
+                        )
+                        .await?;
+                    if let Some(c) = &resp.locked {
+                        self.resolve_lock(table, idx, c, started).await?;
+                        continue;
+                    }
+                    if resp.restart_ht != 0 {
+                        read_ht = Some(HybridTime(resp.restart_ht));
+                        continue 'again;
+                    }
+                    read_ht.get_or_insert(HybridTime(resp.read_ht));
+                    let more = resp.more;
+                    let mut last = None;
+                    for kv in resp.kvs {
+                        last = Some(kv.key.clone());
+                        out.push((kv.key, kv.value));
+                    }
+                    match next_page(more, last) {
+                        Some(k) => start = Some(k),
+                        None => break,
+                    }
                 }
             }
+            return Ok(out);
         }
-        Ok(out)
     }
 }
 

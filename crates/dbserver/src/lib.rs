@@ -484,7 +484,10 @@ impl DbServer {
                     }
                 };
                 for (key, intent) in old {
-                    let status = match client.txn_outcome(&intent.txn, intent.written_at_us).await {
+                    let status = match client
+                        .txn_outcome(&intent.txn, intent.status_at.as_ref(), intent.written_at_us)
+                        .await
+                    {
                         Ok(Some(s)) => s,
                         Ok(None) => continue,
                         Err(e) => {

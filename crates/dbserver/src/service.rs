@@ -52,11 +52,28 @@ fn write_op(o: KvOp) -> WriteOp {
         Condition::IfAbsent => tablet::Condition::IfAbsent,
         Condition::IfPresent => tablet::Condition::IfPresent,
         Condition::IfEquals => tablet::Condition::IfEquals(o.expected),
+        Condition::IntentWrite | Condition::IntentRead if !o.status_table_id.is_empty() => {
+            tablet::Condition::IntentAt {
+                txn,
+                since_ht: o.txn_ht,
+                read: o.condition == Condition::IntentRead as i32,
+                status_at: txn::StatusAt {
+                    table_id: o.status_table_id,
+                    tablet: o.status_tablet,
+                },
+            }
+        }
         Condition::IntentWrite | Condition::IntentRead => tablet::Condition::Intent {
             txn,
             since_ht: o.txn_ht,
             read: o.condition == Condition::IntentRead as i32,
         },
+        Condition::TxnStatus => tablet::Condition::TxnStatus {
+            txn,
+            expected: (!o.expected.is_empty()).then_some(o.expected),
+            commit_min: o.txn_ht,
+        },
+        Condition::TxnStatusDelete => tablet::Condition::ForgetStatus { txn },
         Condition::ResolveCommit => tablet::Condition::Resolve {
             txn,
             commit_ht: Some(o.txn_ht),
@@ -91,18 +108,31 @@ fn conflict_msg(c: &Option<tablet::Conflict>) -> Option<rpc::tablet::Conflict> {
             txn,
             key,
             written_at_us,
-        } => rpc::tablet::Conflict {
-            locked: true,
-            txn_id: txn.to_vec(),
-            key: key.clone(),
-            written_at_us: *written_at_us,
-        },
+            status_at,
+        } => locked_msg(txn, key, *written_at_us, status_at.as_ref()),
         tablet::Conflict::Newer { key } => rpc::tablet::Conflict {
             locked: false,
             key: key.clone(),
             ..Default::default()
         },
     })
+}
+
+/// The message of a `Locked` conflict.
+fn locked_msg(
+    txn: &txn::TxnId,
+    key: &[u8],
+    written_at_us: u64,
+    status_at: Option<&txn::StatusAt>,
+) -> rpc::tablet::Conflict {
+    rpc::tablet::Conflict {
+        locked: true,
+        txn_id: txn.to_vec(),
+        key: key.to_vec(),
+        written_at_us,
+        status_table_id: status_at.map(|a| a.table_id.clone()).unwrap_or_default(),
+        status_tablet: status_at.map(|a| a.tablet).unwrap_or_default(),
+    }
 }
 
 /// A read error that the client resolves itself: an intent in the way, or a restart.
@@ -112,14 +142,10 @@ fn read_conflict(e: &TabletError) -> Option<(Option<rpc::tablet::Conflict>, u64)
             txn,
             key,
             written_at_us,
+            status_at,
             ..
         } => Some((
-            Some(rpc::tablet::Conflict {
-                locked: true,
-                txn_id: txn.to_vec(),
-                key: key.clone(),
-                written_at_us: *written_at_us,
-            }),
+            Some(locked_msg(txn, key, *written_at_us, status_at.as_ref())),
             0,
         )),
         TabletError::ReadRestart { restart_ht, .. } => Some((None, restart_ht.0)),
@@ -237,41 +263,45 @@ impl Service {
         };
         // Taken after the request arrived, so above every write acknowledged before it.
         let local_limit = self.0.clock.now().0;
-        Ok(Response::new(
-            match t
-                .read(&req.keys, ht_opt(req.read_ht), ht_opt(req.uncertain_until))
-                .await
-            {
-                Ok((vals, ht)) => ReadResponse {
-                    status: None,
-                    values: vals
-                        .into_iter()
-                        .map(|v| match v {
-                            Some(value) => MaybeValue { found: true, value },
-                            None => MaybeValue {
-                                found: false,
-                                value: vec![],
-                            },
-                        })
-                        .collect(),
-                    read_ht: ht.0,
+        let read = async {
+            if req.txn_status {
+                let vals = t.txn_statuses(&req.keys).await?;
+                Ok((vals, self.0.clock.now()))
+            } else {
+                t.read(&req.keys, ht_opt(req.read_ht), ht_opt(req.uncertain_until))
+                    .await
+            }
+        };
+        Ok(Response::new(match read.await {
+            Ok((vals, ht)) => ReadResponse {
+                status: None,
+                values: vals
+                    .into_iter()
+                    .map(|v| match v {
+                        Some(value) => MaybeValue { found: true, value },
+                        None => MaybeValue {
+                            found: false,
+                            value: vec![],
+                        },
+                    })
+                    .collect(),
+                read_ht: ht.0,
+                local_limit,
+                ..Default::default()
+            },
+            Err(e) => match read_conflict(&e) {
+                Some((locked, restart_ht)) => ReadResponse {
+                    locked,
+                    restart_ht,
                     local_limit,
                     ..Default::default()
                 },
-                Err(e) => match read_conflict(&e) {
-                    Some((locked, restart_ht)) => ReadResponse {
-                        locked,
-                        restart_ht,
-                        local_limit,
-                        ..Default::default()
-                    },
-                    None => ReadResponse {
-                        status: tablet_status(&e),
-                        ..Default::default()
-                    },
+                None => ReadResponse {
+                    status: tablet_status(&e),
+                    ..Default::default()
                 },
             },
-        ))
+        }))
     }
 
     async fn do_scan(

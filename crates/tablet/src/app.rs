@@ -9,7 +9,7 @@ use consensus::StateMachineApp;
 use storage::latest::{Latest, Newest};
 use storage::mvcc::{self, Version};
 use storage::{Cf, KvEngine, StorageError, WriteBatch};
-use txn::{intents, Intent, IntentKind, IntentSet, TxnId};
+use txn::{intents, Intent, IntentKind, IntentSet, StatusAt, TxnId};
 
 use crate::retries::{self, RequestId, Retries, Seen};
 
@@ -55,6 +55,48 @@ pub enum Condition {
         end: Vec<u8>,
         raise_to: u64,
     },
+    /// As `Intent`, for a transaction whose status record is in a participant tablet
+    /// (`status_at`), which the intent names for whoever meets it.
+    IntentAt {
+        txn: TxnId,
+        since_ht: u64,
+        read: bool,
+        status_at: StatusAt,
+    },
+    /// Compare-and-set the status record of `txn` kept in this tablet (the op's key is
+    /// ignored) from `expected` (`None`: absent) to the op's value, a `TxnStatus` (else the
+    /// write fails). With `commit_min` > 0 it is the commit of a transaction anchored here:
+    /// the record becomes `Committed { commit_ht }` and the write's other ops are written
+    /// at `commit_ht = max(the write's time, commit_min)`.
+    TxnStatus {
+        txn: TxnId,
+        expected: Option<Vec<u8>>,
+        commit_min: u64,
+    },
+    /// Remove the status record of `txn` kept in this tablet (its intents are resolved).
+    ForgetStatus {
+        txn: TxnId,
+    },
+}
+
+impl Condition {
+    /// The parts of a prewrite (`Intent` or `IntentAt`).
+    pub(crate) fn intent(&self) -> Option<(&TxnId, u64, bool, Option<&StatusAt>)> {
+        match self {
+            Condition::Intent {
+                txn,
+                since_ht,
+                read,
+            } => Some((txn, *since_ht, *read, None)),
+            Condition::IntentAt {
+                txn,
+                since_ht,
+                read,
+                status_at,
+            } => Some((txn, *since_ht, *read, Some(status_at))),
+            _ => None,
+        }
+    }
 }
 
 /// Why a write was refused by the transaction rules.
@@ -65,6 +107,8 @@ pub enum Conflict {
         txn: TxnId,
         key: Vec<u8>,
         written_at_us: u64,
+        /// Where the transaction's status record is (`None`: `system_txn.status`).
+        status_at: Option<StatusAt>,
     },
     /// `key` changed after the snapshot the writer read it at.
     Newer { key: Vec<u8> },
@@ -162,6 +206,8 @@ pub(crate) struct TabletApp {
     pending: Mutex<HashMap<Vec<u8>, PendingValue>>,
     /// Intent sets written by the current apply round (empty = removed), like `pending`.
     pending_intents: Mutex<HashMap<Vec<u8>, IntentSet>>,
+    /// Status records written by the current apply round (`None` = removed), like `pending`.
+    pending_status: Mutex<HashMap<TxnId, Option<Vec<u8>>>>,
     /// The keys of this tablet that have intents, in memory: reads and writes of other keys
     /// never look in `Cf::Intents`.
     pub(crate) intent_index: IntentIndex,
@@ -261,20 +307,32 @@ pub(crate) fn decode_outcomes(raw: &[u8]) -> Option<Vec<WriteOutcome>> {
         let code = take(&mut rest, 1)?[0];
         let conflict = match code {
             2 | 3 => {
+                let u32_of = |rest: &mut &[u8]| -> Option<u32> {
+                    Some(u32::from_be_bytes(take(rest, 4)?.try_into().ok()?))
+                };
                 let txn = if code == 2 {
                     let id = <TxnId>::try_from(&take(&mut rest, 16)?[..]).ok()?;
                     let at = u64::from_be_bytes(take(&mut rest, 8)?.try_into().ok()?);
-                    Some((id, at))
+                    let len = u32_of(&mut rest)? as usize;
+                    let status_at = if len > 0 {
+                        let table_id = String::from_utf8(take(&mut rest, len)?).ok()?;
+                        let tablet = u32_of(&mut rest)?;
+                        Some(StatusAt { table_id, tablet })
+                    } else {
+                        None
+                    };
+                    Some((id, at, status_at))
                 } else {
                     None
                 };
-                let len = u32::from_be_bytes(take(&mut rest, 4)?.try_into().ok()?) as usize;
+                let len = u32_of(&mut rest)? as usize;
                 let key = take(&mut rest, len)?;
                 Some(match txn {
-                    Some((txn, written_at_us)) => Conflict::Locked {
+                    Some((txn, written_at_us, status_at)) => Conflict::Locked {
                         txn,
                         key,
                         written_at_us,
+                        status_at,
                     },
                     None => Conflict::Newer { key },
                 })
@@ -312,10 +370,19 @@ fn encode_outcome(reply: &mut Vec<u8>, ht: HybridTime, v: &Verdict) {
             txn,
             key,
             written_at_us,
+            status_at,
         }) => {
             reply.push(2);
             reply.extend_from_slice(txn);
             reply.extend_from_slice(&written_at_us.to_be_bytes());
+            match status_at {
+                Some(at) if !at.table_id.is_empty() => {
+                    reply.extend_from_slice(&(at.table_id.len() as u32).to_be_bytes());
+                    reply.extend_from_slice(at.table_id.as_bytes());
+                    reply.extend_from_slice(&at.tablet.to_be_bytes());
+                }
+                _ => reply.extend_from_slice(&0u32.to_be_bytes()),
+            }
             reply.extend_from_slice(&(key.len() as u32).to_be_bytes());
             reply.extend_from_slice(key);
         }
@@ -354,6 +421,7 @@ impl TabletApp {
             last_ht: Mutex::new(last),
             pending: Mutex::default(),
             pending_intents: Mutex::default(),
+            pending_status: Mutex::default(),
             intent_index,
             latest: Latest::new(),
         })
@@ -500,6 +568,7 @@ impl TabletApp {
         batch: &mut WriteBatch,
         pending: &mut HashMap<Vec<u8>, PendingValue>,
         pending_intents: &mut HashMap<Vec<u8>, IntentSet>,
+        pending_status: &mut HashMap<TxnId, Option<Vec<u8>>>,
     ) -> Result<(Verdict, Option<HybridTime>), StorageError> {
         // The leader refuses such writes; a log written before it did must not stop replay
         // (the engine panics on keys it cannot hold).
@@ -514,6 +583,7 @@ impl TabletApp {
                         txn: i.txn,
                         key: op.key.clone(),
                         written_at_us: i.written_at_us,
+                        status_at: i.status_at.clone(),
                     }),
                     None,
                 ))
@@ -526,28 +596,27 @@ impl TabletApp {
                     None,
                 ))
             };
-            match &op.condition {
-                Condition::Intent {
-                    txn,
-                    since_ht,
-                    read,
-                } => {
-                    let kind = intent_kind(*read);
-                    let set = self.intents_of(&op.key, pending_intents)?;
-                    if let Some(other) = set
-                        .iter()
-                        .find(|i| i.txn != *txn && txn::conflicts(kind, i))
-                    {
-                        return locked(other);
-                    }
-                    if self
-                        .newest(&op.key, pending)?
-                        .is_some_and(|t| t.0 > *since_ht)
-                    {
-                        return newer();
-                    }
+            if let Some((txn, since_ht, read, _)) = op.condition.intent() {
+                let kind = intent_kind(read);
+                let set = self.intents_of(&op.key, pending_intents)?;
+                if let Some(other) = set
+                    .iter()
+                    .find(|i| i.txn != *txn && txn::conflicts(kind, i))
+                {
+                    return locked(other);
                 }
-                Condition::Resolve { .. } => {}
+                if self
+                    .newest(&op.key, pending)?
+                    .is_some_and(|t| t.0 > since_ht)
+                {
+                    return newer();
+                }
+                continue;
+            }
+            match &op.condition {
+                Condition::Resolve { .. }
+                | Condition::TxnStatus { .. }
+                | Condition::ForgetStatus { .. } => {}
                 Condition::RangeUnchanged {
                     txn, since_ht, end, ..
                 } => {
@@ -561,6 +630,7 @@ impl TabletApp {
                                 txn: i.txn,
                                 key,
                                 written_at_us: i.written_at_us,
+                                status_at: i.status_at,
                             }),
                             None,
                         ));
@@ -584,7 +654,27 @@ impl TabletApp {
                 }
             }
         }
+        // The time the write's versions get: its own, or a transaction's commit time.
+        let mut at = ht;
         for op in ops {
+            if let Condition::TxnStatus {
+                txn,
+                expected,
+                commit_min,
+            } = &op.condition
+            {
+                let current = match pending_status.get(txn) {
+                    Some(v) => v.clone(),
+                    None => self
+                        .engine
+                        .get(Cf::Intents, &intents::status_key(&self.prefix, txn))?,
+                };
+                if current != *expected {
+                    return Ok((Verdict::Failed, None));
+                }
+                at = at.max(HybridTime(*commit_min));
+                continue;
+            }
             if !matches!(
                 op.condition,
                 Condition::IfAbsent | Condition::IfPresent | Condition::IfEquals(_)
@@ -617,27 +707,44 @@ impl TabletApp {
                 return Ok((Verdict::Failed, None));
             }
         }
-        let mut committed: Option<HybridTime> = None;
+        let mut committed: Option<HybridTime> = (at > ht).then_some(at);
         for op in ops {
-            match &op.condition {
-                Condition::Intent {
-                    txn,
+            if let Some((txn, since_ht, read, status_at)) = op.condition.intent() {
+                let kind = intent_kind(read);
+                let mut set = self.intents_of(&op.key, pending_intents)?;
+                set.retain(|i| !(i.txn == *txn && i.kind == kind));
+                set.push(Intent {
+                    txn: *txn,
+                    kind,
                     since_ht,
-                    read,
+                    written_at_us: ht.micros(),
+                    value: if read { None } else { op.value.clone() },
+                    ttl_ms: op.ttl_ms,
+                    expire_at_us: op.expire_at_us,
+                    status_at: status_at.cloned(),
+                });
+                self.set_intents(&op.key, set, batch, pending_intents);
+                continue;
+            }
+            match &op.condition {
+                Condition::TxnStatus {
+                    txn, commit_min, ..
                 } => {
-                    let kind = intent_kind(*read);
-                    let mut set = self.intents_of(&op.key, pending_intents)?;
-                    set.retain(|i| !(i.txn == *txn && i.kind == kind));
-                    set.push(Intent {
-                        txn: *txn,
-                        kind,
-                        since_ht: *since_ht,
-                        written_at_us: ht.micros(),
-                        value: if *read { None } else { op.value.clone() },
-                        ttl_ms: op.ttl_ms,
-                        expire_at_us: op.expire_at_us,
-                    });
-                    self.set_intents(&op.key, set, batch, pending_intents);
+                    let value = if *commit_min > 0 {
+                        txn::TxnStatus::Committed { commit_ht: at.0 }.encode()
+                    } else {
+                        op.value.clone().unwrap_or_default()
+                    };
+                    batch.put(
+                        Cf::Intents,
+                        intents::status_key(&self.prefix, txn),
+                        value.clone(),
+                    );
+                    pending_status.insert(*txn, Some(value));
+                }
+                Condition::ForgetStatus { txn } => {
+                    batch.delete(Cf::Intents, intents::status_key(&self.prefix, txn));
+                    pending_status.insert(*txn, None);
                 }
                 Condition::Resolve { txn, commit_ht } => {
                     let mut set = self.intents_of(&op.key, pending_intents)?;
@@ -673,7 +780,7 @@ impl TabletApp {
                     }
                 }
                 _ => self.write_version(
-                    ht,
+                    at,
                     &op.key,
                     &op.value,
                     op.ttl_ms,
@@ -766,6 +873,10 @@ impl StateMachineApp for TabletApp {
             .pending_intents
             .lock()
             .unwrap_or_else(|e| e.into_inner());
+        let mut pending_status = self
+            .pending_status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let mut retries = self.retries.lock().unwrap_or_else(|e| e.into_inner());
         let mut reply = Vec::with_capacity(9 * cmd.writes.len());
         for (n, ops) in cmd.writes.iter().enumerate() {
@@ -794,8 +905,14 @@ impl StateMachineApp for TabletApp {
             }
             *last = ht;
             self.clock.update(ht);
-            let (verdict, committed) =
-                self.apply_one(ht, ops, batch, &mut pending, &mut pending_intents)?;
+            let (verdict, committed) = self.apply_one(
+                ht,
+                ops,
+                batch,
+                &mut pending,
+                &mut pending_intents,
+                &mut pending_status,
+            )?;
             if let (Some(id), Verdict::Applied) = (id, &verdict) {
                 retries.record(id);
             }
@@ -841,6 +958,10 @@ impl StateMachineApp for TabletApp {
                 (key, Newest { ht, version })
             }));
         drop(pending);
+        self.pending_status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         // The round's batch is in the engine: keys it left without intents leave the index.
         for (key, set) in self
             .pending_intents

@@ -68,6 +68,7 @@ pub enum TabletError {
         txn: txn::TxnId,
         key: Vec<u8>,
         written_at_us: u64,
+        status_at: Option<txn::StatusAt>,
     },
     /// A key longer than the storage engine can hold (about 64 KiB).
     #[error("tablet {tablet}: key length of {len} is longer than the store's maximum (about 65,500 bytes)")]
@@ -510,9 +511,7 @@ impl Tablet {
         if let Some(op) = ops.iter().find(|o| !mvcc::key_fits(&o.key)) {
             return Err(self.key_too_large(&op.key));
         }
-        let prewrite = ops
-            .iter()
-            .any(|o| matches!(o.condition, Condition::Intent { .. }));
+        let prewrite = ops.iter().any(|o| o.condition.intent().is_some());
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.queue
             .send(Queued { ops, id, tx })
@@ -677,6 +676,28 @@ impl Tablet {
         Ok((out, ht))
     }
 
+    /// The status records (encoded `TxnStatus`) of the transactions `txns` kept in this
+    /// tablet (those anchored here), read on the leader under its lease.
+    pub async fn txn_statuses(
+        &self,
+        txns: &[Vec<u8>],
+    ) -> Result<Vec<Option<Vec<u8>>>, TabletError> {
+        self.ensure_read_lease().await?;
+        txns.iter()
+            .map(|id| {
+                let Ok(id) = txn::TxnId::try_from(id.as_slice()) else {
+                    return Ok(None);
+                };
+                self.engine
+                    .get(
+                        storage::Cf::Intents,
+                        &txn::intents::status_key(&self.prefix, &id),
+                    )
+                    .map_err(|e| self.storage(e))
+            })
+            .collect()
+    }
+
     /// Live rows in `range` at `read_ht` (default: now), at most `limit`; intents and
     /// uncertainty as for [`Tablet::read`].
     pub async fn scan(
@@ -747,6 +768,7 @@ impl Tablet {
                 txn: i.txn,
                 key: key.to_vec(),
                 written_at_us: i.written_at_us,
+                status_at: i.status_at,
             }),
             None => Ok(()),
         }

@@ -6,6 +6,17 @@
 //! ```
 //!
 //! the same key as the user key's MVCC versions in `Cf::Data` without the time suffix.
+//!
+//! The same family holds the status records of transactions anchored in the tablet
+//! ([`crate::StatusAt`]):
+//!
+//! ```text
+//! key   = tablet prefix (16 bytes) ‖ 0x00 0x01 ‖ transaction id (16 bytes)
+//! value = bincode(TxnStatus)
+//! ```
+//!
+//! No encoded user key starts with `0x00 0x01` (a zero byte is followed by `0xFF`, or by
+//! `0x00` as the terminator), so the two never meet; the walks over user keys skip these.
 
 use std::ops::Bound;
 
@@ -21,6 +32,37 @@ fn corrupt(detail: &str) -> StorageError {
     StorageError::Corrupt {
         what: "transaction intents",
         detail: detail.to_owned(),
+    }
+}
+
+/// Marks a status record's key after the tablet prefix.
+const STATUS_MARK: [u8; 2] = [0x00, 0x01];
+
+/// The `Cf::Intents` key of transaction `txn`'s status record in the tablet `prefix`.
+pub fn status_key(prefix: &[u8; 16], txn: &crate::TxnId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(34);
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(&STATUS_MARK);
+    k.extend_from_slice(txn);
+    k
+}
+
+/// Whether a raw `Cf::Intents` key (with its tablet prefix) is a status record's.
+pub fn is_status_key(raw: &[u8]) -> bool {
+    raw.get(16..18) == Some(&STATUS_MARK[..])
+}
+
+/// The status record of `txn` kept in tablet `prefix`, if any.
+pub fn status(
+    engine: &dyn KvEngine,
+    prefix: &[u8; 16],
+    txn: &crate::TxnId,
+) -> Result<Option<crate::TxnStatus>> {
+    match engine.get(Cf::Intents, &status_key(prefix, txn))? {
+        Some(raw) => Ok(Some(
+            crate::TxnStatus::decode(&raw).ok_or_else(|| corrupt("undecodable status"))?,
+        )),
+        None => Ok(None),
     }
 }
 
@@ -53,6 +95,9 @@ pub fn scan(
     let mut out = Vec::new();
     for kv in engine.scan(Cf::Intents, start, end, false) {
         let (k, v) = kv?;
+        if is_status_key(&k) {
+            continue;
+        }
         let (user, rest) = decode_bytes(k.get(16..).unwrap_or_default())
             .ok_or_else(|| corrupt("bad key encoding"))?;
         if !rest.is_empty() {
@@ -87,8 +132,9 @@ pub fn count(engine: &dyn KvEngine, prefix: &[u8; 16]) -> Result<usize> {
         prefix_end(prefix),
         false,
     ) {
-        kv?;
-        n += 1;
+        if !is_status_key(&kv?.0) {
+            n += 1;
+        }
     }
     Ok(n)
 }

@@ -73,20 +73,68 @@ pub struct Intent {
     pub ttl_ms: u64,
     /// Absolute expiry in µs; overrides `ttl_ms` when non-zero.
     pub expire_at_us: u64,
+    /// Where the transaction's status record is: `None` in `system_txn.status`, else in a
+    /// tablet of a user table (a participant's, see [`StatusAt`]).
+    pub status_at: Option<StatusAt>,
 }
+
+/// A status record kept in a participant tablet of the transaction (the one its commit
+/// writes directly, with the record, in one Raft write), in that tablet's intents family
+/// ([`intents::status_key`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StatusAt {
+    pub table_id: String,
+    pub tablet: u32,
+}
+
+/// An intent as written before [`Intent::status_at`] existed.
+#[derive(Deserialize)]
+struct IntentV1 {
+    txn: TxnId,
+    kind: IntentKind,
+    since_ht: u64,
+    written_at_us: u64,
+    value: Option<Vec<u8>>,
+    ttl_ms: u64,
+    expire_at_us: u64,
+}
+
+/// Marks the current encoding of an intent set (a length no set can have).
+const SET_V2: [u8; 8] = [0xFF; 8];
 
 /// The intents on one key: one write intent, or any number of read intents (and at most
 /// one write intent, of a transaction that also read the key).
 pub type IntentSet = Vec<Intent>;
 
-/// Encode the intents of a key for `Cf::Intents`.
+/// Encode the intents of a key for `Cf::Intents`: [`SET_V2`] ‖ bincode(set).
 pub fn encode_set(set: &IntentSet) -> Vec<u8> {
-    bincode::serialize(set).unwrap_or_default()
+    let mut out = SET_V2.to_vec();
+    if bincode::serialize_into(&mut out, set).is_err() {
+        out.clear();
+    }
+    out
 }
 
-/// Decode the intents of a key; `None` if the bytes are not an intent set.
+/// Decode the intents of a key (either encoding); `None` if the bytes are not an intent set.
 pub fn decode_set(raw: &[u8]) -> Option<IntentSet> {
-    bincode::deserialize(raw).ok()
+    if let Some(rest) = raw.strip_prefix(&SET_V2) {
+        return bincode::deserialize(rest).ok();
+    }
+    let old: Vec<IntentV1> = bincode::deserialize(raw).ok()?;
+    Some(
+        old.into_iter()
+            .map(|i| Intent {
+                txn: i.txn,
+                kind: i.kind,
+                since_ht: i.since_ht,
+                written_at_us: i.written_at_us,
+                value: i.value,
+                ttl_ms: i.ttl_ms,
+                expire_at_us: i.expire_at_us,
+                status_at: None,
+            })
+            .collect(),
+    )
 }
 
 /// Whether `other` (an intent of another transaction) stops `kind` from being taken.
@@ -176,8 +224,29 @@ mod tests {
             value: Some(b"v".to_vec()),
             ttl_ms: 0,
             expire_at_us: 0,
+            status_at: Some(StatusAt {
+                table_id: "t".into(),
+                tablet: 3,
+            }),
         };
-        assert_eq!(decode_set(&encode_set(&vec![i.clone()])), Some(vec![i]));
+        assert_eq!(
+            decode_set(&encode_set(&vec![i.clone(), i.clone()])),
+            Some(vec![i.clone(), i.clone()])
+        );
+        // Sets written before `status_at` existed still decode.
+        let v1 = (
+            1u64,
+            i.txn,
+            0u32,
+            5u64,
+            6u64,
+            Some(b"v".to_vec()),
+            0u64,
+            0u64,
+        );
+        let old = decode_set(&bincode::serialize(&v1).unwrap()).unwrap();
+        assert_eq!(old[0].status_at, None);
+        assert_eq!(old[0].value, i.value);
         let s = TxnStatus::Committed { commit_ht: 9 };
         assert_eq!(TxnStatus::decode(&s.encode()), Some(s));
         // Records written before `Pending` existed still decode the same.
@@ -199,7 +268,8 @@ mod tests {
                 written_at_us: 0,
                 value: None,
                 ttl_ms: 0,
-                expire_at_us: 0
+                expire_at_us: 0,
+                status_at: None,
             }
         ));
     }

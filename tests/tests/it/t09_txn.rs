@@ -204,7 +204,47 @@ async fn abandoned(c: &Client, table: &Table) {
     println!("reader resolved an abandoned transaction after {waited:?}");
     assert_eq!(v.as_deref(), Some(&b"before"[..]));
     assert!(waited < Duration::from_secs(9), "{waited:?}");
-    assert_eq!(c.txn_status(&id).await.unwrap(), Some(txn_status_aborted()));
+    assert_eq!(
+        c.txn_status_at(&id, None).await.unwrap(),
+        Some(txn_status_aborted())
+    );
+    // The same with the status record anchored in a participant tablet (the usual commit):
+    // the intent names the anchor, where the reader records the abort.
+    let (anchored_key, anchor_key) = keys_in_two_tablets(table, "dead-anchored");
+    c.put(table, &anchored_key, b"before").await.unwrap();
+    let dead = c.begin(Isolation::Snapshot);
+    let id2 = *dead.id();
+    let anchor = client::StatusAt {
+        table_id: table.info.table_id.clone(),
+        tablet: table.tablet_for(&anchor_key) as u32,
+    };
+    let r = c
+        .write(
+            table,
+            &anchored_key,
+            vec![client::KvOp {
+                key: anchored_key.clone(),
+                value: b"never".to_vec(),
+                condition: client::Condition::IntentWrite as i32,
+                txn_id: id2.to_vec(),
+                txn_ht: dead.read_time().0,
+                status_table_id: anchor.table_id.clone(),
+                status_tablet: anchor.tablet,
+                ..Default::default()
+            }],
+        )
+        .await
+        .unwrap();
+    assert!(r.applied);
+    drop(dead);
+    let t0 = Instant::now();
+    let v = c.get(table, &anchored_key).await.unwrap();
+    assert_eq!(v.as_deref(), Some(&b"before"[..]));
+    assert!(t0.elapsed() < Duration::from_secs(9), "{:?}", t0.elapsed());
+    assert_eq!(
+        c.txn_status_at(&id2, Some(&anchor)).await.unwrap(),
+        Some(txn_status_aborted())
+    );
     // The intent on the key nobody read is swept too: a plain write goes through at once.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let t0 = Instant::now();
