@@ -38,6 +38,9 @@ pub struct WriteResult {
     pub ht: HybridTime,
     /// False when an op's condition failed and nothing was written.
     pub applied: bool,
+    /// The tablet had applied this write already (a resend after a lost answer): `ht` is
+    /// a time at or above the write's, not the write's own.
+    pub resent: bool,
 }
 
 /// Errors returned to callers.
@@ -125,6 +128,8 @@ struct Inner {
     status_table: tokio::sync::OnceCell<Table>,
     /// Tables looked up by id (where transactions anchored elsewhere keep their status).
     tables_by_id: RwLock<HashMap<String, Table>>,
+    /// Status records to remove, per anchor tablet id (see `txn_coord::Forgets`).
+    forgets: Mutex<HashMap<String, txn_coord::Forgets>>,
     /// The clock-skew bound transactions assume (µs).
     max_clock_skew_usec: std::sync::atomic::AtomicU64,
     /// Names writes for the tablets' retry filters.
@@ -261,6 +266,7 @@ impl Client {
                 batchers: Mutex::default(),
                 status_table: tokio::sync::OnceCell::new(),
                 tables_by_id: RwLock::default(),
+                forgets: Mutex::default(),
                 max_clock_skew_usec: std::sync::atomic::AtomicU64::new(
                     txn_coord::DEFAULT_MAX_CLOCK_SKEW_USEC,
                 ),
@@ -284,6 +290,7 @@ impl Client {
                 batchers: Mutex::default(),
                 status_table: tokio::sync::OnceCell::new(),
                 tables_by_id: RwLock::default(),
+                forgets: Mutex::default(),
                 max_clock_skew_usec: std::sync::atomic::AtomicU64::new(
                     txn_coord::DEFAULT_MAX_CLOCK_SKEW_USEC,
                 ),
@@ -788,6 +795,7 @@ impl Client {
             WriteResult {
                 ht,
                 applied: resp.applied,
+                resent: resp.resent,
             },
             resp.conflict,
         ))
@@ -841,6 +849,7 @@ impl Client {
                 WriteResult {
                     ht: HybridTime(o.ht),
                     applied: o.applied,
+                    resent: o.resent,
                 },
                 o.conflict,
             ),

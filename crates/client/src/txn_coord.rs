@@ -80,6 +80,20 @@ fn status_at_of(c: &Conflict) -> Option<StatusAt> {
     })
 }
 
+/// How long a status record whose transaction is fully resolved waits to be removed by
+/// riding along with a later commit anchored in the same tablet, before it is removed by
+/// a write of its own.
+const FORGET_DELAY: Duration = Duration::from_millis(5);
+
+/// Status records of resolved transactions waiting for removal in one anchor tablet: the
+/// next commit anchored there removes them in its own write, which saves a Raft write per
+/// transaction under load ([`Client::queue_forget`]).
+pub(crate) struct Forgets {
+    table: Table,
+    idx: usize,
+    ids: Vec<TxnId>,
+}
+
 /// Where a transaction's status record is.
 #[derive(Clone)]
 pub(crate) enum StatusPlace {
@@ -416,14 +430,64 @@ impl Client {
                     .map(|_| ())
             }
             StatusPlace::Anchor(t, idx) => {
-                let op = KvOp {
-                    key: id.to_vec(),
-                    condition: Condition::TxnStatusDelete as i32,
-                    txn_id: id.to_vec(),
-                    ..Default::default()
-                };
-                self.write_tablet_raw(t, *idx, vec![op]).await.map(|_| ())
+                self.queue_forget(t, *idx, *id);
+                Ok(())
             }
+        }
+    }
+
+    /// Remove `id`'s record kept in anchor tablet `idx` of `table` soon: with the next
+    /// commit anchored there ([`Client::take_forgets`]), or after [`FORGET_DELAY`] by a
+    /// write of its own.
+    fn queue_forget(&self, table: &Table, idx: usize, id: TxnId) {
+        let tablet_id = table.tablet_id(idx);
+        let first = {
+            let mut all = self.inner.forgets.lock().unwrap_or_else(|e| e.into_inner());
+            let f = all.entry(tablet_id.clone()).or_insert_with(|| Forgets {
+                table: table.clone(),
+                idx,
+                ids: Vec::new(),
+            });
+            f.ids.push(id);
+            f.ids.len() == 1
+        };
+        if first {
+            let client = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(FORGET_DELAY).await;
+                let Some((table, idx, ids)) = client.take_forgets(&tablet_id) else {
+                    return;
+                };
+                let ops = ids.iter().map(Client::forget_op).collect();
+                if let Err(e) = client.write_tablet_raw(&table, idx, ops).await {
+                    tracing::debug!(error = %e, "removing status records");
+                }
+            });
+        }
+    }
+
+    /// The records waiting for removal in anchor tablet `tablet_id` (taken: the caller
+    /// removes them, or gives them back with [`Client::requeue_forgets`]).
+    fn take_forgets(&self, tablet_id: &str) -> Option<(Table, usize, Vec<TxnId>)> {
+        let mut all = self.inner.forgets.lock().unwrap_or_else(|e| e.into_inner());
+        let f = all.remove(tablet_id)?;
+        (!f.ids.is_empty()).then_some((f.table, f.idx, f.ids))
+    }
+
+    /// Give back records a refused or failed write did not remove.
+    fn requeue_forgets(&self, table: &Table, idx: usize, ids: Vec<TxnId>) {
+        for id in ids {
+            self.queue_forget(table, idx, id);
+        }
+    }
+
+    /// The op that removes `id`'s record kept in the tablet it is sent to.
+    fn forget_op(id: &TxnId) -> KvOp {
+        KvOp {
+            key: id.to_vec(),
+            condition: Condition::TxnStatusDelete as i32,
+            txn_id: id.to_vec(),
+            ..Default::default()
         }
     }
 
@@ -1297,12 +1361,52 @@ impl Transaction {
                 &TxnStatus::Committed { commit_ht: 0 },
                 commit_min,
             ));
+            // Records of earlier transactions anchored here, resolved since, go along.
+            let forgets = self.client.take_forgets(&table.tablet_id(idx));
+            if let Some((_, _, ids)) = &forgets {
+                ops.extend(ids.iter().map(Client::forget_op));
+            }
             // An error leaves the outcome unknown: the intents stay until a reader or the
             // sweep settles them by the record, whichever way it went.
-            let (r, c) = self.client.write_tablet_raw(&table, idx, ops).await?;
+            let written = self.client.write_tablet_raw(&table, idx, ops).await;
+            if let Some((t, i, ids)) = forgets {
+                if !matches!(&written, Ok((r, None)) if r.applied) {
+                    self.client.requeue_forgets(&t, i, ids);
+                }
+            }
+            let (r, c) = written?;
             match c {
+                None if r.applied && r.resent => {
+                    // Applied by an earlier attempt whose answer was lost: the record
+                    // holds the commit time (`r.ht` is a later one).
+                    match self.client.txn_status(&id, &place).await? {
+                        Some(TxnStatus::Committed { commit_ht }) => {
+                            failpoint("txn_after_commit");
+                            let commit_ht = HybridTime(commit_ht);
+                            self.client.inner.clock.update(commit_ht);
+                            self.resolve_later(
+                                per_tablet,
+                                TxnStatus::Committed {
+                                    commit_ht: commit_ht.0,
+                                },
+                                place,
+                            );
+                            return Ok(commit_ht);
+                        }
+                        other => {
+                            return Err(ClientError::Server {
+                                code: StatusCode::Internal,
+                                message: format!(
+                                    "transaction {}: commit applied but its record reads {other:?}",
+                                    txn::id_hex(&id)
+                                ),
+                            })
+                        }
+                    }
+                }
                 None if r.applied => {
                     failpoint("txn_after_commit");
+                    // The write's own time (or commit_min): where the anchor's rows are.
                     let commit_ht = r.ht.max(commit_min);
                     self.client.inner.clock.update(commit_ht);
                     self.resolve_later(

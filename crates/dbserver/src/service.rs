@@ -194,6 +194,7 @@ impl Service {
                 ht: o.ht.0,
                 applied: o.applied,
                 conflict: conflict_msg(&o.conflict),
+                resent: o.resent,
             },
             Err(e) => WriteResponse {
                 status: tablet_status(&e),
@@ -232,6 +233,7 @@ impl Service {
                     ht: o.ht.0,
                     applied: o.applied,
                     conflict: conflict_msg(&o.conflict),
+                    resent: o.resent,
                 }),
                 Err(e) => {
                     return Ok(Response::new(WriteManyResponse {

@@ -136,12 +136,16 @@ pub struct WriteOutcome {
     pub applied: bool,
     /// Set when the transaction rules refused the write.
     pub conflict: Option<Conflict>,
+    /// A resend answered by the retry filter: applied earlier, and `ht` is not its time.
+    pub resent: bool,
 }
 
 /// The verdict of one write.
 #[derive(Debug)]
 enum Verdict {
     Applied,
+    /// Applied earlier (a resend answered by the retry filter).
+    AppliedEarlier,
     Failed,
     Conflict(Conflict),
 }
@@ -293,7 +297,7 @@ pub(crate) fn decode_ht(raw: &[u8]) -> Option<HybridTime> {
 }
 
 /// Decode an apply reply: per write, the commit time, a verdict byte (1 applied, 0 a
-/// condition failed, 2 locked, 3 newer) and, for conflicts, who and which key.
+/// condition failed, 2 locked, 3 newer, 4 applied earlier) and, for conflicts, who and which key.
 pub(crate) fn decode_outcomes(raw: &[u8]) -> Option<Vec<WriteOutcome>> {
     let mut out = Vec::new();
     let mut rest = raw;
@@ -341,8 +345,9 @@ pub(crate) fn decode_outcomes(raw: &[u8]) -> Option<Vec<WriteOutcome>> {
         };
         out.push(WriteOutcome {
             ht,
-            applied: code == 1,
+            applied: code == 1 || code == 4,
             conflict,
+            resent: code == 4,
         });
     }
     Some(out)
@@ -365,6 +370,7 @@ fn encode_outcome(reply: &mut Vec<u8>, ht: HybridTime, v: &Verdict) {
     reply.extend_from_slice(&ht.0.to_be_bytes());
     match v {
         Verdict::Applied => reply.push(1),
+        Verdict::AppliedEarlier => reply.push(4),
         Verdict::Failed => reply.push(0),
         Verdict::Conflict(Conflict::Locked {
             txn,
@@ -893,7 +899,7 @@ impl StateMachineApp for TabletApp {
                     // A resend of an applied write: its answer, at a time at or above its own.
                     Seen::Applied => {
                         tracing::debug!(target: "aisql::apply", "W t={} i={index} resend of {}:{} answered", hex(&self.prefix), hex(&id.client[..4]), id.seq);
-                        encode_outcome(&mut reply, *last, &Verdict::Applied);
+                        encode_outcome(&mut reply, *last, &Verdict::AppliedEarlier);
                         continue;
                     }
                     Seen::Stale => {
