@@ -1078,16 +1078,21 @@ impl Client {
     /// one snapshot, as a PostgreSQL statement sees one: the time the first tablet was read
     /// at. (Tablets read at their own "now" one after the other could show part of a
     /// transaction that commits meanwhile.) A version on a later tablet in the clock-skew
-    /// window above that time restarts the scan above it.
+    /// window above that time restarts the scan above it, at most [`SCAN_RESTARTS`] times
+    /// (under a steady stream of writes every pass could find one); then the scan keeps
+    /// its time without the window.
     pub async fn scan_all(&self, table: &Table) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let started = Instant::now();
         let mut read_ht: Option<HybridTime> = None;
+        let mut restarts = 0;
         'again: loop {
             let mut out = Vec::new();
             for idx in 0..table.tablets.len() {
                 let mut start = None;
                 loop {
-                    let uncertain = read_ht.map(|r| r.add_micros(self.max_clock_skew_usec()));
+                    let uncertain = read_ht
+                        .filter(|_| restarts < SCAN_RESTARTS)
+                        .map(|r| r.add_micros(self.max_clock_skew_usec()));
                     let resp = self
                         .scan_tablet_raw(
                             table,
@@ -1105,6 +1110,7 @@ impl Client {
                     }
                     if resp.restart_ht != 0 {
                         read_ht = Some(HybridTime(resp.restart_ht));
+                        restarts += 1;
                         continue 'again;
                     }
                     read_ht.get_or_insert(HybridTime(resp.read_ht));
@@ -1124,6 +1130,10 @@ impl Client {
         }
     }
 }
+
+/// Read restarts [`Client::scan_all`] makes before it keeps its time without the
+/// clock-skew window.
+const SCAN_RESTARTS: u32 = 3;
 
 /// Where the next page of a tablet scan starts: just after `last` if the tablet has more.
 pub fn next_page(more: bool, last: Option<Vec<u8>>) -> Option<Vec<u8>> {
