@@ -77,11 +77,12 @@ pub struct LocalTablets {
     pub clock: Arc<Hlc>,
 }
 
-/// A table handle: its info and tablet locations (sorted by hash range).
+/// A table handle: its info and tablet locations (sorted by hash range). Cheap to clone
+/// (both are shared): a transaction keeps a handle of every table it touches.
 #[derive(Clone, Debug)]
 pub struct Table {
-    pub info: TableInfo,
-    pub tablets: Vec<TabletLocation>,
+    pub info: Arc<TableInfo>,
+    pub tablets: Arc<Vec<TabletLocation>>,
 }
 
 impl Table {
@@ -479,8 +480,8 @@ impl Client {
         let mut tablets = resp.tablets;
         tablets.sort_by_key(|t| t.hash_start);
         Ok(Table {
-            info: resp.table.unwrap_or_default(),
-            tablets,
+            info: Arc::new(resp.table.unwrap_or_default()),
+            tablets: Arc::new(tablets),
         })
     }
 
@@ -512,8 +513,8 @@ impl Client {
         let mut tablets = resp.tablets;
         tablets.sort_by_key(|t| t.hash_start);
         let t = Table {
-            info: resp.table.unwrap_or_default(),
-            tablets,
+            info: Arc::new(resp.table.unwrap_or_default()),
+            tablets: Arc::new(tablets),
         };
         self.inner
             .tables_by_id
@@ -710,7 +711,7 @@ impl Client {
                     .open_table(&table.info.namespace_name, &table.info.name)
                     .await
                 {
-                    Ok(fresh) => match fresh.tablets.into_iter().find(|t| t.tablet_id == id) {
+                    Ok(fresh) => match fresh.tablets.iter().find(|t| t.tablet_id == id).cloned() {
                         Some(t) => tablet = std::borrow::Cow::Owned(t),
                         None => return Err(gone()),
                     },

@@ -58,9 +58,12 @@ fn failpoint(name: &str) {
 /// fails its own ([`Transaction::may_wait`]).
 const DIE_AFTER: Duration = Duration::from_millis(20);
 
-/// Put `op` in place of the op of the same key in `ops`.
-fn replace_op(ops: &mut [KvOp], op: KvOp) {
+/// Put `op` in place of the op of the same key in `ops`, keeping where the op said the
+/// transaction's status record is (a redone prewrite must name the same anchor).
+fn replace_op(ops: &mut [KvOp], mut op: KvOp) {
     if let Some(o) = ops.iter_mut().find(|o| o.key == op.key) {
+        op.status_table_id = std::mem::take(&mut o.status_table_id);
+        op.status_tablet = o.status_tablet;
         *o = op;
     }
 }
