@@ -463,13 +463,19 @@ impl Client {
 
     /// Look a table up (always asks the mserver).
     pub async fn open_table(&self, namespace: &str, name: &str) -> Result<Table> {
+        self.locate_table(GetTableLocationsRequest {
+            namespace_name: namespace.to_owned(),
+            name: name.to_owned(),
+            table_id: String::new(),
+        })
+        .await
+    }
+
+    /// Ask the mserver where the table `req` names is.
+    async fn locate_table(&self, req: GetTableLocationsRequest) -> Result<Table> {
         let resp = self
             .mserver(|mut c| {
-                let req = GetTableLocationsRequest {
-                    namespace_name: namespace.to_owned(),
-                    name: name.to_owned(),
-                    table_id: String::new(),
-                };
+                let req = req.clone();
                 async move {
                     c.get_table_locations(req)
                         .await
@@ -497,25 +503,12 @@ impl Client {
         {
             return Ok(t.clone());
         }
-        let resp = self
-            .mserver(|mut c| {
-                let req = GetTableLocationsRequest {
-                    table_id: id.to_owned(),
-                    ..Default::default()
-                };
-                async move {
-                    c.get_table_locations(req)
-                        .await
-                        .map(|r| (r.get_ref().status.clone(), r.into_inner()))
-                }
+        let t = self
+            .locate_table(GetTableLocationsRequest {
+                table_id: id.to_owned(),
+                ..Default::default()
             })
             .await?;
-        let mut tablets = resp.tablets;
-        tablets.sort_by_key(|t| t.hash_start);
-        let t = Table {
-            info: Arc::new(resp.table.unwrap_or_default()),
-            tablets: Arc::new(tablets),
-        };
         self.inner
             .tables_by_id
             .write()

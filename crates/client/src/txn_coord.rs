@@ -146,6 +146,9 @@ impl std::fmt::Debug for Buffered {
     }
 }
 
+/// Ops per tablet, keyed by (table id, tablet index).
+type PerTablet = BTreeMap<(String, usize), Vec<KvOp>>;
+
 /// A key's place: (table id, tablet index, key).
 type Place = (String, usize, Vec<u8>);
 
@@ -1160,28 +1163,110 @@ impl Transaction {
     /// record removed) in the background, after the answer.
     async fn commit_with_status_table(self, checks: Vec<Place>) -> Result<HybridTime> {
         let id = self.id;
+        let place = StatusPlace::System;
         // The status table first: the first distributed commit creates it, which can take
         // seconds, and intents written before would age towards the timeout meanwhile.
         self.client.status_table().await?;
-        let mut per_tablet: BTreeMap<(String, usize), Vec<KvOp>> = BTreeMap::new();
-        for ((t, i, k), b) in &self.writes {
-            per_tablet
-                .entry((t.clone(), *i))
-                .or_default()
-                .push(Self::op_for(k, b, Condition::IntentWrite, &id));
+        let (per_tablet, _) = self.commit_ops(&checks, None);
+        let (max_ht, mut failure) = self.prewrite_with_heartbeat(&per_tablet, &place).await;
+        let commit_ht = max_ht.next().max(self.client.inner.clock.now());
+        if failure.is_none() && !self.ranges.is_empty() {
+            failure = self.check_ranges(commit_ht).await.err();
         }
-        for (t, i, k) in &checks {
-            per_tablet.entry((t.clone(), *i)).or_default().push(KvOp {
+        if let Some(e) = failure {
+            return Err(self.abort(per_tablet, place, e).await);
+        }
+        let status = self
+            .client
+            .decide(
+                &id,
+                &place,
+                TxnStatus::Committed {
+                    commit_ht: commit_ht.0,
+                },
+            )
+            .await;
+        match status {
+            Ok(TxnStatus::Committed { commit_ht }) => {
+                Ok(self.committed(per_tablet, place, HybridTime(commit_ht)))
+            }
+            Ok(_) => {
+                self.resolve_later(per_tablet, TxnStatus::Aborted, place);
+                Err(conflict("transaction aborted: it ran past its timeout"))
+            }
+            // Unknown: the status write may or may not have happened. The intents stay until
+            // a reader or the sweep resolves them by the status record.
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The ops of a distributed commit: per participant tablet, its prewrites (write
+    /// intents, and read intents for `checks`) naming `anchor` as where the status record
+    /// is; and the anchor's own ops, written directly by the anchored commit (none without
+    /// an anchor).
+    fn commit_ops(
+        &self,
+        checks: &[Place],
+        anchor: Option<&(String, usize)>,
+    ) -> (PerTablet, Vec<KvOp>) {
+        let id = self.id;
+        let is_anchor = |t: &String, i: usize| anchor.is_some_and(|a| (&a.0, a.1) == (t, i));
+        let intent = |mut op: KvOp| {
+            if let Some((table_id, idx)) = anchor {
+                op.status_table_id = table_id.clone();
+                op.status_tablet = *idx as u32;
+            }
+            op
+        };
+        let mut per_tablet: PerTablet = BTreeMap::new();
+        let mut own = Vec::new();
+        for ((t, i, k), b) in &self.writes {
+            if is_anchor(t, *i) {
+                own.push(Self::op_for(k, b, Condition::Unchanged, &[]));
+            } else {
+                per_tablet
+                    .entry((t.clone(), *i))
+                    .or_default()
+                    .push(intent(Self::op_for(k, b, Condition::IntentWrite, &id)));
+            }
+        }
+        for (t, i, k) in checks {
+            let anchored = is_anchor(t, *i);
+            let op = KvOp {
                 key: k.clone(),
-                condition: Condition::IntentRead as i32,
-                txn_id: id.to_vec(),
+                condition: if anchored {
+                    Condition::UnchangedCheck
+                } else {
+                    Condition::IntentRead
+                } as i32,
+                txn_id: if anchored { Vec::new() } else { id.to_vec() },
                 txn_ht: self.read_ht.0,
                 ..Default::default()
-            });
+            };
+            if anchored {
+                own.push(op);
+            } else {
+                per_tablet
+                    .entry((t.clone(), *i))
+                    .or_default()
+                    .push(intent(op));
+            }
         }
+        (per_tablet, own)
+    }
+
+    /// Prewrite every tablet of `per_tablet` at once, keeping a heartbeat in the status
+    /// record at `place` if that takes long (so that nobody takes the intents for abandoned
+    /// ones). Returns the newest prewrite reply time (at least the snapshot) and the first
+    /// failure.
+    async fn prewrite_with_heartbeat(
+        &self,
+        per_tablet: &PerTablet,
+        place: &StatusPlace,
+    ) -> (HybridTime, Option<ClientError>) {
         let results = {
             let prewrites = async {
-                let r = self.prewrite_all(&per_tablet).await;
+                let r = self.prewrite_all(per_tablet).await;
                 // Test hook: a prewrite phase that outlasts the timeout.
                 if failpoint_armed("txn_slow_prewrite") {
                     tokio::time::sleep(Duration::from_micros(
@@ -1191,13 +1276,11 @@ impl Transaction {
                 }
                 r
             };
-            // A long prewrite phase keeps a heartbeat in the status record, so that nobody
-            // takes its intents for abandoned ones.
             tokio::pin!(prewrites);
             tokio::select! {
                 r = &mut prewrites => r,
                 // It ends only once the transaction is decided (aborted by someone).
-                _ = self.client.keep_alive(&id, &StatusPlace::System) => prewrites.await,
+                _ = self.client.keep_alive(&self.id, place) => prewrites.await,
             }
         };
         let mut max_ht = self.read_ht;
@@ -1209,55 +1292,27 @@ impl Transaction {
             }
         }
         failpoint("txn_after_prewrite");
-        let commit_ht = max_ht.next().max(self.client.inner.clock.now());
-        if failure.is_none() && !self.ranges.is_empty() {
-            failure = self.check_ranges(commit_ht).await.err();
-        }
-        if let Some(e) = failure {
-            let status = self
-                .client
-                .decide(&id, &StatusPlace::System, TxnStatus::Aborted)
-                .await;
-            match status {
-                Ok(status) => self.resolve_later(per_tablet, status, StatusPlace::System),
-                Err(e) => {
-                    tracing::warn!(txn = %txn::id_hex(&id), error = %e, "recording an abort")
-                }
-            }
-            return Err(e);
-        }
-        let status = self
-            .client
-            .decide(
-                &id,
-                &StatusPlace::System,
-                TxnStatus::Committed {
-                    commit_ht: commit_ht.0,
-                },
-            )
-            .await;
+        (max_ht, failure)
+    }
+
+    /// The transaction committed at `commit_ht`: resolve its intents in the background and
+    /// return the commit time.
+    fn committed(
+        self,
+        per_tablet: PerTablet,
+        place: StatusPlace,
+        commit_ht: HybridTime,
+    ) -> HybridTime {
         failpoint("txn_after_commit");
-        match status {
-            Ok(TxnStatus::Committed { commit_ht }) => {
-                let commit_ht = HybridTime(commit_ht);
-                self.client.inner.clock.update(commit_ht);
-                self.resolve_later(
-                    per_tablet,
-                    TxnStatus::Committed {
-                        commit_ht: commit_ht.0,
-                    },
-                    StatusPlace::System,
-                );
-                Ok(commit_ht)
-            }
-            Ok(_) => {
-                self.resolve_later(per_tablet, TxnStatus::Aborted, StatusPlace::System);
-                Err(conflict("transaction aborted: it ran past its timeout"))
-            }
-            // Unknown: the status write may or may not have happened. The intents stay until
-            // a reader or the sweep resolves them by the status record.
-            Err(e) => Err(e),
-        }
+        self.client.inner.clock.update(commit_ht);
+        self.resolve_later(
+            per_tablet,
+            TxnStatus::Committed {
+                commit_ht: commit_ht.0,
+            },
+            place,
+        );
+        commit_ht
     }
 
     /// Commit anchored in one participant tablet, the one with the most keys (as
@@ -1283,73 +1338,10 @@ impl Transaction {
         let table = self.tables[&anchor.0].clone();
         let idx = anchor.1;
         let place = StatusPlace::Anchor(table.clone(), idx);
-        let at = |mut op: KvOp| {
-            op.status_table_id = anchor.0.clone();
-            op.status_tablet = anchor.1 as u32;
-            op
-        };
-        let mut per_tablet: BTreeMap<(String, usize), Vec<KvOp>> = BTreeMap::new();
-        let mut own: Vec<KvOp> = Vec::new();
-        for ((t, i, k), b) in &self.writes {
-            if (t, *i) == (&anchor.0, anchor.1) {
-                own.push(Self::op_for(k, b, Condition::Unchanged, &[]));
-            } else {
-                per_tablet
-                    .entry((t.clone(), *i))
-                    .or_default()
-                    .push(at(Self::op_for(k, b, Condition::IntentWrite, &id)));
-            }
-        }
-        for (t, i, k) in &checks {
-            if (t, *i) == (&anchor.0, anchor.1) {
-                own.push(KvOp {
-                    key: k.clone(),
-                    condition: Condition::UnchangedCheck as i32,
-                    txn_ht: self.read_ht.0,
-                    ..Default::default()
-                });
-            } else {
-                per_tablet
-                    .entry((t.clone(), *i))
-                    .or_default()
-                    .push(at(KvOp {
-                        key: k.clone(),
-                        condition: Condition::IntentRead as i32,
-                        txn_id: id.to_vec(),
-                        txn_ht: self.read_ht.0,
-                        ..Default::default()
-                    }));
-            }
-        }
-        let results = {
-            let prewrites = async {
-                let r = self.prewrite_all(&per_tablet).await;
-                // Test hook: a prewrite phase that outlasts the timeout.
-                if failpoint_armed("txn_slow_prewrite") {
-                    tokio::time::sleep(Duration::from_micros(
-                        txn::DEFAULT_TIMEOUT_MICROS + 2_000_000,
-                    ))
-                    .await;
-                }
-                r
-            };
-            tokio::pin!(prewrites);
-            tokio::select! {
-                r = &mut prewrites => r,
-                _ = self.client.keep_alive(&id, &place) => prewrites.await,
-            }
-        };
-        let mut max_ht = self.read_ht;
-        let mut failure = None;
-        for r in results {
-            match r {
-                Ok(ht) => max_ht = max_ht.max(ht),
-                Err(e) => failure = failure.or(Some(e)),
-            }
-        }
-        failpoint("txn_after_prewrite");
+        let (per_tablet, mut own) = self.commit_ops(&checks, Some(&anchor));
+        let (max_ht, failure) = self.prewrite_with_heartbeat(&per_tablet, &place).await;
         if let Some(e) = failure {
-            return Err(self.abort_anchored(per_tablet, place, e).await);
+            return Err(self.abort(per_tablet, place, e).await);
         }
         // Above every prewrite's reply time (docs/design/transactions.md).
         let commit_min = max_ht.next();
@@ -1379,71 +1371,32 @@ impl Transaction {
             }
             let (r, c) = written?;
             match c {
-                None if r.applied && r.resent => {
-                    // Applied by an earlier attempt whose answer was lost: the record
-                    // holds the commit time (`r.ht` is a later one).
-                    match self.client.txn_status(&id, &place).await? {
-                        Some(TxnStatus::Committed { commit_ht }) => {
-                            failpoint("txn_after_commit");
-                            let commit_ht = HybridTime(commit_ht);
-                            self.client.inner.clock.update(commit_ht);
-                            self.resolve_later(
-                                per_tablet,
-                                TxnStatus::Committed {
-                                    commit_ht: commit_ht.0,
-                                },
-                                place,
-                            );
-                            return Ok(commit_ht);
-                        }
-                        other => {
-                            return Err(ClientError::Server {
-                                code: StatusCode::Internal,
-                                message: format!(
-                                    "transaction {}: commit applied but its record reads {other:?}",
-                                    txn::id_hex(&id)
-                                ),
-                            })
-                        }
+                // The write's own time (or commit_min): where the anchor's rows are.
+                None if r.applied && !r.resent => {
+                    return Ok(self.committed(per_tablet, place, r.ht.max(commit_min)));
+                }
+                // Refused by the record (our own heartbeat, or someone aborted us), or
+                // applied by an earlier attempt whose answer was lost (then `r.ht` is a
+                // later time than the commit's): the record says what happened.
+                None => match self.client.txn_status(&id, &place).await? {
+                    Some(TxnStatus::Committed { commit_ht }) => {
+                        return Ok(self.committed(per_tablet, place, HybridTime(commit_ht)));
                     }
-                }
-                None if r.applied => {
-                    failpoint("txn_after_commit");
-                    // The write's own time (or commit_min): where the anchor's rows are.
-                    let commit_ht = r.ht.max(commit_min);
-                    self.client.inner.clock.update(commit_ht);
-                    self.resolve_later(
-                        per_tablet,
-                        TxnStatus::Committed {
-                            commit_ht: commit_ht.0,
-                        },
-                        place,
-                    );
-                    return Ok(commit_ht);
-                }
-                None => {
-                    // The record changed: our own heartbeat, or someone aborted us.
-                    match self.client.txn_status(&id, &place).await? {
-                        Some(TxnStatus::Committed { commit_ht }) => {
-                            // Only this commit writes that; a resend found it applied.
-                            let commit_ht = HybridTime(commit_ht);
-                            self.client.inner.clock.update(commit_ht);
-                            self.resolve_later(
-                                per_tablet,
-                                TxnStatus::Committed {
-                                    commit_ht: commit_ht.0,
-                                },
-                                place,
-                            );
-                            return Ok(commit_ht);
-                        }
-                        Some(TxnStatus::Aborted) => {
-                            self.resolve_later(per_tablet, TxnStatus::Aborted, place);
-                            return Err(conflict("transaction aborted: it ran past its timeout"));
-                        }
-                        other => expected = other,
+                    Some(TxnStatus::Aborted) if !r.applied => {
+                        self.resolve_later(per_tablet, TxnStatus::Aborted, place);
+                        return Err(conflict("transaction aborted: it ran past its timeout"));
                     }
-                }
+                    other if r.applied => {
+                        return Err(ClientError::Server {
+                            code: StatusCode::Internal,
+                            message: format!(
+                                "transaction {}: commit applied but its record reads {other:?}",
+                                txn::id_hex(&id)
+                            ),
+                        })
+                    }
+                    other => expected = other,
+                },
                 Some(c) if c.locked => {
                     let redoable = self.reapply_of(&table, idx, &c.key).is_some();
                     if !self.settle(&table, idx, &c, redoable, started).await? {
@@ -1451,7 +1404,7 @@ impl Transaction {
                             "could not serialize access: key locked by transaction {}",
                             txn::id_hex(&txn_id_of(&c)?)
                         ));
-                        return Err(self.abort_anchored(per_tablet, place, e).await);
+                        return Err(self.abort(per_tablet, place, e).await);
                     }
                 }
                 Some(c) => match self.redo(&table, idx, &c.key, started).await? {
@@ -1461,25 +1414,20 @@ impl Transaction {
                     ),
                     None => {
                         let e = conflict("could not serialize access due to concurrent update");
-                        return Err(self.abort_anchored(per_tablet, place, e).await);
+                        return Err(self.abort(per_tablet, place, e).await);
                     }
                 },
             }
             if started.elapsed() > self.client.inner.timeout {
                 let e = conflict("commit timed out");
-                return Err(self.abort_anchored(per_tablet, place, e).await);
+                return Err(self.abort(per_tablet, place, e).await);
             }
         }
     }
 
-    /// Abort an anchored commit that failed with `e` before its commit point: record
-    /// `Aborted` (so it can never commit), resolve its intents; returns `e`.
-    async fn abort_anchored(
-        self,
-        per_tablet: BTreeMap<(String, usize), Vec<KvOp>>,
-        place: StatusPlace,
-        e: ClientError,
-    ) -> ClientError {
+    /// Abort a distributed commit that failed with `e` before its commit point: record
+    /// `Aborted` at `place` (so it can never commit), resolve its intents; returns `e`.
+    async fn abort(self, per_tablet: PerTablet, place: StatusPlace, e: ClientError) -> ClientError {
         match self
             .client
             .decide(&self.id, &place, TxnStatus::Aborted)
@@ -1498,7 +1446,7 @@ impl Transaction {
     /// `commit_ht`, so whatever lands in the range afterwards is above the commit: the
     /// transaction's reads hold at `commit_ht`, where its writes appear.
     async fn check_ranges(&self, commit_ht: HybridTime) -> Result<()> {
-        let mut per_tablet: BTreeMap<(String, usize), Vec<KvOp>> = BTreeMap::new();
+        let mut per_tablet: PerTablet = BTreeMap::new();
         for r in &self.ranges {
             per_tablet
                 .entry((r.table.clone(), r.idx))
@@ -1512,10 +1460,7 @@ impl Transaction {
     }
 
     /// [`Transaction::prewrite`] each tablet's ops, every tablet at once.
-    async fn prewrite_all(
-        &self,
-        per_tablet: &BTreeMap<(String, usize), Vec<KvOp>>,
-    ) -> Vec<Result<HybridTime>> {
+    async fn prewrite_all(&self, per_tablet: &PerTablet) -> Vec<Result<HybridTime>> {
         let calls = per_tablet
             .iter()
             .map(|((tid, idx), ops)| self.prewrite(&self.tables[tid], *idx, ops.clone()));
@@ -1564,12 +1509,7 @@ impl Transaction {
     /// Resolve every intent of this transaction as its final `status` says, in the
     /// background, then remove the status record. Best effort: what fails here is resolved
     /// later by readers or the sweep, from the status record, which then stays.
-    fn resolve_later(
-        self,
-        per_tablet: BTreeMap<(String, usize), Vec<KvOp>>,
-        status: TxnStatus,
-        place: StatusPlace,
-    ) {
+    fn resolve_later(self, per_tablet: PerTablet, status: TxnStatus, place: StatusPlace) {
         let Transaction {
             client, id, tables, ..
         } = self;

@@ -170,6 +170,36 @@ async fn write_skew(c: &Client, table: &Table) {
     }
 }
 
+/// Prewrite `key` as transaction `id` (snapshot `since`, status record where `status_at`
+/// says) and nothing else, as a coordinator that then died.
+async fn dead_intent(
+    c: &Client,
+    table: &Table,
+    key: &[u8],
+    id: &[u8],
+    since: u64,
+    status_at: Option<&client::StatusAt>,
+) {
+    let r = c
+        .write(
+            table,
+            key,
+            vec![client::KvOp {
+                key: key.to_vec(),
+                value: b"never".to_vec(),
+                condition: client::Condition::IntentWrite as i32,
+                txn_id: id.to_vec(),
+                txn_ht: since,
+                status_table_id: status_at.map(|a| a.table_id.clone()).unwrap_or_default(),
+                status_tablet: status_at.map(|a| a.tablet).unwrap_or_default(),
+                ..Default::default()
+            }],
+        )
+        .await
+        .unwrap();
+    assert!(r.applied);
+}
+
 async fn abandoned(c: &Client, table: &Table) {
     // A coordinator that prewrote and died: intents, no status record.
     let (read_key, idle_key) = keys_in_two_tablets(table, "dead");
@@ -179,22 +209,7 @@ async fn abandoned(c: &Client, table: &Table) {
     let id = *dead.id();
     let since = dead.read_time().0;
     for k in [&read_key, &idle_key] {
-        let r = c
-            .write(
-                table,
-                k,
-                vec![client::KvOp {
-                    key: k.clone(),
-                    value: b"never".to_vec(),
-                    condition: client::Condition::IntentWrite as i32,
-                    txn_id: id.to_vec(),
-                    txn_ht: since,
-                    ..Default::default()
-                }],
-            )
-            .await
-            .unwrap();
-        assert!(r.applied);
+        dead_intent(c, table, k, &id, since, None).await;
     }
     drop(dead);
     // A reader waits for it, then aborts it once it is past the timeout (5 s).
@@ -218,24 +233,15 @@ async fn abandoned(c: &Client, table: &Table) {
         table_id: table.info.table_id.clone(),
         tablet: table.tablet_for(&anchor_key) as u32,
     };
-    let r = c
-        .write(
-            table,
-            &anchored_key,
-            vec![client::KvOp {
-                key: anchored_key.clone(),
-                value: b"never".to_vec(),
-                condition: client::Condition::IntentWrite as i32,
-                txn_id: id2.to_vec(),
-                txn_ht: dead.read_time().0,
-                status_table_id: anchor.table_id.clone(),
-                status_tablet: anchor.tablet,
-                ..Default::default()
-            }],
-        )
-        .await
-        .unwrap();
-    assert!(r.applied);
+    dead_intent(
+        c,
+        table,
+        &anchored_key,
+        &id2,
+        dead.read_time().0,
+        Some(&anchor),
+    )
+    .await;
     drop(dead);
     let t0 = Instant::now();
     let v = c.get(table, &anchored_key).await.unwrap();
