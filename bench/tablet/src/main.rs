@@ -184,6 +184,19 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
+/// CPU time (user + system) this process has used, in seconds (0 where `/proc` is missing).
+/// Per-operation CPU is steadier than throughput on a shared VM.
+fn cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which is in parentheses): utime is the 12th, stime the 13th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// 2-key transfer transactions for `args.seconds`; returns committed transactions per second.
 async fn run_transfers(
     args: &Args,
@@ -194,6 +207,7 @@ async fn run_transfers(
     let conflicts = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    let cpu0 = cpu_secs();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency {
@@ -266,11 +280,12 @@ async fn run_transfers(
             .unwrap_or(0)
     };
     println!(
-        "transfer: {n:>9} txns in {secs:>5.1}s = {rate:>9.0} txn/s   p50 {}us p99 {}us   conflicts {} errors {}",
+        "transfer: {n:>9} txns in {secs:>5.1}s = {rate:>9.0} txn/s   p50 {}us p99 {}us   conflicts {} errors {}   cpu {:.0}us/txn",
         pct(0.5),
         pct(0.99),
         conflicts.load(Ordering::Relaxed),
-        errors.load(Ordering::Relaxed)
+        errors.load(Ordering::Relaxed),
+        (cpu_secs() - cpu0) * 1e6 / n.max(1) as f64
     );
     Ok(rate)
 }
@@ -288,6 +303,7 @@ async fn run_phase(
     let errors = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut lat_all: Vec<u32> = Vec::new();
+    let cpu0 = cpu_secs();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..args.concurrency {
@@ -345,10 +361,11 @@ async fn run_phase(
     };
     let rate = n as f64 / secs;
     println!(
-        "{name:>8}: {n:>9} ops in {secs:>5.1}s = {rate:>9.0} ops/s   p50 {}us p99 {}us   errors {}",
+        "{name:>8}: {n:>9} ops in {secs:>5.1}s = {rate:>9.0} ops/s   p50 {}us p99 {}us   errors {}   cpu {:.0}us/op",
         pct(0.5),
         pct(0.99),
-        errors.load(Ordering::Relaxed)
+        errors.load(Ordering::Relaxed),
+        (cpu_secs() - cpu0) * 1e6 / n.max(1) as f64
     );
     Ok(rate)
 }

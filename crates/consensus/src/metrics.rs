@@ -25,9 +25,11 @@ impl Default for ConsensusMetrics {
 }
 
 impl ConsensusMetrics {
-    /// Count leader changes of `raft` until it shuts down.
+    /// Count leader changes of `raft` until it shuts down. Watches the server metrics, which
+    /// change with the vote, role, leader or membership only (the full metrics change with
+    /// every entry, which would wake this task once per write).
     pub(crate) fn watch_leader_changes(&self, raft: &Raft) {
-        let mut rx = raft.metrics();
+        let mut rx = raft.server_metrics();
         let counter = self.leader_changes.clone();
         tokio::spawn(async move {
             let mut leader = rx.borrow().current_leader;
