@@ -215,11 +215,42 @@ pub(crate) struct TabletApp {
     /// The keys of this tablet that have intents, in memory: reads and writes of other keys
     /// never look in `Cf::Intents`.
     pub(crate) intent_index: IntentIndex,
+    /// What this tablet's part of `Cf::Intents` holds, for the apply path.
+    stored: Mutex<StoredIntents>,
     /// Newest versions of recently written keys, for point reads; updated from `pending`
     /// once a round's batch is in the engine.
     pub(crate) latest: Latest,
     /// Which writes of each client were applied recently (resends are answered, not applied).
     retries: Mutex<Retries>,
+}
+
+/// A copy in memory of what a tablet's part of `Cf::Intents` holds: the intent set of every
+/// key that has intents and every status record. The apply path (one round at a time) reads
+/// it instead of the engine: resolving an intent or checking a record was an LSM lookup among
+/// the family's tombstones each time. It changes only when a round's batch is in the engine
+/// ([`TabletApp::applied`]) or a snapshot is installed. Readers outside the apply path read
+/// the engine at their snapshot.
+#[derive(Default)]
+struct StoredIntents {
+    sets: HashMap<Vec<u8>, IntentSet>,
+    status: HashMap<TxnId, Vec<u8>>,
+}
+
+impl StoredIntents {
+    fn load(pairs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) -> Result<Self, StorageError> {
+        let mut stored = StoredIntents::default();
+        for (k, v) in pairs {
+            match intents::decode_pair(&k, &v)? {
+                intents::Stored::Set(key, set) => {
+                    stored.sets.insert(key, set);
+                }
+                intents::Stored::Status(txn, raw) => {
+                    stored.status.insert(txn, raw);
+                }
+            }
+        }
+        Ok(stored)
+    }
 }
 
 /// The keys of a tablet that have intents, kept in memory beside `Cf::Intents` (intents are
@@ -414,9 +445,10 @@ impl TabletApp {
             None => HybridTime::MIN,
         };
         clock.update(last);
+        let stored = StoredIntents::load(intents::export(engine.as_ref(), &prefix)?)?;
         let intent_index = IntentIndex::default();
-        for (key, _) in intents::scan(engine.as_ref(), &prefix, &Default::default())? {
-            intent_index.add(&key);
+        for key in stored.sets.keys() {
+            intent_index.add(key);
         }
         let retries = Mutex::new(Retries::load(engine.as_ref(), &prefix)?);
         Ok(Self {
@@ -429,6 +461,7 @@ impl TabletApp {
             pending_intents: Mutex::default(),
             pending_status: Mutex::default(),
             intent_index,
+            stored: Mutex::new(stored),
             latest: Latest::new(),
         })
     }
@@ -462,10 +495,14 @@ impl TabletApp {
         if let Some(s) = pending_intents.get(key) {
             return Ok(s.clone());
         }
-        if !self.intent_index.contains(key) {
-            return Ok(Vec::new());
-        }
-        Ok(intents::get(self.engine.as_ref(), &self.prefix, key)?.unwrap_or_default())
+        Ok(self
+            .stored
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .sets
+            .get(key)
+            .cloned()
+            .unwrap_or_default())
     }
 
     /// Set the intents on `key` (none: remove them) in the batch and the round's overlay. A
@@ -672,8 +709,12 @@ impl TabletApp {
                 let current = match pending_status.get(txn) {
                     Some(v) => v.clone(),
                     None => self
-                        .engine
-                        .get(Cf::Intents, &intents::status_key(&self.prefix, txn))?,
+                        .stored
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .status
+                        .get(txn)
+                        .cloned(),
                 };
                 if current != *expected {
                     return Ok((Verdict::Failed, None));
@@ -964,11 +1005,20 @@ impl StateMachineApp for TabletApp {
                 (key, Newest { ht, version })
             }));
         drop(pending);
-        self.pending_status
+        // The round's batch is in the engine: the copy of `Cf::Intents` takes its changes, and
+        // keys it left without intents leave the index.
+        let mut stored = self.stored.lock().unwrap_or_else(|e| e.into_inner());
+        for (txn, raw) in self
+            .pending_status
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clear();
-        // The round's batch is in the engine: keys it left without intents leave the index.
+            .drain()
+        {
+            match raw {
+                Some(raw) => stored.status.insert(txn, raw),
+                None => stored.status.remove(&txn),
+            };
+        }
         for (key, set) in self
             .pending_intents
             .lock()
@@ -977,6 +1027,9 @@ impl StateMachineApp for TabletApp {
         {
             if set.is_empty() {
                 self.intent_index.remove(&key);
+                stored.sets.remove(&key);
+            } else {
+                stored.sets.insert(key, set);
             }
         }
     }
@@ -1029,11 +1082,15 @@ impl StateMachineApp for TabletApp {
         ) {
             batch.delete(Cf::Intents, kv?.0);
         }
-        // The index may keep old keys (a superset is safe) and gains the snapshot's now.
+        // The index may keep old keys (a superset is safe) and gains the snapshot's now; the
+        // copy of `Cf::Intents` becomes the snapshot's (the batch is written next, or the group
+        // stops).
+        let stored = StoredIntents::load(snap.intents.iter().cloned())?;
+        for key in stored.sets.keys() {
+            self.intent_index.add(key);
+        }
+        *self.stored.lock().unwrap_or_else(|e| e.into_inner()) = stored;
         for (k, v) in snap.intents {
-            if let Some((user, _)) = k.get(16..).and_then(common::keys::decode_bytes) {
-                self.intent_index.add(&user);
-            }
             batch.put(Cf::Intents, k, v);
         }
         self.retries

@@ -312,6 +312,28 @@ async fn intents_lock_and_resolve() {
     let (v, _) = t.read(&[b"k".to_vec()], None, None).await.unwrap();
     assert_eq!(v[0].as_deref(), Some(&b"new"[..]));
     assert_eq!(t.old_intents(u64::MAX).unwrap().len(), 1);
+    // The apply path sees the reloaded intent too: another transaction is locked out, and
+    // resolving it writes its version.
+    let o = t
+        .write(vec![intent("p", "w", b, fresh_ht(&t).await)])
+        .await
+        .unwrap();
+    assert!(matches!(o.conflict, Some(Conflict::Locked { txn, .. }) if txn == a));
+    let at = fresh_ht(&t).await + 1000;
+    assert!(
+        t.write(vec![resolve("p", a, Some(at))])
+            .await
+            .unwrap()
+            .applied
+    );
+    let (v, _) = t.read(&[b"p".to_vec()], None, None).await.unwrap();
+    assert_eq!(v[0].as_deref(), Some(&b"v"[..]));
+    assert!(t.old_intents(u64::MAX).unwrap().is_empty());
+}
+
+/// The newest time written to `t` (a fresh write's).
+async fn fresh_ht(t: &Tablet) -> u64 {
+    t.write(vec![put("clock", "1")]).await.unwrap().ht.0
 }
 
 /// A serializable range check: refused when a key in the range has a version newer than

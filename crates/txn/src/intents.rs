@@ -95,20 +95,39 @@ pub fn scan(
     let mut out = Vec::new();
     for kv in engine.scan(Cf::Intents, start, end, false) {
         let (k, v) = kv?;
-        if is_status_key(&k) {
-            continue;
+        if let Stored::Set(user, set) = decode_pair(&k, &v)? {
+            out.push((user, set));
         }
-        let (user, rest) = decode_bytes(k.get(16..).unwrap_or_default())
-            .ok_or_else(|| corrupt("bad key encoding"))?;
-        if !rest.is_empty() {
-            return Err(corrupt("trailing bytes after the key"));
-        }
-        out.push((
-            user,
-            decode_set(&v).ok_or_else(|| corrupt("undecodable set"))?,
-        ));
     }
     Ok(out)
+}
+
+/// A raw `Cf::Intents` pair of a tablet, decoded.
+pub enum Stored {
+    /// The intents on a user key.
+    Set(Vec<u8>, IntentSet),
+    /// A status record and its raw value.
+    Status(crate::TxnId, Vec<u8>),
+}
+
+/// Decode a raw `Cf::Intents` pair (its key with the tablet prefix), as [`export`] returns.
+pub fn decode_pair(key: &[u8], value: &[u8]) -> Result<Stored> {
+    if is_status_key(key) {
+        let txn = key
+            .get(18..)
+            .and_then(|t| crate::TxnId::try_from(t).ok())
+            .ok_or_else(|| corrupt("bad status key"))?;
+        return Ok(Stored::Status(txn, value.to_vec()));
+    }
+    let (user, rest) = decode_bytes(key.get(16..).unwrap_or_default())
+        .ok_or_else(|| corrupt("bad key encoding"))?;
+    if !rest.is_empty() {
+        return Err(corrupt("trailing bytes after the key"));
+    }
+    Ok(Stored::Set(
+        user,
+        decode_set(value).ok_or_else(|| corrupt("undecodable set"))?,
+    ))
 }
 
 /// Every raw intent pair of a tablet (for snapshots).
