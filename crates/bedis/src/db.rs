@@ -534,13 +534,43 @@ impl<'a> Access<'a> {
         Ok(self.read(db, key, &[]).await?.meta)
     }
 
-    /// Meta rows of many keys (one read per key).
+    /// Meta rows of many keys. Outside a transaction: one read per tablet, every tablet at
+    /// the same time (as Redis answers MGET at one instant); inside one, at its snapshot.
     pub async fn get_many(&mut self, db: usize, keys: &[Vec<u8>]) -> DbResult<Vec<Option<Stored>>> {
-        let mut out = Vec::with_capacity(keys.len());
-        for k in keys {
-            out.push(self.get(db, k).await?);
+        if self.txn.is_some() || keys.len() <= 1 {
+            let mut out = Vec::with_capacity(keys.len());
+            for k in keys {
+                out.push(self.get(db, k).await?);
+            }
+            return Ok(out);
         }
-        Ok(out)
+        let t = self.dbs.table(db).await?;
+        // (tablet, meta keys) groups, and where each key's answer is.
+        let mut groups: Vec<(usize, Vec<Vec<u8>>)> = Vec::new();
+        let mut place = Vec::with_capacity(keys.len());
+        for k in keys {
+            let idx = t.tablet_for(k);
+            let g = match groups.iter().position(|(i, _)| *i == idx) {
+                Some(g) => g,
+                None => {
+                    groups.push((idx, Vec::new()));
+                    groups.len() - 1
+                }
+            };
+            place.push((g, groups[g].1.len()));
+            groups[g].1.push(meta_key(k));
+        }
+        let mut vals = self.dbs.client.read_keys_at_one_time(&t, &groups).await?;
+        place
+            .into_iter()
+            .map(|(g, i)| {
+                decode_meta(
+                    vals.get_mut(g)
+                        .and_then(|v| v.get_mut(i))
+                        .and_then(Option::take),
+                )
+            })
+            .collect()
     }
 
     /// The elements of `key`'s collection (as read in `view`) with sub-keys in

@@ -1125,8 +1125,55 @@ impl Client {
     }
 }
 
-/// Read restarts [`Client::scan_all`] makes before it keeps its time without the
-/// clock-skew window.
+impl Client {
+    /// Point reads of keys in several tablets of `table`, all at one time: the time of the
+    /// first tablet's read, as [`Client::scan_all`] does (reading each tablet at its own "now"
+    /// could show one tablet's part of a transaction without another's). `groups` are
+    /// (tablet index, keys); the answer is one value list per group, in order.
+    pub async fn read_keys_at_one_time(
+        &self,
+        table: &Table,
+        groups: &[(usize, Vec<Vec<u8>>)],
+    ) -> Result<Vec<Vec<Option<Vec<u8>>>>> {
+        let started = Instant::now();
+        let mut read_ht: Option<HybridTime> = None;
+        let mut restarts = 0;
+        'again: loop {
+            let mut out = Vec::with_capacity(groups.len());
+            for (idx, keys) in groups {
+                loop {
+                    let uncertain = read_ht
+                        .filter(|_| restarts < SCAN_RESTARTS)
+                        .map(|r| r.add_micros(self.max_clock_skew_usec()));
+                    let resp = self
+                        .read_tablet_raw(table, *idx, keys, read_ht, uncertain)
+                        .await?;
+                    if let Some(c) = &resp.locked {
+                        self.resolve_lock(table, *idx, c, started).await?;
+                        continue;
+                    }
+                    if resp.restart_ht != 0 {
+                        read_ht = Some(HybridTime(resp.restart_ht));
+                        restarts += 1;
+                        continue 'again;
+                    }
+                    read_ht.get_or_insert(HybridTime(resp.read_ht));
+                    out.push(
+                        resp.values
+                            .into_iter()
+                            .map(|v| v.found.then_some(v.value))
+                            .collect(),
+                    );
+                    break;
+                }
+            }
+            return Ok(out);
+        }
+    }
+}
+
+/// Read restarts [`Client::scan_all`] and [`Client::read_keys_at_one_time`] make before they
+/// keep their time without the clock-skew window.
 const SCAN_RESTARTS: u32 = 3;
 
 /// Where the next page of a tablet scan starts: just after `last` if the tablet has more.
