@@ -1077,16 +1077,12 @@ impl Client {
     /// its time without the window.
     pub async fn scan_all(&self, table: &Table) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let started = Instant::now();
-        let mut read_ht: Option<HybridTime> = None;
-        let mut restarts = 0;
+        let mut at = OneTime::default();
         'again: loop {
             let mut out = Vec::new();
             for idx in 0..table.tablets.len() {
                 let mut start = None;
                 loop {
-                    let uncertain = read_ht
-                        .filter(|_| restarts < SCAN_RESTARTS)
-                        .map(|r| r.add_micros(self.max_clock_skew_usec()));
                     let resp = self
                         .scan_tablet_raw(
                             table,
@@ -1094,20 +1090,17 @@ impl Client {
                             start.clone(),
                             None,
                             10_000,
-                            read_ht,
-                            uncertain,
+                            at.read_ht,
+                            at.uncertain_until(self.max_clock_skew_usec()),
                         )
                         .await?;
                     if let Some(c) = &resp.locked {
                         self.resolve_lock(table, idx, c, started).await?;
                         continue;
                     }
-                    if resp.restart_ht != 0 {
-                        read_ht = Some(HybridTime(resp.restart_ht));
-                        restarts += 1;
+                    if !at.settle(resp.restart_ht, resp.read_ht) {
                         continue 'again;
                     }
-                    read_ht.get_or_insert(HybridTime(resp.read_ht));
                     let more = resp.more;
                     let mut last = None;
                     for kv in resp.kvs {
@@ -1136,28 +1129,22 @@ impl Client {
         groups: &[(usize, Vec<Vec<u8>>)],
     ) -> Result<Vec<Vec<Option<Vec<u8>>>>> {
         let started = Instant::now();
-        let mut read_ht: Option<HybridTime> = None;
-        let mut restarts = 0;
+        let mut at = OneTime::default();
         'again: loop {
             let mut out = Vec::with_capacity(groups.len());
             for (idx, keys) in groups {
                 loop {
-                    let uncertain = read_ht
-                        .filter(|_| restarts < SCAN_RESTARTS)
-                        .map(|r| r.add_micros(self.max_clock_skew_usec()));
+                    let uncertain = at.uncertain_until(self.max_clock_skew_usec());
                     let resp = self
-                        .read_tablet_raw(table, *idx, keys, read_ht, uncertain)
+                        .read_tablet_raw(table, *idx, keys, at.read_ht, uncertain)
                         .await?;
                     if let Some(c) = &resp.locked {
                         self.resolve_lock(table, *idx, c, started).await?;
                         continue;
                     }
-                    if resp.restart_ht != 0 {
-                        read_ht = Some(HybridTime(resp.restart_ht));
-                        restarts += 1;
+                    if !at.settle(resp.restart_ht, resp.read_ht) {
                         continue 'again;
                     }
-                    read_ht.get_or_insert(HybridTime(resp.read_ht));
                     out.push(
                         resp.values
                             .into_iter()
@@ -1175,6 +1162,37 @@ impl Client {
 /// Read restarts [`Client::scan_all`] and [`Client::read_keys_at_one_time`] make before they
 /// keep their time without the clock-skew window.
 const SCAN_RESTARTS: u32 = 3;
+
+/// The one time a multi-tablet read ([`Client::scan_all`], [`Client::read_keys_at_one_time`])
+/// reads every tablet at: unset until the first tablet answers, then pinned; a version in the
+/// clock-skew window moves it and the read starts over (at most [`SCAN_RESTARTS`] times).
+#[derive(Default)]
+struct OneTime {
+    read_ht: Option<HybridTime>,
+    restarts: u32,
+}
+
+impl OneTime {
+    /// The end of the uncertainty window to read with (none before the time is pinned, or
+    /// once the restarts are used up).
+    fn uncertain_until(&self, max_skew_usec: u64) -> Option<HybridTime> {
+        self.read_ht
+            .filter(|_| self.restarts < SCAN_RESTARTS)
+            .map(|r| r.add_micros(max_skew_usec))
+    }
+
+    /// Take a tablet's answer: false if it asked for a restart (at `restart_ht`, non-zero),
+    /// and the read must start over; else pin the time to its `read_ht` if still unset.
+    fn settle(&mut self, restart_ht: u64, read_ht: u64) -> bool {
+        if restart_ht != 0 {
+            self.read_ht = Some(HybridTime(restart_ht));
+            self.restarts += 1;
+            return false;
+        }
+        self.read_ht.get_or_insert(HybridTime(read_ht));
+        true
+    }
+}
 
 /// Where the next page of a tablet scan starts: just after `last` if the tablet has more.
 pub fn next_page(more: bool, last: Option<Vec<u8>>) -> Option<Vec<u8>> {
