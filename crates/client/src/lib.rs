@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use common::{Hlc, HybridTime, StatusCode};
 use rpc::mserver::mserver_service_client::MserverServiceClient;
 use rpc::mserver::*;
-use rpc::tablet::tablet_service_client::TabletServiceClient;
 use rpc::tablet::tablet_service_server::TabletService;
 use rpc::tablet::*;
+use rpc::wire::Method;
 use tonic::transport::Channel;
 
 pub use rpc::mserver::{ServerInfo, TableInfo, TabletLocation};
@@ -189,21 +189,17 @@ async fn batcher(
             senders.push(b.tx);
         }
         let answer = match (addr, inner.pool.clone()) {
-            (Some(addr), pool) => match pool.get(&addr) {
-                Ok(ch) => {
-                    let req = WriteManyRequest {
-                        tablet_id: tablet_id.clone(),
-                        writes: writes.clone(),
-                        propagated_ht: inner.clock.now().0,
-                    };
-                    TabletServiceClient::new(ch)
-                        .write_many(req)
-                        .await
-                        .ok()
-                        .map(|r| r.into_inner())
-                }
-                Err(_) => None,
-            },
+            (Some(addr), pool) => {
+                let req = WriteManyRequest {
+                    tablet_id: tablet_id.clone(),
+                    writes: writes.clone(),
+                    propagated_ht: inner.clock.now().0,
+                };
+                pool.wire()
+                    .call::<_, WriteManyResponse>(&addr, Method::WriteMany, &req, None)
+                    .await
+                    .ok()
+            }
             (None, _) => None,
         };
         match answer {
@@ -542,9 +538,13 @@ impl Client {
         let r = match &self.inner.local {
             Some(l) if l.rpc_addr == addr => l.service.write(tonic::Request::new(req)).await?,
             _ => {
-                TabletServiceClient::new(self.inner.pool.get(&addr)?)
-                    .write(req)
-                    .await?
+                return self
+                    .inner
+                    .pool
+                    .wire()
+                    .call::<_, WriteResponse>(&addr, Method::Write, &req, None)
+                    .await
+                    .map(|r| (r.status.clone(), r));
             }
         }
         .into_inner();
@@ -559,9 +559,13 @@ impl Client {
         let r = match &self.inner.local {
             Some(l) if l.rpc_addr == addr => l.service.read(tonic::Request::new(req)).await?,
             _ => {
-                TabletServiceClient::new(self.inner.pool.get(&addr)?)
-                    .read(req)
-                    .await?
+                return self
+                    .inner
+                    .pool
+                    .wire()
+                    .call::<_, ReadResponse>(&addr, Method::Read, &req, None)
+                    .await
+                    .map(|r| (r.status.clone(), r));
             }
         }
         .into_inner();
@@ -576,9 +580,13 @@ impl Client {
         let r = match &self.inner.local {
             Some(l) if l.rpc_addr == addr => l.service.scan(tonic::Request::new(req)).await?,
             _ => {
-                TabletServiceClient::new(self.inner.pool.get(&addr)?)
-                    .scan(req)
-                    .await?
+                return self
+                    .inner
+                    .pool
+                    .wire()
+                    .call::<_, ScanResponse>(&addr, Method::Scan, &req, None)
+                    .await
+                    .map(|r| (r.status.clone(), r));
             }
         }
         .into_inner();

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 pub use log_store::LogStore;
 pub use metrics::ConsensusMetrics;
-pub use network::{Network, RaftRouter, RaftStreams};
+pub use network::{Network, RaftRouter};
 pub use state_machine::{StateMachine, StateMachineApp};
 
 use storage::{KvEngine, Wal};
@@ -83,8 +83,6 @@ pub struct GroupEnv {
     /// The Raft log of every group (see [`open_wal`]).
     pub wal: Arc<Wal>,
     pub pool: rpc::ChannelPool,
-    /// AppendEntries streams to peers, shared by every group.
-    pub streams: RaftStreams,
     pub router: RaftRouter,
     pub timing: Timing,
     pub metrics: ConsensusMetrics,
@@ -131,7 +129,7 @@ pub async fn start_group(
             group: group_id.to_owned(),
             detail: e.to_string(),
         })?;
-    let network = Network::new(group_id.to_owned(), env.pool.clone(), env.streams.clone());
+    let network = Network::new(group_id.to_owned(), env.pool.clone());
     let raft = Raft::new(node_id, config, network, log, sm)
         .await
         .map_err(|e| ConsensusError::Start {

@@ -2,15 +2,14 @@
 //! `RaftRequest`, over the server's shared channel pool); [`RaftRouter`] receives them for
 //! every group on a server and hands each to its `Raft` by group id.
 //!
-//! AppendEntries, the hot path, go over [`RaftStreams`]: one long-lived bidirectional stream
-//! per peer, shared by every group of the server, replies matched by id. A unary call costs
-//! an HTTP/2 stream, two header blocks and a server task per message; with eight tablets
-//! replicating to two peers that overhead, not the Raft work, bounded RF=3 throughput. Votes
-//! and snapshots stay unary.
+//! AppendEntries, the hot path, go over the framed TCP protocol of [`rpc::wire`]: one
+//! connection per peer shared by every group of the server, replies matched by id, no HTTP/2
+//! framing (a unary gRPC call cost an HTTP/2 stream, two header blocks and a server task per
+//! message; a gRPC stream still cost HTTP/2's framing and its connection task). Votes and
+//! snapshots stay on gRPC.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use openraft::error::{
@@ -23,7 +22,7 @@ use openraft::raft::{
 };
 use rpc::raft::raft_service_client::RaftServiceClient;
 use rpc::raft::raft_service_server::RaftService;
-use rpc::raft::{RaftEnvelope, RaftReply, RaftRequest};
+use rpc::raft::{RaftReply, RaftRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -34,16 +33,11 @@ use crate::{BasicNode, NodeId, Raft, TypeConfig};
 pub struct Network {
     group_id: String,
     pool: rpc::ChannelPool,
-    streams: RaftStreams,
 }
 
 impl Network {
-    pub fn new(group_id: String, pool: rpc::ChannelPool, streams: RaftStreams) -> Self {
-        Self {
-            group_id,
-            pool,
-            streams,
-        }
+    pub fn new(group_id: String, pool: rpc::ChannelPool) -> Self {
+        Self { group_id, pool }
     }
 }
 
@@ -53,130 +47,6 @@ pub struct Connection {
     target: NodeId,
     addr: String,
     pool: rpc::ChannelPool,
-    streams: RaftStreams,
-}
-
-/// The AppendEntries streams of one server to its peers, by address (see the module doc).
-#[derive(Clone, Default)]
-pub struct RaftStreams {
-    peers: Arc<Mutex<HashMap<String, Arc<PeerStream>>>>,
-}
-
-/// One open (or opening) stream to a peer.
-struct PeerStream {
-    tx: tokio::sync::mpsc::UnboundedSender<RaftEnvelope>,
-    next_id: AtomicU64,
-    /// Callers waiting for their reply; `None` once the stream has ended.
-    pending: Mutex<Option<HashMap<u64, tokio::sync::oneshot::Sender<RaftEnvelope>>>>,
-}
-
-impl PeerStream {
-    fn pending(
-        &self,
-    ) -> std::sync::MutexGuard<'_, Option<HashMap<u64, tokio::sync::oneshot::Sender<RaftEnvelope>>>>
-    {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn closed(&self) -> bool {
-        self.pending().is_none() || self.tx.is_closed()
-    }
-}
-
-impl RaftStreams {
-    /// The stream to `addr`, opened on first use and after the previous one ended.
-    fn peer(&self, pool: &rpc::ChannelPool, addr: &str) -> Result<Arc<PeerStream>, String> {
-        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = peers.get(addr) {
-            if !p.closed() {
-                return Ok(p.clone());
-            }
-        }
-        let channel = pool.get(addr).map_err(|e| e.message().to_owned())?;
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let peer = Arc::new(PeerStream {
-            tx,
-            next_id: AtomicU64::new(1),
-            pending: Mutex::new(Some(HashMap::new())),
-        });
-        peers.insert(addr.to_owned(), peer.clone());
-        let reader = peer.clone();
-        let addr = addr.to_owned();
-        tokio::spawn(async move {
-            let mut client = RaftServiceClient::new(channel)
-                .max_decoding_message_size(256 << 20)
-                .max_encoding_message_size(256 << 20);
-            let requests = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
-            match client.append_stream(requests).await {
-                Ok(replies) => {
-                    let mut replies = replies.into_inner();
-                    loop {
-                        match replies.message().await {
-                            Ok(Some(reply)) => {
-                                let waiter =
-                                    reader.pending().as_mut().and_then(|p| p.remove(&reply.id));
-                                if let Some(w) = waiter {
-                                    let _ = w.send(reply);
-                                }
-                            }
-                            Ok(None) => break,
-                            Err(e) => {
-                                tracing::debug!(peer = %addr, error = %e, "raft stream ended");
-                                break;
-                            }
-                        }
-                    }
-                }
-                Err(e) => tracing::debug!(peer = %addr, error = %e, "raft stream not opened"),
-            }
-            // Fail every waiter at once (dropping their senders) rather than at their timeout.
-            reader.pending().take();
-        });
-        Ok(peer)
-    }
-
-    /// Send one AppendEntries to `addr` for `group` and wait up to `ttl` for its reply.
-    async fn call(
-        &self,
-        pool: &rpc::ChannelPool,
-        addr: &str,
-        group: &str,
-        payload: Vec<u8>,
-        ttl: Duration,
-    ) -> Result<RaftReply, String> {
-        let peer = self.peer(pool, addr)?;
-        let id = peer.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        match peer.pending().as_mut() {
-            Some(p) => p.insert(id, tx),
-            None => return Err(format!("raft stream to {addr} closed")),
-        };
-        let env = RaftEnvelope {
-            id,
-            group_id: group.to_owned(),
-            payload,
-            error: String::new(),
-        };
-        if peer.tx.send(env).is_err() {
-            if let Some(p) = peer.pending().as_mut() {
-                p.remove(&id);
-            }
-            return Err(format!("raft stream to {addr} closed"));
-        }
-        match tokio::time::timeout(ttl, rx).await {
-            Ok(Ok(reply)) => Ok(RaftReply {
-                payload: reply.payload,
-                error: reply.error,
-            }),
-            Ok(Err(_)) => Err(format!("raft stream to {addr} closed")),
-            Err(_) => {
-                if let Some(p) = peer.pending().as_mut() {
-                    p.remove(&id);
-                }
-                Err(format!("raft rpc to {addr} timed out"))
-            }
-        }
-    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -188,7 +58,6 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             addr: node.addr.clone(),
             pool: self.pool.clone(),
-            streams: self.streams.clone(),
         }
     }
 }
@@ -214,11 +83,24 @@ impl Connection {
             .map_err(|e| RPCError::Network(NetworkError::new(&Msg(e.to_string()))))?;
         let ttl = option.hard_ttl().max(Duration::from_millis(50));
         let reply = match method {
-            Method::Append => self
-                .streams
-                .call(&self.pool, &self.addr, &self.group_id, payload, ttl)
-                .await
-                .map_err(unreachable)?,
+            Method::Append => {
+                let request = RaftRequest {
+                    group_id: self.group_id.clone(),
+                    payload,
+                };
+                self.pool
+                    .wire()
+                    .call::<_, RaftReply>(
+                        &self.addr,
+                        rpc::wire::Method::Append,
+                        &request,
+                        Some(ttl),
+                    )
+                    .await
+                    .map_err(|e| {
+                        unreachable(format!("raft rpc to {}: {}", self.addr, e.message()))
+                    })?
+            }
             Method::Vote | Method::Snapshot => {
                 let channel = self
                     .pool
@@ -413,42 +295,21 @@ impl RaftRouter {
     }
 }
 
-type EnvelopeStream = std::pin::Pin<
-    Box<dyn tokio_stream::Stream<Item = Result<RaftEnvelope, tonic::Status>> + Send + 'static>,
->;
+impl RaftRouter {
+    /// The wire protocol's AppendEntries: a prost `RaftRequest` in, a `RaftReply` out.
+    pub async fn wire_append(&self, payload: Vec<u8>) -> Result<Vec<u8>, tonic::Status> {
+        use prost::Message;
+        let req = RaftRequest::decode(&payload[..])
+            .map_err(|e| tonic::Status::invalid_argument(format!("malformed raft request: {e}")))?;
+        Ok(self
+            .append(&req.group_id, &req.payload)
+            .await
+            .encode_to_vec())
+    }
+}
 
 #[tonic::async_trait]
 impl RaftService for RaftRouter {
-    type AppendStreamStream = EnvelopeStream;
-
-    async fn append_stream(
-        &self,
-        request: tonic::Request<tonic::Streaming<RaftEnvelope>>,
-    ) -> Result<tonic::Response<Self::AppendStreamStream>, tonic::Status> {
-        let mut incoming = request.into_inner();
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let router = self.clone();
-        tokio::spawn(async move {
-            // Each message waits for its log append to be durable: handle them concurrently.
-            while let Ok(Some(env)) = incoming.message().await {
-                let router = router.clone();
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    let reply = router.append(&env.group_id, &env.payload).await;
-                    let _ = tx.send(Ok(RaftEnvelope {
-                        id: env.id,
-                        group_id: String::new(),
-                        payload: reply.payload,
-                        error: reply.error,
-                    }));
-                });
-            }
-        });
-        Ok(tonic::Response::new(Box::pin(
-            tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
-        )))
-    }
-
     async fn append_entries(
         &self,
         request: tonic::Request<RaftRequest>,
@@ -486,5 +347,21 @@ impl RaftService for RaftRouter {
         };
         let rpc: InstallSnapshotRequest<TypeConfig> = Self::decode(&req)?;
         Self::reply(&raft.install_snapshot(rpc).await)
+    }
+}
+
+/// An mserver's wire protocol: AppendEntries only.
+impl rpc::WireHandler for RaftRouter {
+    fn call(&self, method: rpc::wire::Method, payload: Vec<u8>) -> rpc::wire::WireFuture {
+        let router = self.clone();
+        Box::pin(async move {
+            match method {
+                rpc::wire::Method::Append => router.wire_append(payload).await,
+                m => Err(tonic::Status::unimplemented(format!(
+                    "{} is not served here",
+                    m.name()
+                ))),
+            }
+        })
     }
 }

@@ -175,7 +175,6 @@ impl DbServer {
             wal: consensus::open_wal(engine.as_ref(), &config.data_dir.join("wal"))?,
             engine: engine.clone(),
             pool: rpc::ChannelPool::new(),
-            streams: Default::default(),
             router: RaftRouter::new(),
             timing: config.timing,
             metrics: Default::default(),
@@ -547,7 +546,12 @@ impl DbServer {
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> Result<(), DbServerError> {
-        let incoming = rpc::incoming(listener).map_err(|e| DbServerError::Other(e.to_string()))?;
+        let wire = rpc::WireServer {
+            handler: Arc::new(service::Wire(service::Service(self.clone()))),
+            metrics: Some(self.rpc_metrics.clone()),
+        };
+        let incoming =
+            rpc::incoming(listener, Some(wire)).map_err(|e| DbServerError::Other(e.to_string()))?;
         let hb = tokio::spawn(self.clone().heartbeat_loop());
         let gc = tokio::spawn(self.clone().gc_loop());
         let sweep = tokio::spawn(self.clone().intent_sweep_loop());

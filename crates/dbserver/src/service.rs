@@ -18,7 +18,47 @@ use crate::DbServer;
 /// Largest number of rows one scan reply carries.
 const MAX_SCAN_ROWS: usize = 10_000;
 
+#[derive(Clone)]
 pub(crate) struct Service(pub Arc<DbServer>);
+
+/// A dbserver's wire protocol ([`rpc::wire`]): AppendEntries to the Raft router, the data
+/// calls to [`Service`], each the same handler its gRPC twin runs.
+pub(crate) struct Wire(pub Service);
+
+/// Decode a prost request, run the gRPC handler `f` on it, encode its reply.
+fn unary<Req, Resp, F, Fut>(payload: Vec<u8>, f: F) -> rpc::wire::WireFuture
+where
+    Req: prost::Message + Default + 'static,
+    Resp: prost::Message,
+    F: FnOnce(Request<Req>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<Response<Resp>, Status>> + Send + 'static,
+{
+    Box::pin(async move {
+        let req = Req::decode(&payload[..])
+            .map_err(|e| Status::invalid_argument(format!("malformed request: {e}")))?;
+        Ok(prost::Message::encode_to_vec(
+            &f(Request::new(req)).await?.into_inner(),
+        ))
+    })
+}
+
+impl rpc::WireHandler for Wire {
+    fn call(&self, method: rpc::wire::Method, payload: Vec<u8>) -> rpc::wire::WireFuture {
+        use rpc::wire::Method;
+        let s = self.0.clone();
+        match method {
+            Method::Append => {
+                let router = s.0.env.router.clone();
+                Box::pin(async move { router.wire_append(payload).await })
+            }
+            Method::Write => unary(payload, move |r| async move { s.write(r).await }),
+            Method::WriteMany => unary(payload, move |r| async move { s.write_many(r).await }),
+            Method::Read => unary(payload, move |r| async move { s.read(r).await }),
+            Method::Scan => unary(payload, move |r| async move { s.scan(r).await }),
+            Method::Ping => Box::pin(async { Ok(Vec::new()) }),
+        }
+    }
+}
 
 fn tablet_status(e: &TabletError) -> Option<rpc::common::Status> {
     match e {

@@ -172,7 +172,6 @@ impl Mserver {
             wal: consensus::open_wal(engine.as_ref(), &config.data_dir.join("wal"))?,
             engine: engine.clone(),
             pool: pool.clone(),
-            streams: Default::default(),
             router: RaftRouter::new(),
             timing: config.timing,
             metrics: Default::default(),
@@ -229,7 +228,12 @@ impl Mserver {
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> Result<(), MserverError> {
-        let incoming = rpc::incoming(listener).map_err(|e| MserverError::Start(e.to_string()))?;
+        let wire = rpc::WireServer {
+            handler: Arc::new(self.env.router.clone()),
+            metrics: Some(self.rpc_metrics.clone()),
+        };
+        let incoming =
+            rpc::incoming(listener, Some(wire)).map_err(|e| MserverError::Start(e.to_string()))?;
         let svc = rpc::mserver::mserver_service_server::MserverServiceServer::new(
             service::Service(self.clone()),
         )

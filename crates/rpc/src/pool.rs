@@ -1,5 +1,6 @@
 //! [`ChannelPool`]: one lazily connected HTTP/2 channel per peer address, shared by every
-//! client in the process (tonic channels multiplex concurrent calls).
+//! client in the process (tonic channels multiplex concurrent calls), and the [`WirePool`]
+//! of the hot calls' framed connections.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -7,15 +8,23 @@ use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 
+use crate::WirePool;
+
 /// Channels keyed by `host:port`.
 #[derive(Clone, Default)]
 pub struct ChannelPool {
     inner: Arc<RwLock<HashMap<String, Channel>>>,
+    wire: WirePool,
 }
 
 impl ChannelPool {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The framed connections of the hot calls ([`crate::wire`]).
+    pub fn wire(&self) -> &WirePool {
+        &self.wire
     }
 
     /// The channel to `addr` (`host:port`), created on first use. Connection happens lazily

@@ -14,7 +14,6 @@ fn env(dir: &std::path::Path) -> GroupEnv {
         wal: consensus::open_wal(engine.as_ref(), &dir.join("wal")).unwrap(),
         engine,
         pool: rpc::ChannelPool::new(),
-        streams: Default::default(),
         router: RaftRouter::new(),
         timing: Timing::default(),
         metrics: Default::default(),

@@ -102,10 +102,32 @@ async fn every_port_survives_any_bytes() {
         http("/api/v1/health"),
         b"POST / HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\nxx".to_vec(),
     ];
-    // gRPC: the HTTP/2 preface and a SETTINGS frame.
+    // gRPC: the HTTP/2 preface and a SETTINGS frame. The wire protocol (same port): its
+    // preface, then frames of every method (empty and junk payloads, a ping, an unknown
+    // method, a length far past the limit).
+    let wire = |frames: &[(u8, &[u8])]| {
+        let mut b = b"AISQLW1\n".to_vec();
+        for (i, (method, payload)) in frames.iter().enumerate() {
+            b.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            b.push(*method);
+            b.extend_from_slice(&(i as u64).to_le_bytes());
+            b.extend_from_slice(payload);
+        }
+        b
+    };
+    let mut huge = wire(&[(4, b"")]);
+    huge[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
     let rpc_seeds = vec![
         b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00".to_vec(),
         http("/"),
+        wire(&[(0, b""), (1, b"\x0a\x03abc\x12\x02\x01\x02"), (2, b"")]),
+        wire(&[
+            (3, b"\x0a\x01t\x12\x04\x0a\x02\x08\x01"),
+            (4, b"\x0a\x00"),
+            (5, b"\xff\xff"),
+        ]),
+        wire(&[(9, b"x"), (0x80, b""), (0xFF, b"\x01\x00\x00\x00oops")]),
+        huge,
     ];
     let mut targets: Vec<(String, Vec<Vec<u8>>)> = vec![
         (
@@ -188,6 +210,14 @@ async fn every_port_survives_any_bytes() {
     let mut head = [0u8; 9];
     c.read_exact(&mut head).unwrap();
     assert_eq!(head[4], 0x06, "OPTIONS answered with opcode {}", head[4]);
+
+    // The RPC port's wire protocol answers a ping.
+    let mut w = TcpStream::connect(&db.rpc).unwrap();
+    w.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    w.write_all(&wire(&[(0, b"")])).unwrap();
+    let mut head = [0u8; 13];
+    w.read_exact(&mut head).unwrap();
+    assert_eq!(head[4], 0x80, "ping answered with method {}", head[4]);
 
     let (status, _) = aisql_tests::http_get(&cluster.mserver_web[0], "/").unwrap();
     assert_eq!(status, 200);
