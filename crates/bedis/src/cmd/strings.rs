@@ -112,7 +112,7 @@ async fn run_inner(
             if !a.len().is_multiple_of(2) {
                 return Err(err::arity("msetnx"));
             }
-            // Not atomic across keys until multi-key transactions land (issue 3).
+            // Atomic: MSETNX runs in a serializable transaction (`cmd::ATOMIC`).
             let keys: Vec<Vec<u8>> = a.chunks(2).map(|kv| kv[0].clone()).collect();
             if acc
                 .get_many(db, &keys)
