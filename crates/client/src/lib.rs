@@ -131,6 +131,8 @@ struct Inner {
     tables_by_id: RwLock<HashMap<String, Table>>,
     /// Status records to remove, per anchor tablet id (see `txn_coord::Forgets`).
     forgets: Mutex<HashMap<String, txn_coord::Forgets>>,
+    /// Intents to resolve, per tablet id (see `txn_coord::Resolves`).
+    resolves: Mutex<HashMap<String, txn_coord::Resolves>>,
     /// The clock-skew bound transactions assume (µs).
     max_clock_skew_usec: std::sync::atomic::AtomicU64,
     /// Names writes for the tablets' retry filters.
@@ -264,6 +266,7 @@ impl Client {
                 status_table: tokio::sync::OnceCell::new(),
                 tables_by_id: RwLock::default(),
                 forgets: Mutex::default(),
+                resolves: Mutex::default(),
                 max_clock_skew_usec: std::sync::atomic::AtomicU64::new(
                     txn_coord::DEFAULT_MAX_CLOCK_SKEW_USEC,
                 ),
@@ -288,6 +291,7 @@ impl Client {
                 status_table: tokio::sync::OnceCell::new(),
                 tables_by_id: RwLock::default(),
                 forgets: Mutex::default(),
+                resolves: Mutex::default(),
                 max_clock_skew_usec: std::sync::atomic::AtomicU64::new(
                     txn_coord::DEFAULT_MAX_CLOCK_SKEW_USEC,
                 ),

@@ -12,6 +12,7 @@
 //!   then resolves the intents into versions at `commit_ht`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -95,6 +96,29 @@ pub(crate) struct Forgets {
     table: Table,
     idx: usize,
     ids: Vec<TxnId>,
+}
+
+/// How long the resolutions of a committed (or aborted) transaction's intents wait to ride
+/// along with another write to their tablet before they are written on their own.
+const RESOLVE_DELAY: Duration = Duration::from_millis(1);
+
+/// Resolutions waiting in one tablet: the next prewrite or commit sent there carries them in
+/// its own write, which saves a Raft write and a client call per distributed transaction
+/// under load ([`Client::queue_resolves`]).
+pub(crate) struct Resolves {
+    table: Table,
+    idx: usize,
+    ops: Vec<KvOp>,
+    /// One per transaction whose ops are in `ops`.
+    waits: Vec<Arc<ResolveWait>>,
+}
+
+/// The resolutions of one anchored transaction still to be applied: once every tablet's
+/// are, its status record is removed ([`Client::queue_forget`]).
+pub(crate) struct ResolveWait {
+    tablets_left: AtomicUsize,
+    id: TxnId,
+    anchor: (Table, usize),
 }
 
 /// Where a transaction's status record is.
@@ -484,6 +508,95 @@ impl Client {
     fn requeue_forgets(&self, table: &Table, idx: usize, ids: Vec<TxnId>) {
         for id in ids {
             self.queue_forget(table, idx, id);
+        }
+    }
+
+    /// Resolve `ops` (one transaction's, in tablet `idx` of `table`) soon: with the next
+    /// prewrite or commit sent there ([`Client::take_resolves`]), or after
+    /// [`RESOLVE_DELAY`] by a write of their own. Until then readers that meet the intents
+    /// resolve them from the status record, which stays until every tablet's are applied.
+    fn queue_resolves(&self, table: &Table, idx: usize, ops: Vec<KvOp>, wait: Arc<ResolveWait>) {
+        let tablet_id = table.tablet_id(idx);
+        let first = {
+            let mut all = self
+                .inner
+                .resolves
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let r = all.entry(tablet_id.clone()).or_insert_with(|| Resolves {
+                table: table.clone(),
+                idx,
+                ops: Vec::new(),
+                waits: Vec::new(),
+            });
+            r.ops.extend(ops);
+            r.waits.push(wait);
+            r.waits.len() == 1
+        };
+        if first {
+            let client = self.clone();
+            tokio::spawn(Box::pin(async move {
+                tokio::time::sleep(RESOLVE_DELAY).await;
+                let Some(r) = client.take_resolves(&tablet_id) else {
+                    return;
+                };
+                if r.ops.is_empty() {
+                    return client.resolves_applied(r.waits);
+                }
+                match client
+                    .write_tablet_raw(&r.table, r.idx, r.ops.clone())
+                    .await
+                {
+                    Ok((w, None)) if w.applied => client.resolves_applied(r.waits),
+                    // The record stays; readers and the sweep settle the intents from it.
+                    Ok(_) => tracing::debug!("resolving intents: write refused"),
+                    Err(e) => tracing::debug!(error = %e, "resolving intents"),
+                }
+            }));
+        }
+    }
+
+    /// The resolutions waiting in tablet `tablet_id` (taken: the caller writes them, then
+    /// reports with [`Client::ride_done`]).
+    pub(crate) fn take_resolves(&self, tablet_id: &str) -> Option<Resolves> {
+        let mut all = self
+            .inner
+            .resolves
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        all.remove(tablet_id)
+    }
+
+    /// A write that carried `ride` is done: `applied` means its ops (so the resolutions)
+    /// were applied; otherwise they wait for the next write again.
+    fn ride_done(&self, ride: Option<Resolves>, applied: bool) {
+        let Some(r) = ride else { return };
+        if applied {
+            self.resolves_applied(r.waits);
+            return;
+        }
+        let Resolves {
+            table,
+            idx,
+            mut ops,
+            waits,
+        } = r;
+        // Requeued as one unit: the first wait carries every op, the others none.
+        for (i, w) in waits.into_iter().enumerate() {
+            let ops = if i == 0 {
+                std::mem::take(&mut ops)
+            } else {
+                Vec::new()
+            };
+            self.queue_resolves(&table, idx, ops, w);
+        }
+    }
+
+    fn resolves_applied(&self, waits: Vec<Arc<ResolveWait>>) {
+        for w in waits {
+            if w.tablets_left.fetch_sub(1, Ordering::AcqRel) == 1 {
+                self.queue_forget(&w.anchor.0, w.anchor.1, w.id);
+            }
         }
     }
 
@@ -1025,10 +1138,7 @@ impl Transaction {
         }
         let started = Instant::now();
         loop {
-            let (r, c) = self
-                .client
-                .write_tablet_raw(&table, idx, ops.clone())
-                .await?;
+            let (r, c) = self.write_carrying(&table, idx, ops.clone()).await?;
             match c {
                 Some(c) if c.locked => {
                     self.client.resolve_lock(&table, idx, &c, started).await?;
@@ -1363,7 +1473,7 @@ impl Transaction {
             }
             // An error leaves the outcome unknown: the intents stay until a reader or the
             // sweep settles them by the record, whichever way it went.
-            let written = self.client.write_tablet_raw(&table, idx, ops).await;
+            let written = self.write_carrying(&table, idx, ops).await;
             if let Some((t, i, ids)) = forgets {
                 if !matches!(&written, Ok((r, None)) if r.applied) {
                     self.client.requeue_forgets(&t, i, ids);
@@ -1467,14 +1577,29 @@ impl Transaction {
         futures::future::join_all(calls).await
     }
 
+    /// Write `ops` to tablet `idx` of `table` with the resolutions waiting there riding
+    /// along ([`Client::queue_resolves`]); they are applied exactly when the write is.
+    async fn write_carrying(
+        &self,
+        table: &Table,
+        idx: usize,
+        mut ops: Vec<KvOp>,
+    ) -> Result<(crate::WriteResult, Option<Conflict>)> {
+        let ride = self.client.take_resolves(&table.tablet_id(idx));
+        if let Some(r) = &ride {
+            ops.extend(r.ops.iter().cloned());
+        }
+        let written = self.client.write_tablet_raw(table, idx, ops).await;
+        self.client
+            .ride_done(ride, matches!(&written, Ok((r, None)) if r.applied));
+        written
+    }
+
     /// Prewrite `ops` on one tablet; the returned time is one the commit must exceed.
     async fn prewrite(&self, table: &Table, idx: usize, mut ops: Vec<KvOp>) -> Result<HybridTime> {
         let started = Instant::now();
         loop {
-            let (r, c) = self
-                .client
-                .write_tablet_raw(table, idx, ops.clone())
-                .await?;
+            let (r, c) = self.write_carrying(table, idx, ops.clone()).await?;
             match c {
                 None => return Ok(r.ht),
                 Some(c) if c.locked => {
@@ -1513,7 +1638,26 @@ impl Transaction {
         let Transaction {
             client, id, tables, ..
         } = self;
-        tokio::spawn(async move {
+        if let StatusPlace::Anchor(t, i) = &place {
+            // Ride along with other writes to those tablets (Client::queue_resolves).
+            let wait = Arc::new(ResolveWait {
+                tablets_left: AtomicUsize::new(per_tablet.len()),
+                id,
+                anchor: (t.clone(), *i),
+            });
+            if per_tablet.is_empty() {
+                client.queue_forget(t, *i, id);
+            }
+            for ((tid, idx), ops) in &per_tablet {
+                let ops: Vec<KvOp> = ops
+                    .iter()
+                    .filter_map(|o| Client::resolve_op(&id, o.key.clone(), &status))
+                    .collect();
+                client.queue_resolves(&tables[tid], *idx, ops, wait.clone());
+            }
+            return;
+        }
+        tokio::spawn(Box::pin(async move {
             let calls = per_tablet.iter().map(|((tid, idx), ops)| {
                 let ops: Vec<KvOp> = ops
                     .iter()
@@ -1533,6 +1677,6 @@ impl Transaction {
                     tracing::debug!(txn = %txn::id_hex(&id), error = %e, "removing a status record");
                 }
             }
-        });
+        }));
     }
 }
