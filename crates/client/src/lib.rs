@@ -534,24 +534,29 @@ impl Client {
 
     // ---- tablet calls -------------------------------------------------------------------
 
+    /// Call `method` on the dbserver at `addr` over the wire protocol.
+    async fn remote<Req: prost::Message, Resp: prost::Message + Default>(
+        &self,
+        addr: &str,
+        method: Method,
+        req: &Req,
+    ) -> Result<Resp, tonic::Status> {
+        self.inner.pool.wire().call(addr, method, req, None).await
+    }
+
     async fn send_write(
         &self,
         addr: String,
         req: WriteRequest,
     ) -> Result<(Option<rpc::common::Status>, WriteResponse), tonic::Status> {
-        let r = match &self.inner.local {
-            Some(l) if l.rpc_addr == addr => l.service.write(tonic::Request::new(req)).await?,
-            _ => {
-                return self
-                    .inner
-                    .pool
-                    .wire()
-                    .call::<_, WriteResponse>(&addr, Method::Write, &req, None)
-                    .await
-                    .map(|r| (r.status.clone(), r));
-            }
-        }
-        .into_inner();
+        let r: WriteResponse = match &self.inner.local {
+            Some(l) if l.rpc_addr == addr => l
+                .service
+                .write(tonic::Request::new(req))
+                .await?
+                .into_inner(),
+            _ => self.remote(&addr, Method::Write, &req).await?,
+        };
         Ok((r.status.clone(), r))
     }
 
@@ -560,19 +565,12 @@ impl Client {
         addr: String,
         req: ReadRequest,
     ) -> Result<(Option<rpc::common::Status>, ReadResponse), tonic::Status> {
-        let r = match &self.inner.local {
-            Some(l) if l.rpc_addr == addr => l.service.read(tonic::Request::new(req)).await?,
-            _ => {
-                return self
-                    .inner
-                    .pool
-                    .wire()
-                    .call::<_, ReadResponse>(&addr, Method::Read, &req, None)
-                    .await
-                    .map(|r| (r.status.clone(), r));
+        let r: ReadResponse = match &self.inner.local {
+            Some(l) if l.rpc_addr == addr => {
+                l.service.read(tonic::Request::new(req)).await?.into_inner()
             }
-        }
-        .into_inner();
+            _ => self.remote(&addr, Method::Read, &req).await?,
+        };
         Ok((r.status.clone(), r))
     }
 
@@ -581,19 +579,12 @@ impl Client {
         addr: String,
         req: ScanRequest,
     ) -> Result<(Option<rpc::common::Status>, ScanResponse), tonic::Status> {
-        let r = match &self.inner.local {
-            Some(l) if l.rpc_addr == addr => l.service.scan(tonic::Request::new(req)).await?,
-            _ => {
-                return self
-                    .inner
-                    .pool
-                    .wire()
-                    .call::<_, ScanResponse>(&addr, Method::Scan, &req, None)
-                    .await
-                    .map(|r| (r.status.clone(), r));
+        let r: ScanResponse = match &self.inner.local {
+            Some(l) if l.rpc_addr == addr => {
+                l.service.scan(tonic::Request::new(req)).await?.into_inner()
             }
-        }
-        .into_inner();
+            _ => self.remote(&addr, Method::Scan, &req).await?,
+        };
         Ok((r.status.clone(), r))
     }
 

@@ -548,7 +548,7 @@ impl DbServer {
     ) -> Result<(), DbServerError> {
         let wire = rpc::WireServer {
             handler: Arc::new(service::Wire(service::Service(self.clone()))),
-            metrics: Some(self.rpc_metrics.clone()),
+            metrics: self.rpc_metrics.clone(),
         };
         let incoming =
             rpc::incoming(listener, Some(wire)).map_err(|e| DbServerError::Other(e.to_string()))?;

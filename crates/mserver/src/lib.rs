@@ -230,7 +230,7 @@ impl Mserver {
     ) -> Result<(), MserverError> {
         let wire = rpc::WireServer {
             handler: Arc::new(self.env.router.clone()),
-            metrics: Some(self.rpc_metrics.clone()),
+            metrics: self.rpc_metrics.clone(),
         };
         let incoming =
             rpc::incoming(listener, Some(wire)).map_err(|e| MserverError::Start(e.to_string()))?;

@@ -33,7 +33,7 @@ pub use wire::{WireHandler, WirePool};
 #[derive(Clone)]
 pub struct WireServer {
     pub handler: std::sync::Arc<dyn WireHandler>,
-    pub metrics: Option<::common::metrics::RpcMetrics>,
+    pub metrics: ::common::metrics::RpcMetrics,
 }
 
 /// Turn a bound std listener into the stream of accepted connections tonic serves, each with

@@ -184,7 +184,7 @@ pub trait WireHandler: Send + Sync + 'static {
 pub(crate) async fn serve(
     sock: TcpStream,
     handler: Arc<dyn WireHandler>,
-    metrics: Option<common::metrics::RpcMetrics>,
+    metrics: common::metrics::RpcMetrics,
 ) {
     let (rd, wr) = sock.into_split();
     let (tx, rx) = mpsc::unbounded_channel();
@@ -210,14 +210,12 @@ pub(crate) async fn serve(
             let _ = tx.send(frame(REPLY, id, &[]));
             continue;
         }
-        let call = metrics.as_ref().map(|m| m.start(method.name()));
+        let call = metrics.start(method.name());
         let fut = handler.call(method, payload);
         let tx = tx.clone();
         tokio::spawn(async move {
             let reply = fut.await;
-            if let Some(call) = call {
-                call.finish(reply.is_ok());
-            }
+            call.finish(reply.is_ok());
             let _ = tx.send(match reply {
                 Ok(p) => frame(method as u8 | REPLY, id, &p),
                 Err(s) => error_frame(id, &s),
