@@ -198,7 +198,12 @@ async fn batcher(
                     propagated_ht: inner.clock.now().0,
                 };
                 pool.wire()
-                    .call::<_, WriteManyResponse>(&addr, Method::WriteMany, &req, None)
+                    .call::<_, WriteManyResponse>(
+                        &addr,
+                        Method::WriteMany,
+                        &req,
+                        Some(inner.timeout),
+                    )
                     .await
                     .ok()
             }
@@ -541,7 +546,10 @@ impl Client {
         method: Method,
         req: &Req,
     ) -> Result<Resp, tonic::Status> {
-        self.inner.pool.wire().call(addr, method, req, None).await
+        // No single call outlives the client's deadline, even on a connection whose peer
+        // answers pings but never this call.
+        let t = Some(self.inner.timeout);
+        self.inner.pool.wire().call(addr, method, req, t).await
     }
 
     async fn send_write(

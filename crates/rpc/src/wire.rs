@@ -260,8 +260,13 @@ impl Conn {
         }
     }
 
-    fn heard(&self) -> Duration {
-        Duration::from_millis(self.heard_ms.load(Ordering::Relaxed))
+    /// Milliseconds since `born` (the clock of `heard_ms`).
+    fn now_ms(&self) -> u64 {
+        self.born.elapsed().as_millis() as u64
+    }
+
+    fn heard_ms(&self) -> u64 {
+        self.heard_ms.load(Ordering::Relaxed)
     }
 }
 
@@ -354,7 +359,10 @@ impl WirePool {
         drop(payload);
         let started = Instant::now();
         let deadline = timeout.map(|t| started + t);
-        let mut pinged: Option<Duration> = None;
+        // When a ping went out (ms on the connection's clock), until a frame arrives. Both
+        // sides of the comparison are whole milliseconds of one clock: an answer that
+        // arrives within the millisecond the ping was sent counts.
+        let mut pinged: Option<u64> = None;
         loop {
             // Wake at the deadline, or to check the connection is alive.
             let mut wake = Instant::now() + PING_AFTER.min(DEAD_AFTER);
@@ -378,20 +386,20 @@ impl WirePool {
                     now - started
                 )));
             }
-            let since_born = now - conn.born;
-            let quiet = since_born.saturating_sub(conn.heard());
+            let (now_ms, heard_ms) = (conn.now_ms(), conn.heard_ms());
             match pinged {
-                Some(at) if conn.heard() < at && since_born >= at + DEAD_AFTER => {
+                Some(at) if heard_ms >= at => pinged = None,
+                Some(at) if now_ms >= at + DEAD_AFTER.as_millis() as u64 => {
                     conn.fail(&format!("{addr} did not answer a ping for {DEAD_AFTER:?}"));
                     return Err(tonic::Status::unavailable(format!(
                         "{addr} did not answer a ping"
                     )));
                 }
-                Some(at) if conn.heard() >= at => pinged = None,
                 _ => {}
             }
-            if pinged.is_none() && quiet >= PING_AFTER {
-                pinged = Some(since_born);
+            if pinged.is_none() && now_ms.saturating_sub(heard_ms) >= PING_AFTER.as_millis() as u64
+            {
+                pinged = Some(now_ms);
                 let _ = conn.tx.send(frame(Method::Ping as u8, 0, &[]));
             }
         }
@@ -422,8 +430,7 @@ async fn run_conn(addr: String, conn: Arc<Conn>, rx: mpsc::UnboundedReceiver<Vec
     let why = loop {
         match read_frame(&mut rd).await {
             Ok(Some((m, id, payload))) => {
-                conn.heard_ms
-                    .store(conn.born.elapsed().as_millis() as u64, Ordering::Relaxed);
+                conn.heard_ms.store(conn.now_ms(), Ordering::Relaxed);
                 if m == REPLY | Method::Ping as u8 && id == 0 {
                     continue;
                 }
