@@ -272,9 +272,22 @@ impl Conn {
 
 /// Connections to peers by address, opened on first use and again after one ends. Shared
 /// by every caller in a process (part of [`crate::ChannelPool`]).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct WirePool {
     conns: Arc<RwLock<HashMap<String, Arc<Conn>>>>,
+    /// [`PING_AFTER`] and [`DEAD_AFTER`] (shorter in tests).
+    ping_after: Duration,
+    dead_after: Duration,
+}
+
+impl Default for WirePool {
+    fn default() -> Self {
+        WirePool {
+            conns: Arc::default(),
+            ping_after: PING_AFTER,
+            dead_after: DEAD_AFTER,
+        }
+    }
 }
 
 impl WirePool {
@@ -365,7 +378,8 @@ impl WirePool {
         let mut pinged: Option<u64> = None;
         loop {
             // Wake at the deadline, or to check the connection is alive.
-            let mut wake = Instant::now() + PING_AFTER.min(DEAD_AFTER);
+            let (ping_after, dead_after) = (self.ping_after, self.dead_after);
+            let mut wake = Instant::now() + ping_after.min(dead_after);
             if let Some(d) = deadline {
                 wake = wake.min(d);
             }
@@ -389,15 +403,15 @@ impl WirePool {
             let (now_ms, heard_ms) = (conn.now_ms(), conn.heard_ms());
             match pinged {
                 Some(at) if heard_ms >= at => pinged = None,
-                Some(at) if now_ms >= at + DEAD_AFTER.as_millis() as u64 => {
-                    conn.fail(&format!("{addr} did not answer a ping for {DEAD_AFTER:?}"));
+                Some(at) if now_ms >= at + dead_after.as_millis() as u64 => {
+                    conn.fail(&format!("{addr} did not answer a ping for {dead_after:?}"));
                     return Err(tonic::Status::unavailable(format!(
                         "{addr} did not answer a ping"
                     )));
                 }
                 _ => {}
             }
-            if pinged.is_none() && now_ms.saturating_sub(heard_ms) >= PING_AFTER.as_millis() as u64
+            if pinged.is_none() && now_ms.saturating_sub(heard_ms) >= ping_after.as_millis() as u64
             {
                 pinged = Some(now_ms);
                 let _ = conn.tx.send(frame(Method::Ping as u8, 0, &[]));
@@ -455,6 +469,74 @@ async fn run_conn(addr: String, conn: Arc<Conn>, rx: mpsc::UnboundedReceiver<Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Answers `Write` after `delay`, anything else at once (an empty reply).
+    struct Slow(Duration);
+
+    impl WireHandler for Slow {
+        fn call(&self, method: Method, _payload: Vec<u8>) -> WireFuture {
+            let delay = if method == Method::Write {
+                self.0
+            } else {
+                Duration::ZERO
+            };
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                Ok(Vec::new())
+            })
+        }
+    }
+
+    fn fast_pool() -> WirePool {
+        WirePool {
+            ping_after: Duration::from_millis(60),
+            dead_after: Duration::from_millis(60),
+            ..WirePool::default()
+        }
+    }
+
+    /// A call that outlasts several ping rounds on a quiet connection succeeds while the
+    /// peer answers pings (on loopback the answer usually comes within the millisecond the
+    /// ping left: that counts), and one to a peer that never answers fails soon after.
+    #[tokio::test]
+    async fn pings_keep_a_slow_call_alive_and_find_a_silent_peer() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let mut preface = [0u8; 8];
+                sock.read_exact(&mut preface).await.unwrap();
+                let metrics = common::metrics::RpcMetrics::default();
+                tokio::spawn(serve(
+                    sock,
+                    Arc::new(Slow(Duration::from_millis(700))),
+                    metrics,
+                ));
+            }
+        });
+        let pool = fast_pool();
+        for _ in 0..3 {
+            let r: Result<(), tonic::Status> = pool
+                .call_raw(&addr, Method::Write, Vec::new(), None)
+                .await
+                .map(drop);
+            assert!(r.is_ok(), "{r:?}");
+        }
+
+        // A peer that takes the connection and never says anything.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = silent.local_addr().unwrap().to_string();
+        let started = Instant::now();
+        let r = pool.call_raw(&addr, Method::Write, Vec::new(), None).await;
+        let err = r.expect_err("a silent peer");
+        assert!(err.message().contains("did not answer a ping"), "{err:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        drop(silent);
+    }
 
     #[tokio::test]
     async fn frames_round_trip_and_bad_lengths_are_refused() {
