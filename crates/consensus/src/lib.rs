@@ -21,7 +21,7 @@ use std::sync::Arc;
 pub use log_store::LogStore;
 pub use metrics::ConsensusMetrics;
 pub use network::{Network, RaftRouter};
-pub use state_machine::{StateMachine, StateMachineApp};
+pub use state_machine::{checkpoint_blob, StateMachine, StateMachineApp};
 
 use storage::{KvEngine, Wal};
 

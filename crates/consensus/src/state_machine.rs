@@ -1,9 +1,9 @@
 //! [`StateMachine`]: adapts a [`StateMachineApp`] (a tablet, the catalog) to openraft.
 //!
 //! The adapter owns the *applied state* — the last applied log id and the last membership.
-//! It is checkpointed (`Cf::RaftMeta`, `group prefix ‖ "applied"`, together with the app's own
-//! [`StateMachineApp::checkpoint`]) in the same atomic batch as the changes of every apply
-//! round, so the persisted applied index always names exactly the entries whose effects are
+//! It is checkpointed (`Cf::RaftMeta`, `group prefix ‖ "applied"`, followed in the same value
+//! by the app's own [`StateMachineApp::checkpoint`]: one memtable insert per round, not one
+//! per piece) in the same atomic batch as the changes of every apply round, so the persisted applied index always names exactly the entries whose effects are
 //! in the engine: after a crash nothing is applied twice. (Re-applying was tried and is wrong:
 //! an entry's conditions — a transaction's "no newer version", "no intent" — would be judged
 //! against the effects of *later* entries, and a write refused the first time could apply.)
@@ -33,9 +33,13 @@ pub trait StateMachineApp: Send + Sync + 'static {
         -> Result<Vec<u8>, KvError>;
     /// Called after a batch from [`StateMachineApp::apply`] has been written.
     fn applied(&self) {}
-    /// Add the app's own checkpoint (state that must match the applied index) to `batch`,
-    /// which also carries the adapter's applied state; called for every batch.
-    fn checkpoint(&self, _batch: &mut WriteBatch) {}
+    /// The app's own checkpoint (state that must match the applied index), called for every
+    /// batch: the returned bytes are stored in the applied-state record itself (one insert
+    /// per round; read back with [`checkpoint_blob`]), and anything else the app needs goes
+    /// into `batch`, which is written atomically with that record.
+    fn checkpoint(&self, _batch: &mut WriteBatch) -> Vec<u8> {
+        Vec::new()
+    }
     /// The app's full state, for a snapshot.
     fn snapshot(&self) -> Result<Vec<u8>, KvError>;
     /// Replace the app's full state with a snapshot's. Every change, deletions of the old
@@ -53,6 +57,32 @@ struct AppliedState {
 struct SnapshotBlob {
     applied: AppliedState,
     app: Vec<u8>,
+}
+
+/// Key of group `prefix`'s applied-state record: `bincode(AppliedState) ‖ app checkpoint`.
+fn applied_key(prefix: &[u8; 16]) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    k.extend_from_slice(b"applied");
+    k
+}
+
+/// The app's part of group `prefix`'s last checkpoint (what its
+/// [`StateMachineApp::checkpoint`] returned for the newest batch in `engine`): `None` if the
+/// group has no applied state yet, empty if the record was written before apps stored their
+/// checkpoint there.
+pub fn checkpoint_blob(
+    engine: &dyn KvEngine,
+    prefix: &[u8; 16],
+) -> Result<Option<Vec<u8>>, KvError> {
+    let Some(raw) = engine.get(Cf::RaftMeta, &applied_key(prefix))? else {
+        return Ok(None);
+    };
+    let mut rest: &[u8] = &raw;
+    let _: AppliedState = bincode::deserialize_from(&mut rest).map_err(|e| KvError::Corrupt {
+        what: "raft applied state",
+        detail: e.to_string(),
+    })?;
+    Ok(Some(rest.to_vec()))
 }
 
 /// The openraft state machine of one group.
@@ -80,7 +110,7 @@ impl StateMachine {
         prefix: [u8; 16],
         app: Arc<dyn StateMachineApp>,
     ) -> Result<Self, KvError> {
-        let key = Self::applied_key(&prefix);
+        let key = applied_key(&prefix);
         let applied = match engine.get(Cf::RaftMeta, &key)? {
             Some(raw) => bincode::deserialize(&raw).map_err(|e| KvError::Corrupt {
                 what: "raft applied state",
@@ -98,17 +128,11 @@ impl StateMachine {
         })
     }
 
-    fn applied_key(prefix: &[u8; 16]) -> Vec<u8> {
-        let mut k = prefix.to_vec();
-        k.extend_from_slice(b"applied");
-        k
-    }
-
     /// Write `batch` together with the applied state and the app's checkpoint.
     fn write_with_applied(&mut self, mut batch: WriteBatch) -> Result<(), StorageError<NodeId>> {
-        let raw = bincode::serialize(&self.applied).map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        batch.put(Cf::RaftMeta, Self::applied_key(&self.prefix), raw);
-        self.app.checkpoint(&mut batch);
+        let mut raw = bincode::serialize(&self.applied).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        raw.extend_from_slice(&self.app.checkpoint(&mut batch));
+        batch.put(Cf::RaftMeta, applied_key(&self.prefix), raw);
         self.engine
             .write(batch)
             .map_err(|e| sm_err(ErrorVerb::Write, e))?;
@@ -123,7 +147,7 @@ impl StateMachine {
             // applied state is the one that matches the rows.
             if let Some(raw) = self
                 .engine
-                .get(Cf::RaftMeta, &Self::applied_key(&self.prefix))
+                .get(Cf::RaftMeta, &applied_key(&self.prefix))
                 .map_err(|e| sm_err(ErrorVerb::Read, e))?
             {
                 self.applied =

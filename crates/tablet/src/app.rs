@@ -431,26 +431,85 @@ fn encode_outcome(reply: &mut Vec<u8>, ht: HybridTime, v: &Verdict) {
     }
 }
 
+/// The tablet's part of each apply round's checkpoint record (stored after the applied state
+/// in `prefix ‖ "applied"`, see `consensus::checkpoint_blob`):
+/// `1 ‖ last_ht (u64 BE) ‖ bincode(retries::Delta)`. A store whose record has no such part
+/// (written before session 22) keeps `last_ht` under `prefix ‖ "last_ht"` and its retry
+/// filter wholly in its keys.
+struct Checkpoint;
+
+impl Checkpoint {
+    const VERSION: u8 = 1;
+
+    fn encode(last_ht: HybridTime, delta: &retries::Delta) -> Vec<u8> {
+        let mut out = Vec::with_capacity(9 + 8 + delta.len() * 64);
+        out.push(Self::VERSION);
+        out.extend_from_slice(&last_ht.0.to_be_bytes());
+        match bincode::serialize(delta) {
+            Ok(d) => out.extend_from_slice(&d),
+            // Cannot happen (bytes and options); an empty delta loses only the dedup memory
+            // of this round's clients since their keys were written.
+            Err(e) => {
+                tracing::error!(error = %e, "encoding the retry filter delta");
+                out.extend_from_slice(&0u64.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// The checkpointed `last_ht` and retry-filter delta of tablet `prefix`.
+    fn read(
+        engine: &dyn KvEngine,
+        prefix: &[u8; 16],
+    ) -> Result<(HybridTime, retries::Delta), StorageError> {
+        let corrupt = |detail: String| StorageError::Corrupt {
+            what: "tablet checkpoint",
+            detail,
+        };
+        match consensus::checkpoint_blob(engine, prefix)? {
+            Some(blob) if !blob.is_empty() => {
+                if blob[0] != Self::VERSION || blob.len() < 9 {
+                    return Err(corrupt(format!(
+                        "version {} in {} bytes",
+                        blob[0],
+                        blob.len()
+                    )));
+                }
+                let ht = decode_ht(&blob[1..9]).ok_or_else(|| corrupt("last_ht".into()))?;
+                let delta = bincode::deserialize(&blob[9..]).map_err(|e| corrupt(e.to_string()))?;
+                Ok((ht, delta))
+            }
+            // No record yet, or one from before the tablet's part moved into it.
+            _ => {
+                let mut key = prefix.to_vec();
+                key.extend_from_slice(b"last_ht");
+                let ht = match engine.get(Cf::RaftMeta, &key)? {
+                    Some(raw) => decode_ht(&raw).ok_or(StorageError::Corrupt {
+                        what: "tablet last_ht",
+                        detail: format!("{} bytes", raw.len()),
+                    })?,
+                    None => HybridTime::MIN,
+                };
+                Ok((ht, Vec::new()))
+            }
+        }
+    }
+}
+
 impl TabletApp {
     pub(crate) fn open(
         engine: Arc<dyn KvEngine>,
         prefix: [u8; 16],
         clock: Arc<Hlc>,
     ) -> Result<Self, StorageError> {
-        let last = match engine.get(Cf::RaftMeta, &Self::last_ht_key(&prefix))? {
-            Some(raw) => decode_ht(&raw).ok_or(StorageError::Corrupt {
-                what: "tablet last_ht",
-                detail: format!("{} bytes", raw.len()),
-            })?,
-            None => HybridTime::MIN,
-        };
+        let (last, delta) = Checkpoint::read(engine.as_ref(), &prefix)?;
         clock.update(last);
         let stored = StoredIntents::load(intents::export(engine.as_ref(), &prefix)?)?;
         let intent_index = IntentIndex::default();
         for key in stored.sets.keys() {
             intent_index.add(key);
         }
-        let retries = Mutex::new(Retries::load(engine.as_ref(), &prefix)?);
+        let retries = Mutex::new(Retries::load(engine.as_ref(), &prefix, &delta)?);
         Ok(Self {
             engine,
             prefix,
@@ -469,21 +528,7 @@ impl TabletApp {
     /// The hybrid time of the last checkpoint: no replay after a crash reads below it, so GC
     /// must keep what reads at or after it need.
     pub(crate) fn checkpointed_ht(&self) -> Result<HybridTime, StorageError> {
-        Ok(
-            match self
-                .engine
-                .get(Cf::RaftMeta, &Self::last_ht_key(&self.prefix))?
-            {
-                Some(raw) => decode_ht(&raw).unwrap_or(HybridTime::MIN),
-                None => HybridTime::MIN,
-            },
-        )
-    }
-
-    fn last_ht_key(prefix: &[u8; 16]) -> Vec<u8> {
-        let mut k = prefix.to_vec();
-        k.extend_from_slice(b"last_ht");
-        k
+        Ok(Checkpoint::read(self.engine.as_ref(), &self.prefix)?.0)
     }
 
     /// The intents on `key` as this apply round sees them.
@@ -976,19 +1021,16 @@ impl StateMachineApp for TabletApp {
         Ok(reply)
     }
 
-    fn checkpoint(&self, batch: &mut WriteBatch) {
+    fn checkpoint(&self, batch: &mut WriteBatch) -> Vec<u8> {
         // The batch goes to the engine next: readers stop trusting the cache until `applied`.
         self.latest.begin_round();
         let ht = *self.last_ht.lock().unwrap_or_else(|e| e.into_inner());
-        batch.put(
-            Cf::RaftMeta,
-            Self::last_ht_key(&self.prefix),
-            ht.0.to_be_bytes().to_vec(),
-        );
-        self.retries
+        let delta = self
+            .retries
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .checkpoint(&self.prefix, batch);
+        Checkpoint::encode(ht, &delta)
     }
 
     fn applied(&self) {
@@ -1037,16 +1079,11 @@ impl StateMachineApp for TabletApp {
     fn snapshot(&self) -> Result<Vec<u8>, StorageError> {
         // The checkpointed time, which matches the checkpointed applied index the snapshot
         // claims; rows written after it are re-applied identically by the receiver.
-        let last_ht = match self
-            .engine
-            .get(Cf::RaftMeta, &Self::last_ht_key(&self.prefix))?
-        {
-            Some(raw) => decode_ht(&raw).map(|h| h.0).unwrap_or(0),
-            None => 0,
-        };
+        let (last_ht, delta) = Checkpoint::read(self.engine.as_ref(), &self.prefix)?;
+        let last_ht = last_ht.0;
         let rows = mvcc::export(self.engine.as_ref(), &self.prefix)?;
         let intents = intents::export(self.engine.as_ref(), &self.prefix)?;
-        let retries = retries::export(self.engine.as_ref(), &self.prefix)?;
+        let retries = retries::export(self.engine.as_ref(), &self.prefix, &delta)?;
         bincode::serialize(&Snapshot {
             last_ht,
             rows,
@@ -1097,14 +1134,40 @@ impl StateMachineApp for TabletApp {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .install(self.engine.as_ref(), &self.prefix, snap.retries, batch)?;
+        // The checkpoint written with this batch records it (`checkpoint`).
         let ht = HybridTime(snap.last_ht);
         *self.last_ht.lock().unwrap_or_else(|e| e.into_inner()) = ht;
         self.clock.update(ht);
-        batch.put(
-            Cf::RaftMeta,
-            Self::last_ht_key(&self.prefix),
-            ht.0.to_be_bytes().to_vec(),
-        );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_part_round_trips_and_old_stores_still_read() {
+        let engine = storage::MemEngine::new();
+        let prefix = [4; 16];
+        // Nothing yet.
+        assert_eq!(
+            Checkpoint::read(&engine, &prefix).unwrap(),
+            (HybridTime::MIN, Vec::new())
+        );
+        // A store from before: `last_ht` under its own key.
+        let mut b = WriteBatch::new();
+        let mut key = prefix.to_vec();
+        key.extend_from_slice(b"last_ht");
+        b.put(Cf::RaftMeta, key, 77u64.to_be_bytes().to_vec());
+        engine.write(b).unwrap();
+        assert_eq!(Checkpoint::read(&engine, &prefix).unwrap().0, HybridTime(77));
+        // The encoding.
+        let delta = vec![([1; 16], Some(vec![9, 9])), ([2; 16], None)];
+        let blob = Checkpoint::encode(HybridTime(88), &delta);
+        assert_eq!(blob[0], Checkpoint::VERSION);
+        assert_eq!(decode_ht(&blob[1..9]), Some(HybridTime(88)));
+        let back: retries::Delta = bincode::deserialize(&blob[9..]).unwrap();
+        assert_eq!(back, delta);
     }
 }

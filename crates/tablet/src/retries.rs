@@ -4,8 +4,14 @@
 //! after later writes of the same key and undo them.
 //!
 //! Part of the replicated state: every replica runs the log through it in order, its state
-//! is checkpointed with each apply round (`Cf::RaftMeta`, `tablet prefix ‖ "rq" ‖ client`)
-//! and travels in snapshots, so a new leader filters exactly as the old one did.
+//! is checkpointed with each apply round and travels in snapshots, so a new leader filters
+//! exactly as the old one did. The checkpoint is two-level: each client's record under its own
+//! key (`Cf::RaftMeta`, `tablet prefix ‖ "rq" ‖ client`), written every [`SAVE_EVERY`]
+//! rounds or when more than [`MAX_DELTA`] clients changed, and in between the records of the
+//! clients changed since then (a [`Delta`]), carried in each round's checkpoint record (the
+//! tablet's part of the applied state, `TabletApp::checkpoint`). The store's state is the
+//! keys overlaid with the newest record's delta; one insert per round instead of one per
+//! client changed.
 //!
 //! A client numbers its writes (`seq`) and tells with each one the lowest number it still has
 //! running on this tablet (`min_running`): anything below is answered or given up, so the
@@ -19,6 +25,15 @@ use storage::{Cf, KvEngine, StorageError, WriteBatch};
 
 /// Raw key-value pairs of the store.
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Clients changed since their keys were last written: each one's encoded record, or `None`
+/// if it was forgotten.
+pub(crate) type Delta = Vec<([u8; 16], Option<Vec<u8>>)>;
+
+/// Rounds between writes of the clients' own keys.
+const SAVE_EVERY: u64 = 256;
+/// Most clients a round's delta carries; more are written to their keys at once.
+const MAX_DELTA: usize = 8;
 
 /// Names one write of one client (the `RequestId` message).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,8 +130,10 @@ impl ClientWrites {
 #[derive(Default)]
 pub(crate) struct Retries {
     clients: HashMap<[u8; 16], ClientWrites>,
-    /// Clients changed since the last checkpoint.
+    /// Clients changed since their keys were last written (in every delta since).
     dirty: HashSet<[u8; 16]>,
+    /// Rounds checkpointed since the keys were last written.
+    rounds: u64,
 }
 
 fn key_start(prefix: &[u8; 16]) -> Vec<u8> {
@@ -139,23 +156,51 @@ fn corrupt(detail: String) -> StorageError {
 }
 
 impl Retries {
-    /// The filter as last checkpointed.
-    pub(crate) fn load(engine: &dyn KvEngine, prefix: &[u8; 16]) -> Result<Self, StorageError> {
+    /// The filter as last checkpointed: the clients' keys overlaid with `delta` (from the
+    /// newest checkpoint record). The clients of the delta are written to their keys at the
+    /// next checkpoint.
+    pub(crate) fn load(
+        engine: &dyn KvEngine,
+        prefix: &[u8; 16],
+        delta: &Delta,
+    ) -> Result<Self, StorageError> {
         let mut r = Retries::default();
-        for (k, v) in export(engine, prefix)? {
+        for (k, v) in export(engine, prefix, &[])? {
             r.put_raw(&k, &v)?;
+        }
+        for (client, record) in delta {
+            match record {
+                Some(v) => {
+                    let c: ClientWrites =
+                        bincode::deserialize(v).map_err(|e| corrupt(e.to_string()))?;
+                    r.clients.insert(*client, c);
+                }
+                None => {
+                    r.clients.remove(client);
+                }
+            }
+            r.dirty.insert(*client);
         }
         Ok(r)
     }
 
     fn put_raw(&mut self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
-        let client: [u8; 16] = key
-            .get(18..)
-            .and_then(|c| c.try_into().ok())
-            .ok_or_else(|| corrupt(format!("key of {} bytes", key.len())))?;
+        let client = client_of(key)?;
         let c: ClientWrites = bincode::deserialize(value).map_err(|e| corrupt(e.to_string()))?;
         self.clients.insert(client, c);
         Ok(())
+    }
+
+    fn encode(&self, client: &[u8; 16]) -> Option<Vec<u8>> {
+        let c = self.clients.get(client)?;
+        match bincode::serialize(c) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                // Cannot happen (plain integers and maps); forgetting is the safe side.
+                tracing::error!(error = %e, "encoding the retry filter");
+                None
+            }
+        }
     }
 
     /// Look `id` up as of a write at `now_us`, taking its `min_running` into account.
@@ -194,18 +239,25 @@ impl Retries {
         }
     }
 
-    /// Add the changes since the last checkpoint to `batch`.
-    pub(crate) fn checkpoint(&mut self, prefix: &[u8; 16], batch: &mut WriteBatch) {
-        for id in self.dirty.drain() {
+    /// Checkpoint one round: the delta for the round's record, or (every [`SAVE_EVERY`]
+    /// rounds, or past [`MAX_DELTA`] clients) the changed clients' keys in `batch` and an
+    /// empty delta.
+    pub(crate) fn checkpoint(&mut self, prefix: &[u8; 16], batch: &mut WriteBatch) -> Delta {
+        self.rounds += 1;
+        if self.rounds < SAVE_EVERY && self.dirty.len() <= MAX_DELTA {
+            let mut delta: Delta = self.dirty.iter().map(|c| (*c, self.encode(c))).collect();
+            delta.sort_unstable_by_key(|(c, _)| *c);
+            return delta;
+        }
+        self.rounds = 0;
+        for id in std::mem::take(&mut self.dirty) {
             let key = client_key(prefix, &id);
-            match self.clients.get(&id) {
-                Some(c) => match bincode::serialize(c) {
-                    Ok(v) => batch.put(Cf::RaftMeta, key, v),
-                    Err(e) => tracing::error!(error = %e, "encoding the retry filter"),
-                },
+            match self.encode(&id) {
+                Some(v) => batch.put(Cf::RaftMeta, key, v),
                 None => batch.delete(Cf::RaftMeta, key),
             }
         }
+        Vec::new()
     }
 
     /// Replace the filter with a snapshot's (`pairs` from [`export`]); the store's old entries
@@ -217,17 +269,16 @@ impl Retries {
         pairs: Pairs,
         batch: &mut WriteBatch,
     ) -> Result<(), StorageError> {
-        for (k, _) in export(engine, prefix)? {
+        for (k, _) in export(engine, prefix, &[])? {
             batch.delete(Cf::RaftMeta, k);
         }
         self.clients.clear();
+        // Every client is in its key after this batch: the next delta starts empty.
         self.dirty.clear();
+        self.rounds = 0;
         for (k, v) in pairs {
             // The snapshot's keys carry the sender's prefix: the same tablet, the same prefix.
-            let client: [u8; 16] = k
-                .get(18..)
-                .and_then(|c| c.try_into().ok())
-                .ok_or_else(|| corrupt(format!("key of {} bytes", k.len())))?;
+            let client = client_of(&k)?;
             self.put_raw(&k, &v)?;
             batch.put(Cf::RaftMeta, client_key(prefix, &client), v);
         }
@@ -235,21 +286,40 @@ impl Retries {
     }
 }
 
-/// The checkpointed filter of a tablet as raw pairs (for snapshots).
-pub(crate) fn export(engine: &dyn KvEngine, prefix: &[u8; 16]) -> Result<Pairs, StorageError> {
+fn client_of(key: &[u8]) -> Result<[u8; 16], StorageError> {
+    key.get(18..)
+        .and_then(|c| c.try_into().ok())
+        .ok_or_else(|| corrupt(format!("key of {} bytes", key.len())))
+}
+
+/// The checkpointed filter of a tablet as raw pairs (for snapshots): the clients' keys
+/// overlaid with `delta`, the newest checkpoint record's.
+pub(crate) fn export(
+    engine: &dyn KvEngine,
+    prefix: &[u8; 16],
+    delta: &[([u8; 16], Option<Vec<u8>>)],
+) -> Result<Pairs, StorageError> {
     let start = key_start(prefix);
     let mut end = start.clone();
     if let Some(last) = end.last_mut() {
         *last += 1;
     }
-    engine
+    let mut pairs: BTreeMap<Vec<u8>, Vec<u8>> = engine
         .scan(
             Cf::RaftMeta,
             Bound::Included(start),
             Bound::Excluded(end),
             false,
         )
-        .collect()
+        .collect::<Result<_, _>>()?;
+    for (client, record) in delta {
+        let key = client_key(prefix, client);
+        match record {
+            Some(v) => pairs.insert(key, v.clone()),
+            None => pairs.remove(&key),
+        };
+    }
+    Ok(pairs.into_iter().collect())
 }
 
 #[cfg(test)]
@@ -292,9 +362,10 @@ mod tests {
         // Idle clients are forgotten (and deleted at the next checkpoint).
         r.sweep(14 + IDLE_MICROS + 1);
         assert!(r.clients.is_empty());
+        // The forgotten client rides in the round's delta as removed.
         let mut b = WriteBatch::new();
-        r.checkpoint(&[1; 16], &mut b);
-        assert!(r.dirty.is_empty());
+        assert_eq!(r.checkpoint(&[1; 16], &mut b), vec![([7; 16], None)]);
+        assert!(b.is_empty());
     }
 
     #[test]
@@ -304,11 +375,40 @@ mod tests {
         let mut r = Retries::default();
         r.check(&id(9, 9), 1);
         r.record(&id(9, 9));
+        // A round's checkpoint: the change is in the delta only.
         let mut b = WriteBatch::new();
-        r.checkpoint(&prefix, &mut b);
+        let delta = r.checkpoint(&prefix, &mut b);
+        assert_eq!(delta.len(), 1);
         engine.write(b).unwrap();
-        let mut loaded = Retries::load(&engine, &prefix).unwrap();
+        assert!(export(&engine, &prefix, &[]).unwrap().is_empty());
+        let mut loaded = Retries::load(&engine, &prefix, &delta).unwrap();
         assert_eq!(loaded.check(&id(9, 9), 2), Seen::Applied);
-        assert_eq!(export(&engine, &prefix).unwrap().len(), 1);
+        assert_eq!(export(&engine, &prefix, &delta).unwrap().len(), 1);
+        // After SAVE_EVERY rounds the keys are written and the delta is empty; the loaded
+        // filter then has its client in its key too.
+        let mut delta = Vec::new();
+        for _ in 0..SAVE_EVERY {
+            let mut b = WriteBatch::new();
+            delta = loaded.checkpoint(&prefix, &mut b);
+            engine.write(b).unwrap();
+        }
+        assert!(delta.is_empty());
+        assert_eq!(export(&engine, &prefix, &[]).unwrap().len(), 1);
+        let mut again = Retries::load(&engine, &prefix, &delta).unwrap();
+        assert_eq!(again.check(&id(9, 9), 3), Seen::Applied);
+        // Too many clients changed at once: written to their keys at once.
+        for c in 0..=MAX_DELTA as u8 {
+            let w = RequestId {
+                client: [c + 100; 16],
+                seq: 1,
+                min_running: 1,
+            };
+            again.check(&w, 4);
+            again.record(&w);
+        }
+        let mut b = WriteBatch::new();
+        assert!(again.checkpoint(&prefix, &mut b).is_empty());
+        engine.write(b).unwrap();
+        assert_eq!(export(&engine, &prefix, &[]).unwrap().len(), MAX_DELTA + 2);
     }
 }
