@@ -1161,7 +1161,10 @@ mod tests {
         key.extend_from_slice(b"last_ht");
         b.put(Cf::RaftMeta, key, 77u64.to_be_bytes().to_vec());
         engine.write(b).unwrap();
-        assert_eq!(Checkpoint::read(&engine, &prefix).unwrap().0, HybridTime(77));
+        assert_eq!(
+            Checkpoint::read(&engine, &prefix).unwrap().0,
+            HybridTime(77)
+        );
         // The encoding.
         let delta = vec![([1; 16], Some(vec![9, 9])), ([2; 16], None)];
         let blob = Checkpoint::encode(HybridTime(88), &delta);
