@@ -3,8 +3,8 @@
 //! The adapter owns the *applied state* — the last applied log id and the last membership.
 //! It is checkpointed (`Cf::RaftMeta`, `group prefix ‖ "applied"`, followed in the same value
 //! by the app's own [`StateMachineApp::checkpoint`]: one memtable insert per round, not one
-//! per piece) in the same atomic batch as the changes of every apply round, so the persisted applied index always names exactly the entries whose effects are
-//! in the engine: after a crash nothing is applied twice. (Re-applying was tried and is wrong:
+//! per piece) in the same atomic batch as the changes of every apply round, so the persisted
+//! applied index always names exactly the entries whose effects are in the engine: after a crash nothing is applied twice. (Re-applying was tried and is wrong:
 //! an entry's conditions — a transaction's "no newer version", "no intent" — would be judged
 //! against the effects of *later* entries, and a write refused the first time could apply.)
 //!
@@ -66,6 +66,23 @@ fn applied_key(prefix: &[u8; 16]) -> Vec<u8> {
     k
 }
 
+/// Group `prefix`'s applied-state record in `engine`: the applied state and the app's part of
+/// the checkpoint (empty in records written before apps stored theirs there).
+fn read_record(
+    engine: &dyn KvEngine,
+    prefix: &[u8; 16],
+) -> Result<Option<(AppliedState, Vec<u8>)>, KvError> {
+    let Some(raw) = engine.get(Cf::RaftMeta, &applied_key(prefix))? else {
+        return Ok(None);
+    };
+    let mut rest: &[u8] = &raw;
+    let applied = bincode::deserialize_from(&mut rest).map_err(|e| KvError::Corrupt {
+        what: "raft applied state",
+        detail: e.to_string(),
+    })?;
+    Ok(Some((applied, rest.to_vec())))
+}
+
 /// The app's part of group `prefix`'s last checkpoint (what its
 /// [`StateMachineApp::checkpoint`] returned for the newest batch in `engine`): `None` if the
 /// group has no applied state yet, empty if the record was written before apps stored their
@@ -74,15 +91,7 @@ pub fn checkpoint_blob(
     engine: &dyn KvEngine,
     prefix: &[u8; 16],
 ) -> Result<Option<Vec<u8>>, KvError> {
-    let Some(raw) = engine.get(Cf::RaftMeta, &applied_key(prefix))? else {
-        return Ok(None);
-    };
-    let mut rest: &[u8] = &raw;
-    let _: AppliedState = bincode::deserialize_from(&mut rest).map_err(|e| KvError::Corrupt {
-        what: "raft applied state",
-        detail: e.to_string(),
-    })?;
-    Ok(Some(rest.to_vec()))
+    Ok(read_record(engine, prefix)?.map(|(_, app)| app))
 }
 
 /// The openraft state machine of one group.
@@ -110,14 +119,9 @@ impl StateMachine {
         prefix: [u8; 16],
         app: Arc<dyn StateMachineApp>,
     ) -> Result<Self, KvError> {
-        let key = applied_key(&prefix);
-        let applied = match engine.get(Cf::RaftMeta, &key)? {
-            Some(raw) => bincode::deserialize(&raw).map_err(|e| KvError::Corrupt {
-                what: "raft applied state",
-                detail: e.to_string(),
-            })?,
-            None => AppliedState::default(),
-        };
+        let applied = read_record(engine.as_ref(), &prefix)?
+            .map(|(applied, _)| applied)
+            .unwrap_or_default();
         Ok(Self {
             engine,
             prefix,
@@ -145,13 +149,10 @@ impl StateMachine {
             let _consistent = self.apply_lock.lock().unwrap_or_else(|e| e.into_inner());
             // This may be a clone made before later entries were applied: the persisted
             // applied state is the one that matches the rows.
-            if let Some(raw) = self
-                .engine
-                .get(Cf::RaftMeta, &applied_key(&self.prefix))
+            if let Some((applied, _)) = read_record(self.engine.as_ref(), &self.prefix)
                 .map_err(|e| sm_err(ErrorVerb::Read, e))?
             {
-                self.applied =
-                    bincode::deserialize(&raw).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+                self.applied = applied;
             }
             SnapshotBlob {
                 applied: self.applied.clone(),

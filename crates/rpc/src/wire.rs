@@ -376,9 +376,9 @@ impl WirePool {
         // sides of the comparison are whole milliseconds of one clock: an answer that
         // arrives within the millisecond the ping was sent counts.
         let mut pinged: Option<u64> = None;
+        let (ping_after, dead_after) = (self.ping_after, self.dead_after);
         loop {
             // Wake at the deadline, or to check the connection is alive.
-            let (ping_after, dead_after) = (self.ping_after, self.dead_after);
             let mut wake = Instant::now() + ping_after.min(dead_after);
             if let Some(d) = deadline {
                 wake = wake.min(d);

@@ -165,22 +165,10 @@ impl Retries {
         delta: &Delta,
     ) -> Result<Self, StorageError> {
         let mut r = Retries::default();
-        for (k, v) in export(engine, prefix, &[])? {
+        for (k, v) in export(engine, prefix, delta)? {
             r.put_raw(&k, &v)?;
         }
-        for (client, record) in delta {
-            match record {
-                Some(v) => {
-                    let c: ClientWrites =
-                        bincode::deserialize(v).map_err(|e| corrupt(e.to_string()))?;
-                    r.clients.insert(*client, c);
-                }
-                None => {
-                    r.clients.remove(client);
-                }
-            }
-            r.dirty.insert(*client);
-        }
+        r.dirty.extend(delta.iter().map(|(client, _)| *client));
         Ok(r)
     }
 
