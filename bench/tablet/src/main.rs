@@ -225,7 +225,7 @@ async fn run_transfers(
         );
         let keys = args.keys;
         tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
+            let (mut lat, mut read_lat) = (Vec::new(), Vec::new());
             while !stop.load(Ordering::Relaxed) {
                 let (a, b) = {
                     let mut r = rand::rng();
@@ -241,6 +241,7 @@ async fn run_transfers(
                     let v = t
                         .get_many(&[(&table, ka.as_bytes()), (&table, kb.as_bytes())])
                         .await?;
+                    read_lat.push(t0.elapsed().as_micros() as u32);
                     let n = |v: &Option<Vec<u8>>| v.as_ref().map(|x| x.len()).unwrap_or(0);
                     t.put(
                         &table,
@@ -264,16 +265,20 @@ async fn run_transfers(
                     Err(_) => errors.fetch_add(1, Ordering::Relaxed),
                 };
             }
-            lat
+            (lat, read_lat)
         }));
     }
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     stop.store(true, Ordering::Relaxed);
-    let mut lat_all = Vec::new();
+    let (mut lat_all, mut read_all) = (Vec::new(), Vec::new());
     for t in tasks {
-        lat_all.extend(t.await?);
+        let (lat, read) = t.await?;
+        lat_all.extend(lat);
+        read_all.extend(read);
     }
     lat_all.sort_unstable();
+    read_all.sort_unstable();
+    let read_p50 = read_all.get(read_all.len() / 2).copied().unwrap_or(0);
     let secs = started.elapsed().as_secs_f64();
     let n = done.load(Ordering::Relaxed);
     let rate = n as f64 / secs;
@@ -285,7 +290,7 @@ async fn run_transfers(
     };
     let cpu = (cpu_secs() - cpu0) * 1e6 / n.max(1) as f64;
     println!(
-        "transfer: {n:>9} txns in {secs:>5.1}s = {rate:>9.0} txn/s   p50 {}us p99 {}us   conflicts {} errors {}   cpu {cpu:.0}us/txn",
+        "transfer: {n:>9} txns in {secs:>5.1}s = {rate:>9.0} txn/s   p50 {}us (reads {read_p50}us) p99 {}us   conflicts {} errors {}   cpu {cpu:.0}us/txn",
         pct(0.5),
         pct(0.99),
         conflicts.load(Ordering::Relaxed),

@@ -1,7 +1,6 @@
 //! The tablet's replicated state machine: applies [`WriteCmd`]s to MVCC storage.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use common::{Hlc, HybridTime};
@@ -9,8 +8,9 @@ use consensus::StateMachineApp;
 use storage::latest::{Latest, Newest};
 use storage::mvcc::{self, Version};
 use storage::{Cf, KvEngine, StorageError, WriteBatch};
-use txn::{intents, Intent, IntentKind, IntentSet, StatusAt, TxnId};
+use txn::{Intent, IntentKind, IntentSet, StatusAt, TxnId};
 
+use crate::intent_store::{self, IntentIndex, IntentStore};
 use crate::retries::{self, RequestId, Retries, Seen};
 
 /// A condition on the current value of a key, checked at apply time.
@@ -188,7 +188,7 @@ impl WriteCmd {
 struct Snapshot {
     last_ht: u64,
     rows: Vec<(Vec<u8>, Vec<u8>)>,
-    /// Raw `Cf::Intents` pairs of the tablet.
+    /// Raw `Cf::Intents` pairs of the tablet (its intents and status records, saved or not).
     intents: Vec<(Vec<u8>, Vec<u8>)>,
     /// The retry filter's checkpointed pairs.
     retries: Vec<(Vec<u8>, Vec<u8>)>,
@@ -212,113 +212,17 @@ pub(crate) struct TabletApp {
     pending_intents: Mutex<HashMap<Vec<u8>, IntentSet>>,
     /// Status records written by the current apply round (`None` = removed), like `pending`.
     pending_status: Mutex<HashMap<TxnId, Option<Vec<u8>>>>,
-    /// The keys of this tablet that have intents, in memory: reads and writes of other keys
-    /// never look in `Cf::Intents`.
+    /// The keys of this tablet that have intents: reads and writes of other keys never look
+    /// further.
     pub(crate) intent_index: IntentIndex,
-    /// What this tablet's part of `Cf::Intents` holds, for the apply path.
-    stored: Mutex<StoredIntents>,
+    /// The tablet's intents and status records as of the last apply round (the truth; the
+    /// engine has them only as checkpointed, `intent_store`).
+    store: RwLock<IntentStore>,
     /// Newest versions of recently written keys, for point reads; updated from `pending`
     /// once a round's batch is in the engine.
     pub(crate) latest: Latest,
     /// Which writes of each client were applied recently (resends are answered, not applied).
     retries: Mutex<Retries>,
-}
-
-/// A copy in memory of what a tablet's part of `Cf::Intents` holds: the intent set of every
-/// key that has intents and every status record. The apply path (one round at a time) reads
-/// it instead of the engine: resolving an intent or checking a record was an LSM lookup among
-/// the family's tombstones each time. It changes only when a round's batch is in the engine
-/// ([`TabletApp::applied`]) or a snapshot is installed. Readers outside the apply path read
-/// the engine at their snapshot.
-#[derive(Default)]
-struct StoredIntents {
-    sets: HashMap<Vec<u8>, IntentSet>,
-    status: HashMap<TxnId, Vec<u8>>,
-}
-
-impl StoredIntents {
-    fn load(pairs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) -> Result<Self, StorageError> {
-        let mut stored = StoredIntents::default();
-        for (k, v) in pairs {
-            match intents::decode_pair(&k, &v)? {
-                intents::Stored::Set(key, set) => {
-                    stored.sets.insert(key, set);
-                }
-                intents::Stored::Status(txn, raw) => {
-                    stored.status.insert(txn, raw);
-                }
-            }
-        }
-        Ok(stored)
-    }
-}
-
-/// The keys of a tablet that have intents, kept in memory beside `Cf::Intents` (intents are
-/// few and short-lived; looking each key up in the engine was a sixth of a transaction
-/// workload's CPU). Always a superset of the keys with intents in the engine: a key is added
-/// as soon as an apply round writes an intent for it (before the round's batch reaches the
-/// engine), and removed only once a round that left it with none is in the engine
-/// ([`TabletApp::applied`]), so a reader that does not find a key here cannot miss an
-/// intent the engine holds.
-#[derive(Default)]
-pub(crate) struct IntentIndex {
-    keys: RwLock<BTreeSet<Vec<u8>>>,
-    /// `keys.len()`, readable without the lock.
-    len: AtomicUsize,
-}
-
-impl IntentIndex {
-    /// Whether any key may have intents.
-    pub(crate) fn any(&self) -> bool {
-        self.len.load(Ordering::Acquire) > 0
-    }
-
-    /// Whether `key` may have intents.
-    pub(crate) fn contains(&self, key: &[u8]) -> bool {
-        self.any()
-            && self
-                .keys
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(key)
-    }
-
-    /// The keys in `range` that may have intents, in key order (a copy).
-    pub(crate) fn keys_in(&self, range: &storage::mvcc::ScanRange) -> Vec<Vec<u8>> {
-        use std::ops::Bound;
-        if !self.any() {
-            return Vec::new();
-        }
-        let start = match &range.start {
-            Some(s) => Bound::Included(s.as_slice()),
-            None => Bound::Unbounded,
-        };
-        let end = match &range.end {
-            Some(e) => Bound::Excluded(e.as_slice()),
-            None => Bound::Unbounded,
-        };
-        // `BTreeSet::range` panics on an empty or inverted range.
-        if matches!((start, end), (Bound::Included(s), Bound::Excluded(e)) if s >= e) {
-            return Vec::new();
-        }
-        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
-        keys.range::<[u8], _>((start, end)).cloned().collect()
-    }
-
-    fn add(&self, key: &[u8]) {
-        let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
-        if !keys.contains(key) {
-            keys.insert(key.to_vec());
-            self.len.store(keys.len(), Ordering::Release);
-        }
-    }
-
-    fn remove(&self, key: &[u8]) {
-        let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
-        if keys.remove(key) {
-            self.len.store(keys.len(), Ordering::Release);
-        }
-    }
 }
 
 pub(crate) fn decode_ht(raw: &[u8]) -> Option<HybridTime> {
@@ -433,64 +337,86 @@ fn encode_outcome(reply: &mut Vec<u8>, ht: HybridTime, v: &Verdict) {
 
 /// The tablet's part of each apply round's checkpoint record (stored after the applied state
 /// in `prefix ‖ "applied"`, see `consensus::checkpoint_blob`):
-/// `1 ‖ last_ht (u64 BE) ‖ bincode(retries::Delta)`. A store whose record has no such part
-/// (written before session 22) keeps `last_ht` under `prefix ‖ "last_ht"` and its retry
+/// `2 ‖ last_ht (u64 BE) ‖ bincode((retries::Delta, intent_store::Delta))`. Version 1 (session
+/// 22) had no intents part (they were all in their keys); a store whose record has no tablet
+/// part at all (before session 22) keeps `last_ht` under `prefix ‖ "last_ht"` and its retry
 /// filter wholly in its keys.
-struct Checkpoint;
+struct Checkpoint {
+    last_ht: HybridTime,
+    retries: retries::Delta,
+    intents: intent_store::Delta,
+}
 
 impl Checkpoint {
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
 
-    fn encode(last_ht: HybridTime, delta: &retries::Delta) -> Vec<u8> {
-        let mut out = Vec::with_capacity(9 + 8 + delta.len() * 64);
+    fn encode(
+        last_ht: HybridTime,
+        retries: &retries::Delta,
+        intents: &intent_store::Delta,
+    ) -> Vec<u8> {
+        let bytes: usize = intents
+            .iter()
+            .map(|(k, v)| 24 + k.len() + v.as_ref().map_or(0, Vec::len))
+            .sum();
+        let mut out = Vec::with_capacity(9 + 16 + retries.len() * 64 + bytes);
         out.push(Self::VERSION);
         out.extend_from_slice(&last_ht.0.to_be_bytes());
-        match bincode::serialize(delta) {
-            Ok(d) => out.extend_from_slice(&d),
-            // Cannot happen (bytes and options); an empty delta loses only the dedup memory
-            // of this round's clients since their keys were written.
-            Err(e) => {
-                tracing::error!(error = %e, "encoding the retry filter delta");
-                out.extend_from_slice(&0u64.to_le_bytes());
-            }
+        if let Err(e) = bincode::serialize_into(&mut out, &(retries, intents)) {
+            // Cannot happen (bytes and options into a vector). Refusing to go on is the only
+            // safe answer: a record without the unsaved intents would lose them in a crash.
+            panic!("encoding the tablet checkpoint: {e}");
         }
         out
     }
 
-    /// The checkpointed `last_ht` and retry-filter delta of tablet `prefix`.
-    fn read(
-        engine: &dyn KvEngine,
-        prefix: &[u8; 16],
-    ) -> Result<(HybridTime, retries::Delta), StorageError> {
+    /// Decode a non-empty tablet part of a checkpoint record (version 1 or 2).
+    fn decode(blob: &[u8]) -> Result<Checkpoint, StorageError> {
         let corrupt = |detail: String| StorageError::Corrupt {
             what: "tablet checkpoint",
             detail,
         };
+        let version = blob.first().copied().unwrap_or(0);
+        if !(1..=Self::VERSION).contains(&version) || blob.len() < 9 {
+            return Err(corrupt(format!(
+                "version {version} in {} bytes",
+                blob.len()
+            )));
+        }
+        let last_ht = decode_ht(&blob[1..9]).ok_or_else(|| corrupt("last_ht".into()))?;
+        let (retries, intents) = if version == 1 {
+            let retries = bincode::deserialize(&blob[9..]).map_err(|e| corrupt(e.to_string()))?;
+            (retries, Vec::new())
+        } else {
+            bincode::deserialize(&blob[9..]).map_err(|e| corrupt(e.to_string()))?
+        };
+        Ok(Checkpoint {
+            last_ht,
+            retries,
+            intents,
+        })
+    }
+
+    /// The checkpointed part of tablet `prefix`.
+    fn read(engine: &dyn KvEngine, prefix: &[u8; 16]) -> Result<Checkpoint, StorageError> {
         match consensus::checkpoint_blob(engine, prefix)? {
-            Some(blob) if !blob.is_empty() => {
-                if blob[0] != Self::VERSION || blob.len() < 9 {
-                    return Err(corrupt(format!(
-                        "version {} in {} bytes",
-                        blob[0],
-                        blob.len()
-                    )));
-                }
-                let ht = decode_ht(&blob[1..9]).ok_or_else(|| corrupt("last_ht".into()))?;
-                let delta = bincode::deserialize(&blob[9..]).map_err(|e| corrupt(e.to_string()))?;
-                Ok((ht, delta))
-            }
+            Some(blob) if !blob.is_empty() => Self::decode(&blob),
             // No record yet, or one from before the tablet's part moved into it.
             _ => {
                 let mut key = prefix.to_vec();
                 key.extend_from_slice(b"last_ht");
-                let ht = match engine.get(Cf::RaftMeta, &key)? {
+                let last_ht = match engine.get(Cf::RaftMeta, &key)? {
                     Some(raw) => decode_ht(&raw).ok_or(StorageError::Corrupt {
                         what: "tablet last_ht",
                         detail: format!("{} bytes", raw.len()),
                     })?,
                     None => HybridTime::MIN,
                 };
-                Ok((ht, Vec::new()))
+                Ok(Checkpoint {
+                    last_ht,
+                    retries: Vec::new(),
+                    intents: Vec::new(),
+                })
             }
         }
     }
@@ -502,14 +428,15 @@ impl TabletApp {
         prefix: [u8; 16],
         clock: Arc<Hlc>,
     ) -> Result<Self, StorageError> {
-        let (last, delta) = Checkpoint::read(engine.as_ref(), &prefix)?;
+        let ck = Checkpoint::read(engine.as_ref(), &prefix)?;
+        let last = ck.last_ht;
         clock.update(last);
-        let stored = StoredIntents::load(intents::export(engine.as_ref(), &prefix)?)?;
+        let store = IntentStore::load(engine.as_ref(), &prefix, ck.intents)?;
         let intent_index = IntentIndex::default();
-        for key in stored.sets.keys() {
+        for key in store.keys() {
             intent_index.add(key);
         }
-        let retries = Mutex::new(Retries::load(engine.as_ref(), &prefix, &delta)?);
+        let retries = Mutex::new(Retries::load(engine.as_ref(), &prefix, &ck.retries)?);
         Ok(Self {
             engine,
             prefix,
@@ -520,7 +447,7 @@ impl TabletApp {
             pending_intents: Mutex::default(),
             pending_status: Mutex::default(),
             intent_index,
-            stored: Mutex::new(stored),
+            store: RwLock::new(store),
             latest: Latest::new(),
         })
     }
@@ -528,7 +455,7 @@ impl TabletApp {
     /// The hybrid time of the last checkpoint: no replay after a crash reads below it, so GC
     /// must keep what reads at or after it need.
     pub(crate) fn checkpointed_ht(&self) -> Result<HybridTime, StorageError> {
-        Ok(Checkpoint::read(self.engine.as_ref(), &self.prefix)?.0)
+        Ok(Checkpoint::read(self.engine.as_ref(), &self.prefix)?.last_ht)
     }
 
     /// The intents on `key` as this apply round sees them.
@@ -540,26 +467,37 @@ impl TabletApp {
         if let Some(s) = pending_intents.get(key) {
             return Ok(s.clone());
         }
-        Ok(self
-            .stored
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .sets
-            .get(key)
-            .cloned()
-            .unwrap_or_default())
+        Ok(self.intents_on(key).unwrap_or_default())
     }
 
-    /// Set the intents on `key` (none: remove them) in the batch and the round's overlay. A
-    /// key that gets intents enters the index now; one left without leaves it in `applied`.
+    /// The intents on `key` as of the last apply round (what readers see).
+    pub(crate) fn intents_on(&self, key: &[u8]) -> Option<IntentSet> {
+        self.store
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .set(key)
+            .cloned()
+    }
+
+    /// The status record (encoded `TxnStatus`) of `txn` kept in this tablet, as of the last
+    /// apply round.
+    pub(crate) fn status_of(&self, txn: &TxnId) -> Option<Vec<u8>> {
+        self.store
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .status(txn)
+            .cloned()
+    }
+
+    /// Set the intents on `key` (none: remove them) in the round's overlay (the round's
+    /// checkpoint takes them to the store). A key that gets intents enters the index now; one
+    /// left without leaves it in `applied`.
     fn set_intents(
         &self,
         key: &[u8],
         set: IntentSet,
-        batch: &mut WriteBatch,
         pending_intents: &mut HashMap<Vec<u8>, IntentSet>,
     ) {
-        intents::put(batch, &self.prefix, key, &set);
         if !set.is_empty() {
             self.intent_index.add(key);
         }
@@ -753,13 +691,7 @@ impl TabletApp {
             {
                 let current = match pending_status.get(txn) {
                     Some(v) => v.clone(),
-                    None => self
-                        .stored
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .status
-                        .get(txn)
-                        .cloned(),
+                    None => self.status_of(txn),
                 };
                 if current != *expected {
                     return Ok((Verdict::Failed, None));
@@ -815,7 +747,7 @@ impl TabletApp {
                     expire_at_us: op.expire_at_us,
                     status_at: status_at.cloned(),
                 });
-                self.set_intents(&op.key, set, batch, pending_intents);
+                self.set_intents(&op.key, set, pending_intents);
                 continue;
             }
             match &op.condition {
@@ -827,15 +759,9 @@ impl TabletApp {
                     } else {
                         op.value.clone().unwrap_or_default()
                     };
-                    batch.put(
-                        Cf::Intents,
-                        intents::status_key(&self.prefix, txn),
-                        value.clone(),
-                    );
                     pending_status.insert(*txn, Some(value));
                 }
                 Condition::ForgetStatus { txn } => {
-                    batch.delete(Cf::Intents, intents::status_key(&self.prefix, txn));
                     pending_status.insert(*txn, None);
                 }
                 Condition::Resolve { txn, commit_ht } => {
@@ -861,7 +787,7 @@ impl TabletApp {
                         committed = committed.max(Some(c));
                     }
                     set.retain(|i| i.txn != *txn);
-                    self.set_intents(&op.key, set, batch, pending_intents);
+                    self.set_intents(&op.key, set, pending_intents);
                 }
                 Condition::Unchanged {
                     check_only: true, ..
@@ -1025,12 +951,27 @@ impl StateMachineApp for TabletApp {
         // The batch goes to the engine next: readers stop trusting the cache until `applied`.
         self.latest.begin_round();
         let ht = *self.last_ht.lock().unwrap_or_else(|e| e.into_inner());
-        let delta = self
+        let retries = self
             .retries
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .checkpoint(&self.prefix, batch);
-        Checkpoint::encode(ht, &delta)
+        // Lock order as in `apply`: the round's overlays, then the store.
+        let sets = self
+            .pending_intents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let status = self
+            .pending_status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let intents = self
+            .store
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .checkpoint(&self.prefix, &sets, &status, batch);
+        drop((sets, status));
+        Checkpoint::encode(ht, &retries, &intents)
     }
 
     fn applied(&self) {
@@ -1047,43 +988,39 @@ impl StateMachineApp for TabletApp {
                 (key, Newest { ht, version })
             }));
         drop(pending);
-        // The round's batch is in the engine: the copy of `Cf::Intents` takes its changes, and
-        // keys it left without intents leave the index.
-        let mut stored = self.stored.lock().unwrap_or_else(|e| e.into_inner());
-        for (txn, raw) in self
-            .pending_status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain()
-        {
-            match raw {
-                Some(raw) => stored.status.insert(txn, raw),
-                None => stored.status.remove(&txn),
-            };
-        }
-        for (key, set) in self
+        // The round's batch is in the engine: readers see its intents and status records, and
+        // then keys it left without intents leave the index.
+        let mut sets = self
             .pending_intents
             .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let gone: Vec<Vec<u8>> = sets
+            .iter()
+            .filter(|(_, set)| set.is_empty())
+            .map(|(key, _)| key.clone())
+            .collect();
+        let mut status = self
+            .pending_status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        self.store
+            .write()
             .unwrap_or_else(|e| e.into_inner())
-            .drain()
-        {
-            if set.is_empty() {
-                self.intent_index.remove(&key);
-                stored.sets.remove(&key);
-            } else {
-                stored.sets.insert(key, set);
-            }
+            .show(sets.drain(), status.drain());
+        drop((sets, status));
+        for key in gone {
+            self.intent_index.remove(&key);
         }
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, StorageError> {
         // The checkpointed time, which matches the checkpointed applied index the snapshot
         // claims; rows written after it are re-applied identically by the receiver.
-        let (last_ht, delta) = Checkpoint::read(self.engine.as_ref(), &self.prefix)?;
-        let last_ht = last_ht.0;
+        let ck = Checkpoint::read(self.engine.as_ref(), &self.prefix)?;
+        let last_ht = ck.last_ht.0;
         let rows = mvcc::export(self.engine.as_ref(), &self.prefix)?;
-        let intents = intents::export(self.engine.as_ref(), &self.prefix)?;
-        let retries = retries::export(self.engine.as_ref(), &self.prefix, &delta)?;
+        let intents = intent_store::export(self.engine.as_ref(), &self.prefix, &ck.intents)?;
+        let retries = retries::export(self.engine.as_ref(), &self.prefix, &ck.retries)?;
         bincode::serialize(&Snapshot {
             last_ht,
             rows,
@@ -1111,25 +1048,15 @@ impl StateMachineApp for TabletApp {
         for (k, v) in snap.rows {
             batch.put(Cf::Data, k, v);
         }
-        for kv in self.engine.scan(
-            Cf::Intents,
-            std::ops::Bound::Included(self.prefix.to_vec()),
-            storage::prefix_end(&self.prefix),
-            false,
-        ) {
-            batch.delete(Cf::Intents, kv?.0);
-        }
         // The index may keep old keys (a superset is safe) and gains the snapshot's now; the
-        // copy of `Cf::Intents` becomes the snapshot's (the batch is written next, or the group
+        // store becomes the snapshot's, all in its keys (the batch is written next, or the group
         // stops).
-        let stored = StoredIntents::load(snap.intents.iter().cloned())?;
-        for key in stored.sets.keys() {
+        let mut store = self.store.write().unwrap_or_else(|e| e.into_inner());
+        store.install(self.engine.as_ref(), &self.prefix, snap.intents, batch)?;
+        for key in store.keys() {
             self.intent_index.add(key);
         }
-        *self.stored.lock().unwrap_or_else(|e| e.into_inner()) = stored;
-        for (k, v) in snap.intents {
-            batch.put(Cf::Intents, k, v);
-        }
+        drop(store);
         self.retries
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -1151,26 +1078,37 @@ mod tests {
         let engine = storage::MemEngine::new();
         let prefix = [4; 16];
         // Nothing yet.
-        assert_eq!(
-            Checkpoint::read(&engine, &prefix).unwrap(),
-            (HybridTime::MIN, Vec::new())
-        );
-        // A store from before: `last_ht` under its own key.
+        let ck = Checkpoint::read(&engine, &prefix).unwrap();
+        assert_eq!(ck.last_ht, HybridTime::MIN);
+        assert!(ck.retries.is_empty() && ck.intents.is_empty());
+        // A store from before session 22: `last_ht` under its own key.
         let mut b = WriteBatch::new();
         let mut key = prefix.to_vec();
         key.extend_from_slice(b"last_ht");
         b.put(Cf::RaftMeta, key, 77u64.to_be_bytes().to_vec());
         engine.write(b).unwrap();
         assert_eq!(
-            Checkpoint::read(&engine, &prefix).unwrap().0,
+            Checkpoint::read(&engine, &prefix).unwrap().last_ht,
             HybridTime(77)
         );
         // The encoding.
-        let delta = vec![([1; 16], Some(vec![9, 9])), ([2; 16], None)];
-        let blob = Checkpoint::encode(HybridTime(88), &delta);
+        let retries = vec![([1; 16], Some(vec![9, 9])), ([2; 16], None)];
+        let intents = vec![(vec![4; 20], Some(vec![1, 2])), (vec![4; 21], None)];
+        let blob = Checkpoint::encode(HybridTime(88), &retries, &intents);
         assert_eq!(blob[0], Checkpoint::VERSION);
-        assert_eq!(decode_ht(&blob[1..9]), Some(HybridTime(88)));
-        let back: retries::Delta = bincode::deserialize(&blob[9..]).unwrap();
-        assert_eq!(back, delta);
+        let back = Checkpoint::decode(&blob).unwrap();
+        assert_eq!(back.last_ht, HybridTime(88));
+        assert_eq!((back.retries, back.intents), (retries.clone(), intents));
+        // Version 1 (session 22): no intents part.
+        let mut v1 = vec![1];
+        v1.extend_from_slice(&99u64.to_be_bytes());
+        v1.extend_from_slice(&bincode::serialize(&retries).unwrap());
+        let back = Checkpoint::decode(&v1).unwrap();
+        assert_eq!(back.last_ht, HybridTime(99));
+        assert_eq!(back.retries, retries);
+        assert!(back.intents.is_empty());
+        // Garbage is an error, not a panic.
+        assert!(Checkpoint::decode(&[3, 0, 0]).is_err());
+        assert!(Checkpoint::decode(&[2; 12]).is_err());
     }
 }

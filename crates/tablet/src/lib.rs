@@ -21,6 +21,7 @@
 //! blank entry to wait for; `log_at_start`).
 
 mod app;
+mod intent_store;
 mod meta;
 mod retries;
 
@@ -150,7 +151,12 @@ async fn proposer(
         if !ids.iter().any(RequestId::is_set) {
             ids.clear();
         }
-        let stamp = fence.stamp(&clock);
+        let keys = writes
+            .iter()
+            .flatten()
+            .map(|op| Fence::key_hash(&op.key))
+            .collect();
+        let stamp = fence.stamp(&clock, keys);
         let cmd = WriteCmd {
             ht: stamp,
             writes,
@@ -245,32 +251,48 @@ fn clone_err(e: &TabletError) -> TabletError {
 /// still get a version at or below it; a read in the past must not run before such an entry
 /// is applied, or a later read at the same time would see more (and a transaction's
 /// conflict check, which trusts that nothing lands below a time it has read at, would miss
-/// a write).
+/// a write). Versions land only on the keys of an entry's ops, so a read of other keys need
+/// not wait for it: the fence keeps the newest entry's key hashes.
 #[derive(Default)]
 struct Fence {
-    /// Taken around stamping (clock reading + `proposed`) and around a reader's clock
-    /// update + `proposed` load: either the stamp is above the reader's time or the reader
-    /// sees it.
-    stamping: Mutex<()>,
+    /// Taken around stamping (clock reading + `proposed` + the entry's keys) and around a
+    /// reader's clock update + `proposed` load: either the stamp is above the reader's time
+    /// or the reader sees it. Holds the key hashes of the newest stamped entry.
+    stamping: Mutex<Vec<u64>>,
     proposed: std::sync::atomic::AtomicU64,
     applied: tokio::sync::watch::Sender<u64>,
 }
 
 impl Fence {
-    /// Stamp the next entry.
-    fn stamp(&self, clock: &Hlc) -> u64 {
-        let _g = self.stamping.lock().unwrap_or_else(|e| e.into_inner());
+    /// How the fence names a key (a collision only makes a read wait).
+    fn key_hash(key: &[u8]) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        h.finish()
+    }
+
+    /// Stamp the next entry, whose ops' keys hash to `keys`.
+    fn stamp(&self, clock: &Hlc, keys: Vec<u64>) -> u64 {
+        let mut newest = self.stamping.lock().unwrap_or_else(|e| e.into_inner());
         let ht = clock.now().0;
         self.proposed
             .fetch_max(ht, std::sync::atomic::Ordering::AcqRel);
+        *newest = keys;
         ht
     }
 
-    /// Bring the clock to a reader's time `ht`; returns the newest stamp proposed so far.
-    fn enter_read(&self, clock: &Hlc, ht: HybridTime) -> u64 {
-        let _g = self.stamping.lock().unwrap_or_else(|e| e.into_inner());
+    /// Bring the clock to a reader's time `ht`; returns the newest stamp proposed so far, and
+    /// whether the newest entry writes any of `keys` (`None`: a range, assume it does).
+    fn enter_read(&self, clock: &Hlc, ht: HybridTime, keys: Option<&[Vec<u8>]>) -> (u64, bool) {
+        let newest = self.stamping.lock().unwrap_or_else(|e| e.into_inner());
         clock.update(ht);
-        self.proposed.load(std::sync::atomic::Ordering::Acquire)
+        let target = self.proposed.load(std::sync::atomic::Ordering::Acquire);
+        let touches = match keys {
+            Some(keys) => keys.iter().any(|k| newest.contains(&Self::key_hash(k))),
+            None => true,
+        };
+        (target, touches)
     }
 
     fn done(&self, stamp: u64) {
@@ -282,11 +304,15 @@ impl Fence {
     }
 
     /// Wait until every entry proposed before [`Fence::enter_read`] returned `target`, if
-    /// any was stamped at or below `ht`, is done.
-    async fn wait(&self, ht: HybridTime, target: u64) -> bool {
+    /// any was stamped at or below `ht` (and, with one entry in flight, if that entry
+    /// `touches` the read's keys), is done.
+    async fn wait(&self, ht: HybridTime, target: u64, touches: bool) -> bool {
         let mut rx = self.applied.subscribe();
         let cleared = |v: &u64| *v >= target || target == 0;
-        if cleared(&rx.borrow()) || self.first_in_flight_above(ht, target) {
+        if cleared(&rx.borrow())
+            || self.first_in_flight_above(ht, target)
+            || self.first_in_flight_elsewhere(touches)
+        {
             return true;
         }
         tokio::time::timeout(std::time::Duration::from_secs(10), rx.wait_for(cleared))
@@ -298,6 +324,14 @@ impl Fence {
     /// is above `ht`, nothing pending can land at or below `ht`.
     fn first_in_flight_above(&self, ht: HybridTime, target: u64) -> bool {
         MAX_ENTRIES_IN_FLIGHT == 1 && target > ht.0
+    }
+
+    /// With one entry in flight (every earlier one is done before the next is stamped: the
+    /// proposer releases its permit after [`Fence::done`]), the newest entry is the only one
+    /// pending: if it writes none of the read's keys, nothing lands on them at or below the
+    /// read's time. (Entries stamped later are above it: the reader raised the clock.)
+    fn first_in_flight_elsewhere(&self, touches: bool) -> bool {
+        MAX_ENTRIES_IN_FLIGHT == 1 && !touches
     }
 }
 
@@ -621,7 +655,8 @@ impl Tablet {
             Some(_) => None,
         };
         let ht = self.read_time(read_ht)?;
-        self.wait_for_writes_below(ht, read_ht.is_some()).await?;
+        self.wait_for_writes_below(ht, read_ht.is_some(), Some(keys))
+            .await?;
         // After the fence: waiting may have outlived the lease.
         self.ensure_read_lease().await?;
         let limit = self.uncertainty_limit(ht, uncertain_until);
@@ -688,12 +723,7 @@ impl Tablet {
                 let Ok(id) = txn::TxnId::try_from(id.as_slice()) else {
                     return Ok(None);
                 };
-                self.engine
-                    .get(
-                        storage::Cf::Intents,
-                        &txn::intents::status_key(&self.prefix, &id),
-                    )
-                    .map_err(|e| self.storage(e))
+                Ok(self.app.status_of(&id))
             })
             .collect()
     }
@@ -715,7 +745,8 @@ impl Tablet {
             return Err(self.key_too_large(k));
         }
         let ht = self.read_time(read_ht)?;
-        self.wait_for_writes_below(ht, read_ht.is_some()).await?;
+        self.wait_for_writes_below(ht, read_ht.is_some(), None)
+            .await?;
         self.ensure_read_lease().await?;
         let until = self.uncertainty_limit(ht, uncertain_until);
         // Only the keys the in-memory index names can hold intents (in key order).
@@ -737,12 +768,17 @@ impl Tablet {
     /// A read at a chosen time waits for writes in flight that may land at or below it (see
     /// [`Fence`]). A read at "now" need not: a write not yet applied was not acknowledged
     /// either, and nobody reads at that exact time again.
-    async fn wait_for_writes_below(&self, ht: HybridTime, chosen: bool) -> Result<(), TabletError> {
+    async fn wait_for_writes_below(
+        &self,
+        ht: HybridTime,
+        chosen: bool,
+        keys: Option<&[Vec<u8>]>,
+    ) -> Result<(), TabletError> {
         if !chosen {
             return Ok(());
         }
-        let target = self.fence.enter_read(&self.clock, ht);
-        if !self.fence.wait(ht, target).await {
+        let (target, touches) = self.fence.enter_read(&self.clock, ht, keys);
+        if !self.fence.wait(ht, target, touches).await {
             return Err(self.unavailable("writes in flight did not finish"));
         }
         Ok(())
@@ -759,9 +795,7 @@ impl Tablet {
 
     /// Fail with `Locked` if `key` has a transaction's write intent.
     fn check_intents(&self, key: &[u8]) -> Result<(), TabletError> {
-        let set = txn::intents::get(self.engine.as_ref(), &self.prefix, key)
-            .map_err(|e| self.storage(e))?
-            .unwrap_or_default();
+        let set = self.app.intents_on(key).unwrap_or_default();
         match set.into_iter().find(|i| i.kind == txn::IntentKind::Write) {
             Some(i) => Err(TabletError::Locked {
                 tablet: self.meta.tablet_id.clone(),
@@ -780,14 +814,10 @@ impl Tablet {
         &self,
         older_than_us: u64,
     ) -> Result<Vec<(Vec<u8>, txn::Intent)>, TabletError> {
-        // The in-memory index names every key with intents: no scan of `Cf::Intents`, whose
-        // deleted entries (every resolved intent leaves one until compaction) made the
-        // sweep a large part of a transaction workload.
+        // The index names every key with intents, and the app holds them in memory.
         let mut out = Vec::new();
         for k in self.app.intent_index.keys_in(&ScanRange::default()) {
-            let set = txn::intents::get(self.engine.as_ref(), &self.prefix, &k)
-                .map_err(|e| self.storage(e))?
-                .unwrap_or_default();
+            let set = self.app.intents_on(&k).unwrap_or_default();
             out.extend(
                 set.into_iter()
                     .filter(|i| i.written_at_us < older_than_us)
@@ -846,5 +876,44 @@ impl Tablet {
             tablet: self.meta.tablet_id.clone(),
             detail: e.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A read at a chosen time waits for the entry in flight only if that entry writes one of
+    /// its keys (or the read is a range); a read above the entry's stamp never waits.
+    #[tokio::test]
+    async fn fence_waits_only_for_entries_writing_the_read_keys() {
+        let clock = Hlc::new();
+        let fence = Arc::new(Fence::default());
+        let stamp = fence.stamp(&clock, vec![Fence::key_hash(b"busy")]);
+        let at = clock.now();
+        let quick = |keys: Option<&[Vec<u8>]>| {
+            let (target, touches) = fence.enter_read(&clock, at, keys);
+            assert_eq!(target, stamp);
+            let fence = fence.clone();
+            async move {
+                tokio::time::timeout(
+                    std::time::Duration::from_millis(50),
+                    fence.wait(at, target, touches),
+                )
+                .await
+                .is_ok()
+            }
+        };
+        assert!(quick(Some(&[b"idle".to_vec()])).await);
+        assert!(!quick(Some(&[b"idle".to_vec(), b"busy".to_vec()])).await);
+        assert!(!quick(None).await);
+        // Once the entry is done, nobody waits.
+        fence.done(stamp);
+        assert!(quick(None).await);
+        // An entry stamped after the reader raised the clock is above the read.
+        let later = fence.stamp(&clock, vec![Fence::key_hash(b"busy")]);
+        assert!(later > at.0);
+        let (target, touches) = fence.enter_read(&clock, at, Some(&[b"busy".to_vec()]));
+        assert!(touches && fence.wait(at, target, touches).await);
     }
 }
