@@ -366,6 +366,32 @@ impl Cluster {
         }
     }
 
+    /// Wait until dbserver `i`, (re)started at `since`, has heartbeated since then: right
+    /// after a `kill -9` and restart, the mserver still counts the old process as alive
+    /// until it misses heartbeats, and [`Cluster::wait_for_dbservers`] would return at once.
+    pub async fn wait_for_restart(&self, i: usize, since: Instant) {
+        let c = self.client().with_timeout(Duration::from_secs(5));
+        let rpc = &self.db_addrs[i].rpc;
+        loop {
+            if let Ok(r) = c.list_servers().await {
+                let fresh = r.servers.iter().any(|s| {
+                    &s.rpc_addr == rpc
+                        && s.alive
+                        && u128::from(s.heartbeat_age_ms) < since.elapsed().as_millis()
+                });
+                if fresh {
+                    return;
+                }
+            }
+            assert!(
+                since.elapsed() < Duration::from_secs(60),
+                "dbserver {i} did not heartbeat after its restart:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Create namespace `ns` (if needed) and table `ns.name`, and wait for its leaders.
     pub async fn create_table(&self, ns: &str, name: &str, num_tablets: u32) -> client::Table {
         let c = self.client();

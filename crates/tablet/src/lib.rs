@@ -108,6 +108,9 @@ struct Queued {
 /// with four; RF=3 likewise): the queue behind it is what makes batches big.
 const MAX_ENTRIES_IN_FLIGHT: usize = 1;
 
+/// Longest a read waits for its leader to confirm leadership and apply up to the commit.
+const LEASE_CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Most writes folded into one Raft entry.
 const MAX_WRITES_PER_ENTRY: usize = 512;
 
@@ -579,7 +582,14 @@ impl Tablet {
             return Ok(());
         }
         let start = Instant::now();
-        match self.raft.ensure_linearizable().await {
+        // openraft waits without end for the state machine to reach the read's log id; a
+        // leader that cannot commit (its followers unreachable) must fail the read instead, so
+        // the caller retries elsewhere.
+        let confirmed =
+            tokio::time::timeout(LEASE_CONFIRM_TIMEOUT, self.raft.ensure_linearizable())
+                .await
+                .map_err(|_| self.unavailable("the leader could not confirm its lease in time"))?;
+        match confirmed {
             Ok(_) => {
                 self.wait_for_log_at_start().await?;
                 *self.lease_until.lock().unwrap_or_else(|e| e.into_inner()) =

@@ -304,7 +304,9 @@ async fn coordinator_dies(cluster: &mut Cluster) {
         let victim = &mut cluster.dbservers[0];
         victim.kill9();
         victim.env = vec![("AISQL_FAILPOINT".into(), point.into())];
+        let since = Instant::now();
         victim.start();
+        cluster.wait_for_restart(0, since).await;
         cluster.wait_for_dbservers(3).await;
         let table = format!("coord{n}");
         other
@@ -367,7 +369,9 @@ async fn coordinator_dies(cluster: &mut Cluster) {
     let victim = &mut cluster.dbservers[0];
     victim.kill9();
     victim.env.clear();
+    let since = Instant::now();
     victim.start();
+    cluster.wait_for_restart(0, since).await;
     cluster.wait_for_dbservers(3).await;
 }
 

@@ -70,6 +70,15 @@ use crate::Vote;
 /// by the leader).
 const COMMIT_HEARTBEAT_DELAY: Duration = Duration::from_millis(2);
 
+/// AiSQL patch: the least time an AppendEntries that carries entries may take. Upstream every
+/// AppendEntries times out after the heartbeat interval (100 ms here). A follower catching up
+/// after a restart gets up to `max_payload_entries` at once and must decode, append and sync
+/// them; on a loaded machine that can take longer than a heartbeat interval on every attempt,
+/// and since a timed-out batch is resent whole, the follower never caught up (seen in the
+/// bank test under `kill -9`: a group stuck for minutes, its leader's reads waiting for a
+/// commit that never came). Heartbeats keep the short timeout.
+const APPEND_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The handle to a spawned replication stream.
 pub(crate) struct ReplicationHandle<C>
 where C: RaftTypeConfig
@@ -493,7 +502,13 @@ where
             self.config.heartbeat_interval
         );
 
-        let the_timeout = Duration::from_millis(self.config.heartbeat_interval);
+        let heartbeat_timeout = Duration::from_millis(self.config.heartbeat_interval);
+        // AiSQL patch: see APPEND_TIMEOUT.
+        let the_timeout = if payload.entries.is_empty() {
+            heartbeat_timeout
+        } else {
+            heartbeat_timeout.max(APPEND_TIMEOUT)
+        };
         let option = RPCOption::new(the_timeout);
         let res = C::timeout(the_timeout, self.network.append_entries(payload, option)).await;
 
