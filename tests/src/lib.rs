@@ -347,49 +347,51 @@ impl Cluster {
         client::Client::new(self.mserver_addrs.clone())
     }
 
-    /// Wait until `n` dbservers are registered and alive.
-    pub async fn wait_for_dbservers(&self, n: usize) {
+    /// Poll the mserver's server list until `done` holds of it; fail with `what` after 60 s.
+    async fn wait_for_servers(
+        &self,
+        what: &str,
+        done: impl Fn(&[rpc::mserver::ServerInfo]) -> bool,
+    ) {
         let c = self.client().with_timeout(Duration::from_secs(5));
         let t0 = Instant::now();
         loop {
             if let Ok(r) = c.list_servers().await {
-                if r.servers.iter().filter(|s| s.alive).count() >= n {
+                if done(&r.servers) {
                     return;
                 }
             }
             assert!(
                 t0.elapsed() < Duration::from_secs(60),
-                "dbservers did not register:\n{}",
+                "{what}:\n{}",
                 self.logs()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
+    /// Wait until `n` dbservers are registered and alive.
+    pub async fn wait_for_dbservers(&self, n: usize) {
+        self.wait_for_servers("dbservers did not register", |servers| {
+            servers.iter().filter(|s| s.alive).count() >= n
+        })
+        .await
+    }
+
     /// Wait until dbserver `i`, (re)started at `since`, has heartbeated since then: right
     /// after a `kill -9` and restart, the mserver still counts the old process as alive
     /// until it misses heartbeats, and [`Cluster::wait_for_dbservers`] would return at once.
     pub async fn wait_for_restart(&self, i: usize, since: Instant) {
-        let c = self.client().with_timeout(Duration::from_secs(5));
         let rpc = &self.db_addrs[i].rpc;
-        loop {
-            if let Ok(r) = c.list_servers().await {
-                let fresh = r.servers.iter().any(|s| {
-                    &s.rpc_addr == rpc
-                        && s.alive
-                        && u128::from(s.heartbeat_age_ms) < since.elapsed().as_millis()
-                });
-                if fresh {
-                    return;
-                }
-            }
-            assert!(
-                since.elapsed() < Duration::from_secs(60),
-                "dbserver {i} did not heartbeat after its restart:\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let what = format!("dbserver {i} did not heartbeat after its restart");
+        self.wait_for_servers(&what, |servers| {
+            servers.iter().any(|s| {
+                &s.rpc_addr == rpc
+                    && s.alive
+                    && u128::from(s.heartbeat_age_ms) < since.elapsed().as_millis()
+            })
+        })
+        .await
     }
 
     /// Create namespace `ns` (if needed) and table `ns.name`, and wait for its leaders.

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::RwLock;
 
 use storage::mvcc::key_prefix;
-use storage::{prefix_end, Cf, KvEngine, StorageError, WriteBatch};
+use storage::{Cf, KvEngine, StorageError, WriteBatch};
 use txn::{intents, IntentSet, TxnId};
 
 /// Raw `Cf::Intents` pairs (key with the tablet prefix, value).
@@ -71,7 +71,7 @@ impl IntentStore {
         delta: Delta,
     ) -> Result<Self, StorageError> {
         let mut store = IntentStore::default();
-        for (k, v) in stored_pairs(engine, prefix)? {
+        for (k, v) in intents::export(engine, prefix)? {
             store.saved.insert(k.clone());
             store.put_raw(&k, v)?;
         }
@@ -98,19 +98,14 @@ impl IntentStore {
     }
 
     fn remove_raw(&mut self, key: &[u8]) -> Result<(), StorageError> {
-        if intents::is_status_key(key) {
-            if let Some(txn) = key.get(18..).and_then(|t| TxnId::try_from(t).ok()) {
+        match intents::decode_key(key)? {
+            intents::StoredKey::Set(user) => {
+                self.sets.remove(&user);
+            }
+            intents::StoredKey::Status(txn) => {
                 self.status.remove(&txn);
             }
-            return Ok(());
         }
-        let (user, _) = common::keys::decode_bytes(key.get(16..).unwrap_or_default()).ok_or(
-            StorageError::Corrupt {
-                what: "transaction intents",
-                detail: "bad key encoding in the checkpoint".into(),
-            },
-        )?;
-        self.sets.remove(&user);
         Ok(())
     }
 
@@ -229,7 +224,7 @@ impl IntentStore {
         pairs: Pairs,
         batch: &mut WriteBatch,
     ) -> Result<(), StorageError> {
-        for (k, _) in stored_pairs(engine, prefix)? {
+        for (k, _) in intents::export(engine, prefix)? {
             batch.delete(Cf::Intents, k);
         }
         *self = IntentStore {
@@ -245,18 +240,6 @@ impl IntentStore {
     }
 }
 
-/// The tablet's raw pairs in `Cf::Intents` (the saved records only).
-fn stored_pairs(engine: &dyn KvEngine, prefix: &[u8; 16]) -> Result<Pairs, StorageError> {
-    engine
-        .scan(
-            Cf::Intents,
-            Bound::Included(prefix.to_vec()),
-            prefix_end(prefix),
-            false,
-        )
-        .collect()
-}
-
 /// The checkpointed records of a tablet as raw pairs (for snapshots): its keys overlaid with
 /// `delta`, the newest checkpoint record's.
 pub(crate) fn export(
@@ -264,7 +247,8 @@ pub(crate) fn export(
     prefix: &[u8; 16],
     delta: &Delta,
 ) -> Result<Pairs, StorageError> {
-    let mut pairs: BTreeMap<Vec<u8>, Vec<u8>> = stored_pairs(engine, prefix)?.into_iter().collect();
+    let mut pairs: BTreeMap<Vec<u8>, Vec<u8>> =
+        intents::export(engine, prefix)?.into_iter().collect();
     for (k, v) in delta {
         match v {
             Some(v) => pairs.insert(k.clone(), v.clone()),
@@ -393,7 +377,7 @@ mod tests {
             vec![([1; 16], Some(vec![1, 2, 3]))],
         );
         assert_eq!(d.len(), 2);
-        assert!(stored_pairs(&engine, &P).unwrap().is_empty());
+        assert!(intents::export(&engine, &P).unwrap().is_empty());
         assert_eq!(s.set(b"a"), Some(&intent(1)));
         // A crash here: the record's delta brings both back.
         let back = reload(&engine, &d);
@@ -408,7 +392,7 @@ mod tests {
         );
         assert!(d.is_empty());
         assert!(s.set(b"a").is_none() && s.status(&[1; 16]).is_none());
-        assert!(stored_pairs(&engine, &P).unwrap().is_empty());
+        assert!(intents::export(&engine, &P).unwrap().is_empty());
         let back = reload(&engine, &d);
         assert!(back.set(b"a").is_none() && back.status(&[1; 16]).is_none());
     }
@@ -423,7 +407,7 @@ mod tests {
         }
         // Saved to its key, no longer carried.
         assert!(d.is_empty());
-        assert_eq!(stored_pairs(&engine, &P).unwrap().len(), 1);
+        assert_eq!(intents::export(&engine, &P).unwrap().len(), 1);
         assert_eq!(reload(&engine, &d).set(b"old"), Some(&intent(2)));
         // Its removal is carried until its own save, and the overlay hides the key.
         let d = round(&mut s, &engine, vec![(b"old".to_vec(), Vec::new())], vec![]);
@@ -437,7 +421,7 @@ mod tests {
             d = round(&mut s, &engine, vec![], vec![]);
         }
         assert!(d.is_empty());
-        assert!(stored_pairs(&engine, &P).unwrap().is_empty());
+        assert!(intents::export(&engine, &P).unwrap().is_empty());
     }
 
     #[test]
@@ -449,7 +433,7 @@ mod tests {
             .collect();
         let d = round(&mut s, &engine, sets, vec![]);
         assert!(d.is_empty());
-        assert_eq!(stored_pairs(&engine, &P).unwrap().len(), MAX_UNSAVED + 1);
+        assert_eq!(intents::export(&engine, &P).unwrap().len(), MAX_UNSAVED + 1);
         let back = reload(&engine, &d);
         assert_eq!(back.keys().count(), MAX_UNSAVED + 1);
         // A snapshot of the store and its install elsewhere.

@@ -288,13 +288,12 @@ impl Fence {
     /// Bring the clock to a reader's time `ht`; returns the newest stamp proposed so far, and
     /// whether the newest entry writes any of `keys` (`None`: a range, assume it does).
     fn enter_read(&self, clock: &Hlc, ht: HybridTime, keys: Option<&[Vec<u8>]>) -> (u64, bool) {
+        let hashes: Option<Vec<u64>> =
+            keys.map(|ks| ks.iter().map(|k| Self::key_hash(k)).collect());
         let newest = self.stamping.lock().unwrap_or_else(|e| e.into_inner());
         clock.update(ht);
         let target = self.proposed.load(std::sync::atomic::Ordering::Acquire);
-        let touches = match keys {
-            Some(keys) => keys.iter().any(|k| newest.contains(&Self::key_hash(k))),
-            None => true,
-        };
+        let touches = hashes.is_none_or(|hs| hs.iter().any(|h| newest.contains(h)));
         (target, touches)
     }
 

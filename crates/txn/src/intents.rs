@@ -21,10 +21,9 @@
 use std::ops::Bound;
 
 use common::keys::decode_bytes;
-use storage::mvcc::{key_prefix, range_bounds, ScanRange};
-use storage::{prefix_end, Cf, KvEngine, StorageError, WriteBatch};
+use storage::{prefix_end, Cf, KvEngine, StorageError};
 
-use crate::{decode_set, encode_set, IntentSet};
+use crate::{decode_set, IntentSet};
 
 type Result<T> = std::result::Result<T, StorageError>;
 
@@ -52,56 +51,6 @@ pub fn is_status_key(raw: &[u8]) -> bool {
     raw.get(16..18) == Some(&STATUS_MARK[..])
 }
 
-/// The status record of `txn` kept in tablet `prefix`, if any.
-pub fn status(
-    engine: &dyn KvEngine,
-    prefix: &[u8; 16],
-    txn: &crate::TxnId,
-) -> Result<Option<crate::TxnStatus>> {
-    match engine.get(Cf::Intents, &status_key(prefix, txn))? {
-        Some(raw) => Ok(Some(
-            crate::TxnStatus::decode(&raw).ok_or_else(|| corrupt("undecodable status"))?,
-        )),
-        None => Ok(None),
-    }
-}
-
-/// The intents on `key`, if any.
-pub fn get(engine: &dyn KvEngine, prefix: &[u8; 16], key: &[u8]) -> Result<Option<IntentSet>> {
-    match engine.get(Cf::Intents, &key_prefix(prefix, key))? {
-        Some(raw) => Ok(Some(
-            decode_set(&raw).ok_or_else(|| corrupt("undecodable set"))?,
-        )),
-        None => Ok(None),
-    }
-}
-
-/// Set (or, if `set` is empty, remove) the intents on `key`.
-pub fn put(batch: &mut WriteBatch, prefix: &[u8; 16], key: &[u8], set: &IntentSet) {
-    if set.is_empty() {
-        batch.delete(Cf::Intents, key_prefix(prefix, key));
-    } else {
-        batch.put(Cf::Intents, key_prefix(prefix, key), encode_set(set));
-    }
-}
-
-/// Every key with intents in `range`, ascending.
-pub fn scan(
-    engine: &dyn KvEngine,
-    prefix: &[u8; 16],
-    range: &ScanRange,
-) -> Result<Vec<(Vec<u8>, IntentSet)>> {
-    let (start, end) = range_bounds(prefix, range);
-    let mut out = Vec::new();
-    for kv in engine.scan(Cf::Intents, start, end, false) {
-        let (k, v) = kv?;
-        if let Stored::Set(user, set) = decode_pair(&k, &v)? {
-            out.push((user, set));
-        }
-    }
-    Ok(out)
-}
-
 /// A raw `Cf::Intents` pair of a tablet, decoded.
 pub enum Stored {
     /// The intents on a user key.
@@ -110,27 +59,43 @@ pub enum Stored {
     Status(crate::TxnId, Vec<u8>),
 }
 
-/// Decode a raw `Cf::Intents` pair (its key with the tablet prefix), as [`export`] returns.
-pub fn decode_pair(key: &[u8], value: &[u8]) -> Result<Stored> {
+/// What a raw `Cf::Intents` key (with its tablet prefix) names.
+pub enum StoredKey {
+    /// The intents on this user key.
+    Set(Vec<u8>),
+    /// This transaction's status record.
+    Status(crate::TxnId),
+}
+
+/// Decode a raw `Cf::Intents` key (with its tablet prefix).
+pub fn decode_key(key: &[u8]) -> Result<StoredKey> {
     if is_status_key(key) {
         let txn = key
             .get(18..)
             .and_then(|t| crate::TxnId::try_from(t).ok())
             .ok_or_else(|| corrupt("bad status key"))?;
-        return Ok(Stored::Status(txn, value.to_vec()));
+        return Ok(StoredKey::Status(txn));
     }
     let (user, rest) = decode_bytes(key.get(16..).unwrap_or_default())
         .ok_or_else(|| corrupt("bad key encoding"))?;
     if !rest.is_empty() {
         return Err(corrupt("trailing bytes after the key"));
     }
-    Ok(Stored::Set(
-        user,
-        decode_set(value).ok_or_else(|| corrupt("undecodable set"))?,
-    ))
+    Ok(StoredKey::Set(user))
 }
 
-/// Every raw intent pair of a tablet (for snapshots).
+/// Decode a raw `Cf::Intents` pair (its key with the tablet prefix), as [`export`] returns.
+pub fn decode_pair(key: &[u8], value: &[u8]) -> Result<Stored> {
+    Ok(match decode_key(key)? {
+        StoredKey::Status(txn) => Stored::Status(txn, value.to_vec()),
+        StoredKey::Set(user) => Stored::Set(
+            user,
+            decode_set(value).ok_or_else(|| corrupt("undecodable set"))?,
+        ),
+    })
+}
+
+/// Every raw pair of a tablet in `Cf::Intents` (the records saved to their keys).
 pub fn export(engine: &dyn KvEngine, prefix: &[u8; 16]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     engine
         .scan(
@@ -140,20 +105,4 @@ pub fn export(engine: &dyn KvEngine, prefix: &[u8; 16]) -> Result<Vec<(Vec<u8>, 
             false,
         )
         .collect()
-}
-
-/// How many keys of a tablet have intents.
-pub fn count(engine: &dyn KvEngine, prefix: &[u8; 16]) -> Result<usize> {
-    let mut n = 0;
-    for kv in engine.scan(
-        Cf::Intents,
-        Bound::Included(prefix.to_vec()),
-        prefix_end(prefix),
-        false,
-    ) {
-        if !is_status_key(&kv?.0) {
-            n += 1;
-        }
-    }
-    Ok(n)
 }
