@@ -125,9 +125,11 @@ async fn serve(
         let mut wave: Vec<Vec<Vec<u8>>> = Vec::new();
         for args in requests {
             // Inside MULTI every command is only queued: no waves.
-            let single = cmd::single_key(&args)
-                .filter(|_| s.multi.is_none() && s.replies == cmd::ReplyMode::On);
-            let joins = single.is_some_and(|k| !wave.iter().any(|w| cmd::single_key(w) == Some(k)));
+            let single = cmd::single_key(&args).filter(|_| {
+                s.multi.is_none() && s.replies == cmd::ReplyMode::On && !s.subscribed()
+            });
+            // A single-key command's key is its first argument.
+            let joins = single.is_some_and(|k| !wave.iter().any(|w| w[1] == k));
             if !joins {
                 run_wave(s, dbs, metrics, std::mem::take(&mut wave), &mut out).await;
             }
@@ -234,6 +236,7 @@ async fn timed(s: &mut Session, dbs: &Dbs, metrics: &ApiMetrics, args: Vec<Vec<u
 }
 
 /// Run single-key commands on distinct keys concurrently; append their replies in order.
+/// Plain SETs among them go to their tablets together (see [`cmd::plain_sets`]).
 async fn run_wave(
     s: &mut Session,
     dbs: &Dbs,
@@ -248,13 +251,35 @@ async fn run_wave(
         }
     } else {
         let (db, proto, authenticated) = (s.db, s.proto, s.authenticated);
-        let runs = wave.into_iter().map(|args| async move {
+        let batch_sets = cmd::plain_sets_allowed(s);
+        let (sets, others): (Vec<_>, Vec<_>) = wave
+            .into_iter()
+            .enumerate()
+            .partition(|(_, args)| batch_sets && cmd::is_plain_set(args));
+        let runs = others.into_iter().map(|(i, args)| async move {
             // Single-key commands only read the database index and protocol from the session.
             let mut local = Session::local(db, proto);
             local.authenticated = authenticated;
-            timed(&mut local, dbs, metrics, args).await
+            (i, timed(&mut local, dbs, metrics, args).await)
         });
-        for reply in futures::future::join_all(runs).await {
+        let set_run = async {
+            if sets.is_empty() {
+                return Vec::new();
+            }
+            let t0 = Instant::now();
+            let (at, args): (Vec<usize>, Vec<_>) = sets.into_iter().unzip();
+            let replies = cmd::plain_sets(dbs, db, &args).await;
+            let took = t0.elapsed();
+            for r in &replies {
+                metrics.observe("set", took, !matches!(r, Frame::Error(_)));
+            }
+            at.into_iter().zip(replies).collect()
+        };
+        let (mut replies, set_replies) =
+            futures::future::join(futures::future::join_all(runs), set_run).await;
+        replies.extend(set_replies);
+        replies.sort_unstable_by_key(|(i, _)| *i);
+        for (_, reply) in replies {
             reply.encode(proto, out);
         }
     }

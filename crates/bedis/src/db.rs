@@ -320,6 +320,48 @@ impl Dbs {
         })
     }
 
+    /// Plain SETs of many keys of database `db`: each stores its string unconditionally, as
+    /// [`Access::put`] does, but the keys of one tablet go in one call (their writes share a
+    /// Raft entry). Results in order; a failed call fails each of its keys.
+    pub async fn put_strings(&self, db: usize, items: &[(&[u8], &[u8])]) -> Vec<DbResult<()>> {
+        let copy = |e: &ClientError| ClientError::Server {
+            code: e.code(),
+            message: e.to_string(),
+        };
+        let t = match self.table(db).await {
+            Ok(t) => t,
+            Err(e) => return items.iter().map(|_| Err(copy(&e))).collect(),
+        };
+        let mut by_tablet: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+        for (i, (key, _)) in items.iter().enumerate() {
+            by_tablet.entry(t.tablet_for(key)).or_default().push(i);
+        }
+        let calls = by_tablet.into_iter().map(|(idx, which)| {
+            let writes = which
+                .iter()
+                .map(|&i| {
+                    let (key, value) = items[i];
+                    vec![KvOp {
+                        key: meta_key(key),
+                        value: Stored::encode(Kind::String, None, value),
+                        ..Default::default()
+                    }]
+                })
+                .collect();
+            let t = &t;
+            async move { (which, self.client.write_tablet_each(t, idx, writes).await) }
+        });
+        let mut results: Vec<DbResult<()>> = items.iter().map(|_| Ok(())).collect();
+        for (which, r) in futures::future::join_all(calls).await {
+            if let Err(e) = r {
+                for i in which {
+                    results[i] = Err(copy(&e));
+                }
+            }
+        }
+        results
+    }
+
     /// Remove the element rows of generation `gen` of `key` in the background (its meta row
     /// is already gone or replaced).
     pub async fn cleanup(&self, db: usize, key: &[u8], gen: u64) -> DbResult<()> {
@@ -769,10 +811,7 @@ impl<'a> Access<'a> {
             self.commit_replacing(db, key, old.as_ref(), change).await?;
             return Ok(());
         }
-        if crate::cmd::notify_new_keys() && self.get(db, key).await?.is_none() {
-            self.created.push((db, key.to_vec()));
-        }
-        self.touched.push((db, key.to_vec()));
+        let creates = crate::cmd::notify_new_keys() && self.get(db, key).await?.is_none();
         let t = self.dbs.table(db).await?;
         let op = KvOp {
             key: meta_key(key),
@@ -783,8 +822,13 @@ impl<'a> Access<'a> {
         self.dbs
             .client
             .write_tablet(&t, t.tablet_for(key), vec![op])
-            .await
-            .map(|_| ())
+            .await?;
+        // Only a write that happened is a keyspace event.
+        if creates {
+            self.created.push((db, key.to_vec()));
+        }
+        self.touched.push((db, key.to_vec()));
+        Ok(())
     }
 
     /// Commit `change` to `key`, which was read as `old`; if `old` is a collection that the

@@ -568,6 +568,22 @@ impl Client {
         Ok((r.status.clone(), r))
     }
 
+    async fn send_write_many(
+        &self,
+        addr: String,
+        req: WriteManyRequest,
+    ) -> Result<(Option<rpc::common::Status>, WriteManyResponse), tonic::Status> {
+        let r: WriteManyResponse = match &self.inner.local {
+            Some(l) if l.rpc_addr == addr => l
+                .service
+                .write_many(tonic::Request::new(req))
+                .await?
+                .into_inner(),
+            _ => self.remote(&addr, Method::WriteMany, &req).await?,
+        };
+        Ok((r.status.clone(), r))
+    }
+
     async fn send_read(
         &self,
         addr: String,
@@ -756,6 +772,72 @@ impl Client {
                 (r, _) => return Ok(r),
             }
         }
+    }
+
+    /// Apply independent writes to tablet `idx` of `table` in one call: each of `writes` is
+    /// atomic on its own, as one [`Client::write_tablet`] would be, and they share the
+    /// tablet's next Raft entry. Results come in order. Writes stopped by a transaction's
+    /// lock are resolved and retried one by one.
+    pub async fn write_tablet_each(
+        &self,
+        table: &Table,
+        idx: usize,
+        writes: Vec<Vec<KvOp>>,
+    ) -> Result<Vec<WriteResult>> {
+        let started = Instant::now();
+        let tablet_id = table.tablet_id(idx);
+        // One name per write for every attempt, as in `write_tablet_raw`.
+        let running: Vec<_> = writes
+            .iter()
+            .map(|_| self.inner.requests.start(&tablet_id))
+            .collect();
+        let req = WriteManyRequest {
+            tablet_id,
+            writes: writes
+                .into_iter()
+                .zip(&running)
+                .map(|(ops, r)| WriteBatch {
+                    ops,
+                    request: Some(r.id()),
+                })
+                .collect(),
+            propagated_ht: 0,
+        };
+        let resp = self
+            .with_leader(table, idx, |addr| {
+                let mut req = req.clone();
+                req.propagated_ht = self.inner.clock.now().0;
+                self.send_write_many(addr, req)
+            })
+            .await?;
+        if resp.outcomes.len() != req.writes.len() {
+            return Err(ClientError::Server {
+                code: StatusCode::Internal,
+                message: format!(
+                    "tablet {} answered {} of {} writes",
+                    req.tablet_id,
+                    resp.outcomes.len(),
+                    req.writes.len()
+                ),
+            });
+        }
+        let mut results = Vec::with_capacity(resp.outcomes.len());
+        for (o, w) in resp.outcomes.into_iter().zip(req.writes) {
+            let ht = HybridTime(o.ht);
+            self.inner.clock.update(ht);
+            results.push(match o.conflict {
+                Some(c) if c.locked => {
+                    self.resolve_lock(table, idx, &c, started).await?;
+                    self.write_tablet(table, idx, w.ops).await?
+                }
+                _ => WriteResult {
+                    ht,
+                    applied: o.applied,
+                    resent: o.resent,
+                },
+            });
+        }
+        Ok(results)
     }
 
     /// [`Client::write_tablet`] without lock resolution: the transaction rules' verdict

@@ -258,31 +258,31 @@ impl Service {
             }
         };
         // Queued together, so the tablet's proposer folds them into one Raft entry.
-        let writes = req.writes.into_iter().map(|b| {
-            let t = t.clone();
-            async move {
+        let writes = req
+            .writes
+            .into_iter()
+            .map(|b| {
                 let id = request_id(b.request.as_ref());
-                t.write_request(b.ops.into_iter().map(write_op).collect(), id)
-                    .await
-            }
-        });
-        let mut outcomes = Vec::new();
-        for r in futures::future::join_all(writes).await {
-            match r {
-                Ok(o) => outcomes.push(WriteOutcome {
+                (b.ops.into_iter().map(write_op).collect(), id)
+            })
+            .collect();
+        let outcomes = match t.write_requests(writes).await {
+            Ok(outcomes) => outcomes
+                .into_iter()
+                .map(|o| WriteOutcome {
                     ht: o.ht.0,
                     applied: o.applied,
                     conflict: conflict_msg(&o.conflict),
                     resent: o.resent,
-                }),
-                Err(e) => {
-                    return Ok(Response::new(WriteManyResponse {
-                        status: tablet_status(&e),
-                        outcomes: vec![],
-                    }))
-                }
+                })
+                .collect(),
+            Err(e) => {
+                return Ok(Response::new(WriteManyResponse {
+                    status: tablet_status(&e),
+                    outcomes: vec![],
+                }))
             }
-        }
+        };
         Ok(Response::new(WriteManyResponse {
             status: None,
             outcomes,

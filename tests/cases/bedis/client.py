@@ -116,4 +116,36 @@ for write in (lambda: r.set(huge, "v"), lambda: r.rpush(huge, "a"), lambda: r.hs
 assert r.get(huge) is None and r.exists(huge) == 0
 assert r.set("after-huge", "ok") and r.get("after-huge") == b"ok"
 
+# A pipeline of plain SETs on distinct keys goes to each tablet in one call: every SET still
+# answers on its own (a key too long for the store fails alone), replaces a collection, and
+# publishes its `set` keyspace event.
+r.hset("wave:h", "f", "v")
+r.config_set("notify-keyspace-events", "E$")
+events = conn().pubsub()
+events.subscribe("__keyevent@0__:set")
+assert events.get_message(timeout=5)["type"] == "subscribe"
+p = r.pipeline(transaction=False)
+p.set("wave:h", "str")
+for i in range(100):
+    p.set(f"wave:{i}", f"v{i}")
+p.set(huge, "v")
+p.set("wave:nx", "x", nx=True)
+p.incr("wave:cnt")
+p.get("wave:5")
+out = p.execute(raise_on_error=False)
+assert out[:101] == [True] * 101, out[:101]
+assert isinstance(out[101], redis.exceptions.ResponseError) and "key length" in str(out[101]), out[101]
+assert out[102:] == [True, 1, b"v5"], out[102:]
+assert r.type("wave:h") == b"string" and r.get("wave:h") == b"str"
+assert r.mget("wave:0", "wave:99") == [b"v0", b"v99"]
+seen = set()
+deadline = time.time() + 10
+while len(seen) < 102 and time.time() < deadline:
+    m = events.get_message(timeout=1)
+    if m and m["type"] == "message":
+        seen.add(m["data"])
+assert len(seen) == 102 and b"wave:h" in seen and b"wave:nx" in seen, len(seen)
+r.config_set("notify-keyspace-events", "")
+events.close()
+
 print("OK")

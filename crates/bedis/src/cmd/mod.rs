@@ -492,6 +492,52 @@ pub fn single_key(args: &[Vec<u8>]) -> Option<&[u8]> {
     known.single_key.then_some(key.as_slice())
 }
 
+/// Longest key a wave's plain SETs take together (see [`plain_sets`]); longer ones run alone,
+/// so a key the store refuses fails only its own SET.
+const PLAIN_SET_MAX_KEY: usize = 1024;
+
+/// Whether `args` is a plain `SET key value` (no options) that [`plain_sets`] may run with
+/// others: its reply never depends on what the key held.
+pub fn is_plain_set(args: &[Vec<u8>]) -> bool {
+    args.len() == 3 && args[0].eq_ignore_ascii_case(b"set") && args[1].len() <= PLAIN_SET_MAX_KEY
+}
+
+/// Whether a wave's plain SETs may skip [`dispatch`]: nothing about the session or the
+/// server's settings makes them do more than store their value.
+pub fn plain_sets_allowed(s: &Session) -> bool {
+    s.authenticated && !s.subscribed() && s.multi.is_none() && !notify_new_keys()
+}
+
+/// Run plain SETs (see [`is_plain_set`]) of one connection's wave on database `db`, the keys
+/// of each tablet in one call; replies in order. Each SET means what it means alone: stored
+/// unconditionally, durable and replicated before its reply.
+pub async fn plain_sets(dbs: &Dbs, db: usize, sets: &[Vec<Vec<u8>>]) -> Vec<Reply> {
+    let items: Vec<(&[u8], &[u8])> = sets
+        .iter()
+        .map(|a| (a[1].as_slice(), a[2].as_slice()))
+        .collect();
+    let results = dbs.put_strings(db, &items).await;
+    let touched: Vec<(usize, Vec<u8>)> =
+        if server::NOTIFY_KEYSPACE.load(std::sync::atomic::Ordering::Relaxed) {
+            items
+                .iter()
+                .zip(&results)
+                .filter(|(_, r)| r.is_ok())
+                .map(|((k, _), _)| (db, k.to_vec()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+    notify(dbs, "set", &touched);
+    results
+        .into_iter()
+        .map(|r| match r {
+            Ok(()) => Frame::ok(),
+            Err(e) => err::backend(e),
+        })
+        .collect()
+}
+
 /// The name of the command in `args` as metrics label it: its entry in [`COMMANDS`], or
 /// `unknown`.
 pub fn command_name(args: &[Vec<u8>]) -> &'static str {
