@@ -21,17 +21,17 @@ pub static BLOCKED_CLIENTS: std::sync::atomic::AtomicI64 = std::sync::atomic::At
 /// Most connections served at once; more wait for a slot.
 pub const MAX_CONNECTIONS: usize = 10_000;
 
-/// Serve BEDIS on `listener` until `shutdown` resolves. `num_tablets` is the tablet count of
-/// the per-database tables created on first use; commands and connections are reported to
-/// `metrics`.
+/// Serve BEDIS on `listener` until `shutdown` resolves. The per-database tables created on
+/// first use get `tablets_per_server` tablets for each live dbserver; commands and
+/// connections are reported to `metrics`.
 pub async fn serve(
     listener: TcpListener,
     client: client::Client,
-    num_tablets: u32,
+    tablets_per_server: u32,
     metrics: common::metrics::ApiMetrics,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let dbs = db::Dbs::new(client, num_tablets);
+    let dbs = db::Dbs::new(client, tablets_per_server);
     let expiries = tokio::spawn(cmd::watch_expiries(dbs.clone()));
     let served = rpc::serve_connections(listener, MAX_CONNECTIONS, shutdown, move |sock| {
         connection::handle(sock, dbs.clone(), metrics.clone())

@@ -381,7 +381,8 @@ pub async fn run_dbserver(
     tasks.push(tokio::spawn(bedis::serve(
         l.redis,
         server.local_client(),
-        8,
+        // Tablets per live dbserver of each BEDIS database (see `bedis::serve`).
+        2,
         api.bedis.clone(),
         until(shutdown.clone()),
     )));

@@ -787,18 +787,15 @@ impl Client {
         let started = Instant::now();
         let tablet_id = table.tablet_id(idx);
         // One name per write for every attempt, as in `write_tablet_raw`.
-        let running: Vec<_> = writes
-            .iter()
-            .map(|_| self.inner.requests.start(&tablet_id))
-            .collect();
+        let running = self.inner.requests.start_many(&tablet_id, writes.len());
         let req = WriteManyRequest {
             tablet_id,
             writes: writes
                 .into_iter()
-                .zip(&running)
-                .map(|(ops, r)| WriteBatch {
+                .zip(running.ids())
+                .map(|(ops, id)| WriteBatch {
                     ops,
-                    request: Some(r.id()),
+                    request: Some(id),
                 })
                 .collect(),
             propagated_ht: 0,

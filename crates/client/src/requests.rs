@@ -40,6 +40,60 @@ impl Requests {
             seq,
         }
     }
+
+    /// Number `n` writes to `tablet` at once (consecutive numbers, one lock); they count as
+    /// running until the guard is dropped.
+    pub(crate) fn start_many(&self, tablet: &str, n: usize) -> RunningMany<'_> {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let first = self.next.fetch_add(n as u64, Ordering::Relaxed);
+        let set = running.entry(tablet.to_owned()).or_default();
+        set.extend(first..first + n as u64);
+        let min_running = set.first().copied().unwrap_or(first);
+        drop(running);
+        RunningMany {
+            requests: self,
+            tablet: tablet.to_owned(),
+            seqs: first..first + n as u64,
+            min_running,
+        }
+    }
+}
+
+/// Numbered writes in flight, started together.
+pub(crate) struct RunningMany<'a> {
+    requests: &'a Requests,
+    tablet: String,
+    seqs: std::ops::Range<u64>,
+    min_running: u64,
+}
+
+impl RunningMany<'_> {
+    /// The writes' names, in order (the lowest running number as of their start).
+    pub(crate) fn ids(&self) -> impl Iterator<Item = RequestId> + '_ {
+        self.seqs.clone().map(|seq| RequestId {
+            client: self.requests.client.to_vec(),
+            seq,
+            min_running: self.min_running.min(seq),
+        })
+    }
+}
+
+impl Drop for RunningMany<'_> {
+    fn drop(&mut self) {
+        let mut running = self
+            .requests
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(set) = running.get_mut(&self.tablet) {
+            for seq in self.seqs.clone() {
+                set.remove(&seq);
+            }
+            if set.is_empty() {
+                running.remove(&self.tablet);
+            }
+        }
+    }
 }
 
 /// A numbered write in flight.
@@ -101,5 +155,12 @@ mod tests {
         let c = r.start("t");
         assert_eq!(c.id().min_running, 2);
         assert_eq!(c.id().client, b.id().client);
+        let many = r.start_many("t", 3);
+        let ids: Vec<_> = many.ids().map(|id| (id.seq, id.min_running)).collect();
+        assert_eq!(ids, [(5, 2), (6, 2), (7, 2)]);
+        drop((b, c));
+        assert_eq!(r.start("t").id().min_running, 5);
+        drop(many);
+        assert_eq!(r.start("t").id().min_running, 9);
     }
 }
