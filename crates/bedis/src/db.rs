@@ -325,13 +325,9 @@ impl Dbs {
     /// [`Access::put`] does, but the keys of one tablet go in one call (their writes share a
     /// Raft entry). Results in order; a failed call fails each of its keys.
     pub async fn put_strings(&self, db: usize, items: &[(&[u8], &[u8])]) -> Vec<DbResult<()>> {
-        let copy = |e: &ClientError| ClientError::Server {
-            code: e.code(),
-            message: e.to_string(),
-        };
         let t = match self.table(db).await {
             Ok(t) => t,
-            Err(e) => return items.iter().map(|_| Err(copy(&e))).collect(),
+            Err(e) => return items.iter().map(|_| Err(e.clone())).collect(),
         };
         let mut by_tablet: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
         for (i, (key, _)) in items.iter().enumerate() {
@@ -356,7 +352,7 @@ impl Dbs {
         for (which, r) in futures::future::join_all(calls).await {
             if let Err(e) = r {
                 for i in which {
-                    results[i] = Err(copy(&e));
+                    results[i] = Err(e.clone());
                 }
             }
         }

@@ -44,7 +44,7 @@ pub struct WriteResult {
 }
 
 /// Errors returned to callers.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("{message}")]
     Server { code: StatusCode, message: String },

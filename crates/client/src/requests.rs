@@ -28,12 +28,7 @@ impl Requests {
 
     /// Number a new write to `tablet`; it counts as running until the guard is dropped.
     pub(crate) fn start(&self, tablet: &str) -> Running<'_> {
-        // Numbered under the lock: a number handed out but not yet running could be below
-        // the `min_running` another write reports, and its tablet would drop it as stale.
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        let seq = self.next.fetch_add(1, Ordering::Relaxed);
-        running.entry(tablet.to_owned()).or_default().insert(seq);
-        drop(running);
+        let (seq, _) = self.number(tablet, 1);
         Running {
             requests: self,
             tablet: tablet.to_owned(),
@@ -44,17 +39,37 @@ impl Requests {
     /// Number `n` writes to `tablet` at once (consecutive numbers, one lock); they count as
     /// running until the guard is dropped.
     pub(crate) fn start_many(&self, tablet: &str, n: usize) -> RunningMany<'_> {
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        let first = self.next.fetch_add(n as u64, Ordering::Relaxed);
-        let set = running.entry(tablet.to_owned()).or_default();
-        set.extend(first..first + n as u64);
-        let min_running = set.first().copied().unwrap_or(first);
-        drop(running);
+        let (first, min_running) = self.number(tablet, n as u64);
         RunningMany {
             requests: self,
             tablet: tablet.to_owned(),
             seqs: first..first + n as u64,
             min_running,
+        }
+    }
+
+    /// Hand out `n` consecutive numbers on `tablet` and mark them running; returns the first
+    /// and the tablet's lowest running number. Numbered under the lock: a number handed out
+    /// but not yet running could be below the `min_running` another write reports, and its
+    /// tablet would drop it as stale.
+    fn number(&self, tablet: &str, n: u64) -> (u64, u64) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let first = self.next.fetch_add(n, Ordering::Relaxed);
+        let set = running.entry(tablet.to_owned()).or_default();
+        set.extend(first..first + n);
+        (first, set.first().copied().unwrap_or(first))
+    }
+
+    /// The writes `seqs` on `tablet` ended.
+    fn finish(&self, tablet: &str, seqs: std::ops::Range<u64>) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(set) = running.get_mut(tablet) {
+            for seq in seqs {
+                set.remove(&seq);
+            }
+            if set.is_empty() {
+                running.remove(tablet);
+            }
         }
     }
 }
@@ -80,19 +95,7 @@ impl RunningMany<'_> {
 
 impl Drop for RunningMany<'_> {
     fn drop(&mut self) {
-        let mut running = self
-            .requests
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(set) = running.get_mut(&self.tablet) {
-            for seq in self.seqs.clone() {
-                set.remove(&seq);
-            }
-            if set.is_empty() {
-                running.remove(&self.tablet);
-            }
-        }
+        self.requests.finish(&self.tablet, self.seqs.clone());
     }
 }
 
@@ -124,17 +127,7 @@ impl Running<'_> {
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        let mut running = self
-            .requests
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(set) = running.get_mut(&self.tablet) {
-            set.remove(&self.seq);
-            if set.is_empty() {
-                running.remove(&self.tablet);
-            }
-        }
+        self.requests.finish(&self.tablet, self.seq..self.seq + 1);
     }
 }
 

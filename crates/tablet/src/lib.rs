@@ -287,6 +287,11 @@ async fn proposer(
     }
 }
 
+/// Whether a write's ops lay transaction intents.
+fn is_prewrite(ops: &[WriteOp]) -> bool {
+    ops.iter().any(|o| o.condition.intent().is_some())
+}
+
 fn clone_err(e: &TabletError) -> TabletError {
     match e {
         TabletError::NotLeader {
@@ -594,30 +599,11 @@ impl Tablet {
         ops: Vec<WriteOp>,
         id: RequestId,
     ) -> Result<WriteOutcome, TabletError> {
-        let (leader, term) = {
-            let m = self.metrics.borrow();
-            (m.current_leader, m.current_term)
-        };
-        if leader != Some(self.node_id) {
-            return Err(self.not_leader(leader));
-        }
-        let _ = term;
-        if let Some(op) = ops.iter().find(|o| !mvcc::key_fits(&o.key)) {
-            return Err(self.key_too_large(&op.key));
-        }
-        let prewrite = ops.iter().any(|o| o.condition.intent().is_some());
+        self.admit(&ops)?;
+        let prewrite = is_prewrite(&ops);
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.queue
-            .send(Queued::One { ops, id, tx })
-            .map_err(|_| self.unavailable("tablet is shutting down"))?;
-        let mut outcome = rx
-            .await
-            .unwrap_or_else(|_| Err(self.unavailable("raft stopped before answering")))?;
-        if prewrite && outcome.applied {
-            // Every read this leader served before the intents were visible ran at or below
-            // its clock: the transaction must commit above that (docs/design/transactions.md).
-            outcome.ht = outcome.ht.max(self.clock.now());
-        }
+        let mut outcome = self.submit(Queued::One { ops, id, tx }, rx).await?;
+        self.commit_above_reads(&mut outcome, prewrite);
         Ok(outcome)
     }
 
@@ -628,41 +614,51 @@ impl Tablet {
         &self,
         writes: Vec<(Vec<WriteOp>, RequestId)>,
     ) -> Result<Vec<WriteOutcome>, TabletError> {
+        self.admit(writes.iter().flat_map(|w| &w.0))?;
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let prewrites: Vec<bool> = writes.iter().map(|w| is_prewrite(&w.0)).collect();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut outcomes = self.submit(Queued::Many { writes, tx }, rx).await?;
+        for (o, prewrite) in outcomes.iter_mut().zip(prewrites) {
+            self.commit_above_reads(o, prewrite);
+        }
+        Ok(outcomes)
+    }
+
+    /// Whether this replica takes writes of `ops` now: it leads, and every key fits the store.
+    fn admit<'a>(&self, ops: impl IntoIterator<Item = &'a WriteOp>) -> Result<(), TabletError> {
         let leader = self.metrics.borrow().current_leader;
         if leader != Some(self.node_id) {
             return Err(self.not_leader(leader));
         }
-        if let Some(op) = writes
-            .iter()
-            .flat_map(|w| &w.0)
-            .find(|o| !mvcc::key_fits(&o.key))
-        {
-            return Err(self.key_too_large(&op.key));
+        match ops.into_iter().find(|o| !mvcc::key_fits(&o.key)) {
+            Some(op) => Err(self.key_too_large(&op.key)),
+            None => Ok(()),
         }
-        if writes.is_empty() {
-            return Ok(Vec::new());
-        }
-        let prewrites: Vec<bool> = writes
-            .iter()
-            .map(|w| w.0.iter().any(|o| o.condition.intent().is_some()))
-            .collect();
-        let (tx, rx) = tokio::sync::oneshot::channel();
+    }
+
+    /// Queue `q` for the proposer and wait for its answer on `rx`.
+    async fn submit<T>(
+        &self,
+        q: Queued,
+        rx: tokio::sync::oneshot::Receiver<Result<T, TabletError>>,
+    ) -> Result<T, TabletError> {
         self.queue
-            .send(Queued::Many { writes, tx })
+            .send(q)
             .map_err(|_| self.unavailable("tablet is shutting down"))?;
-        let mut outcomes = rx
-            .await
-            .unwrap_or_else(|_| Err(self.unavailable("raft stopped before answering")))?;
-        if prewrites.iter().any(|p| *p) {
-            let now = self.clock.now();
-            for (o, prewrite) in outcomes.iter_mut().zip(prewrites) {
-                if prewrite && o.applied {
-                    // As in `write_request`.
-                    o.ht = o.ht.max(now);
-                }
-            }
+        rx.await
+            .unwrap_or_else(|_| Err(self.unavailable("raft stopped before answering")))
+    }
+
+    /// An applied prewrite answers at or above this leader's clock: every read it served
+    /// before the intents were visible ran at or below it, so the transaction must commit
+    /// above that (docs/design/transactions.md).
+    fn commit_above_reads(&self, outcome: &mut WriteOutcome, prewrite: bool) {
+        if prewrite && outcome.applied {
+            outcome.ht = outcome.ht.max(self.clock.now());
         }
-        Ok(outcomes)
     }
 
     /// Make sure this replica may serve a read now (see the crate docs).
