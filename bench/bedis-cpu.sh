@@ -10,15 +10,9 @@ set -euo pipefail
 BIN=${1:?usage: bench/bedis-cpu.sh BIN [TEST] [P] [N] [CLIENTS]}
 T=${2:-set}; P=${3:-1}; N=${4:-200000}; C=${5:-50}
 work=$(mktemp -d)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-BP=$(free_port)
-"$BIN" start --base_dir "$work/aisql" --bind_ip 127.0.0.1 \
-  --mserver_rpc_port "$(free_port)" --mserver_webserver_port "$(free_port)" \
-  --dbserver_rpc_port "$(free_port)" --dbserver_webserver_port "$(free_port)" \
-  --pgsql_proxy_bind_address "127.0.0.1:$(free_port)" --cql_proxy_bind_address "127.0.0.1:$(free_port)" \
-  --redis_proxy_bind_address "127.0.0.1:$BP" --pgsql_proxy_webserver_port "$(free_port)" \
-  --cql_proxy_webserver_port "$(free_port)" --redis_proxy_webserver_port "$(free_port)" >"$work/aisql.log" 2>&1 &
-APID=$!
+. "$(dirname "$0")/../scripts/one-node.sh"
+start_one_node "$BIN" "$work"
+APID=$ONE_NODE_PID; BP=$REDIS_PORT
 trap 'kill $APID 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 100); do redis-cli -p "$BP" set warmup 1 >/dev/null 2>&1 && break; sleep 0.2; done
 redis-benchmark -p "$BP" -c 50 -n 100000 -r 100000 -t "$T" -P "$P" -q >/dev/null 2>&1

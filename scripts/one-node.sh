@@ -1,0 +1,15 @@
+# Sourced by the bench and suite scripts: `start_one_node BIN DIR` starts a one-node AiSQL
+# (`aisql start`, RF=1, data and log under DIR) in the background, every port a free one on
+# 127.0.0.1. It sets ONE_NODE_PID and the API ports PG_PORT, CQL_PORT and REDIS_PORT; the
+# caller stops the process (by that PID) when it is done.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+start_one_node() {
+  PG_PORT=$(free_port); CQL_PORT=$(free_port); REDIS_PORT=$(free_port)
+  "$1" start --base_dir "$2/aisql" --bind_ip 127.0.0.1 \
+    --mserver_rpc_port "$(free_port)" --mserver_webserver_port "$(free_port)" \
+    --dbserver_rpc_port "$(free_port)" --dbserver_webserver_port "$(free_port)" \
+    --pgsql_proxy_bind_address "127.0.0.1:$PG_PORT" --cql_proxy_bind_address "127.0.0.1:$CQL_PORT" \
+    --redis_proxy_bind_address "127.0.0.1:$REDIS_PORT" --pgsql_proxy_webserver_port "$(free_port)" \
+    --cql_proxy_webserver_port "$(free_port)" --redis_proxy_webserver_port "$(free_port)" >"$2/aisql.log" 2>&1 &
+  ONE_NODE_PID=$!
+}
