@@ -17,15 +17,9 @@ cargo build --release --bin aisql -p bins -p apiload >/dev/null
 BIN=${CARGO_TARGET_DIR:-target}/release/aisql
 LOAD=${CARGO_TARGET_DIR:-target}/release/apiload
 work=$(mktemp -d)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-CP=$(free_port); BP=$(free_port); RP=$(free_port)
-"$BIN" start --base_dir "$work/aisql" --bind_ip 127.0.0.1 \
-  --mserver_rpc_port "$(free_port)" --mserver_webserver_port "$(free_port)" \
-  --dbserver_rpc_port "$(free_port)" --dbserver_webserver_port "$(free_port)" \
-  --pgsql_proxy_bind_address "127.0.0.1:$(free_port)" --cql_proxy_bind_address "127.0.0.1:$CP" \
-  --redis_proxy_bind_address "127.0.0.1:$BP" --pgsql_proxy_webserver_port "$(free_port)" \
-  --cql_proxy_webserver_port "$(free_port)" --redis_proxy_webserver_port "$(free_port)" >"$work/aisql.log" 2>&1 &
-APID=$!
+. scripts/one-node.sh
+start_one_node "$BIN" "$work"
+APID=$ONE_NODE_PID; CP=$CQL_PORT; BP=$REDIS_PORT; RP=$(free_port)
 RPID=
 if command -v redis-server >/dev/null; then
   redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no --logfile "$work/redis.log" &

@@ -21,20 +21,15 @@ fi
 BIN=$(realpath "${AISQL_BIN:-${CARGO_TARGET_DIR:-target}/release/aisql}")
 work=$(mktemp -d)
 chmod 755 "$work"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-PP=$(free_port); BP=$(free_port)
+. scripts/one-node.sh
+PP=$(free_port)
 # PostgreSQL refuses to run as root: run it as the postgres user when we are root.
 as_pg() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$*"; else sh -c "$*"; fi; }
 mkdir -p "$work/pg" && { [ "$(id -u)" != 0 ] || chown postgres "$work/pg"; }
 as_pg "$PGBIN/initdb -D $work/pg -A trust -U bench >/dev/null"
 as_pg "$PGBIN/pg_ctl -D $work/pg -o '-p $PP -k $work/pg -c listen_addresses=127.0.0.1' -l $work/pg/log -w start >/dev/null"
-"$BIN" start --base_dir "$work/aisql" --bind_ip 127.0.0.1 \
-  --mserver_rpc_port "$(free_port)" --mserver_webserver_port "$(free_port)" \
-  --dbserver_rpc_port "$(free_port)" --dbserver_webserver_port "$(free_port)" \
-  --pgsql_proxy_bind_address "127.0.0.1:$BP" --cql_proxy_bind_address "127.0.0.1:$(free_port)" \
-  --redis_proxy_bind_address "127.0.0.1:$(free_port)" --pgsql_proxy_webserver_port "$(free_port)" \
-  --cql_proxy_webserver_port "$(free_port)" --redis_proxy_webserver_port "$(free_port)" >"$work/aisql.log" 2>&1 &
-APID=$!
+start_one_node "$BIN" "$work"
+APID=$ONE_NODE_PID; BP=$PG_PORT
 trap 'kill $APID 2>/dev/null; as_pg "$PGBIN/pg_ctl -D $work/pg -m fast stop" >/dev/null 2>&1; wait 2>/dev/null; rm -rf "$work"' EXIT
 for i in $(seq 100); do psql -h 127.0.0.1 -p "$BP" -U yugabyte -d yugabyte -Atc 'select 1' >/dev/null 2>&1 && break; sleep 0.2; done
 psql -h 127.0.0.1 -p "$PP" -U bench -d postgres -qc 'create database yugabyte' >/dev/null

@@ -22,18 +22,11 @@ else
   BIN=$(realpath "${CARGO_TARGET_DIR:-target}/release/aisql")
 fi
 work=$(mktemp -d)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-MW=$(free_port); DW=$(free_port); P1=$(free_port); P2=$(free_port); P3=$(free_port)
-PG=$(free_port); RD=$(free_port)
-"$BIN" start --base_dir "$work/aisql" --bind_ip 127.0.0.1 \
-  --mserver_rpc_port "$(free_port)" --mserver_webserver_port "$MW" \
-  --dbserver_rpc_port "$(free_port)" --dbserver_webserver_port "$DW" \
-  --pgsql_proxy_bind_address "127.0.0.1:$PG" --cql_proxy_bind_address "127.0.0.1:$(free_port)" \
-  --redis_proxy_bind_address "127.0.0.1:$RD" --pgsql_proxy_webserver_port "$P1" \
-  --cql_proxy_webserver_port "$P2" --redis_proxy_webserver_port "$P3" >"$work/aisql.log" 2>&1 &
-PID=$!
+. scripts/one-node.sh
+start_one_node "$BIN" "$work"
+PID=$ONE_NODE_PID; PG=$PG_PORT; RD=$REDIS_PORT
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$work"' EXIT
-URLS=(); for p in $MW $DW $P1 $P2 $P3; do URLS+=("http://127.0.0.1:$p/prometheus-metrics"); done
+URLS=(); for p in $MS_WEB_PORT $DB_WEB_PORT $PG_WEB_PORT $CQL_WEB_PORT $REDIS_WEB_PORT; do URLS+=("http://127.0.0.1:$p/prometheus-metrics"); done
 for _ in $(seq 100); do curl -sf "${URLS[0]}" >/dev/null && break; sleep 0.2; done
 for i in $(seq "$TABLES"); do
   psql -q -h 127.0.0.1 -p "$PG" -U yugabyte yugabyte -c "create table t$i (id int primary key, v text)" \
