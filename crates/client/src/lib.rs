@@ -77,6 +77,27 @@ pub struct LocalTablets {
     pub clock: Arc<Hlc>,
 }
 
+/// What a call on this process's own dbserver returns (`TabletService` methods are
+/// `async_trait`s).
+type LocalReply<'s, T> =
+    std::pin::Pin<Box<dyn Future<Output = Result<tonic::Response<T>, tonic::Status>> + Send + 's>>;
+
+/// A tablet call's response, which carries the call's status.
+trait WithStatus {
+    fn status(&self) -> Option<&rpc::common::Status>;
+}
+
+macro_rules! with_status {
+    ($($t:ty),*) => {$(
+        impl WithStatus for $t {
+            fn status(&self) -> Option<&rpc::common::Status> {
+                self.status.as_ref()
+            }
+        }
+    )*};
+}
+with_status!(WriteResponse, WriteManyResponse, ReadResponse, ScanResponse);
+
 /// A table handle: its info and tablet locations (sorted by hash range). Cheap to clone
 /// (both are shared): a transaction keeps a handle of every table it touches.
 #[derive(Clone, Debug)]
@@ -531,8 +552,10 @@ impl Client {
                 keys: vec![],
                 ..Default::default()
             };
-            self.with_leader(table, i, |addr| self.send_read(addr, req.clone()))
-                .await?;
+            self.with_leader(table, i, |addr| {
+                self.send(addr, Method::Read, req.clone(), |s, r| s.read(r))
+            })
+            .await?;
         }
         Ok(())
     }
@@ -552,64 +575,26 @@ impl Client {
         self.inner.pool.wire().call(addr, method, req, t).await
     }
 
-    async fn send_write(
+    /// Send `req` to the dbserver at `addr`: through `local` if it is this process's own
+    /// dbserver, else over the wire protocol. Returns the response's status with it.
+    async fn send<Req, Resp>(
         &self,
         addr: String,
-        req: WriteRequest,
-    ) -> Result<(Option<rpc::common::Status>, WriteResponse), tonic::Status> {
-        let r: WriteResponse = match &self.inner.local {
-            Some(l) if l.rpc_addr == addr => l
-                .service
-                .write(tonic::Request::new(req))
+        method: Method,
+        req: Req,
+        local: impl for<'s> FnOnce(&'s dyn TabletService, tonic::Request<Req>) -> LocalReply<'s, Resp>,
+    ) -> Result<(Option<rpc::common::Status>, Resp), tonic::Status>
+    where
+        Req: prost::Message,
+        Resp: prost::Message + Default + WithStatus,
+    {
+        let r: Resp = match &self.inner.local {
+            Some(l) if l.rpc_addr == addr => local(l.service.as_ref(), tonic::Request::new(req))
                 .await?
                 .into_inner(),
-            _ => self.remote(&addr, Method::Write, &req).await?,
+            _ => self.remote(&addr, method, &req).await?,
         };
-        Ok((r.status.clone(), r))
-    }
-
-    async fn send_write_many(
-        &self,
-        addr: String,
-        req: WriteManyRequest,
-    ) -> Result<(Option<rpc::common::Status>, WriteManyResponse), tonic::Status> {
-        let r: WriteManyResponse = match &self.inner.local {
-            Some(l) if l.rpc_addr == addr => l
-                .service
-                .write_many(tonic::Request::new(req))
-                .await?
-                .into_inner(),
-            _ => self.remote(&addr, Method::WriteMany, &req).await?,
-        };
-        Ok((r.status.clone(), r))
-    }
-
-    async fn send_read(
-        &self,
-        addr: String,
-        req: ReadRequest,
-    ) -> Result<(Option<rpc::common::Status>, ReadResponse), tonic::Status> {
-        let r: ReadResponse = match &self.inner.local {
-            Some(l) if l.rpc_addr == addr => {
-                l.service.read(tonic::Request::new(req)).await?.into_inner()
-            }
-            _ => self.remote(&addr, Method::Read, &req).await?,
-        };
-        Ok((r.status.clone(), r))
-    }
-
-    async fn send_scan(
-        &self,
-        addr: String,
-        req: ScanRequest,
-    ) -> Result<(Option<rpc::common::Status>, ScanResponse), tonic::Status> {
-        let r: ScanResponse = match &self.inner.local {
-            Some(l) if l.rpc_addr == addr => {
-                l.service.scan(tonic::Request::new(req)).await?.into_inner()
-            }
-            _ => self.remote(&addr, Method::Scan, &req).await?,
-        };
-        Ok((r.status.clone(), r))
+        Ok((r.status().cloned(), r))
     }
 
     /// Run `f` against the leader of tablet `idx` of `table`, following leader changes.
@@ -804,7 +789,7 @@ impl Client {
             .with_leader(table, idx, |addr| {
                 let mut req = req.clone();
                 req.propagated_ht = self.inner.clock.now().0;
-                self.send_write_many(addr, req)
+                self.send(addr, Method::WriteMany, req, |s, r| s.write_many(r))
             })
             .await?;
         if resp.outcomes.len() != req.writes.len() {
@@ -870,7 +855,7 @@ impl Client {
                 let mut req = req.clone();
                 req.propagated_ht = self.inner.clock.now().0;
                 req.request = Some(running.id());
-                self.send_write(addr, req)
+                self.send(addr, Method::Write, req, |s, r| s.write(r))
             })
             .await?;
         let ht = HybridTime(resp.ht);
@@ -1073,7 +1058,7 @@ impl Client {
             .with_leader(table, idx, |addr| {
                 let mut req = req.clone();
                 req.propagated_ht = self.inner.clock.now().0;
-                self.send_read(addr, req)
+                self.send(addr, Method::Read, req, |s, r| s.read(r))
             })
             .await?;
         self.inner.clock.update(HybridTime(resp.read_ht));
@@ -1151,7 +1136,7 @@ impl Client {
             .with_leader(table, idx, |addr| {
                 let mut req = req.clone();
                 req.propagated_ht = self.inner.clock.now().0;
-                self.send_scan(addr, req)
+                self.send(addr, Method::Scan, req, |s, r| s.scan(r))
             })
             .await?;
         self.inner.clock.update(HybridTime(resp.read_ht));
