@@ -13,7 +13,7 @@ SECS=${1:-10}
 CONNS=${2:-4}
 INFLIGHT=${3:-64}
 ROUNDS=${4:-3}
-cargo build --release --bin aisql -p bins -p apiload >/dev/null
+cargo build --release -p bins -p apiload --bin aisql --bin apiload >/dev/null
 BIN=${CARGO_TARGET_DIR:-target}/release/aisql
 LOAD=${CARGO_TARGET_DIR:-target}/release/apiload
 work=$(mktemp -d)
