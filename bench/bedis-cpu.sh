@@ -14,7 +14,7 @@ work=$(mktemp -d)
 start_one_node "$BIN" "$work"
 APID=$ONE_NODE_PID; BP=$REDIS_PORT
 trap 'kill $APID 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do redis-cli -p "$BP" set warmup 1 >/dev/null 2>&1 && break; sleep 0.2; done
+wait_redis_ready "$BP"
 redis-benchmark -p "$BP" -c 50 -n 100000 -r 100000 -t "$T" -P "$P" -q >/dev/null 2>&1
 cpu() { awk '{print $14+$15}' "/proc/$APID/stat"; }
 c0=$(cpu)

@@ -22,7 +22,7 @@ RPID=$!
 start_one_node "$BIN" "$work"
 APID=$ONE_NODE_PID; BP=$REDIS_PORT
 trap 'kill $RPID $APID 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
-for i in $(seq 100); do redis-cli -p "$BP" set warmup 1 >/dev/null 2>&1 && break; sleep 0.2; done
+wait_redis_ready "$BP"
 rate() { # port test pipeline -> ops/s
   redis-benchmark -p "$1" -c 50 -n "$N" -r 100000 -t "$2" -P "$3" -q 2>/dev/null | tr '\r' '\n' | grep -i "requests per second" | tail -1 | sed -E 's/.*: ([0-9.]+) requests per second.*/\1/'
 }

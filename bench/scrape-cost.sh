@@ -32,7 +32,7 @@ for i in $(seq "$TABLES"); do
   psql -q -h 127.0.0.1 -p "$PG" -U yugabyte yugabyte -c "create table t$i (id int primary key, v text)" \
     -c "insert into t$i values (1, 'x')" >/dev/null
 done
-redis-cli -p "$RD" set k v >/dev/null
+wait_redis_ready "$RD"
 sleep 5
 cpu() { awk '{print $14 + $15}' "/proc/$PID/stat"; }   # clock ticks (USER_HZ = 100)
 measure() { # $1: phase name, $2: scrape or idle

@@ -16,3 +16,14 @@ start_one_node() {
     --cql_proxy_webserver_port "$CQL_WEB_PORT" --redis_proxy_webserver_port "$REDIS_WEB_PORT" >"$2/aisql.log" 2>&1 &
   ONE_NODE_PID=$!
 }
+# `wait_redis_ready PORT`: wait (up to 60 s) until BEDIS on PORT accepts a write. A reply
+# is not enough: until the dbserver has registered, a SET answers "-ERR not enough live
+# dbservers" (and redis-cli still exits 0).
+wait_redis_ready() {
+  for _ in $(seq 300); do
+    [ "$(redis-cli -p "$1" set warmup 1 2>/dev/null)" = "OK" ] && return 0
+    sleep 0.2
+  done
+  echo "BEDIS on port $1 did not accept a write within 60 s" >&2
+  return 1
+}

@@ -37,7 +37,7 @@ work=$(mktemp -d)
 start_one_node "$BIN" "$work"
 APID=$ONE_NODE_PID; BP=$REDIS_PORT
 trap 'kill $APID 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 150); do redis-cli -p "$BP" set warmup 1 >/dev/null 2>&1 && break; sleep 0.2; done
+wait_redis_ready "$BP"
 LOG_DIR=${REDIS_SUITE_LOGS:-${CARGO_TARGET_DIR:-target}/redis-suite}
 mkdir -p "$LOG_DIR"
 printf "%-20s %6s %6s %s\n" unit passed failed stopped_early
