@@ -6,7 +6,7 @@
 #   prepared CQL  SELECT v FROM bench.kv WHERE k = ?          vs  Redis GET key:k
 # (100-byte values, 100,000 keys) and prints ops/s and the ratio BCQL/BEDIS
 # (issue 6 target: >= 0.7). Also runs against a real redis-server for reference.
-# Usage: bench/bcql.sh [SECS=10] [CONNS=4] [INFLIGHT=64] [ROUNDS=3]
+# Usage: bench/bcql.sh [SECS=10] [CONNS=4] [INFLIGHT=64] [ROUNDS=3]   (needs redis-cli)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
@@ -26,8 +26,9 @@ if command -v redis-server >/dev/null; then
   RPID=$!
 fi
 trap 'kill $APID $RPID 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
-for i in $(seq 150); do (echo > /dev/tcp/127.0.0.1/$CP) 2>/dev/null && (echo > /dev/tcp/127.0.0.1/$BP) 2>/dev/null && break; sleep 0.2; done
-sleep 2
+# Ready once the dbserver has registered and writes go through (not merely once the ports
+# are open): then the CQL listener, bound in the same start, is up too.
+wait_redis_ready "$BP"
 # BCQL and BEDIS take turns, $ROUNDS rounds each (a VM's disk and compactions drift over a
 # run: alternating keeps either side from getting only the good or the bad minutes); each
 # figure is the median of its rounds.
