@@ -187,18 +187,50 @@ pub fn random_u64() -> u64 {
     z ^ (z >> 31)
 }
 
-/// The row key of `key`'s meta row.
+/// First byte of a meta row's key.
+const META: u8 = b'm';
+/// First byte of an element row's key.
+const ELEM: u8 = b'f';
+/// Bytes of [`key_hash`] in every row key.
+const HASH: usize = 3;
+
+/// Three bytes of a fixed hash of a Redis key, put right after the row tag: the rows of a
+/// tablet then differ in their first four bytes, which is what fjall's memtable compares
+/// without following a key's pointer (keys like `user:1` and `user:2` would not). Stable
+/// forever: it decides where rows live. (FNV-1a, then a splitmix64 finaliser so that the
+/// bytes do not follow the 16-bit partition hash, itself FNV-1a.)
+fn key_hash(key: &[u8]) -> [u8; HASH] {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in key {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    h ^= h >> 31;
+    let b = h.to_be_bytes();
+    [b[0], b[1], b[2]]
+}
+
+/// The row key of `key`'s meta row: `'m' ‖ hash ‖ key`.
 pub fn meta_key(key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + key.len());
-    k.push(b'k');
+    let mut k = Vec::with_capacity(1 + HASH + key.len());
+    k.push(META);
+    k.extend_from_slice(&key_hash(key));
     k.extend_from_slice(key);
     k
 }
 
-/// The common prefix of `key`'s element rows.
+/// The Redis key of a meta row's key.
+fn key_of_meta(row: &[u8]) -> Option<&[u8]> {
+    row.get(1 + HASH..)
+}
+
+/// The common prefix of `key`'s element rows: `'f' ‖ hash ‖ len(key) ‖ key`.
 fn elem_prefix(key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(5 + key.len() + 16);
-    k.push(b'e');
+    let mut k = Vec::with_capacity(1 + HASH + 4 + key.len() + 16);
+    k.push(ELEM);
+    k.extend_from_slice(&key_hash(key));
     k.extend_from_slice(&(key.len() as u32).to_be_bytes());
     k.extend_from_slice(key);
     k
@@ -444,10 +476,94 @@ impl Dbs {
                 .await?;
             let t = self.client.open_table(NAMESPACE, &name).await?;
             self.client.wait_for_leaders(&t).await?;
+            self.upgrade_rows(&t).await?;
             Ok(Arc::new(t))
         })
         .await
         .cloned()
+    }
+
+    /// Move rows written before row keys carried [`key_hash`] (meta rows `'k' ‖ key`,
+    /// element rows `'e' ‖ len(key) ‖ key ‖ sub`) to today's keys. Runs before this server
+    /// first uses the table, and finishes only when a scan finds no old row, so no server
+    /// serves a database with rows still to move. Each row moves in one single-tablet
+    /// write (both keys route by the Redis key), conditional on the old row being unchanged
+    /// and the new one absent, so servers upgrading at once never overwrite each other.
+    /// (Every server must run this version: an older one would keep writing old rows.)
+    async fn upgrade_rows(&self, t: &Table) -> DbResult<()> {
+        const OLD_META: u8 = b'k';
+        const OLD_ELEM: u8 = b'e';
+        let mut moved = 0usize;
+        for idx in 0..t.tablets.len() {
+            for tag in [OLD_META, OLD_ELEM] {
+                loop {
+                    let resp = self
+                        .client
+                        .scan_tablet(t, idx, Some(vec![tag]), Some(vec![tag + 1]), 500)
+                        .await?;
+                    if resp.kvs.is_empty() {
+                        break;
+                    }
+                    let moves: Vec<[KvOp; 2]> = resp
+                        .kvs
+                        .into_iter()
+                        .map(|kv| {
+                            let (new_key, expire_at_us) = if tag == OLD_META {
+                                let at = Stored::decode(kv.value.clone())
+                                    .and_then(|m| m.expire_at_us)
+                                    .unwrap_or(0);
+                                (meta_key(&kv.key[1..]), at)
+                            } else {
+                                let len = kv
+                                    .key
+                                    .get(1..5)
+                                    .and_then(|l| <[u8; 4]>::try_from(l).ok())
+                                    .map_or(0, u32::from_be_bytes)
+                                    as usize;
+                                let key = kv.key.get(5..5 + len).unwrap_or_default();
+                                (elem_key(key, kv.key.get(5 + len..).unwrap_or_default()), 0)
+                            };
+                            [
+                                KvOp {
+                                    key: kv.key,
+                                    delete: true,
+                                    condition: Condition::IfEquals as i32,
+                                    expected: kv.value.clone(),
+                                    ..Default::default()
+                                },
+                                KvOp {
+                                    key: new_key,
+                                    value: kv.value,
+                                    expire_at_us,
+                                    condition: Condition::IfAbsent as i32,
+                                    ..Default::default()
+                                },
+                            ]
+                        })
+                        .collect();
+                    moved += moves.len();
+                    let all: Vec<KvOp> = moves.iter().flatten().cloned().collect();
+                    if self.client.write_tablet(t, idx, all).await?.applied {
+                        continue;
+                    }
+                    // Some row moved or changed meanwhile: one row at a time, and an old row
+                    // whose new key is taken is only removed.
+                    for [old, new] in moves {
+                        let w = self
+                            .client
+                            .write_tablet(t, idx, vec![old.clone(), new])
+                            .await?;
+                        if !w.applied {
+                            self.client.write_tablet(t, idx, vec![old]).await?;
+                        }
+                    }
+                }
+            }
+        }
+        if moved > 0 {
+            tracing::info!(rows = moved, table = %t.info.name, "BEDIS rows moved to hashed row keys");
+        }
+        Ok(())
     }
 
     /// The table of database `db` if it exists (never creates it).
@@ -928,18 +1044,18 @@ impl<'a> Access<'a> {
         };
         let mut out = Vec::new();
         for idx in 0..t.tablets.len() {
-            let mut from = b"k".to_vec();
+            let mut from = vec![META];
             loop {
                 let (rows, more) = match self.txn.as_deref_mut() {
                     Some(txn) => {
-                        txn.scan(&t, idx, Some(from), Some(b"l".to_vec()), PAGE)
+                        txn.scan(&t, idx, Some(from), Some(vec![META + 1]), PAGE)
                             .await?
                     }
                     None => {
                         let r = self
                             .dbs
                             .client
-                            .scan_tablet(&t, idx, Some(from), Some(b"l".to_vec()), PAGE)
+                            .scan_tablet(&t, idx, Some(from), Some(vec![META + 1]), PAGE)
                             .await?;
                         (
                             r.kvs.into_iter().map(|kv| (kv.key, kv.value)).collect(),
@@ -950,7 +1066,7 @@ impl<'a> Access<'a> {
                 let last = rows.last().map(|(k, _)| k.clone());
                 out.extend(
                     rows.into_iter()
-                        .filter_map(|(k, v)| Some((k[1..].to_vec(), Stored::decode(v)?))),
+                        .filter_map(|(k, v)| Some((key_of_meta(&k)?.to_vec(), Stored::decode(v)?))),
                 );
                 match client::next_page(more, last) {
                     Some(k) => from = k,

@@ -1,6 +1,20 @@
 //! [`FjallEngine`]: the [`KvEngine`] over fjall. One fjall database per data directory
 //! (a single journal shared by every keyspace, so one `fdatasync` makes every earlier write
-//! of every column family durable), one keyspace per [`Cf`].
+//! of every column family durable), one keyspace per [`Cf`], except [`Cf::Data`]:
+//!
+//! **One keyspace per tablet for `Cf::Data`.** A `Cf::Data` key starts with its tablet's
+//! 16-byte prefix. The engine stores it without that prefix in the tablet's own keyspace
+//! (`data-<32 hex digits>`, created on the tablet's first write) and adds the prefix back
+//! on every key it returns, so callers see one ordered family. Two reasons:
+//! * fjall's memtable (a skiplist of `byteview` keys) compares the 4 bytes each key holds
+//!   inline before it follows the key's heap pointer. With the prefix in front, those 4
+//!   bytes were the same for every key, and every comparison of an insert or a seek
+//!   missed the cache; without it, they are the row key's first bytes.
+//! * tablets applying at once no longer insert into one skiplist.
+//!
+//! Keys no longer than a prefix (only unit tests write them) stay in the `data` keyspace.
+//! Stores written before this layout kept every `Cf::Data` key in `data`: [`FjallEngine::open`]
+//! moves them to their tablets' keyspaces, in atomic batches, before it returns.
 //!
 //! **Syncing without stalling writers.** fjall's own `persist(SyncData)` holds the journal
 //! lock for the whole `fdatasync`, so every writer waits for the disk. [`FjallEngine::sync`]
@@ -10,20 +24,34 @@
 //! `Writer::rotate`): whatever was flushed before a rotation is durable with the sealed file,
 //! and whatever was flushed after is in the newest `<n>.jnl`, which we sync.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use fjall::Readable;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Snapshot};
 
-use crate::{Cf, CfStats, EngineStats, KvEngine, KvIter, Op, Result, StorageError, WriteBatch};
+use crate::{Cf, CfStats, EngineStats, Kv, KvEngine, KvIter, Op, Result, StorageError, WriteBatch};
+
+/// Length of the tablet prefix that starts every tablet's `Cf::Data` key.
+const PREFIX: usize = 16;
+/// Name prefix of the per-tablet `Cf::Data` keyspaces.
+const TABLET_KS: &str = "data-";
+/// Keys moved per batch when migrating an older store.
+const MIGRATE_BATCH: usize = 10_000;
+
+type Prefix = [u8; PREFIX];
+/// A key range within one tablet's keyspace.
+type RestRange = (Bound<Vec<u8>>, Bound<Vec<u8>>);
 
 /// The fjall-backed engine.
 pub struct FjallEngine {
     db: Database,
     families: [Keyspace; 5],
+    /// The `Cf::Data` keyspace of each tablet prefix that has written.
+    tablets: RwLock<BTreeMap<Prefix, Keyspace>>,
     dir: PathBuf,
     /// (journal number, open handle) of the journal last synced.
     journal: Mutex<Option<(u64, File)>>,
@@ -34,6 +62,109 @@ pub struct FjallEngine {
 
 fn io(e: fjall::Error) -> StorageError {
     StorageError::Io(e.to_string())
+}
+
+fn hex(p: &Prefix) -> String {
+    p.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Prefix> {
+    if s.len() != 2 * PREFIX {
+        return None;
+    }
+    let mut p = [0u8; PREFIX];
+    for (i, b) in p.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(p)
+}
+
+/// The tablet prefix of a `Cf::Data` key and the rest, or `None` for a key no longer than a
+/// prefix (fjall keys cannot be empty).
+fn split(key: &[u8]) -> Option<(Prefix, &[u8])> {
+    if key.len() <= PREFIX {
+        return None;
+    }
+    let p: Prefix = key.get(..PREFIX)?.try_into().ok()?;
+    Some((p, &key[PREFIX..]))
+}
+
+/// Where a range bound falls relative to the keys `p ‖ rest` of one tablet.
+enum Side {
+    /// Every key of the tablet is on the inner side of the bound.
+    All,
+    /// No key of the tablet is.
+    None,
+    /// The bound cuts the tablet at this bound on `rest`.
+    At(Bound<Vec<u8>>),
+}
+
+/// The lower bound `b` restricted to the keys of tablet `p`.
+fn lower(b: &Bound<Vec<u8>>, p: &Prefix) -> Side {
+    let (Bound::Included(k) | Bound::Excluded(k)) = b else {
+        return Side::All;
+    };
+    let head = &k[..k.len().min(PREFIX)];
+    match head.cmp(&p[..head.len()]) {
+        std::cmp::Ordering::Less => Side::All,
+        std::cmp::Ordering::Greater => Side::None,
+        // `k` is a prefix of `p`: every `p ‖ rest` (rest not empty) is above it.
+        std::cmp::Ordering::Equal if k.len() <= PREFIX => Side::All,
+        std::cmp::Ordering::Equal => {
+            let rest = k[PREFIX..].to_vec();
+            Side::At(match b {
+                Bound::Included(_) => Bound::Included(rest),
+                _ => Bound::Excluded(rest),
+            })
+        }
+    }
+}
+
+/// The upper bound `b` restricted to the keys of tablet `p`.
+fn upper(b: &Bound<Vec<u8>>, p: &Prefix) -> Side {
+    let (Bound::Included(k) | Bound::Excluded(k)) = b else {
+        return Side::All;
+    };
+    let head = &k[..k.len().min(PREFIX)];
+    match head.cmp(&p[..head.len()]) {
+        std::cmp::Ordering::Greater => Side::All,
+        std::cmp::Ordering::Less => Side::None,
+        // `k` is a prefix of `p`: every `p ‖ rest` (rest not empty) is above it.
+        std::cmp::Ordering::Equal if k.len() <= PREFIX => Side::None,
+        std::cmp::Ordering::Equal => {
+            let rest = k[PREFIX..].to_vec();
+            Side::At(match b {
+                Bound::Included(_) => Bound::Included(rest),
+                _ => Bound::Excluded(rest),
+            })
+        }
+    }
+}
+
+/// Two sorted streams merged into one (keys never repeat across them).
+struct Merge<'a> {
+    a: std::iter::Peekable<KvIter<'a>>,
+    b: std::iter::Peekable<KvIter<'a>>,
+    reverse: bool,
+}
+
+impl Iterator for Merge<'_> {
+    type Item = Result<Kv>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let take_a = match (self.a.peek(), self.b.peek()) {
+            (None, None) => return None,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(Err(_)), _) => true,
+            (_, Some(Err(_))) => false,
+            (Some(Ok((ka, _))), Some(Ok((kb, _)))) => (ka < kb) != self.reverse,
+        };
+        if take_a {
+            self.a.next()
+        } else {
+            self.b.next()
+        }
+    }
 }
 
 impl FjallEngine {
@@ -73,12 +204,157 @@ impl FjallEngine {
             open(Cf::Meta)?,
             open(Cf::Intents)?,
         ];
-        Ok(Self {
+        let mut tablets = BTreeMap::new();
+        for name in db.list_keyspace_names() {
+            let Some(p) = name.strip_prefix(TABLET_KS).and_then(unhex) else {
+                continue;
+            };
+            tablets.insert(
+                p,
+                db.keyspace(&name, KeyspaceCreateOptions::default)
+                    .map_err(io)?,
+            );
+        }
+        let engine = Self {
             db,
             families,
+            tablets: RwLock::new(tablets),
             dir: path.to_path_buf(),
             journal: Mutex::new(None),
             poisoned: std::sync::atomic::AtomicBool::new(false),
+        };
+        engine.migrate_shared_data()?;
+        Ok(engine)
+    }
+
+    /// Move `Cf::Data` keys that an older store kept in the shared `data` keyspace to their
+    /// tablets' keyspaces. Each batch moves its keys atomically, so a crash midway leaves
+    /// every key in exactly one place and the next open carries on.
+    fn migrate_shared_data(&self) -> Result<()> {
+        let shared = &self.families[0];
+        let mut moved = 0usize;
+        loop {
+            let mut batch = self.db.batch();
+            let mut n = 0;
+            // Keys shorter than a prefix sort before or among the prefixes; skip them.
+            let start = vec![0u8; PREFIX];
+            for g in self
+                .db
+                .snapshot()
+                .range::<Vec<u8>, _>(shared, (Bound::Included(start), Bound::Unbounded))
+            {
+                let (k, v) = g.into_inner().map_err(io)?;
+                let Some((p, rest)) = split(&k) else {
+                    continue;
+                };
+                let ks = self.tablet_ks(&p)?;
+                batch.insert(&ks, rest.to_vec(), v);
+                batch.remove(shared, k);
+                n += 1;
+                if n >= MIGRATE_BATCH {
+                    break;
+                }
+            }
+            if n == 0 {
+                break;
+            }
+            batch.commit().map_err(io)?;
+            moved += n;
+        }
+        if moved > 0 {
+            self.db.persist(PersistMode::SyncAll).map_err(io)?;
+            tracing::info!(
+                rows = moved,
+                "moved the store's rows to one keyspace per tablet"
+            );
+        }
+        Ok(())
+    }
+
+    /// The `Cf::Data` keyspace of tablet `p`, if it has one.
+    fn find_tablet(&self, p: &Prefix) -> Option<Keyspace> {
+        self.tablets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(p)
+            .cloned()
+    }
+
+    /// The `Cf::Data` keyspace of tablet `p`, created if needed.
+    fn tablet_ks(&self, p: &Prefix) -> Result<Keyspace> {
+        if let Some(ks) = self.find_tablet(p) {
+            return Ok(ks);
+        }
+        let mut map = self.tablets.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(ks) = map.get(p) {
+            return Ok(ks.clone());
+        }
+        let name = format!("{TABLET_KS}{}", hex(p));
+        let ks = self
+            .db
+            .keyspace(&name, KeyspaceCreateOptions::default)
+            .map_err(io)?;
+        map.insert(*p, ks.clone());
+        Ok(ks)
+    }
+
+    /// A `Cf::Data` scan: the tablets' keyspaces the range touches, in order, merged with
+    /// the shared keyspace's short keys.
+    fn scan_data(
+        &self,
+        start: Bound<Vec<u8>>,
+        end: Bound<Vec<u8>>,
+        reverse: bool,
+    ) -> KvIter<'static> {
+        let snap = self.db.snapshot();
+        // (tablet, its keyspace, the range within it)
+        let mut parts: Vec<(Prefix, Keyspace, RestRange)> = Vec::new();
+        for (p, ks) in self
+            .tablets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let lo = match lower(&start, p) {
+                Side::None => continue,
+                Side::All => Bound::Unbounded,
+                Side::At(b) => b,
+            };
+            let hi = match upper(&end, p) {
+                Side::None => continue,
+                Side::All => Bound::Unbounded,
+                Side::At(b) => b,
+            };
+            parts.push((*p, ks.clone(), (lo, hi)));
+        }
+        if reverse {
+            parts.reverse();
+        }
+        let tablets_snap = snap.clone();
+        let tablets = parts.into_iter().flat_map(move |(p, ks, range)| {
+            let it = tablets_snap.range::<Vec<u8>, _>(&ks, range);
+            let map = move |g: fjall::Guard| {
+                g.into_inner()
+                    .map(|(k, v)| {
+                        let mut key = Vec::with_capacity(PREFIX + k.len());
+                        key.extend_from_slice(&p);
+                        key.extend_from_slice(&k);
+                        (key, v.to_vec())
+                    })
+                    .map_err(io)
+            };
+            let it: KvIter<'static> = if reverse {
+                Box::new(it.rev().map(map))
+            } else {
+                Box::new(it.map(map))
+            };
+            it
+        });
+        let shared = scan_ks(&snap, &self.families[0], start, end, reverse);
+        Box::new(Merge {
+            a: (Box::new(tablets) as KvIter<'static>).peekable(),
+            b: shared.peekable(),
+            reverse,
         })
     }
 
@@ -146,14 +422,43 @@ impl KvEngine for FjallEngine {
     // sequence number, which shows a batch that is still being inserted item by item (half
     // of an applied Raft entry). A snapshot reads at the newest *published* batch.
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if cf == Cf::Data {
+            if let Some((p, rest)) = split(key) {
+                let Some(ks) = self.find_tablet(&p) else {
+                    return Ok(None);
+                };
+                let snap = self.db.snapshot();
+                return Ok(snap.get(&ks, rest).map_err(io)?.map(|v| v.to_vec()));
+            }
+        }
         let snap = self.db.snapshot();
         Ok(snap.get(self.ks(cf), key).map_err(io)?.map(|v| v.to_vec()))
     }
 
     fn write(&self, batch: WriteBatch) -> Result<()> {
         let mut b = self.db.batch();
+        // The ops of a batch are nearly always one tablet's: look its keyspace up once.
+        let mut last: Option<(Prefix, Keyspace)> = None;
+        let mut data_ks = |p: Prefix| -> Result<Keyspace> {
+            match &last {
+                Some((lp, ks)) if *lp == p => Ok(ks.clone()),
+                _ => {
+                    let ks = self.tablet_ks(&p)?;
+                    last = Some((p, ks.clone()));
+                    Ok(ks)
+                }
+            }
+        };
         for op in batch.ops {
             match op {
+                Op::Put(Cf::Data, k, v) if k.len() > PREFIX => {
+                    let (p, rest) = split(&k).ok_or_else(|| StorageError::Io("key".into()))?;
+                    b.insert(&data_ks(p)?, rest, v)
+                }
+                Op::Delete(Cf::Data, k) if k.len() > PREFIX => {
+                    let (p, rest) = split(&k).ok_or_else(|| StorageError::Io("key".into()))?;
+                    b.remove(&data_ks(p)?, rest)
+                }
                 Op::Put(cf, k, v) => b.insert(self.ks(cf), k, v),
                 Op::Delete(cf, k) => b.remove(self.ks(cf), k),
             }
@@ -168,20 +473,10 @@ impl KvEngine for FjallEngine {
         end: Bound<Vec<u8>>,
         reverse: bool,
     ) -> KvIter<'_> {
-        let it = self
-            .db
-            .snapshot()
-            .range::<Vec<u8>, _>(self.ks(cf), (start, end));
-        let map = |g: fjall::Guard| {
-            g.into_inner()
-                .map(|(k, v)| (k.to_vec(), v.to_vec()))
-                .map_err(io)
-        };
-        if reverse {
-            Box::new(it.rev().map(map))
-        } else {
-            Box::new(it.map(map))
+        if cf == Cf::Data {
+            return self.scan_data(start, end, reverse);
         }
+        scan_ks(&self.db.snapshot(), self.ks(cf), start, end, reverse)
     }
 
     fn sync(&self) -> Result<()> {
@@ -203,19 +498,33 @@ impl KvEngine for FjallEngine {
         let column_families = Cf::ALL
             .iter()
             .map(|&cf| {
-                let ks = self.ks(cf);
-                // fjall's thresholds (keyspace `local_backpressure`): a stall from 20 level-0
-                // tables on, a halt with 4 sealed memtables.
-                let l0 = ks.l0_table_count() as u64;
-                let sealed = ks.sealed_memtable_count() as u64;
-                CfStats {
-                    name: cf.name(),
-                    disk_bytes: ks.disk_space(),
-                    tables: ks.table_count() as u64,
-                    l0_tables: l0,
-                    sealed_memtables: sealed,
-                    write_stalled: l0 >= 20 || sealed >= 4,
+                let mut all = vec![self.ks(cf).clone()];
+                if cf == Cf::Data {
+                    all.extend(
+                        self.tablets
+                            .read()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .values()
+                            .cloned(),
+                    );
                 }
+                // fjall's thresholds (keyspace `local_backpressure`): a stall from 20 level-0
+                // tables on, a halt with 4 sealed memtables. For the per-tablet keyspaces of
+                // `Cf::Data`: sizes add up, level-0 and sealed counts are the worst tablet's.
+                let mut s = CfStats {
+                    name: cf.name(),
+                    ..Default::default()
+                };
+                for ks in &all {
+                    let l0 = ks.l0_table_count() as u64;
+                    let sealed = ks.sealed_memtable_count() as u64;
+                    s.disk_bytes += ks.disk_space();
+                    s.tables += ks.table_count() as u64;
+                    s.l0_tables = s.l0_tables.max(l0);
+                    s.sealed_memtables = s.sealed_memtables.max(sealed);
+                    s.write_stalled |= l0 >= 20 || sealed >= 4;
+                }
+                s
             })
             .collect();
         EngineStats {
@@ -228,5 +537,26 @@ impl KvEngine for FjallEngine {
             compaction_seconds: self.db.time_compacting().as_secs_f64(),
             column_families,
         }
+    }
+}
+
+/// A range scan of one keyspace at `snap`, keys and values copied out.
+fn scan_ks(
+    snap: &Snapshot,
+    ks: &Keyspace,
+    start: Bound<Vec<u8>>,
+    end: Bound<Vec<u8>>,
+    reverse: bool,
+) -> KvIter<'static> {
+    let it = snap.range::<Vec<u8>, _>(ks, (start, end));
+    let map = |g: fjall::Guard| {
+        g.into_inner()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .map_err(io)
+    };
+    if reverse {
+        Box::new(it.rev().map(map))
+    } else {
+        Box::new(it.map(map))
     }
 }

@@ -81,6 +81,7 @@ async fn redis_cli_golden_cases_pipelining_and_kill_9() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(ready, "BEDIS never answered\n{}", cluster.logs());
+    old_layout_rows_are_moved(&cluster, &addr).await;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("cases/bedis");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -187,4 +188,85 @@ async fn redis_cli_golden_cases_pipelining_and_kill_9() {
     assert_eq!(after[..2], ["\"yes\"", "\"2\""], "{}", cluster.logs());
     let ttl: i64 = after[2].trim_start_matches("(integer) ").parse().unwrap();
     assert!((990..=1000).contains(&ttl), "TTL survives restart: {ttl}");
+}
+
+/// Rows written by a version before row keys carried a hash (meta `'k' ‖ key`, elements
+/// `'e' ‖ len ‖ key ‖ sub`) are moved when a server first uses the database, and read back.
+async fn old_layout_rows_are_moved(cluster: &Cluster, addr: &str) {
+    let c = cluster.client();
+    let t = cluster.create_table("system_redis", "db7", 2).await;
+    let meta = |kind: u8, expire: u64, payload: &[u8]| {
+        let mut v = vec![kind];
+        v.extend_from_slice(&expire.to_be_bytes());
+        v.extend_from_slice(payload);
+        v
+    };
+    let op = |key: Vec<u8>, value: Vec<u8>, expire_at_us: u64| client::KvOp {
+        key,
+        value,
+        expire_at_us,
+        ..Default::default()
+    };
+    let k = |key: &[u8]| [b"k".as_slice(), key].concat();
+    let e = |key: &[u8], sub: &[u8]| {
+        [b"e".as_slice(), &(key.len() as u32).to_be_bytes(), key, sub].concat()
+    };
+    // A string, a string with a TTL, and a hash of two fields (generation 42).
+    let in_an_hour = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64)
+        + 3_600_000_000;
+    let mut coll = Vec::new();
+    for w in [42u64, 1, 2, 0, 0] {
+        coll.extend_from_slice(&w.to_be_bytes());
+    }
+    let gen = 42u64.to_be_bytes();
+    let writes = [
+        (
+            b"old:str".as_slice(),
+            vec![op(k(b"old:str"), meta(0, 0, b"hello"), 0)],
+        ),
+        (
+            b"old:ttl".as_slice(),
+            vec![op(k(b"old:ttl"), meta(0, in_an_hour, b"v"), in_an_hour)],
+        ),
+        (
+            b"old:h".as_slice(),
+            vec![
+                op(k(b"old:h"), meta(1, 0, &coll), 0),
+                op(e(b"old:h", b"f1"), [gen.as_slice(), b"v1"].concat(), 0),
+                op(e(b"old:h", b"f2"), [gen.as_slice(), b"v2"].concat(), 0),
+            ],
+        ),
+    ];
+    for (key, ops) in writes {
+        let w = c.write_tablet(&t, t.tablet_for(key), ops).await.unwrap();
+        assert!(w.applied);
+    }
+    let got = redis_cli(
+        addr,
+        "SELECT 7\nGET old:str\nHGETALL old:h\nTTL old:ttl\nDBSIZE\nHSET old:h f3 v3\nHLEN old:h\n",
+    );
+    let hash = ["1) \"f1\"", "2) \"v1\"", "3) \"f2\"", "4) \"v2\""];
+    assert_eq!(got[..2], ["OK", "\"hello\""], "{got:?}");
+    assert_eq!(got[2..6], hash, "{got:?}");
+    let ttl: i64 = got[6].trim_start_matches("(integer) ").parse().unwrap();
+    assert!((3590..=3600).contains(&ttl), "{got:?}");
+    assert_eq!(
+        got[7..],
+        ["(integer) 3", "(integer) 1", "(integer) 3"],
+        "{got:?}"
+    );
+    // No row of the old layout is left.
+    for idx in 0..t.tablets.len() {
+        for tag in [b'e', b'k'] {
+            let r = c
+                .scan_tablet(&t, idx, Some(vec![tag]), Some(vec![tag + 1]), 10)
+                .await
+                .unwrap();
+            assert!(r.kvs.is_empty(), "old rows left: {:?}", r.kvs);
+        }
+    }
+    assert_eq!(redis_cli(addr, "SELECT 7\nFLUSHDB\n"), ["OK", "OK"]);
 }
