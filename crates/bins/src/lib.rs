@@ -382,7 +382,10 @@ pub async fn run_dbserver(
         l.redis,
         server.local_client(),
         // Tablets per live dbserver of each BEDIS database (see `bedis::serve`).
-        2,
+        std::env::var("AISQL_BEDIS_TABLETS_PER_SERVER")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2),
         api.bedis.clone(),
         until(shutdown.clone()),
     )));
