@@ -508,6 +508,26 @@ impl KvEngine for FjallEngine {
         self.db.disk_space().unwrap_or(0)
     }
 
+    fn forget_prefix(&self, cf: Cf, prefix: &[u8]) -> Result<()> {
+        let Ok(p) = Prefix::try_from(prefix) else {
+            return Ok(());
+        };
+        if cf != Cf::Data {
+            return Ok(());
+        }
+        let ks = self
+            .tablets
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&p);
+        match ks {
+            // Readers still holding the handle keep reading it; fjall removes the files
+            // once the last handle is gone.
+            Some(ks) => self.db.delete_keyspace(ks).map_err(io),
+            None => Ok(()),
+        }
+    }
+
     fn stats(&self) -> EngineStats {
         let column_families = Cf::ALL
             .iter()

@@ -131,6 +131,13 @@ pub trait KvEngine: Send + Sync + 'static {
     fn sync(&self) -> Result<()>;
     /// Bytes used on disk (0 for in-memory engines).
     fn disk_space(&self) -> u64;
+    /// Every key of `cf` under the tablet prefix `prefix` has been deleted (the tablet is
+    /// gone): release what the engine keeps for it. A later write under the prefix starts
+    /// afresh. The fjall engine drops the tablet's `Cf::Data` keyspace; by default nothing.
+    fn forget_prefix(&self, cf: Cf, prefix: &[u8]) -> Result<()> {
+        let _ = (cf, prefix);
+        Ok(())
+    }
     /// Engine internals for metrics and status pages (all zero if the engine has none).
     fn stats(&self) -> EngineStats {
         EngineStats {
@@ -333,7 +340,18 @@ mod conformance {
         assert_eq!(e.get(Cf::Data, &t(3, b"a")).unwrap(), Some(t(3, b"a")));
         assert_eq!(e.get(Cf::Data, &t(4, b"a")).unwrap(), None);
         assert_eq!(delete_prefix(e, Cf::Data, &[2; 16]).unwrap(), 3);
+        e.forget_prefix(Cf::Data, &[2; 16]).unwrap();
         assert_eq!(e.get(Cf::Data, &t(2, b"a")).unwrap(), None);
+        assert_eq!(
+            got(Bound::Unbounded, Bound::Unbounded, false).len(),
+            keys.len() - 3
+        );
+        // A tablet forgotten can write again.
+        let mut b = WriteBatch::new();
+        b.put(Cf::Data, t(2, b"z"), t(2, b"z"));
+        e.write(b).unwrap();
+        assert_eq!(e.get(Cf::Data, &t(2, b"z")).unwrap(), Some(t(2, b"z")));
+        assert_eq!(delete_prefix(e, Cf::Data, &[2; 16]).unwrap(), 1);
         assert_eq!(delete_prefix(e, Cf::Data, b"").unwrap(), keys.len() - 3);
     }
 
@@ -346,7 +364,22 @@ mod conformance {
     #[test]
     fn fjall_engine_keeps_tablets_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        tablet_suite(&FjallEngine::open(dir.path()).unwrap());
+        {
+            let e = FjallEngine::open(dir.path()).unwrap();
+            tablet_suite(&e);
+            e.forget_prefix(Cf::Data, &[2; 16]).unwrap();
+            let mut b = WriteBatch::new();
+            b.put(
+                Cf::Data,
+                [[3u8; 16].as_slice(), b"kept"].concat(),
+                b"v".to_vec(),
+            );
+            e.write(b).unwrap();
+            e.sync().unwrap();
+        }
+        // Forgotten keyspaces stay gone across a restart; the others are read back.
+        let e = FjallEngine::open(dir.path()).unwrap();
+        assert_eq!(all(&e, Cf::Data, false).len(), 1);
     }
 
     /// A store written before each tablet had its own keyspace (every `Cf::Data` key in the

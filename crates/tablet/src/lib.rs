@@ -958,6 +958,8 @@ impl Tablet {
         self.app.latest.clear();
         let e = self.engine.as_ref();
         storage::delete_prefix(e, storage::Cf::Data, &self.prefix).map_err(|s| self.storage(s))?;
+        e.forget_prefix(storage::Cf::Data, &self.prefix)
+            .map_err(|s| self.storage(s))?;
         storage::delete_prefix(e, storage::Cf::Intents, &self.prefix)
             .map_err(|s| self.storage(s))?;
         consensus::destroy_group_state(e, &self.wal, &self.meta.tablet_id)
