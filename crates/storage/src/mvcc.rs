@@ -140,11 +140,13 @@ pub fn put(
     data: &[u8],
     expire_at_micros: Option<u64>,
 ) {
-    let v = Version::Put {
-        data: data.to_vec(),
-        expire_at_micros,
-    };
-    batch.put(Cf::Data, versioned_key(prefix, key, ht), v.encode());
+    // Encoded straight from `data` (as `Version::encode` would), without a copy into a
+    // `Version` first.
+    let mut v = Vec::with_capacity(HEADER + data.len());
+    v.push(KIND_PUT);
+    v.extend_from_slice(&expire_at_micros.unwrap_or(0).to_be_bytes());
+    v.extend_from_slice(data);
+    batch.put(Cf::Data, versioned_key(prefix, key, ht), v);
 }
 
 /// Add a delete (tombstone) of `key` at `ht` to `batch`.
