@@ -221,6 +221,28 @@ pub fn meta_key(key: &[u8]) -> Vec<u8> {
     k
 }
 
+/// First bytes of the rows of the layout before [`key_hash`] (see [`Dbs::upgrade_rows`]).
+const OLD_META: u8 = b'k';
+const OLD_ELEM: u8 = b'e';
+
+/// Today's key of a row of the earlier layout (`'k' ‖ key` or `'e' ‖ len ‖ key ‖ sub`,
+/// with `value`), and the expiry its meta row carries (0: none).
+fn upgraded_row_key(old: &[u8], value: &[u8]) -> (Vec<u8>, u64) {
+    let rest = old.get(1..).unwrap_or_default();
+    if old.first() == Some(&OLD_META) {
+        let at = Stored::decode(value.to_vec())
+            .and_then(|m| m.expire_at_us)
+            .unwrap_or(0);
+        return (meta_key(rest), at);
+    }
+    let len = rest
+        .get(..4)
+        .and_then(|l| <[u8; 4]>::try_from(l).ok())
+        .map_or(0, u32::from_be_bytes) as usize;
+    let key = rest.get(4..4 + len).unwrap_or_default();
+    (elem_key(key, rest.get(4 + len..).unwrap_or_default()), 0)
+}
+
 /// The Redis key of a meta row's key.
 fn key_of_meta(row: &[u8]) -> Option<&[u8]> {
     row.get(1 + HASH..)
@@ -491,8 +513,6 @@ impl Dbs {
     /// and the new one absent, so servers upgrading at once never overwrite each other.
     /// (Every server must run this version: an older one would keep writing old rows.)
     async fn upgrade_rows(&self, t: &Table) -> DbResult<()> {
-        const OLD_META: u8 = b'k';
-        const OLD_ELEM: u8 = b'e';
         let mut moved = 0usize;
         for idx in 0..t.tablets.len() {
             for tag in [OLD_META, OLD_ELEM] {
@@ -508,21 +528,7 @@ impl Dbs {
                         .kvs
                         .into_iter()
                         .map(|kv| {
-                            let (new_key, expire_at_us) = if tag == OLD_META {
-                                let at = Stored::decode(kv.value.clone())
-                                    .and_then(|m| m.expire_at_us)
-                                    .unwrap_or(0);
-                                (meta_key(&kv.key[1..]), at)
-                            } else {
-                                let len = kv
-                                    .key
-                                    .get(1..5)
-                                    .and_then(|l| <[u8; 4]>::try_from(l).ok())
-                                    .map_or(0, u32::from_be_bytes)
-                                    as usize;
-                                let key = kv.key.get(5..5 + len).unwrap_or_default();
-                                (elem_key(key, kv.key.get(5 + len..).unwrap_or_default()), 0)
-                            };
+                            let (key, expire_at_us) = upgraded_row_key(&kv.key, &kv.value);
                             [
                                 KvOp {
                                     key: kv.key,
@@ -532,7 +538,7 @@ impl Dbs {
                                     ..Default::default()
                                 },
                                 KvOp {
-                                    key: new_key,
+                                    key,
                                     value: kv.value,
                                     expire_at_us,
                                     condition: Condition::IfAbsent as i32,

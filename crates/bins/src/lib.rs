@@ -382,10 +382,7 @@ pub async fn run_dbserver(
         l.redis,
         server.local_client(),
         // Tablets per live dbserver of each BEDIS database (see `bedis::serve`).
-        std::env::var("AISQL_BEDIS_TABLETS_PER_SERVER")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(2),
+        common::tuning_knob("AISQL_BEDIS_TABLETS_PER_SERVER", 2),
         api.bedis.clone(),
         until(shutdown.clone()),
     )));

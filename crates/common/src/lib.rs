@@ -18,5 +18,14 @@ pub mod metrics;
 pub mod status;
 
 pub use hlc::{Hlc, HybridTime};
+
+/// A tuning knob read from the environment variable `name` (`AISQL_…`): its value if set
+/// and parseable, else `default`. For measurements, not configuration: flags configure.
+pub fn tuning_knob<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 pub use ids::{new_id, ServerId, TableId, TabletId};
 pub use status::StatusCode;

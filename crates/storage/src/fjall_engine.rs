@@ -96,6 +96,15 @@ fn split(key: &[u8]) -> Option<(Prefix, &[u8])> {
     Some((p, &key[PREFIX..]))
 }
 
+/// [`split`] for a key of `cf`: only `Cf::Data` keys live in per-tablet keyspaces.
+fn data_split(cf: Cf, key: &[u8]) -> Option<(Prefix, &[u8])> {
+    if cf == Cf::Data {
+        split(key)
+    } else {
+        None
+    }
+}
+
 /// Where a range bound falls relative to the keys `p ‖ rest` of one tablet.
 enum Side {
     /// Every key of the tablet is on the inner side of the bound.
@@ -106,45 +115,32 @@ enum Side {
     At(Bound<Vec<u8>>),
 }
 
-/// The lower bound `b` restricted to the keys of tablet `p`.
-fn lower(b: &Bound<Vec<u8>>, p: &Prefix) -> Side {
+/// Range bound `b` (the lower one if `is_lower`) restricted to the keys `p ‖ rest` of one
+/// tablet (`rest` never empty).
+fn restrict(b: &Bound<Vec<u8>>, p: &Prefix, is_lower: bool) -> Side {
     let (Bound::Included(k) | Bound::Excluded(k)) = b else {
         return Side::All;
     };
     let head = &k[..k.len().min(PREFIX)];
-    match head.cmp(&p[..head.len()]) {
-        std::cmp::Ordering::Less => Side::All,
-        std::cmp::Ordering::Greater => Side::None,
-        // `k` is a prefix of `p`: every `p ‖ rest` (rest not empty) is above it.
-        std::cmp::Ordering::Equal if k.len() <= PREFIX => Side::All,
+    // Whether `k` sorts below every key of the tablet (if not, above every key, or inside).
+    let below = match head.cmp(&p[..head.len()]) {
+        std::cmp::Ordering::Less => true,
+        std::cmp::Ordering::Greater => false,
+        // `k` is a prefix of `p`: every `p ‖ rest` is above it.
+        std::cmp::Ordering::Equal if k.len() <= PREFIX => true,
         std::cmp::Ordering::Equal => {
             let rest = k[PREFIX..].to_vec();
-            Side::At(match b {
+            return Side::At(match b {
                 Bound::Included(_) => Bound::Included(rest),
                 _ => Bound::Excluded(rest),
-            })
+            });
         }
-    }
-}
-
-/// The upper bound `b` restricted to the keys of tablet `p`.
-fn upper(b: &Bound<Vec<u8>>, p: &Prefix) -> Side {
-    let (Bound::Included(k) | Bound::Excluded(k)) = b else {
-        return Side::All;
     };
-    let head = &k[..k.len().min(PREFIX)];
-    match head.cmp(&p[..head.len()]) {
-        std::cmp::Ordering::Greater => Side::All,
-        std::cmp::Ordering::Less => Side::None,
-        // `k` is a prefix of `p`: every `p ‖ rest` (rest not empty) is above it.
-        std::cmp::Ordering::Equal if k.len() <= PREFIX => Side::None,
-        std::cmp::Ordering::Equal => {
-            let rest = k[PREFIX..].to_vec();
-            Side::At(match b {
-                Bound::Included(_) => Bound::Included(rest),
-                _ => Bound::Excluded(rest),
-            })
-        }
+    // A lower bound below the tablet keeps all of it, an upper bound below it none.
+    if below == is_lower {
+        Side::All
+    } else {
+        Side::None
     }
 }
 
@@ -240,15 +236,15 @@ impl FjallEngine {
     fn migrate_shared_data(&self) -> Result<()> {
         let shared = &self.families[0];
         let mut moved = 0usize;
+        // Keys shorter than a prefix sort before or among the prefixes; `split` skips them.
+        let from = vec![0u8; PREFIX];
         loop {
             let mut batch = self.db.batch();
             let mut n = 0;
-            // Keys shorter than a prefix sort before or among the prefixes; skip them.
-            let start = vec![0u8; PREFIX];
             for g in self
                 .db
                 .snapshot()
-                .range::<Vec<u8>, _>(shared, (Bound::Included(start), Bound::Unbounded))
+                .range::<Vec<u8>, _>(shared, (Bound::Included(from.clone()), Bound::Unbounded))
             {
                 let (k, v) = g.into_inner().map_err(io)?;
                 let Some((p, rest)) = split(&k) else {
@@ -297,11 +293,7 @@ impl FjallEngine {
             return Ok(ks.clone());
         }
         let name = format!("{TABLET_KS}{}", hex(p));
-        let mb = std::env::var("AISQL_TABLET_MEMTABLE_MB")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(TABLET_MEMTABLE_MB)
-            .max(1);
+        let mb = common::tuning_knob("AISQL_TABLET_MEMTABLE_MB", TABLET_MEMTABLE_MB).max(1);
         let ks = self
             .db
             .keyspace(&name, || {
@@ -329,12 +321,12 @@ impl FjallEngine {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
         {
-            let lo = match lower(&start, p) {
+            let lo = match restrict(&start, p, true) {
                 Side::None => continue,
                 Side::All => Bound::Unbounded,
                 Side::At(b) => b,
             };
-            let hi = match upper(&end, p) {
+            let hi = match restrict(&end, p, false) {
                 Side::None => continue,
                 Side::All => Bound::Unbounded,
                 Side::At(b) => b,
@@ -436,14 +428,12 @@ impl KvEngine for FjallEngine {
     // sequence number, which shows a batch that is still being inserted item by item (half
     // of an applied Raft entry). A snapshot reads at the newest *published* batch.
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if cf == Cf::Data {
-            if let Some((p, rest)) = split(key) {
-                let Some(ks) = self.find_tablet(&p) else {
-                    return Ok(None);
-                };
-                let snap = self.db.snapshot();
-                return Ok(snap.get(&ks, rest).map_err(io)?.map(|v| v.to_vec()));
-            }
+        if let Some((p, rest)) = data_split(cf, key) {
+            let Some(ks) = self.find_tablet(&p) else {
+                return Ok(None);
+            };
+            let snap = self.db.snapshot();
+            return Ok(snap.get(&ks, rest).map_err(io)?.map(|v| v.to_vec()));
         }
         let snap = self.db.snapshot();
         Ok(snap.get(self.ks(cf), key).map_err(io)?.map(|v| v.to_vec()))
@@ -465,16 +455,14 @@ impl KvEngine for FjallEngine {
         };
         for op in batch.ops {
             match op {
-                Op::Put(Cf::Data, k, v) if k.len() > PREFIX => {
-                    let (p, rest) = split(&k).ok_or_else(|| StorageError::Io("key".into()))?;
-                    b.insert(&data_ks(p)?, rest, v)
-                }
-                Op::Delete(Cf::Data, k) if k.len() > PREFIX => {
-                    let (p, rest) = split(&k).ok_or_else(|| StorageError::Io("key".into()))?;
-                    b.remove(&data_ks(p)?, rest)
-                }
-                Op::Put(cf, k, v) => b.insert(self.ks(cf), k, v),
-                Op::Delete(cf, k) => b.remove(self.ks(cf), k),
+                Op::Put(cf, k, v) => match data_split(cf, &k) {
+                    Some((p, rest)) => b.insert(&data_ks(p)?, rest, v),
+                    None => b.insert(self.ks(cf), k, v),
+                },
+                Op::Delete(cf, k) => match data_split(cf, &k) {
+                    Some((p, rest)) => b.remove(&data_ks(p)?, rest),
+                    None => b.remove(self.ks(cf), k),
+                },
             }
         }
         b.commit().map_err(io)
@@ -509,12 +497,9 @@ impl KvEngine for FjallEngine {
     }
 
     fn forget_prefix(&self, cf: Cf, prefix: &[u8]) -> Result<()> {
-        let Ok(p) = Prefix::try_from(prefix) else {
+        let (Cf::Data, Ok(p)) = (cf, Prefix::try_from(prefix)) else {
             return Ok(());
         };
-        if cf != Cf::Data {
-            return Ok(());
-        }
         let ks = self
             .tablets
             .write()

@@ -101,10 +101,7 @@ impl Weighter<Key, Newest> for Bytes {
 type Shared = Cache<Key, Newest, Bytes, foldhash::fast::RandomState>;
 
 static CACHE: LazyLock<Shared> = LazyLock::new(|| {
-    let mb = std::env::var("AISQL_ROW_CACHE_MB")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(DEFAULT_CAPACITY_MB);
+    let mb = common::tuning_knob("AISQL_ROW_CACHE_MB", DEFAULT_CAPACITY_MB);
     let bytes = mb.saturating_mul(1 << 20).max(1 << 20);
     Cache::with(
         (bytes / 256).max(1024) as usize,
