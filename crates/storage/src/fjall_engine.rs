@@ -6,11 +6,12 @@
 //! 16-byte prefix. The engine stores it without that prefix in the tablet's own keyspace
 //! (`data-<32 hex digits>`, created on the tablet's first write) and adds the prefix back
 //! on every key it returns, so callers see one ordered family. Two reasons:
-//! * fjall's memtable (a skiplist of `byteview` keys) compares the 4 bytes each key holds
-//!   inline before it follows the key's heap pointer. With the prefix in front, those 4
-//!   bytes were the same for every key, and every comparison of an insert or a seek
-//!   missed the cache; without it, they are the row key's first bytes.
-//! * tablets applying at once no longer insert into one skiplist.
+//! * fjall's memtable (a sorted map of `byteview` keys: a skiplist upstream, a B-tree in our
+//!   vendored lsm-tree) compares the 4 bytes each key holds inline before it follows the
+//!   key's heap pointer. With the prefix in front, those 4 bytes were the same for every
+//!   key, and every comparison of an insert or a seek missed the cache; without it, they
+//!   are the row key's first bytes.
+//! * tablets applying at once no longer insert into one memtable.
 //!
 //! Keys no longer than a prefix (only unit tests write them) stay in the `data` keyspace.
 //! Stores written before this layout kept every `Cf::Data` key in `data`: [`FjallEngine::open`]

@@ -484,6 +484,94 @@ mod conformance {
         batches_are_atomic_to_readers(Arc::new(MemEngine::new()));
     }
 
+    /// Scans of many keys (several of the memtable's iterator chunks, overwrites and deletes
+    /// among them) match a model in both directions for random bounds, also while a writer
+    /// keeps inserting: a scan sees the engine as of its start, in order, nothing twice.
+    fn scans_match_a_model(e: Arc<dyn KvEngine>) {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rand = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let prefix = [7u8; 16];
+        let key = |n: u64| {
+            let mut k = prefix.to_vec();
+            k.extend_from_slice(format!("{n:05}").as_bytes());
+            k
+        };
+        let mut model = std::collections::BTreeMap::new();
+        for round in 0..40u64 {
+            let mut b = WriteBatch::new();
+            for _ in 0..100 {
+                let k = key(rand(3_000));
+                if rand(5) == 0 {
+                    b.delete(Cf::Data, k.clone());
+                    model.remove(&k);
+                } else {
+                    let v = round.to_be_bytes().to_vec();
+                    b.put(Cf::Data, k.clone(), v.clone());
+                    model.insert(k, v);
+                }
+            }
+            e.write(b).unwrap();
+        }
+        let bound = |rand: &mut dyn FnMut(u64) -> u64| match rand(3) {
+            0 => Bound::Unbounded,
+            1 => Bound::Included(key(rand(3_100))),
+            _ => Bound::Excluded(key(rand(3_100))),
+        };
+        for _ in 0..300 {
+            let (s, en) = (bound(&mut rand), bound(&mut rand));
+            let reverse = rand(2) == 0;
+            if let (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) = (&s, &en) {
+                if a >= b {
+                    continue;
+                }
+            }
+            let mut want: Vec<Kv> = model
+                .range((s.clone(), en.clone()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if reverse {
+                want.reverse();
+            }
+            // A writer adds keys after the scan's first steps; the scan must not see them.
+            let mut it = e.scan(Cf::Data, s.clone(), en.clone(), reverse);
+            let mut got: Vec<Kv> = it.by_ref().take(3).collect::<Result<_>>().unwrap();
+            let mut b = WriteBatch::new();
+            for _ in 0..20 {
+                let k = key(rand(3_100));
+                b.put(Cf::Data, k.clone(), b"new".to_vec());
+                model.insert(k, b"new".to_vec());
+            }
+            e.write(b).unwrap();
+            got.extend(it.collect::<Result<Vec<_>>>().unwrap());
+            if got != want {
+                let i = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
+                panic!(
+                    "scan {s:?}..{en:?} reverse={reverse}: got {} want {}, first difference at {i}: got {:?} want {:?}",
+                    got.len(),
+                    want.len(),
+                    got.get(i),
+                    want.get(i)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn fjall_scans_match_a_model() {
+        let dir = tempfile::tempdir().unwrap();
+        scans_match_a_model(Arc::new(FjallEngine::open(dir.path()).unwrap()));
+    }
+
+    #[test]
+    fn mem_scans_match_a_model() {
+        scans_match_a_model(Arc::new(MemEngine::new()));
+    }
+
     #[test]
     fn prefix_end_bounds() {
         assert_eq!(prefix_end(b"ab"), Bound::Excluded(b"ac".to_vec()));
