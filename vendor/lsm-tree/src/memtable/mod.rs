@@ -21,11 +21,61 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use crate::tree::inner::MemtableId;
 
-type Items = BTreeMap<InternalKey, (ValueType, UserValue)>;
+type Items = BTreeMap<MemKey, (ValueType, UserValue)>;
+
+/// A key of the map: an entry's key and, in front, its user key's first 8 bytes as a
+/// big-endian number (zero-padded). Comparing that number first keeps most comparisons of a
+/// search inside the node, without a call to `memcmp` or a look at the key's heap bytes;
+/// only keys whose first 8 bytes agree go on to the full comparison, so the order is the
+/// order of the `InternalKey`s.
+#[derive(Clone)]
+struct MemKey {
+    head: u64,
+    key: InternalKey,
+}
+
+impl MemKey {
+    fn new(key: InternalKey) -> Self {
+        let mut head = [0u8; 8];
+        for (d, s) in head.iter_mut().zip(key.user_key.iter()) {
+            *d = *s;
+        }
+        Self {
+            head: u64::from_be_bytes(head),
+            key,
+        }
+    }
+}
+
+impl PartialEq for MemKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.head == other.head && self.key == other.key
+    }
+}
+
+impl Eq for MemKey {}
+
+impl PartialOrd for MemKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for MemKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.head
+            .cmp(&other.head)
+            .then_with(|| self.key.cmp(&other.key))
+    }
+}
+
+fn mem_bound(b: Bound<&InternalKey>) -> Bound<MemKey> {
+    b.cloned().map(MemKey::new)
+}
 
 /// The entry an item of the map stands for.
-fn entry(key: &InternalKey, (value_type, value): &(ValueType, UserValue)) -> InternalValue {
-    let mut key = key.clone();
+fn entry(key: &MemKey, (value_type, value): &(ValueType, UserValue)) -> InternalValue {
+    let mut key = key.key.clone();
     key.value_type = *value_type;
     InternalValue {
         key,
@@ -65,7 +115,7 @@ pub struct Memtable {
 }
 
 /// `true` if no key lies between the two bounds (`BTreeMap::range` panics on some of these).
-fn bounds_empty(lo: &Bound<InternalKey>, hi: &Bound<InternalKey>) -> bool {
+fn bounds_empty(lo: &Bound<MemKey>, hi: &Bound<MemKey>) -> bool {
     match (lo, hi) {
         (Bound::Included(a), Bound::Included(b)) => a > b,
         (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => {
@@ -82,9 +132,9 @@ fn bounds_empty(lo: &Bound<InternalKey>, hi: &Bound<InternalKey>) -> bool {
 pub struct MemtableRange<'a> {
     memtable: &'a Memtable,
     /// Lower end of the part not yet fetched.
-    lo: Bound<InternalKey>,
+    lo: Bound<MemKey>,
     /// Upper end of the part not yet fetched.
-    hi: Bound<InternalKey>,
+    hi: Bound<MemKey>,
     /// Fetched from the front, ascending; `next` pops its front.
     front: VecDeque<InternalValue>,
     /// Fetched from the back, descending; `next_back` pops its front.
@@ -119,7 +169,7 @@ impl MemtableRange<'_> {
             self.front.extend(range.take(chunk).map(|(k, v)| entry(k, v)));
             let got = self.front.len() - before;
             if let Some(last) = self.front.back().filter(|_| got > 0) {
-                self.lo = Bound::Excluded(last.key.clone());
+                self.lo = Bound::Excluded(MemKey::new(last.key.clone()));
             }
             got
         } else {
@@ -127,7 +177,7 @@ impl MemtableRange<'_> {
             self.back.extend(range.rev().take(chunk).map(|(k, v)| entry(k, v)));
             let got = self.back.len() - before;
             if let Some(last) = self.back.back().filter(|_| got > 0) {
-                self.hi = Bound::Excluded(last.key.clone());
+                self.hi = Bound::Excluded(MemKey::new(last.key.clone()));
             }
             got
         };
@@ -211,8 +261,8 @@ impl Memtable {
     ) -> MemtableRange<'a> {
         MemtableRange {
             memtable: self,
-            lo: range.start_bound().cloned(),
-            hi: range.end_bound().cloned(),
+            lo: mem_bound(range.start_bound()),
+            hi: mem_bound(range.end_bound()),
             front: VecDeque::new(),
             back: VecDeque::new(),
             middle_done: false,
@@ -231,13 +281,13 @@ impl Memtable {
 
         // InternalKeys are sorted by user_key, then by seqno descending: the lowest entry at or
         // above (key, seqno - 1) is the newest version of `key` below `seqno`, if it is `key`.
-        let lower_bound = InternalKey::new(key, seqno - 1, ValueType::Value);
+        let lower_bound = MemKey::new(InternalKey::new(key, seqno - 1, ValueType::Value));
 
         let items = self.read_items();
         items
             .range(lower_bound..)
             .next()
-            .filter(|(k, _)| &*k.user_key == key)
+            .filter(|(k, _)| &*k.key.user_key == key)
             .map(|(k, v)| entry(k, v))
     }
 
@@ -275,7 +325,11 @@ impl Memtable {
             .fetch_add(item_size, std::sync::atomic::Ordering::AcqRel);
 
         let value_type = item.key.value_type;
-        let key = InternalKey::new(item.key.user_key, item.key.seqno, value_type);
+        let key = MemKey::new(InternalKey::new(
+            item.key.user_key,
+            item.key.seqno,
+            value_type,
+        ));
         self.write_items().insert(key, (value_type, item.value));
 
         self.highest_seqno
@@ -302,6 +356,76 @@ mod tests {
     use super::*;
     use crate::ValueType;
     use test_log::test;
+
+    /// AiSQL patch: the map's order (8-byte head first) is the order of the `InternalKey`s,
+    /// for keys that share prefixes, differ only in trailing zero bytes, or are shorter than
+    /// the head; iterators from both ends, and meeting in the middle, see every entry once.
+    #[test]
+    fn memtable_order_matches_internal_keys() {
+        let memtable = Memtable::new(0);
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut rand = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let alphabet = [0u8, 1, 0x7F, 0xFF];
+        let mut all = Vec::new();
+        for seqno in 0..2_000u64 {
+            let len = 1 + rand(12) as usize;
+            let key: Vec<u8> = (0..len).map(|_| alphabet[rand(4) as usize]).collect();
+            let value_type = if rand(4) == 0 {
+                ValueType::Tombstone
+            } else {
+                ValueType::Value
+            };
+            let item = InternalValue::from_components(key, seqno.to_be_bytes(), seqno, value_type);
+            memtable.insert(item.clone());
+            all.push(item);
+        }
+        all.sort_by(|a, b| a.key.cmp(&b.key));
+        let got: Vec<_> = memtable.iter().collect();
+        assert_eq!(got, all);
+        let back: Vec<_> = memtable.iter().rev().collect();
+        assert!(back.iter().eq(all.iter().rev()));
+        for _ in 0..200 {
+            let mut it = memtable.iter();
+            let mut front = Vec::new();
+            let mut rear = Vec::new();
+            loop {
+                let next = if rand(2) == 0 { it.next().map(|x| front.push(x)) } else { it.next_back().map(|x| rear.push(x)) };
+                if next.is_none() && it.next().is_none() && it.next_back().is_none() {
+                    break;
+                }
+            }
+            rear.reverse();
+            front.extend(rear);
+            assert_eq!(front, all);
+        }
+        for _ in 0..500 {
+            let a = &all[rand(all.len() as u64) as usize].key;
+            let b = &all[rand(all.len() as u64) as usize].key;
+            let want: Vec<_> = all.iter().filter(|x| &x.key >= a && &x.key < b).cloned().collect();
+            let got: Vec<_> = memtable.range(a.clone()..b.clone()).collect();
+            assert_eq!(got, want);
+            if let Some(first) = want.first() {
+                assert_eq!(memtable.get(&first.key.user_key, SeqNo::MAX).map(|x| x.key.seqno), all.iter().find(|x| x.key.user_key == first.key.user_key).map(|x| x.key.seqno));
+            }
+        }
+    }
+
+    /// AiSQL patch: a batch that writes one key twice shares one seqno; the later write wins,
+    /// value type included.
+    #[test]
+    fn memtable_same_key_and_seqno_takes_the_last_write() {
+        let memtable = Memtable::new(0);
+        memtable.insert(InternalValue::from_components(*b"k", *b"v", 5, ValueType::Value));
+        memtable.insert(InternalValue::from_components(*b"k", *b"", 5, ValueType::Tombstone));
+        let item = memtable.get(b"k", SeqNo::MAX).expect("present");
+        assert_eq!(item.key.value_type, ValueType::Tombstone);
+        assert_eq!(memtable.iter().count(), 1);
+    }
 
     #[test]
     #[expect(clippy::unwrap_used)]
