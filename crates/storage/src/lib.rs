@@ -525,7 +525,11 @@ mod conformance {
         for _ in 0..300 {
             let (s, en) = (bound(&mut rand), bound(&mut rand));
             let reverse = rand(2) == 0;
-            if let (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) = (&s, &en) {
+            if let (
+                Bound::Included(a) | Bound::Excluded(a),
+                Bound::Included(b) | Bound::Excluded(b),
+            ) = (&s, &en)
+            {
                 if a >= b {
                     continue;
                 }

@@ -166,7 +166,8 @@ impl MemtableRange<'_> {
         let range = items.range((self.lo.clone(), self.hi.clone()));
         let fetched = if forward {
             let before = self.front.len();
-            self.front.extend(range.take(chunk).map(|(k, v)| entry(k, v)));
+            self.front
+                .extend(range.take(chunk).map(|(k, v)| entry(k, v)));
             let got = self.front.len() - before;
             if let Some(last) = self.front.back().filter(|_| got > 0) {
                 self.lo = Bound::Excluded(MemKey::new(last.key.clone()));
@@ -174,7 +175,8 @@ impl MemtableRange<'_> {
             got
         } else {
             let before = self.back.len();
-            self.back.extend(range.rev().take(chunk).map(|(k, v)| entry(k, v)));
+            self.back
+                .extend(range.rev().take(chunk).map(|(k, v)| entry(k, v)));
             let got = self.back.len() - before;
             if let Some(last) = self.back.back().filter(|_| got > 0) {
                 self.hi = Bound::Excluded(MemKey::new(last.key.clone()));
@@ -210,11 +212,15 @@ impl DoubleEndedIterator for MemtableRange<'_> {
 
 impl Memtable {
     fn read_items(&self) -> RwLockReadGuard<'_, Items> {
-        self.items.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.items
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn write_items(&self) -> RwLockWriteGuard<'_, Items> {
-        self.items.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.items
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Returns the memtable ID.
@@ -248,10 +254,7 @@ impl Memtable {
 
     /// Creates an iterator over all items.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = InternalValue> + '_ {
-        self.range::<(Bound<InternalKey>, Bound<InternalKey>)>((
-            Bound::Unbounded,
-            Bound::Unbounded,
-        ))
+        self.range::<(Bound<InternalKey>, Bound<InternalKey>)>((Bound::Unbounded, Bound::Unbounded))
     }
 
     /// Creates an iterator over a range of items.
@@ -394,7 +397,11 @@ mod tests {
             let mut front = Vec::new();
             let mut rear = Vec::new();
             loop {
-                let next = if rand(2) == 0 { it.next().map(|x| front.push(x)) } else { it.next_back().map(|x| rear.push(x)) };
+                let next = if rand(2) == 0 {
+                    it.next().map(|x| front.push(x))
+                } else {
+                    it.next_back().map(|x| rear.push(x))
+                };
                 if next.is_none() && it.next().is_none() && it.next_back().is_none() {
                     break;
                 }
@@ -406,11 +413,22 @@ mod tests {
         for _ in 0..500 {
             let a = &all[rand(all.len() as u64) as usize].key;
             let b = &all[rand(all.len() as u64) as usize].key;
-            let want: Vec<_> = all.iter().filter(|x| &x.key >= a && &x.key < b).cloned().collect();
+            let want: Vec<_> = all
+                .iter()
+                .filter(|x| &x.key >= a && &x.key < b)
+                .cloned()
+                .collect();
             let got: Vec<_> = memtable.range(a.clone()..b.clone()).collect();
             assert_eq!(got, want);
             if let Some(first) = want.first() {
-                assert_eq!(memtable.get(&first.key.user_key, SeqNo::MAX).map(|x| x.key.seqno), all.iter().find(|x| x.key.user_key == first.key.user_key).map(|x| x.key.seqno));
+                assert_eq!(
+                    memtable
+                        .get(&first.key.user_key, SeqNo::MAX)
+                        .map(|x| x.key.seqno),
+                    all.iter()
+                        .find(|x| x.key.user_key == first.key.user_key)
+                        .map(|x| x.key.seqno)
+                );
             }
         }
     }
@@ -420,8 +438,18 @@ mod tests {
     #[test]
     fn memtable_same_key_and_seqno_takes_the_last_write() {
         let memtable = Memtable::new(0);
-        memtable.insert(InternalValue::from_components(*b"k", *b"v", 5, ValueType::Value));
-        memtable.insert(InternalValue::from_components(*b"k", *b"", 5, ValueType::Tombstone));
+        memtable.insert(InternalValue::from_components(
+            *b"k",
+            *b"v",
+            5,
+            ValueType::Value,
+        ));
+        memtable.insert(InternalValue::from_components(
+            *b"k",
+            *b"",
+            5,
+            ValueType::Tombstone,
+        ));
         let item = memtable.get(b"k", SeqNo::MAX).expect("present");
         assert_eq!(item.key.value_type, ValueType::Tombstone);
         assert_eq!(memtable.iter().count(), 1);
