@@ -163,31 +163,37 @@ impl MemtableRange<'_> {
         }
         let chunk = self.next_chunk();
         let items = self.memtable.read_items();
-        let range = items.range((self.lo.clone(), self.hi.clone()));
-        let fetched = if forward {
-            let before = self.front.len();
-            self.front
-                .extend(range.take(chunk).map(|(k, v)| entry(k, v)));
-            let got = self.front.len() - before;
-            if let Some(last) = self.front.back().filter(|_| got > 0) {
-                self.lo = Bound::Excluded(MemKey::new(last.key.clone()));
-            }
-            got
+        let range = items.range::<MemKey, _>((self.lo.as_ref(), self.hi.as_ref()));
+        let (got, last) = if forward {
+            copy_out(&mut self.front, range, chunk)
         } else {
-            let before = self.back.len();
-            self.back
-                .extend(range.rev().take(chunk).map(|(k, v)| entry(k, v)));
-            let got = self.back.len() - before;
-            if let Some(last) = self.back.back().filter(|_| got > 0) {
-                self.hi = Bound::Excluded(MemKey::new(last.key.clone()));
-            }
-            got
+            copy_out(&mut self.back, range.rev(), chunk)
         };
         drop(items);
-        if fetched < chunk {
+        if let Some(last) = last {
+            *(if forward { &mut self.lo } else { &mut self.hi }) = Bound::Excluded(last);
+        }
+        if got < chunk {
             self.middle_done = true;
         }
     }
+}
+
+/// Appends up to `chunk` items of `items` to `dst` as entries; returns how many, and the map
+/// key of the last one (where the next fetch from this end resumes, exclusive).
+fn copy_out<'m>(
+    dst: &mut VecDeque<InternalValue>,
+    items: impl Iterator<Item = (&'m MemKey, &'m (ValueType, UserValue))>,
+    chunk: usize,
+) -> (usize, Option<MemKey>) {
+    let mut got = 0;
+    let mut last = None;
+    for (k, v) in items.take(chunk) {
+        dst.push_back(entry(k, v));
+        got += 1;
+        last = Some(k);
+    }
+    (got, last.cloned())
 }
 
 impl Iterator for MemtableRange<'_> {
