@@ -388,19 +388,23 @@ impl Dbs {
             by_tablet.entry(t.tablet_for(key)).or_default().push(i);
         }
         let calls = by_tablet.into_iter().map(|(idx, which)| {
-            let writes = which
-                .iter()
-                .map(|&i| {
-                    let (key, value) = items[i];
+            let t = &t;
+            async move {
+                // Built per attempt from the borrowed items: no copy of the ops to keep.
+                let build = |i: usize| {
+                    let (key, value) = items[which[i]];
                     vec![KvOp {
                         key: meta_key(key),
                         value: Stored::encode(Kind::String, None, value),
                         ..Default::default()
                     }]
-                })
-                .collect();
-            let t = &t;
-            async move { (which, self.client.write_tablet_each(t, idx, writes).await) }
+                };
+                let r = self
+                    .client
+                    .write_tablet_each_with(t, idx, which.len(), build)
+                    .await;
+                (which, r)
+            }
         });
         let mut results: Vec<DbResult<()>> = items.iter().map(|_| Ok(())).collect();
         for (which, r) in futures::future::join_all(calls).await {

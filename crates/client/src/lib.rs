@@ -769,48 +769,60 @@ impl Client {
         idx: usize,
         writes: Vec<Vec<KvOp>>,
     ) -> Result<Vec<WriteResult>> {
+        self.write_tablet_each_with(table, idx, writes.len(), |i| writes[i].clone())
+            .await
+    }
+
+    /// [`Client::write_tablet_each`] of `count` writes that `build(i)` makes: each attempt
+    /// builds the request afresh (an in-process call consumes it), so a caller that can
+    /// build its ops from borrowed data copies them once, not once more per attempt.
+    pub async fn write_tablet_each_with(
+        &self,
+        table: &Table,
+        idx: usize,
+        count: usize,
+        build: impl Fn(usize) -> Vec<KvOp>,
+    ) -> Result<Vec<WriteResult>> {
         let started = Instant::now();
         let tablet_id = table.tablet_id(idx);
         // One name per write for every attempt, as in `write_tablet_raw`.
-        let running = self.inner.requests.start_many(&tablet_id, writes.len());
-        let req = WriteManyRequest {
-            tablet_id,
-            writes: writes
-                .into_iter()
-                .zip(running.ids())
-                .map(|(ops, id)| WriteBatch {
-                    ops,
-                    request: Some(id),
-                })
-                .collect(),
-            propagated_ht: 0,
-        };
+        let running = self.inner.requests.start_many(&tablet_id, count);
         let resp = self
             .with_leader(table, idx, |addr| {
-                let mut req = req.clone();
-                req.propagated_ht = self.inner.clock.now().0;
+                let req = WriteManyRequest {
+                    tablet_id: tablet_id.clone(),
+                    writes: running
+                        .ids()
+                        .enumerate()
+                        .map(|(i, id)| WriteBatch {
+                            ops: build(i),
+                            request: Some(id),
+                        })
+                        .collect(),
+                    propagated_ht: self.inner.clock.now().0,
+                };
                 self.send(addr, Method::WriteMany, req, |s, r| s.write_many(r))
             })
             .await?;
-        if resp.outcomes.len() != req.writes.len() {
+        if resp.outcomes.len() != count {
             return Err(ClientError::Server {
                 code: StatusCode::Internal,
                 message: format!(
                     "tablet {} answered {} of {} writes",
-                    req.tablet_id,
+                    tablet_id,
                     resp.outcomes.len(),
-                    req.writes.len()
+                    count
                 ),
             });
         }
-        let mut results = Vec::with_capacity(resp.outcomes.len());
-        for (o, w) in resp.outcomes.into_iter().zip(req.writes) {
+        let mut results = Vec::with_capacity(count);
+        for (i, o) in resp.outcomes.into_iter().enumerate() {
             let ht = HybridTime(o.ht);
             self.inner.clock.update(ht);
             results.push(match o.conflict {
                 Some(c) if c.locked => {
                     self.resolve_lock(table, idx, &c, started).await?;
-                    self.write_tablet(table, idx, w.ops).await?
+                    self.write_tablet(table, idx, build(i)).await?
                 }
                 _ => WriteResult {
                     ht,

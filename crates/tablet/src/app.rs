@@ -1,6 +1,10 @@
 //! The tablet's replicated state machine: applies [`WriteCmd`]s to MVCC storage.
 
 use std::collections::HashMap;
+
+/// The round's value overlay is hashed often (an insert and lookups per written key):
+/// foldhash, not SipHash.
+type Pending = HashMap<Vec<u8>, PendingValue, foldhash::fast::RandomState>;
 use std::sync::{Arc, Mutex, RwLock};
 
 use common::{Hlc, HybridTime};
@@ -207,7 +211,7 @@ pub(crate) struct TabletApp {
     /// Values written by entries of the current apply round that are still in the batch
     /// (not yet in the engine): `key → (value or None if deleted, expiry µs)`. Conditions of
     /// later entries in the round must see them. Cleared when the batch is written.
-    pending: Mutex<HashMap<Vec<u8>, PendingValue>>,
+    pending: Mutex<Pending>,
     /// Intent sets written by the current apply round (empty = removed), like `pending`.
     pending_intents: Mutex<HashMap<Vec<u8>, IntentSet>>,
     /// Status records written by the current apply round (`None` = removed), like `pending`.
@@ -530,7 +534,7 @@ impl TabletApp {
         &self,
         range: &storage::mvcc::ScanRange,
         since: HybridTime,
-        pending: &HashMap<Vec<u8>, PendingValue>,
+        pending: &Pending,
     ) -> Result<Option<Vec<u8>>, StorageError> {
         if let Some((key, _)) = pending
             .iter()
@@ -542,11 +546,7 @@ impl TabletApp {
     }
 
     /// Time of the newest version of `key` as this apply round sees it.
-    fn newest(
-        &self,
-        key: &[u8],
-        pending: &HashMap<Vec<u8>, PendingValue>,
-    ) -> Result<Option<HybridTime>, StorageError> {
+    fn newest(&self, key: &[u8], pending: &Pending) -> Result<Option<HybridTime>, StorageError> {
         if let Some((_, _, ht)) = pending.get(key) {
             return Ok(Some(*ht));
         }
@@ -566,7 +566,7 @@ impl TabletApp {
         ttl_ms: u64,
         expire_at_us: u64,
         batch: &mut WriteBatch,
-        pending: &mut HashMap<Vec<u8>, PendingValue>,
+        pending: &mut Pending,
     ) {
         match value {
             Some(v) => {
@@ -592,7 +592,7 @@ impl TabletApp {
         ht: HybridTime,
         ops: &[WriteOp],
         batch: &mut WriteBatch,
-        pending: &mut HashMap<Vec<u8>, PendingValue>,
+        pending: &mut Pending,
         pending_intents: &mut HashMap<Vec<u8>, IntentSet>,
         pending_status: &mut HashMap<TxnId, Option<Vec<u8>>>,
     ) -> Result<(Verdict, Option<HybridTime>), StorageError> {
