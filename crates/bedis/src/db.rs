@@ -401,7 +401,7 @@ impl Dbs {
                 };
                 let r = self
                     .client
-                    .write_tablet_each_with(t, idx, which.len(), build)
+                    .write_tablet_each(t, idx, which.len(), build)
                     .await;
                 (which, r)
             }

@@ -759,24 +759,13 @@ impl Client {
         }
     }
 
-    /// Apply independent writes to tablet `idx` of `table` in one call: each of `writes` is
-    /// atomic on its own, as one [`Client::write_tablet`] would be, and they share the
-    /// tablet's next Raft entry. Results come in order. Writes stopped by a transaction's
-    /// lock are resolved and retried one by one.
+    /// Apply `count` independent writes to tablet `idx` of `table` in one call, write `i`'s
+    /// ops made by `build(i)`: each write is atomic on its own, as one
+    /// [`Client::write_tablet`] would be, and they share the tablet's next Raft entry.
+    /// Results come in order. Writes stopped by a transaction's lock are resolved and retried
+    /// one by one. Each attempt builds its request afresh (an in-process call consumes it),
+    /// so a caller building from borrowed data copies its ops once, not once more to keep.
     pub async fn write_tablet_each(
-        &self,
-        table: &Table,
-        idx: usize,
-        writes: Vec<Vec<KvOp>>,
-    ) -> Result<Vec<WriteResult>> {
-        self.write_tablet_each_with(table, idx, writes.len(), |i| writes[i].clone())
-            .await
-    }
-
-    /// [`Client::write_tablet_each`] of `count` writes that `build(i)` makes: each attempt
-    /// builds the request afresh (an in-process call consumes it), so a caller that can
-    /// build its ops from borrowed data copies them once, not once more per attempt.
-    pub async fn write_tablet_each_with(
         &self,
         table: &Table,
         idx: usize,

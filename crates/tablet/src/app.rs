@@ -1,10 +1,6 @@
 //! The tablet's replicated state machine: applies [`WriteCmd`]s to MVCC storage.
 
 use std::collections::HashMap;
-
-/// The round's value overlay is hashed often (an insert and lookups per written key):
-/// foldhash, not SipHash.
-type Pending = HashMap<Vec<u8>, PendingValue, foldhash::fast::RandomState>;
 use std::sync::{Arc, Mutex, RwLock};
 
 use common::{Hlc, HybridTime};
@@ -201,6 +197,10 @@ struct Snapshot {
 /// A value written earlier in the current apply round: (value or `None` if deleted, expiry
 /// µs, version time).
 type PendingValue = (Option<Vec<u8>>, Option<u64>, HybridTime);
+
+/// The round's value overlay is hashed often (an insert and lookups per written key):
+/// foldhash, not SipHash.
+type Pending = HashMap<Vec<u8>, PendingValue, foldhash::fast::RandomState>;
 
 pub(crate) struct TabletApp {
     engine: Arc<dyn KvEngine>,
