@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use common::{Hlc, HybridTime};
 use consensus::StateMachineApp;
-use storage::latest::{Latest, Newest};
+use storage::latest::{Latest, Newest, RowKey};
 use storage::mvcc::{self, Version};
 use storage::{Cf, KvEngine, StorageError, WriteBatch};
 use txn::{Intent, IntentKind, IntentSet, StatusAt, TxnId};
@@ -200,7 +200,7 @@ type PendingValue = (Option<Vec<u8>>, Option<u64>, HybridTime);
 
 /// The round's value overlay is hashed often (an insert and lookups per written key):
 /// foldhash, not SipHash.
-type Pending = HashMap<Vec<u8>, PendingValue, foldhash::fast::RandomState>;
+type Pending = HashMap<RowKey, PendingValue, foldhash::fast::RandomState>;
 
 pub(crate) struct TabletApp {
     engine: Arc<dyn KvEngine>,
@@ -540,7 +540,7 @@ impl TabletApp {
             .iter()
             .find(|(k, (_, _, ht))| *ht > since && range_holds(range, k))
         {
-            return Ok(Some(key.clone()));
+            return Ok(Some(key.to_vec()));
         }
         mvcc::changed_in_range(self.engine.as_ref(), &self.prefix, range, since)
     }
@@ -576,11 +576,11 @@ impl TabletApp {
                     (ttl_ms > 0).then(|| ht.micros().saturating_add(ttl_ms.saturating_mul(1000)))
                 };
                 mvcc::put(batch, &self.prefix, key, ht, v, expire);
-                pending.insert(key.to_vec(), (Some(v.clone()), expire, ht));
+                pending.insert(RowKey::new(key), (Some(v.clone()), expire, ht));
             }
             None => {
                 mvcc::delete(batch, &self.prefix, key, ht);
-                pending.insert(key.to_vec(), (None, None, ht));
+                pending.insert(RowKey::new(key), (None, None, ht));
             }
         }
     }
@@ -707,7 +707,7 @@ impl TabletApp {
             }
             // As of just before this write's own time.
             let just_before = HybridTime(ht.0 - 1);
-            let current = match pending.get(&op.key) {
+            let current = match pending.get(op.key.as_slice()) {
                 // Same visibility rule as the engine read below (`visible_at(just_before)`).
                 Some((v, exp, _)) => v
                     .clone()
