@@ -23,33 +23,41 @@ pub use crate::tree::inner::MemtableId;
 
 type Items = BTreeMap<MemKey, (ValueType, UserValue)>;
 
-/// A key of the map: an entry's key and, in front, its user key's first 8 bytes as a
-/// big-endian number (zero-padded). Comparing that number first keeps most comparisons of a
-/// search inside the node, without a call to `memcmp` or a look at the key's heap bytes;
-/// only keys whose first 8 bytes agree go on to the full comparison, so the order is the
-/// order of the `InternalKey`s.
+/// How many 8-byte chunks of the user key a [`MemKey`] holds in front of the key.
+const HEADS: usize = 4;
+/// User keys this long or shorter are compared by their heads and length alone.
+const COVERED: usize = 8 * HEADS;
+
+/// A key of the map: an entry's key and, in front, its user key's first [`COVERED`] bytes
+/// as big-endian numbers (zero-padded). Comparing those numbers first keeps comparisons
+/// inside the node, without a call to `memcmp` or a look at the key's heap bytes; keys
+/// whose heads agree are ordered by length and seqno when both are covered, else by the
+/// full comparison. The order is the order of the `InternalKey`s.
 #[derive(Clone)]
 struct MemKey {
-    head: u64,
+    heads: [u64; HEADS],
     key: InternalKey,
 }
 
 impl MemKey {
     fn new(key: InternalKey) -> Self {
-        let mut head = [0u8; 8];
-        for (d, s) in head.iter_mut().zip(key.user_key.iter()) {
+        let mut bytes = [0u8; COVERED];
+        for (d, s) in bytes.iter_mut().zip(key.user_key.iter()) {
             *d = *s;
         }
-        Self {
-            head: u64::from_be_bytes(head),
-            key,
+        let mut heads = [0u64; HEADS];
+        for (h, c) in heads.iter_mut().zip(bytes.chunks_exact(8)) {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            *h = u64::from_be_bytes(b);
         }
+        Self { heads, key }
     }
 }
 
 impl PartialEq for MemKey {
     fn eq(&self, other: &Self) -> bool {
-        self.head == other.head && self.key == other.key
+        self.cmp(other) == std::cmp::Ordering::Equal
     }
 }
 
@@ -63,9 +71,17 @@ impl PartialOrd for MemKey {
 
 impl Ord for MemKey {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.head
-            .cmp(&other.head)
-            .then_with(|| self.key.cmp(&other.key))
+        self.heads.cmp(&other.heads).then_with(|| {
+            let (a, b) = (self.key.user_key.len(), other.key.user_key.len());
+            if a <= COVERED && b <= COVERED {
+                // Equal padded bytes: equal keys if equally long, else the shorter is a
+                // prefix of the longer (whose rest is zeros) and comes first. Then newer
+                // versions first, as `InternalKey` orders them.
+                a.cmp(&b).then_with(|| other.key.seqno.cmp(&self.key.seqno))
+            } else {
+                self.key.cmp(&other.key)
+            }
+        })
     }
 }
 
@@ -437,6 +453,42 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// AiSQL patch: keys around the length the heads cover (shorter, equal, longer; sharing
+    /// every covered byte; differing only in trailing zeros) sort as `InternalKey`s do.
+    #[test]
+    fn memtable_order_matches_internal_keys_around_the_covered_length() {
+        let memtable = Memtable::new(0);
+        let mut seed = 0x0123_4567_89AB_CDEFu64;
+        let mut rand = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut all = Vec::new();
+        for seqno in 0..3_000u64 {
+            let len = COVERED - 3 + rand(7) as usize;
+            let key: Vec<u8> = (0..len)
+                .map(|i| {
+                    if i + 2 < COVERED {
+                        7
+                    } else {
+                        [0u8, 1][rand(2) as usize]
+                    }
+                })
+                .collect();
+            let item = InternalValue::from_components(key, *b"v", rand(50), ValueType::Value);
+            memtable.insert(item.clone());
+            all.retain(|x: &InternalValue| x.key != item.key);
+            all.push(item);
+        }
+        all.sort_by(|a, b| a.key.cmp(&b.key));
+        let got: Vec<_> = memtable.iter().collect();
+        assert_eq!(got, all);
+        let back: Vec<_> = memtable.iter().rev().collect();
+        assert!(back.iter().eq(all.iter().rev()));
     }
 
     /// AiSQL patch: a batch that writes one key twice shares one seqno; the later write wins,
