@@ -163,13 +163,11 @@ async fn proposer(
         tablet: tablet.clone(),
         detail: e,
     };
-    // At most this many entries in flight: while they are, new writes queue up and go out
-    // together in the next entry.
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_ENTRIES_IN_FLIGHT));
+    // One entry in flight: while the proposer awaits its answer, new writes queue up in `rx`
+    // and go out together in the next entry. (The answer is awaited here: no task and no
+    // semaphore permit per entry.)
+    const _: () = assert!(MAX_ENTRIES_IN_FLIGHT == 1);
     while let Some(first) = rx.recv().await {
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
-            return;
-        };
         let mut waiting = vec![first];
         let mut count = waiting[0].len();
         while count < MAX_WRITES_PER_ENTRY {
@@ -221,6 +219,7 @@ async fn proposer(
                 .map_err(|e| fail(e.to_string())),
             Err(e) => Err(fail(e.to_string())),
         };
+        drop(cmd);
         let answer = match answer {
             Ok(a) => a,
             Err(e) => {
@@ -231,59 +230,47 @@ async fn proposer(
                 continue;
             }
         };
-        let tablet = tablet.clone();
-        let fence = fence.clone();
-        tokio::spawn(async move {
-            let answer = answer.await;
-            fence.done(stamp);
-            drop(permit);
-            let result = match answer {
-                Ok(Ok(resp)) => Ok(app::decode_outcomes(&resp.data.0)),
-                // The entry was proposed: a later leader may still commit it. Not "not the
-                // leader" (which tells callers nothing was written), but unavailable.
-                Ok(Err(ClientWriteError::ForwardToLeader(_))) => Err(TabletError::Unavailable {
-                    tablet: tablet.clone(),
-                    detail: "leadership changed during the write; it may still apply".into(),
-                }),
-                Ok(Err(e)) => Err(TabletError::Unavailable {
-                    tablet: tablet.clone(),
-                    detail: e.to_string(),
-                }),
-                Err(_) => Err(TabletError::Unavailable {
-                    tablet: tablet.clone(),
-                    detail: "raft stopped before answering".into(),
-                }),
-            };
-            match result {
-                Ok(Some(outcomes)) if outcomes.len() == count => {
-                    let mut outcomes = outcomes.into_iter();
-                    for s in senders {
-                        let _ = match s {
-                            Answer::One(tx) => match outcomes.next() {
-                                Some(o) => tx.send(Ok(o)).map_err(drop),
-                                None => Ok(()),
-                            },
-                            Answer::Many(n, tx) => tx
-                                .send(Ok(outcomes.by_ref().take(n).collect()))
-                                .map_err(drop),
-                        };
-                    }
-                }
-                Ok(_) => {
-                    for s in senders {
-                        s.fail(TabletError::Internal {
-                            tablet: tablet.clone(),
-                            detail: "bad apply reply".into(),
-                        });
-                    }
-                }
-                Err(e) => {
-                    for s in senders {
-                        s.fail(clone_err(&e));
-                    }
+        let answer = answer.await;
+        fence.done(stamp);
+        let result = match answer {
+            Ok(Ok(resp)) => Ok(app::decode_outcomes(&resp.data.0)),
+            // The entry was proposed: a later leader may still commit it. Not "not the
+            // leader" (which tells callers nothing was written), but unavailable.
+            Ok(Err(ClientWriteError::ForwardToLeader(_))) => Err(fail(
+                "leadership changed during the write; it may still apply".into(),
+            )),
+            Ok(Err(e)) => Err(fail(e.to_string())),
+            Err(_) => Err(fail("raft stopped before answering".into())),
+        };
+        match result {
+            Ok(Some(outcomes)) if outcomes.len() == count => {
+                let mut outcomes = outcomes.into_iter();
+                for s in senders {
+                    let _ = match s {
+                        Answer::One(tx) => match outcomes.next() {
+                            Some(o) => tx.send(Ok(o)).map_err(drop),
+                            None => Ok(()),
+                        },
+                        Answer::Many(n, tx) => tx
+                            .send(Ok(outcomes.by_ref().take(n).collect()))
+                            .map_err(drop),
+                    };
                 }
             }
-        });
+            Ok(_) => {
+                for s in senders {
+                    s.fail(TabletError::Internal {
+                        tablet: tablet.clone(),
+                        detail: "bad apply reply".into(),
+                    });
+                }
+            }
+            Err(e) => {
+                for s in senders {
+                    s.fail(clone_err(&e));
+                }
+            }
+        }
     }
 }
 
@@ -392,9 +379,10 @@ impl Fence {
     }
 
     /// With one entry in flight (every earlier one is done before the next is stamped: the
-    /// proposer releases its permit after [`Fence::done`]), the newest entry is the only one
-    /// pending: if it writes none of the read's keys, nothing lands on them at or below the
-    /// read's time. (Entries stamped later are above it: the reader raised the clock.)
+    /// proposer awaits an entry's answer and calls [`Fence::done`] before the next), the
+    /// newest entry is the only one pending: if it writes none of the read's keys, nothing
+    /// lands on them at or below the read's time. (Entries stamped later are above it: the
+    /// reader raised the clock.)
     fn first_in_flight_elsewhere(&self, touches: bool) -> bool {
         MAX_ENTRIES_IN_FLIGHT == 1 && !touches
     }
