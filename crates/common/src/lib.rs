@@ -8,6 +8,7 @@
 //! * [`flags`] — parsing helpers for the `--flag value` command line and `--flagfile`.
 //! * [`metrics`] — Prometheus registries, API and RPC metrics, process metrics.
 //! * [`fuzz`] — input mutation for the parsers' fuzz tests.
+//! * [`serde_bytes`] — byte strings that serde encodes in one copy, not byte by byte.
 
 pub mod flags;
 pub mod fuzz;
@@ -15,6 +16,7 @@ pub mod hlc;
 pub mod ids;
 pub mod keys;
 pub mod metrics;
+pub mod serde_bytes;
 pub mod status;
 
 pub use hlc::{Hlc, HybridTime};

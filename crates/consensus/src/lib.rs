@@ -25,9 +25,10 @@ pub use state_machine::{checkpoint_blob, StateMachine, StateMachineApp};
 
 use storage::{KvEngine, Wal};
 
-/// Opaque application payload of a log entry, and of an apply result.
+/// Opaque application payload of a log entry, and of an apply result (encoded as bytes: see
+/// [`common::serde_bytes`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Payload(pub Vec<u8>);
+pub struct Payload(#[serde(with = "common::serde_bytes")] pub Vec<u8>);
 
 impl std::fmt::Display for Payload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

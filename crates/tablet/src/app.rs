@@ -114,11 +114,13 @@ pub enum Conflict {
     Newer { key: Vec<u8> },
 }
 
-/// One change of a write.
+/// One change of a write. Key and value are encoded as bytes ([`common::serde_bytes`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WriteOp {
+    #[serde(with = "common::serde_bytes")]
     pub key: Vec<u8>,
     /// `None` deletes the key.
+    #[serde(with = "common::serde_bytes::option")]
     pub value: Option<Vec<u8>>,
     /// Milliseconds to live from the commit time, `0` = forever.
     pub ttl_ms: u64,
@@ -1072,6 +1074,66 @@ impl StateMachineApp for TabletApp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A log entry's encoding is the one it had when keys and values were `serde`'s
+    /// sequences of `u8` and client ids tuples of 16 `u8`s, so logs written before decode.
+    #[test]
+    fn write_cmd_encoding_is_unchanged() {
+        #[derive(serde::Serialize)]
+        struct OldOp {
+            key: Vec<u8>,
+            value: Option<Vec<u8>>,
+            ttl_ms: u64,
+            expire_at_us: u64,
+            condition: Condition,
+        }
+        #[derive(serde::Serialize)]
+        struct OldId {
+            client: [u8; 16],
+            seq: u64,
+            min_running: u64,
+        }
+        let client: [u8; 16] = std::array::from_fn(|i| i as u8 * 17);
+        let op = |value: Option<&[u8]>| WriteOp {
+            key: b"user:1".to_vec(),
+            value: value.map(<[u8]>::to_vec),
+            ttl_ms: 5,
+            expire_at_us: 7,
+            condition: Condition::IfEquals(b"x".to_vec()),
+        };
+        let new = WriteCmd {
+            ht: 42,
+            writes: vec![vec![op(Some(b"v")), op(None)]],
+            ids: vec![RequestId {
+                client,
+                seq: 3,
+                min_running: 2,
+            }],
+        };
+        let old_op = |value: Option<&[u8]>| OldOp {
+            key: b"user:1".to_vec(),
+            value: value.map(<[u8]>::to_vec),
+            ttl_ms: 5,
+            expire_at_us: 7,
+            condition: Condition::IfEquals(b"x".to_vec()),
+        };
+        let old = (
+            42u64,
+            vec![vec![old_op(Some(b"v")), old_op(None)]],
+            vec![OldId {
+                client,
+                seq: 3,
+                min_running: 2,
+            }],
+        );
+        let bytes = bincode::serialize(&old).unwrap();
+        assert_eq!(bincode::serialize(&new).unwrap(), bytes);
+        let back = WriteCmd::decode(&bytes).unwrap();
+        assert_eq!(
+            (back.ht, &back.writes, &back.ids),
+            (42, &new.writes, &new.ids)
+        );
+    }
 
     #[test]
     fn checkpoint_part_round_trips_and_old_stores_still_read() {
