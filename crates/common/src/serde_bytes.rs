@@ -50,16 +50,13 @@ impl<'de> Visitor<'de> for BytesVisitor {
 
 /// The same for an `Option<Vec<u8>>`.
 pub mod option {
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     #[derive(serde::Deserialize)]
     struct Bytes(#[serde(with = "super")] Vec<u8>);
 
     pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(b) => s.serialize_some(&BytesRef(b)),
-            None => s.serialize_none(),
-        }
+        v.as_deref().map(BytesRef).serialize(s)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
@@ -68,7 +65,7 @@ pub mod option {
 
     struct BytesRef<'a>(&'a [u8]);
 
-    impl serde::Serialize for BytesRef<'_> {
+    impl Serialize for BytesRef<'_> {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             s.serialize_bytes(self.0)
         }

@@ -1110,21 +1110,31 @@ mod tests {
                 min_running: 2,
             }],
         };
-        let old_op = |value: Option<&[u8]>| OldOp {
-            key: b"user:1".to_vec(),
-            value: value.map(<[u8]>::to_vec),
-            ttl_ms: 5,
-            expire_at_us: 7,
-            condition: Condition::IfEquals(b"x".to_vec()),
-        };
+        // The same command in the old layout, field by field.
         let old = (
-            42u64,
-            vec![vec![old_op(Some(b"v")), old_op(None)]],
-            vec![OldId {
-                client,
-                seq: 3,
-                min_running: 2,
-            }],
+            new.ht,
+            new.writes
+                .iter()
+                .map(|w| {
+                    w.iter()
+                        .map(|o| OldOp {
+                            key: o.key.clone(),
+                            value: o.value.clone(),
+                            ttl_ms: o.ttl_ms,
+                            expire_at_us: o.expire_at_us,
+                            condition: o.condition.clone(),
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>(),
+            new.ids
+                .iter()
+                .map(|i| OldId {
+                    client: i.client,
+                    seq: i.seq,
+                    min_running: i.min_running,
+                })
+                .collect::<Vec<_>>(),
         );
         let bytes = bincode::serialize(&old).unwrap();
         assert_eq!(bincode::serialize(&new).unwrap(), bytes);

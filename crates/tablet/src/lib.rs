@@ -219,6 +219,7 @@ async fn proposer(
                 .map_err(|e| fail(e.to_string())),
             Err(e) => Err(fail(e.to_string())),
         };
+        // The ops are in the payload now: free them before the answer is awaited.
         drop(cmd);
         let answer = match answer {
             Ok(a) => a,
