@@ -3,7 +3,7 @@
 //! carries the lowest number the client still has running on that tablet (`min_running`), so
 //! the tablet can forget older ones. See `tablet::retries`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -13,8 +13,9 @@ use rpc::tablet::RequestId;
 pub(crate) struct Requests {
     client: [u8; 16],
     next: AtomicU64,
-    /// Per tablet id, the numbers of writes still running.
-    running: Mutex<HashMap<String, BTreeSet<u64>>>,
+    /// Per tablet id, the numbers of writes still running: ranges `first → end` (exclusive),
+    /// each started and finished as one.
+    running: Mutex<HashMap<String, BTreeMap<u64, u64>>>,
 }
 
 impl Requests {
@@ -55,23 +56,34 @@ impl Requests {
     fn number(&self, tablet: &str, n: u64) -> (u64, u64) {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let first = self.next.fetch_add(n, Ordering::Relaxed);
-        let set = running.entry(tablet.to_owned()).or_default();
-        set.extend(first..first + n);
-        (first, set.first().copied().unwrap_or(first))
+        let ranges = match running.get_mut(tablet) {
+            Some(r) => r,
+            None => running.entry(tablet.to_owned()).or_default(),
+        };
+        if n > 0 {
+            ranges.insert(first, first + n);
+        }
+        (first, lowest(ranges).unwrap_or(first))
     }
 
     /// The writes `seqs` on `tablet` ended.
     fn finish(&self, tablet: &str, seqs: std::ops::Range<u64>) {
+        if seqs.is_empty() {
+            return; // never marked running (and its start may be another range's)
+        }
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(set) = running.get_mut(tablet) {
-            for seq in seqs {
-                set.remove(&seq);
-            }
-            if set.is_empty() {
+        if let Some(ranges) = running.get_mut(tablet) {
+            ranges.remove(&seqs.start);
+            if ranges.is_empty() {
                 running.remove(tablet);
             }
         }
     }
+}
+
+/// The lowest number in `ranges`.
+fn lowest(ranges: &BTreeMap<u64, u64>) -> Option<u64> {
+    ranges.first_key_value().map(|(first, _)| *first)
 }
 
 /// Numbered writes in flight, started together.
@@ -115,7 +127,7 @@ impl Running<'_> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&self.tablet)
-            .and_then(|s| s.first().copied())
+            .and_then(lowest)
             .unwrap_or(self.seq);
         RequestId {
             client: self.requests.client.to_vec(),
@@ -155,5 +167,10 @@ mod tests {
         assert_eq!(r.start("t").id().min_running, 5);
         drop(many);
         assert_eq!(r.start("t").id().min_running, 9);
+        // No writes: nothing runs, and ending it ends nobody else's.
+        let none = r.start_many("t", 0);
+        let next = r.start("t");
+        drop(none);
+        assert_eq!(r.start("t").id().min_running, next.id().seq);
     }
 }

@@ -119,9 +119,10 @@ impl OpMetrics {
     }
 }
 
-/// Time between MVCC garbage-collection passes (which also measure tablet sizes).
+/// Time between MVCC garbage-collection passes (which also measure tablet sizes), and before
+/// the first: a pass reads every version of every tablet, which a server just started (often
+/// being loaded) needs less than the CPU.
 const GC_INTERVAL: Duration = Duration::from_secs(60);
-const FIRST_GC_DELAY: Duration = Duration::from_secs(5);
 
 /// A running dbserver.
 pub struct DbServer {
@@ -518,9 +519,8 @@ impl DbServer {
 
     /// Drop old MVCC versions every minute.
     async fn gc_loop(self: Arc<Self>) {
-        // The first pass soon after start, so tablet sizes are known early.
-        tokio::time::sleep(FIRST_GC_DELAY).await;
         loop {
+            tokio::time::sleep(GC_INTERVAL).await;
             let mut sizes = HashMap::new();
             for t in self.tablet_list() {
                 let t2 = t.clone();
@@ -536,7 +536,6 @@ impl DbServer {
                 }
             }
             *self.sizes.lock().unwrap_or_else(|e| e.into_inner()) = sizes;
-            tokio::time::sleep(GC_INTERVAL).await;
         }
     }
 

@@ -320,10 +320,8 @@ struct Fence {
 impl Fence {
     /// How the fence names a key (a collision only makes a read wait).
     fn key_hash(key: &[u8]) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        key.hash(&mut h);
-        h.finish()
+        use std::hash::BuildHasher;
+        foldhash::fast::FixedState::default().hash_one(key)
     }
 
     /// Stamp the next entry, whose ops' keys hash to `keys`.

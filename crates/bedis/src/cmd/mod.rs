@@ -459,21 +459,22 @@ struct Known {
 }
 
 /// [`COMMANDS`] by name: one hash lookup per request instead of scans of the lists.
-static KNOWN: std::sync::LazyLock<std::collections::HashMap<&'static str, Known>> =
-    std::sync::LazyLock::new(|| {
-        COMMANDS
-            .iter()
-            .map(|&(name, arity)| {
-                let known = Known {
-                    name,
-                    arity,
-                    single_key: SINGLE_KEY.contains(&name),
-                    combined: combine::COMBINED.contains(&name),
-                };
-                (name, known)
-            })
-            .collect()
-    });
+static KNOWN: std::sync::LazyLock<
+    std::collections::HashMap<&'static str, Known, foldhash::fast::FixedState>,
+> = std::sync::LazyLock::new(|| {
+    COMMANDS
+        .iter()
+        .map(|&(name, arity)| {
+            let known = Known {
+                name,
+                arity,
+                single_key: SINGLE_KEY.contains(&name),
+                combined: combine::COMBINED.contains(&name),
+            };
+            (name, known)
+        })
+        .collect()
+});
 
 /// The entry of the command named `first` (any case).
 fn lookup(first: &[u8]) -> Option<&'static Known> {
