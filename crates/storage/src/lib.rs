@@ -488,13 +488,8 @@ mod conformance {
     /// among them) match a model in both directions for random bounds, also while a writer
     /// keeps inserting: a scan sees the engine as of its start, in order, nothing twice.
     fn scans_match_a_model(e: Arc<dyn KvEngine>) {
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let mut rand = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rng = common::fuzz::XorShift::new(0x9E37_79B9_7F4A_7C15);
+        let mut rand = move |n: u64| rng.next_u64() % n;
         let prefix = [7u8; 16];
         let key = |n: u64| {
             let mut k = prefix.to_vec();

@@ -446,14 +446,9 @@ async fn bank(cluster: &mut Cluster, c: &Client, table: &Table, secs: u64) {
     for w in 0..8u64 {
         let (c, table, ledger, stop) = (c.clone(), table.clone(), ledger.clone(), stop.clone());
         workers.push(tokio::spawn(async move {
-            let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ (w + 1);
+            let mut rng = common::fuzz::XorShift::new(0x9E37_79B9_7F4A_7C15 ^ (w + 1));
             let mut n = 0u64;
-            let mut rnd = move |n: u64| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                seed % n
-            };
+            let mut rnd = move |n: u64| rng.next_u64() % n;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 if w == 0 {
                     // One client only checks snapshots.

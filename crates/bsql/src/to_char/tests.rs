@@ -154,21 +154,6 @@ fn case_tables_cover_regression_files() {
     }
 }
 
-/// A small deterministic xorshift generator for the no-panic test.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 #[test]
 fn garbage_formats_and_extreme_values_do_not_panic() {
     const PIECES: &[&str] = &[
@@ -301,7 +286,7 @@ fn garbage_formats_and_extreme_values_do_not_panic() {
         Some((i32::MAX, "ÄÖÜ")),
         Some((-37_800, "X")),
     ];
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = common::fuzz::XorShift::new(0x9E37_79B9_7F4A_7C15);
     for _ in 0..20_000 {
         let n = rng.below(12);
         let mut fmt = String::new();
@@ -318,7 +303,7 @@ fn garbage_formats_and_extreme_values_do_not_panic() {
     // Random bytes as formats (lossily made into strings).
     for _ in 0..5_000 {
         let n = rng.below(24);
-        let bytes: Vec<u8> = (0..n).map(|_| (rng.next() & 0xff) as u8).collect();
+        let bytes: Vec<u8> = (0..n).map(|_| (rng.next_u64() & 0xff) as u8).collect();
         let fmt = String::from_utf8_lossy(&bytes).into_owned();
         for v in &nums {
             let _ = number(v, &fmt);
